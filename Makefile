@@ -1,0 +1,43 @@
+# `make run` and `make test` work on a fresh machine: each sets up what it needs first.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup run test unit lint crds tools cluster-up cluster-down clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP) ## create .venv and install qorch with its test tools
+
+run: setup ## run the quickstart on the embedded control plane
+	$(VENV)/bin/qorch run examples/quickstart/
+
+test: setup ## the whole test suite
+	$(PY) -m pytest
+
+unit: setup ## tests that need neither agents nor a cluster
+	$(PY) -m pytest tests/unit
+
+lint: setup ## ruff, mypy and the import-layer contracts
+	$(VENV)/bin/ruff check src tests hack benchmarks
+	$(VENV)/bin/lint-imports
+
+crds: setup ## regenerate crds/ from the API models
+	$(VENV)/bin/qorch crds --out crds
+
+tools: ## build the test control plane (kube-apiserver, etcd, kubectl, helm, kwok) into the cache
+	bash hack/build-tools.sh
+
+cluster-up: setup tools ## start a local control plane; kubeconfig in .cluster/kubeconfig
+	$(PY) hack/controlplane.py up
+
+cluster-down: ## stop it
+	$(PY) hack/controlplane.py down
+
+clean:
+	rm -rf $(VENV) .cluster

@@ -1,0 +1,1 @@
+"""qorch: a Kubernetes operator for distributed quantum computing."""

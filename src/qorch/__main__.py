@@ -1,0 +1,3 @@
+from qorch.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,256 @@
+"""DistributedJob: an OpenQASM circuit to run across the QuantumNodes."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal, Self
+
+from pydantic import Field, model_validator
+
+from .base import API_VERSION, ApiModel, Condition, ObjectMeta
+from .crd_info import CrdInfo, PrinterColumn
+
+
+class ConfigMapKeyRef(ApiModel):
+    """A key of a ConfigMap in the job's namespace."""
+
+    name: str = Field(min_length=1, description="ConfigMap name.")
+    key: str = Field(min_length=1, description="Key holding the OpenQASM source.")
+
+
+class CircuitSource(ApiModel):
+    """The circuit, inline or from a ConfigMap; exactly one of the two."""
+
+    qasm: str | None = Field(None, description="Inline OpenQASM 2 or 3 source.")
+    config_map_ref: ConfigMapKeyRef | None = Field(
+        None, description="ConfigMap key holding the OpenQASM source."
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Self:
+        if (self.qasm is None) == (self.config_map_ref is None):
+            raise ValueError("set exactly one of circuit.qasm and circuit.configMapRef")
+        return self
+
+
+class LabelSelectorRequirement(ApiModel):
+    """A label selector requirement, as in Kubernetes."""
+
+    key: str = Field(description="Label key.")
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"] = Field(description="Operator.")
+    values: list[str] = Field(default_factory=list, description="Values for In and NotIn.")
+
+
+class LabelSelector(ApiModel):
+    """A Kubernetes label selector over QuantumNodes."""
+
+    match_labels: dict[str, str] = Field(default_factory=dict, description="Exact label matches.")
+    match_expressions: list[LabelSelectorRequirement] = Field(
+        default_factory=list, description="Set-based requirements."
+    )
+
+    def matches(self, labels: dict[str, str]) -> bool:
+        """Whether an object with these labels is selected."""
+        if any(labels.get(k) != v for k, v in self.match_labels.items()):
+            return False
+        for req in self.match_expressions:
+            present = req.key in labels
+            value = labels.get(req.key)
+            ok = {
+                "In": present and value in req.values,
+                "NotIn": not present or value not in req.values,
+                "Exists": present,
+                "DoesNotExist": not present,
+            }[req.operator]
+            if not ok:
+                return False
+        return True
+
+
+Strategy = Literal["auto", "single", "teleport", "cut"]
+
+
+class DistributedJobSpec(ApiModel):
+    """Desired state of a job."""
+
+    circuit: CircuitSource = Field(description="The OpenQASM circuit to run.")
+    shots: int = Field(1024, ge=1, le=1_000_000, description="Number of shots.")
+    observables: list[str] | None = Field(
+        None,
+        description="Pauli strings (e.g. ZZI) whose expectation values to estimate; qubit 0 is"
+        " the rightmost character.",
+    )
+    strategy: Strategy = Field("auto", description="How to spread the circuit over nodes.")
+    node_selector: LabelSelector | None = Field(
+        None, description="Only QuantumNodes matching this selector are used."
+    )
+    fidelity_budget: float | None = Field(
+        None, ge=0, le=1, description="Lowest acceptable estimated fidelity of the plan."
+    )
+    priority: int = Field(0, description="Higher runs first when capacity is short.")
+    timeout_seconds: int = Field(600, ge=1, description="Give up after this long.")
+    signature: str | None = Field(
+        None, description="Submitter's ML-DSA-65 signature over the canonical spec."
+    )
+
+    @model_validator(mode="after")
+    def _pauli_strings(self) -> Self:
+        for obs in self.observables or []:
+            if not obs or set(obs) - set("IXYZ"):
+                raise ValueError(f"observable {obs!r} must be a non-empty string of I, X, Y, Z")
+        return self
+
+
+JobPhase = Literal[
+    "Pending", "Admitted", "Planned", "Running", "Succeeded", "Failed", "Rejected"
+]
+TERMINAL_PHASES: frozenset[str] = frozenset({"Succeeded", "Failed", "Rejected"})
+
+
+class SanitizerViolation(ApiModel):
+    """One finding of the circuit sanitizer."""
+
+    rule: str = Field(description="Stable rule id, e.g. QS101.")
+    severity: Literal["deny", "warn"] = Field(description="deny rejects the job; warn does not.")
+    message: str = Field(description="What is wrong and what to change.")
+    location: dict[str, int] = Field(
+        default_factory=dict, description="instruction index and source line, where known."
+    )
+
+
+class SanitizerStatus(ApiModel):
+    """The sanitizer report of the job's circuit."""
+
+    accepted: bool = Field(description="Whether the circuit passed the policy.")
+    violations: list[SanitizerViolation] = Field(default_factory=list, description="Findings.")
+    stats: dict[str, float] = Field(
+        default_factory=dict, description="Qubits, depth, size and other measured figures."
+    )
+
+
+class Placement(ApiModel):
+    """Logical qubits placed on one node."""
+
+    node: str = Field(description="QuantumNode name.")
+    qubits: list[int] = Field(description="Logical qubit indices of the circuit on this node.")
+
+
+class LinkUse(ApiModel):
+    """Bell pairs a plan consumes on one link."""
+
+    link: str = Field(description="EntanglementLink name.")
+    bell_pairs: int = Field(description="Bell pairs consumed per shot.")
+
+
+class Program(ApiModel):
+    """One unit of work sent to one agent."""
+
+    id: str = Field(description="Program id, stable within the attempt.")
+    node: str = Field(description="QuantumNode whose agent runs it.")
+    shots: int = Field(description="Shots of this program.")
+    note: str = Field("", description="Why the program runs where it does.")
+
+
+class Plan(ApiModel):
+    """How the job is spread over the nodes."""
+
+    strategy: Literal["single", "teleport", "cut"] = Field(description="Chosen strategy.")
+    placement: list[Placement] = Field(description="Qubits per node.")
+    programs: list[Program] = Field(description="Work sent to agents.")
+    nodes: str = Field("", description="Comma-separated node names, for kubectl get.")
+    nonlocal_gates: int = Field(0, description="Two-qubit gates spanning two nodes.")
+    bell_pairs: list[LinkUse] = Field(default_factory=list, description="Bell pairs per link.")
+    estimated_fidelity: float | None = Field(None, description="Estimated fidelity, 0..1.")
+    sampling_overhead: float | None = Field(None, description="Cutting sampling overhead.")
+    reason: str = Field("", description="Why this strategy and placement were chosen.")
+
+
+class ProgramProgress(ApiModel):
+    """Progress of one program."""
+
+    id: str = Field(description="Program id.")
+    node: str = Field(description="QuantumNode name.")
+    state: Literal["Pending", "Running", "Done", "Failed"] = Field(description="State.")
+    attempt: int = Field(description="Job attempt this progress belongs to.")
+    message: str = Field("", description="Details, e.g. the error of a failed program.")
+    seconds: float | None = Field(None, description="Execution time reported by the agent.")
+
+
+class Verification(ApiModel):
+    """Comparison of the result with an exact classical simulation."""
+
+    method: str = Field(description="statevector, stabilizer, or none.")
+    distance: float | None = Field(
+        None, description="Total variation distance between measured and exact distributions."
+    )
+    tolerance: float | None = Field(None, description="Largest distance that counts as verified.")
+
+
+class JobResult(ApiModel):
+    """Result of the job."""
+
+    counts: dict[str, int] | None = Field(None, description="Measured outcome counts.")
+    expectation_values: list[float] | None = Field(
+        None, description="Expectation values of spec.observables, in order."
+    )
+    standard_errors: list[float] | None = Field(
+        None, description="Standard errors of the expectation values."
+    )
+    verification: Verification | None = Field(None, description="Check against exact simulation.")
+
+
+class Timings(ApiModel):
+    """When the job passed each step, and how long steps took."""
+
+    admitted_at: str | None = Field(None, description="RFC 3339 time of admission.")
+    started_at: str | None = Field(None, description="RFC 3339 time of the first dispatch.")
+    finished_at: str | None = Field(None, description="RFC 3339 time of the terminal phase.")
+    sanitize_seconds: float | None = Field(None, description="Time spent in the sanitizer.")
+    plan_seconds: float | None = Field(None, description="Time spent planning.")
+    execute_seconds: float | None = Field(None, description="Wall time of dispatch and collect.")
+
+
+class DistributedJobStatus(ApiModel):
+    """Observed state of a job."""
+
+    phase: JobPhase = Field("Pending", description="Summary for humans.")
+    conditions: list[Condition] = Field(default_factory=list, description="Observations.")
+    observed_generation: int = Field(0, description="Generation last reconciled.")
+    attempt: int = Field(0, description="Execution attempt; a re-plan starts a new one.")
+    message: str = Field("", description="Last notable event, for humans.")
+    sanitizer: SanitizerStatus | None = Field(None, description="Sanitizer report.")
+    plan: Plan | None = Field(None, description="Placement and strategy.")
+    progress: list[ProgramProgress] = Field(default_factory=list, description="Per program.")
+    result: JobResult | None = Field(None, description="Result.")
+    timings: Timings = Field(default_factory=Timings, description="Timings.")
+    trace_id: str | None = Field(None, description="Trace id of the job's current attempt.")
+
+
+class DistributedJob(ApiModel):
+    """A circuit to run across quantum processors."""
+
+    crd: ClassVar[CrdInfo] = CrdInfo(
+        kind="DistributedJob",
+        plural="distributedjobs",
+        short_names=["djob"],
+        columns=[
+            PrinterColumn("Phase", "string", ".status.phase"),
+            PrinterColumn("Strategy", "string", ".status.plan.strategy"),
+            PrinterColumn("Nodes", "string", ".status.plan.nodes"),
+            PrinterColumn("Fidelity", "number", ".status.plan.estimatedFidelity"),
+            PrinterColumn("Shots", "integer", ".spec.shots"),
+            PrinterColumn("Age", "date", ".metadata.creationTimestamp"),
+            PrinterColumn(
+                "Reason",
+                "string",
+                '.status.conditions[?(@.type=="Succeeded")].reason',
+                priority=1,
+            ),
+            PrinterColumn("Message", "string", ".status.message", priority=1),
+        ],
+    )
+
+    api_version: Literal["qorch.dev/v1alpha1"] = Field(API_VERSION, description="API version.")
+    kind: Literal["DistributedJob"] = Field("DistributedJob", description="Kind.")
+    metadata: ObjectMeta
+    spec: DistributedJobSpec
+    status: DistributedJobStatus = Field(default_factory=DistributedJobStatus)

@@ -1,0 +1,76 @@
+"""EntanglementLink: a quantum link that distributes Bell pairs between two QuantumNodes."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal, Self
+
+from pydantic import Field, model_validator
+
+from .base import API_VERSION, ApiModel, Condition, ObjectMeta
+from .crd_info import CrdInfo, PrinterColumn
+
+
+class EntanglementLinkSpec(ApiModel):
+    """Desired state of a link."""
+
+    nodes: list[str] = Field(
+        min_length=2, max_length=2, description="Names of the two QuantumNodes it joins."
+    )
+    fidelity: float = Field(
+        gt=0.25, le=1, description="Fidelity of a delivered Bell pair to the ideal state."
+    )
+    generation_rate_hz: float = Field(gt=0, description="Heralded generation attempts per second.")
+    success_probability: float = Field(
+        gt=0, le=1, description="Probability that one generation attempt succeeds."
+    )
+    classical_latency_microseconds: float = Field(
+        0, ge=0, description="One-way latency of the classical channel for feed-forward."
+    )
+
+    @model_validator(mode="after")
+    def _two_distinct_nodes(self) -> Self:
+        if self.nodes[0] == self.nodes[1]:
+            raise ValueError(f"nodes must name two different QuantumNodes, got {self.nodes}")
+        return self
+
+
+LinkPhase = Literal["Establishing", "Up", "Degraded", "Down"]
+
+
+class EntanglementLinkStatus(ApiModel):
+    """Observed state of a link."""
+
+    phase: LinkPhase = Field("Establishing", description="Summary for humans.")
+    conditions: list[Condition] = Field(default_factory=list, description="Observations.")
+    observed_generation: int = Field(0, description="Generation last reconciled.")
+    measured_fidelity: float | None = Field(None, description="Bell-pair fidelity from probes.")
+    measured_success_rate: float | None = Field(None, description="Success rate from probes.")
+    bell_pairs_consumed: int = Field(0, description="Bell pairs consumed by jobs so far.")
+    last_probe_time: str | None = Field(None, description="RFC 3339 time of the last probe.")
+
+
+class EntanglementLink(ApiModel):
+    """A quantum link between two processors."""
+
+    crd: ClassVar[CrdInfo] = CrdInfo(
+        kind="EntanglementLink",
+        plural="entanglementlinks",
+        short_names=["qlink"],
+        columns=[
+            PrinterColumn("Phase", "string", ".status.phase"),
+            PrinterColumn("A", "string", ".spec.nodes[0]"),
+            PrinterColumn("B", "string", ".spec.nodes[1]"),
+            PrinterColumn("Fidelity", "number", ".spec.fidelity"),
+            PrinterColumn("Measured", "number", ".status.measuredFidelity"),
+            PrinterColumn("Age", "date", ".metadata.creationTimestamp"),
+            PrinterColumn(
+                "Reason", "string", '.status.conditions[?(@.type=="Ready")].reason', priority=1
+            ),
+        ],
+    )
+
+    api_version: Literal["qorch.dev/v1alpha1"] = Field(API_VERSION, description="API version.")
+    kind: Literal["EntanglementLink"] = Field("EntanglementLink", description="Kind.")
+    metadata: ObjectMeta
+    spec: EntanglementLinkSpec
+    status: EntanglementLinkStatus = Field(default_factory=EntanglementLinkStatus)

@@ -1,0 +1,122 @@
+"""The `qorch` command: one entry point, a subcommand per job."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from pathlib import Path
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from qorch.local.runner import run
+
+    return asyncio.run(run(args.paths, output=args.output))
+
+
+def _cmd_crds(args: argparse.Namespace) -> int:
+    from qorch.api.crdgen import write_crds
+
+    for path in write_crds(Path(args.out)):
+        print(path)
+    return 0
+
+
+def _load_node(args: argparse.Namespace):  # -> QuantumNode
+    import yaml
+    from pydantic import ValidationError
+
+    from qorch.api import QuantumNode
+
+    if args.node_file:
+        raw = Path(args.node_file).read_text()
+    else:
+        raw = args.node_json or os.environ.get("QORCH_NODE_MANIFEST", "")
+    if not raw:
+        raise SystemExit("qpu-agent: give --node-file, --node-json or QORCH_NODE_MANIFEST")
+    try:
+        return QuantumNode.model_validate(yaml.safe_load(raw))
+    except (ValidationError, yaml.YAMLError) as exc:
+        print(f"qpu-agent: invalid QuantumNode manifest:\n{exc}", file=sys.stderr)
+        raise SystemExit(2) from exc
+
+
+def _cmd_qpu_agent(args: argparse.Namespace) -> int:
+    from qorch.qpu.agent import serve
+
+    node = _load_node(args)
+    try:
+        asyncio.run(serve(node, args.host, args.port))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _cmd_sanitize(args: argparse.Namespace) -> int:
+    from qorch.sanitizer.cli import sanitize_command
+
+    return sanitize_command(args.file, args.policy, args.output)
+
+
+def _cmd_operator(args: argparse.Namespace) -> int:
+    import kopf
+
+    import qorch.operator  # noqa: F401  (registers the handlers)
+
+    asyncio.run(
+        kopf.operator(
+            clusterwide=not args.namespace,
+            namespaces=args.namespace,
+            liveness_endpoint=args.liveness,
+            standalone=args.peering is None,
+            peering_name=args.peering,
+        )
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="qorch", description=__doc__)
+    parser.add_argument("--log-level", default=os.environ.get("QORCH_LOG_LEVEL", "WARNING"))
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="run manifests on the embedded control plane")
+    p.add_argument("paths", nargs="+", help="manifest files or folders")
+    p.add_argument("--output", "-o", choices=["text", "json"], default="text")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("crds", help="write the CustomResourceDefinitions from the API models")
+    p.add_argument("--out", default="crds", help="output folder (default: crds)")
+    p.set_defaults(func=_cmd_crds)
+
+    p = sub.add_parser("qpu-agent", help="serve a simulated QPU for one QuantumNode")
+    p.add_argument("--node-file", help="QuantumNode manifest (YAML or JSON)")
+    p.add_argument("--node-json", help="QuantumNode manifest as a JSON string")
+    p.add_argument("--host", default=os.environ.get("QORCH_AGENT_HOST", "0.0.0.0"))
+    p.add_argument("--port", type=int, default=int(os.environ.get("QORCH_AGENT_PORT", "8080")))
+    p.set_defaults(func=_cmd_qpu_agent)
+
+    p = sub.add_parser("operator", help="run the Kubernetes operator (kopf)")
+    p.add_argument("--namespace", "-n", action="append", default=[],
+                   help="watch only this namespace (repeatable); all namespaces by default")
+    p.add_argument("--liveness", default=os.environ.get("QORCH_LIVENESS_ENDPOINT"),
+                   help="liveness endpoint, e.g. http://0.0.0.0:8081/healthz")
+    p.add_argument("--peering", default=None,
+                   help="kopf peering name; standalone (no peering) when unset")
+    p.set_defaults(func=_cmd_operator)
+
+    p = sub.add_parser("sanitize", help="check a circuit against the sanitizer policy")
+    p.add_argument("file", help="OpenQASM 2 or 3 file")
+    p.add_argument("--policy", help="policy YAML (default: the built-in policy)")
+    p.add_argument("--output", "-o", choices=["text", "json"], default="text")
+    p.set_defaults(func=_cmd_sanitize)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    return int(args.func(args))

@@ -1,0 +1,62 @@
+"""QPU agents as child processes on loopback, one per `aer` QuantumNode, as pods would be."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sys
+
+from qorch.api import QuantumNode
+
+_LISTENING = re.compile(r"listening on (http://\S+)")
+STARTUP_TIMEOUT_SECONDS = 120.0
+
+
+class AgentProcess:
+    """One `qorch qpu-agent` child process."""
+
+    def __init__(self, node: QuantumNode, proc: asyncio.subprocess.Process, endpoint: str) -> None:
+        self.node = node
+        self.proc = proc
+        self.endpoint = endpoint
+
+    @classmethod
+    async def start(cls, node: QuantumNode) -> AgentProcess:
+        manifest = node.model_dump_json(by_alias=True, exclude_none=True)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "qorch", "qpu-agent", "--host", "127.0.0.1", "--port", "0",
+            "--node-json", manifest,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        assert proc.stdout is not None
+        lines: list[str] = []
+        try:
+            async with asyncio.timeout(STARTUP_TIMEOUT_SECONDS):
+                while raw := await proc.stdout.readline():
+                    line = raw.decode(errors="replace").rstrip()
+                    lines.append(line)
+                    if match := _LISTENING.search(line):
+                        asyncio.create_task(_drain(proc.stdout))
+                        return cls(node, proc, match.group(1))
+        except TimeoutError:
+            proc.kill()
+        await proc.wait()
+        tail = "\n".join(lines[-20:])
+        raise RuntimeError(f"qpu-agent for {node.metadata.name} did not start:\n{tail}")
+
+    async def stop(self) -> None:
+        if self.proc.returncode is None:
+            self.proc.terminate()
+            try:
+                async with asyncio.timeout(10):
+                    await self.proc.wait()
+            except TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+
+
+async def _drain(stream: asyncio.StreamReader) -> None:
+    """Keep reading the child's output so it never blocks on a full pipe."""
+    while await stream.readline():
+        pass

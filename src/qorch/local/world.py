@@ -1,0 +1,82 @@
+"""The embedded control plane's view of the world: an in-memory store, agents on loopback."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from qorch.api import DistributedJob, EntanglementLink, QuantumNode
+from qorch.api.base import now_rfc3339
+from qorch.api.manifests import Manifests
+from qorch.qpu.transport import AgentClient, PlainHttpClient
+
+
+@dataclass(frozen=True)
+class Event:
+    """A Kubernetes-style Event, kept in memory."""
+
+    object: str
+    type: str
+    reason: str
+    message: str
+    time: str
+
+
+class LocalWorld:
+    """Resources by (namespace, name), as the API server would hold them."""
+
+    def __init__(self, manifests: Manifests) -> None:
+        self._nodes = {(n.metadata.namespace, n.metadata.name): n for n in manifests.nodes}
+        self._links = {(x.metadata.namespace, x.metadata.name): x for x in manifests.links}
+        self.jobs = {(j.metadata.namespace, j.metadata.name): j for j in manifests.jobs}
+        self._config_maps = manifests.config_maps
+        self.endpoints: dict[str, str] = {}
+        self._clients: dict[str, PlainHttpClient] = {}
+        self.events: list[Event] = []
+        created = now_rfc3339()
+        for obj in [*self._nodes.values(), *self._links.values(), *self.jobs.values()]:
+            obj.metadata.uid = obj.metadata.uid or str(uuid.uuid4())
+            extra: dict[str, Any] = obj.metadata.model_extra or {}
+            extra.setdefault("creationTimestamp", created)
+
+    def all_nodes(self) -> list[QuantumNode]:
+        return list(self._nodes.values())
+
+    def all_links(self) -> list[EntanglementLink]:
+        return list(self._links.values())
+
+    # World protocol -------------------------------------------------------------------------
+
+    def nodes(self, namespace: str) -> list[QuantumNode]:
+        return [n for (ns, _), n in self._nodes.items() if ns == namespace]
+
+    def links(self, namespace: str) -> list[EntanglementLink]:
+        return [x for (ns, _), x in self._links.items() if ns == namespace]
+
+    async def config_map_value(self, namespace: str, name: str, key: str) -> str | None:
+        return self._config_maps.get((namespace, name), {}).get(key)
+
+    def agent(self, node: QuantumNode) -> AgentClient:
+        endpoint = self.endpoint_of(node)
+        client = self._clients.get(endpoint)
+        if client is None:
+            client = self._clients[endpoint] = PlainHttpClient(endpoint)
+        return client
+
+    def event(self, job: DistributedJob, type_: str, reason: str, message: str) -> None:
+        self.events.append(
+            Event(f"{job.kind}/{job.metadata.name}", type_, reason, message, now_rfc3339())
+        )
+
+    # ----------------------------------------------------------------------------------------
+
+    def endpoint_of(self, node: QuantumNode) -> str:
+        if node.spec.backend.type == "external":
+            assert node.spec.backend.endpoint is not None
+            return node.spec.backend.endpoint
+        return self.endpoints[node.metadata.name]
+
+    async def close(self) -> None:
+        for client in self._clients.values():
+            await client.close()

@@ -1,0 +1,111 @@
+"""The Deployment and Service of an `aer` QuantumNode's QPU agent, as pure functions."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from qorch.api import QuantumNode
+from qorch.settings import Settings
+
+# Restricted Pod Security: what every container of ours runs with.
+RESTRICTED_CONTAINER = {
+    "runAsNonRoot": True,
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
+def agent_name(node: QuantumNode) -> str:
+    return f"qpu-{node.metadata.name}"
+
+
+def labels(node: QuantumNode) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "qorch-qpu-agent",
+        "app.kubernetes.io/instance": node.metadata.name,
+        "app.kubernetes.io/managed-by": "qorch",
+        "qorch.dev/node": node.metadata.name,
+    }
+
+
+def agent_endpoint(node: QuantumNode, settings: Settings) -> str:
+    if node.spec.backend.type == "external":
+        assert node.spec.backend.endpoint is not None
+        return node.spec.backend.endpoint
+    return f"http://{agent_name(node)}.{node.metadata.namespace}.svc:{settings.agent_port}"
+
+
+def _hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def build_deployment(node: QuantumNode, settings: Settings) -> dict[str, Any]:
+    """One replica of `qorch qpu-agent`, configured with the node's manifest."""
+    manifest = json.dumps(
+        {"metadata": {"name": node.metadata.name}, "spec": node.spec.wire()}, sort_keys=True
+    )
+    agent = {
+        "name": "qpu-agent",
+        "image": settings.agent_image,
+        "args": ["qpu-agent", "--port", str(settings.agent_port)],
+        "env": [{"name": "QORCH_NODE_MANIFEST", "value": manifest}],
+        "ports": [{"name": "agent", "containerPort": settings.agent_port}],
+        "readinessProbe": {"httpGet": {"path": "/healthz", "port": "agent"}},
+        "livenessProbe": {"httpGet": {"path": "/healthz", "port": "agent"}, "periodSeconds": 20},
+        "resources": {
+            "requests": {"cpu": "250m", "memory": "512Mi"},
+            "limits": {"memory": "2Gi"},
+        },
+        "securityContext": RESTRICTED_CONTAINER,
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+    }
+    pod_spec: dict[str, Any] = {
+        "automountServiceAccountToken": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": 10001,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        # The telemetry sidecar joins this list; it shares only the stats volume.
+        "containers": [agent],
+        "volumes": [{"name": "tmp", "emptyDir": {}}],
+    }
+    spec = {
+        "replicas": 1,
+        "strategy": {"type": "Recreate"},  # one processor, never two copies of it
+        "selector": {"matchLabels": labels(node)},
+        "template": {"metadata": {"labels": labels(node)}, "spec": pod_spec},
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": agent_name(node),
+            "namespace": node.metadata.namespace,
+            "labels": labels(node),
+            "annotations": {"qorch.dev/spec-hash": _hash(spec)},
+        },
+        "spec": spec,
+    }
+
+
+def build_service(node: QuantumNode, settings: Settings) -> dict[str, Any]:
+    spec = {
+        "selector": labels(node),
+        "ports": [{"name": "agent", "port": settings.agent_port, "targetPort": "agent"}],
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": agent_name(node),
+            "namespace": node.metadata.namespace,
+            "labels": labels(node),
+            "annotations": {"qorch.dev/spec-hash": _hash(spec)},
+        },
+        "spec": spec,
+    }

@@ -1,0 +1,71 @@
+"""DistributedJob handlers: one daemon per job drives the shared pipeline to a terminal phase."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import kopf
+from pydantic import ValidationError
+
+from qorch.api import GROUP, TERMINAL_PHASES, VERSION, DistributedJob
+from qorch.pipeline.job import JobPipeline, reservation_key
+
+from . import kube
+from .state import OperatorState, plain
+from .world import KubeWorld
+
+DJOB = (GROUP, VERSION, "distributedjobs")
+
+
+@kopf.daemon(*DJOB, id="pipeline", cancellation_timeout=5.0)
+async def run_job(
+    body: kopf.Body,
+    name: str,
+    namespace: str,
+    memo: kopf.Memo,
+    qnodes: kopf.Index,
+    qlinks: kopf.Index,
+    logger: Any,
+    **_: Any,
+) -> None:
+    """Step the job until it is terminal, persisting the status after every step.
+
+    On an operator restart kopf starts this daemon again and the job resumes from the
+    status it last persisted.
+    """
+    if (body.get("status") or {}).get("phase") in TERMINAL_PHASES:
+        return
+    try:
+        job = DistributedJob.model_validate(plain(body))
+    except ValidationError as exc:
+        msg = f"spec does not validate: {exc.errors()[0]['msg']}"
+        await kube.patch_status(DJOB[2], namespace, name, {"phase": "Rejected", "message": msg})
+        return
+    state: OperatorState = memo.state
+    world = KubeWorld(qnodes, qlinks, state.agents, state.settings)
+    pipeline = JobPipeline(world, state.reservations, state.pipeline_settings)
+    while job.status.phase not in TERMINAL_PHASES:
+        before = job.status
+        result = await pipeline.step(job)
+        if result.status != before:
+            await kube.patch_status(DJOB[2], namespace, name, result.status.wire())
+            job.status = result.status
+            logger.info("phase %s: %s", job.status.phase, job.status.message)
+        if result.requeue_after is not None:
+            await asyncio.sleep(result.requeue_after)
+
+
+@kopf.on.delete(*DJOB, id="release")
+async def release(
+    name: str, namespace: str, uid: str, memo: kopf.Memo, **_: Any
+) -> None:
+    """The finalizer: a deleted job gives its qubits back."""
+    memo.state.reservations.release(reservation_key(namespace, name, uid))
+
+
+@kopf.on.probe(id="jobs-reserved")
+def jobs_reserved(memo: kopf.Memo, **_: Any) -> int:
+    """Liveness endpoint detail: qubits currently reserved."""
+    state: OperatorState | None = memo.get("state")
+    return 0 if state is None else state.reservations.total()

@@ -1,0 +1,76 @@
+"""The few Kubernetes API calls the handlers make beyond what kopf does for them."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from qorch.api import GROUP, VERSION
+
+
+def load_credentials() -> None:
+    """In-cluster service account when in a pod, the kubeconfig otherwise (as kopf does)."""
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+
+
+async def patch_status(plural: str, namespace: str, name: str, status: dict[str, Any]) -> None:
+    """Merge-patch the status subresource of one of our objects."""
+    api = client.CustomObjectsApi()
+    await asyncio.to_thread(
+        api.patch_namespaced_custom_object_status,
+        GROUP, VERSION, namespace, plural, name, {"status": status},
+    )
+
+
+async def read_config_map_key(namespace: str, name: str, key: str) -> str | None:
+    try:
+        cm = await asyncio.to_thread(
+            client.CoreV1Api().read_namespaced_config_map, name, namespace
+        )
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return (cm.data or {}).get(key)
+
+
+async def apply_owned(manifest: dict[str, Any]) -> str:
+    """Create the object, or patch it when it exists and differs; return what was done."""
+    kind = manifest["kind"]
+    meta = manifest["metadata"]
+    ns, name = meta["namespace"], meta["name"]
+    if kind == "Deployment":
+        api: Any = client.AppsV1Api()
+        read, create, patch = (
+            api.read_namespaced_deployment,
+            api.create_namespaced_deployment,
+            api.patch_namespaced_deployment,
+        )
+    elif kind == "Service":
+        api = client.CoreV1Api()
+        read, create, patch = (
+            api.read_namespaced_service,
+            api.create_namespaced_service,
+            api.patch_namespaced_service,
+        )
+    else:
+        raise ValueError(f"unsupported kind {kind}")
+    try:
+        current = await asyncio.to_thread(read, name, ns)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+        await asyncio.to_thread(create, ns, manifest)
+        return "created"
+    desired_hash = meta.get("annotations", {}).get("qorch.dev/spec-hash")
+    current_hash = (current.metadata.annotations or {}).get("qorch.dev/spec-hash")
+    if desired_hash and desired_hash == current_hash:
+        return "unchanged"
+    await asyncio.to_thread(patch, name, ns, manifest)
+    return "patched"

@@ -1,0 +1,67 @@
+"""QuantumNode handlers: the agent workload of `aer` nodes, and the health timer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+from pydantic import ValidationError
+
+from qorch.api import GROUP, VERSION, QuantumNode
+from qorch.pipeline.resources import check_node
+from qorch.settings import Settings
+
+from . import kube
+from .agent_workload import agent_endpoint, build_deployment, build_service
+from .state import OperatorState, plain
+
+QN = (GROUP, VERSION, "quantumnodes")
+_SETTINGS = Settings.from_env()
+
+
+def parse(body: Any) -> QuantumNode | None:
+    try:
+        return QuantumNode.model_validate(plain(body))
+    except ValidationError:
+        return None
+
+
+@kopf.index(*QN, id="qnodes")
+def index_nodes(body: kopf.Body, namespace: str, **_: Any) -> dict[str, QuantumNode]:
+    """Every valid QuantumNode with its status, by namespace, for planning."""
+    node = parse(body)
+    return {namespace: node} if node is not None else {}
+
+
+@kopf.on.resume(*QN, id="workload")
+@kopf.on.create(*QN, id="workload")
+@kopf.on.update(*QN, id="workload", field="spec")
+async def ensure_workload(body: kopf.Body, memo: kopf.Memo, logger: Any, **_: Any) -> None:
+    """An `aer` node gets a Deployment and Service running its QPU agent, owned by the node."""
+    node = parse(body)
+    if node is None:
+        raise kopf.PermanentError("spec does not validate against the QuantumNode model")
+    if node.spec.backend.type != "aer":
+        return
+    state: OperatorState = memo.state
+    for manifest in (build_deployment(node, state.settings), build_service(node, state.settings)):
+        kopf.adopt(manifest, owner=body)
+        outcome = await kube.apply_owned(manifest)
+        if outcome != "unchanged":
+            logger.info("%s %s/%s", outcome, manifest["kind"], manifest["metadata"]["name"])
+
+
+@kopf.timer(*QN, id="health", interval=_SETTINGS.node_check_seconds)
+async def node_health(
+    body: kopf.Body, name: str, memo: kopf.Memo, patch: kopf.Patch, **_: Any
+) -> None:
+    """Ask the agent for its health; phase, Ready condition and heartbeat follow."""
+    node = parse(body)
+    if node is None:
+        return
+    state: OperatorState = memo.state
+    endpoint = agent_endpoint(node, state.settings)
+    status = await check_node(
+        node, state.agents.get(endpoint), endpoint, state.reservations.allocated(name)
+    )
+    patch.status.update(status.wire())

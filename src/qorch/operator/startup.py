@@ -1,0 +1,56 @@
+"""Operator-wide configuration: kopf settings, credentials, the shared state."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from qorch.pipeline.job import PipelineSettings
+from qorch.settings import Settings
+
+from . import kube
+from .state import OperatorState
+
+log = logging.getLogger(__name__)
+
+
+def _policy(settings: Settings):  # -> SanitizerPolicy
+    from qorch.sanitizer import SanitizerPolicy, load_policy
+
+    if settings.sanitizer_policy_file:
+        return load_policy(settings.sanitizer_policy_file)
+    return SanitizerPolicy()
+
+
+@kopf.on.startup(id="configure")
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    """Long-lived watches that survive idle load balancers, progress kept in annotations."""
+    # Watches end server-side before any proxy or load balancer in between drops them.
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.connect_timeout = 10
+    # Our CRD schemas prune status.kopf, so handler progress lives in annotations.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="qorch.dev")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="qorch.dev", key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = "qorch.dev/finalizer"
+    settings.posting.level = logging.WARNING  # only warnings become Events; ours are explicit
+    kube.load_credentials()
+    qorch = Settings.from_env()
+    memo.state = OperatorState(
+        settings=qorch,
+        pipeline_settings=PipelineSettings(
+            policy=_policy(qorch), capacity_retry_seconds=qorch.capacity_retry_seconds
+        ),
+    )
+
+
+@kopf.on.cleanup(id="close-connections")
+async def close_connections(memo: kopf.Memo, **_: Any) -> None:
+    """Close agent connections on shutdown."""
+    state: OperatorState | None = memo.get("state")
+    if state is not None:
+        await state.agents.close()

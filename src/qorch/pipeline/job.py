@@ -1,0 +1,364 @@
+"""The DistributedJob state machine, shared by the operator and the embedded control plane.
+
+Each `step` performs one transition and returns the new status; the driver persists it
+before calling `step` again. Every step is idempotent and derives what it needs from the
+spec and the persisted status alone, so a driver that restarts resumes where it stopped.
+Programs are sent with ids that include the attempt, and agents never run an id twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from qiskit import QuantumCircuit
+
+from qorch.api import TERMINAL_PHASES, DistributedJob, DistributedJobStatus, QuantumNode
+from qorch.api import reasons as R
+from qorch.api.base import ConditionStatus, now_rfc3339, set_condition
+from qorch.api.distributed_job import (
+    JobResult,
+    Placement,
+    Plan,
+    Program,
+    ProgramProgress,
+    SanitizerStatus,
+)
+from qorch.planner.fidelity import GateProfile
+from qorch.planner.single import rank_single
+from qorch.qpu.circuits import encode_circuit
+from qorch.qpu.transport import AgentError
+from qorch.sanitizer import SanitizerPolicy, TargetTiming, sanitize
+
+from .ports import World
+from .reservations import Reservations
+from .verification import verify_counts
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """New status, and when to step again if the job is waiting rather than moving."""
+
+    status: DistributedJobStatus
+    requeue_after: float | None = None
+
+
+@dataclass
+class PipelineSettings:
+    """Knobs of the pipeline, the same for both drivers."""
+
+    policy: SanitizerPolicy = field(default_factory=SanitizerPolicy)
+    capacity_retry_seconds: float = 1.0
+
+
+def reservation_key(namespace: str, name: str, uid: str | None) -> str:
+    """Reservations are per object instance: a re-created job with the same name is new."""
+    return f"{namespace}/{name}/{uid or ''}"
+
+
+def job_key(job: DistributedJob) -> str:
+    return reservation_key(job.metadata.namespace, job.metadata.name, job.metadata.uid)
+
+
+def node_is_ready(node: QuantumNode) -> bool:
+    return node.status.phase == "Ready"
+
+
+class JobPipeline:
+    """Drives one DistributedJob at a time through admit, plan, dispatch, collect, aggregate."""
+
+    def __init__(
+        self, world: World, reservations: Reservations, settings: PipelineSettings | None = None
+    ) -> None:
+        self.world = world
+        self.reservations = reservations
+        self.settings = settings or PipelineSettings()
+        self._circuits: dict[str, tuple[int, QuantumCircuit]] = {}
+
+    async def step(self, job: DistributedJob) -> StepResult:
+        phase = job.status.phase
+        if phase in TERMINAL_PHASES:
+            self.reservations.release(job_key(job))
+            return StepResult(job.status)
+        if phase == "Pending":
+            return await self._admit(job)
+        if phase == "Admitted":
+            return await self._plan(job)
+        if phase == "Planned":
+            return self._start_attempt(job)
+        return await self._collect(job)
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _status(self, job: DistributedJob) -> DistributedJobStatus:
+        status = job.status.model_copy(deep=True)
+        status.observed_generation = job.metadata.generation
+        return status
+
+    def _cond(
+        self,
+        job: DistributedJob,
+        status: DistributedJobStatus,
+        type_: str,
+        value: ConditionStatus,
+        reason: str,
+        message: str = "",
+    ) -> None:
+        status.conditions = set_condition(
+            status.conditions, type_, value, reason, message, job.metadata.generation
+        )
+
+    def _finish(
+        self, job: DistributedJob, status: DistributedJobStatus, phase: str, reason: str, msg: str
+    ) -> StepResult:
+        status.phase = phase  # type: ignore[assignment]
+        status.message = msg
+        status.timings.finished_at = now_rfc3339()
+        ok: ConditionStatus = "True" if phase == "Succeeded" else "False"
+        self._cond(job, status, R.SUCCEEDED, ok, reason, msg)
+        self.reservations.release(job_key(job))
+        self.world.event(job, "Normal" if ok == "True" else "Warning", reason, msg)
+        return StepResult(status)
+
+    def _timing(self, nodes: list[QuantumNode]) -> TargetTiming | None:
+        noises = [n.spec.noise for n in nodes]
+        t2s = [x.t2_microseconds or x.t1_microseconds for x in noises]
+        t2s = [t for t in t2s if t]
+        gate1 = [x.single_qubit_gate_nanoseconds for x in noises if x.single_qubit_gate_nanoseconds]
+        gate2 = [x.two_qubit_gate_nanoseconds for x in noises if x.two_qubit_gate_nanoseconds]
+        meas = [x.measure_nanoseconds for x in noises if x.measure_nanoseconds]
+        if not t2s:
+            return None
+        return TargetTiming(
+            single_qubit_gate_ns=max(gate1, default=None),
+            two_qubit_gate_ns=max(gate2, default=None),
+            measure_ns=max(meas, default=None),
+            shortest_t2_us=min(t2s),
+        )
+
+    def _candidates(self, job: DistributedJob) -> list[QuantumNode]:
+        selector = job.spec.node_selector
+        return [
+            n
+            for n in self.world.nodes(job.metadata.namespace)
+            if node_is_ready(n) and (selector is None or selector.matches(n.metadata.labels))
+        ]
+
+    async def _circuit(self, job: DistributedJob) -> QuantumCircuit:
+        """The parsed circuit, from the cache or parsed again after a restart."""
+        cached = self._circuits.get(job_key(job))
+        if cached and cached[0] == job.metadata.generation:
+            return cached[1]
+        source = await self._source(job)
+        result = sanitize(source or "", self.settings.policy, shots=job.spec.shots)
+        if result.circuit is None:
+            raise RuntimeError("the admitted circuit no longer parses")
+        self._circuits[job_key(job)] = (job.metadata.generation, result.circuit)
+        return result.circuit
+
+    async def _source(self, job: DistributedJob) -> str | None:
+        circuit = job.spec.circuit
+        if circuit.qasm is not None:
+            return circuit.qasm
+        ref = circuit.config_map_ref
+        assert ref is not None
+        return await self.world.config_map_value(job.metadata.namespace, ref.name, ref.key)
+
+    # -- steps -----------------------------------------------------------------------------
+
+    async def _admit(self, job: DistributedJob) -> StepResult:
+        status = self._status(job)
+        source = await self._source(job)
+        if source is None:
+            ref = job.spec.circuit.config_map_ref
+            msg = f"ConfigMap {ref.name!r} has no key {ref.key!r}" if ref else "no circuit"
+            self._cond(job, status, R.SANITIZED, "False", R.CIRCUIT_UNAVAILABLE, msg)
+            return self._finish(job, status, "Rejected", R.CIRCUIT_UNAVAILABLE, msg)
+        started = time.perf_counter()
+        result = sanitize(
+            source,
+            self.settings.policy,
+            shots=job.spec.shots,
+            timing=self._timing(self._candidates(job)),
+        )
+        status.timings.sanitize_seconds = round(time.perf_counter() - started, 6)
+        status.sanitizer = SanitizerStatus.model_validate(result.report.to_status())
+        denied = [v for v in result.report.violations if v.severity == "deny"]
+        if denied or result.circuit is None:
+            first = denied[0] if denied else None
+            rule = first.rule if first else "QS001"
+            msg = f"{rule}: {first.message}" if first else "circuit rejected"
+            self._cond(job, status, R.SANITIZED, "False", rule, msg)
+            return self._finish(job, status, "Rejected", rule, msg)
+        self._circuits[job_key(job)] = (job.metadata.generation, result.circuit)
+        warnings = len(result.report.violations)
+        self._cond(
+            job, status, R.SANITIZED, "True", R.POLICY_PASSED, f"{warnings} warning(s)"
+        )
+        self._cond(
+            job,
+            status,
+            R.AUTHORIZED,
+            "True",
+            R.SIGNATURE_NOT_REQUIRED,
+            "no submitter signature policy applies",
+        )
+        self._cond(job, status, R.SUCCEEDED, "Unknown", R.IN_PROGRESS)
+        status.phase = "Admitted"
+        status.timings.admitted_at = now_rfc3339()
+        status.message = "admitted"
+        self.world.event(job, "Normal", "Admitted", f"sanitizer passed ({warnings} warnings)")
+        return StepResult(status)
+
+    async def _plan(self, job: DistributedJob) -> StepResult:
+        status = self._status(job)
+        started = time.perf_counter()
+        if job.spec.strategy in ("teleport", "cut"):
+            msg = f"strategy {job.spec.strategy!r} is not available; use auto or single"
+            self._cond(job, status, R.PLANNED, "False", R.UNSCHEDULABLE, msg)
+            return self._finish(job, status, "Rejected", R.UNSCHEDULABLE, msg)
+        circuit = await self._circuit(job)
+        nodes = self._candidates(job)
+        capacity = {n.metadata.name: n.spec.qubits for n in nodes}
+        free = self.reservations.free(capacity)
+        ranked, why_not = rank_single(nodes, circuit.num_qubits, GateProfile.of(circuit), free)
+        if not ranked:
+            could_fit = [n for n in nodes if n.spec.qubits >= circuit.num_qubits]
+            detail = "; ".join(why_not) or "no Ready QuantumNode matches the job"
+            if could_fit:
+                self._cond(job, status, R.PLANNED, "False", R.WAITING_FOR_CAPACITY, detail)
+                status.message = f"waiting for capacity: {detail}"
+                return StepResult(status, requeue_after=self.settings.capacity_retry_seconds)
+            self._cond(job, status, R.PLANNED, "False", R.UNSCHEDULABLE, detail)
+            return self._finish(job, status, "Rejected", R.UNSCHEDULABLE, detail)
+        best = ranked[0]
+        budget = job.spec.fidelity_budget
+        if budget is not None and best.estimated_fidelity < budget:
+            msg = (
+                f"best plan ({best.node.metadata.name}) has estimated fidelity"
+                f" {best.estimated_fidelity:.4f} < fidelityBudget {budget}"
+            )
+            self._cond(job, status, R.PLANNED, "False", R.FIDELITY_BUDGET_NOT_MET, msg)
+            return self._finish(job, status, "Rejected", R.FIDELITY_BUDGET_NOT_MET, msg)
+        name = best.node.metadata.name
+        want = {name: circuit.num_qubits}
+        if not self.reservations.try_reserve(job_key(job), want, capacity):
+            self._cond(job, status, R.PLANNED, "False", R.WAITING_FOR_CAPACITY, "reservation lost")
+            return StepResult(status, requeue_after=self.settings.capacity_retry_seconds)
+        status.plan = Plan(
+            strategy="single",
+            placement=[Placement(node=name, qubits=list(range(circuit.num_qubits)))],
+            programs=[Program(id="p0", node=name, shots=job.spec.shots, note="whole circuit")],
+            nodes=name,
+            estimated_fidelity=round(best.estimated_fidelity, 6),
+            reason=f"fits on {name} with the best estimated fidelity of {len(ranked)} candidate(s)",
+        )
+        status.timings.plan_seconds = round(time.perf_counter() - started, 6)
+        status.phase = "Planned"
+        status.message = f"planned on {name}"
+        self._cond(job, status, R.PLANNED, "True", R.PLACED, status.plan.reason)
+        self.world.event(job, "Normal", R.PLACED, status.plan.reason)
+        return StepResult(status)
+
+    def _start_attempt(self, job: DistributedJob) -> StepResult:
+        """Persist the new attempt before anything is sent, so a restart re-sends, never re-runs."""
+        status = self._status(job)
+        assert status.plan is not None
+        status.attempt += 1
+        status.phase = "Running"
+        status.timings.started_at = status.timings.started_at or now_rfc3339()
+        status.progress = [
+            ProgramProgress(id=p.id, node=p.node, state="Running", attempt=status.attempt)
+            for p in status.plan.programs
+        ]
+        msg = f"attempt {status.attempt}: {len(status.plan.programs)} program(s) sent"
+        status.message = msg
+        self._cond(job, status, R.DISPATCHED, "True", R.PROGRAMS_SENT, msg)
+        self.world.event(job, "Normal", R.PROGRAMS_SENT, msg)
+        return StepResult(status)
+
+    def _remaining_seconds(self, job: DistributedJob, status: DistributedJobStatus) -> float:
+        started = status.timings.started_at
+        if not started:
+            return float(job.spec.timeout_seconds)
+        begun = datetime.strptime(started, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        elapsed = (datetime.now(UTC) - begun).total_seconds()
+        return job.spec.timeout_seconds - elapsed
+
+    async def _collect(self, job: DistributedJob) -> StepResult:
+        status = self._status(job)
+        plan = status.plan
+        assert plan is not None
+        nodes = {n.metadata.name: n for n in self.world.nodes(job.metadata.namespace)}
+        capacity = {n: nodes[n].spec.qubits for n in nodes}
+        self.reservations.try_reserve(
+            job_key(job), {p.node: len(p.qubits) for p in plan.placement}, capacity
+        )
+        remaining = self._remaining_seconds(job, status)
+        if remaining <= 0:
+            msg = f"no result within timeoutSeconds={job.spec.timeout_seconds}"
+            return self._finish(job, status, "Failed", R.TIMED_OUT, msg)
+        circuit = await self._circuit(job)
+        encoded = encode_circuit(circuit)
+        started = time.perf_counter()
+
+        async def run(program: Program) -> dict:
+            node = nodes.get(program.node)
+            if node is None:
+                raise AgentError(R.NODE_MISSING, f"QuantumNode {program.node!r} no longer exists")
+            payload = {
+                "programId": f"{job_key(job)}/{status.attempt}/{program.id}",
+                "circuit": encoded,
+                "shots": program.shots,
+            }
+            return await self.world.agent(node).call("run", payload, timeout=remaining)
+
+        outcomes = await asyncio.gather(*(run(p) for p in plan.programs), return_exceptions=True)
+        status.timings.execute_seconds = round(time.perf_counter() - started, 6)
+        failures = []
+        for progress, outcome in zip(status.progress, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                progress.state = "Failed"
+                progress.message = str(outcome)
+                failures.append(f"{progress.node}: {outcome}")
+            else:
+                progress.state = "Done"
+                progress.seconds = outcome.get("simulateSeconds")
+        if failures:
+            if any(isinstance(o, asyncio.CancelledError) for o in outcomes):
+                raise asyncio.CancelledError
+            msg = "; ".join(failures)
+            if all(isinstance(o, TimeoutError) for o in outcomes if isinstance(o, BaseException)):
+                return self._finish(job, status, "Failed", R.TIMED_OUT, msg)
+            return self._finish(job, status, "Failed", R.NODE_FAILED, msg)
+        counts: dict[str, int] = {}
+        for outcome in outcomes:
+            assert isinstance(outcome, dict)
+            for key, n in outcome["counts"].items():
+                counts[key] = counts.get(key, 0) + int(n)
+        verification = verify_counts(circuit, counts, plan.estimated_fidelity)
+        status.result = JobResult(counts=counts, verification=verification)
+        self._record_verification(job, status)
+        self._cond(job, status, R.DISPATCHED, "True", R.PROGRAMS_DONE, "all programs returned")
+        return self._finish(
+            job, status, "Succeeded", R.COMPLETED, f"{sum(counts.values())} shots collected"
+        )
+
+    def _record_verification(self, job: DistributedJob, status: DistributedJobStatus) -> None:
+        v = status.result.verification if status.result else None
+        if v is None or v.distance is None or v.tolerance is None:
+            self._cond(job, status, R.VERIFIED, "Unknown", R.NOT_TRACTABLE,
+                       "no exact classical simulation for this circuit")
+            return
+        ok = v.distance <= v.tolerance
+        self._cond(
+            job,
+            status,
+            R.VERIFIED,
+            "True" if ok else "False",
+            R.WITHIN_TOLERANCE if ok else R.ABOVE_TOLERANCE,
+            f"total variation distance {v.distance:.4f} to the exact {v.method} distribution"
+            f" (tolerance {v.tolerance:.4f})",
+        )

@@ -1,0 +1,51 @@
+"""Fidelity estimates: the product of the survival probabilities of every noisy operation."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from qiskit import QuantumCircuit
+
+from qorch.api.quantum_node import NoiseSpec
+
+
+
+@dataclass(frozen=True)
+class GateProfile:
+    """How much noisy work a circuit does, counted once and reused per candidate node."""
+
+    one_qubit: int
+    two_qubit: int
+    measurements: int
+    depth: int
+
+    @classmethod
+    def of(cls, circuit: QuantumCircuit) -> GateProfile:
+        one = two = meas = 0
+        for inst in circuit.data:
+            name = inst.operation.name
+            if name == "measure":
+                meas += 1
+            elif name in ("barrier", "delay", "reset"):
+                continue
+            elif len(inst.qubits) >= 2:
+                two += 1
+            else:
+                one += 1
+        return cls(one, two, meas, circuit.depth())
+
+
+def estimate_fidelity(profile: GateProfile, noise: NoiseSpec) -> float:
+    """Probability that no error occurs: gates, readout, and decoherence over the run time."""
+    f = (1 - (noise.single_qubit_error or 0)) ** profile.one_qubit
+    f *= (1 - (noise.two_qubit_error or 0)) ** profile.two_qubit
+    f *= (1 - (noise.readout_error or 0)) ** profile.measurements
+    t2 = noise.t2_microseconds or (2 * noise.t1_microseconds if noise.t1_microseconds else None)
+    if t2:
+        layer_ns = max(
+            noise.two_qubit_gate_nanoseconds or 0, noise.single_qubit_gate_nanoseconds or 0
+        )
+        duration_us = (profile.depth * layer_ns + (noise.measure_nanoseconds or 0)) / 1e3
+        f *= math.exp(-duration_us / t2)
+    return max(0.0, min(1.0, f))

@@ -1,0 +1,117 @@
+"""The QPU agent: a node's simulated processor behind an async HTTP server."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from typing import Any
+
+from aiohttp import web
+
+from qorch.api.quantum_node import QuantumNode
+
+from .circuits import decode_circuit
+from .executor import NodeExecutor, ProgramRejected
+from .transport import AgentError, plain_routes
+
+log = logging.getLogger(__name__)
+
+# Results kept for idempotent re-delivery of a program after a pipeline restart.
+RESULT_CACHE_SIZE = 256
+
+
+class QpuAgent:
+    """Runs programs one at a time, as a processor does; a repeated program id is not re-run."""
+
+    def __init__(self, node: QuantumNode) -> None:
+        self.node = node
+        self.executor = NodeExecutor(node.spec)
+        self.started = time.time()
+        self.programs_run = 0
+        self._qpu = asyncio.Lock()
+        self._results: OrderedDict[str, asyncio.Task[dict[str, Any]]] = OrderedDict()
+
+    async def handle(self, op: str, payload: dict[str, Any]) -> dict[str, Any]:
+        if op == "health":
+            return self.health()
+        if op == "run":
+            return await self.run(payload)
+        raise AgentError("UnknownOperation", f"unknown operation {op!r}")
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "node": self.node.metadata.name,
+            "qubits": self.node.spec.qubits,
+            "programsRun": self.programs_run,
+            "busy": self._qpu.locked(),
+            "uptimeSeconds": round(time.time() - self.started, 3),
+        }
+
+    async def run(self, payload: dict[str, Any]) -> dict[str, Any]:
+        program_id = payload.get("programId")
+        if not isinstance(program_id, str) or not program_id:
+            raise AgentError("BadRequest", "programId must be a non-empty string")
+        task = self._results.get(program_id)
+        if task is None:
+            task = asyncio.create_task(self._execute(program_id, payload))
+            self._results[program_id] = task
+            while len(self._results) > RESULT_CACHE_SIZE:
+                self._results.popitem(last=False)
+        try:
+            # shield: a client that disconnects must not cancel the run others may await.
+            return await asyncio.shield(task)
+        except AgentError:
+            self._results.pop(program_id, None)  # a refused program may be re-sent corrected
+            raise
+
+    async def _execute(self, program_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+        try:
+            circuit = decode_circuit(str(payload.get("circuit", "")))
+            shots = int(payload.get("shots", 0))
+        except (ValueError, TypeError) as exc:
+            raise AgentError("BadRequest", str(exc)) from exc
+        seed = payload.get("seed")
+        async with self._qpu:
+            try:
+                execution = await asyncio.to_thread(self.executor.run, circuit, shots, seed)
+            except ProgramRejected as exc:
+                raise AgentError("ProgramRejected", str(exc)) from exc
+            except Exception as exc:
+                log.exception("program %s failed", program_id)
+                raise AgentError("ExecutionFailed", str(exc)) from exc
+        self.programs_run += 1
+        return {
+            "programId": program_id,
+            "node": self.node.metadata.name,
+            "counts": execution.counts,
+            "shots": shots,
+            "transpileSeconds": round(execution.transpile_seconds, 6),
+            "simulateSeconds": round(execution.simulate_seconds, 6),
+        }
+
+
+def build_app(agent: QpuAgent) -> web.Application:
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app.add_routes(plain_routes(agent.handle))
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response(agent.health())
+
+    app.add_routes([web.get("/healthz", healthz)])
+    return app
+
+
+async def serve(node: QuantumNode, host: str, port: int) -> None:
+    """Serve until cancelled; prints the bound URL so a launcher can find a port-0 agent."""
+    runner = web.AppRunner(build_app(QpuAgent(node)), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    print(f"qpu-agent {node.metadata.name} listening on http://{host}:{bound}", flush=True)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()

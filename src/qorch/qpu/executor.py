@@ -1,0 +1,77 @@
+"""Runs one circuit on qiskit-aer as the node's processor would: its gates, its coupling, its noise."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from qiskit import QuantumCircuit, transpile
+from qiskit.circuit import ForLoopOp, IfElseOp, SwitchCaseOp, WhileLoopOp
+from qiskit.transpiler import CouplingMap, Target
+from qiskit_aer import AerSimulator
+
+from qorch.api.quantum_node import QuantumNodeSpec
+
+from .noise import build_noise_model
+
+# Feed-forward the simulator runs natively beside the node's gates.
+CONTROL_FLOW = {"if_else": IfElseOp, "for_loop": ForLoopOp, "while_loop": WhileLoopOp,
+                "switch_case": SwitchCaseOp}
+
+
+def node_target(spec: QuantumNodeSpec) -> Target:
+    """The node as a transpiler target: its gates, its coupling, and dynamic-circuit support."""
+    target = Target.from_configuration(
+        basis_gates=spec.basis_gates,
+        num_qubits=spec.qubits,
+        coupling_map=CouplingMap(spec.coupling_map) if spec.coupling_map else None,
+    )
+    for name, op in CONTROL_FLOW.items():
+        target.add_instruction(op, name=name)
+    return target
+
+
+class ProgramRejected(ValueError):
+    """The program cannot run on this node; the message says why."""
+
+
+@dataclass(frozen=True)
+class Execution:
+    counts: dict[str, int]
+    transpile_seconds: float
+    simulate_seconds: float
+
+
+class NodeExecutor:
+    """A simulated QPU: transpiles to the node and samples with its noise model."""
+
+    def __init__(self, spec: QuantumNodeSpec) -> None:
+        self.spec = spec
+        self.noise_model = build_noise_model(spec.noise, spec.basis_gates)
+        self.simulator = AerSimulator(noise_model=self.noise_model)
+        self.target = node_target(spec)
+
+    def run(self, circuit: QuantumCircuit, shots: int, seed: int | None = None) -> Execution:
+        if circuit.num_qubits > self.spec.qubits:
+            raise ProgramRejected(
+                f"circuit uses {circuit.num_qubits} qubits but the node has {self.spec.qubits}"
+            )
+        if shots < 1:
+            raise ProgramRejected(f"shots must be at least 1, got {shots}")
+        start = time.perf_counter()
+        compiled = transpile(
+            circuit,
+            target=self.target,
+            optimization_level=1,
+            seed_transpiler=seed,
+        )
+        transpiled = time.perf_counter()
+        result = self.simulator.run(compiled, shots=shots, seed_simulator=seed).result()
+        if not result.success:
+            raise RuntimeError(f"simulation failed: {result.status}")
+        done = time.perf_counter()
+        return Execution(
+            counts={k: int(v) for k, v in result.get_counts().items()},
+            transpile_seconds=transpiled - start,
+            simulate_seconds=done - transpiled,
+        )

@@ -1,0 +1,66 @@
+"""Aer noise model of a QuantumNode, built from its noise spec."""
+
+from __future__ import annotations
+
+from qiskit_aer.noise import (
+    NoiseModel,
+    QuantumError,
+    ReadoutError,
+    depolarizing_error,
+    thermal_relaxation_error,
+)
+
+from qorch.api.quantum_node import NoiseSpec
+
+# Frame changes, implemented in software on hardware: no duration, no error.
+VIRTUAL_GATES = frozenset({"rz", "p", "u1", "id", "barrier", "delay", "measure", "reset"})
+TWO_QUBIT_GATES = frozenset({"cx", "cz", "ecr", "swap", "iswap", "rzz", "cy", "ch"})
+
+
+def _relaxation(noise: NoiseSpec, nanoseconds: float | None, qubits: int) -> QuantumError | None:
+    if noise.t1_microseconds is None or not nanoseconds:
+        return None
+    t1 = noise.t1_microseconds * 1e3  # ns, the unit of the gate times
+    # Without a T2, dephasing is limited by relaxation alone (T2 = 2 T1).
+    t2 = noise.t2_microseconds * 1e3 if noise.t2_microseconds else 2 * t1
+    one = thermal_relaxation_error(t1, t2, nanoseconds)
+    return one if qubits == 1 else one.expand(one)
+
+
+def _compose(*errors: QuantumError | None) -> QuantumError | None:
+    present = [e for e in errors if e is not None]
+    if not present:
+        return None
+    out = present[0]
+    for err in present[1:]:
+        out = out.compose(err)
+    return out
+
+
+def build_noise_model(noise: NoiseSpec, basis_gates: list[str]) -> NoiseModel | None:
+    """The node's noise as an Aer NoiseModel, or None when the spec adds no noise."""
+    model = NoiseModel(basis_gates=[g for g in basis_gates if g not in ("measure", "reset")])
+    one_q = [g for g in basis_gates if g not in VIRTUAL_GATES and g not in TWO_QUBIT_GATES]
+    two_q = [g for g in basis_gates if g in TWO_QUBIT_GATES]
+
+    err1 = _compose(
+        depolarizing_error(noise.single_qubit_error, 1) if noise.single_qubit_error else None,
+        _relaxation(noise, noise.single_qubit_gate_nanoseconds, 1),
+    )
+    if err1 is not None and one_q:
+        model.add_all_qubit_quantum_error(err1, one_q)
+
+    err2 = _compose(
+        depolarizing_error(noise.two_qubit_error, 2) if noise.two_qubit_error else None,
+        _relaxation(noise, noise.two_qubit_gate_nanoseconds, 2),
+    )
+    if err2 is not None and two_q:
+        model.add_all_qubit_quantum_error(err2, two_q)
+
+    err_m = _relaxation(noise, noise.measure_nanoseconds, 1)
+    if err_m is not None:
+        model.add_all_qubit_quantum_error(err_m, ["measure"])
+    if noise.readout_error:
+        p = noise.readout_error
+        model.add_all_qubit_readout_error(ReadoutError([[1 - p, p], [p, 1 - p]]))
+    return None if model.is_ideal() else model

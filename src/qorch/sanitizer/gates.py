@@ -1,0 +1,80 @@
+"""Names of the standard gates and of the operations the rules treat specially.
+
+Names are the ones Qiskit gives the parsed instructions; a few differ from the OpenQASM
+spelling (``c3x`` becomes ``mcx``, ``CX`` becomes ``cx``), so policies may use either and
+:func:`qiskit_name` maps the source spelling to Qiskit's.
+"""
+
+from __future__ import annotations
+
+#: OpenQASM spelling -> name of the instruction Qiskit's loaders build for it.
+SOURCE_ALIASES: dict[str, str] = {
+    "U": "u",
+    "CX": "cx",
+    "phase": "p",
+    "cphase": "cp",
+    "c3x": "mcx",
+    "c4x": "mcx",
+    "c3sqrtx": "c3sx",
+    "rc3x": "rcccx",
+}
+
+#: Gates of qelib1.inc (Qiskit's extended version) and stdgates.inc, as Qiskit names them.
+STANDARD_GATES: frozenset[str] = frozenset(
+    {
+        "u3", "u2", "u1", "u0", "u", "p", "id",
+        "x", "y", "z", "h", "s", "sdg", "t", "tdg", "sx", "sxdg",
+        "rx", "ry", "rz",
+        "cx", "cy", "cz", "ch", "swap", "csx",
+        "crx", "cry", "crz", "cp", "cu1", "cu3", "cu",
+        "rxx", "rzz",
+        "ccx", "cswap", "rccx", "rcccx", "c3sx", "mcx",
+    }
+)  # fmt: skip
+
+#: Non-unitary operations allowed by default; delay has its own bound (QS304).
+DEFAULT_DIRECTIVES: frozenset[str] = frozenset({"measure", "reset", "barrier", "delay"})
+
+DEFAULT_ALLOWED_GATES: tuple[str, ...] = tuple(sorted(STANDARD_GATES | DEFAULT_DIRECTIVES))
+
+#: Names the OpenQASM loaders know without a definition in the source: the builtins of
+#: both versions plus every gate of the two standard libraries, in source spelling.
+SOURCE_BUILTINS: frozenset[str] = frozenset(
+    STANDARD_GATES | set(SOURCE_ALIASES) | {"gphase", "measure", "reset", "barrier", "delay"}
+)
+
+#: Control-flow operations; the QS3xx rules decide about them, not the allowlist.
+CONTROL_FLOW: frozenset[str] = frozenset(
+    {"if_else", "while_loop", "for_loop", "switch_case", "box", "break_loop", "continue_loop"}
+)
+
+#: Operations that leave the state alone apart from the passage of time.
+IDLE_OPERATIONS: frozenset[str] = frozenset({"delay", "barrier", "id", "u0", "reset"})
+
+#: Gates that are the identity when all their angles are zero (OpenQASM 3 ``id`` is ``U(0,0,0)``).
+IDENTITY_AT_ZERO: frozenset[str] = frozenset({"u", "u1", "u3", "p", "rx", "ry", "rz"})
+
+#: Standard gates without parameters: the parameter rule can skip them.
+PARAMETERLESS: frozenset[str] = frozenset(
+    {
+        "id", "x", "y", "z", "h", "s", "sdg", "t", "tdg", "sx", "sxdg",
+        "cx", "cy", "cz", "ch", "swap", "csx", "ccx", "cswap", "rccx", "rcccx", "c3sx", "mcx",
+        "measure", "reset", "barrier",
+    }
+)  # fmt: skip
+
+#: Instructions that are not gates in the sense of the gate-count limits.
+NOT_COUNTED: frozenset[str] = frozenset({"barrier"}) | CONTROL_FLOW
+
+
+def qiskit_name(name: str) -> str:
+    """The name Qiskit gives the instruction written ``name`` in OpenQASM."""
+    return SOURCE_ALIASES.get(name, name)
+
+#: Standard gates on one qubit: the repetition rule (QS402) does not need to look at them.
+ONE_QUBIT_GATES: frozenset[str] = frozenset(
+    {
+        "u3", "u2", "u1", "u0", "u", "p", "id", "x", "y", "z", "h", "s", "sdg", "t", "tdg",
+        "sx", "sxdg", "rx", "ry", "rz",
+    }
+)  # fmt: skip

@@ -1,0 +1,55 @@
+"""Parse OpenQASM 2 or 3 with Qiskit's loaders, so that they cannot touch the file system.
+
+OpenQASM 2 goes through :func:`qiskit.qasm2.loads` with an empty include path (only the
+built-in ``qelib1.inc`` resolves) and Qiskit's legacy instruction table, so that the gates
+``qasm2.dumps`` writes (``p``, ``sx``, ``swap``...) load as Qiskit's standard gates. OpenQASM 3
+goes through :func:`qiskit.qasm3.loads`, whose importer knows ``stdgates.inc`` built in and
+refuses any other include.
+"""
+
+from __future__ import annotations
+
+import re
+
+from qiskit import qasm2, qasm3
+from qiskit.circuit import QuantumCircuit
+
+from .source.scan import SourceScan
+
+_POSITION = re.compile(r"(?:<input>:|^|line\s+)(\d+)[,:](\d+)")
+_MAX_MESSAGE = 400
+
+
+class ParseFailure(Exception):
+    """The loader refused the source; ``line`` is where it says, when it says."""
+
+    def __init__(self, message: str, line: int | None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.line = line
+
+
+def _describe(exc: BaseException) -> tuple[str, int | None]:
+    text = str(exc).strip().strip("\"'").strip() or type(exc).__name__
+    match = _POSITION.search(text)
+    line = int(match.group(1)) if match else None
+    if len(text) > _MAX_MESSAGE:
+        text = text[: _MAX_MESSAGE - 3] + "..."
+    return text, line
+
+
+def load(scan: SourceScan) -> QuantumCircuit:
+    """The parsed circuit; :class:`ParseFailure` for anything the loaders raise, panics included."""
+    try:
+        if scan.version == 2:
+            return qasm2.loads(
+                scan.source,
+                include_path=(),
+                custom_instructions=qasm2.LEGACY_CUSTOM_INSTRUCTIONS,
+            )
+        return qasm3.loads(scan.source)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # noqa: BLE001 - pyo3 panics derive from BaseException only
+        message, line = _describe(exc)
+        raise ParseFailure(message, line) from None

@@ -1,0 +1,132 @@
+"""The post-parse rules as a list of Qiskit analysis passes, and two ways to run them.
+
+:func:`run_passes` runs the passes directly on one DAG with one shared property set,
+honouring ``requires`` the way Qiskit's pass manager does (a pass equal to one already run
+is skipped). It is what :func:`~qorch.sanitizer.sanitize` uses: Qiskit's ``PassManager``
+converts the DAG back to a circuit at the end and books every pass, which costs more than
+all the rules together on a 1k-gate circuit (see benchmarks/results/sanitizer.md).
+:func:`sanitizer_pass_manager` builds the same passes into a ``PassManager`` for anyone who
+wants to compose them with other Qiskit passes; both give the same verdict.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qiskit.dagcircuit import DAGCircuit
+from qiskit.passmanager import PropertySet
+from qiskit.transpiler import PassManager
+from qiskit.transpiler.basepasses import BasePass
+from qiskit.transpiler.passes import Depth, Size
+
+from . import rules
+from .analysis import CountMultiQubitGates, EstimateDuration, FindMidCircuitOperations
+from .catalog import INTERNAL_ERROR
+from .policy import SanitizerPolicy
+from .report import finding
+from .rules.base import VIOLATIONS
+from .source.definitions import DefinitionTable
+from .timing import TargetTiming
+from .verdict import SanitizerVerdict
+
+
+def build_passes(
+    policy: SanitizerPolicy,
+    *,
+    shots: int | None = None,
+    timing: TargetTiming | None = None,
+    definitions: DefinitionTable | None = None,
+) -> list[BasePass]:
+    """The measurement passes, one pass per applicable rule, and the verdict last."""
+    gates = definitions.gates if definitions else {}
+    custom = {name: gate for name, gate in gates.items() if not gate.opaque}
+    names = tuple(custom)
+    sizes = {name: gate.expanded_size for name, gate in custom.items()}
+    multi = {name: gate.expanded_multi_qubit for name, gate in custom.items()}
+    timed = {name: (gate.expanded_size, gate.expanded_multi_qubit) for name, gate in custom.items()}
+    durations_known = timing is not None and timing.gate_times_known
+
+    passes: list[BasePass] = [
+        Depth(recurse=True),
+        Size(recurse=True),
+        CountMultiQubitGates(expansions=multi),
+        FindMidCircuitOperations(),
+        rules.QubitLimit(max_qubits=policy.max_qubits),
+        rules.ClbitLimit(max_clbits=policy.max_clbits),
+        rules.ShotLimit(shots=shots, max_shots=policy.max_shots),
+        rules.DepthLimit(max_depth=policy.max_depth),
+        rules.GateLimit(max_gates=policy.max_gates, expansions=sizes),
+        rules.TwoQubitGateLimit(max_two_qubit_gates=policy.max_two_qubit_gates, expansions=multi),
+        rules.MidCircuitMeasurementLimit(max_measurements=policy.max_mid_circuit_measurements),
+        rules.MidCircuitResetLimit(max_resets=policy.max_mid_circuit_resets),
+        rules.GateAllowlist(allowed=policy.gate_allowlist, custom=names),
+        rules.ParameterBounds(max_abs_angle=policy.max_abs_angle, custom=names),
+        rules.WhileLoop(allowed=policy.allow_while_loops),
+        rules.ForLoopBound(max_iterations=policy.max_for_loop_iterations),
+        rules.Conditional(allowed=policy.allow_conditionals),
+        rules.DelayLimit(
+            max_seconds=policy.max_total_delay_seconds, dt_ns=timing.dt_ns if timing else None
+        ),
+    ]
+    if timing is not None and durations_known:
+        passes.append(EstimateDuration(timing=timing, expansions=timed))
+        if timing.t2_known:
+            passes.append(
+                rules.CoherenceBudget(
+                    timing=timing, max_fraction=policy.max_t2_fraction, expansions=timed
+                )
+            )
+    if not policy.trusted:
+        passes.append(
+            rules.IdleProbe(
+                max_idle_fraction=policy.max_idle_fraction, timing=timing, expansions=timed
+            )
+        )
+        passes.append(rules.RepeatedTwoQubitGate(max_repeats=policy.max_repeated_two_qubit_gate))
+    passes.append(SanitizerVerdict(severities=policy.rule_severity))
+    return passes
+
+
+def run_passes(dag: DAGCircuit, passes: list[BasePass]) -> PropertySet:
+    """Run analysis passes on ``dag`` with one property set; a failing pass becomes a QS000
+    violation (the circuit is refused) instead of an exception."""
+    property_set = PropertySet()
+    done: set[BasePass] = set()
+
+    def execute(task: Any) -> None:
+        if task in done:
+            return
+        done.add(task)
+        for required in task.requires:
+            execute(required)
+        task.property_set = property_set
+        try:
+            task.run(dag)
+        except Exception as exc:  # noqa: BLE001 - fail closed, with the reason
+            found = property_set[VIOLATIONS]
+            if found is None:
+                found = property_set[VIOLATIONS] = []
+            found.append(
+                finding(
+                    INTERNAL_ERROR,
+                    f"the check {task.name()} failed ({type(exc).__name__}: {exc}); the "
+                    "circuit is refused until the sanitizer can check it.",
+                )
+            )
+
+    for task in passes:  # the verdict is last, so it sees every finding
+        execute(task)
+    return property_set
+
+
+def sanitizer_pass_manager(
+    policy: SanitizerPolicy,
+    *,
+    shots: int | None = None,
+    timing: TargetTiming | None = None,
+    definitions: DefinitionTable | None = None,
+) -> PassManager:
+    """The same passes as a Qiskit ``PassManager``; read ``pm.property_set`` after ``run``."""
+    return PassManager(
+        build_passes(policy, shots=shots, timing=timing, definitions=definitions)
+    )

@@ -1,0 +1,34 @@
+"""QS007 expansion-estimate: what the source will amount to once broadcast and expanded.
+
+``h q;`` on a 100-qubit register is 100 instructions in 5 bytes, and each call of a custom
+gate copies its body. The estimate bounds what the loader will build before it builds it.
+"""
+
+from __future__ import annotations
+
+from ..catalog import EXPANSION_ESTIMATE
+from ..policy import SanitizerPolicy
+from ..report import Violation, finding
+from ..source.scan import SourceScan
+from ..source.statements import estimated_operations
+
+
+def check(scan: SourceScan, policy: SanitizerPolicy) -> list[Violation]:
+    """Refuse sources whose operations, broadcast and expanded, exceed ``maxGates``."""
+    limit = policy.max_gates
+    statements = scan.code.count(";")
+    widest = max((d.size or 1 for d in scan.declarations), default=1)
+    # Fast path: without custom gates no statement can exceed the widest register.
+    if not scan.has_definitions and statements * widest <= limit:
+        return []
+    estimate = estimated_operations(scan)
+    if estimate <= limit:
+        return []
+    return [
+        finding(
+            EXPANSION_ESTIMATE,
+            f"broadcast over registers and with custom gates expanded, the source amounts to "
+            f"about {estimate} operations; the limit (maxGates) is {limit}. Use fewer "
+            "operations or smaller custom gates.",
+        )
+    ]

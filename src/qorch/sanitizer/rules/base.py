@@ -1,0 +1,33 @@
+"""What every rule pass shares: its id, and how it records a finding."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from qiskit.transpiler.basepasses import AnalysisPass
+
+from ..report import Violation, finding
+
+#: property_set key every rule appends its findings to: ``list[Violation]``. The verdict
+#: (``SanitizerVerdict``) reads it; nothing else writes it.
+VIOLATIONS = "sanitizer_violations"
+
+
+class SanitizerRule(AnalysisPass):
+    """An analysis pass that checks one rule and appends violations to ``property_set[VIOLATIONS]``.
+
+    Rules never modify the DAG.
+    """
+
+    rule_id: ClassVar[str]
+
+    def report(self, message: str, *, instruction: int | None = None) -> None:
+        """Record a violation of this rule."""
+        self.add_violation(finding(self.rule_id, message, instruction=instruction))
+
+    def add_violation(self, violation: Violation) -> None:
+        """Append an already built violation."""
+        found = self.property_set[VIOLATIONS]
+        if found is None:
+            found = self.property_set[VIOLATIONS] = []
+        found.append(violation)

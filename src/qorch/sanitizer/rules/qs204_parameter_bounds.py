@@ -1,0 +1,151 @@
+"""QS204 parameter-bounds: every gate parameter finite, bound and within +-maxAbsAngle.
+
+Parameters that depend on a for-loop variable are evaluated over the loop's values; custom
+gates are checked through their definitions (bounded by QS202/QS007 before parsing).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterable, Sequence
+from numbers import Complex
+from typing import Any
+
+from qiskit.circuit import Instruction, Parameter, ParameterExpression
+from qiskit.dagcircuit import DAGCircuit
+
+from ..analysis.blocks import BLOCKS, Block, ControlFlowBlocks
+from ..catalog import PARAMETER_BOUNDS
+from ..gates import CONTROL_FLOW, PARAMETERLESS
+from .base import SanitizerRule
+
+#: Loop values tried per parameter expression before falling back to the loops' end points.
+MAX_EVALUATIONS = 4096
+_SKIPPED = PARAMETERLESS | CONTROL_FLOW | {"delay"}
+
+
+def _magnitude(value: Any) -> float | None:
+    """|value| for numbers (NaN for NaN), None for anything that is not a number."""
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, Complex):
+        try:
+            return abs(complex(value))
+        except OverflowError:
+            return math.inf
+    return None
+
+
+def _loop_samples(values: Sequence[int]) -> Sequence[int]:
+    try:
+        if len(values) <= 2:
+            return values
+        return (values[0], values[-1])
+    except (TypeError, OverflowError):
+        return ()
+
+
+class ParameterBounds(SanitizerRule):
+    """Refuse unbound, NaN, infinite or out-of-range gate parameters."""
+
+    rule_id = PARAMETER_BOUNDS
+
+    def __init__(self, *, max_abs_angle: float, custom: Iterable[str] = ()) -> None:
+        """
+        Args:
+            max_abs_angle: the largest allowed absolute parameter value.
+            custom: custom gates of the source, whose definitions are checked too.
+        """
+        super().__init__()
+        self.max_abs_angle = max_abs_angle
+        self.custom = frozenset(custom)
+        self.requires = [ControlFlowBlocks()]
+
+    def _problem(self, value: Any, loops: tuple[tuple[Parameter, Sequence[int]], ...]) -> str | None:
+        if isinstance(value, ParameterExpression):
+            free = value.parameters
+            if not free:
+                return self._problem(value.numeric(), ())
+            known = {p: values for p, values in loops if p in free}
+            unbound = free - set(known)
+            if unbound:
+                names = ", ".join(sorted(p.name for p in unbound))
+                return f"depends on the unbound parameter(s) {names}; bind them before submitting"
+            ranges = list(known.values())
+            total = math.prod(len(r) for r in ranges) if ranges else 1
+            if total > MAX_EVALUATIONS:
+                ranges = [_loop_samples(r) for r in ranges]
+            params = list(known)
+            for combination in itertools.product(*ranges):
+                problem = self._problem(value.bind(dict(zip(params, combination, strict=True))), ())
+                if problem:
+                    return f"{problem} (for loop values {combination})"
+            return None
+        magnitude = _magnitude(value)
+        if magnitude is None:
+            return None
+        if math.isnan(magnitude):
+            return "is NaN"
+        if math.isinf(magnitude):
+            return "is infinite"
+        if magnitude > self.max_abs_angle:
+            return f"is {value}, beyond the limit (maxAbsAngle) of +-{self.max_abs_angle}"
+        return None
+
+    def _definition_problem(self, op: Instruction, memo: dict[Any, str | None]) -> str | None:
+        """First problem inside a custom gate's definition, custom gates within included."""
+        stack = [op]
+        while stack:
+            current = stack.pop()
+            key = (current.name, tuple(repr(p) for p in current.params))
+            if key in memo:
+                if memo[key]:
+                    return memo[key]
+                continue
+            memo[key] = None
+            definition = current.definition
+            if definition is None:
+                continue
+            for inner in definition.data:
+                inner_op = inner.operation
+                if inner_op.name in _SKIPPED:
+                    continue
+                for value in inner_op.params:
+                    problem = self._problem(value, ())
+                    if problem:
+                        memo[key] = f"{inner_op.name} inside it {problem}"
+                        return memo[key]
+                if inner_op.name in self.custom:
+                    stack.append(inner_op)
+        return None
+
+    def _check_block(self, block: Block, memo: dict[Any, str | None]) -> tuple[str, int] | None:
+        for name in block.dag.count_ops(recurse=False):
+            if name in _SKIPPED:
+                continue
+            for node in block.dag.named_nodes(name):
+                for value in node.op.params:
+                    problem = self._problem(value, block.loop_values)
+                    if problem:
+                        return f"a parameter of {name} {problem}", block.index_of(node)
+                if name in self.custom:
+                    problem = self._definition_problem(node.op, memo)
+                    if problem:
+                        return f"custom gate {name}: {problem}", block.index_of(node)
+        return None
+
+    def run(self, dag: DAGCircuit) -> None:
+        phase = self._problem(dag.global_phase, ())
+        if phase:
+            self.report(f"the global phase {phase}.")
+        memo: dict[Any, str | None] = {}
+        for block in self.property_set[BLOCKS]:
+            found = self._check_block(block, memo)
+            if found:
+                message, index = found
+                self.report(
+                    f"{message}. Angles must be finite numbers within +-{self.max_abs_angle}.",
+                    instruction=index,
+                )
+                return

@@ -1,0 +1,1 @@
+"""Reading the OpenQASM text before parsing: scanning, gate definitions, statements."""

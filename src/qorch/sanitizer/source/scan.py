@@ -1,0 +1,155 @@
+"""A cheap look at the OpenQASM source before any parser sees it.
+
+Everything here is regular expressions and arithmetic over the text, linear in its length:
+comments and string literals are blanked (offsets kept), the version header is read, register
+declarations are collected. Costlier views (tokens, gate definitions) are computed on demand,
+only for sources that need them.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from .definitions import DefinitionTable
+
+# Comments and string literals, earliest first; a string inside a comment is part of the comment.
+_COMMENT_OR_STRING = re.compile(r"//[^\n]*|/\*.*?\*/|\"[^\"\n]*\"|'[^'\n]*'", re.S)
+_NOT_NEWLINE = re.compile(r"[^\n]")
+_HEADER = re.compile(r"\s*OPENQASM\s+([^\s;]*)\s*;")
+_QASM2_VERSION = re.compile(r"^2(\.0)?$")
+_QASM3_VERSION = re.compile(r"^3(\.\d+)?$")
+_OLD_DECLARATION = re.compile(r"\b(qreg|creg)\s+([^\W\d]\w*)\s*(?:\[([^\]]*)\])?")
+_NEW_DECLARATION = re.compile(r"\b(qubit|bit)\b\s*(?:\[([^\]]*)\])?\s*([^\W\d]\w*)")
+_PHYSICAL_QUBIT = re.compile(r"\$(\d+)")
+_INTEGER_LITERAL = re.compile(r"^\s*(\d[\d_]*)\s*$")
+_TOKEN = re.compile(
+    r"[^\W\d]\w*|\$\d+|(?:\d[\d_]*\.?[\d_]*|\.\d[\d_]*)(?:[eE][+-]?\d+)?"
+    r"|->|==|!=|<=|>=|&&|\|\||\*\*|<<|>>|\S"
+)
+
+#: Integers the parsers can hold; OpenQASM 2's parser panics beyond 64 bits.
+MAX_INTEGER = 2**63 - 1
+
+
+@dataclass(frozen=True)
+class Declaration:
+    """A register declaration: ``qreg q[5];``, ``bit[2] c;``, ``qubit q;``."""
+
+    kind: Literal["qubit", "clbit"]
+    name: str
+    size_text: str
+    #: None when the size is not an integer literal.
+    size: int | None
+    offset: int
+
+
+@dataclass(frozen=True)
+class Token:
+    """A token of the blanked source and where it starts."""
+
+    text: str
+    offset: int
+
+
+def integer_value(text: str) -> int | None:
+    """The value of a decimal integer literal, or None if it is none; never slow on long text."""
+    match = _INTEGER_LITERAL.match(text)
+    if match is None:
+        return None
+    digits = match.group(1).replace("_", "").lstrip("0") or "0"
+    if len(digits) > 19:  # beyond 64 bits; int() of huge digit strings is quadratic
+        return MAX_INTEGER + 1
+    return int(digits)
+
+
+class SourceScan:
+    """The source with comments and string literals blanked, and what can be read off it."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.strings: dict[int, str] = {}
+        self.code = _COMMENT_OR_STRING.sub(self._blank, source)
+        header = _HEADER.match(self.code)
+        self.version_text: str | None = header.group(1) if header else None
+        #: 2 or 3; 0 for an unsupported version. Without a header the source is OpenQASM 3.
+        self.version = 3
+        if self.version_text is not None:
+            if _QASM2_VERSION.match(self.version_text):
+                self.version = 2
+            elif not _QASM3_VERSION.match(self.version_text):
+                self.version = 0
+        self.header_end = header.end() if header else 0
+
+    def _blank(self, match: re.Match[str]) -> str:
+        text = match.group()
+        if text[0] in "\"'":
+            self.strings[match.start()] = text[1:-1]
+            return " " * len(text)
+        return _NOT_NEWLINE.sub(" ", text)
+
+    @cached_property
+    def _line_starts(self) -> list[int]:
+        return [m.end() for m in re.finditer("\n", self.source)]
+
+    def line_of(self, offset: int) -> int:
+        """1-based source line of a character offset."""
+        return bisect.bisect_right(self._line_starts, offset) + 1
+
+    @cached_property
+    def declarations(self) -> list[Declaration]:
+        """Register declarations, in source order."""
+        found: list[Declaration] = []
+        for m in _OLD_DECLARATION.finditer(self.code):
+            kind: Literal["qubit", "clbit"] = "qubit" if m.group(1) == "qreg" else "clbit"
+            size_text = m.group(3) if m.group(3) is not None else "1"
+            found.append(
+                Declaration(kind, m.group(2), size_text, integer_value(size_text), m.start())
+            )
+        if self.version == 3:
+            for m in _NEW_DECLARATION.finditer(self.code):
+                kind = "qubit" if m.group(1) == "qubit" else "clbit"
+                size_text = m.group(2) if m.group(2) is not None else "1"
+                found.append(
+                    Declaration(kind, m.group(3), size_text, integer_value(size_text), m.start())
+                )
+        found.sort(key=lambda d: d.offset)
+        return found
+
+    @cached_property
+    def register_sizes(self) -> dict[str, int]:
+        """Register name -> size, for the registers whose size is a literal."""
+        return {d.name: d.size for d in self.declarations if d.size is not None}
+
+    @cached_property
+    def physical_qubits(self) -> list[tuple[int, int]]:
+        """OpenQASM 3 physical qubits ``$n`` as (n, offset)."""
+        if "$" not in self.code:
+            return []
+        return [
+            (integer_value(m.group(1)) or 0, m.start())
+            for m in _PHYSICAL_QUBIT.finditer(self.code)
+        ]
+
+    @cached_property
+    def tokens(self) -> list[Token]:
+        """Every token of the blanked source (only computed for sources that need it)."""
+        return [Token(m.group(), m.start()) for m in _TOKEN.finditer(self.code)]
+
+    @cached_property
+    def has_definitions(self) -> bool:
+        """Whether the source defines gates (``gate``/``opaque``)."""
+        return re.search(r"\b(?:gate|opaque)\b", self.code) is not None
+
+    @cached_property
+    def definitions(self) -> DefinitionTable:
+        """Custom gates, analysed symbolically; empty when the source defines none."""
+        from .definitions import DefinitionTable, analyse_definitions
+
+        if not self.has_definitions:
+            return DefinitionTable({})
+        return analyse_definitions(self.tokens)

@@ -1,0 +1,39 @@
+"""Settings of the operator and agents, in one place; each can be set as QORCH_<NAME>."""
+
+from __future__ import annotations
+
+import os
+
+from pydantic import BaseModel, Field
+
+
+class Settings(BaseModel):
+    """Every knob, documented; environment variables override the defaults."""
+
+    agent_image: str = Field(
+        "ghcr.io/qorch/qorch:0.1.0", description="Image of the QPU agent pods (QORCH_AGENT_IMAGE)."
+    )
+    agent_port: int = Field(8080, description="Port the QPU agent serves on (QORCH_AGENT_PORT).")
+    node_check_seconds: float = Field(
+        10.0, description="Interval of the QuantumNode health timer (QORCH_NODE_CHECK_SECONDS)."
+    )
+    link_check_seconds: float = Field(
+        10.0, description="Interval of the EntanglementLink timer (QORCH_LINK_CHECK_SECONDS)."
+    )
+    capacity_retry_seconds: float = Field(
+        2.0, description="How often a job waiting for qubits re-plans (QORCH_CAPACITY_RETRY_SECONDS)."
+    )
+    sanitizer_policy_file: str | None = Field(
+        None, description="YAML sanitizer policy; the built-in policy when unset."
+        " (QORCH_SANITIZER_POLICY_FILE)"
+    )
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        values = {
+            name: env[f"QORCH_{name.upper()}"]
+            for name in cls.model_fields
+            if f"QORCH_{name.upper()}" in env
+        }
+        return cls.model_validate(values)

@@ -1,0 +1,139 @@
+"""A real kube-apiserver + etcd on loopback (hack/controlplane.py), the CRDs, the operator."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support import REPO
+
+sys.path.insert(0, str(REPO / "hack"))
+from controlplane import ControlPlane  # noqa: E402
+
+KUBECTL = REPO / ".tools" / "bin" / "kubectl"
+
+
+class Cluster:
+    """kubectl against the test control plane."""
+
+    def __init__(self, cp: ControlPlane) -> None:
+        self.cp = cp
+        self.env = {**os.environ, **cp.env()}
+
+    def kubectl(self, *args: str, stdin: str | None = None, check: bool = True) -> str:
+        proc = subprocess.run(
+            [str(KUBECTL), *args], input=stdin, capture_output=True, text=True,
+            env=self.env, timeout=60,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed: {proc.stderr}")
+        return proc.stdout if check else proc.stdout + proc.stderr
+
+    def get(self, kind: str, name: str, namespace: str) -> dict[str, Any]:
+        return json.loads(self.kubectl("get", kind, name, "-n", namespace, "-o", "json"))
+
+    def wait_for(
+        self, kind: str, name: str, namespace: str, predicate: Callable[[dict], bool],
+        timeout: float = 120, selector: str | None = None,
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        last: dict[str, Any] = {}
+        target = ["-l", selector] if selector else [name]
+        while time.monotonic() < deadline:
+            out = self.kubectl("get", kind, *target, "-n", namespace, "-o", "json", check=False)
+            try:
+                last = json.loads(out)
+            except json.JSONDecodeError:
+                last = {}
+            if last and predicate(last):
+                return last
+            time.sleep(0.5)
+        raise AssertionError(f"{kind}/{name} never matched; last seen: {json.dumps(last)[:3000]}")
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    cp = ControlPlane(state_dir=tmp_path_factory.mktemp("cluster"))
+    cp.start(pods=True)
+    try:
+        c = Cluster(cp)
+        c.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+        c.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(REPO / "crds"))
+        yield c
+    finally:
+        cp.stop()
+
+
+@pytest.fixture
+def namespace(cluster: Cluster) -> Iterator[str]:
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    cluster.kubectl("create", "namespace", name)
+    yield name
+    # The operator may be gone: drop finalizers so deletion never hangs.
+    for kind in ("distributedjobs", "quantumnodes", "entanglementlinks"):
+        out = cluster.kubectl("get", kind, "-n", name, "-o", "name", check=False)
+        for obj in out.split():
+            if "/" in obj:
+                cluster.kubectl(
+                    "patch", obj, "-n", name, "--type=merge",
+                    "-p", '{"metadata":{"finalizers":null}}', check=False,
+                )
+    cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+class OperatorProcess:
+    """`qorch operator` as a real child process, so a test can kill it."""
+
+    def __init__(self, cluster: Cluster, namespace: str, log: Path) -> None:
+        self.cluster, self.namespace, self.log = cluster, namespace, log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {
+            **self.cluster.env,
+            "QORCH_NODE_CHECK_SECONDS": "1",
+            "QORCH_LINK_CHECK_SECONDS": "1",
+            "QORCH_CAPACITY_RETRY_SECONDS": "0.5",
+        }
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "qorch", "--log-level", "INFO", "operator",
+                 "--namespace", self.namespace],
+                stdout=out, stderr=subprocess.STDOUT, env=env,
+            )
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup, as when a node dies under the operator."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@pytest.fixture
+def operator(cluster: Cluster, namespace: str, tmp_path: Path) -> Iterator[OperatorProcess]:
+    op = OperatorProcess(cluster, namespace, tmp_path / "operator.log")
+    op.start()
+    yield op
+    op.stop()

@@ -1,0 +1,151 @@
+"""The operator against a real API server: CRDs, kubectl apply, status, restart."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from qorch.qpu.transport import PlainHttpClient
+from tests.support import REPO, make_node
+
+pytestmark = pytest.mark.e2e
+
+QUICKSTART = REPO / "examples" / "quickstart"
+
+
+def external(docs: list[dict], endpoints: dict[str, str]) -> str:
+    """The quickstart with its nodes pointed at agents on loopback (no kubelet runs pods)."""
+    for doc in docs:
+        if doc["kind"] == "QuantumNode":
+            doc["spec"]["backend"] = {"type": "external", "endpoint": endpoints[doc["metadata"]["name"]]}
+    return yaml.safe_dump_all(docs)
+
+
+def quickstart_docs() -> list[dict]:
+    docs: list[dict] = []
+    for path in sorted(QUICKSTART.glob("*.yaml")):
+        docs.extend(d for d in yaml.safe_load_all(path.read_text()) if d)
+    return docs
+
+
+def succeeded(obj: dict) -> bool:
+    return obj.get("status", {}).get("phase") in ("Succeeded", "Failed", "Rejected")
+
+
+async def test_quickstart_job_succeeds_through_kubectl_apply(cluster, namespace, operator, start_agent):
+    docs = quickstart_docs()
+    nodes = [d for d in docs if d["kind"] == "QuantumNode"]
+    agents = {d["metadata"]["name"]: await start_agent(make_node(d["metadata"]["name"], d["spec"]["qubits"], noise=d["spec"]["noise"])) for d in nodes}
+    manifest = external(docs, {n: a.endpoint for n, a in agents.items()})
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", stdin=manifest)
+
+    for node in agents:
+        cluster.wait_for("qn", node, namespace, lambda o: o.get("status", {}).get("phase") == "Ready")
+    cluster.wait_for("qlink", "a-b", namespace, lambda o: o.get("status", {}).get("phase") == "Up")
+    job = cluster.wait_for("djob", "ghz", namespace, succeeded)
+    status = job["status"]
+    assert status["phase"] == "Succeeded", (status, operator.output()[-3000:])
+    assert sum(status["result"]["counts"].values()) == job["spec"]["shots"]
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert conditions["Succeeded"]["status"] == "True"
+    assert conditions["Verified"]["status"] == "True"
+    assert all(c["observedGeneration"] == 1 for c in conditions.values())
+
+    table = cluster.kubectl("get", "djob", "-n", namespace)
+    assert "Succeeded" in table and "single" in table
+    events = cluster.kubectl("get", "events", "-n", namespace, "--field-selector",
+                             "involvedObject.name=ghz", "-o", "json")
+    reasons = {e["reason"] for e in json.loads(events)["items"]}
+    assert {"Admitted", "Placed", "ProgramsSent", "Completed"} <= reasons
+
+
+@pytest.mark.parametrize(
+    ("patch", "message"),
+    [
+        ({"spec": {"qubits": 0}}, "spec.qubits"),
+        ({"spec": {"qubits": 2, "flavour": "strange"}}, 'unknown field "spec.flavour"'),
+        ({"spec": {"qubits": 2, "backend": {"type": "external"}}}, "backend.endpoint is required"),
+    ],
+)
+def test_api_server_refuses_invalid_nodes(cluster, namespace, patch, message):
+    doc = {"apiVersion": "qorch.dev/v1alpha1", "kind": "QuantumNode", "metadata": {"name": "bad"}, **patch}
+    out = cluster.kubectl("apply", "-n", namespace, "-f", "-", stdin=json.dumps(doc), check=False)
+    assert message in out, out
+    assert "created" not in out
+
+
+def test_job_spec_is_immutable(cluster, namespace):
+    job = {
+        "apiVersion": "qorch.dev/v1alpha1", "kind": "DistributedJob", "metadata": {"name": "j"},
+        "spec": {"shots": 10, "circuit": {"qasm": "OPENQASM 2.0;"}},
+    }
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", stdin=json.dumps(job))
+    job["spec"]["shots"] = 20
+    out = cluster.kubectl("apply", "-n", namespace, "-f", "-", stdin=json.dumps(job), check=False)
+    assert "spec is immutable" in out, out
+
+
+def test_aer_node_gets_an_owned_agent_deployment_and_service(cluster, namespace, operator):
+    node = {"apiVersion": "qorch.dev/v1alpha1", "kind": "QuantumNode",
+            "metadata": {"name": "sim"}, "spec": {"qubits": 5}}
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", stdin=json.dumps(node))
+    dep = cluster.wait_for("deployment", "qpu-sim", namespace, lambda o: True, timeout=60)
+    svc = cluster.get("service", "qpu-sim", namespace)
+    uid = cluster.get("qn", "sim", namespace)["metadata"]["uid"]
+    for obj in (dep, svc):
+        (owner,) = obj["metadata"]["ownerReferences"]
+        assert owner["kind"] == "QuantumNode" and owner["uid"] == uid
+    pod_spec = dep["spec"]["template"]["spec"]
+    (container,) = pod_spec["containers"]
+    assert container["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert json.loads(env["QORCH_NODE_MANIFEST"])["spec"]["qubits"] == 5
+    # kwok plays the kubelet: the scheduled pod reports Running.
+    pods = cluster.wait_for(
+        "pods", "", namespace,
+        lambda o: any(p["status"].get("phase") == "Running" for p in o.get("items", [])),
+        timeout=90, selector="qorch.dev/node=sim",
+    )
+    assert pods["items"][0]["spec"]["nodeName"]
+
+
+async def test_restart_mid_job_resumes_without_running_a_program_twice(
+    cluster, namespace, operator, start_agent
+):
+    agent = await start_agent(make_node("solo", 16))
+    node = {"apiVersion": "qorch.dev/v1alpha1", "kind": "QuantumNode", "metadata": {"name": "solo"},
+            "spec": {"qubits": 16, "backend": {"type": "external", "endpoint": agent.endpoint}}}
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", stdin=json.dumps(node))
+    cluster.wait_for("qn", "solo", namespace, lambda o: o.get("status", {}).get("phase") == "Ready")
+    qasm = SLOW_CIRCUIT
+    job = {"apiVersion": "qorch.dev/v1alpha1", "kind": "DistributedJob", "metadata": {"name": "slow"},
+           "spec": {"shots": 3000, "circuit": {"qasm": qasm}}}
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", stdin=json.dumps(job))
+    cluster.wait_for("djob", "slow", namespace, lambda o: o.get("status", {}).get("phase") == "Running")
+    operator.kill()
+    operator.start()
+    done = cluster.wait_for("djob", "slow", namespace, succeeded, timeout=180)
+    assert done["status"]["phase"] == "Succeeded", operator.output()[-3000:]
+    assert done["status"]["attempt"] == 1
+    client = PlainHttpClient(agent.endpoint)
+    try:
+        health = await client.call("health", {})
+    finally:
+        await client.close()
+    assert health["programsRun"] == 1
+
+
+def _slow_circuit(n: int = 14, layers: int = 30) -> str:
+    lines = ["OPENQASM 2.0;", 'include "qelib1.inc";', f"qreg q[{n}];", f"creg c[{n}];"]
+    for layer in range(layers):
+        lines += [f"h q[{i}];" for i in range(n)]
+        lines += [f"cx q[{i}], q[{(i + 1 + layer) % n}];" for i in range(0, n - 1, 2)]
+        lines += [f"t q[{i}];" for i in range(n)]
+    lines.append("measure q -> c;")
+    return "\n".join(lines)
+
+
+SLOW_CIRCUIT = _slow_circuit()

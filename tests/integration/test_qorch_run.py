@@ -1,0 +1,75 @@
+"""`qorch run`: manifests in, DistributedJob objects out, exit code says how it went."""
+
+import json
+import subprocess
+import sys
+
+from tests.support import REPO
+
+NODES = (REPO / "examples" / "quickstart" / "nodes.yaml").read_text()
+
+
+def qorch_run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "qorch", "run", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+    )
+
+
+def test_quickstart_succeeds_and_prints_the_jobs_as_kubectl_would():
+    proc = qorch_run("examples/quickstart", "--output", "json")
+    assert proc.returncode == 0, proc.stderr
+    jobs = json.loads(proc.stdout)
+    assert jobs, "no DistributedJob in the quickstart"
+    for job in jobs:
+        assert job["apiVersion"] == "qorch.dev/v1alpha1" and job["kind"] == "DistributedJob"
+        status = job["status"]
+        assert status["phase"] == "Succeeded", status
+        assert sum(status["result"]["counts"].values()) == job["spec"]["shots"]
+        conditions = {c["type"]: c for c in status["conditions"]}
+        for kind in ("Sanitized", "Authorized", "Planned", "Dispatched", "Succeeded"):
+            assert conditions[kind]["status"] == "True", conditions[kind]
+        assert conditions["Verified"]["status"] == "True", conditions["Verified"]
+        assert status["plan"]["nodes"] in ("qpu-a", "qpu-b")
+    assert "Succeeded" in proc.stderr  # progress goes to stderr when stdout is JSON
+
+
+def test_broken_manifest_exits_2_naming_the_field(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(NODES.replace("qubits: 8", "qubits: -1"))
+    proc = qorch_run(str(bad))
+    assert proc.returncode == 2
+    assert f"{bad} (document 1): QuantumNode/qpu-a: spec.qubits" in proc.stderr
+    assert proc.stdout == ""
+
+
+def test_job_that_fits_no_node_is_rejected_with_exit_1(tmp_path):
+    (tmp_path / "nodes.yaml").write_text(NODES)
+    (tmp_path / "job.yaml").write_text(
+        """
+apiVersion: qorch.dev/v1alpha1
+kind: DistributedJob
+metadata: {name: too-wide}
+spec:
+  shots: 100
+  strategy: single
+  circuit:
+    qasm: |
+      OPENQASM 2.0;
+      include "qelib1.inc";
+      qreg q[10];
+      creg c[10];
+      h q[0];
+      measure q -> c;
+"""
+    )
+    proc = qorch_run(str(tmp_path), "-o", "json")
+    assert proc.returncode == 1, proc.stderr
+    (job,) = json.loads(proc.stdout)
+    assert job["status"]["phase"] == "Rejected"
+    planned = next(c for c in job["status"]["conditions"] if c["type"] == "Planned")
+    assert planned["reason"] == "Unschedulable"
+    assert "qpu-a has 8 qubits, the circuit needs 10" in planned["message"]

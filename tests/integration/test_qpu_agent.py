@@ -1,0 +1,131 @@
+"""The QPU agent over real HTTP on loopback, sampling with qiskit-aer and the node's noise."""
+
+import math
+
+import pytest
+from qiskit import QuantumCircuit
+
+from qorch.qpu.circuits import encode_circuit
+from qorch.qpu.transport import AgentError, PlainHttpClient
+from tests.support import make_node
+
+SHOTS = 4000
+
+
+def ghz(n: int) -> QuantumCircuit:
+    qc = QuantumCircuit(n, n)
+    qc.h(0)
+    for i in range(n - 1):
+        qc.cx(i, i + 1)
+    qc.measure(range(n), range(n))
+    return qc
+
+
+async def run(client, circuit, program_id, shots=SHOTS):
+    payload = {"programId": program_id, "circuit": encode_circuit(circuit), "shots": shots}
+    return await client.call("run", payload, timeout=120)
+
+
+async def test_noiseless_ghz_yields_only_all_zeros_and_all_ones(start_agent):
+    agent = await start_agent(make_node("ideal", 8))
+    client = PlainHttpClient(agent.endpoint)
+    try:
+        reply = await run(client, ghz(5), "ghz-ideal")
+    finally:
+        await client.close()
+    assert set(reply["counts"]) == {"00000", "11111"}
+    assert sum(reply["counts"].values()) == SHOTS
+    # a fair coin: 5 sigma either side of half
+    assert abs(reply["counts"]["00000"] - SHOTS / 2) < 5 * math.sqrt(SHOTS / 4)
+
+
+async def test_readout_error_flips_bits_in_the_expected_proportion(start_agent):
+    p = 0.1
+    agent = await start_agent(make_node("noisy", 8, noise={"readoutError": p}))
+    client = PlainHttpClient(agent.endpoint)
+    try:
+        counts = (await run(client, ghz(5), "ghz-readout"))["counts"]
+    finally:
+        await client.close()
+    observed = {w: 0 for w in range(6)}
+    for key, n in counts.items():  # distance to the nearer ideal outcome = number of flips
+        observed[min(key.count("1"), key.count("0"))] += n
+    for flips, expected_p in [
+        (0, (1 - p) ** 5 + p**5),
+        (1, 5 * p * (1 - p) ** 4 + 5 * p**4 * (1 - p)),
+    ]:
+        sigma = math.sqrt(expected_p * (1 - expected_p) / SHOTS)
+        assert abs(observed[flips] / SHOTS - expected_p) < 5 * sigma, (flips, observed)
+
+
+async def test_gate_noise_and_decoherence_lower_the_ghz_population(start_agent):
+    noise = {
+        "t1Microseconds": 20,
+        "t2Microseconds": 15,
+        "twoQubitError": 0.05,
+        "twoQubitGateNanoseconds": 400,
+        "singleQubitGateNanoseconds": 50,
+        "measureNanoseconds": 1000,
+    }
+    agent = await start_agent(make_node("lossy", 6, noise=noise))
+    client = PlainHttpClient(agent.endpoint)
+    try:
+        counts = (await run(client, ghz(5), "ghz-lossy"))["counts"]
+    finally:
+        await client.close()
+    good = counts.get("00000", 0) + counts.get("11111", 0)
+    assert good < 0.95 * SHOTS  # noise visibly degrades the state ...
+    assert good > 0.5 * SHOTS  # ... without destroying it
+
+
+async def test_circuit_wider_than_the_node_is_refused(start_agent):
+    agent = await start_agent(make_node("small", 3))
+    client = PlainHttpClient(agent.endpoint)
+    try:
+        with pytest.raises(AgentError) as info:
+            await run(client, ghz(5), "too-wide")
+        health = await client.call("health", {})
+    finally:
+        await client.close()
+    assert info.value.code == "ProgramRejected"
+    assert "5 qubits but the node has 3" in info.value.message
+    assert health["programsRun"] == 0
+
+
+async def test_a_program_id_runs_once_even_when_sent_twice(start_agent):
+    agent = await start_agent(make_node("once", 4))
+    client = PlainHttpClient(agent.endpoint)
+    try:
+        first = await run(client, ghz(3), "same-id", shots=500)
+        second = await run(client, ghz(3), "same-id", shots=500)
+        health = await client.call("health", {})
+    finally:
+        await client.close()
+    assert first == second
+    assert health["programsRun"] == 1
+
+
+async def test_feed_forward_runs_on_the_agent(start_agent):
+    qc = QuantumCircuit(2, 2)
+    qc.h(0)
+    qc.measure(0, 0)
+    with qc.if_test((qc.clbits[0], 1)):
+        qc.x(1)
+    qc.measure(1, 1)
+    agent = await start_agent(make_node("dynamic", 2))
+    client = PlainHttpClient(agent.endpoint)
+    try:
+        counts = (await run(client, qc, "ff", shots=1000))["counts"]
+    finally:
+        await client.close()
+    assert set(counts) == {"00", "11"}
+
+
+async def test_unreachable_agent_is_an_agent_error():
+    client = PlainHttpClient("http://127.0.0.1:9")
+    try:
+        with pytest.raises(AgentError) as info:
+            await client.call("health", {}, timeout=5)
+    finally:
+        await client.close()
+    assert info.value.code == "Unreachable"
