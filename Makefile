@@ -17,7 +17,7 @@ setup: $(STAMP) ## create .venv and install qorch with its test tools
 run: setup ## run the quickstart on the embedded control plane
 	$(VENV)/bin/qorch run examples/quickstart/
 
-test: setup ## the whole test suite
+test: setup tools ## the whole test suite (builds the test control plane once)
 	$(PY) -m pytest
 
 unit: setup ## tests that need neither agents nor a cluster

@@ -77,6 +77,24 @@ def _cmd_operator(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_keygen(args: argparse.Namespace) -> int:
+    from qorch.channel.identity import keygen_command
+
+    return keygen_command(args.prefix)
+
+
+def _cmd_sign(args: argparse.Namespace) -> int:
+    from qorch.channel.signing import sign_command
+
+    return sign_command(args.job, args.key)
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from qorch.channel.signing import verify_command
+
+    return verify_command(args.job, args.trusted)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qorch", description=__doc__)
     parser.add_argument("--log-level", default=os.environ.get("QORCH_LOG_LEVEL", "WARNING"))
@@ -112,6 +130,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--policy", help="policy YAML (default: the built-in policy)")
     p.add_argument("--output", "-o", choices=["text", "json"], default="text")
     p.set_defaults(func=_cmd_sanitize)
+
+    p = sub.add_parser("keygen", help="write an ML-DSA-65 key pair: PREFIX.key and PREFIX.pub")
+    p.add_argument("prefix", help="path prefix of the two files")
+    p.set_defaults(func=_cmd_keygen)
+
+    p = sub.add_parser("sign", help="sign the DistributedJobs of a manifest; prints the YAML")
+    p.add_argument("job", help="manifest with one or more DistributedJobs")
+    p.add_argument("--key", required=True, help="the submitter's private key (PREFIX.key)")
+    p.set_defaults(func=_cmd_sign)
+
+    p = sub.add_parser("verify", help="verify the signatures of a manifest's DistributedJobs")
+    p.add_argument("job", help="signed manifest")
+    p.add_argument("--trusted", action="append", required=True,
+                   help="a trusted submitter public key (PREFIX.pub); repeatable")
+    p.set_defaults(func=_cmd_verify)
     return parser
 
 

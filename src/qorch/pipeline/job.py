@@ -138,13 +138,17 @@ class JobPipeline:
             shortest_t2_us=min(t2s),
         )
 
-    def _candidates(self, job: DistributedJob) -> list[QuantumNode]:
+    def _selected(self, job: DistributedJob) -> list[QuantumNode]:
+        """Nodes the job may use, whatever their phase."""
         selector = job.spec.node_selector
         return [
             n
             for n in self.world.nodes(job.metadata.namespace)
-            if node_is_ready(n) and (selector is None or selector.matches(n.metadata.labels))
+            if selector is None or selector.matches(n.metadata.labels)
         ]
+
+    def _candidates(self, job: DistributedJob) -> list[QuantumNode]:
+        return [n for n in self._selected(job) if node_is_ready(n)]
 
     async def _circuit(self, job: DistributedJob) -> QuantumCircuit:
         """The parsed circuit, from the cache or parsed again after a restart."""
@@ -220,14 +224,22 @@ class JobPipeline:
             self._cond(job, status, R.PLANNED, "False", R.UNSCHEDULABLE, msg)
             return self._finish(job, status, "Rejected", R.UNSCHEDULABLE, msg)
         circuit = await self._circuit(job)
+        if self._remaining_seconds(job, status) <= 0:
+            msg = f"not placed within timeoutSeconds={job.spec.timeout_seconds}"
+            return self._finish(job, status, "Failed", R.TIMED_OUT, msg)
         nodes = self._candidates(job)
         capacity = {n.metadata.name: n.spec.qubits for n in nodes}
         free = self.reservations.free(capacity)
         ranked, why_not = rank_single(nodes, circuit.num_qubits, GateProfile.of(circuit), free)
         if not ranked:
-            could_fit = [n for n in nodes if n.spec.qubits >= circuit.num_qubits]
-            detail = "; ".join(why_not) or "no Ready QuantumNode matches the job"
-            if could_fit:
+            # Wait while a node big enough exists but is busy or not Ready yet; reject when
+            # no node the job may use could ever hold it.
+            big_enough = [n for n in self._selected(job) if n.spec.qubits >= circuit.num_qubits]
+            not_ready = [n.metadata.name for n in big_enough if not node_is_ready(n)]
+            detail = "; ".join(
+                why_not + [f"{name} is not Ready" for name in not_ready]
+            ) or "no QuantumNode matches the job's nodeSelector"
+            if big_enough:
                 self._cond(job, status, R.PLANNED, "False", R.WAITING_FOR_CAPACITY, detail)
                 status.message = f"waiting for capacity: {detail}"
                 return StepResult(status, requeue_after=self.settings.capacity_retry_seconds)
@@ -280,12 +292,12 @@ class JobPipeline:
         return StepResult(status)
 
     def _remaining_seconds(self, job: DistributedJob, status: DistributedJobStatus) -> float:
-        started = status.timings.started_at
-        if not started:
+        """timeoutSeconds counts from admission: waiting for capacity uses it up too."""
+        since = status.timings.admitted_at or status.timings.started_at
+        if not since:
             return float(job.spec.timeout_seconds)
-        begun = datetime.strptime(started, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-        elapsed = (datetime.now(UTC) - begun).total_seconds()
-        return job.spec.timeout_seconds - elapsed
+        begun = datetime.strptime(since, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        return job.spec.timeout_seconds - (datetime.now(UTC) - begun).total_seconds()
 
     async def _collect(self, job: DistributedJob) -> StepResult:
         status = self._status(job)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from qiskit.converters import circuit_to_dag
 
-from .analysis import DURATION, MID_CIRCUIT, MULTI_QUBIT_GATES
+from .analysis import DURATION, MID_CIRCUIT, MULTI_QUBIT_GATE_COUNT
 from .catalog import INTERNAL_ERROR, PARSE_ERROR
 from .parsing import ParseFailure, load
 from .passes import build_passes, run_passes
@@ -32,7 +32,7 @@ def _with_lines(violations: list[Violation], scan: SourceScan, instructions: int
         return violations
     try:
         lines = instruction_lines(scan, instructions)
-    except Exception:  # noqa: BLE001 - lines are a courtesy; the verdict stands without them
+    except Exception:
         lines = None
     if lines is None:
         return violations
@@ -80,7 +80,7 @@ def _sanitize(
         clbits=circuit.num_clbits,
         depth=properties["depth"],
         size=properties["size"],
-        two_qubit_gates=properties[MULTI_QUBIT_GATES],
+        two_qubit_gates=properties[MULTI_QUBIT_GATE_COUNT],
         measurements=mid.measurements if mid is not None else None,
         estimated_duration_seconds=properties[DURATION],
     )
@@ -130,7 +130,7 @@ def sanitize(
         return _sanitize(source, policy, shots, timing)
     except (KeyboardInterrupt, SystemExit):
         raise
-    except BaseException as exc:  # noqa: BLE001 - fail closed on anything unforeseen
+    except BaseException as exc:
         return _rejected(
             [
                 finding(

@@ -78,3 +78,6 @@ ONE_QUBIT_GATES: frozenset[str] = frozenset(
         "sx", "sxdg", "rx", "ry", "rz",
     }
 )  # fmt: skip
+
+#: Standard gates on two or more qubits.
+MULTI_QUBIT_GATES: frozenset[str] = STANDARD_GATES - ONE_QUBIT_GATES

@@ -50,6 +50,6 @@ def load(scan: SourceScan) -> QuantumCircuit:
         return qasm3.loads(scan.source)
     except (KeyboardInterrupt, SystemExit):
         raise
-    except BaseException as exc:  # noqa: BLE001 - pyo3 panics derive from BaseException only
+    except BaseException as exc:
         message, line = _describe(exc)
         raise ParseFailure(message, line) from None

@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from qiskit.dagcircuit import DAGCircuit
-from qiskit.transpiler.basepasses import AnalysisPass
 
+from .passbase import KeywordAnalysisPass
 from .report import Violation
 from .rules.base import VIOLATIONS
 
@@ -39,7 +39,7 @@ def decide(violations: list[Violation], severities: Mapping[str, str]) -> Verdic
     return Verdict(accepted=all(v.severity != "deny" for v in kept), violations=kept)
 
 
-class SanitizerVerdict(AnalysisPass):
+class SanitizerVerdict(KeywordAnalysisPass):
     """Collect ``property_set[VIOLATIONS]`` into ``property_set[VERDICT]``."""
 
     def __init__(self, *, severities: Mapping[str, str] | None = None) -> None:

@@ -4,14 +4,14 @@ from .blocks import BLOCKS, Block, ControlFlowBlocks
 from .delays import DELAYS, DelayTotals, SumDelays
 from .duration import DURATION, EstimateDuration
 from .measurements import MID_CIRCUIT, FindMidCircuitOperations, MidCircuitOperations
-from .multi_qubit import MULTI_QUBIT_GATES, CountMultiQubitGates
+from .multi_qubit import MULTI_QUBIT_GATE_COUNT, CountMultiQubitGates
 
 __all__ = [
     "BLOCKS",
     "DELAYS",
     "DURATION",
     "MID_CIRCUIT",
-    "MULTI_QUBIT_GATES",
+    "MULTI_QUBIT_GATE_COUNT",
     "Block",
     "ControlFlowBlocks",
     "CountMultiQubitGates",

@@ -15,7 +15,8 @@ from typing import Any
 from qiskit.circuit import Parameter
 from qiskit.converters import circuit_to_dag
 from qiskit.dagcircuit import DAGCircuit, DAGOpNode
-from qiskit.transpiler.basepasses import AnalysisPass
+
+from ..passbase import KeywordAnalysisPass
 
 #: property_set key written by :class:`ControlFlowBlocks`: ``list[Block]``, top level first.
 BLOCKS = "sanitizer_blocks"
@@ -53,7 +54,7 @@ def _iterations(indexset: Any) -> int:
         return 2**63  # a range too long for len() is simply very long
 
 
-class ControlFlowBlocks(AnalysisPass):
+class ControlFlowBlocks(KeywordAnalysisPass):
     """Collect the top level and every nested control-flow block into ``property_set[BLOCKS]``."""
 
     def run(self, dag: DAGCircuit) -> None:

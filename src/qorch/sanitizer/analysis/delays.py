@@ -6,8 +6,8 @@ import math
 from dataclasses import dataclass, field
 
 from qiskit.dagcircuit import DAGCircuit, DAGOpNode
-from qiskit.transpiler.basepasses import AnalysisPass
 
+from ..passbase import KeywordAnalysisPass
 from .blocks import BLOCKS, ControlFlowBlocks
 
 #: property_set key written by :class:`SumDelays`: ``DelayTotals``.
@@ -44,7 +44,7 @@ def delay_seconds(node: DAGOpNode, dt_ns: float | None) -> float | None:
     return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
-class SumDelays(AnalysisPass):
+class SumDelays(KeywordAnalysisPass):
     """Total delay duration over every block, times the block's multiplicity."""
 
     def __init__(self, *, dt_ns: float | None = None) -> None:

@@ -13,17 +13,19 @@ from collections.abc import Mapping
 
 from qiskit.converters import circuit_to_dag
 from qiskit.dagcircuit import DAGCircuit, DAGOpNode
-from qiskit.transpiler.basepasses import AnalysisPass
 
+from ..passbase import KeywordAnalysisPass
 from ..timing import TargetTiming
 from .blocks import _iterations
 from .delays import delay_seconds
 
 #: property_set key written by :class:`EstimateDuration`: ``float`` seconds.
 DURATION = "sanitizer_duration_seconds"
+#: Operations whose duration depends on more than their name.
+_VARIABLE = frozenset({"delay", "u0", "mcx", "barrier"})
 
 
-class EstimateDuration(AnalysisPass):
+class EstimateDuration(KeywordAnalysisPass):
     """Critical-path duration in seconds from the target's gate times."""
 
     def __init__(
@@ -71,28 +73,36 @@ class EstimateDuration(AnalysisPass):
         return longest
 
     def _makespan_ns(self, dag: DAGCircuit) -> float:
-        wires = {bit: i for i, bit in enumerate((*dag.qubits, *dag.clbits))}
-        clock = [0.0] * len(wires)
-        cache: dict[tuple[str, int], float] = {}
-        for node in dag.op_nodes():
-            indices = [wires[b] for b in node.qargs]
-            indices += [wires[b] for b in node.cargs]
+        qubits = {bit: i for i, bit in enumerate(dag.qubits)}
+        clbits = {bit: i + len(qubits) for i, bit in enumerate(dag.clbits)}
+        clock = [0.0] * (len(qubits) + len(clbits))
+        # Durations of gates whose name fixes them; the rest are worked out per node.
+        by_name: dict[str, float] = {}
+        for node in dag.op_nodes():  # circuit order, which is a topological order
+            qargs = node.qargs
+            duration = by_name.get(node.name)
+            if duration is not None and not node.cargs:
+                # Fast paths: almost every node is a one- or two-qubit gate.
+                if len(qargs) == 1:
+                    clock[qubits[qargs[0]]] += duration
+                    continue
+                if len(qargs) == 2:
+                    i, j = qubits[qargs[0]], qubits[qargs[1]]
+                    clock[i] = clock[j] = max(clock[i], clock[j]) + duration
+                    continue
+            indices = [qubits[b] for b in qargs] + [clbits[b] for b in node.cargs]
             start = max((clock[i] for i in indices), default=0.0)
             name = node.name
             if name == "barrier":
                 duration = 0.0
             elif node.is_control_flow():
                 duration = self._control_flow_ns(node)
-            elif name in ("delay", "u0"):
+            elif duration is None:
                 duration = self._gate_ns(node)
-            else:
-                key = (name, len(node.qargs))
-                duration = cache.get(key, -1.0)
-                if duration < 0:
-                    duration = cache[key] = self._gate_ns(node)
-            end = start + duration
+                if name not in _VARIABLE:
+                    by_name[name] = duration
             for i in indices:
-                clock[i] = end
+                clock[i] = start + duration
         return max(clock, default=0.0)
 
     def run(self, dag: DAGCircuit) -> None:

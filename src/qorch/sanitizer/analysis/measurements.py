@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from qiskit.dagcircuit import DAGCircuit, DAGOpNode
-from qiskit.transpiler.basepasses import AnalysisPass
 
+from ..passbase import KeywordAnalysisPass
 from .blocks import BLOCKS, Block, ControlFlowBlocks
 
 #: property_set key written by :class:`FindMidCircuitOperations`: ``MidCircuitOperations``.
@@ -52,7 +52,7 @@ def _preceded(dag: DAGCircuit, node: DAGOpNode) -> bool:
     return False
 
 
-class FindMidCircuitOperations(AnalysisPass):
+class FindMidCircuitOperations(KeywordAnalysisPass):
     """Count measurements and find mid-circuit measurements and resets."""
 
     def __init__(self) -> None:

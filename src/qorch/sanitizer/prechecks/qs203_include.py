@@ -3,31 +3,29 @@
 from __future__ import annotations
 
 import bisect
-import re
 
 from ..catalog import INCLUDE
 from ..policy import SanitizerPolicy
 from ..report import Violation, finding
-from ..source.scan import SourceScan
+from ..source.scan import SourceScan, keyword_offsets
 
-_INCLUDE = re.compile(r"\binclude\b")
+_KEYWORD = len("include")
 
 
 def check(scan: SourceScan, policy: SanitizerPolicy) -> list[Violation]:
     """Refuse includes of anything but ``allowedIncludes``."""
-    if "include" not in scan.code:
-        return []
     allowed = set(policy.allowed_includes)
     found: list[Violation] = []
     starts = sorted(scan.strings)
-    for m in _INCLUDE.finditer(scan.code):
+    for offset in keyword_offsets(scan.code, "include"):
         # String literals are blanked in scan.code; the file name is the next one, if only
         # white space separates it from the keyword.
-        k = bisect.bisect_left(starts, m.end())
+        end = offset + _KEYWORD
+        k = bisect.bisect_left(starts, end)
         name = None
-        if k < len(starts) and not scan.code[m.end() : starts[k]].strip():
+        if k < len(starts) and not scan.code[end : starts[k]].strip():
             name = scan.strings[starts[k]]
-        line = scan.line_of(m.start())
+        line = scan.line_of(offset)
         if name is None:
             found.append(
                 finding(INCLUDE, f"the include on line {line} names no file in quotes.",

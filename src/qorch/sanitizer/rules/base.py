@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from qiskit.transpiler.basepasses import AnalysisPass
-
+from ..passbase import KeywordAnalysisPass
 from ..report import Violation, finding
 
 #: property_set key every rule appends its findings to: ``list[Violation]``. The verdict
@@ -13,7 +12,7 @@ from ..report import Violation, finding
 VIOLATIONS = "sanitizer_violations"
 
 
-class SanitizerRule(AnalysisPass):
+class SanitizerRule(KeywordAnalysisPass):
     """An analysis pass that checks one rule and appends violations to ``property_set[VIOLATIONS]``.
 
     Rules never modify the DAG.

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 from qiskit.dagcircuit import DAGCircuit
 
-from ..analysis.multi_qubit import MULTI_QUBIT_GATES, CountMultiQubitGates
+from ..analysis.multi_qubit import MULTI_QUBIT_GATE_COUNT, CountMultiQubitGates
 from ..catalog import TWO_QUBIT_GATE_LIMIT
 from .base import SanitizerRule
 
@@ -29,7 +29,7 @@ class TwoQubitGateLimit(SanitizerRule):
         self.requires = [CountMultiQubitGates(expansions=expansions)]
 
     def run(self, dag: DAGCircuit) -> None:
-        count = self.property_set[MULTI_QUBIT_GATES]
+        count = self.property_set[MULTI_QUBIT_GATE_COUNT]
         if count > self.max_two_qubit_gates:
             self.report(
                 f"the circuit has {count} gates on two or more qubits; the limit "

@@ -62,7 +62,9 @@ class ParameterBounds(SanitizerRule):
         self.custom = frozenset(custom)
         self.requires = [ControlFlowBlocks()]
 
-    def _problem(self, value: Any, loops: tuple[tuple[Parameter, Sequence[int]], ...]) -> str | None:
+    def _problem(
+        self, value: Any, loops: tuple[tuple[Parameter, Sequence[int]], ...]
+    ) -> str | None:
         if isinstance(value, ParameterExpression):
             free = value.parameters
             if not free:
@@ -121,11 +123,15 @@ class ParameterBounds(SanitizerRule):
         return None
 
     def _check_block(self, block: Block, memo: dict[Any, str | None]) -> tuple[str, int] | None:
+        bound = self.max_abs_angle
         for name in block.dag.count_ops(recurse=False):
             if name in _SKIPPED:
                 continue
             for node in block.dag.named_nodes(name):
-                for value in node.op.params:
+                for value in node.params:
+                    # Fast path for the common case; NaN fails the comparison and falls through.
+                    if type(value) is float and -bound <= value <= bound:
+                        continue
                     problem = self._problem(value, block.loop_values)
                     if problem:
                         return f"a parameter of {name} {problem}", block.index_of(node)

@@ -1,5 +1,6 @@
-"""QS402 repeated-two-qubit-gate: one two-qubit gate hammered on one pair back to back has
-no computational use (it cancels or merges) but heats the pair and probes crosstalk."""
+"""QS402 repeated-two-qubit-gate: two-qubit gates hammered on one pair back to back have no
+computational use (they cancel or merge into one two-qubit unitary) but heat the pair and
+probe crosstalk."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ _NOT_TWO_QUBIT = ONE_QUBIT_GATES | CONTROL_FLOW | DEFAULT_DIRECTIVES
 
 
 class RepeatedTwoQubitGate(SanitizerRule):
-    """Refuse runs of more than ``max_repeats`` identical two-qubit gates on one pair."""
+    """Refuse runs of more than ``max_repeats`` two-qubit gates back to back on one pair."""
 
     rule_id = REPEATED_TWO_QUBIT_GATE
 
@@ -25,22 +26,26 @@ class RepeatedTwoQubitGate(SanitizerRule):
 
     def run(self, dag: DAGCircuit) -> None:
         for block in self.property_set[BLOCKS]:
-            names = [n for n in block.dag.count_ops(recurse=False) if n not in _NOT_TWO_QUBIT]
-            for name in names:
-                # Qiskit's collect_runs: consecutive nodes where each one's only successor is
-                # the next, i.e. the same gate back to back on the same wires.
-                for run in block.dag.collect_runs([name]):
-                    if len(run[0].qargs) != 2:
-                        continue
-                    repeats = len(run)
-                    if block.owner == "for_loop" and repeats == block.dag.size():
-                        repeats *= block.multiplicity  # the loop body is nothing but the run
-                    if repeats > self.max_repeats:
-                        self.report(
-                            f"{name} is applied {repeats} times back to back on one qubit "
-                            f"pair; the limit (maxRepeatedTwoQubitGate) is {self.max_repeats}. "
-                            "Repeated identical gates cancel or merge; such sequences probe "
-                            "crosstalk and heating and are reserved for trusted tenants.",
-                            instruction=block.index_of(run[0]),
-                        )
-                        return
+            counts = block.dag.count_ops(recurse=False)
+            names = [n for n in counts if n not in _NOT_TWO_QUBIT]
+            loop_body = block.owner == "for_loop"
+            if not names or (not loop_body and sum(counts[n] for n in names) <= self.max_repeats):
+                continue
+            # Qiskit's collect_runs: consecutive nodes each of whose only successor is the next,
+            # i.e. gates back to back on the same wires.
+            for run in block.dag.collect_runs(names):
+                if len(run[0].qargs) != 2:
+                    continue
+                repeats = len(run)
+                if loop_body and repeats == block.dag.size():
+                    repeats *= block.multiplicity  # the loop body is nothing but the run
+                if repeats > self.max_repeats:
+                    gates = ", ".join(sorted({node.name for node in run}))
+                    self.report(
+                        f"{repeats} two-qubit gates ({gates}) run back to back on one qubit "
+                        f"pair; the limit (maxRepeatedTwoQubitGate) is {self.max_repeats}. "
+                        "Back-to-back gates on a pair cancel or merge into one; long runs probe "
+                        "crosstalk and heating and are reserved for trusted tenants.",
+                        instruction=block.index_of(run[0]),
+                    )
+                    return
