@@ -59,7 +59,9 @@ def random_source(seed: int, qubits: int = QUBITS, gates: int = GATES) -> str:
             a, b = rng.sample(range(qubits), 2)
             getattr(qc, rng.choice(entangling))(a, b)
         elif pick < 0.7:
-            getattr(qc, rng.choice(rotations))(rng.uniform(-math.pi, math.pi), rng.randrange(qubits))
+            getattr(qc, rng.choice(rotations))(
+                rng.uniform(-math.pi, math.pi), rng.randrange(qubits)
+            )
         else:
             getattr(qc, rng.choice(fixed))(rng.randrange(qubits))
     qc.measure(range(qubits), range(qubits))
@@ -127,9 +129,7 @@ def verdict(medians: dict[str, list[float]]) -> str:
     """The headline: sanitize as a share of parse + transpile, per seed and overall."""
     shares = [
         s / t
-        for s, t in zip(
-            medians["sanitize"], medians["parse + transpile (node basis)"], strict=True
-        )
+        for s, t in zip(medians["sanitize"], medians["parse + transpile (node basis)"], strict=True)
     ]
     timed = [
         s / t

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import ctypes
 import datetime
 import ipaddress
@@ -32,6 +33,7 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +68,7 @@ def _cert(
     if org:
         attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, org))
     subject = x509.Name(attrs)
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     builder = (
         x509.CertificateBuilder()
         .subject_name(subject)
@@ -77,13 +79,17 @@ def _cert(
         .not_valid_after(now + datetime.timedelta(days=365))
     )
     if issuer is None:  # self-signed CA
-        builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        builder = builder.add_extension(
+            x509.BasicConstraints(ca=True, path_length=None), critical=True
+        )
         builder = builder.add_extension(
             x509.KeyUsage(True, False, False, False, False, True, True, False, False), critical=True
         )
     else:
         usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
-        builder = builder.add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        builder = builder.add_extension(
+            x509.BasicConstraints(ca=False, path_length=None), critical=True
+        )
         builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
     if server:
         sans = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
@@ -129,10 +135,8 @@ def _cmdline0(pid: int) -> str | None:
 
 def _signal(pid: int, sig: int) -> None:
     # Each process leads its own session (start_new_session), so its group id is its pid.
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def _tail(path: Path, lines: int = 25) -> str:
@@ -156,7 +160,9 @@ class ControlPlane:
         # Kill the children if this process dies (PR_SET_PDEATHSIG), so a crashed
         # test run leaves nothing behind. The kernel ties that to the thread that
         # forked, hence main thread only; the CLI's detached `up` turns it off.
-        self.die_with_parent = _prctl is not None and threading.current_thread() is threading.main_thread()
+        self.die_with_parent = (
+            _prctl is not None and threading.current_thread() is threading.main_thread()
+        )
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
 
     # -- public API --
@@ -169,7 +175,8 @@ class ControlPlane:
         for name in names:
             if not (self.tools_dir / name).exists():
                 raise ControlPlaneError(
-                    f"{self.tools_dir / name} not found: run `make tools` (bash hack/build-tools.sh) first"
+                    f"{self.tools_dir / name} not found: run `make tools` "
+                    "(bash hack/build-tools.sh) first"
                 )
         self.stop()  # leftovers of an earlier run in the same state dir
         for sub in ("etcd", "pki", "logs", "kwok"):
@@ -185,6 +192,7 @@ class ControlPlane:
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM every recorded process, SIGKILL what is left after timeout."""
         pids = {name: p.pid for name, p in self._procs.items()} or self._recorded()
+        adopted = [] if self._procs else list(pids.values())
         # etcd goes last: kube-apiserver's shutdown hangs while etcd is gone.
         later = {n: pids.pop(n) for n in ["etcd"] if n in pids}
         for group in (pids, later):
@@ -196,6 +204,11 @@ class ControlPlane:
                     _signal(pid, signal.SIGKILL)
                     if not self._wait_exit(name, pid, time.monotonic() + 5):
                         raise ControlPlaneError(f"{name} (pid {pid}) survived SIGKILL")
+        # Processes of a detached `up` stay zombies until init reaps them a moment
+        # later; wait for that, so that a `pgrep` right after `down` finds nothing.
+        deadline = time.monotonic() + 5
+        while any(Path(f"/proc/{pid}").exists() for pid in adopted) and time.monotonic() < deadline:
+            time.sleep(0.1)
         self._procs = {}
         self.pids_file.unlink(missing_ok=True)
 
@@ -235,7 +248,12 @@ class ControlPlane:
             "--unsafe-no-fsync",  # throwaway data: skip fsync, much faster on CI disks
             "--log-level=warn",
         )
-        self._wait("etcd", lambda: b'"true"' in self._get(etcd_url + "/health", tls=False), 30)
+        self._wait(
+            "etcd /health",
+            lambda: b'"true"' in self._get(f"{etcd_url}/health", tls=False),
+            30,
+            "etcd",
+        )
 
         pki = self.pki
         # Flags of controller-runtime's envtest, with real TLS/RBAC material;
@@ -264,7 +282,9 @@ class ControlPlane:
             *([] if pods else ["--disable-admission-plugins=ServiceAccount"]),
         )
         self._write_kubeconfig(self.kubeconfig, "admin")
-        self._wait("kube-apiserver /readyz", lambda: self._get(self.url + "/readyz") == b"ok", 90)
+        self._wait(
+            "/readyz", lambda: self._get(f"{self.url}/readyz") == b"ok", 90, "kube-apiserver"
+        )
         if not pods:
             return
 
@@ -283,13 +303,17 @@ class ControlPlane:
             "kube-controller-manager",
             *component_flags("kube-controller-manager", kcm_port),
             "--leader-elect=false",  # single instance: don't wait for a lease
-            "--use-service-account-credentials=true",  # per-controller identities, as in real clusters
+            # Per-controller identities, as in real clusters.
+            "--use-service-account-credentials=true",
             f"--service-account-private-key-file={pki / 'sa.key'}",
-            f"--root-ca-file={pki / 'ca.crt'}",  # published as kube-root-ca.crt for SA token mounts
+            # Published as kube-root-ca.crt, for ServiceAccount token mounts.
+            f"--root-ca-file={pki / 'ca.crt'}",
             f"--cluster-signing-cert-file={pki / 'ca.crt'}",  # CSRs get signed too
             f"--cluster-signing-key-file={pki / 'ca.key'}",
         )
-        self._spawn("kube-scheduler", *component_flags("kube-scheduler", sched_port), "--leader-elect=false")
+        self._spawn(
+            "kube-scheduler", *component_flags("kube-scheduler", sched_port), "--leader-elect=false"
+        )
         kwok_home = self.state_dir / "kwok"
         kwok_home.mkdir()
         self._spawn(
@@ -305,11 +329,14 @@ class ControlPlane:
         )
         for site in SITES:
             self._api("POST", "/api/v1/nodes", self._node(site))
-        self._wait("fake nodes Ready (kwok)", self._nodes_ready, 60)
+        self._wait("the fake nodes to be Ready", self._nodes_ready, 60, "kwok")
+        # Pods can't be created in a namespace before its default ServiceAccount.
+        sa = "/api/v1/namespaces/default/serviceaccounts/default"
         self._wait(
-            "default ServiceAccount (kube-controller-manager)",
-            lambda: bool(self._api("GET", "/api/v1/namespaces/default/serviceaccounts/default")),
+            "the default ServiceAccount",
+            lambda: bool(self._api("GET", sa)),
             60,
+            "kube-controller-manager",
         )
 
     @staticmethod
@@ -334,8 +361,10 @@ class ControlPlane:
     def _nodes_ready(self) -> bool:
         nodes = self._api("GET", "/api/v1/nodes")["items"]
         ready = [
-            n for n in nodes
-            if any(c["type"] == "Ready" and c["status"] == "True" for c in n.get("status", {}).get("conditions", []))
+            n["metadata"]["name"]
+            for n in nodes
+            for c in n.get("status", {}).get("conditions", [])
+            if c["type"] == "Ready" and c["status"] == "True"
         ]
         return len(ready) >= len(SITES)
 
@@ -371,13 +400,18 @@ class ControlPlane:
         def b64(name: str) -> str:
             return base64.b64encode((self.pki / name).read_bytes()).decode()
 
+        cluster = {"server": self.url, "certificate-authority-data": b64("ca.crt")}
+        creds = {
+            "client-certificate-data": b64(f"{user}.crt"),
+            "client-key-data": b64(f"{user}.key"),
+        }
+        context = {"cluster": "qorch", "user": user, "namespace": "default"}
         config = {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": "qorch", "cluster": {"server": self.url, "certificate-authority-data": b64("ca.crt")}}],
-            "users": [{"name": user, "user": {
-                "client-certificate-data": b64(f"{user}.crt"), "client-key-data": b64(f"{user}.key")}}],
-            "contexts": [{"name": "qorch", "context": {"cluster": "qorch", "user": user, "namespace": "default"}}],
+            "clusters": [{"name": "qorch", "cluster": cluster}],
+            "users": [{"name": user, "user": creds}],
+            "contexts": [{"name": "qorch", "context": context}],
             "current-context": "qorch",
         }
         path.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -397,7 +431,9 @@ class ControlPlane:
                 start_new_session=True,  # survives the CLI's exit and terminal signals
                 preexec_fn=_die_with_parent if self.die_with_parent else None,
             )
-        record = {n: {"pid": p.pid, "argv0": p.args[0]} for n, p in self._procs.items()}  # type: ignore[index]
+        record = {
+            n: {"pid": p.pid, "argv0": str(self.tools_dir / n)} for n, p in self._procs.items()
+        }
         self.pids_file.write_text(json.dumps(record, indent=2) + "\n")
 
     def _recorded(self) -> dict[str, int]:
@@ -424,7 +460,7 @@ class ControlPlane:
                     f"{name} exited with code {proc.returncode}; last lines of {log}:\n{_tail(log)}"
                 )
 
-    def _wait(self, what: str, ready: Any, timeout: float) -> None:
+    def _wait(self, what: str, ready: Callable[[], bool], timeout: float, log: str) -> None:
         deadline = time.monotonic() + timeout
         while True:
             self._check_alive()
@@ -434,23 +470,26 @@ class ControlPlane:
             except (OSError, ValueError, KeyError):
                 pass  # not up yet
             if time.monotonic() > deadline:
-                last = list(self._procs)[-1]
+                path = self.logs / f"{log}.log"
                 raise ControlPlaneError(
-                    f"timed out after {timeout:.0f}s waiting for {what}; last lines of "
-                    f"{self.logs / last}.log:\n{_tail(self.logs / f'{last}.log')}"
+                    f"timed out after {timeout:.0f}s waiting for {what}; "
+                    f"last lines of {path}:\n{_tail(path)}"
                 )
             time.sleep(0.2)
 
-    # -- HTTP, as admin --
+    # -- HTTP, as admin, never through an HTTP(S)_PROXY from the environment --
 
-    def _ssl(self) -> ssl.SSLContext:
-        ctx = ssl.create_default_context(cafile=str(self.pki / "ca.crt"))
-        ctx.load_cert_chain(self.pki / "admin.crt", self.pki / "admin.key")
-        return ctx
+    def _open(self, req: str | urllib.request.Request, tls: bool = True) -> bytes:
+        handlers: list[urllib.request.BaseHandler] = [urllib.request.ProxyHandler({})]
+        if tls:
+            ctx = ssl.create_default_context(cafile=str(self.pki / "ca.crt"))
+            ctx.load_cert_chain(self.pki / "admin.crt", self.pki / "admin.key")
+            handlers.append(urllib.request.HTTPSHandler(context=ctx))
+        with urllib.request.build_opener(*handlers).open(req, timeout=10) as resp:
+            return bytes(resp.read())
 
     def _get(self, url: str, tls: bool = True) -> bytes:
-        with urllib.request.urlopen(url, timeout=5, context=self._ssl() if tls else None) as resp:
-            return resp.read()
+        return self._open(url, tls)
 
     def _api(self, method: str, path: str, body: Any = None) -> Any:
         req = urllib.request.Request(
@@ -459,14 +498,14 @@ class ControlPlane:
             data=json.dumps(body).encode() if body is not None else None,
             headers={"Content-Type": "application/json", "Accept": "application/json"},
         )
-        with urllib.request.urlopen(req, timeout=10, context=self._ssl()) as resp:
-            return json.loads(resp.read())
+        return json.loads(self._open(req))
 
 
 def _die_with_parent() -> None:
     # PR_SET_PDEATHSIG. SIGKILL, as a gracefully stopping kube-apiserver
     # hangs once etcd (signalled at the same moment) is gone.
-    _prctl(1, signal.SIGKILL)
+    if _prctl is not None:
+        _prctl(1, signal.SIGKILL)
 
 
 # Resolved before any fork: the child should only make the call. Linux only.
@@ -478,7 +517,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state-dir", type=Path, help="default: <repo>/.cluster")
     parser.add_argument("--tools-dir", type=Path, help="default: <repo>/.tools/bin")
     sub = parser.add_subparsers(dest="command", required=True)
-    up = sub.add_parser("up", help="start a fresh cluster in the background, print the kubeconfig path")
+    up = sub.add_parser("up", help="start a fresh cluster in the background, print its kubeconfig")
     up.add_argument("--no-pods", action="store_true", help="only etcd + kube-apiserver")
     sub.add_parser("down", help="stop the cluster recorded in the state dir")
     sub.add_parser("status", help="show the recorded processes and /readyz")
@@ -496,7 +535,8 @@ def main(argv: list[str] | None = None) -> int:
         except ControlPlaneError as e:
             print(f"error: {e}", file=sys.stderr)
             return 1
-        print(f"control plane up at {cp.url} in {time.monotonic() - started:.1f}s; logs in {cp.logs}", file=sys.stderr)
+        took = time.monotonic() - started
+        print(f"control plane up at {cp.url} in {took:.1f}s; logs in {cp.logs}", file=sys.stderr)
         print(cp.kubeconfig)
     elif args.command == "down":
         cp.stop()

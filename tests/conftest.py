@@ -1,23 +1,68 @@
-"""Shared fixtures: real QPU agents as child processes on loopback."""
+"""Shared fixtures: real QPU agents as child processes on loopback, behind the PQ channel."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
 import pytest
 
 from qorch.api import QuantumNode
+from qorch.channel.identity import Identity, encode_public_key
 from qorch.local.agents import AgentProcess
+from qorch.qpu.transport import SecureAgentClient
+
+
+@dataclass
+class OperatorKey:
+    """The operator identity the test agents trust, and its files."""
+
+    identity: Identity
+    key_file: Path
+    pub_file: Path
+
+
+@dataclass
+class RunningAgent:
+    process: AgentProcess
+    identity: Identity
+    operator: OperatorKey
+
+    @property
+    def endpoint(self) -> str:
+        return self.process.endpoint
+
+    @property
+    def public_key(self) -> str:
+        """The node key as spec.identity.publicKey wants it."""
+        return encode_public_key(self.identity.public_key)
+
+    def client(self) -> SecureAgentClient:
+        return SecureAgentClient(self.endpoint, self.operator.identity, self.identity.public_key)
+
+
+@pytest.fixture(scope="session")
+def operator_key(tmp_path_factory: pytest.TempPathFactory) -> OperatorKey:
+    identity = Identity.generate()
+    key_file, pub_file = identity.save(tmp_path_factory.mktemp("keys") / "operator")
+    return OperatorKey(identity, key_file, pub_file)
+
 
 @pytest.fixture
-async def start_agent() -> AsyncIterator[Callable[[QuantumNode], Awaitable[AgentProcess]]]:
-    """Start `qorch qpu-agent` processes; all are stopped after the test."""
+async def start_agent(
+    operator_key: OperatorKey, tmp_path: Path
+) -> AsyncIterator[Callable[[QuantumNode], Awaitable[RunningAgent]]]:
+    """Start `qorch qpu-agent` processes with fresh node keys; all stop after the test."""
     started: list[AgentProcess] = []
 
-    async def start(node: QuantumNode) -> AgentProcess:
-        agent = await AgentProcess.start(node)
-        started.append(agent)
-        return agent
+    async def start(node: QuantumNode) -> RunningAgent:
+        identity = Identity.generate()
+        key_file, _ = identity.save(tmp_path / f"{node.metadata.name}-{len(started)}")
+        process = await AgentProcess.start(node, key_file, [operator_key.pub_file])
+        started.append(process)
+        return RunningAgent(process, identity, operator_key)
 
     yield start
-    for agent in started:
-        await agent.stop()
+    for process in started:
+        await process.stop()

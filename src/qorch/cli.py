@@ -44,11 +44,18 @@ def _load_node(args: argparse.Namespace):  # -> QuantumNode
 
 
 def _cmd_qpu_agent(args: argparse.Namespace) -> int:
+    from qorch.channel.identity import Identity, load_public_key
     from qorch.qpu.agent import serve
 
     node = _load_node(args)
+    if not args.identity_key or not args.trusted_client_key:
+        print("qpu-agent: needs --identity-key and at least one --trusted-client-key",
+              file=sys.stderr)
+        return 2
+    identity = Identity.load(args.identity_key)
+    trusted = [load_public_key(path) for path in args.trusted_client_key]
     try:
-        asyncio.run(serve(node, args.host, args.port))
+        asyncio.run(serve(node, args.host, args.port, identity, trusted))
     except KeyboardInterrupt:
         pass
     return 0
@@ -114,6 +121,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--node-json", help="QuantumNode manifest as a JSON string")
     p.add_argument("--host", default=os.environ.get("QORCH_AGENT_HOST", "0.0.0.0"))
     p.add_argument("--port", type=int, default=int(os.environ.get("QORCH_AGENT_PORT", "8080")))
+    p.add_argument("--identity-key", default=os.environ.get("QORCH_IDENTITY_KEY_FILE"),
+                   help="the node's ML-DSA-65 private key file (env QORCH_IDENTITY_KEY_FILE)")
+    p.add_argument("--trusted-client-key", action="append",
+                   default=[k for k in os.environ.get("QORCH_TRUSTED_CLIENT_KEY_FILES", "")
+                            .split(":") if k],
+                   help="public key file of an operator allowed to connect; repeatable"
+                   " (env QORCH_TRUSTED_CLIENT_KEY_FILES, colon-separated)")
     p.set_defaults(func=_cmd_qpu_agent)
 
     p = sub.add_parser("operator", help="run the Kubernetes operator (kopf)")

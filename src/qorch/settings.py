@@ -23,6 +23,18 @@ class Settings(BaseModel):
     capacity_retry_seconds: float = Field(
         2.0, description="How often a job waiting for qubits re-plans (QORCH_CAPACITY_RETRY_SECONDS)."
     )
+    identity_key_file: str | None = Field(
+        None,
+        description="The operator's ML-DSA-65 private key file; when unset the key lives in"
+        " the Secret identity_secret, created on first start (QORCH_IDENTITY_KEY_FILE).",
+    )
+    identity_secret: str = Field(
+        "qorch-operator-identity",
+        description="Secret holding the operator's identity (QORCH_IDENTITY_SECRET).",
+    )
+    operator_namespace: str = Field(
+        "qorch-system", description="Namespace the operator runs in (QORCH_OPERATOR_NAMESPACE)."
+    )
     sanitizer_policy_file: str | None = Field(
         None, description="YAML sanitizer policy; the built-in policy when unset."
         " (QORCH_SANITIZER_POLICY_FILE)"

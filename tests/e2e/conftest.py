@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import OperatorKey
 from tests.support import REPO
 
 sys.path.insert(0, str(REPO / "hack"))
@@ -94,8 +95,9 @@ def namespace(cluster: Cluster) -> Iterator[str]:
 class OperatorProcess:
     """`qorch operator` as a real child process, so a test can kill it."""
 
-    def __init__(self, cluster: Cluster, namespace: str, log: Path) -> None:
+    def __init__(self, cluster: Cluster, namespace: str, log: Path, key_file: Path) -> None:
         self.cluster, self.namespace, self.log = cluster, namespace, log
+        self.key_file = key_file
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -104,6 +106,7 @@ class OperatorProcess:
             "QORCH_NODE_CHECK_SECONDS": "1",
             "QORCH_LINK_CHECK_SECONDS": "1",
             "QORCH_CAPACITY_RETRY_SECONDS": "0.5",
+            "QORCH_IDENTITY_KEY_FILE": str(self.key_file),
         }
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
@@ -132,8 +135,10 @@ class OperatorProcess:
 
 
 @pytest.fixture
-def operator(cluster: Cluster, namespace: str, tmp_path: Path) -> Iterator[OperatorProcess]:
-    op = OperatorProcess(cluster, namespace, tmp_path / "operator.log")
+def operator(
+    cluster: Cluster, namespace: str, tmp_path: Path, operator_key: OperatorKey
+) -> Iterator[OperatorProcess]:
+    op = OperatorProcess(cluster, namespace, tmp_path / "operator.log", operator_key.key_file)
     op.start()
     yield op
     op.stop()

@@ -7,7 +7,6 @@ import json
 import pytest
 import yaml
 
-from qorch.qpu.transport import PlainHttpClient
 from tests.support import REPO, make_node
 
 pytestmark = pytest.mark.e2e
@@ -15,11 +14,13 @@ pytestmark = pytest.mark.e2e
 QUICKSTART = REPO / "examples" / "quickstart"
 
 
-def external(docs: list[dict], endpoints: dict[str, str]) -> str:
+def external(docs: list[dict], agents: dict) -> str:
     """The quickstart with its nodes pointed at agents on loopback (no kubelet runs pods)."""
     for doc in docs:
         if doc["kind"] == "QuantumNode":
-            doc["spec"]["backend"] = {"type": "external", "endpoint": endpoints[doc["metadata"]["name"]]}
+            agent = agents[doc["metadata"]["name"]]
+            doc["spec"]["backend"] = {"type": "external", "endpoint": agent.endpoint}
+            doc["spec"]["identity"] = {"publicKey": agent.public_key}
     return yaml.safe_dump_all(docs)
 
 
@@ -38,7 +39,7 @@ async def test_quickstart_job_succeeds_through_kubectl_apply(cluster, namespace,
     docs = quickstart_docs()
     nodes = [d for d in docs if d["kind"] == "QuantumNode"]
     agents = {d["metadata"]["name"]: await start_agent(make_node(d["metadata"]["name"], d["spec"]["qubits"], noise=d["spec"]["noise"])) for d in nodes}
-    manifest = external(docs, {n: a.endpoint for n, a in agents.items()})
+    manifest = external(docs, agents)
     cluster.kubectl("apply", "-n", namespace, "-f", "-", stdin=manifest)
 
     for node in agents:
@@ -103,6 +104,15 @@ def test_aer_node_gets_an_owned_agent_deployment_and_service(cluster, namespace,
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     env = {e["name"]: e["value"] for e in container["env"]}
     assert json.loads(env["QORCH_NODE_MANIFEST"])["spec"]["qubits"] == 5
+    # The node's identity lives in a Secret it owns, mounted read-only into the agent only.
+    secret = cluster.get("secret", "qpu-sim-identity", namespace)
+    assert set(secret["data"]) == {"identity.key", "identity.pub", "operator.pub"}
+    assert secret["metadata"]["ownerReferences"][0]["uid"] == uid
+    (volume,) = [v for v in pod_spec["volumes"] if "secret" in v]
+    assert volume["secret"]["secretName"] == "qpu-sim-identity"
+    qn = cluster.wait_for("qn", "sim", namespace,
+                          lambda o: o.get("status", {}).get("identityFingerprint"))
+    assert qn["status"]["identityFingerprint"].startswith("sha256:")
     # kwok plays the kubelet: the scheduled pod reports Running.
     pods = cluster.wait_for(
         "pods", "", namespace,
@@ -120,7 +130,8 @@ async def test_restart_mid_job_resumes_without_running_a_program_twice(
     agent = await start_agent(make_node("solo", 12, noise=noise))
     node = {"apiVersion": "qorch.dev/v1alpha1", "kind": "QuantumNode", "metadata": {"name": "solo"},
             "spec": {"qubits": 12, "noise": noise,
-                     "backend": {"type": "external", "endpoint": agent.endpoint}}}
+                     "backend": {"type": "external", "endpoint": agent.endpoint},
+                     "identity": {"publicKey": agent.public_key}}}
     cluster.kubectl("apply", "-n", namespace, "-f", "-", stdin=json.dumps(node))
     cluster.wait_for("qn", "solo", namespace, lambda o: o.get("status", {}).get("phase") == "Ready")
     qasm = SLOW_CIRCUIT
@@ -133,7 +144,7 @@ async def test_restart_mid_job_resumes_without_running_a_program_twice(
     done = cluster.wait_for("djob", "slow", namespace, succeeded, timeout=180)
     assert done["status"]["phase"] == "Succeeded", (done["status"]["message"], operator.output()[-3000:])
     assert done["status"]["attempt"] == 1
-    client = PlainHttpClient(agent.endpoint)
+    client = agent.client()
     try:
         health = await client.call("health", {})
     finally:
@@ -153,3 +164,43 @@ def _slow_circuit(n: int = 10, layers: int = 20) -> str:
 
 
 SLOW_CIRCUIT = _slow_circuit()
+
+
+async def test_a_node_whose_key_differs_from_its_pin_gets_no_circuit(
+    cluster, namespace, operator, start_agent
+):
+    from qorch.channel.identity import Identity, encode_public_key
+
+    agent = await start_agent(make_node("imposter", 4))
+    wrong = encode_public_key(Identity.generate().public_key)
+    node = {"apiVersion": "qorch.dev/v1alpha1", "kind": "QuantumNode",
+            "metadata": {"name": "imposter"},
+            "spec": {"qubits": 4, "backend": {"type": "external", "endpoint": agent.endpoint},
+                     "identity": {"publicKey": wrong}}}
+    job = {"apiVersion": "qorch.dev/v1alpha1", "kind": "DistributedJob",
+           "metadata": {"name": "secret-circuit"},
+           "spec": {"shots": 10, "timeoutSeconds": 8, "circuit": {"qasm": BELL}}}
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump_all([node, job]))
+    qn = cluster.wait_for("qn", "imposter", namespace,
+                          lambda o: o.get("status", {}).get("phase") == "Unreachable")
+    ready = next(c for c in qn["status"]["conditions"] if c["type"] == "Ready")
+    assert ready["reason"] == "PeerKeyMismatch", ready
+    done = cluster.wait_for("djob", "secret-circuit", namespace, succeeded, timeout=60)
+    assert done["status"]["phase"] == "Failed"
+    assert "imposter is Unreachable" in done["status"]["message"], done["status"]["message"]
+    client = agent.client()
+    try:
+        health = await client.call("health", {})
+    finally:
+        await client.close()
+    assert health["programsRun"] == 0
+
+
+BELL = """OPENQASM 2.0;
+include "qelib1.inc";
+qreg q[2];
+creg c[2];
+h q[0];
+cx q[0], q[1];
+measure q -> c;
+"""

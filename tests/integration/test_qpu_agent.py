@@ -6,7 +6,8 @@ import pytest
 from qiskit import QuantumCircuit
 
 from qorch.qpu.circuits import encode_circuit
-from qorch.qpu.transport import AgentError, PlainHttpClient
+from qorch.channel.identity import Identity
+from qorch.qpu.transport import AgentError, SecureAgentClient
 from tests.support import make_node
 
 SHOTS = 4000
@@ -28,7 +29,7 @@ async def run(client, circuit, program_id, shots=SHOTS):
 
 async def test_noiseless_ghz_yields_only_all_zeros_and_all_ones(start_agent):
     agent = await start_agent(make_node("ideal", 8))
-    client = PlainHttpClient(agent.endpoint)
+    client = agent.client()
     try:
         reply = await run(client, ghz(5), "ghz-ideal")
     finally:
@@ -42,7 +43,7 @@ async def test_noiseless_ghz_yields_only_all_zeros_and_all_ones(start_agent):
 async def test_readout_error_flips_bits_in_the_expected_proportion(start_agent):
     p = 0.1
     agent = await start_agent(make_node("noisy", 8, noise={"readoutError": p}))
-    client = PlainHttpClient(agent.endpoint)
+    client = agent.client()
     try:
         counts = (await run(client, ghz(5), "ghz-readout"))["counts"]
     finally:
@@ -68,7 +69,7 @@ async def test_gate_noise_and_decoherence_lower_the_ghz_population(start_agent):
         "measureNanoseconds": 1000,
     }
     agent = await start_agent(make_node("lossy", 6, noise=noise))
-    client = PlainHttpClient(agent.endpoint)
+    client = agent.client()
     try:
         counts = (await run(client, ghz(5), "ghz-lossy"))["counts"]
     finally:
@@ -80,7 +81,7 @@ async def test_gate_noise_and_decoherence_lower_the_ghz_population(start_agent):
 
 async def test_circuit_wider_than_the_node_is_refused(start_agent):
     agent = await start_agent(make_node("small", 3))
-    client = PlainHttpClient(agent.endpoint)
+    client = agent.client()
     try:
         with pytest.raises(AgentError) as info:
             await run(client, ghz(5), "too-wide")
@@ -94,7 +95,7 @@ async def test_circuit_wider_than_the_node_is_refused(start_agent):
 
 async def test_a_program_id_runs_once_even_when_sent_twice(start_agent):
     agent = await start_agent(make_node("once", 4))
-    client = PlainHttpClient(agent.endpoint)
+    client = agent.client()
     try:
         first = await run(client, ghz(3), "same-id", shots=500)
         second = await run(client, ghz(3), "same-id", shots=500)
@@ -113,7 +114,7 @@ async def test_feed_forward_runs_on_the_agent(start_agent):
         qc.x(1)
     qc.measure(1, 1)
     agent = await start_agent(make_node("dynamic", 2))
-    client = PlainHttpClient(agent.endpoint)
+    client = agent.client()
     try:
         counts = (await run(client, qc, "ff", shots=1000))["counts"]
     finally:
@@ -121,8 +122,33 @@ async def test_feed_forward_runs_on_the_agent(start_agent):
     assert set(counts) == {"00", "11"}
 
 
-async def test_unreachable_agent_is_an_agent_error():
-    client = PlainHttpClient("http://127.0.0.1:9")
+async def test_an_agent_with_another_key_gets_no_circuit(start_agent, operator_key):
+    agent = await start_agent(make_node("impostor", 4))
+    wrong_pin = Identity.generate().public_key
+    client = SecureAgentClient(agent.endpoint, operator_key.identity, wrong_pin)
+    try:
+        with pytest.raises(AgentError) as info:
+            await run(client, ghz(3), "to-the-wrong-node", shots=10)
+        health = await agent.client().call("health", {})
+    finally:
+        await client.close()
+    assert info.value.code in ("PeerKeyMismatch", "AuthenticationFailed")
+    assert health["programsRun"] == 0
+
+
+async def test_an_untrusted_operator_is_refused(start_agent):
+    agent = await start_agent(make_node("guarded", 4))
+    stranger = SecureAgentClient(agent.endpoint, Identity.generate(), agent.identity.public_key)
+    try:
+        with pytest.raises(AgentError) as info:
+            await stranger.call("health", {})
+    finally:
+        await stranger.close()
+    assert info.value.code == "UntrustedPeer"
+
+
+async def test_unreachable_agent_is_an_agent_error(operator_key):
+    client = SecureAgentClient("http://127.0.0.1:9", operator_key.identity, b"\0" * 1952)
     try:
         with pytest.raises(AgentError) as info:
             await client.call("health", {}, timeout=5)

@@ -251,7 +251,9 @@ class ChannelServer:
                 origin.filename,
                 origin.lineno,
             )
-            return encode_error(type(exc).__name__, str(exc))
+            # An exception may name its own error code (e.g. the agent's ProgramRejected).
+            code = getattr(exc, "code", None)
+            return encode_error(code if isinstance(code, str) else type(exc).__name__, str(exc))
         finally:
             current_trace.reset(token)
 

@@ -74,7 +74,16 @@ class Identity:
         cls, key_path: str | os.PathLike[str], provider: CryptoProvider | None = None
     ) -> Identity:
         """Load `PREFIX.key` (the PEM private key)."""
-        return cls((provider or get_provider()).load_signing_key(Path(key_path).read_bytes()))
+        return cls.from_pem(Path(key_path).read_bytes(), provider)
+
+    @classmethod
+    def from_pem(cls, pem: bytes, provider: CryptoProvider | None = None) -> Identity:
+        """The identity of a PEM private key, e.g. from a Kubernetes Secret."""
+        return cls((provider or get_provider()).load_signing_key(pem))
+
+    def private_pem(self) -> bytes:
+        """The PEM private key, for a Kubernetes Secret; never log it."""
+        return self._signing_key.private_pem()
 
     @property
     def algorithm(self) -> str:
@@ -89,7 +98,7 @@ class Identity:
         for path in (key_path, pub_path):
             if path.exists():
                 raise FileExistsError(f"{path} exists; refusing to overwrite a key")
-        _write_private(key_path, self._signing_key.private_pem())
+        _write_private(key_path, self.private_pem())
         pub_path.write_text(encode_public_key(self.public_key) + "\n")
         return key_path, pub_path
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import sys
+from pathlib import Path
 
 from qorch.api import QuantumNode
 
@@ -21,11 +22,13 @@ class AgentProcess:
         self.endpoint = endpoint
 
     @classmethod
-    async def start(cls, node: QuantumNode) -> AgentProcess:
+    async def start(cls, node: QuantumNode, key_file: Path, trusted: list[Path]) -> AgentProcess:
+        """Start the agent with its private key file and the operator keys it answers."""
         manifest = node.model_dump_json(by_alias=True, exclude_none=True)
+        trust = [arg for path in trusted for arg in ("--trusted-client-key", str(path))]
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "qorch", "qpu-agent", "--host", "127.0.0.1", "--port", "0",
-            "--node-json", manifest,
+            "--node-json", manifest, "--identity-key", str(key_file), *trust,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
         )

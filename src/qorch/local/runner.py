@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TextIO
 
 from qorch.api import TERMINAL_PHASES, DistributedJob
 from qorch.api.manifests import ManifestError, load_manifests
+from qorch.channel.identity import Identity
 from qorch.pipeline.job import JobPipeline, PipelineSettings
 from qorch.pipeline.reservations import Reservations
 from qorch.pipeline.resources import check_link, check_node
@@ -73,10 +76,20 @@ async def run(paths: Sequence[str], output: str = "text", out: TextIO = sys.stdo
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return EXIT_UNUSABLE
-    world = LocalWorld(manifests)
+    operator = Identity.generate()
+    world = LocalWorld(manifests, operator)
     aer = [n for n in world.all_nodes() if n.spec.backend.type == "aer"]
     progress("control-plane", f"starting {len(aer)} QPU agent(s) on loopback")
-    agents = await asyncio.gather(*(AgentProcess.start(n) for n in aer), return_exceptions=True)
+    # Fresh ML-DSA-65 identities for this run, in files only the agents read.
+    keys = tempfile.TemporaryDirectory(prefix="qorch-keys-")
+    _, operator_pub = operator.save(Path(keys.name) / "operator")
+    starts = []
+    for node in aer:
+        identity = Identity.generate()
+        key_file, _ = identity.save(Path(keys.name) / node.metadata.name)
+        world.node_keys[node.metadata.name] = identity.public_key
+        starts.append(AgentProcess.start(node, key_file, [operator_pub]))
+    agents = await asyncio.gather(*starts, return_exceptions=True)
     try:
         failed = [a for a in agents if isinstance(a, BaseException)]
         if failed:
@@ -101,6 +114,7 @@ async def run(paths: Sequence[str], output: str = "text", out: TextIO = sys.stdo
     finally:
         await world.close()
         await asyncio.gather(*(a.stop() for a in agents if isinstance(a, AgentProcess)))
+        keys.cleanup()
     if output == "json":
         items = [job.model_dump(mode="json", by_alias=True, exclude_none=True) for job in jobs]
         json.dump(items, out, indent=2)

@@ -9,7 +9,9 @@ from typing import Any
 from qorch.api import DistributedJob, EntanglementLink, QuantumNode
 from qorch.api.base import now_rfc3339
 from qorch.api.manifests import Manifests
-from qorch.qpu.transport import AgentClient, PlainHttpClient
+from qorch.channel.identity import Identity
+from qorch.pipeline.identity import pinned_key
+from qorch.qpu.transport import AgentClient, AgentConnections
 
 
 @dataclass(frozen=True)
@@ -26,13 +28,14 @@ class Event:
 class LocalWorld:
     """Resources by (namespace, name), as the API server would hold them."""
 
-    def __init__(self, manifests: Manifests) -> None:
+    def __init__(self, manifests: Manifests, identity: Identity) -> None:
         self._nodes = {(n.metadata.namespace, n.metadata.name): n for n in manifests.nodes}
         self._links = {(x.metadata.namespace, x.metadata.name): x for x in manifests.links}
         self.jobs = {(j.metadata.namespace, j.metadata.name): j for j in manifests.jobs}
         self._config_maps = manifests.config_maps
         self.endpoints: dict[str, str] = {}
-        self._clients: dict[str, PlainHttpClient] = {}
+        self.node_keys: dict[str, bytes] = {}  # public keys of the agents qorch started
+        self.connections = AgentConnections(identity)
         self.events: list[Event] = []
         created = now_rfc3339()
         for obj in [*self._nodes.values(), *self._links.values(), *self.jobs.values()]:
@@ -58,11 +61,9 @@ class LocalWorld:
         return self._config_maps.get((namespace, name), {}).get(key)
 
     def agent(self, node: QuantumNode) -> AgentClient:
-        endpoint = self.endpoint_of(node)
-        client = self._clients.get(endpoint)
-        if client is None:
-            client = self._clients[endpoint] = PlainHttpClient(endpoint)
-        return client
+        return self.connections.get(
+            node.metadata.name, self.endpoint_of(node), pinned_key(node, self.node_keys.get(node.metadata.name))
+        )
 
     def event(self, job: DistributedJob, type_: str, reason: str, message: str) -> None:
         self.events.append(
@@ -78,5 +79,4 @@ class LocalWorld:
         return self.endpoints[node.metadata.name]
 
     async def close(self) -> None:
-        for client in self._clients.values():
-            await client.close()
+        await self.connections.close()

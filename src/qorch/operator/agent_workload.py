@@ -23,6 +23,13 @@ def agent_name(node: QuantumNode) -> str:
     return f"qpu-{node.metadata.name}"
 
 
+def identity_secret_name(node: QuantumNode) -> str:
+    return f"qpu-{node.metadata.name}-identity"
+
+
+IDENTITY_DIR = "/var/run/qorch/identity"
+
+
 def labels(node: QuantumNode) -> dict[str, str]:
     return {
         "app.kubernetes.io/name": "qorch-qpu-agent",
@@ -52,7 +59,11 @@ def build_deployment(node: QuantumNode, settings: Settings) -> dict[str, Any]:
         "name": "qpu-agent",
         "image": settings.agent_image,
         "args": ["qpu-agent", "--port", str(settings.agent_port)],
-        "env": [{"name": "QORCH_NODE_MANIFEST", "value": manifest}],
+        "env": [
+            {"name": "QORCH_NODE_MANIFEST", "value": manifest},
+            {"name": "QORCH_IDENTITY_KEY_FILE", "value": f"{IDENTITY_DIR}/identity.key"},
+            {"name": "QORCH_TRUSTED_CLIENT_KEY_FILES", "value": f"{IDENTITY_DIR}/operator.pub"},
+        ],
         "ports": [{"name": "agent", "containerPort": settings.agent_port}],
         "readinessProbe": {"httpGet": {"path": "/healthz", "port": "agent"}},
         "livenessProbe": {"httpGet": {"path": "/healthz", "port": "agent"}, "periodSeconds": 20},
@@ -61,7 +72,10 @@ def build_deployment(node: QuantumNode, settings: Settings) -> dict[str, Any]:
             "limits": {"memory": "2Gi"},
         },
         "securityContext": RESTRICTED_CONTAINER,
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        "volumeMounts": [
+            {"name": "tmp", "mountPath": "/tmp"},
+            {"name": "identity", "mountPath": IDENTITY_DIR, "readOnly": True},
+        ],
     }
     pod_spec: dict[str, Any] = {
         "automountServiceAccountToken": False,
@@ -70,9 +84,16 @@ def build_deployment(node: QuantumNode, settings: Settings) -> dict[str, Any]:
             "runAsUser": 10001,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        # The telemetry sidecar joins this list; it shares only the stats volume.
+        # The telemetry sidecar joins this list; it shares only the stats volume, never the
+        # identity Secret.
         "containers": [agent],
-        "volumes": [{"name": "tmp", "emptyDir": {}}],
+        "volumes": [
+            {"name": "tmp", "emptyDir": {}},
+            {
+                "name": "identity",
+                "secret": {"secretName": identity_secret_name(node), "defaultMode": 0o400},
+            },
+        ],
     }
     spec = {
         "replicas": 1,

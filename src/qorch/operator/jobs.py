@@ -43,7 +43,7 @@ async def run_job(
         await kube.patch_status(DJOB[2], namespace, name, {"phase": "Rejected", "message": msg})
         return
     state: OperatorState = memo.state
-    world = KubeWorld(qnodes, qlinks, state.agents, state.settings)
+    world = KubeWorld(qnodes, qlinks, state)
     pipeline = JobPipeline(world, state.reservations, state.pipeline_settings)
     while job.status.phase not in TERMINAL_PHASES:
         before = job.status

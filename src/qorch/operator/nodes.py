@@ -8,12 +8,17 @@ import kopf
 from pydantic import ValidationError
 
 from qorch.api import GROUP, VERSION, QuantumNode
+from qorch.channel.identity import fingerprint
+from qorch.pipeline.identity import pinned_key
 from qorch.pipeline.resources import check_node
 from qorch.settings import Settings
 
 from . import kube
+
 from .agent_workload import agent_endpoint, build_deployment, build_service
+from .identity import ensure_node_identity
 from .state import OperatorState, plain
+from .world import agent_client
 
 QN = (GROUP, VERSION, "quantumnodes")
 _SETTINGS = Settings.from_env()
@@ -44,6 +49,8 @@ async def ensure_workload(body: kopf.Body, memo: kopf.Memo, logger: Any, **_: An
     if node.spec.backend.type != "aer":
         return
     state: OperatorState = memo.state
+    key = await ensure_node_identity(node, state.agents.identity, body)
+    state.node_keys[(node.metadata.namespace, node.metadata.name)] = key
     for manifest in (build_deployment(node, state.settings), build_service(node, state.settings)):
         kopf.adopt(manifest, owner=body)
         outcome = await kube.apply_owned(manifest)
@@ -60,8 +67,12 @@ async def node_health(
     if node is None:
         return
     state: OperatorState = memo.state
-    endpoint = agent_endpoint(node, state.settings)
     status = await check_node(
-        node, state.agents.get(endpoint), endpoint, state.reservations.allocated(name)
+        node,
+        agent_client(state, node),
+        agent_endpoint(node, state.settings),
+        state.reservations.allocated(name),
     )
+    key = pinned_key(node, state.node_keys.get((node.metadata.namespace, name)))
+    status.identity_fingerprint = fingerprint(key) if key else None
     patch.status.update(status.wire())

@@ -8,9 +8,11 @@ from typing import Any
 import kopf
 
 from qorch.pipeline.job import PipelineSettings
+from qorch.qpu.transport import AgentConnections
 from qorch.settings import Settings
 
 from . import kube
+from .identity import operator_identity
 from .state import OperatorState
 
 log = logging.getLogger(__name__)
@@ -40,8 +42,11 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.posting.level = logging.WARNING  # only warnings become Events; ours are explicit
     kube.load_credentials()
     qorch = Settings.from_env()
+    identity = await operator_identity(qorch)
+    log.info("operator identity %s", identity.fingerprint)
     memo.state = OperatorState(
         settings=qorch,
+        agents=AgentConnections(identity),
         pipeline_settings=PipelineSettings(
             policy=_policy(qorch), capacity_retry_seconds=qorch.capacity_retry_seconds
         ),

@@ -8,17 +8,18 @@ from typing import Any
 
 from qorch.pipeline.job import PipelineSettings
 from qorch.pipeline.reservations import Reservations
+from qorch.qpu.transport import AgentConnections
 from qorch.settings import Settings
-
-from .world import AgentPool
 
 
 @dataclass
 class OperatorState:
     settings: Settings
+    agents: AgentConnections
     reservations: Reservations = field(default_factory=Reservations)
-    agents: AgentPool = field(default_factory=AgentPool)
     pipeline_settings: PipelineSettings = field(default_factory=PipelineSettings)
+    # Public keys of the `aer` nodes' identities, read from their Secrets.
+    node_keys: dict[tuple[str, str], bytes] = field(default_factory=dict)
 
 
 def plain(body: Any) -> dict[str, Any]:

@@ -8,28 +8,20 @@ from typing import Any
 import kopf
 
 from qorch.api import DistributedJob, EntanglementLink, QuantumNode
-from qorch.qpu.transport import AgentClient, PlainHttpClient
-from qorch.settings import Settings
+from qorch.pipeline.identity import pinned_key
+from qorch.qpu.transport import AgentClient
 
 from . import kube
 from .agent_workload import agent_endpoint
+from .state import OperatorState
 
 
-class AgentPool:
-    """One connection per agent endpoint, shared by every handler of the process."""
-
-    def __init__(self) -> None:
-        self._clients: dict[str, PlainHttpClient] = {}
-
-    def get(self, endpoint: str) -> AgentClient:
-        client = self._clients.get(endpoint)
-        if client is None:
-            client = self._clients[endpoint] = PlainHttpClient(endpoint)
-        return client
-
-    async def close(self) -> None:
-        for client in self._clients.values():
-            await client.close()
+def agent_client(state: OperatorState, node: QuantumNode) -> AgentClient:
+    """The channel to the node's agent, pinned to its spec key or its Secret's key."""
+    managed = state.node_keys.get((node.metadata.namespace, node.metadata.name))
+    return state.agents.get(
+        node.metadata.name, agent_endpoint(node, state.settings), pinned_key(node, managed)
+    )
 
 
 def _values(index: Mapping[Any, Any], namespace: str) -> list[Any]:
@@ -43,13 +35,11 @@ class KubeWorld:
         self,
         nodes: Mapping[str, Any],
         links: Mapping[str, Any],
-        agents: AgentPool,
-        settings: Settings,
+        state: OperatorState,
     ) -> None:
         self._nodes = nodes
         self._links = links
-        self._agents = agents
-        self._settings = settings
+        self._state = state
 
     def nodes(self, namespace: str) -> list[QuantumNode]:
         return _values(self._nodes, namespace)
@@ -61,7 +51,7 @@ class KubeWorld:
         return await kube.read_config_map_key(namespace, name, key)
 
     def agent(self, node: QuantumNode) -> AgentClient:
-        return self._agents.get(agent_endpoint(node, self._settings))
+        return agent_client(self._state, node)
 
     def event(self, job: DistributedJob, type_: str, reason: str, message: str) -> None:
         ref = {

@@ -17,7 +17,7 @@ from qiskit import QuantumCircuit
 
 from qorch.api import TERMINAL_PHASES, DistributedJob, DistributedJobStatus, QuantumNode
 from qorch.api import reasons as R
-from qorch.api.base import ConditionStatus, now_rfc3339, set_condition
+from qorch.api.base import ConditionStatus, get_condition, now_rfc3339, set_condition
 from qorch.api.distributed_job import (
     JobResult,
     Placement,
@@ -29,7 +29,7 @@ from qorch.api.distributed_job import (
 from qorch.planner.fidelity import GateProfile
 from qorch.planner.single import rank_single
 from qorch.qpu.circuits import encode_circuit
-from qorch.qpu.transport import AgentError
+from qorch.qpu.transport import TIMEOUT, AgentError
 from qorch.sanitizer import SanitizerPolicy, TargetTiming, sanitize
 
 from .ports import World
@@ -64,6 +64,12 @@ def job_key(job: DistributedJob) -> str:
 
 def node_is_ready(node: QuantumNode) -> bool:
     return node.status.phase == "Ready"
+
+
+def _not_ready(node: QuantumNode) -> str:
+    ready = get_condition(node.status.conditions, R.READY)
+    why = f" ({ready.reason}: {ready.message})" if ready and ready.message else ""
+    return f"{node.metadata.name} is {node.status.phase}{why}"
 
 
 class JobPipeline:
@@ -225,7 +231,7 @@ class JobPipeline:
             return self._finish(job, status, "Rejected", R.UNSCHEDULABLE, msg)
         circuit = await self._circuit(job)
         if self._remaining_seconds(job, status) <= 0:
-            msg = f"not placed within timeoutSeconds={job.spec.timeout_seconds}"
+            msg = f"not placed within timeoutSeconds={job.spec.timeout_seconds}: {status.message}"
             return self._finish(job, status, "Failed", R.TIMED_OUT, msg)
         nodes = self._candidates(job)
         capacity = {n.metadata.name: n.spec.qubits for n in nodes}
@@ -235,10 +241,8 @@ class JobPipeline:
             # Wait while a node big enough exists but is busy or not Ready yet; reject when
             # no node the job may use could ever hold it.
             big_enough = [n for n in self._selected(job) if n.spec.qubits >= circuit.num_qubits]
-            not_ready = [n.metadata.name for n in big_enough if not node_is_ready(n)]
-            detail = "; ".join(
-                why_not + [f"{name} is not Ready" for name in not_ready]
-            ) or "no QuantumNode matches the job's nodeSelector"
+            not_ready = [_not_ready(n) for n in big_enough if not node_is_ready(n)]
+            detail = "; ".join(why_not + not_ready) or "no QuantumNode matches the nodeSelector"
             if big_enough:
                 self._cond(job, status, R.PLANNED, "False", R.WAITING_FOR_CAPACITY, detail)
                 status.message = f"waiting for capacity: {detail}"
@@ -342,7 +346,8 @@ class JobPipeline:
             if any(isinstance(o, asyncio.CancelledError) for o in outcomes):
                 raise asyncio.CancelledError
             msg = "; ".join(failures)
-            if all(isinstance(o, TimeoutError) for o in outcomes if isinstance(o, BaseException)):
+            errors = [o for o in outcomes if isinstance(o, BaseException)]
+            if all(isinstance(o, AgentError) and o.code == TIMEOUT for o in errors):
                 return self._finish(job, status, "Failed", R.TIMED_OUT, msg)
             return self._finish(job, status, "Failed", R.NODE_FAILED, msg)
         counts: dict[str, int] = {}

@@ -7,7 +7,7 @@ from qorch.api import reasons as R
 from qorch.api.base import now_rfc3339, set_condition
 from qorch.api.entanglement_link import EntanglementLinkStatus
 from qorch.api.quantum_node import QuantumNodeStatus
-from qorch.qpu.transport import AgentClient, AgentError
+from qorch.qpu.transport import TIMEOUT, UNREACHABLE, AgentClient, AgentError
 
 HEALTH_TIMEOUT_SECONDS = 5.0
 
@@ -26,8 +26,10 @@ async def check_node(
     except AgentError as exc:
         if status.phase != "Cordoned":
             status.phase = "Unreachable"
+        # A refused identity (PeerKeyMismatch, UntrustedPeer...) keeps its own reason.
+        reason = R.AGENT_UNREACHABLE if exc.code in (UNREACHABLE, TIMEOUT) else exc.code
         status.conditions = set_condition(
-            status.conditions, R.READY, "False", R.AGENT_UNREACHABLE, exc.message, gen
+            status.conditions, R.READY, "False", reason, exc.message, gen
         )
         return status
     if health.get("qubits") != node.spec.qubits:

@@ -11,10 +11,12 @@ from typing import Any
 from aiohttp import web
 
 from qorch.api.quantum_node import QuantumNode
+from qorch.channel.http import ChannelServer
+from qorch.channel.identity import Identity
 
 from .circuits import decode_circuit
 from .executor import NodeExecutor, ProgramRejected
-from .transport import AgentError, plain_routes
+from .transport import AgentError
 
 log = logging.getLogger(__name__)
 
@@ -92,20 +94,26 @@ class QpuAgent:
         }
 
 
-def build_app(agent: QpuAgent) -> web.Application:
-    app = web.Application(client_max_size=64 * 1024 * 1024)
-    app.add_routes(plain_routes(agent.handle))
+def build_app(agent: QpuAgent, identity: Identity, trusted: list[bytes]) -> web.Application:
+    """Programs and results only over the authenticated channel; /healthz says nothing more
+    than that the process is up, for the kubelet's probes."""
+    app = web.Application()
+    ChannelServer(identity, trusted, agent.handle).add_routes(app)
 
     async def healthz(_: web.Request) -> web.Response:
-        return web.json_response(agent.health())
+        return web.json_response({"ok": True})
 
     app.add_routes([web.get("/healthz", healthz)])
     return app
 
 
-async def serve(node: QuantumNode, host: str, port: int) -> None:
+async def serve(
+    node: QuantumNode, host: str, port: int, identity: Identity, trusted: list[bytes]
+) -> None:
     """Serve until cancelled; prints the bound URL so a launcher can find a port-0 agent."""
-    runner = web.AppRunner(build_app(QpuAgent(node)), access_log=None)
+    if not trusted:
+        raise ValueError("no trusted operator key: the agent would answer nobody")
+    runner = web.AppRunner(build_app(QpuAgent(node), identity, trusted), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()

@@ -1,27 +1,30 @@
 """The one seam between the pipeline and QPU agents: `call(op, payload) -> reply`.
 
-This module is the plain HTTP binding (JSON over `POST /v1/<op>`); the authenticated
-channel implements the same interface.
+Every call travels over the post-quantum authenticated channel (qorch.channel): the
+pipeline holds the operator's identity and pins each node's public key; an agent answers
+only the operator's key.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-import aiohttp
-from aiohttp import web
-
-Handler = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
+from qorch.channel import ChannelError, ChannelTimeout, RemoteError, TransportError
+from qorch.channel.http import ChannelClient
+from qorch.channel.identity import Identity
 
 
 class AgentError(Exception):
-    """The agent answered with an error, or could not be reached."""
+    """The agent answered with an error, or could not be reached; `code` says which."""
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+
+
+TIMEOUT = "Timeout"
+UNREACHABLE = "Unreachable"
 
 
 class AgentClient(Protocol):
@@ -34,55 +37,67 @@ class AgentClient(Protocol):
     async def close(self) -> None: ...
 
 
-class PlainHttpClient:
-    """JSON over HTTP, no authentication: the transport of trusted loopback set-ups."""
+class SecureAgentClient:
+    """A channel client whose failures are AgentErrors with a code the pipeline can act on."""
 
-    def __init__(self, endpoint: str) -> None:
-        self.endpoint = endpoint.rstrip("/")
-        self._session: aiohttp.ClientSession | None = None
+    def __init__(self, endpoint: str, identity: Identity, pinned_key: bytes) -> None:
+        self.endpoint = endpoint
+        self._channel = ChannelClient(endpoint, identity, pinned_key, timeout=None)
 
     async def call(
         self, op: str, payload: dict[str, Any], *, timeout: float | None = None
     ) -> dict[str, Any]:
-        if self._session is None:
-            self._session = aiohttp.ClientSession()
-        url = f"{self.endpoint}/v1/{op}"
         try:
-            async with self._session.post(
-                url, json=payload, timeout=aiohttp.ClientTimeout(total=timeout)
-            ) as resp:
-                body = await resp.json(content_type=None)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise AgentError("Unreachable", f"{url}: {exc or type(exc).__name__}") from exc
-        if resp.status != 200:
-            err = body.get("error", {}) if isinstance(body, dict) else {}
-            raise AgentError(err.get("code", f"HTTP{resp.status}"), err.get("message", str(body)))
-        return body
+            return await self._channel.call(op, payload, timeout=timeout)
+        except RemoteError as exc:
+            raise AgentError(exc.error_type, exc.remote_message) from exc
+        except ChannelTimeout as exc:
+            raise AgentError(TIMEOUT, str(exc)) from exc
+        except TransportError as exc:
+            raise AgentError(UNREACHABLE, str(exc)) from exc
+        except ChannelError as exc:
+            raise AgentError(type(exc).__name__, str(exc)) from exc
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._channel.close()
 
 
-def plain_routes(handler: Handler) -> list[web.RouteDef]:
-    """Server side of the plain binding: every `POST /v1/<op>` goes to handler(op, payload)."""
+class UnpinnedAgent:
+    """A node whose key is not pinned: nothing is sent to it, no trust on first use."""
 
-    async def dispatch(request: web.Request) -> web.Response:
-        op = request.match_info["op"]
-        try:
-            payload = await request.json()
-        except ValueError:
-            return _error(400, "BadRequest", "body is not JSON")
-        if not isinstance(payload, dict):
-            return _error(400, "BadRequest", "body must be a JSON object")
-        try:
-            return web.json_response(await handler(op, payload))
-        except AgentError as exc:
-            return _error(422, exc.code, exc.message)
+    def __init__(self, node: str) -> None:
+        self.node = node
 
-    return [web.post("/v1/{op}", dispatch)]
+    async def call(
+        self, op: str, payload: dict[str, Any], *, timeout: float | None = None
+    ) -> dict[str, Any]:
+        raise AgentError(
+            "IdentityNotPinned",
+            f"QuantumNode {self.node!r} has no spec.identity.publicKey; qorch talks only to"
+            " nodes whose key is pinned",
+        )
+
+    async def close(self) -> None:
+        return None
 
 
-def _error(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+class AgentConnections:
+    """One channel per (endpoint, pinned key), shared by every caller of the process."""
+
+    def __init__(self, identity: Identity) -> None:
+        self.identity = identity
+        self._clients: dict[tuple[str, bytes], SecureAgentClient] = {}
+
+    def get(self, node: str, endpoint: str, pinned_key: bytes | None) -> AgentClient:
+        if pinned_key is None:
+            return UnpinnedAgent(node)
+        key = (endpoint, pinned_key)
+        client = self._clients.get(key)
+        if client is None:
+            client = self._clients[key] = SecureAgentClient(endpoint, self.identity, pinned_key)
+        return client
+
+    async def close(self) -> None:
+        for client in self._clients.values():
+            await client.close()
+        self._clients.clear()

@@ -24,8 +24,16 @@ class RuleInfo:
 
 _RULES = (
     RuleInfo("QS000", "internal-error", "any", "the sanitizer failed; the job fails closed", False),
-    RuleInfo("QS001", "parse-error", "parse", "Qiskit's OpenQASM loader rejected the source", False),
-    RuleInfo("QS002", "source-size", "pre-parse", "source larger than maxSourceBytes", False),
+    RuleInfo(
+        "QS001", "parse-error", "parse", "Qiskit's OpenQASM loader rejected the source", False
+    ),
+    RuleInfo(
+        "QS002",
+        "source-size",
+        "pre-parse",
+        "source larger than maxSourceBytes (maxQasm3SourceBytes for OpenQASM 3)",
+        False,
+    ),
     RuleInfo(
         "QS003",
         "lexical",
@@ -33,12 +41,14 @@ _RULES = (
         "control characters, invalid text, unterminated string or block comment",
         False,
     ),
-    RuleInfo("QS004", "nesting-depth", "pre-parse", "brackets nested beyond maxNestingDepth", False),
+    RuleInfo(
+        "QS004", "nesting-depth", "pre-parse", "brackets nested beyond maxNestingDepth", False
+    ),
     RuleInfo(
         "QS005",
         "numeric-literal",
         "pre-parse",
-        "integer literal beyond 64 bits, or a real literal that overflows to infinity",
+        "an integer literal beyond 64 bits, on which the OpenQASM 2 parser panics",
         False,
     ),
     RuleInfo(
@@ -60,7 +70,11 @@ _RULES = (
     RuleInfo("QS103", "shot-limit", "post-parse", "shots outside 1..maxShots", True),
     RuleInfo("QS104", "depth-limit", "post-parse", "depth beyond maxDepth", True),
     RuleInfo(
-        "QS105", "gate-limit", "post-parse", "gate count (custom gates expanded) beyond maxGates", True
+        "QS105",
+        "gate-limit",
+        "post-parse",
+        "gate count (custom gates expanded) beyond maxGates",
+        True,
     ),
     RuleInfo(
         "QS106",
@@ -108,7 +122,11 @@ _RULES = (
     ),
     RuleInfo("QS301", "while-loop", "post-parse", "while loop while allowWhileLoops is off", True),
     RuleInfo(
-        "QS302", "for-loop-bound", "post-parse", "for-loop iterations beyond maxForLoopIterations", True
+        "QS302",
+        "for-loop-bound",
+        "post-parse",
+        "for-loop iterations beyond maxForLoopIterations",
+        True,
     ),
     RuleInfo(
         "QS303", "conditional", "post-parse", "if/switch while allowConditionals is off", True
@@ -132,7 +150,7 @@ _RULES = (
         "QS402",
         "repeated-two-qubit-gate",
         "post-parse",
-        "one two-qubit gate repeated on one pair beyond maxRepeatedTwoQubitGate (untrusted)",
+        "two-qubit gates back to back on one pair beyond maxRepeatedTwoQubitGate (untrusted)",
         True,
     ),
 )

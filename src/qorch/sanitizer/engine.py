@@ -26,7 +26,9 @@ def _rejected(violations: list[Violation], policy: SanitizerPolicy) -> Sanitizer
     )
 
 
-def _with_lines(violations: list[Violation], scan: SourceScan, instructions: int) -> list[Violation]:
+def _with_lines(
+    violations: list[Violation], scan: SourceScan, instructions: int
+) -> list[Violation]:
     """Fill in the source line of violations located by instruction index, where possible."""
     if not any(v.location.instruction is not None and v.location.line is None for v in violations):
         return violations
@@ -123,7 +125,11 @@ def sanitize(
         raise TypeError(f"policy must be a SanitizerPolicy, not {type(policy).__name__}")
     if not isinstance(source, str):
         return _rejected(
-            [finding(PARSE_ERROR, f"the circuit must be OpenQASM text, not {type(source).__name__}.")],
+            [
+                finding(
+                    PARSE_ERROR, f"the circuit must be OpenQASM text, not {type(source).__name__}."
+                )
+            ],
             policy,
         )
     try:

@@ -71,6 +71,7 @@ def qiskit_name(name: str) -> str:
     """The name Qiskit gives the instruction written ``name`` in OpenQASM."""
     return SOURCE_ALIASES.get(name, name)
 
+
 #: Standard gates on one qubit: the repetition rule (QS402) does not need to look at them.
 ONE_QUBIT_GATES: frozenset[str] = frozenset(
     {

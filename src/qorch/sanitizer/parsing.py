@@ -29,8 +29,28 @@ class ParseFailure(Exception):
         self.line = line
 
 
+def _offending_token(exc: BaseException) -> tuple[str, int] | None:
+    """The token the OpenQASM 3 (ANTLR) parser stopped at: its exceptions carry no message."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        for arg in (current, *current.args):
+            token = getattr(arg, "offendingToken", None)
+            if token is not None and isinstance(getattr(token, "line", None), int):
+                return str(getattr(token, "text", "")), token.line
+        current = current.__cause__ or current.__context__
+    return None
+
+
 def _describe(exc: BaseException) -> tuple[str, int | None]:
-    text = str(exc).strip().strip("\"'").strip() or type(exc).__name__
+    text = str(exc).strip().strip("\"'").strip()
+    if not text:
+        token = _offending_token(exc)
+        if token is not None:
+            shown, line = token
+            return f"unexpected {shown[:40]!r} on line {line}", line
+        text = type(exc).__name__
     match = _POSITION.search(text)
     line = int(match.group(1)) if match else None
     if len(text) > _MAX_MESSAGE:

@@ -127,6 +127,4 @@ def sanitizer_pass_manager(
     definitions: DefinitionTable | None = None,
 ) -> PassManager:
     """The same passes as a Qiskit ``PassManager``; read ``pm.property_set`` after ``run``."""
-    return PassManager(
-        build_passes(policy, shots=shots, timing=timing, definitions=definitions)
-    )
+    return PassManager(build_passes(policy, shots=shots, timing=timing, definitions=definitions))

@@ -47,6 +47,14 @@ class SanitizerPolicy(BaseModel):
     max_source_bytes: int = Field(
         1_000_000, ge=64, le=50_000_000, description="Largest OpenQASM source, bytes (QS002)."
     )
+    max_qasm3_source_bytes: int = Field(
+        65_536,
+        ge=64,
+        le=5_000_000,
+        description=(
+            "Largest OpenQASM 3 source, bytes; its reference parser reads some 70 kB/s (QS002)."
+        ),
+    )
     max_nesting_depth: int = Field(
         32,
         ge=4,
@@ -152,7 +160,7 @@ class SanitizerPolicy(BaseModel):
     max_repeated_two_qubit_gate: int = Field(
         32,
         ge=1,
-        description="Longest run of one two-qubit gate repeated back to back on a pair (QS402).",
+        description="Longest run of two-qubit gates back to back on one qubit pair (QS402).",
     )
     trusted: bool = Field(
         False,
@@ -249,9 +257,7 @@ class SanitizerPolicyFile(BaseModel):
         keys = _field_keys()
         unknown = sorted(k for k in override if k not in keys)
         if unknown:
-            raise ValueError(
-                f"namespace {namespace!r}: unknown policy fields {', '.join(unknown)}"
-            )
+            raise ValueError(f"namespace {namespace!r}: unknown policy fields {', '.join(unknown)}")
         merged = self.default.model_dump()
         merged.update({keys[k]: v for k, v in override.items()})
         try:

@@ -40,8 +40,12 @@ def run_prechecks(
     for early in (qs002_source_size.check(source, policy), qs003_lexical.check_text(source)):
         if early:
             return None, early
+    if not source.strip():
+        return None, [finding(PARSE_ERROR, "the circuit source is empty.")]
     scan = SourceScan(source)
-    found = qs003_lexical.check(scan)
+    found = qs002_source_size.check_version(scan, policy) or qs003_lexical.check(scan)
+    if found:  # too slow to parse, or a string or comment left open: stop here
+        return scan, found
     if scan.version == 0:
         found.append(
             finding(

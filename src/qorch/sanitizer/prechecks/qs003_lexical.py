@@ -41,14 +41,20 @@ def check(scan: SourceScan) -> list[Violation]:
     if comment >= 0:
         line = scan.line_of(comment)
         found.append(
-            finding(LEXICAL, f"the block comment opened on line {line} is never closed "
-                    "with */.", line=line)
+            finding(
+                LEXICAL,
+                f"the block comment opened on line {line} is never closed with */.",
+                line=line,
+            )
         )
     quote = min((i for i in (code.find('"'), code.find("'")) if i >= 0), default=-1)
     if quote >= 0:
         line = scan.line_of(quote)
         found.append(
-            finding(LEXICAL, f"the string literal opened on line {line} is not closed on "
-                    "the same line.", line=line)
+            finding(
+                LEXICAL,
+                f"the string literal opened on line {line} is not closed on the same line.",
+                line=line,
+            )
         )
     return found

@@ -20,9 +20,15 @@ for _open, _close in ("()", "[]", "{}"):
     _STEP[ord(_close)] = -1
 
 
+#: Longer bracket sequences go straight to the vectorised count.
+_SHORT = 16_384
+
+
 def _shallow(brackets: bytes, limit: int) -> bool:
     """True when the brackets are balanced and at most ``limit`` deep: removing the innermost
     pairs ``limit`` times leaves nothing. Benign sources finish in two or three rounds."""
+    if len(brackets) > _SHORT:
+        return False
     for _ in range(limit):
         inner = brackets.replace(b"()", b"").replace(b"[]", b"").replace(b"{}", b"")
         if not inner:

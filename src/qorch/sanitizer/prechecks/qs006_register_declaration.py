@@ -20,8 +20,8 @@ def check(scan: SourceScan, policy: SanitizerPolicy) -> list[Violation]:
     fields = {"qubit": "maxQubits", "clbit": "maxClbits"}
     reported: set[str] = set()
     for decl in scan.declarations:
-        line = scan.line_of(decl.offset)
         if decl.size is None:
+            line = scan.line_of(decl.offset)
             found.append(
                 finding(
                     REGISTER_DECLARATION,
@@ -34,6 +34,7 @@ def check(scan: SourceScan, policy: SanitizerPolicy) -> list[Violation]:
         totals[decl.kind] += decl.size
         if totals[decl.kind] > limits[decl.kind] and decl.kind not in reported:
             reported.add(decl.kind)
+            line = scan.line_of(decl.offset)
             found.append(
                 finding(
                     REGISTER_DECLARATION,

@@ -6,11 +6,27 @@ gate copies its body. The estimate bounds what the loader will build before it b
 
 from __future__ import annotations
 
+import re
+from collections import Counter
+
 from ..catalog import EXPANSION_ESTIMATE
 from ..policy import SanitizerPolicy
 from ..report import Violation, finding
 from ..source.scan import SourceScan
 from ..source.statements import estimated_operations
+
+
+_NAME_USE = re.compile(r"([^\W\d]\w*)(\s*\[)?")
+
+
+def _upper_bound(scan: SourceScan) -> int:
+    """Statements, plus (size - 1) for every use of a whole register: each such use repeats
+    its statement at most that often. Counted at regex speed, no tokens."""
+    wide = {name: size for name, size in scan.register_sizes.items() if size > 1}
+    if not wide:
+        return scan.code.count(";")
+    uses = Counter(name for name, subscript in _NAME_USE.findall(scan.code) if not subscript)
+    return scan.code.count(";") + sum((size - 1) * uses[name] for name, size in wide.items())
 
 
 def check(scan: SourceScan, policy: SanitizerPolicy) -> list[Violation]:
@@ -20,6 +36,8 @@ def check(scan: SourceScan, policy: SanitizerPolicy) -> list[Violation]:
     widest = max((d.size or 1 for d in scan.declarations), default=1)
     # Fast path: without custom gates no statement can exceed the widest register.
     if not scan.has_definitions and statements * widest <= limit:
+        return []
+    if not scan.has_definitions and _upper_bound(scan) <= limit:
         return []
     estimate = estimated_operations(scan)
     if estimate <= limit:

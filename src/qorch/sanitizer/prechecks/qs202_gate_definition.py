@@ -10,7 +10,11 @@ from ..catalog import GATE_DEFINITION
 from ..gates import CONTROL_FLOW
 from ..policy import SanitizerPolicy
 from ..report import Violation, finding
+from ..source.definitions import SATURATION, GateDefinition
 from ..source.scan import SourceScan
+
+#: Refused definitions listed one by one; the rest are summed up in one more violation.
+_MAX_REPORTED = 5
 
 
 def check(scan: SourceScan, policy: SanitizerPolicy) -> list[Violation]:
@@ -28,49 +32,47 @@ def check(scan: SourceScan, policy: SanitizerPolicy) -> list[Violation]:
             )
         )
     allowed = policy.gate_allowlist | {"barrier"}
+    refused: list[tuple[int, str]] = []
     for gate in gates.values():
-        line = scan.line_of(gate.offset)
-        where = f"gate {gate.name!r} (line {line})"
-        if gate.opaque:
-            found.append(
-                finding(
-                    GATE_DEFINITION,
-                    f"{where} is opaque: it has no definition the sanitizer can check. "
-                    "Define it in terms of standard gates.",
-                    line=line,
-                )
+        problems = _problems(gate, policy, allowed)
+        if problems:
+            line = scan.line_of(gate.offset)
+            refused.append((line, f"gate {gate.name!r} (line {line}) {'; '.join(problems)}."))
+    for line, message in refused[:_MAX_REPORTED]:
+        found.append(finding(GATE_DEFINITION, message, line=line))
+    if len(refused) > _MAX_REPORTED:
+        found.append(
+            finding(
+                GATE_DEFINITION,
+                f"{len(refused) - _MAX_REPORTED} more gate definitions are refused for the "
+                "same reasons.",
             )
-            continue
-        for problem in gate.problems:
-            found.append(finding(GATE_DEFINITION, f"{where}: {problem}.", line=line))
-        if gate.depth > policy.max_definition_depth:
-            found.append(
-                finding(
-                    GATE_DEFINITION,
-                    f"{where} nests custom gates {gate.depth} deep; the limit "
-                    f"(maxDefinitionDepth) is {policy.max_definition_depth}. Inline some levels.",
-                    line=line,
-                )
-            )
-        if gate.expanded_size > policy.max_definition_size:
-            size = "more than 2**62" if gate.expanded_size >= 2**62 else str(gate.expanded_size)
-            found.append(
-                finding(
-                    GATE_DEFINITION,
-                    f"{where} expands to {size} operations; the limit (maxDefinitionSize) is "
-                    f"{policy.max_definition_size}. Make the definition smaller.",
-                    line=line,
-                )
-            )
-        disallowed = sorted(gate.leaf_gates - allowed - CONTROL_FLOW)
-        if disallowed:
-            found.append(
-                finding(
-                    GATE_DEFINITION,
-                    f"{where} uses {', '.join(disallowed)}, which "
-                    f"{'is' if len(disallowed) == 1 else 'are'} neither allowed nor defined "
-                    "before it. Build it from standard gates or gates defined earlier.",
-                    line=line,
-                )
-            )
+        )
     return found
+
+
+def _problems(gate: GateDefinition, policy: SanitizerPolicy, allowed: frozenset[str]) -> list[str]:
+    if gate.opaque:
+        return [
+            "is opaque: it has no definition the sanitizer can check; define it in terms "
+            "of standard gates"
+        ]
+    problems = list(gate.problems)
+    if gate.depth > policy.max_definition_depth:
+        problems.append(
+            f"nests custom gates {gate.depth} deep, beyond the limit (maxDefinitionDepth) of "
+            f"{policy.max_definition_depth}; inline some levels"
+        )
+    if gate.expanded_size > policy.max_definition_size:
+        size = "more than 2**62" if gate.expanded_size >= SATURATION else str(gate.expanded_size)
+        problems.append(
+            f"expands to {size} operations, beyond the limit (maxDefinitionSize) of "
+            f"{policy.max_definition_size}; make the definition smaller"
+        )
+    disallowed = sorted(gate.leaf_gates - allowed - CONTROL_FLOW)
+    if disallowed:
+        problems.append(
+            f"uses {', '.join(disallowed)}, neither allowed nor defined before it; build it "
+            "from standard gates or gates defined earlier"
+        )
+    return problems

@@ -25,11 +25,12 @@ def check(scan: SourceScan, policy: SanitizerPolicy) -> list[Violation]:
         name = None
         if k < len(starts) and not scan.code[end : starts[k]].strip():
             name = scan.strings[starts[k]]
+        if name in allowed:
+            continue
         line = scan.line_of(offset)
         if name is None:
             found.append(
-                finding(INCLUDE, f"the include on line {line} names no file in quotes.",
-                        line=line)
+                finding(INCLUDE, f"the include on line {line} names no file in quotes.", line=line)
             )
         elif name not in allowed:
             shown = name if len(name) <= 60 else name[:57] + "..."

@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..gates import qiskit_name
-from .scan import Token
 
 #: Sizes stop growing here; anything this large is refused anyway.
 SATURATION = 2**62
@@ -54,11 +53,11 @@ class DefinitionTable:
         return gate.expanded_size if gate is not None and not gate.opaque else 1
 
 
-def matching(tokens: list[Token], start: int, open_: str, close: str) -> int:
+def matching(tokens: list[str], start: int, open_: str, close: str) -> int:
     """Index just past the bracket closing the one at ``start`` (or the end of the tokens)."""
     depth = 0
     for i in range(start, len(tokens)):
-        text = tokens[i].text
+        text = tokens[i]
         if text == open_:
             depth += 1
         elif text == close:
@@ -68,26 +67,26 @@ def matching(tokens: list[Token], start: int, open_: str, close: str) -> int:
     return len(tokens)
 
 
-def skip_modifiers(tokens: list[Token], i: int, end: int) -> tuple[int, list[str]]:
+def skip_modifiers(tokens: list[str], i: int, end: int) -> tuple[int, list[str]]:
     """Skip ``inv @``, ``ctrl(2) @`` ...; return the index of the callee and the modifiers."""
     found: list[str] = []
-    while i < end and tokens[i].text in MODIFIERS:
-        found.append(tokens[i].text)
+    while i < end and tokens[i] in MODIFIERS:
+        found.append(tokens[i])
         i += 1
-        if i < end and tokens[i].text == "(":
+        if i < end and tokens[i] == "(":
             i = matching(tokens, i, "(", ")")
-        if i < end and tokens[i].text == "@":
+        if i < end and tokens[i] == "@":
             i += 1
     return i, found
 
 
-def count_arguments(tokens: list[Token], i: int, end: int) -> int:
+def count_arguments(tokens: list[str], i: int, end: int) -> int:
     """Comma-separated arguments from ``i`` to ``end`` at bracket depth 0."""
     if i >= end:
         return 0
     count, depth = 1, 0
     for k in range(i, end):
-        text = tokens[k].text
+        text = tokens[k]
         if text in "([":
             depth += 1
         elif text in ")]":
@@ -97,12 +96,12 @@ def count_arguments(tokens: list[Token], i: int, end: int) -> int:
     return count
 
 
-def _body_statements(tokens: list[Token], start: int, end: int) -> list[tuple[int, int]]:
+def _body_statements(tokens: list[str], start: int, end: int) -> list[tuple[int, int]]:
     """(start, end) token ranges of the statements of a gate body, nested braces flattened."""
     spans: list[tuple[int, int]] = []
     begin = start
     for i in range(start, end):
-        text = tokens[i].text
+        text = tokens[i]
         if text in ";{}":
             if i > begin:
                 spans.append((begin, i))
@@ -112,15 +111,19 @@ def _body_statements(tokens: list[Token], start: int, end: int) -> list[tuple[in
     return spans
 
 
-def _add_call(gate: GateDefinition, table: dict[str, GateDefinition], tokens: list[Token],
-              span: tuple[int, int]) -> None:
+def _add_call(
+    gate: GateDefinition,
+    table: dict[str, GateDefinition],
+    tokens: list[str],
+    span: tuple[int, int],
+) -> None:
     start, end = span
     i, modifiers = skip_modifiers(tokens, start, end)
     if i >= end:
         return
-    callee = tokens[i].text
+    callee = tokens[i]
     i += 1
-    if i < end and tokens[i].text == "(":
+    if i < end and tokens[i] == "(":
         i = matching(tokens, i, "(", ")")
     qubits = count_arguments(tokens, i, end)
     if callee in _PHASE_ONLY:
@@ -147,24 +150,24 @@ def _add_call(gate: GateDefinition, table: dict[str, GateDefinition], tokens: li
     gate.leaf_gates.add(qiskit_name(callee))
 
 
-def analyse_definitions(tokens: list[Token]) -> DefinitionTable:
+def analyse_definitions(tokens: list[str], offsets: list[int]) -> DefinitionTable:
     """Every ``gate`` and ``opaque`` declaration, measured in source order."""
     table: dict[str, GateDefinition] = {}
     i, n = 0, len(tokens)
     while i < n:
-        text = tokens[i].text
+        text = tokens[i]
         if text not in ("gate", "opaque") or i + 1 >= n:
             i += 1
             continue
-        name = tokens[i + 1].text
-        gate = GateDefinition(name=name, offset=tokens[i].offset, opaque=text == "opaque")
+        name = tokens[i + 1]
+        gate = GateDefinition(name=name, offset=offsets[i], opaque=text == "opaque")
         if gate.opaque:
-            while i < n and tokens[i].text != ";":
+            while i < n and tokens[i] != ";":
                 i += 1
             table[name] = gate
             continue
         body = i + 2
-        while body < n and tokens[body].text != "{":
+        while body < n and tokens[body] != "{":
             body += 1
         end = matching(tokens, body, "{", "}")
         for span in _body_statements(tokens, body + 1, max(body + 1, end - 1)):

@@ -8,7 +8,6 @@ only for sources that need them.
 
 from __future__ import annotations
 
-import bisect
 import re
 from dataclasses import dataclass
 from functools import cached_property
@@ -51,14 +50,6 @@ class Declaration:
     size_text: str
     #: None when the size is not an integer literal.
     size: int | None
-    offset: int
-
-
-@dataclass(frozen=True)
-class Token:
-    """A token of the blanked source and where it starts."""
-
-    text: str
     offset: int
 
 
@@ -118,13 +109,9 @@ class SourceScan:
             return " " * len(text)
         return _NOT_NEWLINE.sub(" ", text)
 
-    @cached_property
-    def _line_starts(self) -> list[int]:
-        return [m.end() for m in re.finditer("\n", self.source)]
-
     def line_of(self, offset: int) -> int:
         """1-based source line of a character offset."""
-        return bisect.bisect_right(self._line_starts, offset) + 1
+        return self.source.count("\n", 0, offset) + 1
 
     @cached_property
     def declarations(self) -> list[Declaration]:
@@ -166,14 +153,18 @@ class SourceScan:
         if "$" not in self.code:
             return []
         return [
-            (integer_value(m.group(1)) or 0, m.start())
-            for m in _PHYSICAL_QUBIT.finditer(self.code)
+            (integer_value(m.group(1)) or 0, m.start()) for m in _PHYSICAL_QUBIT.finditer(self.code)
         ]
 
     @cached_property
-    def tokens(self) -> list[Token]:
+    def tokens(self) -> list[str]:
         """Every token of the blanked source (only computed for sources that need it)."""
-        return [Token(m.group(), m.start()) for m in _TOKEN.finditer(self.code)]
+        return _TOKEN.findall(self.code)
+
+    @cached_property
+    def token_offsets(self) -> list[int]:
+        """Where each of :attr:`tokens` starts."""
+        return [m.start() for m in _TOKEN.finditer(self.code)]
 
     @cached_property
     def has_definitions(self) -> bool:
@@ -187,4 +178,4 @@ class SourceScan:
 
         if not self.has_definitions:
             return DefinitionTable({})
-        return analyse_definitions(self.tokens)
+        return analyse_definitions(self.tokens, self.token_offsets)

@@ -3,7 +3,7 @@
 Used twice: before parsing, to estimate how many operations broadcasting (``h q;`` on a
 register) and custom gates will produce, so a short source cannot make the loader build
 millions of instructions; and after a rejection, to give each violation its source line.
-The walk over tokens is linear and never recurses on user-controlled nesting.
+The walk over tokens is linear; it recurses only on blocks, whose nesting QS004 bounds.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .definitions import DefinitionTable, matching, skip_modifiers
-from .scan import SourceScan, Token
+from .scan import SourceScan
 
 #: Statements that declare something and produce no instruction by themselves.
 _DECLARATIONS = frozenset(
@@ -23,6 +23,8 @@ _DECLARATIONS = frozenset(
     }
 )  # fmt: skip
 _CONTROL = frozenset({"if", "while", "for", "box", "switch"})
+_OPENING = frozenset("([")
+_CLOSING = frozenset(")]")
 
 
 @dataclass(frozen=True)
@@ -39,54 +41,82 @@ class Statement:
 class _Walker:
     def __init__(self, scan: SourceScan, definitions: DefinitionTable) -> None:
         self.scan = scan
-        self.tokens: list[Token] = scan.tokens
+        self.tokens = scan.tokens
         self.definitions = definitions
         self.registers = scan.register_sizes
-        self.total_qubits = sum(
-            d.size or 0 for d in scan.declarations if d.kind == "qubit"
-        ) + len({n for n, _ in scan.physical_qubits})
+        self.total_qubits = sum(d.size or 0 for d in scan.declarations if d.kind == "qubit")
+        self.total_qubits += len({n for n, _ in scan.physical_qubits})
+        self._line_mark = (0, 1)  # (offset, line) of the last statement located
+
+    def line_at(self, index: int) -> int:
+        """Line of token ``index``, counted on from the previous call (statements come in
+        order, so the whole walk counts each newline once)."""
+        offset = self.scan.token_offsets[index]
+        start, line = self._line_mark
+        if offset < start:
+            start, line = 0, 1
+        line += self.scan.source.count("\n", start, offset)
+        self._line_mark = (offset, line)
+        return line
 
     def statement_end(self, i: int) -> int:
-        """Index just past the ``;`` ending the statement at ``i`` (brackets respected)."""
-        depth, tokens = 0, self.tokens
-        while i < len(tokens):
-            text = tokens[i].text
-            if text in "([":
-                depth += 1
-            elif text in ")]":
-                depth -= 1
-            elif text == ";" and depth <= 0:
+        """Index just past the ``;`` ending the statement at ``i`` (brackets respected), or of
+        the brace that ends it early."""
+        depth, tokens, n = 0, self.tokens, len(self.tokens)
+        while i < n:
+            text = tokens[i]
+            if text == ";" and depth <= 0:
                 return i + 1
-            elif text in "{}" and depth <= 0:
+            if text in _OPENING:
+                depth += 1
+            elif text in _CLOSING:
+                depth -= 1
+            elif (text == "{" or text == "}") and depth <= 0:
                 return i
             i += 1
         return i
 
     def broadcast(self, start: int, end: int) -> int:
-        """How many times a statement's arguments from ``start`` repeat it (1 if none are
-        whole registers)."""
-        widest, depth, i, tokens = 1, 0, start, self.tokens
-        while i < end:
-            text = tokens[i].text
-            if text in "([":
+        """How many times a statement's arguments in [start, end) repeat it: the largest
+        register used whole (or sliced), else 1."""
+        widest, depth, tokens, registers = 1, 0, self.tokens, self.registers
+        for i in range(start, end):
+            text = tokens[i]
+            if text in _OPENING:
                 depth += 1
-            elif text in ")]":
+            elif text in _CLOSING:
                 depth -= 1
-            elif depth == 0 and text in self.registers:
-                subscripted = i + 1 < end and tokens[i + 1].text == "["
-                if not subscripted or ":" in {t.text for t in tokens[i + 1 : end]}:
-                    widest = max(widest, self.registers[text])
-            i += 1
+            elif depth == 0 and text in registers:
+                subscripted = i + 1 < end and tokens[i + 1] == "["
+                if not subscripted or ":" in tokens[i + 1 : matching(tokens, i + 1, "[", "]")]:
+                    widest = max(widest, registers[text])
         return widest
+
+    def arguments(self, start: int, end: int) -> list[tuple[int, int]]:
+        """Comma-separated argument spans at bracket depth 0, up to a ``;``."""
+        spans, depth, begin, tokens = [], 0, start, self.tokens
+        for i in range(start, end):
+            text = tokens[i]
+            if text in _OPENING:
+                depth += 1
+            elif text in _CLOSING:
+                depth -= 1
+            elif depth == 0 and (text == "," or text == ";"):
+                if i > begin:
+                    spans.append((begin, i))
+                begin = i + 1
+        if end > begin and tokens[end - 1] != ";":
+            spans.append((begin, end))
+        return spans
 
     def simple(self, start: int, end: int) -> tuple[int, int]:
         """(instructions, operations) of a statement without a body."""
         tokens = self.tokens
-        first = tokens[start].text
-        texts = [t.text for t in tokens[start:end]]
-        if "measure" in texts:
-            at = start + texts.index("measure") + 1
-            stop = start + texts.index("->") if "->" in texts else end
+        first = tokens[start]
+        statement = tokens[start:end]
+        if "measure" in statement:
+            at = start + statement.index("measure") + 1
+            stop = start + statement.index("->") if "->" in statement else end
             n = self.broadcast(at, stop)
             return n, n
         if first in _DECLARATIONS:
@@ -98,76 +128,57 @@ class _Walker:
             return n, n
         if first == "delay":
             i = start + 1
-            if i < end and tokens[i].text == "[":
+            if i < end and tokens[i] == "[":
                 i = matching(tokens, i, "[", "]")
             args = [self.broadcast(a, b) for a, b in self.arguments(i, end)]
             n = sum(args) if args else self.total_qubits
             return n, n
+        if "=" in statement:  # a classical assignment
+            return 0, 0
         i, _ = skip_modifiers(tokens, start, end)
         if i >= end:
             return 0, 0
-        callee = tokens[i].text
+        callee = tokens[i]
         i += 1
-        if i < end and tokens[i].text == "(":
+        if i < end and tokens[i] == "(":
             i = matching(tokens, i, "(", ")")
-        if callee == "gphase" and (i >= end or tokens[i].text == ";"):
-            return 0, 0
-        if "=" in texts:  # a classical assignment
+        if callee == "gphase" and (i >= end or tokens[i] == ";"):
             return 0, 0
         n = self.broadcast(i, end)
         return n, n * self.definitions.expansion(callee)
 
-    def arguments(self, start: int, end: int) -> list[tuple[int, int]]:
-        """Comma-separated argument spans at bracket depth 0, up to a ``;``."""
-        spans, depth, begin = [], 0, start
-        for i in range(start, end):
-            text = self.tokens[i].text
-            if text in "([":
-                depth += 1
-            elif text in ")]":
-                depth -= 1
-            elif depth == 0 and text in ",;":
-                if i > begin:
-                    spans.append((begin, i))
-                begin = i + 1
-        if end > begin and self.tokens[end - 1].text != ";":
-            spans.append((begin, end))
-        return spans
-
     def control(self, i: int) -> tuple[int, int, int]:
         """(end, instructions, operations) of a control-flow statement at ``i``."""
         tokens, n = self.tokens, len(self.tokens)
-        keyword = tokens[i].text
+        keyword = tokens[i]
         operations = 0
         inner_instructions = 0
         while True:
             i += 1
-            # header: a condition in parentheses, a for-loop head, a box duration
-            if keyword == "else" and i < n and tokens[i].text == "if":
+            if keyword == "else" and i < n and tokens[i] == "if":
                 keyword = "if"
                 i += 1
-            while i < n and tokens[i].text not in ("{", ";"):
-                if tokens[i].text == "in" and i + 1 < n and tokens[i + 1].text == "{":
+            # the head: a condition in parentheses, a for-loop head, a box duration
+            while i < n and tokens[i] not in ("{", ";"):
+                if tokens[i] == "in" and i + 1 < n and tokens[i + 1] == "{":
                     i = matching(tokens, i + 1, "{", "}")  # a for loop over a discrete set
-                elif tokens[i].text == "(":
+                elif tokens[i] == "(":
                     i = matching(tokens, i, "(", ")")
-                elif tokens[i].text == "[":
+                elif tokens[i] == "[":
                     i = matching(tokens, i, "[", "]")
-                elif keyword in ("if", "while") and tokens[i - 1].text == ")":
+                elif keyword in ("if", "while") and tokens[i - 1] == ")":
                     break  # a single statement as the body
                 else:
                     i += 1
-            if i < n and tokens[i].text == "{":
+            if i < n and tokens[i] == "{":
                 end = matching(tokens, i, "{", "}")
-                _, ops = self.walk(i + 1, end - 1)
-                operations += ops
+                operations += self.walk(i + 1, end - 1)[1]
                 i = end
             else:
-                end, instructions, ops = self.one(i)
+                i, instructions, ops = self.one(i)
                 inner_instructions += instructions
                 operations += ops
-                i = end
-            if i < n and tokens[i].text == "else":
+            if i < n and tokens[i] == "else":
                 keyword = "else"
                 continue
             break
@@ -178,12 +189,12 @@ class _Walker:
     def one(self, i: int) -> tuple[int, int, int]:
         """(end, instructions, operations) of the statement starting at ``i``."""
         tokens = self.tokens
-        text = tokens[i].text
+        text = tokens[i]
         if text in ("gate", "def", "defcal"):  # definitions: their bodies run when called
             j = i
-            while j < len(tokens) and tokens[j].text not in ("{", ";"):
+            while j < len(tokens) and tokens[j] not in ("{", ";"):
                 j += 1
-            if j < len(tokens) and tokens[j].text == "{":
+            if j < len(tokens) and tokens[j] == "{":
                 return matching(tokens, j, "{", "}"), 0, 0
             return j + 1, 0, 0
         if text in _CONTROL:
@@ -201,14 +212,14 @@ class _Walker:
     def walk(self, start: int, end: int, out: list[Statement] | None = None) -> tuple[int, int]:
         """Total (instructions, operations) of the statements in [start, end)."""
         instructions = operations = 0
-        i = start
+        i, tokens = start, self.tokens
         while i < end:
-            if self.tokens[i].text == ";":
+            if tokens[i] == ";":
                 i += 1
                 continue
             nxt, ins, ops = self.one(i)
             if out is not None:
-                out.append(Statement(self.scan.line_of(self.tokens[i].offset), ins, ops))
+                out.append(Statement(self.line_at(i), ins, ops))
             instructions += ins
             operations += ops
             i = max(nxt, i + 1)
