@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import sys
@@ -49,15 +50,14 @@ def _cmd_qpu_agent(args: argparse.Namespace) -> int:
 
     node = _load_node(args)
     if not args.identity_key or not args.trusted_client_key:
-        print("qpu-agent: needs --identity-key and at least one --trusted-client-key",
-              file=sys.stderr)
+        print(
+            "qpu-agent: needs --identity-key and at least one --trusted-client-key", file=sys.stderr
+        )
         return 2
     identity = Identity.load(args.identity_key)
     trusted = [load_public_key(path) for path in args.trusted_client_key]
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(node, args.host, args.port, identity, trusted))
-    except KeyboardInterrupt:
-        pass
     return 0
 
 
@@ -121,22 +121,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--node-json", help="QuantumNode manifest as a JSON string")
     p.add_argument("--host", default=os.environ.get("QORCH_AGENT_HOST", "0.0.0.0"))
     p.add_argument("--port", type=int, default=int(os.environ.get("QORCH_AGENT_PORT", "8080")))
-    p.add_argument("--identity-key", default=os.environ.get("QORCH_IDENTITY_KEY_FILE"),
-                   help="the node's ML-DSA-65 private key file (env QORCH_IDENTITY_KEY_FILE)")
-    p.add_argument("--trusted-client-key", action="append",
-                   default=[k for k in os.environ.get("QORCH_TRUSTED_CLIENT_KEY_FILES", "")
-                            .split(":") if k],
-                   help="public key file of an operator allowed to connect; repeatable"
-                   " (env QORCH_TRUSTED_CLIENT_KEY_FILES, colon-separated)")
+    p.add_argument(
+        "--identity-key",
+        default=os.environ.get("QORCH_IDENTITY_KEY_FILE"),
+        help="the node's ML-DSA-65 private key file (env QORCH_IDENTITY_KEY_FILE)",
+    )
+    p.add_argument(
+        "--trusted-client-key",
+        action="append",
+        default=[k for k in os.environ.get("QORCH_TRUSTED_CLIENT_KEY_FILES", "").split(":") if k],
+        help="public key file of an operator allowed to connect; repeatable"
+        " (env QORCH_TRUSTED_CLIENT_KEY_FILES, colon-separated)",
+    )
     p.set_defaults(func=_cmd_qpu_agent)
 
     p = sub.add_parser("operator", help="run the Kubernetes operator (kopf)")
-    p.add_argument("--namespace", "-n", action="append", default=[],
-                   help="watch only this namespace (repeatable); all namespaces by default")
-    p.add_argument("--liveness", default=os.environ.get("QORCH_LIVENESS_ENDPOINT"),
-                   help="liveness endpoint, e.g. http://0.0.0.0:8081/healthz")
-    p.add_argument("--peering", default=None,
-                   help="kopf peering name; standalone (no peering) when unset")
+    p.add_argument(
+        "--namespace",
+        "-n",
+        action="append",
+        default=[],
+        help="watch only this namespace (repeatable); all namespaces by default",
+    )
+    p.add_argument(
+        "--liveness",
+        default=os.environ.get("QORCH_LIVENESS_ENDPOINT"),
+        help="liveness endpoint, e.g. http://0.0.0.0:8081/healthz",
+    )
+    p.add_argument(
+        "--peering", default=None, help="kopf peering name; standalone (no peering) when unset"
+    )
     p.set_defaults(func=_cmd_operator)
 
     p = sub.add_parser("sanitize", help="check a circuit against the sanitizer policy")
@@ -156,8 +170,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("verify", help="verify the signatures of a manifest's DistributedJobs")
     p.add_argument("job", help="signed manifest")
-    p.add_argument("--trusted", action="append", required=True,
-                   help="a trusted submitter public key (PREFIX.pub); repeatable")
+    p.add_argument(
+        "--trusted",
+        action="append",
+        required=True,
+        help="a trusted submitter public key (PREFIX.pub); repeatable",
+    )
     p.set_defaults(func=_cmd_verify)
     return parser
 

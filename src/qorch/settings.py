@@ -21,7 +21,8 @@ class Settings(BaseModel):
         10.0, description="Interval of the EntanglementLink timer (QORCH_LINK_CHECK_SECONDS)."
     )
     capacity_retry_seconds: float = Field(
-        2.0, description="How often a job waiting for qubits re-plans (QORCH_CAPACITY_RETRY_SECONDS)."
+        2.0,
+        description="How often a job waiting for qubits re-plans (QORCH_CAPACITY_RETRY_SECONDS).",
     )
     identity_key_file: str | None = Field(
         None,
@@ -36,8 +37,9 @@ class Settings(BaseModel):
         "qorch-system", description="Namespace the operator runs in (QORCH_OPERATOR_NAMESPACE)."
     )
     sanitizer_policy_file: str | None = Field(
-        None, description="YAML sanitizer policy; the built-in policy when unset."
-        " (QORCH_SANITIZER_POLICY_FILE)"
+        None,
+        description="YAML sanitizer policy; the built-in policy when unset."
+        " (QORCH_SANITIZER_POLICY_FILE)",
     )
 
     @classmethod

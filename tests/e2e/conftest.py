@@ -19,7 +19,7 @@ from tests.conftest import OperatorKey
 from tests.support import REPO
 
 sys.path.insert(0, str(REPO / "hack"))
-from controlplane import ControlPlane  # noqa: E402
+from controlplane import ControlPlane
 
 KUBECTL = REPO / ".tools" / "bin" / "kubectl"
 
@@ -33,8 +33,12 @@ class Cluster:
 
     def kubectl(self, *args: str, stdin: str | None = None, check: bool = True) -> str:
         proc = subprocess.run(
-            [str(KUBECTL), *args], input=stdin, capture_output=True, text=True,
-            env=self.env, timeout=60,
+            [str(KUBECTL), *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env=self.env,
+            timeout=60,
         )
         if check and proc.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed: {proc.stderr}")
@@ -44,8 +48,13 @@ class Cluster:
         return json.loads(self.kubectl("get", kind, name, "-n", namespace, "-o", "json"))
 
     def wait_for(
-        self, kind: str, name: str, namespace: str, predicate: Callable[[dict], bool],
-        timeout: float = 120, selector: str | None = None,
+        self,
+        kind: str,
+        name: str,
+        namespace: str,
+        predicate: Callable[[dict], bool],
+        timeout: float = 120,
+        selector: str | None = None,
     ) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         last: dict[str, Any] = {}
@@ -86,8 +95,14 @@ def namespace(cluster: Cluster) -> Iterator[str]:
         for obj in out.split():
             if "/" in obj:
                 cluster.kubectl(
-                    "patch", obj, "-n", name, "--type=merge",
-                    "-p", '{"metadata":{"finalizers":null}}', check=False,
+                    "patch",
+                    obj,
+                    "-n",
+                    name,
+                    "--type=merge",
+                    "-p",
+                    '{"metadata":{"finalizers":null}}',
+                    check=False,
                 )
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
@@ -110,9 +125,19 @@ class OperatorProcess:
         }
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "qorch", "--log-level", "INFO", "operator",
-                 "--namespace", self.namespace],
-                stdout=out, stderr=subprocess.STDOUT, env=env,
+                [
+                    sys.executable,
+                    "-m",
+                    "qorch",
+                    "--log-level",
+                    "INFO",
+                    "operator",
+                    "--namespace",
+                    self.namespace,
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
             )
 
     def kill(self) -> None:

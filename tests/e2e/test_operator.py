@@ -35,15 +35,24 @@ def succeeded(obj: dict) -> bool:
     return obj.get("status", {}).get("phase") in ("Succeeded", "Failed", "Rejected")
 
 
-async def test_quickstart_job_succeeds_through_kubectl_apply(cluster, namespace, operator, start_agent):
+async def test_quickstart_job_succeeds_through_kubectl_apply(
+    cluster, namespace, operator, start_agent
+):
     docs = quickstart_docs()
     nodes = [d for d in docs if d["kind"] == "QuantumNode"]
-    agents = {d["metadata"]["name"]: await start_agent(make_node(d["metadata"]["name"], d["spec"]["qubits"], noise=d["spec"]["noise"])) for d in nodes}
+    agents = {
+        d["metadata"]["name"]: await start_agent(
+            make_node(d["metadata"]["name"], d["spec"]["qubits"], noise=d["spec"]["noise"])
+        )
+        for d in nodes
+    }
     manifest = external(docs, agents)
     cluster.kubectl("apply", "-n", namespace, "-f", "-", stdin=manifest)
 
     for node in agents:
-        cluster.wait_for("qn", node, namespace, lambda o: o.get("status", {}).get("phase") == "Ready")
+        cluster.wait_for(
+            "qn", node, namespace, lambda o: o.get("status", {}).get("phase") == "Ready"
+        )
     cluster.wait_for("qlink", "a-b", namespace, lambda o: o.get("status", {}).get("phase") == "Up")
     job = cluster.wait_for("djob", "ghz", namespace, succeeded)
     status = job["status"]
@@ -56,8 +65,16 @@ async def test_quickstart_job_succeeds_through_kubectl_apply(cluster, namespace,
 
     table = cluster.kubectl("get", "djob", "-n", namespace)
     assert "Succeeded" in table and "single" in table
-    events = cluster.kubectl("get", "events", "-n", namespace, "--field-selector",
-                             "involvedObject.name=ghz", "-o", "json")
+    events = cluster.kubectl(
+        "get",
+        "events",
+        "-n",
+        namespace,
+        "--field-selector",
+        "involvedObject.name=ghz",
+        "-o",
+        "json",
+    )
     reasons = {e["reason"] for e in json.loads(events)["items"]}
     assert {"Admitted", "Placed", "ProgramsSent", "Completed"} <= reasons
 
@@ -71,7 +88,12 @@ async def test_quickstart_job_succeeds_through_kubectl_apply(cluster, namespace,
     ],
 )
 def test_api_server_refuses_invalid_nodes(cluster, namespace, patch, message):
-    doc = {"apiVersion": "qorch.dev/v1alpha1", "kind": "QuantumNode", "metadata": {"name": "bad"}, **patch}
+    doc = {
+        "apiVersion": "qorch.dev/v1alpha1",
+        "kind": "QuantumNode",
+        "metadata": {"name": "bad"},
+        **patch,
+    }
     out = cluster.kubectl("apply", "-n", namespace, "-f", "-", stdin=json.dumps(doc), check=False)
     assert message in out, out
     assert "created" not in out
@@ -79,7 +101,9 @@ def test_api_server_refuses_invalid_nodes(cluster, namespace, patch, message):
 
 def test_job_spec_is_immutable(cluster, namespace):
     job = {
-        "apiVersion": "qorch.dev/v1alpha1", "kind": "DistributedJob", "metadata": {"name": "j"},
+        "apiVersion": "qorch.dev/v1alpha1",
+        "kind": "DistributedJob",
+        "metadata": {"name": "j"},
         "spec": {"shots": 10, "circuit": {"qasm": "OPENQASM 2.0;"}},
     }
     cluster.kubectl("apply", "-n", namespace, "-f", "-", stdin=json.dumps(job))
@@ -89,8 +113,12 @@ def test_job_spec_is_immutable(cluster, namespace):
 
 
 def test_aer_node_gets_an_owned_agent_deployment_and_service(cluster, namespace, operator):
-    node = {"apiVersion": "qorch.dev/v1alpha1", "kind": "QuantumNode",
-            "metadata": {"name": "sim"}, "spec": {"qubits": 5}}
+    node = {
+        "apiVersion": "qorch.dev/v1alpha1",
+        "kind": "QuantumNode",
+        "metadata": {"name": "sim"},
+        "spec": {"qubits": 5},
+    }
     cluster.kubectl("apply", "-n", namespace, "-f", "-", stdin=json.dumps(node))
     dep = cluster.wait_for("deployment", "qpu-sim", namespace, lambda o: True, timeout=60)
     svc = cluster.get("service", "qpu-sim", namespace)
@@ -110,14 +138,18 @@ def test_aer_node_gets_an_owned_agent_deployment_and_service(cluster, namespace,
     assert secret["metadata"]["ownerReferences"][0]["uid"] == uid
     (volume,) = [v for v in pod_spec["volumes"] if "secret" in v]
     assert volume["secret"]["secretName"] == "qpu-sim-identity"
-    qn = cluster.wait_for("qn", "sim", namespace,
-                          lambda o: o.get("status", {}).get("identityFingerprint"))
+    qn = cluster.wait_for(
+        "qn", "sim", namespace, lambda o: o.get("status", {}).get("identityFingerprint")
+    )
     assert qn["status"]["identityFingerprint"].startswith("sha256:")
     # kwok plays the kubelet: the scheduled pod reports Running.
     pods = cluster.wait_for(
-        "pods", "", namespace,
+        "pods",
+        "",
+        namespace,
         lambda o: any(p["status"].get("phase") == "Running" for p in o.get("items", [])),
-        timeout=90, selector="qorch.dev/node=sim",
+        timeout=90,
+        selector="qorch.dev/node=sim",
     )
     assert pods["items"][0]["spec"]["nodeName"]
 
@@ -128,21 +160,37 @@ async def test_restart_mid_job_resumes_without_running_a_program_twice(
     # Noise makes Aer simulate shot by shot: the program runs for seconds, not milliseconds.
     noise = {"twoQubitError": 0.01}
     agent = await start_agent(make_node("solo", 12, noise=noise))
-    node = {"apiVersion": "qorch.dev/v1alpha1", "kind": "QuantumNode", "metadata": {"name": "solo"},
-            "spec": {"qubits": 12, "noise": noise,
-                     "backend": {"type": "external", "endpoint": agent.endpoint},
-                     "identity": {"publicKey": agent.public_key}}}
+    node = {
+        "apiVersion": "qorch.dev/v1alpha1",
+        "kind": "QuantumNode",
+        "metadata": {"name": "solo"},
+        "spec": {
+            "qubits": 12,
+            "noise": noise,
+            "backend": {"type": "external", "endpoint": agent.endpoint},
+            "identity": {"publicKey": agent.public_key},
+        },
+    }
     cluster.kubectl("apply", "-n", namespace, "-f", "-", stdin=json.dumps(node))
     cluster.wait_for("qn", "solo", namespace, lambda o: o.get("status", {}).get("phase") == "Ready")
     qasm = SLOW_CIRCUIT
-    job = {"apiVersion": "qorch.dev/v1alpha1", "kind": "DistributedJob", "metadata": {"name": "slow"},
-           "spec": {"shots": 6000, "circuit": {"qasm": qasm}}}
+    job = {
+        "apiVersion": "qorch.dev/v1alpha1",
+        "kind": "DistributedJob",
+        "metadata": {"name": "slow"},
+        "spec": {"shots": 6000, "circuit": {"qasm": qasm}},
+    }
     cluster.kubectl("apply", "-n", namespace, "-f", "-", stdin=json.dumps(job))
-    cluster.wait_for("djob", "slow", namespace, lambda o: o.get("status", {}).get("phase") == "Running")
+    cluster.wait_for(
+        "djob", "slow", namespace, lambda o: o.get("status", {}).get("phase") == "Running"
+    )
     operator.kill()
     operator.start()
     done = cluster.wait_for("djob", "slow", namespace, succeeded, timeout=180)
-    assert done["status"]["phase"] == "Succeeded", (done["status"]["message"], operator.output()[-3000:])
+    assert done["status"]["phase"] == "Succeeded", (
+        done["status"]["message"],
+        operator.output()[-3000:],
+    )
     assert done["status"]["attempt"] == 1
     client = agent.client()
     try:
@@ -173,16 +221,26 @@ async def test_a_node_whose_key_differs_from_its_pin_gets_no_circuit(
 
     agent = await start_agent(make_node("imposter", 4))
     wrong = encode_public_key(Identity.generate().public_key)
-    node = {"apiVersion": "qorch.dev/v1alpha1", "kind": "QuantumNode",
-            "metadata": {"name": "imposter"},
-            "spec": {"qubits": 4, "backend": {"type": "external", "endpoint": agent.endpoint},
-                     "identity": {"publicKey": wrong}}}
-    job = {"apiVersion": "qorch.dev/v1alpha1", "kind": "DistributedJob",
-           "metadata": {"name": "secret-circuit"},
-           "spec": {"shots": 10, "timeoutSeconds": 8, "circuit": {"qasm": BELL}}}
+    node = {
+        "apiVersion": "qorch.dev/v1alpha1",
+        "kind": "QuantumNode",
+        "metadata": {"name": "imposter"},
+        "spec": {
+            "qubits": 4,
+            "backend": {"type": "external", "endpoint": agent.endpoint},
+            "identity": {"publicKey": wrong},
+        },
+    }
+    job = {
+        "apiVersion": "qorch.dev/v1alpha1",
+        "kind": "DistributedJob",
+        "metadata": {"name": "secret-circuit"},
+        "spec": {"shots": 10, "timeoutSeconds": 8, "circuit": {"qasm": BELL}},
+    }
     cluster.kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump_all([node, job]))
-    qn = cluster.wait_for("qn", "imposter", namespace,
-                          lambda o: o.get("status", {}).get("phase") == "Unreachable")
+    qn = cluster.wait_for(
+        "qn", "imposter", namespace, lambda o: o.get("status", {}).get("phase") == "Unreachable"
+    )
     ready = next(c for c in qn["status"]["conditions"] if c["type"] == "Ready")
     assert ready["reason"] == "PeerKeyMismatch", ready
     done = cluster.wait_for("djob", "secret-circuit", namespace, succeeded, timeout=60)

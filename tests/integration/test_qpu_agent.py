@@ -5,8 +5,8 @@ import math
 import pytest
 from qiskit import QuantumCircuit
 
-from qorch.qpu.circuits import encode_circuit
 from qorch.channel.identity import Identity
+from qorch.qpu.circuits import encode_circuit
 from qorch.qpu.transport import AgentError, SecureAgentClient
 from tests.support import make_node
 

@@ -33,9 +33,9 @@ def test_schema_is_structural_and_documented(model):
     for path, node in _walk(schema):
         assert "type" in node, f"{path} has no type"
         assert "$ref" not in node and "anyOf" not in node, path
-        if path.startswith("$.spec") or path.startswith("$.status"):
-            if not path.endswith("[]") and not path.endswith("{}"):
-                assert node.get("description"), f"{path} has no description"
+        in_api = path.startswith(("$.spec", "$.status"))
+        if in_api and not path.endswith(("[]", "{}")):
+            assert node.get("description"), f"{path} has no description"
 
 
 def test_short_names_and_status_subresource():

@@ -1,7 +1,12 @@
 """The three kinds of group qorch.dev/v1alpha1; these models are the source of truth."""
 
 from .base import API_VERSION, GROUP, VERSION, Condition, ObjectMeta, get_condition, set_condition
-from .distributed_job import TERMINAL_PHASES, DistributedJob, DistributedJobSpec, DistributedJobStatus
+from .distributed_job import (
+    TERMINAL_PHASES,
+    DistributedJob,
+    DistributedJobSpec,
+    DistributedJobStatus,
+)
 from .entanglement_link import EntanglementLink, EntanglementLinkSpec, EntanglementLinkStatus
 from .quantum_node import NoiseSpec, QuantumNode, QuantumNodeSpec, QuantumNodeStatus
 

@@ -24,7 +24,10 @@ CEL_RULES: dict[str, list[dict[str, str]]] = {
         }
     ],
     "DistributedJobSpec": [
-        {"rule": "self == oldSelf", "message": "a DistributedJob's spec is immutable; create a new job"}
+        {
+            "rule": "self == oldSelf",
+            "message": "a DistributedJob's spec is immutable; create a new job",
+        }
     ],
     "EntanglementLinkSpec": [
         {"rule": "self.nodes[0] != self.nodes[1]", "message": "nodes must be two different nodes"}

@@ -100,9 +100,7 @@ class DistributedJobSpec(ApiModel):
         return self
 
 
-JobPhase = Literal[
-    "Pending", "Admitted", "Planned", "Running", "Succeeded", "Failed", "Rejected"
-]
+JobPhase = Literal["Pending", "Admitted", "Planned", "Running", "Succeeded", "Failed", "Rejected"]
 TERMINAL_PHASES: frozenset[str] = frozenset({"Succeeded", "Failed", "Rejected"})
 
 

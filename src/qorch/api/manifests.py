@@ -76,7 +76,9 @@ def parse_documents(text: str, source: str) -> list[tuple[str, dict[str, Any]]]:
             continue
         label = f"{source} (document {index})"
         if not isinstance(doc, dict):
-            raise ManifestError([f"{label}: a manifest must be a mapping, got {type(doc).__name__}"])
+            raise ManifestError(
+                [f"{label}: a manifest must be a mapping, got {type(doc).__name__}"]
+            )
         out.append((label, doc))
     return out
 
@@ -97,7 +99,9 @@ def load_manifests(paths: Iterable[str | Path]) -> Manifests:
             where = f"{label}: {kind}/{name}"
             if kind == "ConfigMap" and doc.get("apiVersion") == "v1":
                 ns = doc.get("metadata", {}).get("namespace", "default")
-                found.config_maps[(ns, name)] = {str(k): str(v) for k, v in (doc.get("data") or {}).items()}
+                found.config_maps[(ns, name)] = {
+                    str(k): str(v) for k, v in (doc.get("data") or {}).items()
+                }
                 continue
             model = KIND_BY_NAME.get(str(kind))
             if model is None:

@@ -109,7 +109,9 @@ class QuantumNodeSpec(ApiModel):
             if len(pair) != 2 or pair[0] == pair[1]:
                 raise ValueError(f"couplingMap entry {pair} must be two distinct qubit indices")
             if not all(0 <= q < self.qubits for q in pair):
-                raise ValueError(f"couplingMap entry {pair} names a qubit outside 0..{self.qubits - 1}")
+                raise ValueError(
+                    f"couplingMap entry {pair} names a qubit outside 0..{self.qubits - 1}"
+                )
         return self
 
 

@@ -20,6 +20,7 @@ class AgentProcess:
         self.node = node
         self.proc = proc
         self.endpoint = endpoint
+        self._drain: asyncio.Task[None] | None = None
 
     @classmethod
     async def start(cls, node: QuantumNode, key_file: Path, trusted: list[Path]) -> AgentProcess:
@@ -27,8 +28,19 @@ class AgentProcess:
         manifest = node.model_dump_json(by_alias=True, exclude_none=True)
         trust = [arg for path in trusted for arg in ("--trusted-client-key", str(path))]
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "qorch", "qpu-agent", "--host", "127.0.0.1", "--port", "0",
-            "--node-json", manifest, "--identity-key", str(key_file), *trust,
+            sys.executable,
+            "-m",
+            "qorch",
+            "qpu-agent",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--node-json",
+            manifest,
+            "--identity-key",
+            str(key_file),
+            *trust,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
         )
@@ -40,8 +52,9 @@ class AgentProcess:
                     line = raw.decode(errors="replace").rstrip()
                     lines.append(line)
                     if match := _LISTENING.search(line):
-                        asyncio.create_task(_drain(proc.stdout))
-                        return cls(node, proc, match.group(1))
+                        agent = cls(node, proc, match.group(1))
+                        agent._drain = asyncio.create_task(_drain(proc.stdout))
+                        return agent
         except TimeoutError:
             proc.kill()
         await proc.wait()
@@ -49,6 +62,8 @@ class AgentProcess:
         raise RuntimeError(f"qpu-agent for {node.metadata.name} did not start:\n{tail}")
 
     async def stop(self) -> None:
+        if self._drain is not None:
+            self._drain.cancel()
         if self.proc.returncode is None:
             self.proc.terminate()
             try:

@@ -62,7 +62,9 @@ class LocalWorld:
 
     def agent(self, node: QuantumNode) -> AgentClient:
         return self.connections.get(
-            node.metadata.name, self.endpoint_of(node), pinned_key(node, self.node_keys.get(node.metadata.name))
+            node.metadata.name,
+            self.endpoint_of(node),
+            pinned_key(node, self.node_keys.get(node.metadata.name)),
         )
 
     def event(self, job: DistributedJob, type_: str, reason: str, message: str) -> None:

@@ -20,9 +20,7 @@ KEY, PUB, OPERATOR_PUB = "identity.key", "identity.pub", "operator.pub"
 
 async def _read_secret(namespace: str, name: str) -> dict[str, bytes] | None:
     try:
-        secret = await asyncio.to_thread(
-            client.CoreV1Api().read_namespaced_secret, name, namespace
-        )
+        secret = await asyncio.to_thread(client.CoreV1Api().read_namespaced_secret, name, namespace)
     except ApiException as exc:
         if exc.status == 404:
             return None
@@ -64,7 +62,8 @@ async def operator_identity(settings: Settings) -> Identity:
             return Identity.from_pem(data[KEY])
         identity = Identity.generate()
         manifest = _secret(
-            name, ns,
+            name,
+            ns,
             {KEY: identity.private_pem(), PUB: encode_public_key(identity.public_key).encode()},
             {"app.kubernetes.io/name": "qorch", "app.kubernetes.io/component": "identity"},
         )
@@ -73,9 +72,7 @@ async def operator_identity(settings: Settings) -> Identity:
     raise kopf.TemporaryError("the operator identity Secret keeps changing", delay=5)
 
 
-async def ensure_node_identity(
-    node: QuantumNode, operator: Identity, owner: kopf.Body
-) -> bytes:
+async def ensure_node_identity(node: QuantumNode, operator: Identity, owner: kopf.Body) -> bytes:
     """The node's Secret (its private key, and the operator key it trusts); its public key.
 
     The Secret is owned by the QuantumNode, mounted only into the node's agent container.
@@ -85,7 +82,8 @@ async def ensure_node_identity(
     if data is None:
         identity = Identity.generate()
         manifest = _secret(
-            name, ns,
+            name,
+            ns,
             {
                 KEY: identity.private_pem(),
                 PUB: encode_public_key(identity.public_key).encode(),

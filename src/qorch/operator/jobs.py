@@ -57,9 +57,7 @@ async def run_job(
 
 
 @kopf.on.delete(*DJOB, id="release")
-async def release(
-    name: str, namespace: str, uid: str, memo: kopf.Memo, **_: Any
-) -> None:
+async def release(name: str, namespace: str, uid: str, memo: kopf.Memo, **_: Any) -> None:
     """The finalizer: a deleted job gives its qubits back."""
     memo.state.reservations.release(reservation_key(namespace, name, uid))
 

@@ -24,15 +24,18 @@ async def patch_status(plural: str, namespace: str, name: str, status: dict[str,
     api = client.CustomObjectsApi()
     await asyncio.to_thread(
         api.patch_namespaced_custom_object_status,
-        GROUP, VERSION, namespace, plural, name, {"status": status},
+        GROUP,
+        VERSION,
+        namespace,
+        plural,
+        name,
+        {"status": status},
     )
 
 
 async def read_config_map_key(namespace: str, name: str, key: str) -> str | None:
     try:
-        cm = await asyncio.to_thread(
-            client.CoreV1Api().read_namespaced_config_map, name, namespace
-        )
+        cm = await asyncio.to_thread(client.CoreV1Api().read_namespaced_config_map, name, namespace)
     except ApiException as exc:
         if exc.status == 404:
             return None

@@ -14,7 +14,6 @@ from qorch.pipeline.resources import check_node
 from qorch.settings import Settings
 
 from . import kube
-
 from .agent_workload import agent_endpoint, build_deployment, build_service
 from .identity import ensure_node_identity
 from .state import OperatorState, plain

@@ -204,9 +204,7 @@ class JobPipeline:
             return self._finish(job, status, "Rejected", rule, msg)
         self._circuits[job_key(job)] = (job.metadata.generation, result.circuit)
         warnings = len(result.report.violations)
-        self._cond(
-            job, status, R.SANITIZED, "True", R.POLICY_PASSED, f"{warnings} warning(s)"
-        )
+        self._cond(job, status, R.SANITIZED, "True", R.POLICY_PASSED, f"{warnings} warning(s)")
         self._cond(
             job,
             status,
@@ -366,8 +364,14 @@ class JobPipeline:
     def _record_verification(self, job: DistributedJob, status: DistributedJobStatus) -> None:
         v = status.result.verification if status.result else None
         if v is None or v.distance is None or v.tolerance is None:
-            self._cond(job, status, R.VERIFIED, "Unknown", R.NOT_TRACTABLE,
-                       "no exact classical simulation for this circuit")
+            self._cond(
+                job,
+                status,
+                R.VERIFIED,
+                "Unknown",
+                R.NOT_TRACTABLE,
+                "no exact classical simulation for this circuit",
+            )
             return
         ok = v.distance <= v.tolerance
         self._cond(

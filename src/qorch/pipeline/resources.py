@@ -58,7 +58,9 @@ def check_link(link: EntanglementLink, nodes: dict[str, QuantumNode]) -> Entangl
     if missing:
         status.phase = "Down"
         msg = f"QuantumNode(s) {', '.join(missing)} do not exist"
-        status.conditions = set_condition(status.conditions, R.READY, "False", R.NODE_MISSING, msg, gen)
+        status.conditions = set_condition(
+            status.conditions, R.READY, "False", R.NODE_MISSING, msg, gen
+        )
     elif not_ready:
         status.phase = "Down"
         msg = f"QuantumNode(s) {', '.join(not_ready)} are not Ready"

@@ -25,8 +25,12 @@ def _final_measurements(circuit: QuantumCircuit) -> dict[int, int] | None:
             done.add(qubits[0])
         elif name == "barrier":
             continue
-        elif name in ("reset", "delay") or inst.operation.name in ("if_else", "while_loop",
-                                                                     "for_loop", "switch_case"):
+        elif name in ("reset", "delay") or inst.operation.name in (
+            "if_else",
+            "while_loop",
+            "for_loop",
+            "switch_case",
+        ):
             return None
         elif done.intersection(qubits):
             return None  # a gate after a measurement: mid-circuit measurement

@@ -10,7 +10,6 @@ from qiskit import QuantumCircuit
 from qorch.api.quantum_node import NoiseSpec
 
 
-
 @dataclass(frozen=True)
 class GateProfile:
     """How much noisy work a circuit does, counted once and reused per candidate node."""

@@ -1,4 +1,4 @@
-"""Runs one circuit on qiskit-aer as the node's processor would: its gates, its coupling, its noise."""
+"""Runs one circuit on qiskit-aer as the node's processor would: gates, coupling, noise."""
 
 from __future__ import annotations
 
@@ -15,8 +15,12 @@ from qorch.api.quantum_node import QuantumNodeSpec
 from .noise import build_noise_model
 
 # Feed-forward the simulator runs natively beside the node's gates.
-CONTROL_FLOW = {"if_else": IfElseOp, "for_loop": ForLoopOp, "while_loop": WhileLoopOp,
-                "switch_case": SwitchCaseOp}
+CONTROL_FLOW = {
+    "if_else": IfElseOp,
+    "for_loop": ForLoopOp,
+    "while_loop": WhileLoopOp,
+    "switch_case": SwitchCaseOp,
+}
 
 
 def node_target(spec: QuantumNodeSpec) -> Target:

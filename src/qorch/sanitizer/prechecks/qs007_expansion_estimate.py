@@ -15,7 +15,6 @@ from ..report import Violation, finding
 from ..source.scan import SourceScan
 from ..source.statements import estimated_operations
 
-
 _NAME_USE = re.compile(r"([^\W\d]\w*)(\s*\[)?")
 
 

@@ -1,0 +1,1 @@
+"""The job pipeline both drivers share: admit, plan, dispatch, collect, aggregate, verify."""
