@@ -12,9 +12,20 @@ from pathlib import Path
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from qorch.channel.identity import load_public_key
     from qorch.local.runner import run
+    from qorch.pipeline.authorization import AuthorizationPolicy
+    from qorch.pipeline.job import PipelineSettings
 
-    return asyncio.run(run(args.paths, output=args.output))
+    try:
+        trusted = tuple(load_public_key(path) for path in args.trusted_submitter)
+    except (OSError, ValueError) as exc:
+        print(f"run: {exc}", file=sys.stderr)
+        return 2
+    settings = PipelineSettings(
+        authorization=AuthorizationPolicy(require_signature=bool(trusted), trusted_keys=trusted)
+    )
+    return asyncio.run(run(args.paths, output=args.output, settings=settings))
 
 
 def _cmd_crds(args: argparse.Namespace) -> int:
@@ -91,15 +102,17 @@ def _cmd_keygen(args: argparse.Namespace) -> int:
 
 
 def _cmd_sign(args: argparse.Namespace) -> int:
+    from qorch.api.distributed_job import stored_spec
     from qorch.channel.signing import sign_command
 
-    return sign_command(args.job, args.key)
+    return sign_command(args.job, args.key, normalize=stored_spec)
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
+    from qorch.api.distributed_job import stored_spec
     from qorch.channel.signing import verify_command
 
-    return verify_command(args.job, args.trusted)
+    return verify_command(args.job, args.trusted, normalize=stored_spec)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -110,6 +123,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run manifests on the embedded control plane")
     p.add_argument("paths", nargs="+", help="manifest files or folders")
     p.add_argument("--output", "-o", choices=["text", "json"], default="text")
+    p.add_argument(
+        "--trusted-submitter",
+        action="append",
+        default=[],
+        metavar="PUB",
+        help="require jobs signed by one of these public keys (PREFIX.pub); repeatable",
+    )
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("crds", help="write the CustomResourceDefinitions from the API models")

@@ -36,6 +36,12 @@ class Settings(BaseModel):
     operator_namespace: str = Field(
         "qorch-system", description="Namespace the operator runs in (QORCH_OPERATOR_NAMESPACE)."
     )
+    trusted_submitters_dir: str | None = Field(
+        None,
+        description="Folder of trusted submitter public keys (*.pub), e.g. a mounted Secret;"
+        " when set, every DistributedJob must carry a valid signature by one of them"
+        " (QORCH_TRUSTED_SUBMITTERS_DIR).",
+    )
     sanitizer_policy_file: str | None = Field(
         None,
         description="YAML sanitizer policy; the built-in policy when unset."

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal, Self
+from typing import Any, ClassVar, Literal, Self
 
 from pydantic import Field, model_validator
 
@@ -98,6 +98,12 @@ class DistributedJobSpec(ApiModel):
             if not obs or set(obs) - set("IXYZ"):
                 raise ValueError(f"observable {obs!r} must be a non-empty string of I, X, Y, Z")
         return self
+
+
+def stored_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """A DistributedJob spec as the API server stores it (defaults filled in): the form a
+    submitter's signature covers, so it verifies before and after admission alike."""
+    return DistributedJobSpec.model_validate(spec).wire()
 
 
 JobPhase = Literal["Pending", "Admitted", "Planned", "Running", "Succeeded", "Failed", "Rejected"]

@@ -19,7 +19,7 @@ import binascii
 import json
 import math
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -167,10 +167,15 @@ def _job_name(document: dict[str, Any], index: int) -> str:
     return f"{JOB_KIND}/{name}" if name else f"{JOB_KIND} (document {index + 1})"
 
 
-def sign_command(job_path: str, key_path: str) -> int:
+Normalize = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def sign_command(job_path: str, key_path: str, normalize: Normalize | None = None) -> int:
     """CLI: sign every DistributedJob in a manifest, print the manifest to stdout.
 
-    Exit 0 on success, 2 when the manifest or key cannot be used.
+    `normalize` maps a spec to the form the API server will store (defaults filled in), so
+    the signature still verifies after admission. Exit 0 on success, 2 when the manifest or
+    key cannot be used.
     """
     try:
         documents = _load_documents(job_path)
@@ -181,7 +186,8 @@ def sign_command(job_path: str, key_path: str) -> int:
             spec = document.get("spec")
             if not isinstance(spec, dict):
                 raise _UnusableInput(f"{_job_name(document, index)} has no spec")
-            spec[SIGNATURE_FIELD] = sign_spec(spec, identity)
+            signed = normalize(spec) if normalize else spec
+            spec[SIGNATURE_FIELD] = sign_spec(signed, identity)
     except (_UnusableInput, SignatureError, OSError, ValueError, ProviderUnavailable) as exc:
         print(f"sign: {exc}", file=sys.stderr)
         return 2
@@ -189,7 +195,9 @@ def sign_command(job_path: str, key_path: str) -> int:
     return 0
 
 
-def verify_command(job_path: str, trusted_pub_paths: list[str]) -> int:
+def verify_command(
+    job_path: str, trusted_pub_paths: list[str], normalize: Normalize | None = None
+) -> int:
     """CLI: verify every DistributedJob's signature against the given public keys.
 
     Exit 0 when all are valid, 1 when any is not (with its reason), 2 when the
@@ -212,7 +220,8 @@ def verify_command(job_path: str, trusted_pub_paths: list[str]) -> int:
         try:
             if not isinstance(spec, dict):
                 raise SignatureError(UNSIGNED, "the job has no spec")
-            signer = verify_spec(spec, spec.get(SIGNATURE_FIELD), trusted)
+            signed = normalize(spec) if normalize else spec
+            signer = verify_spec(signed, spec.get(SIGNATURE_FIELD), trusted)
         except SignatureError as exc:
             print(f"{name}: invalid ({exc.reason}): {exc}")
             status = 1

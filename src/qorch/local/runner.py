@@ -67,7 +67,12 @@ def _summary(jobs: list[DistributedJob], stream: TextIO) -> None:
             print("  counts: " + ", ".join(f"{k}={v}" for k, v in top), file=stream)
 
 
-async def run(paths: Sequence[str], output: str = "text", out: TextIO = sys.stdout) -> int:
+async def run(
+    paths: Sequence[str],
+    output: str = "text",
+    out: TextIO = sys.stdout,
+    settings: PipelineSettings | None = None,
+) -> int:
     progress = Progress(sys.stderr if output == "json" else out)
     try:
         manifests = load_manifests(paths)
@@ -108,7 +113,7 @@ async def run(paths: Sequence[str], output: str = "text", out: TextIO = sys.stdo
         for link in world.all_links():
             link.status = check_link(link, by_name)
             progress(f"qlink/{link.metadata.name}", link.status.phase)
-        pipeline = JobPipeline(world, reservations, PipelineSettings())
+        pipeline = JobPipeline(world, reservations, settings or PipelineSettings())
         jobs = sorted(world.jobs.values(), key=lambda j: -j.spec.priority)
         await asyncio.gather(*(_drive(job, pipeline, progress) for job in jobs))
     finally:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import kopf
 
+from qorch.channel.identity import load_public_key
+from qorch.pipeline.authorization import AuthorizationPolicy
 from qorch.pipeline.job import PipelineSettings
 from qorch.qpu.transport import AgentConnections
 from qorch.settings import Settings
@@ -16,6 +19,16 @@ from .identity import operator_identity
 from .state import OperatorState
 
 log = logging.getLogger(__name__)
+
+
+def _authorization(settings: Settings) -> AuthorizationPolicy:
+    if not settings.trusted_submitters_dir:
+        return AuthorizationPolicy()
+    folder = Path(settings.trusted_submitters_dir)
+    keys = tuple(load_public_key(path) for path in sorted(folder.glob("*.pub")))
+    if not keys:
+        raise kopf.PermanentError(f"no *.pub keys in {settings.trusted_submitters_dir}")
+    return AuthorizationPolicy(require_signature=True, trusted_keys=keys)
 
 
 def _policy(settings: Settings):  # -> SanitizerPolicy
@@ -48,7 +61,9 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
         settings=qorch,
         agents=AgentConnections(identity),
         pipeline_settings=PipelineSettings(
-            policy=_policy(qorch), capacity_retry_seconds=qorch.capacity_retry_seconds
+            policy=_policy(qorch),
+            authorization=_authorization(qorch),
+            capacity_retry_seconds=qorch.capacity_retry_seconds,
         ),
     )
 

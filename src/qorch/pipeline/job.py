@@ -32,6 +32,7 @@ from qorch.qpu.circuits import encode_circuit
 from qorch.qpu.transport import TIMEOUT, AgentError
 from qorch.sanitizer import SanitizerPolicy, TargetTiming, sanitize
 
+from .authorization import AuthorizationPolicy, authorize
 from .ports import World
 from .reservations import Reservations
 from .verification import verify_counts
@@ -50,6 +51,7 @@ class PipelineSettings:
     """Knobs of the pipeline, the same for both drivers."""
 
     policy: SanitizerPolicy = field(default_factory=SanitizerPolicy)
+    authorization: AuthorizationPolicy = field(default_factory=AuthorizationPolicy)
     capacity_retry_seconds: float = 1.0
 
 
@@ -205,14 +207,11 @@ class JobPipeline:
         self._circuits[job_key(job)] = (job.metadata.generation, result.circuit)
         warnings = len(result.report.violations)
         self._cond(job, status, R.SANITIZED, "True", R.POLICY_PASSED, f"{warnings} warning(s)")
-        self._cond(
-            job,
-            status,
-            R.AUTHORIZED,
-            "True",
-            R.SIGNATURE_NOT_REQUIRED,
-            "no submitter signature policy applies",
-        )
+        decision = authorize(job, self.settings.authorization)
+        if not decision.allowed:
+            self._cond(job, status, R.AUTHORIZED, "False", decision.reason, decision.message)
+            return self._finish(job, status, "Rejected", decision.reason, decision.message)
+        self._cond(job, status, R.AUTHORIZED, "True", decision.reason, decision.message)
         self._cond(job, status, R.SUCCEEDED, "Unknown", R.IN_PROGRESS)
         status.phase = "Admitted"
         status.timings.admitted_at = now_rfc3339()
