@@ -183,10 +183,17 @@ class Verification(ApiModel):
     """Comparison of the result with an exact classical simulation."""
 
     method: str = Field(description="statevector, stabilizer, or none.")
-    distance: float | None = Field(
-        None, description="Total variation distance between measured and exact distributions."
+    hellinger_fidelity: float | None = Field(
+        None, description="Hellinger fidelity of the measured counts to the exact distribution."
     )
-    tolerance: float | None = Field(None, description="Largest distance that counts as verified.")
+    absolute_error: float | None = Field(
+        None, description="Largest absolute error of the expectation values against exact ones."
+    )
+    threshold: float | None = Field(
+        None,
+        description="Lowest Hellinger fidelity (or highest absolute error) that counts as"
+        " verified.",
+    )
 
 
 class JobResult(ApiModel):

@@ -56,9 +56,9 @@ def _summary(jobs: list[DistributedJob], stream: TextIO) -> None:
             line += f"  strategy={s.plan.strategy} nodes={s.plan.nodes}"
             if s.plan.estimated_fidelity is not None:
                 line += f" estimatedFidelity={s.plan.estimated_fidelity:.4f}"
-        if s.result and s.result.verification and s.result.verification.distance is not None:
-            v = s.result.verification
-            line += f"  distance={v.distance:.4f} (tolerance {v.tolerance:.4f})"
+        v = s.result.verification if s.result else None
+        if v and v.hellinger_fidelity is not None and v.threshold is not None:
+            line += f"  hellingerFidelity={v.hellinger_fidelity:.4f} (threshold {v.threshold:.4f})"
         print(line, file=stream)
         if s.phase != "Succeeded":
             print(f"  reason: {s.message}", file=stream)

@@ -362,7 +362,7 @@ class JobPipeline:
 
     def _record_verification(self, job: DistributedJob, status: DistributedJobStatus) -> None:
         v = status.result.verification if status.result else None
-        if v is None or v.distance is None or v.tolerance is None:
+        if v is None or v.hellinger_fidelity is None or v.threshold is None:
             self._cond(
                 job,
                 status,
@@ -372,13 +372,13 @@ class JobPipeline:
                 "no exact classical simulation for this circuit",
             )
             return
-        ok = v.distance <= v.tolerance
+        ok = v.hellinger_fidelity >= v.threshold
         self._cond(
             job,
             status,
             R.VERIFIED,
             "True" if ok else "False",
             R.WITHIN_TOLERANCE if ok else R.ABOVE_TOLERANCE,
-            f"total variation distance {v.distance:.4f} to the exact {v.method} distribution"
-            f" (tolerance {v.tolerance:.4f})",
+            f"Hellinger fidelity {v.hellinger_fidelity:.4f} to the exact {v.method}"
+            f" distribution (threshold {v.threshold:.4f})",
         )

@@ -34,7 +34,7 @@ def _with_lines(
         return violations
     try:
         lines = instruction_lines(scan, instructions)
-    except Exception:
+    except Exception:  # lines are a courtesy; the verdict stands without them
         lines = None
     if lines is None:
         return violations
@@ -136,7 +136,7 @@ def sanitize(
         return _sanitize(source, policy, shots, timing)
     except (KeyboardInterrupt, SystemExit):
         raise
-    except BaseException as exc:
+    except BaseException as exc:  # fail closed on anything unforeseen, panics included
         return _rejected(
             [
                 finding(

@@ -9,15 +9,23 @@ refuses any other include.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import re
+import threading
 
 from qiskit import qasm2, qasm3
 from qiskit.circuit import QuantumCircuit
 
 from .source.scan import SourceScan
 
-_POSITION = re.compile(r"(?:<input>:|^|line\s+)(\d+)[,:](\d+)")
+# "<input>:4,2: ..." (OpenQASM 2), "4,2: ..." (OpenQASM 3 importer), "line 4:2 ..." (ANTLR)
+_POSITION = re.compile(r"^(?:<input>:|line\s+)?(\d+)[,:](\d+):?\s*")
 _MAX_MESSAGE = 400
+# The OpenQASM 3 (ANTLR) parser prints its syntax errors to stderr: they are captured for the
+# violation instead of landing, with user text in them, in the operator's log. Redirection
+# swaps the process-wide sys.stderr, so parses that redirect take turns.
+_STDERR_LOCK = threading.Lock()
 
 
 class ParseFailure(Exception):
@@ -43,16 +51,20 @@ def _offending_token(exc: BaseException) -> tuple[str, int] | None:
     return None
 
 
-def _describe(exc: BaseException) -> tuple[str, int | None]:
+def _describe(exc: BaseException, printed: str = "") -> tuple[str, int | None]:
     text = str(exc).strip().strip("\"'").strip()
+    if not text and printed.strip():
+        text = printed.strip().splitlines()[0]
     if not text:
         token = _offending_token(exc)
         if token is not None:
             shown, line = token
-            return f"unexpected {shown[:40]!r} on line {line}", line
+            return f"unexpected {shown[:40]!r}", line
         text = type(exc).__name__
-    match = _POSITION.search(text)
+    match = _POSITION.match(text)
     line = int(match.group(1)) if match else None
+    if match and match.end() < len(text):
+        text = text[match.end() :]
     if len(text) > _MAX_MESSAGE:
         text = text[: _MAX_MESSAGE - 3] + "..."
     return text, line
@@ -60,6 +72,7 @@ def _describe(exc: BaseException) -> tuple[str, int | None]:
 
 def load(scan: SourceScan) -> QuantumCircuit:
     """The parsed circuit; :class:`ParseFailure` for anything the loaders raise, panics included."""
+    printed = io.StringIO()
     try:
         if scan.version == 2:
             return qasm2.loads(
@@ -67,9 +80,10 @@ def load(scan: SourceScan) -> QuantumCircuit:
                 include_path=(),
                 custom_instructions=qasm2.LEGACY_CUSTOM_INSTRUCTIONS,
             )
-        return qasm3.loads(scan.source)
+        with _STDERR_LOCK, contextlib.redirect_stderr(printed):
+            return qasm3.loads(scan.source)
     except (KeyboardInterrupt, SystemExit):
         raise
-    except BaseException as exc:
-        message, line = _describe(exc)
+    except BaseException as exc:  # pyo3 panics derive from BaseException only
+        message, line = _describe(exc, printed.getvalue())
         raise ParseFailure(message, line) from None

@@ -102,7 +102,7 @@ def run_passes(dag: DAGCircuit, passes: list[BasePass]) -> PropertySet:
         task.property_set = property_set
         try:
             task.run(dag)
-        except Exception as exc:
+        except Exception as exc:  # fail closed, with the reason
             found = property_set[VIOLATIONS]
             if found is None:
                 found = property_set[VIOLATIONS] = []

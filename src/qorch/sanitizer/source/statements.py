@@ -189,6 +189,8 @@ class _Walker:
     def one(self, i: int) -> tuple[int, int, int]:
         """(end, instructions, operations) of the statement starting at ``i``."""
         tokens = self.tokens
+        if i >= len(tokens):  # a statement cut off by the end of the source
+            return i, 0, 0
         text = tokens[i]
         if text in ("gate", "def", "defcal"):  # definitions: their bodies run when called
             j = i

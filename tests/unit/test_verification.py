@@ -1,0 +1,47 @@
+"""Verification against the exact distribution: what is tractable, and how it is judged."""
+
+from qiskit import ClassicalRegister, QuantumCircuit, QuantumRegister
+
+from qorch.pipeline.verification import exact_distribution, verify_counts
+
+
+def bell() -> QuantumCircuit:
+    qc = QuantumCircuit(2, 2)
+    qc.h(0)
+    qc.cx(0, 1)
+    qc.measure([0, 1], [0, 1])
+    return qc
+
+
+def test_exact_distribution_follows_clbits_across_registers():
+    q = QuantumRegister(2)
+    a, b = ClassicalRegister(1, "a"), ClassicalRegister(2, "b")
+    qc = QuantumCircuit(q, a, b)
+    qc.x(0)
+    qc.measure(q[0], b[1])  # qubit 0 (|1>) lands in clbit 2, the leftmost
+    qc.measure(q[1], a[0])
+    assert exact_distribution(qc) == {"100": 1.0}
+
+
+def test_mid_circuit_measurement_and_feed_forward_are_not_verified():
+    qc = QuantumCircuit(2, 2)
+    qc.h(0)
+    qc.measure(0, 0)
+    with qc.if_test((qc.clbits[0], 1)):
+        qc.x(1)
+    qc.measure(1, 1)
+    assert exact_distribution(qc) is None
+    assert verify_counts(qc, {"00": 5, "11": 5}, 1.0).method == "none"
+
+
+def test_ideal_counts_pass_and_wrong_counts_fail():
+    good = verify_counts(bell(), {"00": 510, "11": 490}, estimated_fidelity=0.95)
+    assert good.hellinger_fidelity > 0.999 and good.hellinger_fidelity >= good.threshold
+    bad = verify_counts(bell(), {"01": 500, "10": 500}, estimated_fidelity=0.95)
+    assert bad.hellinger_fidelity == 0.0 and bad.hellinger_fidelity < bad.threshold
+
+
+def test_threshold_loosens_with_the_estimated_noise():
+    tight = verify_counts(bell(), {"00": 500, "11": 500}, 0.99).threshold
+    loose = verify_counts(bell(), {"00": 500, "11": 500}, 0.70).threshold
+    assert loose < tight
