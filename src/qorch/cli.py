@@ -16,14 +16,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from qorch.local.runner import run
     from qorch.pipeline.authorization import AuthorizationPolicy
     from qorch.pipeline.job import PipelineSettings
+    from qorch.sanitizer import PolicyError, SanitizerPolicyFile, load_policy
 
     try:
         trusted = tuple(load_public_key(path) for path in args.trusted_submitter)
-    except (OSError, ValueError) as exc:
+        policy = load_policy(args.policy) if args.policy else SanitizerPolicyFile()
+    except (OSError, ValueError, PolicyError) as exc:
         print(f"run: {exc}", file=sys.stderr)
         return 2
     settings = PipelineSettings(
-        authorization=AuthorizationPolicy(require_signature=bool(trusted), trusted_keys=trusted)
+        policy=policy,
+        authorization=AuthorizationPolicy(require_signature=bool(trusted), trusted_keys=trusted),
     )
     return asyncio.run(run(args.paths, output=args.output, settings=settings))
 
@@ -123,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run manifests on the embedded control plane")
     p.add_argument("paths", nargs="+", help="manifest files or folders")
     p.add_argument("--output", "-o", choices=["text", "json"], default="text")
+    p.add_argument("--policy", help="sanitizer policy YAML (default: the built-in policy)")
     p.add_argument(
         "--trusted-submitter",
         action="append",

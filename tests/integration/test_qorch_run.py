@@ -73,3 +73,63 @@ spec:
     planned = next(c for c in job["status"]["conditions"] if c["type"] == "Planned")
     assert planned["reason"] == "Unschedulable"
     assert "qpu-a has 8 qubits, the circuit needs 10" in planned["message"]
+
+
+HOSTILE = """
+apiVersion: qorch.dev/v1alpha1
+kind: DistributedJob
+metadata: {name: hostile, namespace: NAMESPACE}
+spec:
+  shots: 100
+  circuit:
+    qasm: |
+      OPENQASM 2.0;
+      include "qelib1.inc";
+      qreg q[QUBITS];
+      creg c[2];
+      h q[0];
+      measure q[0] -> c[0];
+"""
+
+
+def sanitized(job: dict) -> dict:
+    return next(c for c in job["status"]["conditions"] if c["type"] == "Sanitized")
+
+
+def test_sanitizer_rejection_names_the_rule(tmp_path):
+    (tmp_path / "nodes.yaml").write_text(NODES)
+    (tmp_path / "job.yaml").write_text(
+        HOSTILE.replace("QUBITS", "1000000000").replace("NAMESPACE", "default")
+    )
+    proc = qorch_run(str(tmp_path), "-o", "json")
+    assert proc.returncode == 1, proc.stderr
+    (job,) = json.loads(proc.stdout)
+    assert job["status"]["phase"] == "Rejected"
+    cond = sanitized(job)
+    assert cond["status"] == "False" and cond["reason"].startswith("QS")
+    assert job["status"]["sanitizer"]["accepted"] is False
+    assert job["status"]["sanitizer"]["violations"][0]["rule"] == cond["reason"]
+
+
+def test_namespace_override_of_the_policy(tmp_path):
+    nodes = NODES + "\n---\n" + NODES.replace("metadata:\n", "metadata:\n  namespace: tight\n")
+    (tmp_path / "nodes.yaml").write_text(nodes)
+    for ns in ("default", "tight"):
+        (tmp_path / f"job-{ns}.yaml").write_text(
+            HOSTILE.replace("QUBITS", "3").replace("NAMESPACE", ns).replace("hostile", ns)
+        )
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("namespaces:\n  tight:\n    maxQubits: 2\n")
+    proc = qorch_run(
+        str(tmp_path / "nodes.yaml"),
+        str(tmp_path / "job-default.yaml"),
+        str(tmp_path / "job-tight.yaml"),
+        "--policy",
+        str(policy),
+        "-o",
+        "json",
+    )
+    jobs = {j["metadata"]["namespace"]: j for j in json.loads(proc.stdout)}
+    assert jobs["default"]["status"]["phase"] == "Succeeded"
+    assert jobs["tight"]["status"]["phase"] == "Rejected"
+    assert sanitized(jobs["tight"])["reason"] in ("QS006", "QS101")  # qubit limit

@@ -19,7 +19,7 @@ from qorch.pipeline.reservations import Reservations
 from qorch.pipeline.resources import check_link, check_node
 
 from .agents import AgentProcess
-from .world import LocalWorld
+from .world import LocalWorld, ref
 
 EXIT_OK, EXIT_FAILED, EXIT_UNUSABLE = 0, 1, 2
 
@@ -91,8 +91,8 @@ async def run(
     starts = []
     for node in aer:
         identity = Identity.generate()
-        key_file, _ = identity.save(Path(keys.name) / node.metadata.name)
-        world.node_keys[node.metadata.name] = identity.public_key
+        key_file, _ = identity.save(Path(keys.name) / ".".join(ref(node)))
+        world.node_keys[ref(node)] = identity.public_key
         starts.append(AgentProcess.start(node, key_file, [operator_pub]))
     agents = await asyncio.gather(*starts, return_exceptions=True)
     try:
@@ -103,15 +103,15 @@ async def run(
             return EXIT_UNUSABLE
         for agent in agents:
             assert isinstance(agent, AgentProcess)
-            world.endpoints[agent.node.metadata.name] = agent.endpoint
+            world.endpoints[ref(agent.node)] = agent.endpoint
         reservations = Reservations()
         for node in world.all_nodes():
             endpoint = world.endpoint_of(node)
             node.status = await check_node(node, world.agent(node), endpoint, 0)
             progress(f"qn/{node.metadata.name}", f"{node.status.phase:<10} {endpoint}")
-        by_name = {n.metadata.name: n for n in world.all_nodes()}
         for link in world.all_links():
-            link.status = check_link(link, by_name)
+            nodes = {n.metadata.name: n for n in world.nodes(link.metadata.namespace)}
+            link.status = check_link(link, nodes)
             progress(f"qlink/{link.metadata.name}", link.status.phase)
         pipeline = JobPipeline(world, reservations, settings or PipelineSettings())
         jobs = sorted(world.jobs.values(), key=lambda j: -j.spec.priority)

@@ -25,6 +25,10 @@ class Event:
     time: str
 
 
+def ref(obj: QuantumNode) -> tuple[str, str]:
+    return (obj.metadata.namespace, obj.metadata.name)
+
+
 class LocalWorld:
     """Resources by (namespace, name), as the API server would hold them."""
 
@@ -33,8 +37,9 @@ class LocalWorld:
         self._links = {(x.metadata.namespace, x.metadata.name): x for x in manifests.links}
         self.jobs = {(j.metadata.namespace, j.metadata.name): j for j in manifests.jobs}
         self._config_maps = manifests.config_maps
-        self.endpoints: dict[str, str] = {}
-        self.node_keys: dict[str, bytes] = {}  # public keys of the agents qorch started
+        # By (namespace, name), as every object here: names repeat across namespaces.
+        self.endpoints: dict[tuple[str, str], str] = {}
+        self.node_keys: dict[tuple[str, str], bytes] = {}  # keys of the agents qorch started
         self.connections = AgentConnections(identity)
         self.events: list[Event] = []
         created = now_rfc3339()
@@ -64,7 +69,7 @@ class LocalWorld:
         return self.connections.get(
             node.metadata.name,
             self.endpoint_of(node),
-            pinned_key(node, self.node_keys.get(node.metadata.name)),
+            pinned_key(node, self.node_keys.get(ref(node))),
         )
 
     def event(self, job: DistributedJob, type_: str, reason: str, message: str) -> None:
@@ -78,7 +83,7 @@ class LocalWorld:
         if node.spec.backend.type == "external":
             assert node.spec.backend.endpoint is not None
             return node.spec.backend.endpoint
-        return self.endpoints[node.metadata.name]
+        return self.endpoints[ref(node)]
 
     async def close(self) -> None:
         await self.connections.close()

@@ -12,6 +12,7 @@ from qorch.channel.identity import load_public_key
 from qorch.pipeline.authorization import AuthorizationPolicy
 from qorch.pipeline.job import PipelineSettings
 from qorch.qpu.transport import AgentConnections
+from qorch.sanitizer import SanitizerPolicyFile, load_policy
 from qorch.settings import Settings
 
 from . import kube
@@ -31,12 +32,10 @@ def _authorization(settings: Settings) -> AuthorizationPolicy:
     return AuthorizationPolicy(require_signature=True, trusted_keys=keys)
 
 
-def _policy(settings: Settings):  # -> SanitizerPolicy
-    from qorch.sanitizer import SanitizerPolicy, load_policy
-
+def _policy(settings: Settings) -> SanitizerPolicyFile:
     if settings.sanitizer_policy_file:
         return load_policy(settings.sanitizer_policy_file)
-    return SanitizerPolicy()
+    return SanitizerPolicyFile()
 
 
 @kopf.on.startup(id="configure")

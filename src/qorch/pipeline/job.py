@@ -30,7 +30,8 @@ from qorch.planner.fidelity import GateProfile
 from qorch.planner.single import rank_single
 from qorch.qpu.circuits import encode_circuit
 from qorch.qpu.transport import TIMEOUT, AgentError
-from qorch.sanitizer import SanitizerPolicy, TargetTiming, sanitize
+from qorch.sanitizer import SanitizerPolicy, SanitizerPolicyFile, TargetTiming, sanitize
+from qorch.telemetry.metrics import JOBS_FINISHED, SANITIZER_REJECTIONS
 
 from .authorization import AuthorizationPolicy, authorize
 from .ports import World
@@ -50,7 +51,7 @@ class StepResult:
 class PipelineSettings:
     """Knobs of the pipeline, the same for both drivers."""
 
-    policy: SanitizerPolicy = field(default_factory=SanitizerPolicy)
+    policy: SanitizerPolicyFile = field(default_factory=SanitizerPolicyFile)
     authorization: AuthorizationPolicy = field(default_factory=AuthorizationPolicy)
     capacity_retry_seconds: float = 1.0
 
@@ -128,7 +129,12 @@ class JobPipeline:
         self._cond(job, status, R.SUCCEEDED, ok, reason, msg)
         self.reservations.release(job_key(job))
         self.world.event(job, "Normal" if ok == "True" else "Warning", reason, msg)
+        strategy = status.plan.strategy if status.plan else "none"
+        JOBS_FINISHED.labels(phase=phase, strategy=strategy).inc()
         return StepResult(status)
+
+    def _policy(self, job: DistributedJob) -> SanitizerPolicy:
+        return self.settings.policy.for_namespace(job.metadata.namespace)
 
     def _timing(self, nodes: list[QuantumNode]) -> TargetTiming | None:
         noises = [n.spec.noise for n in nodes]
@@ -164,7 +170,7 @@ class JobPipeline:
         if cached and cached[0] == job.metadata.generation:
             return cached[1]
         source = await self._source(job)
-        result = sanitize(source or "", self.settings.policy, shots=job.spec.shots)
+        result = sanitize(source or "", self._policy(job), shots=job.spec.shots)
         if result.circuit is None:
             raise RuntimeError("the admitted circuit no longer parses")
         self._circuits[job_key(job)] = (job.metadata.generation, result.circuit)
@@ -191,7 +197,7 @@ class JobPipeline:
         started = time.perf_counter()
         result = sanitize(
             source,
-            self.settings.policy,
+            self._policy(job),
             shots=job.spec.shots,
             timing=self._timing(self._candidates(job)),
         )
@@ -203,6 +209,7 @@ class JobPipeline:
             rule = first.rule if first else "QS001"
             msg = f"{rule}: {first.message}" if first else "circuit rejected"
             self._cond(job, status, R.SANITIZED, "False", rule, msg)
+            SANITIZER_REJECTIONS.labels(rule=rule).inc()
             return self._finish(job, status, "Rejected", rule, msg)
         self._circuits[job_key(job)] = (job.metadata.generation, result.circuit)
         warnings = len(result.report.violations)

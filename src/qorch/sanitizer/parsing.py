@@ -58,8 +58,7 @@ def _describe(exc: BaseException, printed: str = "") -> tuple[str, int | None]:
     if not text:
         token = _offending_token(exc)
         if token is not None:
-            shown, line = token
-            return f"unexpected {shown[:40]!r}", line
+            return f"unexpected {token[0][:40]!r}", token[1]
         text = type(exc).__name__
     match = _POSITION.match(text)
     line = int(match.group(1)) if match else None

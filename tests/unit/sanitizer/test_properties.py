@@ -10,12 +10,13 @@ from hypothesis import strategies as st
 from qiskit import QuantumCircuit, qasm2, qasm3
 
 from qorch.sanitizer import RULES, SanitizerResult, sanitize
+from qorch.sanitizer.parsing import load
+from qorch.sanitizer.source.scan import SourceScan
+from qorch.sanitizer.source.statements import instruction_lines
 
 from .sources import BELL2, BELL3
 
-PROPERTY = settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+PROPERTY = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 #: name -> (qubits, parameters) of gates both OpenQASM 2 (qelib1.inc) and 3 (stdgates.inc) know.
 GATES: dict[str, tuple[int, int]] = {
@@ -119,3 +120,18 @@ def test_garbled_openqasm3_never_raises(source: str) -> None:
 @given(st.text(max_size=300))
 def test_arbitrary_text_never_raises(source: str) -> None:
     _well_formed(sanitize(source))
+
+
+@PROPERTY
+@given(circuits(), st.booleans())
+def test_every_instruction_of_a_dumped_circuit_gets_its_source_line(
+    circuit: QuantumCircuit, version3: bool
+) -> None:
+    source = qasm3.dumps(circuit) if version3 else qasm2.dumps(circuit)
+    scan = SourceScan(source)
+
+    lines = instruction_lines(scan, len(load(scan).data))
+
+    assert lines is not None
+    assert lines == sorted(lines)
+    assert all(1 <= line <= source.count("\n") + 1 for line in lines)

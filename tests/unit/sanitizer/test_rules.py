@@ -76,7 +76,9 @@ CASES: dict[str, tuple[Case, Case]] = {
         Case(qasm3("for int i in [0:99] { h q[0]; }\nc = measure q;\n"), {"max_gates": 20}),
     ),
     "QS106": (
-        Case(qasm2("cx q[0], q[1];\ncx q[1], q[0];\nmeasure q -> c;\n"), {"max_two_qubit_gates": 2}),
+        Case(
+            qasm2("cx q[0], q[1];\ncx q[1], q[0];\nmeasure q -> c;\n"), {"max_two_qubit_gates": 2}
+        ),
         Case(
             qasm2("gate ladder a, b { cx a, b; cx b, a; cx a, b; }\nladder q[0], q[1];\n"),
             {"max_two_qubit_gates": 2},
@@ -84,8 +86,10 @@ CASES: dict[str, tuple[Case, Case]] = {
     ),
     "QS107": (
         Case(BELL2, {"max_mid_circuit_measurements": 0}),
-        Case(qasm2("measure q[0] -> c[0];\nx q[0];\nmeasure q -> c;\n"),
-             {"max_mid_circuit_measurements": 0}),
+        Case(
+            qasm2("measure q[0] -> c[0];\nx q[0];\nmeasure q -> c;\n"),
+            {"max_mid_circuit_measurements": 0},
+        ),
     ),
     "QS108": (
         Case(qasm2("reset q;\nh q[0];\nmeasure q -> c;\n"), {"max_mid_circuit_resets": 0}),
@@ -110,22 +114,33 @@ CASES: dict[str, tuple[Case, Case]] = {
     ),
     "QS301": (
         Case(
-            qasm3("h q[0];\nc[0] = measure q[0];\nwhile (c[0] == false) { h q[0]; "
-                  "c[0] = measure q[0]; }\n"),
+            qasm3(
+                "h q[0];\nc[0] = measure q[0];\nwhile (c[0] == false) { h q[0]; "
+                "c[0] = measure q[0]; }\n"
+            ),
             {"allow_while_loops": True},
         ),
-        Case(qasm3("h q[0];\nc[0] = measure q[0];\nwhile (c[0] == false) { h q[0]; "
-                   "c[0] = measure q[0]; }\n")),
+        Case(
+            qasm3(
+                "h q[0];\nc[0] = measure q[0];\nwhile (c[0] == false) { h q[0]; "
+                "c[0] = measure q[0]; }\n"
+            )
+        ),
     ),
     "QS302": (
         Case(qasm3("for int i in [0:9] { h q[0]; x q[1]; }\nc = measure q;\n")),
-        Case(qasm3("for int i in [0:39] { for int j in [0:39] { h q[0]; x q[1]; } }\n"
-                   "c = measure q;\n")),
+        Case(
+            qasm3(
+                "for int i in [0:39] { for int j in [0:39] { h q[0]; x q[1]; } }\nc = measure q;\n"
+            )
+        ),
     ),
     "QS303": (
         Case(qasm3("h q[0];\nc[0] = measure q[0];\nif (c[0] == true) { x q[1]; }\n")),
-        Case(qasm3("h q[0];\nc[0] = measure q[0];\nif (c[0] == true) { x q[1]; }\n"),
-             {"allow_conditionals": False}),
+        Case(
+            qasm3("h q[0];\nc[0] = measure q[0];\nif (c[0] == true) { x q[1]; }\n"),
+            {"allow_conditionals": False},
+        ),
     ),
     "QS304": (
         Case(qasm3("h q[0];\ndelay[100ns] q[0];\ncx q[0], q[1];\nc = measure q;\n")),
@@ -133,9 +148,12 @@ CASES: dict[str, tuple[Case, Case]] = {
     ),
     "QS305": (
         Case(BELL2, timing=NODE),
-        Case(BELL2, timing=TargetTiming(
-            single_qubit_gate_ns=35, two_qubit_gate_ns=300, measure_ns=1500, shortest_t2_us=1
-        )),
+        Case(
+            BELL2,
+            timing=TargetTiming(
+                single_qubit_gate_ns=35, two_qubit_gate_ns=300, measure_ns=1500, shortest_t2_us=1
+            ),
+        ),
     ),
     "QS401": (
         Case(qasm3("h q[0];\ndelay[100ns] q[0];\n" + MEASURED_IDLE), timing=NODE),
@@ -210,7 +228,9 @@ def test_opaque_gates_are_refused_as_uncheckable() -> None:
 
 
 def test_custom_gates_nested_too_deep_are_refused() -> None:
-    gates = "gate l0 a { x a; }\n" + "".join(f"gate l{i} a {{ l{i - 1} a; }}\n" for i in range(1, 10))
+    gates = "gate l0 a { x a; }\n" + "".join(
+        f"gate l{i} a {{ l{i - 1} a; }}\n" for i in range(1, 10)
+    )
 
     assert "QS202" in Case(qasm2(gates + "l9 q[0];\n")).run()
 
