@@ -25,6 +25,7 @@ unit: setup ## tests that need neither agents nor a cluster
 
 lint: setup ## ruff, mypy and the import-layer contracts
 	$(VENV)/bin/ruff check src tests hack benchmarks
+	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
 crds: setup ## regenerate crds/ from the API models

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-GROUP = "qorch.dev"
-VERSION = "v1alpha1"
-API_VERSION = f"{GROUP}/{VERSION}"
+GROUP: Final = "qorch.dev"
+VERSION: Final = "v1alpha1"
+API_VERSION: Final = "qorch.dev/v1alpha1"
 
 
 class ApiModel(BaseModel):
@@ -44,6 +44,7 @@ class ObjectMeta(BaseModel):
     annotations: dict[str, str] = Field(default_factory=dict, description="Annotations.")
     generation: int = Field(1, description="Generation of the spec, bumped on every spec change.")
     uid: str | None = Field(None, description="Unique id assigned by the API server.")
+    creation_timestamp: str | None = Field(None, description="RFC 3339 creation time.")
 
 
 ConditionStatus = Literal["True", "False", "Unknown"]

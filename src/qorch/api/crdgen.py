@@ -46,19 +46,18 @@ _DROP = {"title", "additionalProperties", "$defs"}
 def _convert(node: dict[str, Any], defs: dict[str, Any], *, keep_defaults: bool) -> dict[str, Any]:
     if "$ref" in node:
         name = node["$ref"].rsplit("/", 1)[-1]
-        out = _convert(defs[name], defs, keep_defaults=keep_defaults)
+        resolved = _convert(defs[name], defs, keep_defaults=keep_defaults)
         if "description" in node:
-            out["description"] = node["description"]
+            resolved["description"] = node["description"]
         if name in CEL_RULES:
-            out["x-kubernetes-validations"] = CEL_RULES[name]
-        return out
+            resolved["x-kubernetes-validations"] = CEL_RULES[name]
+        return resolved
     if "anyOf" in node:
         branches = [b for b in node["anyOf"] if b.get("type") != "null"]
         if len(branches) != 1:
             raise ValueError(f"cannot express a union in a structural schema: {node}")
         merged = {k: v for k, v in node.items() if k not in ("anyOf", "default")}
-        out = _convert({**branches[0], **merged}, defs, keep_defaults=keep_defaults)
-        return out
+        return _convert({**branches[0], **merged}, defs, keep_defaults=keep_defaults)
     out: dict[str, Any] = {}
     for key, value in node.items():
         if key in _DROP or (key == "default" and not keep_defaults):

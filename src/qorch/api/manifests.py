@@ -126,7 +126,12 @@ def _dangling_references(found: Manifests) -> list[str]:
     problems = []
     nodes = {(n.metadata.namespace, n.metadata.name) for n in found.nodes}
     seen: set[tuple[str, str, str]] = set()
-    for obj in [*found.nodes, *found.links, *found.jobs]:
+    objects: list[QuantumNode | EntanglementLink | DistributedJob] = [
+        *found.nodes,
+        *found.links,
+        *found.jobs,
+    ]
+    for obj in objects:
         key = (obj.kind, obj.metadata.namespace, obj.metadata.name)
         if key in seen:
             problems.append(f"{obj.kind}/{obj.metadata.name}: defined twice in {key[1]}")

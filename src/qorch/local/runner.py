@@ -98,8 +98,8 @@ async def run(
     try:
         failed = [a for a in agents if isinstance(a, BaseException)]
         if failed:
-            for exc in failed:
-                print(f"error: {exc}", file=sys.stderr)
+            for error in failed:
+                print(f"error: {error}", file=sys.stderr)
             return EXIT_UNUSABLE
         for agent in agents:
             assert isinstance(agent, AgentProcess)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any
 
 from qorch.api import DistributedJob, EntanglementLink, QuantumNode
 from qorch.api.base import now_rfc3339
@@ -43,10 +42,15 @@ class LocalWorld:
         self.connections = AgentConnections(identity)
         self.events: list[Event] = []
         created = now_rfc3339()
-        for obj in [*self._nodes.values(), *self._links.values(), *self.jobs.values()]:
-            obj.metadata.uid = obj.metadata.uid or str(uuid.uuid4())
-            extra: dict[str, Any] = obj.metadata.model_extra or {}
-            extra.setdefault("creationTimestamp", created)
+        objects: list[QuantumNode | EntanglementLink | DistributedJob] = [
+            *manifests.nodes,
+            *manifests.links,
+            *manifests.jobs,
+        ]
+        metas = [o.metadata for o in objects]
+        for meta in metas:  # what the API server assigns on create
+            meta.uid = meta.uid or str(uuid.uuid4())
+            meta.creation_timestamp = meta.creation_timestamp or created
 
     def all_nodes(self) -> list[QuantumNode]:
         return list(self._nodes.values())

@@ -18,12 +18,13 @@ from .world import KubeWorld
 DJOB = (GROUP, VERSION, "distributedjobs")
 
 
-@kopf.daemon(*DJOB, id="pipeline", cancellation_timeout=5.0)
+# kopf's handler protocols do not list index kwargs (qnodes, qlinks), hence the ignores.
+@kopf.daemon(*DJOB, id="pipeline", cancellation_timeout=5.0)  # type: ignore[arg-type]
 async def run_job(
     body: kopf.Body,
     name: str,
-    namespace: str,
-    memo: kopf.Memo,
+    namespace: str | None,
+    memo: Any,
     qnodes: kopf.Index,
     qlinks: kopf.Index,
     logger: Any,
@@ -36,6 +37,7 @@ async def run_job(
     """
     if (body.get("status") or {}).get("phase") in TERMINAL_PHASES:
         return
+    assert namespace is not None  # DistributedJobs are namespaced
     try:
         job = DistributedJob.model_validate(plain(body))
     except ValidationError as exc:
@@ -57,13 +59,13 @@ async def run_job(
 
 
 @kopf.on.delete(*DJOB, id="release")
-async def release(name: str, namespace: str, uid: str, memo: kopf.Memo, **_: Any) -> None:
+async def release(name: str, namespace: str | None, uid: str, memo: Any, **_: Any) -> None:
     """The finalizer: a deleted job gives its qubits back."""
-    memo.state.reservations.release(reservation_key(namespace, name, uid))
+    memo.state.reservations.release(reservation_key(namespace or "", name, uid))
 
 
 @kopf.on.probe(id="jobs-reserved")
-def jobs_reserved(memo: kopf.Memo, **_: Any) -> int:
+def jobs_reserved(memo: Any, **_: Any) -> int:
     """Liveness endpoint detail: qubits currently reserved."""
     state: OperatorState | None = memo.get("state")
     return 0 if state is None else state.reservations.total()

@@ -25,15 +25,17 @@ def parse(body: Any) -> EntanglementLink | None:
 
 
 @kopf.index(*QLINK, id="qlinks")
-def index_links(body: kopf.Body, namespace: str, **_: Any) -> dict[str, EntanglementLink]:
+def index_links(
+    body: kopf.Body, namespace: str | None, **_: Any
+) -> dict[str | None, EntanglementLink]:
     """Every valid EntanglementLink with its status, by namespace, for planning."""
     link = parse(body)
     return {namespace: link} if link is not None else {}
 
 
-@kopf.timer(*QLINK, id="probe", interval=_SETTINGS.link_check_seconds)
+@kopf.timer(*QLINK, id="probe", interval=_SETTINGS.link_check_seconds)  # type: ignore[arg-type]
 async def link_probe(
-    body: kopf.Body, namespace: str, qnodes: kopf.Index, patch: kopf.Patch, **_: Any
+    body: kopf.Body, namespace: str | None, qnodes: kopf.Index, patch: kopf.Patch, **_: Any
 ) -> None:
     """Phase and Ready condition from the state of the two nodes."""
     link = parse(body)

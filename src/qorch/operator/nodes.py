@@ -31,7 +31,7 @@ def parse(body: Any) -> QuantumNode | None:
 
 
 @kopf.index(*QN, id="qnodes")
-def index_nodes(body: kopf.Body, namespace: str, **_: Any) -> dict[str, QuantumNode]:
+def index_nodes(body: kopf.Body, namespace: str | None, **_: Any) -> dict[str | None, QuantumNode]:
     """Every valid QuantumNode with its status, by namespace, for planning."""
     node = parse(body)
     return {namespace: node} if node is not None else {}
@@ -40,7 +40,7 @@ def index_nodes(body: kopf.Body, namespace: str, **_: Any) -> dict[str, QuantumN
 @kopf.on.resume(*QN, id="workload")
 @kopf.on.create(*QN, id="workload")
 @kopf.on.update(*QN, id="workload", field="spec")
-async def ensure_workload(body: kopf.Body, memo: kopf.Memo, logger: Any, **_: Any) -> None:
+async def ensure_workload(body: kopf.Body, memo: Any, logger: Any, **_: Any) -> None:
     """An `aer` node gets a Deployment and Service running its QPU agent, owned by the node."""
     node = parse(body)
     if node is None:
@@ -58,9 +58,7 @@ async def ensure_workload(body: kopf.Body, memo: kopf.Memo, logger: Any, **_: An
 
 
 @kopf.timer(*QN, id="health", interval=_SETTINGS.node_check_seconds)
-async def node_health(
-    body: kopf.Body, name: str, memo: kopf.Memo, patch: kopf.Patch, **_: Any
-) -> None:
+async def node_health(body: kopf.Body, name: str, memo: Any, patch: kopf.Patch, **_: Any) -> None:
     """Ask the agent for its health; phase, Ready condition and heartbeat follow."""
     node = parse(body)
     if node is None:

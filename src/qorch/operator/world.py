@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import kopf
 
@@ -63,4 +63,4 @@ class KubeWorld:
                 "uid": job.metadata.uid,
             },
         }
-        kopf.event(ref, type=type_, reason=reason, message=message[:1024])
+        kopf.event(cast(kopf.Body, ref), type=type_, reason=reason, message=message[:1024])

@@ -138,8 +138,7 @@ class JobPipeline:
 
     def _timing(self, nodes: list[QuantumNode]) -> TargetTiming | None:
         noises = [n.spec.noise for n in nodes]
-        t2s = [x.t2_microseconds or x.t1_microseconds for x in noises]
-        t2s = [t for t in t2s if t]
+        t2s = [t for x in noises if (t := x.t2_microseconds or x.t1_microseconds)]
         gate1 = [x.single_qubit_gate_nanoseconds for x in noises if x.single_qubit_gate_nanoseconds]
         gate2 = [x.two_qubit_gate_nanoseconds for x in noises if x.two_qubit_gate_nanoseconds]
         meas = [x.measure_nanoseconds for x in noises if x.measure_nanoseconds]

@@ -60,7 +60,10 @@ def build_passes(
         rules.MidCircuitMeasurementLimit(max_measurements=policy.max_mid_circuit_measurements),
         rules.MidCircuitResetLimit(max_resets=policy.max_mid_circuit_resets),
         rules.GateAllowlist(allowed=policy.gate_allowlist, custom=names),
-        rules.ParameterBounds(max_abs_angle=policy.max_abs_angle, custom=names),
+        rules.ParameterBounds(
+            max_abs_angle=policy.max_abs_angle,
+            custom=definitions.angles() if definitions else (),
+        ),
         rules.WhileLoop(allowed=policy.allow_while_loops),
         rules.ForLoopBound(max_iterations=policy.max_for_loop_iterations),
         rules.Conditional(allowed=policy.allow_conditionals),

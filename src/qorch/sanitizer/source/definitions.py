@@ -39,6 +39,20 @@ class GateDefinition:
     modified_custom_calls: list[tuple[str, str]] = field(default_factory=list)
     #: Anything else wrong with it, in words.
     problems: list[str] = field(default_factory=list)
+    #: Names of its angle parameters.
+    parameters: list[str] = field(default_factory=list)
+    #: Each call in its body: the callee and the tokens of each angle argument.
+    calls: list[tuple[str, tuple[tuple[str, ...], ...]]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class GateAngles:
+    """The angle expressions of one custom gate's body, for the parameter rule."""
+
+    name: str
+    parameters: tuple[str, ...]
+    #: (callee, token lists of its angle arguments) for each call in the body.
+    calls: tuple[tuple[str, tuple[tuple[str, ...], ...]], ...]
 
 
 @dataclass
@@ -46,6 +60,14 @@ class DefinitionTable:
     """Custom gates of a source in definition order."""
 
     gates: dict[str, GateDefinition]
+
+    def angles(self) -> tuple[GateAngles, ...]:
+        """The angle expressions of every non-opaque custom gate, in definition order."""
+        return tuple(
+            GateAngles(gate.name, tuple(gate.parameters), tuple(gate.calls))
+            for gate in self.gates.values()
+            if not gate.opaque
+        )
 
     def expansion(self, name: str) -> int:
         """Operations one call of ``name`` expands to (1 for anything not custom)."""
@@ -96,6 +118,24 @@ def count_arguments(tokens: list[str], i: int, end: int) -> int:
     return count
 
 
+def split_arguments(tokens: list[str], start: int, end: int) -> tuple[tuple[str, ...], ...]:
+    """Token lists of the comma-separated arguments in [start, end), at bracket depth 0."""
+    found: list[tuple[str, ...]] = []
+    depth, begin = 0, start
+    for k in range(start, end):
+        text = tokens[k]
+        if text in "([":
+            depth += 1
+        elif text in ")]":
+            depth -= 1
+        elif text == "," and depth == 0:
+            found.append(tuple(tokens[begin:k]))
+            begin = k + 1
+    if end > begin:
+        found.append(tuple(tokens[begin:end]))
+    return tuple(found)
+
+
 def _body_statements(tokens: list[str], start: int, end: int) -> list[tuple[int, int]]:
     """(start, end) token ranges of the statements of a gate body, nested braces flattened."""
     spans: list[tuple[int, int]] = []
@@ -123,8 +163,12 @@ def _add_call(
         return
     callee = tokens[i]
     i += 1
+    arguments: tuple[tuple[str, ...], ...] = ()
     if i < end and tokens[i] == "(":
-        i = matching(tokens, i, "(", ")")
+        close = matching(tokens, i, "(", ")")
+        arguments = split_arguments(tokens, i + 1, close - 1)
+        i = close
+    gate.calls.append((callee, arguments))
     qubits = count_arguments(tokens, i, end)
     if callee in _PHASE_ONLY:
         return
@@ -166,6 +210,9 @@ def analyse_definitions(tokens: list[str], offsets: list[int]) -> DefinitionTabl
                 i += 1
             table[name] = gate
             continue
+        if i + 2 < n and tokens[i + 2] == "(":
+            close = matching(tokens, i + 2, "(", ")")
+            gate.parameters = [t for t in tokens[i + 3 : close - 1] if t != ","]
         body = i + 2
         while body < n and tokens[body] != "{":
             body += 1

@@ -31,6 +31,7 @@ _QASM3_VERSION = re.compile(r"^3(\.\d+)?$")
 _OLD_DECLARATION = re.compile(r"(qreg|creg)\s+([^\W\d]\w*)\s*(?:\[([^\]]*)\])?")
 _NEW_DECLARATION = re.compile(r"(qubit|bit)\s*(?:\[([^\]]*)\])?\s*([^\W\d]\w*)")
 _PHYSICAL_QUBIT = re.compile(r"\$(\d+)")
+_BRACE = re.compile(r"[{}]")
 _INTEGER_LITERAL = re.compile(r"^\s*(\d[\d_]*)\s*$")
 _TOKEN = re.compile(
     r"[^\W\d]\w*|\$\d+|(?:\d[\d_]*\.?[\d_]*|\.\d[\d_]*)(?:[eE][+-]?\d+)?"
@@ -167,15 +168,51 @@ class SourceScan:
         return [m.start() for m in _TOKEN.finditer(self.code)]
 
     @cached_property
+    def definition_spans(self) -> list[tuple[int, int]]:
+        """(start, end) offsets of each ``gate ... { ... }`` and ``opaque ...;`` statement.
+
+        Keywords inside an earlier span are skipped, so the scan stays linear even when
+        braces never close."""
+        code = self.code
+        starts = [(o, "gate") for o in keyword_offsets(code, "gate")]
+        starts += [(o, "opaque") for o in keyword_offsets(code, "opaque")]
+        spans: list[tuple[int, int]] = []
+        last_end = 0
+        for start, keyword in sorted(starts):
+            if start < last_end:
+                continue
+            end = len(code)
+            if keyword == "opaque":
+                semicolon = code.find(";", start)
+                end = semicolon + 1 if semicolon >= 0 else end
+            elif (opening := code.find("{", start)) >= 0:
+                depth = 0
+                for brace in _BRACE.finditer(code, opening):
+                    depth += 1 if brace.group() == "{" else -1
+                    if depth == 0:
+                        end = brace.end()
+                        break
+            spans.append((start, end))
+            last_end = end
+        return spans
+
+    @cached_property
     def has_definitions(self) -> bool:
         """Whether the source defines gates (``gate``/``opaque``)."""
-        return bool(keyword_offsets(self.code, "gate") or keyword_offsets(self.code, "opaque"))
+        return bool(self.definition_spans)
 
     @cached_property
     def definitions(self) -> DefinitionTable:
-        """Custom gates, analysed symbolically; empty when the source defines none."""
+        """Custom gates, analysed symbolically; empty when the source defines none. Only the
+        definitions are tokenised, not the whole source."""
         from .definitions import DefinitionTable, analyse_definitions
 
-        if not self.has_definitions:
+        tokens: list[str] = []
+        offsets: list[int] = []
+        for start, end in self.definition_spans:
+            for m in _TOKEN.finditer(self.code, start, end):
+                tokens.append(m.group())
+                offsets.append(m.start())
+        if not tokens:
             return DefinitionTable({})
-        return analyse_definitions(self.tokens, self.token_offsets)
+        return analyse_definitions(tokens, offsets)
