@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -113,6 +114,9 @@ class OperatorProcess:
     def __init__(self, cluster: Cluster, namespace: str, log: Path, key_file: Path) -> None:
         self.cluster, self.namespace, self.log = cluster, namespace, log
         self.key_file = key_file
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.liveness = f"http://127.0.0.1:{sock.getsockname()[1]}/healthz"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -134,6 +138,8 @@ class OperatorProcess:
                     "operator",
                     "--namespace",
                     self.namespace,
+                    "--liveness",
+                    self.liveness,
                 ],
                 stdout=out,
                 stderr=subprocess.STDOUT,

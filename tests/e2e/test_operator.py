@@ -262,3 +262,20 @@ h q[0];
 cx q[0], q[1];
 measure q -> c;
 """
+
+
+def test_liveness_endpoint_answers(operator):
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(operator.liveness, timeout=5) as resp:
+                body = json.loads(resp.read())
+                break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+    assert "jobs-reserved" in body

@@ -7,7 +7,7 @@ from qiskit.converters import circuit_to_dag
 from .analysis import DURATION, MID_CIRCUIT, MULTI_QUBIT_GATE_COUNT
 from .catalog import INTERNAL_ERROR, PARSE_ERROR
 from .parsing import ParseFailure, load
-from .passes import build_passes, run_passes
+from .passes import build_passes, cached_passes, run_passes
 from .policy import SanitizerPolicy, SanitizerPolicyFile
 from .prechecks import run_prechecks
 from .report import Location, SanitizerReport, SanitizerResult, SanitizerStats, Violation, finding
@@ -72,8 +72,10 @@ def _sanitize(
             policy,
         )
     dag = circuit_to_dag(circuit, copy_operations=False)
-    definitions = scan.definitions if scan.has_definitions else None
-    passes = build_passes(policy, shots=shots, timing=timing, definitions=definitions)
+    if scan.has_definitions:
+        passes = build_passes(policy, shots=shots, timing=timing, definitions=scan.definitions)
+    else:
+        passes = cached_passes(policy, shots=shots, timing=timing)
     properties = run_passes(dag, passes)
     verdict = properties[VERDICT]
     mid = properties[MID_CIRCUIT]

@@ -39,9 +39,14 @@ class PolicyError(ValueError):
 
 
 class SanitizerPolicy(BaseModel):
-    """What a circuit may contain and use before it reaches a QPU. Defaults are safe."""
+    """What a circuit may contain and use before it reaches a QPU. Defaults are safe.
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+    Immutable (derive variants with ``model_copy(update=...)``), so the passes built from a
+    policy can be reused for every circuit checked against it."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
 
     # -- source (checked before parsing) --------------------------------------------------
     max_source_bytes: int = Field(

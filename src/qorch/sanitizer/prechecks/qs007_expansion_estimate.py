@@ -12,7 +12,8 @@ from collections import Counter
 from ..catalog import EXPANSION_ESTIMATE
 from ..policy import SanitizerPolicy
 from ..report import Violation, finding
-from ..source.scan import SourceScan
+from ..source.definitions import SATURATION
+from ..source.scan import SourceScan, keyword_offsets
 from ..source.statements import estimated_operations
 
 _NAME_USE = re.compile(r"([^\W\d]\w*)(\s*\[)?")
@@ -33,8 +34,15 @@ def check(scan: SourceScan, policy: SanitizerPolicy) -> list[Violation]:
     limit = policy.max_gates
     statements = scan.code.count(";")
     widest = max((d.size or 1 for d in scan.declarations), default=1)
-    # Fast path: without custom gates no statement can exceed the widest register.
-    if not scan.has_definitions and statements * widest <= limit:
+    # Fast paths: a statement amounts to at most the widest register times the expansion of
+    # its gate; every use of a custom gate's name is taken for a call.
+    extra = 0
+    if scan.has_definitions:
+        for gate in scan.definitions.gates.values():
+            if gate.expanded_size > 1:
+                uses = len(keyword_offsets(scan.code, gate.name))
+                extra += uses * (min(gate.expanded_size, SATURATION) - 1) * widest
+    if statements * widest + extra <= limit:
         return []
     if not scan.has_definitions and _upper_bound(scan) <= limit:
         return []
