@@ -14,6 +14,8 @@ from qorch.api.quantum_node import QuantumNode
 from qorch.channel.http import ChannelServer
 from qorch.channel.identity import Identity
 
+from .calibration import SHOTS as CALIBRATION_SHOTS
+from .calibration import calibration_circuits, figures
 from .circuits import decode_circuit
 from .executor import NodeExecutor, ProgramRejected
 from .transport import AgentError
@@ -40,6 +42,8 @@ class QpuAgent:
             return self.health()
         if op == "run":
             return await self.run(payload)
+        if op == "calibrate":
+            return await self.calibrate()
         raise AgentError("UnknownOperation", f"unknown operation {op!r}")
 
     def health(self) -> dict[str, Any]:
@@ -49,6 +53,35 @@ class QpuAgent:
             "programsRun": self.programs_run,
             "busy": self._qpu.locked(),
             "uptimeSeconds": round(time.time() - self.started, 3),
+        }
+
+    def calibration_pair(self) -> tuple[int, int] | None:
+        """Qubits of the two-qubit calibration: the first coupled pair."""
+        spec = self.node.spec
+        if spec.qubits < 2:
+            return None
+        return (spec.coupling_map[0][0], spec.coupling_map[0][1]) if spec.coupling_map else (0, 1)
+
+    async def calibrate(self) -> dict[str, Any]:
+        """Run the calibration circuits under this node's noise; report the figures."""
+        started = time.perf_counter()
+        circuits = calibration_circuits(self.node.spec.qubits, self.calibration_pair())
+        counts: dict[str, dict[str, int]] = {}
+        async with self._qpu:
+            for name, circuit in circuits.items():
+                execution = await asyncio.to_thread(
+                    self.executor.run, circuit, CALIBRATION_SHOTS, None, 0
+                )
+                counts[name] = execution.counts
+        result = figures(counts, self.node.spec.qubits)
+        return {
+            "node": self.node.metadata.name,
+            "readoutError": result.readout_error,
+            "singleQubitError": result.single_qubit_error,
+            "twoQubitError": result.two_qubit_error,
+            "fidelity": result.fidelity,
+            "errorRate": result.error_rate,
+            "seconds": round(time.perf_counter() - started, 3),
         }
 
     async def run(self, payload: dict[str, Any]) -> dict[str, Any]:

@@ -55,7 +55,13 @@ class NodeExecutor:
         self.simulator = AerSimulator(noise_model=self.noise_model)
         self.target = node_target(spec)
 
-    def run(self, circuit: QuantumCircuit, shots: int, seed: int | None = None) -> Execution:
+    def run(
+        self,
+        circuit: QuantumCircuit,
+        shots: int,
+        seed: int | None = None,
+        optimization_level: int = 1,
+    ) -> Execution:
         if circuit.num_qubits > self.spec.qubits:
             raise ProgramRejected(
                 f"circuit uses {circuit.num_qubits} qubits but the node has {self.spec.qubits}"
@@ -66,7 +72,7 @@ class NodeExecutor:
         compiled = transpile(
             circuit,
             target=self.target,
-            optimization_level=1,
+            optimization_level=optimization_level,
             seed_transpiler=seed,
         )
         transpiled = time.perf_counter()

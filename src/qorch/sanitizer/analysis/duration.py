@@ -76,21 +76,25 @@ class EstimateDuration(KeywordAnalysisPass):
         qubits = {bit: i for i, bit in enumerate(dag.qubits)}
         clbits = {bit: i + len(qubits) for i, bit in enumerate(dag.clbits)}
         clock = [0.0] * (len(qubits) + len(clbits))
-        # Durations of gates whose name fixes them; the rest are worked out per node.
+        # Durations of gates whose name fixes them and that touch no bits; the rest are
+        # worked out per node.
         by_name: dict[str, float] = {}
+        known = by_name.get
         for node in dag.op_nodes():  # circuit order, which is a topological order
             qargs = node.qargs
-            duration = by_name.get(node.name)
-            if duration is not None and not node.cargs:
+            duration = known(node.name)
+            if duration is not None:
                 # Fast paths: almost every node is a one- or two-qubit gate.
                 if len(qargs) == 1:
                     clock[qubits[qargs[0]]] += duration
                     continue
                 if len(qargs) == 2:
                     i, j = qubits[qargs[0]], qubits[qargs[1]]
-                    clock[i] = clock[j] = max(clock[i], clock[j]) + duration
+                    start = clock[i] if clock[i] > clock[j] else clock[j]
+                    clock[i] = clock[j] = start + duration
                     continue
-            indices = [qubits[b] for b in qargs] + [clbits[b] for b in node.cargs]
+            cargs = node.cargs
+            indices = [qubits[b] for b in qargs] + [clbits[b] for b in cargs]
             start = max((clock[i] for i in indices), default=0.0)
             name = node.name
             if name == "barrier":
@@ -99,7 +103,7 @@ class EstimateDuration(KeywordAnalysisPass):
                 duration = self._control_flow_ns(node)
             elif duration is None:
                 duration = self._gate_ns(node)
-                if name not in _VARIABLE:
+                if name not in _VARIABLE and not cargs:
                     by_name[name] = duration
             for i in indices:
                 clock[i] = start + duration

@@ -1,0 +1,135 @@
+"""Calibration circuits a QPU agent runs under its own noise, and the figures read from them.
+
+- Readout: prepare all |0>, then all |1>; the error is the mean flip probability.
+- Single-qubit error: m X gates on qubit 0 (m even, so ideally back to |0>). Under a
+  depolarizing channel of parameter p per gate, P(0) - 1/2 decays as (1 - p)^m, whatever
+  the state preparation and measurement errors; the decay between m = 0 and m = M gives p.
+  The state alternates between |0> and |1>, so relaxation (T1) shows in the decay too.
+- Two-qubit error: the same with m CX gates on a coupled pair prepared in |10> (the target
+  flips each time; the control sits in |1>, exposed to T1): P(10) - 1/4 decays as (1 - p)^m.
+- Fidelity: of a Bell pair on the same pair, from its ZZ, XX and YY correlations,
+  F = (1 + <XX> - <YY> + <ZZ>) / 4.
+These are identity sequences, not randomized benchmarking: with the incoherent noise of the
+simulated node the two agree, and the sequences need no Clifford sampling.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from qiskit import QuantumCircuit
+
+SINGLE_QUBIT_SEQUENCE = 200
+TWO_QUBIT_SEQUENCE = 40
+SHOTS = 2000
+READOUT_QUBITS = 4  # enough to see the readout error; wider would only slow calibration
+
+
+@dataclass(frozen=True)
+class CalibrationFigures:
+    readout_error: float
+    single_qubit_error: float
+    two_qubit_error: float | None
+    fidelity: float
+
+    @property
+    def error_rate(self) -> float:
+        """The worst of the measured error rates, compared with spec.safety.maxErrorRate."""
+        return max(self.readout_error, self.single_qubit_error, self.two_qubit_error or 0.0)
+
+
+def calibration_circuits(qubits: int, pair: tuple[int, int] | None) -> dict[str, QuantumCircuit]:
+    """Named circuits; run each with SHOTS shots at optimization level 0 (kept as written)."""
+    out: dict[str, QuantumCircuit] = {}
+    width = min(qubits, READOUT_QUBITS)
+    for bit in (0, 1):
+        qc = QuantumCircuit(width, width)
+        if bit:
+            qc.x(range(width))
+        qc.measure(range(width), range(width))
+        out[f"readout{bit}"] = qc
+    for m in (0, SINGLE_QUBIT_SEQUENCE):
+        qc = QuantumCircuit(1, 1)
+        for _ in range(m):
+            qc.x(0)
+        qc.measure(0, 0)
+        out[f"x{m}"] = qc
+    if pair is not None:
+        a, b = pair
+        for m in (0, TWO_QUBIT_SEQUENCE):
+            qc = QuantumCircuit(qubits, 2)
+            qc.x(a)
+            for _ in range(m):
+                qc.cx(a, b)
+            qc.measure([a, b], [1, 0])  # clbit 1 = control: ideal outcome "10"
+            out[f"cx{m}"] = qc
+        for basis in ("zz", "xx", "yy"):
+            qc = QuantumCircuit(qubits, 2)
+            qc.h(a)
+            qc.cx(a, b)
+            for q in (a, b):
+                if basis == "yy":
+                    qc.sdg(q)
+                if basis != "zz":
+                    qc.h(q)
+            qc.measure([a, b], [0, 1])
+            out[f"bell_{basis}"] = qc
+    return out
+
+
+def _p(counts: dict[str, int], outcome: str) -> float:
+    return counts.get(outcome, 0) / max(1, sum(counts.values()))
+
+
+def _decay(survival_0: float, survival_m: float, floor: float, m: int) -> float:
+    """Depolarizing parameter per gate from survival after 0 and m gates."""
+    top, bottom = survival_m - floor, survival_0 - floor
+    if bottom <= 0:
+        return 1.0
+    ratio = min(1.0, max(top / bottom, 1e-9))
+    return max(0.0, 1 - ratio ** (1 / m))
+
+
+def _parity(counts: dict[str, int]) -> float:
+    total = max(1, sum(counts.values()))
+    return sum(n if k.count("1") % 2 == 0 else -n for k, n in counts.items()) / total
+
+
+def figures(counts: dict[str, dict[str, int]], qubits: int) -> CalibrationFigures:
+    """The calibration figures from the counts of `calibration_circuits`."""
+    width = min(qubits, READOUT_QUBITS)
+    flips = [
+        (_p_bit(counts["readout0"], q, "1") + _p_bit(counts["readout1"], q, "0")) / 2
+        for q in range(width)
+    ]
+    readout = sum(flips) / width
+    p1 = _decay(
+        _p(counts["x0"], "0"),
+        _p(counts[f"x{SINGLE_QUBIT_SEQUENCE}"], "0"),
+        0.5,
+        SINGLE_QUBIT_SEQUENCE,
+    )
+    if "cx0" in counts:
+        p2: float | None = _decay(
+            _p(counts["cx0"], "10"),
+            _p(counts[f"cx{TWO_QUBIT_SEQUENCE}"], "10"),
+            0.25,
+            TWO_QUBIT_SEQUENCE,
+        )
+        zz, xx, yy = (_parity(counts[f"bell_{b}"]) for b in ("zz", "xx", "yy"))
+        fidelity = (1 + xx - yy + zz) / 4
+    else:
+        p2 = None
+        fidelity = (1 - readout) * (1 - p1)
+    return CalibrationFigures(
+        readout_error=round(readout, 6),
+        single_qubit_error=round(p1, 6),
+        two_qubit_error=None if p2 is None else round(p2, 6),
+        fidelity=round(max(0.0, min(1.0, fidelity)), 6),
+    )
+
+
+def _p_bit(counts: dict[str, int], qubit: int, value: str) -> float:
+    """Probability that clbit `qubit` (rightmost = 0) reads `value`."""
+    total = max(1, sum(counts.values()))
+    return sum(n for k, n in counts.items() if k[len(k) - 1 - qubit] == value) / total
