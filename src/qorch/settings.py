@@ -17,6 +17,9 @@ class Settings(BaseModel):
     node_check_seconds: float = Field(
         10.0, description="Interval of the QuantumNode health timer (QORCH_NODE_CHECK_SECONDS)."
     )
+    calibration_seconds: float = Field(
+        60.0, description="Interval of QuantumNode calibration (QORCH_CALIBRATION_SECONDS)."
+    )
     link_check_seconds: float = Field(
         10.0, description="Interval of the EntanglementLink timer (QORCH_LINK_CHECK_SECONDS)."
     )

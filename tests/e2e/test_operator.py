@@ -279,3 +279,32 @@ def test_liveness_endpoint_answers(operator):
                 raise
             time.sleep(0.5)
     assert "jobs-reserved" in body
+
+
+async def test_a_node_measured_above_its_safety_threshold_turns_degraded(
+    cluster, namespace, operator, start_agent
+):
+    noise = {"readoutError": 0.1}
+    agent = await start_agent(make_node("shaky", 4, noise=noise))
+    node = {
+        "apiVersion": "qorch.dev/v1alpha1",
+        "kind": "QuantumNode",
+        "metadata": {"name": "shaky"},
+        "spec": {
+            "qubits": 4,
+            "noise": noise,
+            "safety": {"maxErrorRate": 0.05},
+            "backend": {"type": "external", "endpoint": agent.endpoint},
+            "identity": {"publicKey": agent.public_key},
+        },
+    }
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", stdin=json.dumps(node))
+    qn = cluster.wait_for(
+        "qn", "shaky", namespace, lambda o: o.get("status", {}).get("phase") == "Degraded"
+    )
+    calibrated = next(c for c in qn["status"]["conditions"] if c["type"] == "Calibrated")
+    assert calibrated["reason"] == "ErrorRateAboveThreshold"
+    assert 0.07 < qn["status"]["calibration"]["readoutError"] < 0.13
+    table = cluster.kubectl("get", "qn", "shaky", "-n", namespace)
+    assert "Degraded" in table
+    assert str(qn["status"]["calibration"]["fidelity"]) in table  # the Fidelity column

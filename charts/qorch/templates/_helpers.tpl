@@ -90,3 +90,12 @@ app.kubernetes.io/component: operator
 {{- include "qorch.watchedNamespaces" . }}
 {{- end }}
 {{- end }}
+
+{{/* The dashboard labels as `key=value` text, for NOTES.txt. */}}
+{{- define "qorch.dashboardLabelText" -}}
+{{- $pairs := list }}
+{{- range $key, $value := .Values.dashboards.labels }}
+{{- $pairs = append $pairs (printf "%s=%s" $key $value) }}
+{{- end }}
+{{- join "," $pairs }}
+{{- end }}

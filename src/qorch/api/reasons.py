@@ -8,8 +8,10 @@ DISPATCHED = "Dispatched"
 VERIFIED = "Verified"
 SUCCEEDED = "Succeeded"  # the job's summary condition
 
-# QuantumNode / EntanglementLink summary condition.
+# QuantumNode / EntanglementLink summary condition, and the node's specific ones.
 READY = "Ready"
+REACHABLE = "Reachable"
+CALIBRATED = "Calibrated"
 
 # Reasons.
 POLICY_PASSED = "PolicyPassed"
@@ -36,3 +38,7 @@ AGENT_UNREACHABLE = "AgentUnreachable"
 NODES_READY = "NodesReady"
 NODE_MISSING = "NodeMissing"
 NODE_NOT_READY = "NodeNotReady"
+SPEC_MISMATCH = "SpecMismatch"
+ERROR_RATE_ABOVE_THRESHOLD = "ErrorRateAboveThreshold"
+WITHIN_THRESHOLD = "WithinThreshold"
+CORDONED = "Cordoned"

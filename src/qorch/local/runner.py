@@ -16,7 +16,7 @@ from qorch.api.manifests import ManifestError, load_manifests
 from qorch.channel.identity import Identity
 from qorch.pipeline.job import JobPipeline, PipelineSettings
 from qorch.pipeline.reservations import Reservations
-from qorch.pipeline.resources import check_link, check_node
+from qorch.pipeline.resources import calibrate_node, check_link, check_node
 
 from .agents import AgentProcess
 from .world import LocalWorld, ref
@@ -108,7 +108,17 @@ async def run(
         for node in world.all_nodes():
             endpoint = world.endpoint_of(node)
             node.status = await check_node(node, world.agent(node), endpoint, 0)
-            progress(f"qn/{node.metadata.name}", f"{node.status.phase:<10} {endpoint}")
+        reachable = [n for n in world.all_nodes() if n.status.phase != "Unreachable"]
+        calibrated = await asyncio.gather(*(calibrate_node(n, world.agent(n)) for n in reachable))
+        for node, status in zip(reachable, calibrated, strict=True):
+            node.status = status
+        for node in world.all_nodes():
+            cal = node.status.calibration
+            figure = f" calibration fidelity {cal.fidelity:.4f}" if cal and cal.fidelity else ""
+            progress(
+                f"qn/{node.metadata.name}",
+                f"{node.status.phase:<10} {world.endpoint_of(node)}{figure}",
+            )
         for link in world.all_links():
             nodes = {n.metadata.name: n for n in world.nodes(link.metadata.namespace)}
             link.status = check_link(link, nodes)

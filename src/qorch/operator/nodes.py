@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from qorch.api import GROUP, VERSION, QuantumNode
 from qorch.channel.identity import fingerprint
 from qorch.pipeline.identity import pinned_key
-from qorch.pipeline.resources import check_node
+from qorch.pipeline.resources import calibrate_node, check_node
 from qorch.settings import Settings
 
 from . import kube
@@ -72,4 +72,15 @@ async def node_health(body: kopf.Body, name: str, memo: Any, patch: kopf.Patch, 
     )
     key = pinned_key(node, state.node_keys.get((node.metadata.namespace, name)))
     status.identity_fingerprint = fingerprint(key) if key else None
+    patch.status.update(status.wire())
+
+
+@kopf.timer(*QN, id="calibrate", interval=_SETTINGS.calibration_seconds, initial_delay=2.0)
+async def calibrate(body: kopf.Body, memo: Any, patch: kopf.Patch, **_: Any) -> None:
+    """The agent measures the node's error rates; above spec.safety.maxErrorRate the node
+    turns Degraded and gets no new placements."""
+    node = parse(body)
+    if node is None or node.status.phase == "Unreachable":
+        return
+    status = await calibrate_node(node, agent_client(memo.state, node))
     patch.status.update(status.wire())

@@ -4,12 +4,39 @@ from __future__ import annotations
 
 from qorch.api import EntanglementLink, QuantumNode
 from qorch.api import reasons as R
-from qorch.api.base import now_rfc3339, set_condition
+from qorch.api.base import ConditionStatus, get_condition, now_rfc3339, set_condition
 from qorch.api.entanglement_link import EntanglementLinkStatus
-from qorch.api.quantum_node import QuantumNodeStatus
+from qorch.api.quantum_node import Calibration, QuantumNodeStatus
 from qorch.qpu.transport import TIMEOUT, UNREACHABLE, AgentClient, AgentError
 
 HEALTH_TIMEOUT_SECONDS = 5.0
+CALIBRATION_TIMEOUT_SECONDS = 120.0
+CORDON_ANNOTATION = "qorch.dev/cordon"
+
+
+def _summarize(node: QuantumNode, status: QuantumNodeStatus) -> QuantumNodeStatus:
+    """Phase and the Ready condition from the specific conditions.
+
+    Unreachable when the agent does not answer (or not with the pinned key); Degraded when
+    it disagrees with the spec or its measured error rate is above spec.safety.maxErrorRate;
+    Cordoned when a person annotated it so. Only Ready nodes get new placements.
+    """
+    gen = node.metadata.generation
+    reachable = get_condition(status.conditions, R.REACHABLE)
+    calibrated = get_condition(status.conditions, R.CALIBRATED)
+    if reachable is None or reachable.status != "True":
+        phase, reason = "Unreachable", reachable.reason if reachable else R.IN_PROGRESS
+        message = reachable.message if reachable else "no health check yet"
+    elif calibrated is not None and calibrated.status == "False":
+        phase, reason, message = "Degraded", calibrated.reason, calibrated.message
+    elif node.metadata.annotations.get(CORDON_ANNOTATION) == "true":
+        phase, reason, message = "Cordoned", R.CORDONED, f"annotated {CORDON_ANNOTATION}=true"
+    else:
+        phase, reason, message = "Ready", R.AGENT_HEALTHY, reachable.message
+    status.phase = phase  # type: ignore[assignment]
+    value: ConditionStatus = "True" if phase == "Ready" else "False"
+    status.conditions = set_condition(status.conditions, R.READY, value, reason, message, gen)
+    return status
 
 
 async def check_node(
@@ -24,28 +51,61 @@ async def check_node(
     try:
         health = await client.call("health", {}, timeout=HEALTH_TIMEOUT_SECONDS)
     except AgentError as exc:
-        if status.phase != "Cordoned":
-            status.phase = "Unreachable"
         # A refused identity (PeerKeyMismatch, UntrustedPeer...) keeps its own reason.
         reason = R.AGENT_UNREACHABLE if exc.code in (UNREACHABLE, TIMEOUT) else exc.code
         status.conditions = set_condition(
-            status.conditions, R.READY, "False", reason, exc.message, gen
+            status.conditions, R.REACHABLE, "False", reason, exc.message, gen
         )
-        return status
+        return _summarize(node, status)
     if health.get("qubits") != node.spec.qubits:
         msg = f"agent reports {health.get('qubits')} qubits, spec says {node.spec.qubits}"
-        status.phase = "Degraded"
         status.conditions = set_condition(
-            status.conditions, R.READY, "False", "SpecMismatch", msg, gen
+            status.conditions, R.CALIBRATED, "False", R.SPEC_MISMATCH, msg, gen
         )
-        return status
-    if status.phase != "Cordoned":
-        status.phase = "Ready"
     status.last_heartbeat = now_rfc3339()
     status.conditions = set_condition(
-        status.conditions, R.READY, "True", R.AGENT_HEALTHY, f"agent at {endpoint} answers", gen
+        status.conditions,
+        R.REACHABLE,
+        "True",
+        R.AGENT_HEALTHY,
+        f"agent at {endpoint} answers",
+        gen,
     )
-    return status
+    return _summarize(node, status)
+
+
+async def calibrate_node(node: QuantumNode, client: AgentClient) -> QuantumNodeStatus:
+    """Have the agent run its calibration circuits; figures and the safety verdict land in
+    the status."""
+    status = node.status.model_copy(deep=True)
+    gen = node.metadata.generation
+    try:
+        figures = await client.call("calibrate", {}, timeout=CALIBRATION_TIMEOUT_SECONDS)
+    except AgentError as exc:
+        reason = R.AGENT_UNREACHABLE if exc.code in (UNREACHABLE, TIMEOUT) else exc.code
+        status.conditions = set_condition(
+            status.conditions, R.REACHABLE, "False", reason, exc.message, gen
+        )
+        return _summarize(node, status)
+    status.calibration = Calibration(
+        fidelity=figures["fidelity"],
+        single_qubit_error=figures["singleQubitError"],
+        two_qubit_error=figures.get("twoQubitError"),
+        readout_error=figures["readoutError"],
+        measured_at=now_rfc3339(),
+    )
+    rate, limit = float(figures["errorRate"]), node.spec.safety.max_error_rate
+    if rate > limit:
+        value: ConditionStatus = "False"
+        reason, msg = R.ERROR_RATE_ABOVE_THRESHOLD, f"measured error rate {rate:.4f} > {limit}"
+    else:
+        value, reason, msg = (
+            "True",
+            R.WITHIN_THRESHOLD,
+            f"measured error rate {rate:.4f} <= {limit}",
+        )
+    status.conditions = set_condition(status.conditions, R.CALIBRATED, value, reason, msg, gen)
+    return _summarize(node, status)
 
 
 def check_link(link: EntanglementLink, nodes: dict[str, QuantumNode]) -> EntanglementLinkStatus:

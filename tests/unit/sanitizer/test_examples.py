@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from qorch.sanitizer import TargetTiming, sanitize
+from qorch.sanitizer import TargetTiming, load_policy, sanitize
 
 EXAMPLES = Path(__file__).parents[3] / "examples" / "circuits"
 #: A node like the simulated QPUs: 35 ns / 300 ns gates, 1.5 µs readout, T2 of 120 µs.
@@ -39,3 +39,14 @@ def test_teleportation_feeds_forward_on_single_bits_in_openqasm3() -> None:
     assert result.circuit is not None
     assert result.circuit.count_ops()["if_else"] == 2
     assert result.report.stats.measurements == 3
+
+
+def test_the_example_policy_loads_and_admits_the_examples() -> None:
+    policy_file = load_policy(EXAMPLES / "policy.yaml")
+
+    assert policy_file.for_namespace("calibration").trusted
+    assert policy_file.for_namespace("teaching").rule_severity == {"QS305": "warn"}
+    for path in EXAMPLES.glob("*.qasm"):
+        for namespace in ("default", "calibration", "teaching"):
+            policy = policy_file.for_namespace(namespace)
+            assert sanitize(path.read_text(), policy, timing=NODE).report.accepted, path.name

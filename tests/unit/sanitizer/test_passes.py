@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import pytest
 from qiskit import QuantumCircuit, qasm2
 from qiskit.converters import circuit_to_dag
 
-from qorch.sanitizer import SanitizerPolicy, build_passes, run_passes, sanitizer_pass_manager
-from qorch.sanitizer.rules import VIOLATIONS, SanitizerRule
+from qorch.sanitizer import (
+    SanitizerPolicy,
+    build_passes,
+    run_passes,
+    sanitize,
+    sanitizer_pass_manager,
+)
+from qorch.sanitizer.rules import VIOLATIONS, DepthLimit, SanitizerRule
 from qorch.sanitizer.verdict import VERDICT
 
+from .sources import BELL2
 from .sources import qasm2 as source2
 
 
@@ -60,3 +68,28 @@ def test_dag_nodes_come_in_circuit_order() -> None:
     names = [node.name for node in circuit_to_dag(circuit).op_nodes()]
 
     assert names == [instruction.operation.name for instruction in circuit.data]
+
+
+def test_a_failing_rule_refuses_the_circuit_with_qs000(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(self: object, dag: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(DepthLimit, "run", broken)
+    result = sanitize(BELL2, SanitizerPolicy(max_depth=77))  # a policy of its own: fresh passes
+
+    assert not result.report.accepted
+    assert [v.rule for v in result.report.violations] == ["QS000"]
+    assert "DepthLimit" in result.report.violations[0].message
+
+
+def test_an_unforeseen_failure_outside_the_rules_fails_closed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken(*_: object) -> None:
+        raise MemoryError
+
+    monkeypatch.setattr("qorch.sanitizer.engine.load", broken)
+    result = sanitize(BELL2)
+
+    assert [v.rule for v in result.report.violations] == ["QS000"]
+    assert result.circuit is None

@@ -5,7 +5,7 @@ The loaders recurse on nesting, so 100k nested parentheses must be refused befor
 
 from __future__ import annotations
 
-import numpy as np
+import itertools
 
 from ..catalog import NESTING_DEPTH
 from ..policy import SanitizerPolicy
@@ -14,13 +14,14 @@ from ..source.scan import SourceScan
 
 _BRACKETS = b"()[]{}"
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in _BRACKETS)
-_STEP = np.zeros(256, dtype=np.int32)
+# Byte value -> change of depth, for a running sum over the bytes.
+_STEP = [0] * 256
 for _open, _close in ("()", "[]", "{}"):
     _STEP[ord(_open)] = 1
     _STEP[ord(_close)] = -1
 
 
-#: Longer bracket sequences go straight to the vectorised count.
+#: Longer bracket sequences go straight to the running sum.
 _SHORT = 16_384
 
 
@@ -45,13 +46,13 @@ def check(scan: SourceScan, policy: SanitizerPolicy) -> list[Violation]:
     encoded = scan.code.encode("utf-8", "surrogatepass")
     if _shallow(encoded.translate(None, _NOT_BRACKETS), limit):
         return []
-    # Deep or unbalanced: measure exactly with a vectorised running sum (no Python loop).
-    depth = np.cumsum(_STEP[np.frombuffer(encoded, dtype=np.uint8)])
-    deepest = int(depth.max(initial=0))
+    # Deep or unbalanced: measure exactly with a running sum, in C-level iterators only.
+    deepest = max(itertools.accumulate(map(_STEP.__getitem__, encoded)), default=0)
     if deepest <= limit:
         return []  # merely unbalanced: the parser will say where
-    where = int(np.argmax(depth > limit))
-    line = encoded[:where].count(b"\n") + 1
+    running = itertools.accumulate(map(_STEP.__getitem__, encoded))
+    where = next(itertools.compress(itertools.count(), map(limit.__lt__, running)))
+    line = encoded.count(b"\n", 0, where) + 1
     return [
         finding(
             NESTING_DEPTH,

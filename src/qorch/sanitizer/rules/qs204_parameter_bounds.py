@@ -120,12 +120,12 @@ class ParameterBounds(SanitizerRule):
                             return False  # symbolic (loop) or odd arguments: check each call
                         box[k] = hull(box[k], (float(value), float(value)))
         for gate in reversed(self.custom):  # callers come after their callees
-            box = boxes.get(gate.name)
-            if box is None:
+            ranges = boxes.get(gate.name)
+            if ranges is None:
                 continue
-            if len(box) != len(gate.parameters) or any(b is None for b in box):
+            if len(ranges) != len(gate.parameters) or any(b is None for b in ranges):
                 return False
-            env = {p: b for p, b in zip(gate.parameters, box, strict=True) if b is not None}
+            env = {p: b for p, b in zip(gate.parameters, ranges, strict=True) if b is not None}
             for callee, arguments in gate.calls:
                 try:
                     intervals = [evaluate(argument, env) for argument in arguments]

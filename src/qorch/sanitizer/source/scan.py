@@ -89,8 +89,9 @@ class SourceScan:
     def __init__(self, source: str) -> None:
         self.source = source
         self.strings: dict[int, str] = {}
-        simple = "'" not in source and _COMMENT_START.search(source) is None
-        pattern = _DOUBLE_QUOTED if simple else _COMMENT_OR_STRING
+        #: No comments and no single quotes: only "..." strings were blanked.
+        self.simple = "'" not in source and _COMMENT_START.search(source) is None
+        pattern = _DOUBLE_QUOTED if self.simple else _COMMENT_OR_STRING
         self.code = pattern.sub(self._blank, source)
         header = _HEADER.match(self.code)
         self.version_text: str | None = header.group(1) if header else None

@@ -1,0 +1,48 @@
+{{/* RBAC rules shared by the Roles and ClusterRoles of rbac.yaml. */}}
+
+{{/* kopf's rules in each watched namespace. */}}
+{{- define "qorch.rules.kopfNamespaced" -}}
+# Framework: posting Events about handlers, and our own Events about each job.
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create]
+{{- if .Values.peering.enabled }}
+# Framework: knowing which other operators run (peering).
+- apiGroups: [kopf.dev]
+  resources: [{{ .Values.watch.clusterWide | ternary "clusterkopfpeerings" "kopfpeerings" }}]
+  verbs: [get, list, watch, patch]
+{{- end }}
+{{- end }}
+
+{{/* qorch's rules in each watched namespace. */}}
+{{- define "qorch.rules.operator" -}}
+# Watching and handling our kinds; kopf keeps its progress in annotations and finalizers.
+- apiGroups: [qorch.dev]
+  resources: [quantumnodes, entanglementlinks, distributedjobs]
+  verbs: [get, list, watch, patch]
+# Status is written through the status subresource.
+- apiGroups: [qorch.dev]
+  resources: [quantumnodes/status, entanglementlinks/status, distributedjobs/status]
+  verbs: [get, patch]
+# Owner references with blockOwnerDeletion on what a QuantumNode owns (checked where the
+# OwnerReferencesPermissionEnforcement admission plugin is on).
+- apiGroups: [qorch.dev]
+  resources: [quantumnodes/finalizers]
+  verbs: [update]
+# The QPU agent of each `aer` QuantumNode: created, read back, patched when the spec
+# changes. Never deleted by the operator: garbage collection follows the owner references.
+- apiGroups: [apps]
+  resources: [deployments]
+  verbs: [get, create, patch]
+- apiGroups: [""]
+  resources: [services]
+  verbs: [get, create, patch]
+# Node identities: one Secret per `aer` QuantumNode, read by name and created once.
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get, create]
+# Circuits by reference (spec.circuit.configMapRef), read by name.
+- apiGroups: [""]
+  resources: [configmaps]
+  verbs: [get]
+{{- end }}
