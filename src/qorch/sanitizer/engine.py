@@ -98,7 +98,7 @@ def _sanitize(
 
 def sanitize(
     source: str,
-    policy: SanitizerPolicy | None = None,
+    policy: SanitizerPolicy | SanitizerPolicyFile | None = None,
     *,
     shots: int | None = None,
     timing: TargetTiming | None = None,

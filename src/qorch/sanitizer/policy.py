@@ -160,7 +160,7 @@ class SanitizerPolicy(BaseModel):
         0.5,
         gt=0,
         le=1,
-        description="Largest share of the estimated duration spent in delays (QS401).",
+        description="Largest share of the estimated duration one qubit spends in delays (QS401).",
     )
     max_repeated_two_qubit_gate: int = Field(
         32,

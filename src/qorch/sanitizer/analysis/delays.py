@@ -24,6 +24,8 @@ class DelayTotals:
     """Total delay, and delays whose duration is not a finite constant."""
 
     seconds: float = 0.0
+    #: The most any one qubit spends in delays.
+    longest_per_qubit: float = 0.0
     #: Top-level instruction indices of delays without a usable duration.
     unknown: list[int] = field(default_factory=list)
 
@@ -58,11 +60,15 @@ class SumDelays(KeywordAnalysisPass):
 
     def run(self, dag: DAGCircuit) -> None:
         totals = DelayTotals()
+        per_qubit: dict[object, float] = {}  # control-flow blocks share the circuit's bits
         for block in self.property_set[BLOCKS]:
             for node in block.dag.named_nodes("delay"):
                 seconds = delay_seconds(node, self.dt_ns)
                 if seconds is None:
                     totals.unknown.append(block.index_of(node))
-                else:
-                    totals.seconds += seconds * block.multiplicity
+                    continue
+                totals.seconds += seconds * block.multiplicity
+                for qubit in node.qargs:
+                    per_qubit[qubit] = per_qubit.get(qubit, 0.0) + seconds * block.multiplicity
+        totals.longest_per_qubit = max(per_qubit.values(), default=0.0)
         self.property_set[DELAYS] = totals

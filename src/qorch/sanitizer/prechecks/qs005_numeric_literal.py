@@ -17,10 +17,23 @@ from ..source.scan import MAX_INTEGER, SourceScan
 # Only digit runs of 19 or more can overflow 64 bits, so benign sources match nothing.
 _LONG_NUMBER = re.compile(r"(?<![\w.])\d[\d_]{18,}(?:\.[\d_]*)?(?:[eE][+-]?\d+)?")
 _BASED_INTEGER = re.compile(r"(?<![\w.])0(?:[xX][0-9a-fA-F_]{16,}|[oO][0-7_]{21,}|[bB][01_]{63,})")
-# A cheap first look: digits (and _) become "0", everything else a space; the patterns above
-# (50x slower) run only if a run of 19 shows up.
-_DIGITS = bytes(48 if chr(b) in "0123456789_" else 32 for b in range(256))
+# A cheap first look: digits (and _) become "0", "." stays, everything else is a space; the
+# patterns above (50x slower) run only if a run of 19 digits shows up that does not follow a
+# "." (the fraction of 0.00012345678901234567 is long but harmless).
+_DIGITS = bytes(48 if chr(b) in "0123456789_" else 46 if b == 46 else 32 for b in range(256))
 _LONG_RUN = b"0" * 19
+_RUN = re.compile(rb"0+")
+
+
+def _has_long_integer_run(shape: bytes) -> bool:
+    """Whether a run of 19+ digits starts anywhere but right after a "."."""
+    at = shape.find(_LONG_RUN)
+    while at >= 0:
+        if at == 0 or shape[at - 1] != 46:
+            return True
+        run = _RUN.match(shape, at)
+        at = shape.find(_LONG_RUN, run.end() if run else at + 1)
+    return False
 
 
 def _overflows(literal: str) -> bool:
@@ -48,7 +61,7 @@ def check(scan: SourceScan, policy: SanitizerPolicy) -> list[Violation]:
     """Refuse the first overflowing literal (one is enough to explain the refusal)."""
     code = scan.code
     candidates = []
-    if _LONG_RUN in code.encode("utf-8", "surrogatepass").translate(_DIGITS):
+    if _has_long_integer_run(code.encode("utf-8", "surrogatepass").translate(_DIGITS)):
         candidates += [(m.start(), m.group(), _overflows) for m in _LONG_NUMBER.finditer(code)]
     if scan.version == 3 and re.search(r"0[xXoObB]", code):
         candidates += [

@@ -19,7 +19,7 @@ from .base import SanitizerRule
 
 class IdleProbe(SanitizerRule):
     """Refuse circuits with nothing but idling and measurement, and (when the duration is
-    known) circuits that spend more than ``max_idle_fraction`` of it in delays."""
+    known) circuits where one qubit spends more than ``max_idle_fraction`` of it in delays."""
 
     rule_id = IDLE_PROBE
 
@@ -67,10 +67,10 @@ class IdleProbe(SanitizerRule):
             )
             return
         duration = self.property_set[DURATION]
-        delays = self.property_set[DELAYS].seconds
-        if duration and delays > self.max_idle_fraction * duration:
+        idle = self.property_set[DELAYS].longest_per_qubit
+        if duration and idle > self.max_idle_fraction * duration:
             self.report(
-                f"delays make up {delays / duration:.0%} of the circuit's estimated duration; "
-                f"the limit (maxIdleFraction) is {self.max_idle_fraction:.0%}. Such "
-                "circuits probe decoherence and are reserved for trusted tenants."
+                f"a qubit spends {idle / duration:.0%} of the circuit's estimated duration in "
+                f"delays; the limit (maxIdleFraction) is {self.max_idle_fraction:.0%}. Such "
+                "circuits probe decoherence (T1/T2) and are reserved for trusted tenants."
             )
