@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test unit lint crds tools cluster-up cluster-down clean
+.PHONY: setup run test unit lint crds tools cluster-up cluster-down kind-up kind-down clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,8 +28,9 @@ lint: setup ## ruff, mypy and the import-layer contracts
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
-crds: setup ## regenerate crds/ from the API models
+crds: setup ## regenerate crds/ and the chart's copies from the API models
 	$(VENV)/bin/qorch crds --out crds
+	cp crds/*.yaml charts/qorch/crds/
 
 tools: ## build the test control plane (kube-apiserver, etcd, kubectl, helm, kwok) into the cache
 	bash hack/build-tools.sh
@@ -39,6 +40,12 @@ cluster-up: setup tools ## start a local control plane; kubeconfig in .cluster/k
 
 cluster-down: ## stop it
 	$(PY) hack/controlplane.py down
+
+kind-up: ## kind cluster with two edge sites, the image, the chart and the quickstart (WITH_MONITORING=1 adds Prometheus + Grafana)
+	bash hack/kind-up.sh
+
+kind-down: ## delete the kind cluster
+	kind delete cluster --name qorch
 
 clean:
 	rm -rf $(VENV) .cluster

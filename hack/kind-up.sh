@@ -24,13 +24,16 @@ kind load docker-image "$IMAGE" --name "$CLUSTER"
 chart_args=()
 if [[ $WITH_MONITORING == 1 ]]; then
   helm repo add prometheus-community https://prometheus-community.github.io/helm-charts --force-update
-  # Prometheus picks up every ServiceMonitor/PrometheusRule; Grafana's sidecar every namespace.
+  # Prometheus picks up every Service/PodMonitor and PrometheusRule; Grafana's sidecar looks in
+  # every namespace for dashboards.
   helm upgrade --install monitoring prometheus-community/kube-prometheus-stack \
     --namespace monitoring --create-namespace --wait --timeout 10m \
     --set prometheus.prometheusSpec.serviceMonitorSelectorNilUsesHelmValues=false \
+    --set prometheus.prometheusSpec.podMonitorSelectorNilUsesHelmValues=false \
     --set prometheus.prometheusSpec.ruleSelectorNilUsesHelmValues=false \
     --set grafana.sidecar.dashboards.searchNamespace=ALL
-  chart_args+=(--set serviceMonitor.enabled=true --set prometheusRule.enabled=true)
+  chart_args+=(--set serviceMonitor.enabled=true --set podMonitor.enabled=true
+              --set prometheusRule.enabled=true)
 fi
 
 kubectl create namespace "$JOBS_NAMESPACE" --dry-run=client -o yaml | kubectl apply -f -
@@ -46,6 +49,7 @@ kubectl get -n "$JOBS_NAMESPACE" qn,qlink,djob
 
 if [[ $WITH_MONITORING == 1 ]]; then
   echo
-  echo "Grafana (admin / prom-operator by default):"
-  echo "  kubectl -n monitoring port-forward svc/monitoring-grafana 3000:80  # then http://localhost:3000"
+  echo "Grafana: user admin, password from"
+  echo "  kubectl -n monitoring get secret monitoring-grafana -o jsonpath='{.data.admin-password}' | base64 -d"
+  echo "  kubectl -n monitoring port-forward svc/monitoring-grafana 3000:80   # then http://localhost:3000"
 fi

@@ -14,6 +14,13 @@ class Settings(BaseModel):
         "ghcr.io/qorch/qorch:0.1.0", description="Image of the QPU agent pods (QORCH_AGENT_IMAGE)."
     )
     agent_port: int = Field(8080, description="Port the QPU agent serves on (QORCH_AGENT_PORT).")
+    telemetry_image: str = Field(
+        "ghcr.io/qorch/qorch:0.1.0",
+        description="Image of the telemetry sidecar beside each QPU agent (QORCH_TELEMETRY_IMAGE).",
+    )
+    metrics_port: int = Field(
+        9090, description="Port of the operator's Prometheus /metrics (QORCH_METRICS_PORT)."
+    )
     node_check_seconds: float = Field(
         10.0, description="Interval of the QuantumNode health timer (QORCH_NODE_CHECK_SECONDS)."
     )

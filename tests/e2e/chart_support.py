@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import json
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,7 +35,7 @@ def helm(
         [str(HELM), *args],
         capture_output=True,
         text=True,
-        env=env if env is not None else {**os.environ, "HELM_CACHE_HOME": "/nonexistent"},
+        env=env,
         timeout=timeout,
     )
     if check and proc.returncode != 0:
@@ -45,8 +45,6 @@ def helm(
 
 def set_args(values: dict[str, Any] | None) -> list[str]:
     """`--set-json` arguments, one per top-level key (lists and maps pass through whole)."""
-    import json
-
     return [f"--set-json={key}={json.dumps(value)}" for key, value in (values or {}).items()]
 
 
@@ -96,6 +94,7 @@ def rbac_rules(docs: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]
     """(kind/namespace/name, rule) of every Role and ClusterRole."""
     for doc in docs:
         if doc["kind"] in ("Role", "ClusterRole"):
-            where = f"{doc['kind']}/{doc['metadata'].get('namespace', '')}/{doc['metadata']['name']}"
+            meta = doc["metadata"]
+            where = f"{doc['kind']}/{meta.get('namespace', '')}/{meta['name']}"
             for rule in doc.get("rules") or []:
                 yield where, rule

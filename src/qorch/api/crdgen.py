@@ -124,7 +124,10 @@ def crd(model: type[ApiModel]) -> dict[str, Any]:
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{info.plural}.{GROUP}"},
+        "metadata": {
+            "name": f"{info.plural}.{GROUP}",
+            "labels": {"app.kubernetes.io/name": "qorch", "app.kubernetes.io/part-of": "qorch"},
+        },
         "spec": {
             "group": GROUP,
             "names": {

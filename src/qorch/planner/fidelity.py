@@ -48,3 +48,30 @@ def estimate_fidelity(profile: GateProfile, noise: NoiseSpec) -> float:
         duration_us = (profile.depth * layer_ns + (noise.measure_nanoseconds or 0)) / 1e3
         f *= math.exp(-duration_us / t2)
     return max(0.0, min(1.0, f))
+
+
+def dephasing_time_us(noise: NoiseSpec) -> float | None:
+    """T2, or 2*T1 when only T1 is known (relaxation-limited), or None without either."""
+    if noise.t2_microseconds:
+        return noise.t2_microseconds
+    return 2 * noise.t1_microseconds if noise.t1_microseconds else None
+
+
+def idle_survival(noise: NoiseSpec, microseconds: float) -> float:
+    """Probability that waiting this long (e.g. for a feed-forward message) does no harm.
+
+    The same exp(-t/T2) per circuit that `estimate_fidelity` charges for its run time.
+    """
+    t2 = dephasing_time_us(noise)
+    if not t2 or microseconds <= 0:
+        return 1.0
+    return math.exp(-microseconds / t2)
+
+
+def bell_pair_survival(fidelity: float, pairs: int) -> float:
+    """Each Bell pair of fidelity F carries its gate through unharmed with probability ~F.
+
+    A Werner pair errs with X, Y or Z each (1-F)/3; all three corrupt a remote CNOT (X on the
+    target side, Z through the disentangling measurement onto the control).
+    """
+    return fidelity**pairs

@@ -13,8 +13,8 @@ a handful of nodes) a multi-start heuristic built on networkx is fast and close 
    a few such sets are tried, best capacity and link fidelity first.
 2. Starting points are qubit orderings cut into contiguous chunks of node capacity, along a
    path of linked nodes: the circuit's own order (good for chains and nearest-neighbour
-   circuits), the spectral ordering of the interaction graph (Fiedler vector: strongly
-   interacting qubits end up close), and Louvain communities (dense clusters kept together).
+   circuits), the spectral ordering of the interaction graph (Fiedler vector of its
+   networkx Laplacian: strongly interacting qubits end up close), and Louvain communities (dense clusters kept together).
 3. Refinement: Kernighan-Lin bisection (networkx) between every linked pair of nodes, which
    swaps qubits and so never breaks a capacity, followed by single-qubit moves into spare
    capacity that lower the cost (KL cannot resize parts). Both are accepted only when the cost
@@ -32,6 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import networkx as nx
+import numpy as np
 from qiskit import QuantumCircuit
 
 from .circuits import interaction_weights
@@ -67,12 +68,13 @@ class _Problem:
         width: int,
         weights: Counter[tuple[int, int]],
         group: Sequence[NodeSlot],
+        capacity: Sequence[int],
         index: LinkIndex,
         require_links: bool,
     ) -> None:
         self.width = width
         self.group = list(group)
-        self.capacity = [n.free_qubits for n in group]
+        self.capacity = list(capacity)
         self.neighbours: list[dict[int, int]] = [{} for _ in range(width)]
         for (a, b), w in weights.items():
             self.neighbours[a][b] = w
@@ -110,7 +112,7 @@ class _Problem:
         """Nodes in an order where neighbours are linked: contiguous chunks then share links."""
         k = len(self.group)
         left = set(range(k))
-        here = max(left, key=lambda i: (self.capacity[i], self.group[i].name))
+        here = max(left, key=lambda i: (self.capacity[i], -i))
         order = [here]
         left.discard(here)
         while left:
@@ -130,11 +132,24 @@ class _Problem:
             used += 1
         return part
 
+    def spectral_order(self) -> list[int]:
+        """Qubits sorted by the Fiedler vector of the weighted Laplacian.
+
+        A dense eigensolver on the networkx Laplacian: tens of qubits cost microseconds, and
+        unlike the iterative `nx.spectral_ordering` it copes with the degenerate spectrum of
+        all-to-all circuits such as the QFT (where that solver does not converge).
+        """
+        nodelist = list(range(self.width))
+        laplacian = nx.laplacian_matrix(self.graph, nodelist=nodelist, weight="weight")
+        _, vectors = np.linalg.eigh(laplacian.toarray().astype(float))
+        fiedler = np.round(vectors[:, 1], 9)
+        return [int(q) for q in np.lexsort((nodelist, fiedler))]
+
     def orderings(self) -> list[list[int]]:
         found = [list(range(self.width))]
         if self.graph.number_of_edges() == 0:
             return found
-        spectral = list(nx.spectral_ordering(self.graph, weight="weight", seed=0))
+        spectral = self.spectral_order()
         found.append(spectral)
         rank = {q: i for i, q in enumerate(spectral)}
         communities = nx.community.louvain_communities(self.graph, weight="weight", seed=0)
@@ -199,15 +214,25 @@ class _Problem:
         return best
 
 
+def _data_capacity(node: NodeSlot, group_size: int, communication_qubits: int) -> int:
+    """Qubits left for the circuit once a shared plan keeps its communication qubits."""
+    return node.free_qubits - (communication_qubits if group_size > 1 else 0)
+
+
 def _node_sets(
-    nodes: Sequence[NodeSlot], width: int, index: LinkIndex, require_links: bool, min_nodes: int
+    nodes: Sequence[NodeSlot],
+    width: int,
+    index: LinkIndex,
+    require_links: bool,
+    min_nodes: int,
+    communication_qubits: int,
 ) -> list[list[NodeSlot]]:
     """Smallest groups of nodes that can hold `width` qubits, most promising first."""
-    usable = [n for n in nodes if n.free_qubits > 0]
-    for size in range(max(1, min_nodes), len(usable) + 1):
+    for size in range(max(1, min_nodes), len(nodes) + 1):
+        usable = [n for n in nodes if _data_capacity(n, size, communication_qubits) > 0]
         groups = []
         for group in itertools.combinations(usable, size):
-            if sum(n.free_qubits for n in group) < width:
+            if sum(_data_capacity(n, size, communication_qubits) for n in group) < width:
                 continue
             if require_links and size > 1 and not index.connected(n.name for n in group):
                 continue
@@ -217,7 +242,8 @@ def _node_sets(
                 if (link := index.between(x.name, y.name)) is not None
             ]
             mean_f = sum(fidelities) / len(fidelities) if fidelities else 0.0
-            groups.append((-sum(n.free_qubits for n in group), -mean_f, list(group)))
+            free = sum(n.free_qubits for n in group)
+            groups.append((-free, -mean_f, list(group)))
         if groups:
             groups.sort(key=lambda g: (g[0], g[1], [n.name for n in g[2]]))
             return [g[2] for g in groups[:MAX_NODE_SETS]]
@@ -266,26 +292,31 @@ def partition(
     *,
     require_links: bool = True,
     min_nodes: int = 1,
+    communication_qubits: int | None = None,
 ) -> Partition | None:
     """Place the circuit's qubits on as few nodes as hold it, with the cheapest Bell-pair cut.
 
     None when the nodes together lack the free qubits or no placement keeps every nonlocal
-    gate on a linked pair. `require_links=False` plans for circuit cutting, where nonlocal gates
-    are cut rather than teleported and any two nodes may share the work; `bell_pairs` then
-    lists only the pairs that happen to be linked. `min_nodes=2` forces a distributed plan even
-    when one node would do.
+    gate on a linked pair. A plan over several nodes keeps `communication_qubits` free qubits
+    on each for the Bell-pair halves (default: one when teleporting, none when cutting).
+    `require_links=False` plans for circuit cutting, where nonlocal gates are cut rather than
+    teleported and any two nodes may share the work; `bell_pairs` then lists only the pairs
+    that happen to be linked. `min_nodes=2` forces a distributed plan even when one node
+    would do.
     """
     width = circuit.num_qubits
+    comm = (1 if require_links else 0) if communication_qubits is None else communication_qubits
     if width == 0 or sum(max(0, n.free_qubits) for n in nodes) < width:
         return None
     weights = interaction_weights(circuit)
     index = LinkIndex(links)
     order = [n.name for n in nodes]
     best: tuple[float, Partition] | None = None
-    for group in _node_sets(nodes, width, index, require_links, min_nodes):
+    for group in _node_sets(nodes, width, index, require_links, min_nodes, comm):
         if len(group) == 1:
             return _result(weights, dict.fromkeys(range(width), group[0].name), index, order, True)
-        problem = _Problem(width, weights, group, index, require_links)
+        capacity = [_data_capacity(n, len(group), comm) for n in group]
+        problem = _Problem(width, weights, group, capacity, index, require_links)
         cost, part = problem.solve()
         if cost >= FORBIDDEN:
             continue
@@ -297,12 +328,21 @@ def partition(
 
 
 def naive_partition(
-    circuit: QuantumCircuit, nodes: Sequence[NodeSlot], links: Sequence[LinkSlot]
+    circuit: QuantumCircuit,
+    nodes: Sequence[NodeSlot],
+    links: Sequence[LinkSlot],
+    *,
+    communication_qubits: int = 1,
 ) -> Partition | None:
-    """Baseline: qubits in circuit order fill the nodes in the order given."""
+    """Baseline: qubits in circuit order fill the nodes in the order given.
+
+    Communication qubits are kept as in `partition` so both plans run on the same hardware.
+    """
     width = circuit.num_qubits
     assignment: dict[int, str] = {}
-    free = iter([(n.name, n.free_qubits) for n in nodes if n.free_qubits > 0])
+    shared = bool(nodes) and width > nodes[0].free_qubits
+    reserve = communication_qubits if shared else 0
+    free = iter([(n.name, n.free_qubits - reserve) for n in nodes if n.free_qubits > reserve])
     name, left = "", 0
     for qubit in range(width):
         while left == 0:

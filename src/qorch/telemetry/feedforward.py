@@ -19,6 +19,8 @@ The agent's side is `echo_reply(payload)`, answering op `echo`.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import statistics
 import time
 from collections.abc import Awaitable
@@ -26,6 +28,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from . import metrics as m
+
+log = logging.getLogger(__name__)
 
 ECHO_OP = "echo"
 DEFAULT_SAMPLES = 5
@@ -78,15 +82,11 @@ class FeedforwardMeasurement:
 async def echo_rtt(client: EchoClient, seq: int, timeout: float = ECHO_TIMEOUT_SECONDS) -> float:
     """Round trip of one echo to an agent, less the time the agent held it, in seconds."""
     sent = time.perf_counter_ns()
-    reply = await client.call(
-        ECHO_OP, {"seq": seq, "sentAtNs": time.time_ns()}, timeout=timeout
-    )
+    reply = await client.call(ECHO_OP, {"seq": seq, "sentAtNs": time.time_ns()}, timeout=timeout)
     elapsed = time.perf_counter_ns() - sent
-    held = 0
-    try:
+    held = 0  # an agent without timestamps: the whole round trip counts
+    with contextlib.suppress(KeyError, TypeError, ValueError):
         held = max(0, int(reply["sentAtNs"]) - int(reply["receivedAtNs"]))
-    except (KeyError, TypeError, ValueError):
-        pass  # an agent without timestamps: the whole round trip counts
     if reply.get("payload", {}).get("seq") != seq:
         raise ValueError(f"echo {seq} answered with {reply.get('payload')!r}")
     return max(0, elapsed - min(held, elapsed)) / 1e9
@@ -140,14 +140,25 @@ async def probe_link_feedforward(
     *,
     samples: int = DEFAULT_SAMPLES,
     metrics: m.QorchMetrics | None = None,
-) -> FeedforwardMeasurement:
+) -> FeedforwardMeasurement | None:
     """Measure an EntanglementLink's feedforward latency and record it (one-line hook).
 
-    `client_a` and `client_b` are the agents of `link.spec.nodes[0]` and `[1]`.
+    `client_a` and `client_b` are the agents of `link.spec.nodes[0]` and `[1]`. When an
+    agent does not answer (or does not know `echo` yet) nothing is recorded, the reason is
+    logged, and the result is None: a latency that was not measured is not made up.
     """
     declared = float(link.spec.classical_latency_microseconds or 0.0) * 1e-6
-    measurement = await measure_feedforward_latency(
-        client_a, client_b, declared_latency_seconds=declared, samples=samples
-    )
+    try:
+        measurement = await measure_feedforward_latency(
+            client_a, client_b, declared_latency_seconds=declared, samples=samples
+        )
+    except Exception as exc:  # AgentError and the like; cancellation passes through
+        log.warning(
+            "feedforward probe of link %s/%s failed: %s",
+            link.metadata.namespace,
+            link.metadata.name,
+            getattr(exc, "code", None) or type(exc).__name__,
+        )
+        return None
     record_feedforward(link.metadata.namespace, link.metadata.name, measurement, metrics)
     return measurement

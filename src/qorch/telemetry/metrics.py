@@ -27,6 +27,7 @@ the module-level functions record into it, so each call site is one line. Tests 
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -206,16 +207,22 @@ class QorchMetrics:
             ["namespace", "link", "phase"],
             registry=r,
         )
-        self.link_fidelity = Gauge(
-            "qorch_link_fidelity_ratio",
-            "Bell-pair fidelity of a link: measured by probes, or declared until one ran.",
+        self.link_declared_fidelity = Gauge(
+            "qorch_link_declared_fidelity_ratio",
+            "Bell-pair fidelity a link declares (spec.fidelity), 0..1.",
             ["namespace", "link"],
             registry=r,
         )
-        self.link_success = Gauge(
-            "qorch_link_success_ratio",
-            "Success probability per generation attempt: measured by probes, or declared"
-            " until one ran.",
+        self.link_declared_success = Gauge(
+            "qorch_link_declared_success_ratio",
+            "Success probability per generation attempt a link declares"
+            " (spec.successProbability): the target of M1.",
+            ["namespace", "link"],
+            registry=r,
+        )
+        self.link_measured_fidelity = Gauge(
+            "qorch_link_measured_fidelity_ratio",
+            "Bell-pair fidelity of a link measured by its last probe, 0..1.",
             ["namespace", "link"],
             registry=r,
         )
@@ -234,7 +241,7 @@ class QorchMetrics:
         )
         self.node_qubits = Gauge(
             "qorch_node_qubits",
-            "Qubits of a node.",
+            "Qubits a node has (spec.qubits).",
             ["namespace", "node"],
             registry=r,
         )
@@ -272,14 +279,14 @@ class QorchMetrics:
             registry=r,
         )
         self.agent_requests = Counter(
-            "qorch_agent_requests_total",
+            "qorch_channel_calls_total",
             "Calls from the pipeline to a node's agent, by operation and result code (ok, or"
             " the agent error code).",
             ["namespace", "node", "op", "code"],
             registry=r,
         )
         self.agent_request_duration = Histogram(
-            "qorch_agent_request_duration_seconds",
+            "qorch_channel_call_duration_seconds",
             "Round trip of a call from the pipeline to a node's agent, by operation.",
             ["namespace", "node", "op"],
             buckets=REQUEST_BUCKETS,
@@ -389,19 +396,22 @@ class QorchMetrics:
         link: str,
         phase: str,
         *,
-        fidelity: float | None = None,
-        success_probability: float | None = None,
+        declared_fidelity: float | None = None,
+        declared_success_probability: float | None = None,
+        measured_fidelity: float | None = None,
         coherence_budget_seconds: float | None = None,
     ) -> None:
+        """A link's phase and figures after a check."""
         self.link_up.labels(namespace=namespace, link=link).set(1 if phase == "Up" else 0)
         for p in LINK_PHASES:
             self.link_phase.labels(namespace=namespace, link=link, phase=p).set(int(p == phase))
-        if fidelity is not None:
-            self.link_fidelity.labels(namespace=namespace, link=link).set(_ratio(fidelity))
-        if success_probability is not None:
-            self.link_success.labels(namespace=namespace, link=link).set(
-                _ratio(success_probability)
-            )
+        labels = {"namespace": namespace, "link": link}
+        if declared_fidelity is not None:
+            self.link_declared_fidelity.labels(**labels).set(_ratio(declared_fidelity))
+        if declared_success_probability is not None:
+            self.link_declared_success.labels(**labels).set(_ratio(declared_success_probability))
+        if measured_fidelity is not None:
+            self.link_measured_fidelity.labels(**labels).set(_ratio(measured_fidelity))
         if coherence_budget_seconds is not None:
             self.link_coherence_budget.labels(namespace=namespace, link=link).set(
                 coherence_budget_seconds
@@ -412,8 +422,9 @@ class QorchMetrics:
         _remove(
             [
                 self.link_up,
-                self.link_fidelity,
-                self.link_success,
+                self.link_declared_fidelity,
+                self.link_declared_success,
+                self.link_measured_fidelity,
                 self.link_coherence_budget,
                 self.link_feedforward,
             ],
@@ -442,9 +453,7 @@ class QorchMetrics:
         if qubits is not None:
             self.node_qubits.labels(namespace=namespace, node=node).set(qubits)
         if allocated_qubits is not None:
-            self.node_allocated_qubits.labels(namespace=namespace, node=node).set(
-                allocated_qubits
-            )
+            self.node_allocated_qubits.labels(namespace=namespace, node=node).set(allocated_qubits)
         if calibration_fidelity is not None:
             self.node_calibration_fidelity.labels(namespace=namespace, node=node).set(
                 _ratio(calibration_fidelity)
@@ -502,10 +511,8 @@ def _ratio(value: float) -> float:
 
 def _remove(metrics: Iterable[Any], labels: tuple[str, ...]) -> None:
     for metric in metrics:
-        try:
+        with contextlib.suppress(KeyError):
             metric.remove(*labels)
-        except KeyError:
-            pass
 
 
 def _version() -> str:

@@ -1,0 +1,176 @@
+"""The operator's metrics: names, units, bounded labels, recording functions, exposition."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+
+from qorch.telemetry import metrics as m
+from qorch.telemetry.metrics import QorchMetrics, measurement_variance
+
+from .samples import observe_everything, sidecar_registry, write_full_stats
+
+BOUNDED_LABELS = {
+    "namespace", "node", "link", "strategy", "rule", "phase", "step", "kind", "handler",
+    "op", "code", "gate", "reason", "version",
+}  # fmt: skip
+SIGNALS = {
+    "M1": "qorch_entanglement_successes",
+    "M2": "qorch_job_fidelity_ratio",
+    "M3": "qorch_feedforward_latency_seconds",
+    "M4": "qorch_coherence_window_usage_ratio",
+    "M5": "qorch_jobs_finished",
+    "M6": "qorch_orchestrator_latency_seconds",
+    "M7": "qorch_node_up",
+    "M9": "qorch_entanglement_latency_seconds",
+    "M10": "qorch_measurement_variance",
+}
+
+
+def families(registry: CollectorRegistry) -> dict:
+    return {f.name: f for f in registry.collect()}
+
+
+def test_every_metric_is_prefixed_documented_and_in_base_units(metrics: QorchMetrics) -> None:
+    for name, family in families(metrics.registry).items():
+        assert name.startswith("qorch_"), name
+        assert len(family.documentation) > 20, f"{name} is not documented"
+        assert not any(bad in name for bad in ("milli", "micro", "percent", "_ms")), name
+        if family.type == "counter":
+            assert not name.endswith("_total")  # prometheus-client appends it to samples
+
+
+def test_labels_are_bounded_and_never_name_jobs(metrics: QorchMetrics) -> None:
+    observe_everything(metrics)
+    for family in families(metrics.registry).values():
+        for sample in family.samples:
+            extra = set(sample.labels) - BOUNDED_LABELS - {"le"}
+            assert not extra, f"{sample.name} has unbounded labels {extra}"
+
+
+def test_each_sli_of_m1_to_m10_has_a_metric(metrics: QorchMetrics) -> None:
+    names = set(families(metrics.registry))
+    for signal, name in SIGNALS.items():
+        assert name in names, signal
+
+
+def test_the_pipeline_counters_keep_their_names() -> None:
+    assert m.JOBS_FINISHED is m.METRICS.jobs_finished
+    assert m.SANITIZER_REJECTIONS is m.METRICS.sanitizer_rejections
+    text = generate_latest(m.REGISTRY).decode()
+    assert "# TYPE qorch_jobs_finished_total counter" in text
+    assert "# TYPE qorch_sanitizer_rejections_total counter" in text
+
+
+def test_recording_functions_record_what_they_say(metrics: QorchMetrics) -> None:
+    r = metrics.registry
+    metrics.record_job_finished("Succeeded", "single")
+    metrics.record_job_finished("Failed", None)
+    assert (
+        r.get_sample_value(
+            "qorch_jobs_finished_total", {"phase": "Succeeded", "strategy": "single"}
+        )
+        == 1
+    )
+    assert (
+        r.get_sample_value("qorch_jobs_finished_total", {"phase": "Failed", "strategy": "none"})
+        == 1
+    )
+    metrics.record_entanglement_attempts("lab", "a-b", 10, 3)
+    link = {"namespace": "lab", "link": "a-b"}
+    assert r.get_sample_value("qorch_entanglement_attempts_total", link) == 10
+    assert r.get_sample_value("qorch_entanglement_successes_total", link) == 3
+    metrics.observe_feedforward_latency("lab", "a-b", 4e-4)
+    assert r.get_sample_value("qorch_feedforward_latency_seconds_count", link) == 1
+    assert r.get_sample_value("qorch_feedforward_latency_seconds_sum", link) == pytest.approx(4e-4)
+    metrics.observe_job_fidelity("single", 1.2, None)  # clamped to a ratio
+    assert r.get_sample_value("qorch_job_fidelity_ratio_sum", {"strategy": "single"}) == 1.0
+
+
+def test_entanglement_successes_cannot_exceed_attempts(metrics: QorchMetrics) -> None:
+    with pytest.raises(ValueError):
+        metrics.record_entanglement_attempts("lab", "a-b", 3, 4)
+
+
+def test_jobs_gauge_follows_each_job_through_its_phases(metrics: QorchMetrics) -> None:
+    def count(phase: str) -> float | None:
+        return metrics.registry.get_sample_value("qorch_jobs", {"phase": phase})
+
+    metrics.track_job_phase("ns/a/1", "Pending")
+    metrics.track_job_phase("ns/b/2", "Pending")
+    metrics.track_job_phase("ns/a/1", "Running")
+    assert (count("Pending"), count("Running")) == (1, 1)
+    metrics.track_job_phase("ns/a/1", "Succeeded")
+    metrics.track_job_phase("ns/b/2", None)
+    assert (count("Pending"), count("Running")) == (0, 0)
+
+
+def test_node_state_is_one_hot_and_forgotten_on_delete(metrics: QorchMetrics) -> None:
+    r = metrics.registry
+    metrics.set_node_state("lab", "qpu-a", "Unreachable", gate_errors={"two_qubit": 0.01})
+    node = {"namespace": "lab", "node": "qpu-a"}
+    assert r.get_sample_value("qorch_node_up", node) == 0
+    assert r.get_sample_value("qorch_node_phase", {**node, "phase": "Unreachable"}) == 1
+    assert r.get_sample_value("qorch_node_phase", {**node, "phase": "Ready"}) == 0
+    metrics.set_node_state("lab", "qpu-a", "Ready")
+    assert r.get_sample_value("qorch_node_up", node) == 1
+    metrics.forget_node("lab", "qpu-a")
+    assert r.get_sample_value("qorch_node_up", node) is None
+    assert r.get_sample_value("qorch_node_gate_error_ratio", {**node, "gate": "two_qubit"}) is None
+    with pytest.raises(ValueError):
+        metrics.set_node_state("lab", "qpu-a", "Ready", gate_errors={"cz": 0.1})
+
+
+def test_measurement_variance_is_that_of_the_least_certain_estimate() -> None:
+    assert measurement_variance({"00": 500, "11": 500}) == pytest.approx(0.25 / 1000)
+    assert measurement_variance({"0": 1000}) == 0
+    assert measurement_variance(None, [0.01, 0.03]) == pytest.approx(9e-4)
+    assert measurement_variance(None, None) is None
+
+
+def test_importing_starts_no_server() -> None:
+    assert not [t for t in threading.enumerate() if "serve_forever" in repr(t)]
+
+
+def test_promtool_finds_nothing_to_lint_in_the_exposition(
+    metrics: QorchMetrics, tmp_path: Path, promtool: str
+) -> None:
+    observe_everything(metrics)
+    write_full_stats(tmp_path)
+    text = generate_latest(metrics.registry) + generate_latest(sidecar_registry(tmp_path))
+    result = subprocess.run(
+        [promtool, "check", "metrics"], input=text, capture_output=True, timeout=30
+    )
+    assert result.returncode == 0, (result.stdout + result.stderr).decode()
+    assert not result.stdout.strip() and not result.stderr.strip()
+
+
+def test_promtool_also_passes_the_process_wide_registry(promtool: str) -> None:
+    result = subprocess.run(
+        [promtool, "check", "metrics"], input=m.exposition(), capture_output=True, timeout=30
+    )
+    assert result.returncode == 0, (result.stdout + result.stderr).decode()
+
+
+def test_a_run_writes_every_components_metrics_in_one_valid_file(
+    metrics: QorchMetrics, tmp_path: Path, promtool: str
+) -> None:
+    from qorch.telemetry.snapshot import write_metrics_file
+
+    observe_everything(metrics)
+    write_full_stats(tmp_path / "a", node="qpu-a")
+    write_full_stats(tmp_path / "b", node="qpu-b")
+    dirs = {("lab", "qpu-a"): tmp_path / "a", ("lab", "qpu-b"): tmp_path / "b"}
+    path = write_metrics_file(tmp_path / "m.txt", dirs, metrics.registry)
+    text = path.read_text()
+    assert text.count("# TYPE qorch_agent_shots_total counter") == 1
+    assert 'qorch_agent_shots_total{namespace="lab",node="qpu-b"} 1500.0' in text
+    assert 'qorch_jobs_finished_total{phase="Succeeded",strategy="single"} 1.0' in text
+    result = subprocess.run(
+        [promtool, "check", "metrics"], input=path.read_bytes(), capture_output=True
+    )
+    assert result.returncode == 0, (result.stdout + result.stderr).decode()
