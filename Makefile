@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test unit lint crds tools cluster-up cluster-down kind-up kind-down clean
+.PHONY: setup run test unit lint crds system-deps tools cluster-up cluster-down kind-up kind-down clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,7 +17,7 @@ setup: $(STAMP) ## create .venv and install qorch with its test tools
 run: setup ## run the quickstart on the embedded control plane
 	$(VENV)/bin/qorch run examples/quickstart/
 
-test: setup tools ## the whole test suite (builds the test control plane once)
+test: setup tools system-deps ## the whole test suite (builds the test control plane once)
 	$(PY) -m pytest
 
 unit: setup ## tests that need neither agents nor a cluster
@@ -31,6 +31,9 @@ lint: setup ## ruff, mypy and the import-layer contracts
 crds: setup ## regenerate crds/ and the chart's copies from the API models
 	$(VENV)/bin/qorch crds --out crds
 	cp crds/*.yaml charts/qorch/crds/
+
+system-deps: ## Debian packages the tests use as real peers (promtool)
+	bash hack/install-system-deps.sh
 
 tools: ## build the test control plane (kube-apiserver, etcd, kubectl, helm, kwok) into the cache
 	bash hack/build-tools.sh

@@ -29,7 +29,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         policy=policy,
         authorization=AuthorizationPolicy(require_signature=bool(trusted), trusted_keys=trusted),
     )
-    return asyncio.run(run(args.paths, output=args.output, settings=settings))
+    return asyncio.run(
+        run(args.paths, output=args.output, settings=settings, metrics_out=args.metrics_out)
+    )
 
 
 def _cmd_crds(args: argparse.Namespace) -> int:
@@ -128,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", help="manifest files or folders")
     p.add_argument("--output", "-o", choices=["text", "json"], default="text")
     p.add_argument("--policy", help="sanitizer policy YAML (default: the built-in policy)")
+    p.add_argument("--metrics-out", help="write the run's Prometheus metrics to this file")
     p.add_argument(
         "--trusted-submitter",
         action="append",
@@ -177,6 +180,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--peering", default=None, help="kopf peering name; standalone (no peering) when unset"
     )
     p.set_defaults(func=_cmd_operator)
+
+    from qorch.telemetry.sidecar import add_arguments, command
+
+    p = sub.add_parser("telemetry-sidecar", help="export a QPU agent's metrics and spans")
+    add_arguments(p)
+    p.set_defaults(func=command)
 
     p = sub.add_parser("sanitize", help="check a circuit against the sanitizer policy")
     p.add_argument("file", help="OpenQASM 2 or 3 file")

@@ -125,6 +125,7 @@ class OperatorProcess:
             "QORCH_NODE_CHECK_SECONDS": "1",
             "QORCH_LINK_CHECK_SECONDS": "1",
             "QORCH_CALIBRATION_SECONDS": "3",
+            "QORCH_METRICS_PORT": "0",
             "QORCH_CAPACITY_RETRY_SECONDS": "0.5",
             "QORCH_IDENTITY_KEY_FILE": str(self.key_file),
         }

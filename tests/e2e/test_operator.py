@@ -127,7 +127,7 @@ def test_aer_node_gets_an_owned_agent_deployment_and_service(cluster, namespace,
         (owner,) = obj["metadata"]["ownerReferences"]
         assert owner["kind"] == "QuantumNode" and owner["uid"] == uid
     pod_spec = dep["spec"]["template"]["spec"]
-    (container,) = pod_spec["containers"]
+    container = next(c for c in pod_spec["containers"] if c["name"] == "qpu-agent")
     assert container["securityContext"]["runAsNonRoot"] is True
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     env = {e["name"]: e["value"] for e in container["env"]}

@@ -46,6 +46,11 @@ class EntanglementLinkStatus(ApiModel):
     measured_fidelity: float | None = Field(None, description="Bell-pair fidelity from probes.")
     measured_success_rate: float | None = Field(None, description="Success rate from probes.")
     bell_pairs_consumed: int = Field(0, description="Bell pairs consumed by jobs so far.")
+    feedforward_latency_microseconds: float | None = Field(
+        None,
+        description="Measured one-way feed-forward latency: half the round trip of timestamped"
+        " messages between the two nodes' agents, plus the declared classical latency.",
+    )
     last_probe_time: str | None = Field(None, description="RFC 3339 time of the last probe.")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import sys
 from pathlib import Path
@@ -23,8 +24,16 @@ class AgentProcess:
         self._drain: asyncio.Task[None] | None = None
 
     @classmethod
-    async def start(cls, node: QuantumNode, key_file: Path, trusted: list[Path]) -> AgentProcess:
-        """Start the agent with its private key file and the operator keys it answers."""
+    async def start(
+        cls,
+        node: QuantumNode,
+        key_file: Path,
+        trusted: list[Path],
+        telemetry_dir: Path | None = None,
+    ) -> AgentProcess:
+        """Start the agent with its private key file and the operator keys it answers;
+        with a telemetry folder, it writes its stats and spans there, as in its pod."""
+        env = {**os.environ, "QORCH_TELEMETRY_DIR": str(telemetry_dir)} if telemetry_dir else None
         manifest = node.model_dump_json(by_alias=True, exclude_none=True)
         trust = [arg for path in trusted for arg in ("--trusted-client-key", str(path))]
         proc = await asyncio.create_subprocess_exec(
@@ -41,6 +50,7 @@ class AgentProcess:
             "--identity-key",
             str(key_file),
             *trust,
+            env=env,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
         )

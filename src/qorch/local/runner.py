@@ -11,12 +11,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from qorch.api import TERMINAL_PHASES, DistributedJob
+from qorch.api import TERMINAL_PHASES, DistributedJob, QuantumNode
 from qorch.api.manifests import ManifestError, load_manifests
 from qorch.channel.identity import Identity
 from qorch.pipeline.job import JobPipeline, PipelineSettings
 from qorch.pipeline.reservations import Reservations
-from qorch.pipeline.resources import calibrate_node, check_link, check_node
+from qorch.pipeline.resources import calibrate_node, check_node, observe_link
+from qorch.telemetry.snapshot import write_metrics_file
+from qorch.telemetry.tracing import configure_tracing, shutdown_tracing
 
 from .agents import AgentProcess
 from .world import LocalWorld, ref
@@ -67,11 +69,81 @@ def _summary(jobs: list[DistributedJob], stream: TextIO) -> None:
             print("  counts: " + ", ".join(f"{k}={v}" for k, v in top), file=stream)
 
 
+class EmbeddedControlPlane:
+    """Agents on loopback for the `aer` nodes, an in-memory store, the shared pipeline."""
+
+    def __init__(self, world: LocalWorld, workdir: Path, progress: Progress) -> None:
+        self.world = world
+        self.workdir = workdir  # keys and agent telemetry; deleted at the end of the run
+        self.progress = progress
+        self.agents: list[AgentProcess] = []
+
+    def telemetry_dir(self, node: QuantumNode) -> Path:
+        return self.workdir / "telemetry" / ".".join(ref(node))
+
+    async def start_agents(self) -> list[str]:
+        """One agent per `aer` node, each with a fresh ML-DSA-65 identity; errors if any."""
+        aer = [n for n in self.world.all_nodes() if n.spec.backend.type == "aer"]
+        self.progress("control-plane", f"starting {len(aer)} QPU agent(s) on loopback")
+        _, operator_pub = self.world.connections.identity.save(self.workdir / "operator")
+        starts = []
+        for node in aer:
+            identity = Identity.generate()
+            key_file, _ = identity.save(self.workdir / ".".join(ref(node)))
+            self.world.node_keys[ref(node)] = identity.public_key
+            starts.append(
+                AgentProcess.start(node, key_file, [operator_pub], self.telemetry_dir(node))
+            )
+        started = await asyncio.gather(*starts, return_exceptions=True)
+        self.agents = [a for a in started if isinstance(a, AgentProcess)]
+        for agent in self.agents:
+            self.world.endpoints[ref(agent.node)] = agent.endpoint
+        return [str(a) for a in started if isinstance(a, BaseException)]
+
+    async def observe(self) -> None:
+        """Health, calibration and links, as the operator's timers would."""
+        world = self.world
+        for node in world.all_nodes():
+            node.status = await check_node(node, world.agent(node), world.endpoint_of(node), 0)
+        reachable = [n for n in world.all_nodes() if n.status.phase != "Unreachable"]
+        calibrated = await asyncio.gather(*(calibrate_node(n, world.agent(n)) for n in reachable))
+        for node, status in zip(reachable, calibrated, strict=True):
+            node.status = status
+        for node in world.all_nodes():
+            cal = node.status.calibration
+            figure = f" calibration fidelity {cal.fidelity:.4f}" if cal and cal.fidelity else ""
+            self.progress(
+                f"qn/{node.metadata.name}",
+                f"{node.status.phase:<10} {world.endpoint_of(node)}{figure}",
+            )
+        for link in world.all_links():
+            nodes = {n.metadata.name: n for n in world.nodes(link.metadata.namespace)}
+            link.status = await observe_link(link, nodes, world.agent)
+            latency = link.status.feedforward_latency_microseconds
+            detail = f" feed-forward {latency:.0f} us (measured)" if latency else ""
+            self.progress(f"qlink/{link.metadata.name}", f"{link.status.phase}{detail}")
+
+    async def run_jobs(self, settings: PipelineSettings) -> list[DistributedJob]:
+        pipeline = JobPipeline(self.world, Reservations(), settings)
+        jobs = sorted(self.world.jobs.values(), key=lambda j: -j.spec.priority)
+        await asyncio.gather(*(_drive(job, pipeline, self.progress) for job in jobs))
+        return jobs
+
+    def write_metrics(self, path: str) -> None:
+        dirs = {ref(a.node): self.telemetry_dir(a.node) for a in self.agents}
+        write_metrics_file(path, dirs)
+
+    async def close(self) -> None:
+        await self.world.close()
+        await asyncio.gather(*(a.stop() for a in self.agents))
+
+
 async def run(
     paths: Sequence[str],
     output: str = "text",
     out: TextIO = sys.stdout,
     settings: PipelineSettings | None = None,
+    metrics_out: str | None = None,
 ) -> int:
     progress = Progress(sys.stderr if output == "json" else out)
     try:
@@ -81,55 +153,24 @@ async def run(
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return EXIT_UNUSABLE
-    operator = Identity.generate()
-    world = LocalWorld(manifests, operator)
-    aer = [n for n in world.all_nodes() if n.spec.backend.type == "aer"]
-    progress("control-plane", f"starting {len(aer)} QPU agent(s) on loopback")
-    # Fresh ML-DSA-65 identities for this run, in files only the agents read.
-    keys = tempfile.TemporaryDirectory(prefix="qorch-keys-")
-    _, operator_pub = operator.save(Path(keys.name) / "operator")
-    starts = []
-    for node in aer:
-        identity = Identity.generate()
-        key_file, _ = identity.save(Path(keys.name) / ".".join(ref(node)))
-        world.node_keys[ref(node)] = identity.public_key
-        starts.append(AgentProcess.start(node, key_file, [operator_pub]))
-    agents = await asyncio.gather(*starts, return_exceptions=True)
-    try:
-        failed = [a for a in agents if isinstance(a, BaseException)]
-        if failed:
-            for error in failed:
-                print(f"error: {error}", file=sys.stderr)
-            return EXIT_UNUSABLE
-        for agent in agents:
-            assert isinstance(agent, AgentProcess)
-            world.endpoints[ref(agent.node)] = agent.endpoint
-        reservations = Reservations()
-        for node in world.all_nodes():
-            endpoint = world.endpoint_of(node)
-            node.status = await check_node(node, world.agent(node), endpoint, 0)
-        reachable = [n for n in world.all_nodes() if n.status.phase != "Unreachable"]
-        calibrated = await asyncio.gather(*(calibrate_node(n, world.agent(n)) for n in reachable))
-        for node, status in zip(reachable, calibrated, strict=True):
-            node.status = status
-        for node in world.all_nodes():
-            cal = node.status.calibration
-            figure = f" calibration fidelity {cal.fidelity:.4f}" if cal and cal.fidelity else ""
-            progress(
-                f"qn/{node.metadata.name}",
-                f"{node.status.phase:<10} {world.endpoint_of(node)}{figure}",
-            )
-        for link in world.all_links():
-            nodes = {n.metadata.name: n for n in world.nodes(link.metadata.namespace)}
-            link.status = check_link(link, nodes)
-            progress(f"qlink/{link.metadata.name}", link.status.phase)
-        pipeline = JobPipeline(world, reservations, settings or PipelineSettings())
-        jobs = sorted(world.jobs.values(), key=lambda j: -j.spec.priority)
-        await asyncio.gather(*(_drive(job, pipeline, progress) for job in jobs))
-    finally:
-        await world.close()
-        await asyncio.gather(*(a.stop() for a in agents if isinstance(a, AgentProcess)))
-        keys.cleanup()
+    configure_tracing("qorch-run")
+    with tempfile.TemporaryDirectory(prefix="qorch-run-") as workdir:
+        plane = EmbeddedControlPlane(
+            LocalWorld(manifests, Identity.generate()), Path(workdir), progress
+        )
+        try:
+            errors = await plane.start_agents()
+            if errors:
+                for error in errors:
+                    print(f"error: {error}", file=sys.stderr)
+                return EXIT_UNUSABLE
+            await plane.observe()
+            jobs = await plane.run_jobs(settings or PipelineSettings())
+            if metrics_out:
+                plane.write_metrics(metrics_out)
+        finally:
+            await plane.close()
+            shutdown_tracing()
     if output == "json":
         items = [job.model_dump(mode="json", by_alias=True, exclude_none=True) for job in jobs]
         json.dump(items, out, indent=2)

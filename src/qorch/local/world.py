@@ -11,6 +11,7 @@ from qorch.api.manifests import Manifests
 from qorch.channel.identity import Identity
 from qorch.pipeline.identity import pinned_key
 from qorch.qpu.transport import AgentClient, AgentConnections
+from qorch.telemetry.instrument import instrument_agent_client
 
 
 @dataclass(frozen=True)
@@ -70,11 +71,12 @@ class LocalWorld:
         return self._config_maps.get((namespace, name), {}).get(key)
 
     def agent(self, node: QuantumNode) -> AgentClient:
-        return self.connections.get(
+        client = self.connections.get(
             node.metadata.name,
             self.endpoint_of(node),
             pinned_key(node, self.node_keys.get(ref(node))),
         )
+        return instrument_agent_client(node.metadata.namespace, node.metadata.name, client)
 
     def event(self, job: DistributedJob, type_: str, reason: str, message: str) -> None:
         self.events.append(

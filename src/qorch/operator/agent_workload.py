@@ -8,6 +8,7 @@ from typing import Any
 
 from qorch.api import QuantumNode
 from qorch.settings import Settings
+from qorch.telemetry.sidecar import add_telemetry_sidecar
 
 # Restricted Pod Security: what every container of ours runs with.
 RESTRICTED_CONTAINER = {
@@ -84,7 +85,7 @@ def build_deployment(node: QuantumNode, settings: Settings) -> dict[str, Any]:
             "runAsUser": 10001,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        # The telemetry sidecar joins this list; it shares only the stats volume, never the
+        # The telemetry sidecar joins below; it shares only the stats volume, never the
         # identity Secret.
         "containers": [agent],
         "volumes": [
@@ -95,6 +96,7 @@ def build_deployment(node: QuantumNode, settings: Settings) -> dict[str, Any]:
             },
         ],
     }
+    add_telemetry_sidecar(pod_spec, node.metadata.name, settings.telemetry_image)
     spec = {
         "replicas": 1,
         "strategy": {"type": "Recreate"},  # one processor, never two copies of it

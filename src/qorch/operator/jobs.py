@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from qorch.api import GROUP, TERMINAL_PHASES, VERSION, DistributedJob
 from qorch.pipeline.job import JobPipeline, reservation_key
+from qorch.telemetry.metrics import METRICS
 
 from . import kube
 from .state import OperatorState, plain
@@ -61,7 +62,9 @@ async def run_job(
 @kopf.on.delete(*DJOB, id="release")
 async def release(name: str, namespace: str | None, uid: str, memo: Any, **_: Any) -> None:
     """The finalizer: a deleted job gives its qubits back."""
-    memo.state.reservations.release(reservation_key(namespace or "", name, uid))
+    key = reservation_key(namespace or "", name, uid)
+    memo.state.reservations.release(key)
+    METRICS.track_job_phase(key, None)
 
 
 @kopf.on.probe(id="jobs-reserved")

@@ -8,10 +8,12 @@ import kopf
 from pydantic import ValidationError
 
 from qorch.api import GROUP, VERSION, EntanglementLink
-from qorch.pipeline.resources import check_link
+from qorch.pipeline.resources import observe_link
 from qorch.settings import Settings
+from qorch.telemetry.instrument import timed_reconcile
 
 from .state import plain
+from .world import agent_client
 
 QLINK = (GROUP, VERSION, "entanglementlinks")
 _SETTINGS = Settings.from_env()
@@ -34,12 +36,20 @@ def index_links(
 
 
 @kopf.timer(*QLINK, id="probe", interval=_SETTINGS.link_check_seconds)  # type: ignore[arg-type]
+@timed_reconcile("EntanglementLink", "probe")
 async def link_probe(
-    body: kopf.Body, namespace: str | None, qnodes: kopf.Index, patch: kopf.Patch, **_: Any
+    body: kopf.Body,
+    namespace: str | None,
+    qnodes: kopf.Index,
+    memo: Any,
+    patch: kopf.Patch,
+    **_: Any,
 ) -> None:
-    """Phase and Ready condition from the state of the two nodes."""
+    """Phase and Ready condition from the two nodes; for an Up link, the feed-forward
+    latency measured between their agents."""
     link = parse(body)
     if link is None:
         return
     nodes = {n.metadata.name: n for n in qnodes.get(namespace, ())}
-    patch.status.update(check_link(link, nodes).wire())
+    status = await observe_link(link, nodes, lambda node: agent_client(memo.state, node))
+    patch.status.update(status.wire())

@@ -12,6 +12,7 @@ from qorch.channel.identity import fingerprint
 from qorch.pipeline.identity import pinned_key
 from qorch.pipeline.resources import calibrate_node, check_node
 from qorch.settings import Settings
+from qorch.telemetry.instrument import timed_reconcile
 
 from . import kube
 from .agent_workload import agent_endpoint, build_deployment, build_service
@@ -40,6 +41,7 @@ def index_nodes(body: kopf.Body, namespace: str | None, **_: Any) -> dict[str | 
 @kopf.on.resume(*QN, id="workload")
 @kopf.on.create(*QN, id="workload")
 @kopf.on.update(*QN, id="workload", field="spec")
+@timed_reconcile("QuantumNode", "workload")
 async def ensure_workload(body: kopf.Body, memo: Any, logger: Any, **_: Any) -> None:
     """An `aer` node gets a Deployment and Service running its QPU agent, owned by the node."""
     node = parse(body)
@@ -58,6 +60,7 @@ async def ensure_workload(body: kopf.Body, memo: Any, logger: Any, **_: Any) -> 
 
 
 @kopf.timer(*QN, id="health", interval=_SETTINGS.node_check_seconds)
+@timed_reconcile("QuantumNode", "health")
 async def node_health(body: kopf.Body, name: str, memo: Any, patch: kopf.Patch, **_: Any) -> None:
     """Ask the agent for its health; phase, Ready condition and heartbeat follow."""
     node = parse(body)
@@ -76,6 +79,7 @@ async def node_health(body: kopf.Body, name: str, memo: Any, patch: kopf.Patch, 
 
 
 @kopf.timer(*QN, id="calibrate", interval=_SETTINGS.calibration_seconds, initial_delay=2.0)
+@timed_reconcile("QuantumNode", "calibrate")
 async def calibrate(body: kopf.Body, memo: Any, patch: kopf.Patch, **_: Any) -> None:
     """The agent measures the node's error rates; above spec.safety.maxErrorRate the node
     turns Degraded and gets no new placements."""

@@ -14,6 +14,8 @@ from qorch.pipeline.job import PipelineSettings
 from qorch.qpu.transport import AgentConnections
 from qorch.sanitizer import SanitizerPolicyFile, load_policy
 from qorch.settings import Settings
+from qorch.telemetry.metrics import start_metrics_server
+from qorch.telemetry.tracing import configure_tracing, shutdown_tracing
 
 from . import kube
 from .identity import operator_identity
@@ -53,9 +55,11 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.persistence.finalizer = "qorch.dev/finalizer"
     settings.posting.level = logging.WARNING  # only warnings become Events; ours are explicit
     kube.load_credentials()
+    configure_tracing("qorch-operator")
     qorch = Settings.from_env()
     identity = await operator_identity(qorch)
     log.info("operator identity %s", identity.fingerprint)
+    memo.metrics_server = start_metrics_server(qorch.metrics_port)
     memo.state = OperatorState(
         settings=qorch,
         agents=AgentConnections(identity),
@@ -73,3 +77,6 @@ async def close_connections(memo: kopf.Memo, **_: Any) -> None:
     state: OperatorState | None = memo.get("state")
     if state is not None:
         await state.agents.close()
+    if memo.get("metrics_server") is not None:
+        memo.metrics_server.close()
+    shutdown_tracing()

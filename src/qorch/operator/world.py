@@ -10,6 +10,7 @@ import kopf
 from qorch.api import DistributedJob, EntanglementLink, QuantumNode
 from qorch.pipeline.identity import pinned_key
 from qorch.qpu.transport import AgentClient
+from qorch.telemetry.instrument import instrument_agent_client
 
 from . import kube
 from .agent_workload import agent_endpoint
@@ -18,10 +19,13 @@ from .state import OperatorState
 
 def agent_client(state: OperatorState, node: QuantumNode) -> AgentClient:
     """The channel to the node's agent, pinned to its spec key or its Secret's key."""
-    managed = state.node_keys.get((node.metadata.namespace, node.metadata.name))
-    return state.agents.get(
-        node.metadata.name, agent_endpoint(node, state.settings), pinned_key(node, managed)
+    ns, name = node.metadata.namespace, node.metadata.name
+    client = state.agents.get(
+        name,
+        agent_endpoint(node, state.settings),
+        pinned_key(node, state.node_keys.get((ns, name))),
     )
+    return instrument_agent_client(ns, name, client)
 
 
 def _values(index: Mapping[Any, Any], namespace: str) -> list[Any]:

@@ -31,7 +31,9 @@ from qorch.planner.single import rank_single
 from qorch.qpu.circuits import encode_circuit
 from qorch.qpu.transport import TIMEOUT, AgentError
 from qorch.sanitizer import SanitizerPolicy, SanitizerPolicyFile, TargetTiming, sanitize
+from qorch.telemetry.instrument import instrument_step
 from qorch.telemetry.metrics import JOBS_FINISHED, SANITIZER_REJECTIONS
+from qorch.telemetry.tracing import step_span
 
 from .authorization import AuthorizationPolicy, authorize
 from .ports import World
@@ -86,6 +88,7 @@ class JobPipeline:
         self.settings = settings or PipelineSettings()
         self._circuits: dict[str, tuple[int, QuantumCircuit]] = {}
 
+    @instrument_step
     async def step(self, job: DistributedJob) -> StepResult:
         phase = job.status.phase
         if phase in TERMINAL_PHASES:
@@ -194,12 +197,13 @@ class JobPipeline:
             self._cond(job, status, R.SANITIZED, "False", R.CIRCUIT_UNAVAILABLE, msg)
             return self._finish(job, status, "Rejected", R.CIRCUIT_UNAVAILABLE, msg)
         started = time.perf_counter()
-        result = sanitize(
-            source,
-            self._policy(job),
-            shots=job.spec.shots,
-            timing=self._timing(self._candidates(job)),
-        )
+        with step_span("sanitize"):
+            result = sanitize(
+                source,
+                self._policy(job),
+                shots=job.spec.shots,
+                timing=self._timing(self._candidates(job)),
+            )
         status.timings.sanitize_seconds = round(time.perf_counter() - started, 6)
         status.sanitizer = SanitizerStatus.model_validate(result.report.to_status())
         denied = [v for v in result.report.violations if v.severity == "deny"]
@@ -213,7 +217,8 @@ class JobPipeline:
         self._circuits[job_key(job)] = (job.metadata.generation, result.circuit)
         warnings = len(result.report.violations)
         self._cond(job, status, R.SANITIZED, "True", R.POLICY_PASSED, f"{warnings} warning(s)")
-        decision = authorize(job, self.settings.authorization)
+        with step_span("authorize"):
+            decision = authorize(job, self.settings.authorization)
         if not decision.allowed:
             self._cond(job, status, R.AUTHORIZED, "False", decision.reason, decision.message)
             return self._finish(job, status, "Rejected", decision.reason, decision.message)
@@ -353,12 +358,13 @@ class JobPipeline:
             if all(isinstance(o, AgentError) and o.code == TIMEOUT for o in errors):
                 return self._finish(job, status, "Failed", R.TIMED_OUT, msg)
             return self._finish(job, status, "Failed", R.NODE_FAILED, msg)
-        counts: dict[str, int] = {}
-        for outcome in outcomes:
-            assert isinstance(outcome, dict)
-            for key, n in outcome["counts"].items():
-                counts[key] = counts.get(key, 0) + int(n)
-        verification = verify_counts(circuit, counts, plan.estimated_fidelity)
+        with step_span("aggregate"):
+            counts: dict[str, int] = {}
+            for outcome in outcomes:
+                assert isinstance(outcome, dict)
+                for key, n in outcome["counts"].items():
+                    counts[key] = counts.get(key, 0) + int(n)
+            verification = verify_counts(circuit, counts, plan.estimated_fidelity)
         status.result = JobResult(counts=counts, verification=verification)
         self._record_verification(job, status)
         self._cond(job, status, R.DISPATCHED, "True", R.PROGRAMS_DONE, "all programs returned")

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from qorch.api import EntanglementLink, QuantumNode
 from qorch.api import reasons as R
 from qorch.api.base import ConditionStatus, get_condition, now_rfc3339, set_condition
 from qorch.api.entanglement_link import EntanglementLinkStatus
 from qorch.api.quantum_node import Calibration, QuantumNodeStatus
 from qorch.qpu.transport import TIMEOUT, UNREACHABLE, AgentClient, AgentError
+from qorch.telemetry.feedforward import probe_link_feedforward
+from qorch.telemetry.instrument import observed_link_check, observed_node_check
 
 HEALTH_TIMEOUT_SECONDS = 5.0
 CALIBRATION_TIMEOUT_SECONDS = 120.0
@@ -39,6 +43,7 @@ def _summarize(node: QuantumNode, status: QuantumNodeStatus) -> QuantumNodeStatu
     return status
 
 
+@observed_node_check
 async def check_node(
     node: QuantumNode, client: AgentClient, endpoint: str, allocated: int
 ) -> QuantumNodeStatus:
@@ -74,6 +79,7 @@ async def check_node(
     return _summarize(node, status)
 
 
+@observed_node_check
 async def calibrate_node(node: QuantumNode, client: AgentClient) -> QuantumNodeStatus:
     """Have the agent run its calibration circuits; figures and the safety verdict land in
     the status."""
@@ -108,6 +114,7 @@ async def calibrate_node(node: QuantumNode, client: AgentClient) -> QuantumNodeS
     return _summarize(node, status)
 
 
+@observed_link_check
 def check_link(link: EntanglementLink, nodes: dict[str, QuantumNode]) -> EntanglementLinkStatus:
     """A link is Up when both of its nodes exist and are Ready."""
     status = link.status.model_copy(deep=True)
@@ -132,4 +139,19 @@ def check_link(link: EntanglementLink, nodes: dict[str, QuantumNode]) -> Entangl
         status.conditions = set_condition(
             status.conditions, R.READY, "True", R.NODES_READY, "both nodes are Ready", gen
         )
+    return status
+
+
+async def observe_link(
+    link: EntanglementLink,
+    nodes: dict[str, QuantumNode],
+    agent_for: Callable[[QuantumNode], AgentClient],
+) -> EntanglementLinkStatus:
+    """check_link, and for an Up link the feed-forward latency measured between its agents."""
+    status = check_link(link, nodes)
+    if status.phase == "Up":
+        a, b = (nodes[name] for name in link.spec.nodes)
+        measured = await probe_link_feedforward(link, agent_for(a), agent_for(b))
+        if measured is not None:
+            status.feedforward_latency_microseconds = round(measured.feedforward_microseconds, 3)
     return status

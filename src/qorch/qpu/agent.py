@@ -14,6 +14,9 @@ from qorch.api.quantum_node import QuantumNode
 from qorch.channel.http import ChannelServer
 from qorch.channel.identity import Identity
 
+from qorch.telemetry.agent import AgentTelemetry
+from qorch.telemetry.feedforward import echo_reply
+
 from .calibration import SHOTS as CALIBRATION_SHOTS
 from .calibration import calibration_circuits, figures
 from .circuits import decode_circuit
@@ -36,6 +39,7 @@ class QpuAgent:
         self.programs_run = 0
         self._qpu = asyncio.Lock()
         self._results: OrderedDict[str, asyncio.Task[dict[str, Any]]] = OrderedDict()
+        self.telemetry = AgentTelemetry.from_env(node)
 
     async def handle(self, op: str, payload: dict[str, Any]) -> dict[str, Any]:
         if op == "health":
@@ -44,6 +48,8 @@ class QpuAgent:
             return await self.run(payload)
         if op == "calibrate":
             return await self.calibrate()
+        if op == "echo":  # feed-forward latency probes between linked nodes
+            return echo_reply(payload)
         raise AgentError("UnknownOperation", f"unknown operation {op!r}")
 
     def health(self) -> dict[str, Any]:
@@ -74,6 +80,12 @@ class QpuAgent:
                 )
                 counts[name] = execution.counts
         result = figures(counts, self.node.spec.qubits)
+        self.telemetry.set_calibration(
+            fidelity=result.fidelity,
+            singleQubitError=result.single_qubit_error,
+            twoQubitError=result.two_qubit_error,
+            readoutError=result.readout_error,
+        )
         return {
             "node": self.node.metadata.name,
             "readoutError": result.readout_error,
@@ -114,9 +126,16 @@ class QpuAgent:
             except ProgramRejected as exc:
                 raise AgentError("ProgramRejected", str(exc)) from exc
             except Exception as exc:
-                log.exception("program %s failed", program_id)
+                # The type only: an error's text may quote the circuit.
+                log.warning("program %s failed: %s", program_id, type(exc).__name__)
+                self.telemetry.program_failed()
                 raise AgentError("ExecutionFailed", str(exc)) from exc
         self.programs_run += 1
+        self.telemetry.program_finished(
+            shots=shots,
+            transpile_seconds=execution.transpile_seconds,
+            simulate_seconds=execution.simulate_seconds,
+        )
         return {
             "programId": program_id,
             "node": self.node.metadata.name,
@@ -131,7 +150,8 @@ def build_app(agent: QpuAgent, identity: Identity, trusted: list[bytes]) -> web.
     """Programs and results only over the authenticated channel; /healthz says nothing more
     than that the process is up, for the kubelet's probes."""
     app = web.Application()
-    ChannelServer(identity, trusted, agent.handle).add_routes(app)
+    server = ChannelServer(identity, trusted, agent.telemetry.traced(agent.handle))
+    agent.telemetry.attach(server).add_routes(app)
 
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"ok": True})
@@ -146,7 +166,9 @@ async def serve(
     """Serve until cancelled; prints the bound URL so a launcher can find a port-0 agent."""
     if not trusted:
         raise ValueError("no trusted operator key: the agent would answer nobody")
-    runner = web.AppRunner(build_app(QpuAgent(node), identity, trusted), access_log=None)
+    agent = QpuAgent(node)
+    agent.telemetry.configure_tracing()  # here, not in QpuAgent: in-process agents keep theirs
+    runner = web.AppRunner(build_app(agent, identity, trusted), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
