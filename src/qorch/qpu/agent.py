@@ -13,7 +13,6 @@ from aiohttp import web
 from qorch.api.quantum_node import QuantumNode
 from qorch.channel.http import ChannelServer
 from qorch.channel.identity import Identity
-
 from qorch.telemetry.agent import AgentTelemetry
 from qorch.telemetry.feedforward import echo_reply
 
