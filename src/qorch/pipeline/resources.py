@@ -9,9 +9,11 @@ from qorch.api import reasons as R
 from qorch.api.base import ConditionStatus, get_condition, now_rfc3339, set_condition
 from qorch.api.entanglement_link import EntanglementLinkStatus
 from qorch.api.quantum_node import Calibration, QuantumNodeStatus
+from qorch.qpu.link_probe import expected_fidelity
 from qorch.qpu.transport import TIMEOUT, UNREACHABLE, AgentClient, AgentError
 from qorch.telemetry.feedforward import probe_link_feedforward
-from qorch.telemetry.instrument import observed_link_check, observed_node_check
+from qorch.telemetry.instrument import observed_node_check, record_link
+from qorch.telemetry.metrics import METRICS
 
 HEALTH_TIMEOUT_SECONDS = 5.0
 CALIBRATION_TIMEOUT_SECONDS = 120.0
@@ -114,7 +116,6 @@ async def calibrate_node(node: QuantumNode, client: AgentClient) -> QuantumNodeS
     return _summarize(node, status)
 
 
-@observed_link_check
 def check_link(link: EntanglementLink, nodes: dict[str, QuantumNode]) -> EntanglementLinkStatus:
     """A link is Up when both of its nodes exist and are Ready."""
     status = link.status.model_copy(deep=True)
@@ -142,16 +143,61 @@ def check_link(link: EntanglementLink, nodes: dict[str, QuantumNode]) -> Entangl
     return status
 
 
+PROBE_PAIRS = 1000
+PROBE_TIMEOUT_SECONDS = 60.0
+
+
 async def observe_link(
     link: EntanglementLink,
     nodes: dict[str, QuantumNode],
     agent_for: Callable[[QuantumNode], AgentClient],
 ) -> EntanglementLinkStatus:
-    """check_link, and for an Up link the feed-forward latency measured between its agents."""
+    """check_link; for a link whose nodes are Ready, the feed-forward latency measured
+    between their agents and a probe of its Bell pairs. A link that delivers pairs below
+    the fidelity jobs were planned with (beyond three standard errors) turns Degraded."""
     status = check_link(link, nodes)
     if status.phase == "Up":
         a, b = (nodes[name] for name in link.spec.nodes)
         measured = await probe_link_feedforward(link, agent_for(a), agent_for(b))
         if measured is not None:
             status.feedforward_latency_microseconds = round(measured.feedforward_microseconds, 3)
+        await _probe_pairs(link, status, a, b, agent_for(a))
+    record_link(link, status, nodes)
     return status
+
+
+async def _probe_pairs(
+    link: EntanglementLink,
+    status: EntanglementLinkStatus,
+    a: QuantumNode,
+    b: QuantumNode,
+    client: AgentClient,
+) -> None:
+    readout = (a.spec.noise.readout_error or 0.0, b.spec.noise.readout_error or 0.0)
+    payload = {
+        "fidelity": link.spec.fidelity,
+        "successProbability": link.spec.success_probability,
+        "generationRateHz": link.spec.generation_rate_hz,
+        "pairs": PROBE_PAIRS,
+        "readoutErrors": list(readout),
+    }
+    try:
+        result = await client.call("probe_link", payload, timeout=PROBE_TIMEOUT_SECONDS)
+    except AgentError:
+        return  # the node checks report the agent; the link keeps its last figures
+    ns, name, gen = link.metadata.namespace, link.metadata.name, link.metadata.generation
+    METRICS.record_entanglement_attempts(ns, name, result["attempts"], result["successes"])
+    METRICS.observe_entanglement_latency(ns, name, result["meanGenerationSeconds"])
+    status.measured_fidelity = result["measuredFidelity"]
+    status.measured_success_rate = round(result["successes"] / result["attempts"], 6)
+    status.last_probe_time = now_rfc3339()
+    floor = expected_fidelity(link.spec.fidelity, readout) - 3 * result["fidelityStdError"]
+    if status.measured_fidelity < floor:
+        status.phase = "Degraded"
+        msg = (
+            f"measured Bell-pair fidelity {status.measured_fidelity:.4f} is below"
+            f" {floor:.4f}, what fidelity {link.spec.fidelity} allows for"
+        )
+        status.conditions = set_condition(
+            status.conditions, R.READY, "False", R.FIDELITY_BELOW_SPEC, msg, gen
+        )

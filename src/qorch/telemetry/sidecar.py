@@ -250,19 +250,10 @@ def _le(value: float) -> str:
 # -- spans ----------------------------------------------------------------------------------
 
 
-class SpanForwarder:
-    """Moves the agent's spooled spans to an exporter (or discards them without one)."""
+class SpanCounters:
+    """The span forwarding counters; one set per registry, shared by its forwarders."""
 
-    def __init__(
-        self,
-        folder: str | Path,
-        exporter: Any | None,
-        labels: tuple[str, str],
-        registry: CollectorRegistry | None = None,
-    ) -> None:
-        self.folder = Path(folder)
-        self.exporter = exporter
-        self.labels = labels
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.forwarded = Counter(
             "qorch_sidecar_spans_forwarded_total",
             "Spans the sidecar forwarded to the OTLP endpoint.",
@@ -281,6 +272,26 @@ class SpanForwarder:
             LABELS,
             registry=registry,
         )
+
+
+class SpanForwarder:
+    """Moves the agent's spooled spans to an exporter (or discards them without one)."""
+
+    def __init__(
+        self,
+        folder: str | Path,
+        exporter: Any | None,
+        labels: tuple[str, str],
+        registry: CollectorRegistry | None = None,
+        counters: SpanCounters | None = None,
+    ) -> None:
+        self.folder = Path(folder)
+        self.exporter = exporter
+        self.labels = labels
+        counters = counters or SpanCounters(registry)
+        self.forwarded = counters.forwarded
+        self.discarded = counters.discarded
+        self.failures = counters.failures
         for counter in (self.forwarded, self.discarded, self.failures):
             counter.labels(*labels)
 

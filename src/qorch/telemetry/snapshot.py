@@ -16,7 +16,8 @@ from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
-from .sidecar import AgentStatsCollector
+from .sidecar import SPANS_DIR, AgentStatsCollector, SpanCounters, SpanForwarder
+from .tracing import otlp_exporter
 
 
 class _Registry(Collector):
@@ -31,11 +32,24 @@ def run_exposition(
     agent_stats_dirs: Mapping[tuple[str, str], str | Path],
     registry: CollectorRegistry = REGISTRY,
 ) -> bytes:
-    """The pipeline's metrics and the agents' (by (namespace, node) -> stats folder)."""
+    """The pipeline's metrics and the agents' (by (namespace, node) -> stats folder).
+
+    As each node's sidecar would, it first forwards the agents' spooled spans: to the OTLP
+    endpoint when one is configured, else they are discarded (and counted).
+    """
     combined = CollectorRegistry(auto_describe=False)
     combined.register(_Registry(registry))
     if agent_stats_dirs:
         combined.register(AgentStatsCollector(agent_stats_dirs))
+        sidecars = CollectorRegistry()
+        counters = SpanCounters(sidecars)
+        exporter = otlp_exporter()
+        for (namespace, node), folder in agent_stats_dirs.items():
+            labels = (namespace, node)
+            SpanForwarder(
+                Path(folder) / SPANS_DIR, exporter, labels, counters=counters
+            ).forward_once()
+        combined.register(_Registry(sidecars))
     return generate_latest(combined)
 
 

@@ -33,11 +33,12 @@ class MidCircuitOperations:
 def _followed(dag: DAGCircuit, node: DAGOpNode) -> bool:
     frontier = [node]
     while frontier:
-        for succ in dag.successors(frontier.pop()):
-            if isinstance(succ, DAGOpNode):
-                if succ.name != "barrier":
-                    return True
-                frontier.append(succ)
+        # Operations only: a final measurement's successors are output nodes, which need not
+        # become Python objects to be passed over.
+        for succ in dag.op_successors(frontier.pop()):
+            if succ.name != "barrier":
+                return True
+            frontier.append(succ)
     return False
 
 

@@ -1,0 +1,67 @@
+"""`qorch run --metrics-out`: a user without a cluster sees the signals the dashboards show."""
+
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from tests.support import REPO
+from tests.unit.telemetry.test_dashboards_and_rules import (
+    dashboard_queries,
+    metric_names,
+    recorded,
+    rules,
+)
+
+SIGNALS = {
+    "job success": "qorch_jobs_finished_total",
+    "fidelity": "qorch_job_fidelity_ratio_sum",
+    "feedforward latency": "qorch_feedforward_latency_seconds_sum",
+    "entanglement success": "qorch_entanglement_successes_total",
+}
+
+
+@pytest.fixture(scope="module")
+def exposition(tmp_path_factory: pytest.TempPathFactory) -> str:
+    out = tmp_path_factory.mktemp("metrics") / "m.txt"
+    proc = subprocess.run(
+        [sys.executable, "-m", "qorch", "run", "examples/quickstart", "--metrics-out", str(out)],
+        capture_output=True, text=True, timeout=300, cwd=REPO,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return out.read_text()
+
+
+def samples(text: str, name: str) -> list[float]:
+    pattern = re.compile(rf"^{re.escape(name)}(\{{[^}}]*\}})? (\S+)$", re.MULTILINE)
+    return [float(m.group(2)) for m in pattern.finditer(text)]
+
+
+@pytest.mark.parametrize("signal", SIGNALS)
+def test_the_quickstart_exports_non_zero_samples(exposition, signal):
+    values = samples(exposition, SIGNALS[signal])
+    assert values and any(v > 0 for v in values), f"{signal}: {values}"
+
+
+def test_every_metric_of_the_dashboards_and_alerts_is_in_the_output(exposition):
+    declared = set(re.findall(r"^# TYPE (\S+) (\w+)", exposition, re.MULTILINE))
+    names = set()
+    for name, kind in declared:
+        suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"]}
+        names.update(name + s for s in suffixes.get(kind, [""]))
+        names.add(name)
+    wanted = {n for _, _, expr in dashboard_queries() for n in metric_names(expr)}
+    wanted |= {n for r in rules() for n in metric_names(r["expr"])}
+    missing = sorted(wanted - names - recorded())
+    assert not missing, f"named in dashboards or alerts but not exported: {missing}"
+
+
+def test_promtool_accepts_the_exposition(exposition, tmp_path):
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool missing: apt-get install prometheus")
+    proc = subprocess.run([promtool, "check", "metrics"], input=exposition, text=True,
+                          capture_output=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

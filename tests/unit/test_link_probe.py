@@ -1,0 +1,23 @@
+"""Link probes: heralded generation and two-basis fidelity estimates of Werner pairs."""
+
+import pytest
+
+from qorch.qpu.link_probe import expected_fidelity, probe
+
+
+@pytest.mark.parametrize("fidelity", [0.99, 0.9, 0.7])
+def test_measured_fidelity_matches_the_link_within_its_standard_error(fidelity):
+    readout = (0.01, 0.02)
+    result = probe(fidelity, 0.3, 10_000, 4000, readout, seed=7)
+    expected = expected_fidelity(fidelity, readout)
+    assert abs(result.measured_fidelity - expected) < 4 * result.fidelity_std_error
+
+
+def test_success_rate_and_generation_latency_follow_the_heralding_model():
+    result = probe(0.95, 0.25, 1000, 4000, seed=3)
+    assert result.success_rate == pytest.approx(0.25, rel=0.05)
+    assert result.mean_generation_seconds == pytest.approx(4 / 1000, rel=0.05)
+
+
+def test_readout_errors_lower_what_a_healthy_link_shows():
+    assert expected_fidelity(0.95, (0.05, 0.05)) < expected_fidelity(0.95, (0.0, 0.0)) == 0.95
