@@ -85,7 +85,7 @@ def without_measurements(circuit: QuantumCircuit) -> QuantumCircuit:
     """
     stripped = circuit.remove_final_measurements(inplace=False)
     if any(inst.operation.name == "measure" for inst in stripped.data):
-        raise ValueError("the circuit measures mid-circuit; expectation values need a unitary")
+        raise ValueError("the circuit measures mid-circuit; expectation values need unitaries")
     if has_control_flow(stripped):
-        raise ValueError("the circuit has classical control flow; expectation values need a unitary")
+        raise ValueError("the circuit has classical feed-forward; expectation values need none")
     return stripped

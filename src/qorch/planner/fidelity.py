@@ -75,3 +75,59 @@ def bell_pair_survival(fidelity: float, pairs: int) -> float:
     target side, Z through the disentangling measurement onto the control).
     """
     return fidelity**pairs
+
+
+#: Work the noise model charges nothing for: frame changes, markers, and bookkeeping.
+_FREE = frozenset({"rz", "p", "u1", "id", "barrier", "delay", "reset", "initialize"})
+
+
+def noisy_profile(circuit: QuantumCircuit, qubits: set[int] | None = None) -> GateProfile:
+    """The work that carries error in the Aer noise model: gates that are not frame changes
+    (`rz` is virtual) and measurements, inside feed-forward blocks too; optionally only the
+    instructions confined to `qubits`. Count it on the circuit as the node runs it (in its
+    basis) so that strategies compare on equal terms.
+    """
+    counts = [0, 0, 0]
+
+    def confined(indices: list[int]) -> bool:
+        return qubits is None or all(q in qubits for q in indices)
+
+    def walk(block: QuantumCircuit, outer: list[int]) -> None:
+        for inst in block.data:
+            indices = [outer[block.find_bit(q).index] for q in inst.qubits]
+            blocks = getattr(inst.operation, "blocks", None)
+            if blocks:
+                for body in blocks:
+                    walk(body, indices)
+                continue
+            if inst.operation.name in _FREE or not confined(indices):
+                continue
+            if inst.operation.name == "measure":
+                counts[2] += 1
+            else:
+                counts[0 if len(indices) == 1 else 1] += 1
+
+    walk(circuit, list(range(circuit.num_qubits)))
+
+    def counted(inst: object) -> bool:
+        op, bits = inst.operation, inst.qubits  # type: ignore[attr-defined]
+        return op.name not in _FREE and confined([circuit.find_bit(q).index for q in bits])
+
+    return GateProfile(counts[0], counts[1], counts[2], circuit.depth(counted))
+
+
+def fidelity_factors(profile: GateProfile, noise: NoiseSpec) -> dict[str, float]:
+    """`estimate_fidelity` split by source of error; the factors multiply to its value."""
+    factors = {
+        "one-qubit gates": (1 - (noise.single_qubit_error or 0)) ** profile.one_qubit,
+        "two-qubit gates": (1 - (noise.two_qubit_error or 0)) ** profile.two_qubit,
+        "readout": (1 - (noise.readout_error or 0)) ** profile.measurements,
+    }
+    t2 = dephasing_time_us(noise)
+    if t2:
+        layer_ns = max(
+            noise.two_qubit_gate_nanoseconds or 0, noise.single_qubit_gate_nanoseconds or 0
+        )
+        duration_us = (profile.depth * layer_ns + (noise.measure_nanoseconds or 0)) / 1e3
+        factors["decoherence"] = math.exp(-duration_us / t2)
+    return factors

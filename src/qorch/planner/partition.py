@@ -14,7 +14,8 @@ a handful of nodes) a multi-start heuristic built on networkx is fast and close 
 2. Starting points are qubit orderings cut into contiguous chunks of node capacity, along a
    path of linked nodes: the circuit's own order (good for chains and nearest-neighbour
    circuits), the spectral ordering of the interaction graph (Fiedler vector of its
-   networkx Laplacian: strongly interacting qubits end up close), and Louvain communities (dense clusters kept together).
+   networkx Laplacian: strongly interacting qubits end up close), and Louvain communities
+   (dense clusters kept together).
 3. Refinement: Kernighan-Lin bisection (networkx) between every linked pair of nodes, which
    swaps qubits and so never breaks a capacity, followed by single-qubit moves into spare
    capacity that lower the cost (KL cannot resize parts). Both are accepted only when the cost
@@ -122,14 +123,17 @@ class _Problem:
         return order
 
     def fill(self, ordering: Sequence[int]) -> list[int]:
+        """Contiguous chunks of `ordering`, each node filled before the next; every node gets
+        at least one qubit, since the node set is the smallest that holds the circuit."""
         part = [0] * self.width
-        nodes = iter(self.node_path())
-        node, used = next(nodes), 0
-        for qubit in ordering:
-            while used >= self.capacity[node]:
-                node, used = next(nodes), 0
-            part[qubit] = node
-            used += 1
+        path = self.node_path()
+        start = 0
+        for step, node in enumerate(path):
+            later = len(path) - step - 1
+            size = max(1, min(self.capacity[node], self.width - start - later))
+            for qubit in ordering[start : start + size]:
+                part[qubit] = node
+            start += size
         return part
 
     def spectral_order(self) -> list[int]:
@@ -143,7 +147,7 @@ class _Problem:
         laplacian = nx.laplacian_matrix(self.graph, nodelist=nodelist, weight="weight")
         _, vectors = np.linalg.eigh(laplacian.toarray().astype(float))
         fiedler = np.round(vectors[:, 1], 9)
-        return [int(q) for q in np.lexsort((nodelist, fiedler))]
+        return [int(q) for q in np.lexsort((np.asarray(nodelist), fiedler))]
 
     def orderings(self) -> list[list[int]]:
         found = [list(range(self.width))]
@@ -186,6 +190,8 @@ class _Problem:
         improved = False
         load = Counter(part)
         for qubit in range(self.width):
+            if load[part[qubit]] <= 1:
+                continue  # never empty a node: the node set was chosen as the smallest that fits
             best, best_to = -1e-9, None
             for to in range(len(self.group)):
                 if to == part[qubit] or load[to] >= self.capacity[to]:

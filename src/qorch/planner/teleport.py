@@ -26,29 +26,32 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from qiskit import ClassicalRegister, QuantumCircuit, QuantumRegister
-from qiskit.circuit import ControlFlowOp, Qubit
+from qiskit.circuit import Qubit
 from qiskit.circuit.library import IGate
 from qiskit.transpiler.exceptions import TranspilerError
 
-from qorch.qpu.composite_noise import BellPairNoise, CompositeNoise, IdleNoise
+from qorch.api.quantum_node import NoiseSpec
+from qorch.qpu.composite_noise import (
+    FEED_FORWARD_REGISTER,
+    BellPairNoise,
+    CompositeNoise,
+    IdleNoise,
+)
 from qorch.qpu.noise import TWO_QUBIT_GATES
 
 from .circuits import NON_GATES, REMOTE_GATES, for_distribution, has_control_flow, translate
 from .estimate import FidelityEstimate
-from .fidelity import GateProfile, bell_pair_survival, estimate_fidelity, idle_survival
+from .fidelity import bell_pair_survival, fidelity_factors, idle_survival, noisy_profile
 from .model import LinkSlot, NodeSlot
 from .network import LinkIndex
 from .partition import Partition
 
 COMM_REGISTER = "qorch_comm"
-FEED_FORWARD_REGISTER = "qorch_ff"
 BELL_STATE = [1 / math.sqrt(2), 0, 0, 1 / math.sqrt(2)]
 CO_SIMULATION_NOTE = (
     "Nodes joined by entanglement share quantum state, so this program is one circuit"
     " co-simulated by a single agent with the composed noise model of its nodes and links."
 )
-#: Instructions that are neither noisy work nor part of the ideal circuit's cost.
-_NOT_WORK = frozenset({*NON_GATES, "id"}) - {"measure"}
 
 
 @dataclass(frozen=True)
@@ -178,6 +181,9 @@ class _Builder:
     def _index(self, qubit: Qubit) -> int:
         return self.program.find_bit(qubit).index
 
+    def _noise(self, qubit: Qubit) -> NoiseSpec:
+        return self.slots[self.owner[self._index(qubit)]].noise
+
     def _marker(self, link: LinkSlot) -> int:
         return self.marker_ids.setdefault(link.name, len(self.marker_ids))
 
@@ -190,7 +196,7 @@ class _Builder:
         waiting = [q for n in nodes for q in self.node_qubits.get(n, [])]
         if extra is not None:
             waiting.append(extra)
-        waiting = [q for q in waiting if self.slots[self.owner[self._index(q)]].noise.t1_microseconds]
+        waiting = [q for q in waiting if self._noise(q).t1_microseconds]
         if not waiting:
             return
         label = f"qorch_idle_{self._marker(link)}"
@@ -231,39 +237,63 @@ class _Builder:
             p.z(control)
 
 
-def _node_profiles(program: QuantumCircuit, owner: list[str]) -> dict[str, GateProfile]:
-    """The noisy work each node does in the program (conditional corrections counted once)."""
-    counts: dict[str, list[int]] = {n: [0, 0, 0] for n in set(owner)}
+def _noise_description(
+    builder: _Builder,
+    basis: list[str],
+    used: Sequence[NodeSlot],
+    link_by_name: Mapping[str, LinkSlot],
+) -> CompositeNoise:
+    """What the agent needs to rebuild the program's noise: nodes per qubit, link markers."""
+    return CompositeNoise(
+        basis_gates=basis,
+        nodes={n.name: n.noise for n in used},
+        qubit_owner=builder.owner,
+        bell_pairs=[
+            BellPairNoise(
+                label=f"qorch_bell_{builder.marker_ids[name]}",
+                link=name,
+                fidelity=link_by_name[name].fidelity,
+                qubits=sorted(qubits),
+            )
+            for name, qubits in builder.bell_qubits.items()
+        ],
+        idle=[
+            IdleNoise(
+                label=f"qorch_idle_{builder.marker_ids[name]}",
+                link=name,
+                microseconds=link_by_name[name].classical_latency_us,
+                qubits=sorted(qubits),
+            )
+            for name, qubits in builder.idle_qubits.items()
+        ],
+    )
 
-    def walk(block: QuantumCircuit, outer: list[int]) -> None:
-        for inst in block.data:
-            op = inst.operation
-            qubits = [outer[block.find_bit(q).index] for q in inst.qubits]
-            if isinstance(op, ControlFlowOp):
-                for body in op.blocks:
-                    walk(body, qubits)
-                continue
-            if op.name in _NOT_WORK:
-                continue
-            node = owner[qubits[0]]
-            if op.name == "measure":
-                counts[node][2] += 1
-            elif len(qubits) == 1:
-                counts[node][0] += 1
-            else:
-                counts[node][1] += 1
 
-    walk(program, list(range(program.num_qubits)))
-    profiles = {}
-    for node, (one, two, meas) in counts.items():
-
-        def local(inst: Any, node: str = node) -> bool:
-            if inst.operation.name in _NOT_WORK:
-                return False
-            return all(owner[program.find_bit(q).index] == node for q in inst.qubits)
-
-        profiles[node] = GateProfile(one, two, meas, program.depth(local))
-    return profiles
+def _estimate(
+    program: QuantumCircuit,
+    builder: _Builder,
+    slots: Mapping[str, NodeSlot],
+    link_by_name: Mapping[str, LinkSlot],
+) -> FidelityEstimate:
+    """Each node's own work, then F per Bell pair, then idling per feed-forward message."""
+    factors: dict[str, float] = {}
+    for node in sorted(set(builder.owner)):
+        mine = {q for q, n in enumerate(builder.owner) if n == node}
+        for kind, f in fidelity_factors(noisy_profile(program, mine), slots[node].noise).items():
+            if f < 1:
+                factors[f"{kind} on {node}"] = f
+    for name, count in sorted(builder.pairs.items()):
+        f = link_by_name[name].fidelity
+        if f < 1:
+            factors[f"{count} Bell pair(s) over {name} at F={f:g}"] = bell_pair_survival(f, count)
+    for (name, node), waits in sorted(builder.messages.items()):
+        latency = link_by_name[name].classical_latency_us
+        survival = idle_survival(slots[node].noise, latency) ** waits
+        if survival < 1:
+            factors[f"feed-forward waits on {node} ({waits} x {latency:g} us over {name})"] = (
+                survival
+            )
+    return FidelityEstimate(factors)
 
 
 def compile_teleport(
@@ -300,45 +330,8 @@ def compile_teleport(
         raise ValueError(f"the program does not fit its nodes: {detail}")
 
     link_by_name = {link.name: link for link in links}
-    noise = CompositeNoise(
-        basis_gates=basis,
-        nodes={n.name: n.noise for n in used},
-        qubit_owner=builder.owner,
-        bell_pairs=[
-            BellPairNoise(
-                label=f"qorch_bell_{builder.marker_ids[name]}",
-                link=name,
-                fidelity=link_by_name[name].fidelity,
-                qubits=sorted(qubits),
-            )
-            for name, qubits in builder.bell_qubits.items()
-        ],
-        idle=[
-            IdleNoise(
-                label=f"qorch_idle_{builder.marker_ids[name]}",
-                link=name,
-                microseconds=link_by_name[name].classical_latency_us,
-                qubits=sorted(qubits),
-            )
-            for name, qubits in builder.idle_qubits.items()
-        ],
-    )
-
-    factors: dict[str, float] = {}
-    for node, profile in sorted(_node_profiles(program, builder.owner).items()):
-        factors[f"gates on {node}"] = estimate_fidelity(profile, slots[node].noise)
-    for name, pairs in sorted(builder.pairs.items()):
-        f = link_by_name[name].fidelity
-        factors[f"{pairs} Bell pair(s) over {name} at F={f:g}"] = bell_pair_survival(f, pairs)
-    for (name, node), waits in sorted(builder.messages.items()):
-        latency = link_by_name[name].classical_latency_us
-        survival = idle_survival(slots[node].noise, latency) ** waits
-        if survival < 1:
-            factors[f"feed-forward waits on {node} ({waits} x {latency:g} us over {name})"] = (
-                survival
-            )
-    estimate = FidelityEstimate(factors)
-
+    noise = _noise_description(builder, basis, used, link_by_name)
+    estimate = _estimate(program, builder, slots, link_by_name)
     pairs = dict(sorted(builder.pairs.items()))
     return TeleportProgram(
         circuit=program,

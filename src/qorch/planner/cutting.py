@@ -1,0 +1,220 @@
+"""The `cut` strategy: circuit knitting with qiskit-addon-cutting, one piece per node.
+
+Every two-qubit gate between two nodes is cut into a quasi-probability decomposition (QPD):
+each node runs its own subexperiments, with no link and no shared state, and the expectation
+values are knitted back classically. The price is the sampling overhead, the product over
+cuts of gamma^2 (9 per CNOT cut), by which the shots must grow for the same precision.
+
+Weights are generated exactly (`num_samples=inf`): every term of the decomposition is run
+once, so the only randomness is shot noise.
+
+Standard errors propagate shot noise through the reconstruction. Each subexperiment k
+measures a +/-1 valued product (observable parity times the QPD parity), whose mean from n
+shots has variance (1 - mean^2) / (n - 1). A term of the knitted sum is a product over nodes
+of independent means, so its variance is exactly prod(E^2 + V) - prod(E^2) with the
+estimates in place of E and V; terms share no subexperiment, so their variances add with the
+squared coefficients. This is the delta method without its linearisation; it needs no
+resampling and is cheap.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from qiskit import QuantumCircuit
+from qiskit.quantum_info import Pauli, PauliList, Statevector
+from qiskit_addon_cutting import generate_cutting_experiments, partition_problem
+from qiskit_addon_cutting.qpd import WeightType
+from qiskit_addon_cutting.utils.observable_grouping import ObservableCollection
+
+from .circuits import translate, without_measurements
+from .partition import Partition
+
+#: Two-qubit gates qiskit-addon-cutting decomposes natively; cutting one of these directly is
+#: cheaper than cutting the CNOTs of its decomposition (an RZZ(θ) cut costs (1 + 2|sin θ|)^2,
+#: its two CNOTs 81).
+CUTTABLE = (
+    "cx", "cy", "cz", "ch", "ecr", "csx", "cs", "csdg", "cp", "crx", "cry", "crz",
+    "rxx", "ryy", "rzz", "rzx", "swap", "iswap", "dcx",
+)  # fmt: skip
+ONE_QUBIT = ("u", "rz", "sx", "x", "h", "s", "sdg", "t", "tdg", "rx", "ry", "y", "z", "p")
+#: Subexperiments of one node; beyond this the plan is unreasonable whatever the bound says.
+MAX_SUBEXPERIMENTS = 20_000
+#: Exact expectation values by statevector up to this width (2^24 amplitudes, 256 MiB).
+MAX_EXACT_QUBITS = 24
+OBSERVABLE_REGISTER = "observable_measurements"
+QPD_REGISTER = "qpd_measurements"
+
+
+class CutInfeasible(ValueError):
+    """The circuit cannot be cut as asked; the message says why (e.g. the overhead bound)."""
+
+
+def parse_observables(observables: Sequence[str], width: int) -> PauliList:
+    """Pauli strings over the circuit's qubits, qubit 0 rightmost, as a PauliList."""
+    if not observables:
+        raise ValueError("at least one observable is needed")
+    for obs in observables:
+        if len(obs) != width or set(obs) - set("IXYZ"):
+            raise ValueError(f"observable {obs!r} must be {width} characters of I, X, Y, Z")
+    return PauliList(list(observables))
+
+
+def prepare_for_cutting(circuit: QuantumCircuit) -> QuantumCircuit:
+    """Without final measurements, in one-qubit gates plus gates the cutter handles."""
+    return translate(without_measurements(circuit), [*ONE_QUBIT, *CUTTABLE])
+
+
+@dataclass(frozen=True)
+class _Counts:
+    """One subexperiment's counts, reduced to the means and variances the knitting needs."""
+
+    means: np.ndarray
+    variances: np.ndarray
+
+
+@dataclass(frozen=True)
+class CutPlan:
+    """Subexperiments per node, and how to knit their counts back into expectation values."""
+
+    subexperiments: dict[str, list[QuantumCircuit]]
+    sampling_overhead: float
+    num_cuts: int
+    observables: tuple[str, ...]
+    coefficients: list[tuple[float, WeightType]] = field(repr=False)
+    subobservables: dict[str, PauliList] = field(repr=False)
+
+    @property
+    def num_subexperiments(self) -> int:
+        return sum(len(v) for v in self.subexperiments.values())
+
+    def reconstruct(
+        self, results: Mapping[str, Sequence[Mapping[str, int]]]
+    ) -> tuple[list[float], list[float]]:
+        """Expectation values of `observables`, in order, and their standard errors.
+
+        `results[node][k]` are the counts of `subexperiments[node][k]`, keyed by Qiskit
+        bitstrings (registers separated by spaces or not).
+        """
+        if set(results) != set(self.subexperiments):
+            raise ValueError(
+                f"results cover nodes {sorted(results)}, the plan has {sorted(self.subexperiments)}"
+            )
+        collections = {n: ObservableCollection(obs) for n, obs in self.subobservables.items()}
+        reduced: dict[str, list[_Counts]] = {}
+        for node, circuits in self.subexperiments.items():
+            counts = results[node]
+            groups = collections[node].groups
+            if len(counts) != len(circuits):
+                raise ValueError(
+                    f"{node}: {len(counts)} results for {len(circuits)} subexperiments"
+                )
+            reduced[node] = [
+                _reduce(circuit, counts[k], groups[k % len(groups)].pauli_bitmasks)
+                for k, circuit in enumerate(circuits)
+            ]
+        width = len(self.observables)
+        values = np.zeros(width)
+        variances = np.zeros(width)
+        for i, (coefficient, _) in enumerate(self.coefficients):
+            product_mean = np.ones(width)
+            product_second = np.ones(width)  # prod of E[X^2] = E^2 + V per factor
+            for node, collection in collections.items():
+                groups = len(collection.groups)
+                for j, sub in enumerate(self.subobservables[node]):
+                    places = collection.lookup[sub]
+                    mean = np.mean([reduced[node][i * groups + g].means[n] for g, n in places])
+                    var = (
+                        sum(reduced[node][i * groups + g].variances[n] for g, n in places)
+                        / len(places) ** 2
+                    )
+                    product_mean[j] *= mean
+                    product_second[j] *= mean**2 + var
+            values += coefficient * product_mean
+            variances += coefficient**2 * np.maximum(product_second - product_mean**2, 0.0)
+        return [float(v) for v in values], [float(math.sqrt(v)) for v in variances]
+
+
+def _registers(circuit: QuantumCircuit) -> dict[str, list[int]]:
+    return {reg.name: [circuit.find_bit(b).index for b in reg] for reg in circuit.cregs}
+
+
+def _reduce(circuit: QuantumCircuit, counts: Mapping[str, int], masks: Sequence[int]) -> _Counts:
+    """Mean and variance of the mean of each +/-1 observable the subexperiment measures."""
+    registers = _registers(circuit)
+    obs_bits = registers.get(OBSERVABLE_REGISTER, [])
+    qpd_bits = registers.get(QPD_REGISTER, [])
+    width = circuit.num_clbits
+    sums = np.zeros(len(masks))
+    shots = 0
+    for key, hits in counts.items():
+        flat = key.replace(" ", "")
+        if len(flat) != width:
+            raise ValueError(f"bitstring {key!r} has {len(flat)} bits, the circuit {width}")
+        obs = sum(1 << j for j, c in enumerate(obs_bits) if flat[width - 1 - c] == "1")
+        qpd_parity = sum(flat[width - 1 - c] == "1" for c in qpd_bits) & 1
+        sign = -1 if qpd_parity else 1
+        for m, mask in enumerate(masks):
+            sums[m] += hits * sign * (-1 if (obs & mask).bit_count() & 1 else 1)
+        shots += int(hits)
+    if shots == 0:
+        raise ValueError("a subexperiment has no shots")
+    means = sums / shots
+    variances = (1 - means**2) / max(shots - 1, 1)
+    return _Counts(means, variances)
+
+
+def plan_cut(
+    circuit: QuantumCircuit,
+    observables: Sequence[str],
+    partition: Partition,
+    max_sampling_overhead: float,
+) -> CutPlan:
+    """Cut `circuit` along `partition` into per-node subexperiments.
+
+    Raises CutInfeasible when the sampling overhead exceeds `max_sampling_overhead` (checked
+    before any subexperiment is built) or the plan would be unreasonably large.
+    """
+    prepared = prepare_for_cutting(circuit)
+    paulis = parse_observables(observables, prepared.num_qubits)
+    missing = [q for q in range(prepared.num_qubits) if q not in partition.assignment]
+    if missing:
+        raise ValueError(f"the partition places no node for qubits {missing}")
+    labels = [partition.assignment[q] for q in range(prepared.num_qubits)]
+    problem = partition_problem(prepared, partition_labels=labels, observables=paulis)
+    overhead = float(np.prod([basis.overhead for basis in problem.bases]))
+    if overhead > max_sampling_overhead:
+        raise CutInfeasible(
+            f"{len(problem.bases)} cut(s) cost a sampling overhead of {overhead:.4g}, above the"
+            f" bound {max_sampling_overhead:g}"
+        )
+    terms = math.prod(len(basis.maps) for basis in problem.bases)
+    groups = max(len(ObservableCollection(o).groups) for o in problem.subobservables.values())
+    if terms * groups > MAX_SUBEXPERIMENTS:
+        raise CutInfeasible(
+            f"{terms * groups} subexperiments per node exceed the limit of {MAX_SUBEXPERIMENTS}"
+        )
+    subexperiments, coefficients = generate_cutting_experiments(
+        problem.subcircuits, problem.subobservables, num_samples=np.inf
+    )
+    return CutPlan(
+        subexperiments={str(k): list(v) for k, v in subexperiments.items()},
+        sampling_overhead=overhead,
+        num_cuts=len(problem.bases),
+        observables=tuple(observables),
+        coefficients=list(coefficients),
+        subobservables={str(k): v for k, v in problem.subobservables.items()},
+    )
+
+
+def exact_expectation_values(circuit: QuantumCircuit, observables: Sequence[str]) -> list[float]:
+    """<O> for each Pauli string on the circuit's final state, by statevector (verification)."""
+    unitary = without_measurements(circuit)
+    if unitary.num_qubits > MAX_EXACT_QUBITS:
+        raise ValueError(f"{unitary.num_qubits} qubits exceed the exact limit {MAX_EXACT_QUBITS}")
+    parse_observables(observables, unitary.num_qubits)
+    state = Statevector(unitary)
+    return [float(state.expectation_value(Pauli(obs)).real) for obs in observables]

@@ -1,0 +1,244 @@
+"""Estimate every strategy for a job, then choose one: the `auto` rule and its rejections.
+
+All estimates count the same thing, the work that carries error once the circuit is written in
+the executing node's gates (`fidelity.noisy_profile`), so the three strategies compare fairly:
+
+- single: the whole circuit on the best node that has the free qubits;
+- teleport: gate, readout and decoherence survival on each node, times F per Bell pair, times
+  idle survival per feed-forward message; feasible only if the links can herald
+  Bell pairs x shots within the timeout (links work in parallel, so the slowest one counts)
+  and the co-simulated program fits one agent's statevector;
+- cut: the fidelity of the worst subexperiment on its node; its sampling overhead is a
+  separate cost, bounded by `max_sampling_overhead`. Only with observables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from qiskit import QuantumCircuit
+
+from qorch.qpu.noise import TWO_QUBIT_GATES
+
+from .circuits import for_distribution
+from .cutting import CutPlan, plan_cut
+from .estimate import FidelityEstimate
+from .fidelity import fidelity_factors, noisy_profile
+from .model import LinkSlot, NodeSlot
+from .partition import Partition, partition
+from .teleport import TeleportProgram, compile_teleport
+
+Strategy = Literal["single", "teleport", "cut"]
+#: Preference at equal estimated fidelity: fewer moving parts first.
+PREFERENCE: dict[str, int] = {"single": 0, "teleport": 1, "cut": 2}
+#: Widest co-simulated teleport program: a statevector of 2^26 amplitudes is 1 GiB, and Aer
+#: already needs ~7 s per 1000 shots of a 26-qubit GHZ on these machines.
+MAX_COSIMULATED_QUBITS = 26
+#: Subexperiments per node whose fidelity is computed exactly; the rest share their gates.
+_WORST_SAMPLED = 3
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One strategy's plan, or why there is none.
+
+    `plan` is the node name for single, a TeleportProgram or a CutPlan; None when infeasible.
+    `reason` says what limits a feasible plan, or why it is infeasible.
+    """
+
+    strategy: Strategy
+    estimated_fidelity: float
+    feasible: bool
+    reason: str
+    plan: str | TeleportProgram | CutPlan | None = None
+    partition: Partition | None = None
+    limited_by: str = ""
+    sampling_overhead: float | None = None
+
+
+def _one_qubit_basis(node: NodeSlot) -> list[str]:
+    return [g for g in node.basis_gates if g not in TWO_QUBIT_GATES]
+
+
+def _on_node(circuit: QuantumCircuit, node: NodeSlot, label: str) -> FidelityEstimate:
+    """Estimate of running `circuit` on `node`, as written in the node's gates."""
+    native = for_distribution(circuit, _one_qubit_basis(node))
+    factors = fidelity_factors(noisy_profile(native), node.noise)
+    return FidelityEstimate({f"{k} {label}": v for k, v in factors.items() if v < 1})
+
+
+def _single(circuit: QuantumCircuit, nodes: Sequence[NodeSlot]) -> Candidate:
+    width = circuit.num_qubits
+    fits = [n for n in nodes if n.free_qubits >= width]
+    if not fits:
+        largest = max(nodes, key=lambda n: n.free_qubits, default=None)
+        most = f" (most: {largest.name} with {largest.free_qubits})" if largest else ""
+        return Candidate(
+            "single", 0.0, False, f"no node has {width} free qubits{most}", limited_by="capacity"
+        )
+    estimates = {n.name: _on_node(circuit, n, f"on {n.name}") for n in fits}
+    best = min(fits, key=lambda n: (-estimates[n.name].value, n.name))
+    estimate = estimates[best.name]
+    limit = estimate.limited_by()
+    reason = f"fits on {best.name}, the best of {len(fits)} node(s) with room"
+    return Candidate(
+        "single",
+        estimate.value,
+        True,
+        reason + (f"; limited by {limit}" if limit else ""),
+        plan=best.name,
+        limited_by=limit,
+    )
+
+
+def _why_unplaced(circuit: QuantumCircuit, nodes: Sequence[NodeSlot], per_node: int) -> str:
+    free = sum(n.free_qubits for n in nodes)
+    need = circuit.num_qubits
+    if free - per_node * len(nodes) < need:
+        extra = f" plus {per_node} communication qubit(s) per node" if per_node else ""
+        return f"the nodes have {free} free qubits in all; the circuit needs {need}{extra}"
+    return "no placement on two or more nodes keeps every nonlocal gate on a linked pair"
+
+
+def _teleport(
+    circuit: QuantumCircuit,
+    nodes: Sequence[NodeSlot],
+    links: Sequence[LinkSlot],
+    shots: int,
+    timeout_seconds: float,
+    max_qubits: int,
+) -> Candidate:
+    placed = partition(circuit, nodes, links, require_links=True, min_nodes=2)
+    if placed is None:
+        return Candidate("teleport", 0.0, False, _why_unplaced(circuit, nodes, 1))
+    try:
+        program = compile_teleport(circuit, placed, nodes, links)
+    except ValueError as exc:
+        return Candidate("teleport", 0.0, False, str(exc), partition=placed)
+    fidelity, limit = program.estimated_fidelity, program.fidelity.limited_by()
+
+    def infeasible(reason: str) -> Candidate:
+        return Candidate("teleport", fidelity, False, reason, program, placed, limit)
+
+    width = program.circuit.num_qubits
+    if width > max_qubits:
+        return infeasible(
+            f"the co-simulated program needs {width} qubits, more than one agent simulates"
+            f" ({max_qubits})"
+        )
+    by_name = {link.name: link for link in links}
+    for name, seconds in sorted(program.generation_seconds(shots).items()):
+        if seconds > timeout_seconds:
+            pairs = program.bell_pairs[name]
+            return infeasible(
+                f"link {name} must herald {pairs * shots} Bell pairs ({pairs} per shot x {shots}"
+                f" shots) at {by_name[name].seconds_per_pair:.3g} s each: {seconds:.3g} s >"
+                f" timeoutSeconds {timeout_seconds:g}"
+            )
+    slowest = max(program.generation_seconds(shots).values(), default=0.0)
+    pairs = sum(program.bell_pairs.values())
+    reason = (
+        f"{placed.nonlocal_gates} nonlocal gate(s) over {len(placed.nodes)} nodes,"
+        f" {pairs} Bell pair(s) per shot ready in {slowest:.3g} s"
+    )
+    if limit:
+        reason += f"; limited by {limit}"
+    return Candidate("teleport", fidelity, True, reason, program, placed, limit)
+
+
+def _cut(
+    circuit: QuantumCircuit,
+    observables: Sequence[str] | None,
+    nodes: Sequence[NodeSlot],
+    links: Sequence[LinkSlot],
+    max_sampling_overhead: float,
+) -> Candidate:
+    if not observables:
+        return Candidate(
+            "cut", 0.0, False, "cutting reconstructs expectation values: no observables"
+        )
+    placed = partition(circuit, nodes, links, require_links=False, min_nodes=2)
+    if placed is None:
+        return Candidate("cut", 0.0, False, _why_unplaced(circuit, nodes, 0))
+    try:
+        plan = plan_cut(circuit, observables, placed, max_sampling_overhead)
+    except ValueError as exc:
+        return Candidate("cut", 0.0, False, str(exc), partition=placed)
+    slots = {n.name: n for n in nodes}
+    worst: tuple[float, str, FidelityEstimate] | None = None
+    for node, subexperiments in plan.subexperiments.items():
+        # Subexperiments differ only in a few QPD gates: score the largest few exactly.
+        largest = sorted(subexperiments, key=lambda c: -c.size())[:_WORST_SAMPLED]
+        for sub in largest:
+            estimate = _on_node(sub, slots[node], f"on {node}")
+            if worst is None or estimate.value < worst[0]:
+                worst = (estimate.value, node, estimate)
+    assert worst is not None
+    fidelity, node, estimate = worst
+    limit = estimate.limited_by()
+    reason = (
+        f"{plan.num_cuts} cut(s), sampling overhead {plan.sampling_overhead:.4g} (bound"
+        f" {max_sampling_overhead:g}), {plan.num_subexperiments} subexperiments; worst"
+        f" subexperiment on {node}"
+    )
+    if limit:
+        reason += f", limited by {limit}"
+    return Candidate(
+        "cut", fidelity, True, reason, plan, placed, limit, sampling_overhead=plan.sampling_overhead
+    )
+
+
+def estimate_candidates(
+    circuit: QuantumCircuit,
+    observables: Sequence[str] | None,
+    nodes: Sequence[NodeSlot],
+    links: Sequence[LinkSlot],
+    *,
+    shots: int,
+    timeout_seconds: float,
+    max_sampling_overhead: float,
+    max_cosimulated_qubits: int = MAX_COSIMULATED_QUBITS,
+) -> list[Candidate]:
+    """Single, teleport and cut for this job, each feasible with a plan or not with a reason.
+
+    `nodes` are the Ready nodes the job may use with their free qubits, `links` the Up links.
+    """
+    return [
+        _single(circuit, nodes),
+        _teleport(circuit, nodes, links, shots, timeout_seconds, max_cosimulated_qubits),
+        _cut(circuit, observables, nodes, links, max_sampling_overhead),
+    ]
+
+
+def choose(
+    candidates: Sequence[Candidate], fidelity_budget: float | None, strategy: str = "auto"
+) -> Candidate | str:
+    """The feasible candidate with the best estimated fidelity, or why none will do.
+
+    `strategy` other than "auto" considers that strategy alone. Returns a rejection message
+    (str) when nothing is feasible or the best estimate misses `fidelity_budget`.
+    """
+    pool = [c for c in candidates if strategy == "auto" or c.strategy == strategy]
+    if not pool:
+        return f"unknown strategy {strategy!r}"
+    feasible = [c for c in pool if c.feasible]
+    if not feasible:
+        return "no feasible plan: " + "; ".join(f"{c.strategy}: {c.reason}" for c in pool)
+    best = max(feasible, key=lambda c: (c.estimated_fidelity, -PREFERENCE[c.strategy]))
+    if fidelity_budget is not None and best.estimated_fidelity < fidelity_budget:
+        limit = f", limited by {best.limited_by}" if best.limited_by else ""
+        others = [c for c in pool if c is not best]
+        rest = "; ".join(
+            f"{c.strategy} {c.estimated_fidelity:.4f}"
+            if c.feasible
+            else f"{c.strategy}: {c.reason}"
+            for c in others
+        )
+        return (
+            f"no plan meets fidelityBudget {fidelity_budget:g}: the best estimate is"
+            f" {best.estimated_fidelity:.4f} ({best.strategy}{limit})"
+            + (f"; others: {rest}" if rest else "")
+        )
+    return best

@@ -1,0 +1,115 @@
+"""The composite noise description: validated like network input, applied to the right qubits."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from qiskit import QuantumCircuit
+from qiskit.circuit.library import IGate
+
+from qorch.qpu.composite_noise import (
+    build_composite_noise_model,
+    parse_description,
+    simulate_composite,
+)
+
+
+def _description(**overrides: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "version": 1,
+        "basisGates": ["cx", "rz", "sx", "x"],
+        "nodes": {"a": {}, "b": {"readoutError": 0.5}},
+        "qubitOwner": ["a", "a", "b"],
+        "bellPairs": [{"label": "qorch_bell_0", "link": "ab", "fidelity": 0.4, "qubits": [1]}],
+        "idle": [],
+    }
+    base.update(overrides)
+    return base
+
+
+def test_readout_error_stays_on_the_qubits_of_its_node() -> None:
+    qc = QuantumCircuit(3, 3)
+    qc.measure(range(3), range(3))
+    counts = simulate_composite(qc, _description(bellPairs=[]), 2000, seed=1)
+    flips = {i: sum(n for k, n in counts.items() if k[2 - i] == "1") for i in range(3)}
+    assert flips[0] == flips[1] == 0
+    assert 800 < flips[2] < 1200
+
+
+def test_a_bell_marker_applies_the_werner_channel_only_where_it_is_placed() -> None:
+    qc = QuantumCircuit(3, 3)
+    qc.append(IGate(label="qorch_bell_0"), [1])
+    qc.append(IGate(label="qorch_bell_0"), [0])  # no noise registered for qubit 0
+    qc.measure(range(3), range(3))
+    description = _description(nodes={"a": {}, "b": {}})
+    counts = simulate_composite(qc, description, 4000, seed=2)
+    flipped_1 = sum(n for k, n in counts.items() if k[1] == "1") / 4000
+    # F = 0.4: X and Y each (1 - F) / 3 = 0.2 flip the bit.
+    assert flipped_1 == pytest.approx(0.4, abs=0.04)
+    assert all(k[2] == "0" for k in counts)
+
+
+def test_idle_marker_relaxes_with_the_owner_t1() -> None:
+    qc = QuantumCircuit(2, 2)
+    qc.x([0, 1])
+    for q in (0, 1):
+        qc.append(IGate(label="qorch_idle_0"), [q])
+    qc.measure([0, 1], [0, 1])
+    description = _description(
+        nodes={"a": {"t1Microseconds": 10}, "b": {}},
+        qubitOwner=["a", "b"],
+        bellPairs=[],
+        idle=[{"label": "qorch_idle_0", "link": "ab", "microseconds": 10, "qubits": [0, 1]}],
+    )
+    counts = simulate_composite(qc, description, 4000, seed=3)
+    decayed_0 = sum(n for k, n in counts.items() if k[1] == "0") / 4000
+    assert decayed_0 == pytest.approx(1 - 2.718281828**-1, abs=0.04)  # 1 - e^(-t/T1)
+    assert all(k[0] == "1" for k in counts)  # b has no T1: its qubit does not decay
+
+
+def test_description_round_trips_through_json() -> None:
+    description = _description()
+    parsed = parse_description(json.loads(json.dumps(description)))
+    assert parsed.model_dump(mode="json", by_alias=True, exclude_none=True) == description
+    assert not build_composite_noise_model(description).is_ideal()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"qubitOwner": ["a", "c"]}, "missing from nodes"),
+        ({"bellPairs": [{"label": "qorch_bell_0", "link": "ab", "fidelity": 2, "qubits": [0]}]},
+         "fidelity"),
+        ({"bellPairs": [{"label": "evil", "link": "ab", "fidelity": 0.9, "qubits": [0]}]},
+         "label"),
+        ({"bellPairs": [{"label": "qorch_bell_0", "link": "ab", "fidelity": 0.9, "qubits": [9]}]},
+         "outside"),
+        ({"idle": [{"label": "qorch_bell_1", "link": "ab", "microseconds": 1, "qubits": [0]}]},
+         "qorch_idle_"),
+        ({"idle": [{"label": "qorch_idle_0", "link": "ab", "microseconds": -1, "qubits": [0]}]},
+         "microseconds"),
+        ({"qubitOwner": ["a"] * 65}, "qubitOwner"),
+        ({"nodes": {"a": {"t1Microseconds": 10, "t2Microseconds": 50}}, "qubitOwner": ["a"],
+          "bellPairs": []}, "t2Microseconds"),
+        ({"basisGates": ["cx; drop"]}, "basisGates"),
+        ({"surprise": 1}, "surprise"),
+        ({"version": 2}, "version"),
+    ],
+)  # fmt: skip
+def test_bad_descriptions_raise_value_error_saying_what_is_wrong(
+    overrides: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        build_composite_noise_model(_description(**overrides))
+
+
+def test_not_an_object_is_refused() -> None:
+    with pytest.raises(ValueError, match="JSON object"):
+        parse_description(["not", "a", "dict"])  # type: ignore[arg-type]
+
+
+def test_program_and_description_must_agree_on_width() -> None:
+    with pytest.raises(ValueError, match="qubits"):
+        simulate_composite(QuantumCircuit(2), _description(), 10)
