@@ -72,7 +72,7 @@ spec:
     assert job["status"]["phase"] == "Rejected"
     planned = next(c for c in job["status"]["conditions"] if c["type"] == "Planned")
     assert planned["reason"] == "Unschedulable"
-    assert "qpu-a has 8 qubits, the circuit needs 10" in planned["message"]
+    assert "no node has 10 free qubits (most: qpu-a with 8)" in planned["message"]
 
 
 HOSTILE = """

@@ -154,6 +154,15 @@ class Program(ApiModel):
     note: str = Field("", description="Why the program runs where it does.")
 
 
+class StrategyEstimate(ApiModel):
+    """One strategy considered for the job."""
+
+    strategy: Literal["single", "teleport", "cut"] = Field(description="Strategy.")
+    estimated_fidelity: float = Field(description="Estimated end-to-end fidelity, 0..1.")
+    feasible: bool = Field(description="Whether the strategy can run the job now.")
+    reason: str = Field("", description="What limits it, or why it cannot run.")
+
+
 class Plan(ApiModel):
     """How the job is spread over the nodes."""
 
@@ -166,6 +175,9 @@ class Plan(ApiModel):
     estimated_fidelity: float | None = Field(None, description="Estimated fidelity, 0..1.")
     sampling_overhead: float | None = Field(None, description="Cutting sampling overhead.")
     reason: str = Field("", description="Why this strategy and placement were chosen.")
+    candidates: list[StrategyEstimate] = Field(
+        default_factory=list, description="Every strategy's estimate, the chosen one included."
+    )
 
 
 class ProgramProgress(ApiModel):

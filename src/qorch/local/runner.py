@@ -59,14 +59,24 @@ def _summary(jobs: list[DistributedJob], stream: TextIO) -> None:
             if s.plan.estimated_fidelity is not None:
                 line += f" estimatedFidelity={s.plan.estimated_fidelity:.4f}"
         v = s.result.verification if s.result else None
-        if v and v.hellinger_fidelity is not None and v.threshold is not None:
+        if v and v.hellinger_fidelity is not None:
             line += f"  hellingerFidelity={v.hellinger_fidelity:.4f} (threshold {v.threshold:.4f})"
+        elif v and v.absolute_error is not None:
+            line += f"  absoluteError={v.absolute_error:.4f} (threshold {v.threshold:.4f})"
         print(line, file=stream)
         if s.phase != "Succeeded":
             print(f"  reason: {s.message}", file=stream)
         elif s.result and s.result.counts:
             top = sorted(s.result.counts.items(), key=lambda kv: -kv[1])[:8]
             print("  counts: " + ", ".join(f"{k}={v}" for k, v in top), file=stream)
+        elif s.result and s.result.expectation_values is not None:
+            pairs = zip(
+                job.spec.observables or [],
+                s.result.expectation_values,
+                s.result.standard_errors or [],
+                strict=False,
+            )
+            print("  " + ", ".join(f"<{o}>={v:+.4f}±{e:.4f}" for o, v, e in pairs), file=stream)
 
 
 class EmbeddedControlPlane:

@@ -19,15 +19,14 @@ from qorch.api import TERMINAL_PHASES, DistributedJob, DistributedJobStatus, Qua
 from qorch.api import reasons as R
 from qorch.api.base import ConditionStatus, get_condition, now_rfc3339, set_condition
 from qorch.api.distributed_job import (
-    JobResult,
-    Placement,
     Plan,
     Program,
     ProgramProgress,
     SanitizerStatus,
 )
-from qorch.planner.fidelity import GateProfile
-from qorch.planner.single import rank_single
+from qorch.planner.cutting import CutPlan
+from qorch.planner.strategies import Candidate, choose, estimate_candidates
+from qorch.planner.teleport import TeleportProgram
 from qorch.qpu.circuits import encode_circuit
 from qorch.qpu.transport import TIMEOUT, AgentError
 from qorch.sanitizer import SanitizerPolicy, SanitizerPolicyFile, TargetTiming, sanitize
@@ -35,10 +34,11 @@ from qorch.telemetry.instrument import instrument_step
 from qorch.telemetry.metrics import JOBS_FINISHED, SANITIZER_REJECTIONS
 from qorch.telemetry.tracing import step_span
 
+from .aggregation import aggregate
 from .authorization import AuthorizationPolicy, authorize
+from .planning import Work, plan_status, reservation, slots, work_for
 from .ports import World
 from .reservations import Reservations
-from .verification import verify_counts
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,8 @@ class PipelineSettings:
     policy: SanitizerPolicyFile = field(default_factory=SanitizerPolicyFile)
     authorization: AuthorizationPolicy = field(default_factory=AuthorizationPolicy)
     capacity_retry_seconds: float = 1.0
+    # Cutting multiplies the shots needed by this factor; beyond it a cut is refused.
+    max_sampling_overhead: float = 1000.0
 
 
 def reservation_key(namespace: str, name: str, uid: str | None) -> str:
@@ -87,6 +89,7 @@ class JobPipeline:
         self.reservations = reservations
         self.settings = settings or PipelineSettings()
         self._circuits: dict[str, tuple[int, QuantumCircuit]] = {}
+        self._programs: dict[str, Work] = {}
 
     @instrument_step
     async def step(self, job: DistributedJob) -> StepResult:
@@ -230,61 +233,86 @@ class JobPipeline:
         self.world.event(job, "Normal", "Admitted", f"sanitizer passed ({warnings} warnings)")
         return StepResult(status)
 
+    def _estimate(
+        self,
+        job: DistributedJob,
+        circuit: QuantumCircuit,
+        nodes: list[QuantumNode],
+        free: dict[str, int],
+    ) -> tuple[list[Candidate], Candidate | str]:
+        node_slots, link_slots = slots(nodes, self.world.links(job.metadata.namespace), free)
+        candidates = estimate_candidates(
+            circuit,
+            job.spec.observables,
+            node_slots,
+            link_slots,
+            shots=job.spec.shots,
+            timeout_seconds=job.spec.timeout_seconds,
+            max_sampling_overhead=self.settings.max_sampling_overhead,
+        )
+        return candidates, choose(candidates, job.spec.fidelity_budget, job.spec.strategy)
+
     async def _plan(self, job: DistributedJob) -> StepResult:
         status = self._status(job)
         started = time.perf_counter()
-        if job.spec.strategy in ("teleport", "cut"):
-            msg = f"strategy {job.spec.strategy!r} is not available; use auto or single"
-            self._cond(job, status, R.PLANNED, "False", R.UNSCHEDULABLE, msg)
-            return self._finish(job, status, "Rejected", R.UNSCHEDULABLE, msg)
         circuit = await self._circuit(job)
         if self._remaining_seconds(job, status) <= 0:
             msg = f"not placed within timeoutSeconds={job.spec.timeout_seconds}: {status.message}"
             return self._finish(job, status, "Failed", R.TIMED_OUT, msg)
         nodes = self._candidates(job)
         capacity = {n.metadata.name: n.spec.qubits for n in nodes}
-        free = self.reservations.free(capacity)
-        ranked, why_not = rank_single(nodes, circuit.num_qubits, GateProfile.of(circuit), free)
-        if not ranked:
-            # Wait while a node big enough exists but is busy or not Ready yet; reject when
-            # no node the job may use could ever hold it.
-            big_enough = [n for n in self._selected(job) if n.spec.qubits >= circuit.num_qubits]
-            not_ready = [_not_ready(n) for n in big_enough if not node_is_ready(n)]
-            detail = "; ".join(why_not + not_ready) or "no QuantumNode matches the nodeSelector"
-            if big_enough:
-                self._cond(job, status, R.PLANNED, "False", R.WAITING_FOR_CAPACITY, detail)
-                status.message = f"waiting for capacity: {detail}"
-                return StepResult(status, requeue_after=self.settings.capacity_retry_seconds)
-            self._cond(job, status, R.PLANNED, "False", R.UNSCHEDULABLE, detail)
-            return self._finish(job, status, "Rejected", R.UNSCHEDULABLE, detail)
-        best = ranked[0]
-        budget = job.spec.fidelity_budget
-        if budget is not None and best.estimated_fidelity < budget:
-            msg = (
-                f"best plan ({best.node.metadata.name}) has estimated fidelity"
-                f" {best.estimated_fidelity:.4f} < fidelityBudget {budget}"
-            )
-            self._cond(job, status, R.PLANNED, "False", R.FIDELITY_BUDGET_NOT_MET, msg)
-            return self._finish(job, status, "Rejected", R.FIDELITY_BUDGET_NOT_MET, msg)
-        name = best.node.metadata.name
-        want = {name: circuit.num_qubits}
+        candidates, choice = self._estimate(job, circuit, nodes, self.reservations.free(capacity))
+        if isinstance(choice, str):
+            # Wait while the job would fit once nodes are Ready and free; reject when even
+            # every selected node, idle and Ready, could not run it.
+            everything = self._selected(job)
+            _, ideal = self._estimate(job, circuit, everything, {})
+            not_ready = [_not_ready(n) for n in everything if not node_is_ready(n)]
+            if isinstance(ideal, str) or (not nodes and not everything):
+                reason = (
+                    R.FIDELITY_BUDGET_NOT_MET if "fidelityBudget" in choice else R.UNSCHEDULABLE
+                )
+                detail = choice if everything else "no QuantumNode matches the nodeSelector"
+                self._cond(job, status, R.PLANNED, "False", reason, detail)
+                return self._finish(job, status, "Rejected", reason, detail)
+            detail = "; ".join([choice, *not_ready])
+            self._cond(job, status, R.PLANNED, "False", R.WAITING_FOR_CAPACITY, detail)
+            status.message = f"waiting for capacity: {detail}"
+            return StepResult(status, requeue_after=self.settings.capacity_retry_seconds)
+        want = reservation(choice, circuit.num_qubits)
         if not self.reservations.try_reserve(job_key(job), want, capacity):
             self._cond(job, status, R.PLANNED, "False", R.WAITING_FOR_CAPACITY, "reservation lost")
             return StepResult(status, requeue_after=self.settings.capacity_retry_seconds)
-        status.plan = Plan(
-            strategy="single",
-            placement=[Placement(node=name, qubits=list(range(circuit.num_qubits)))],
-            programs=[Program(id="p0", node=name, shots=job.spec.shots, note="whole circuit")],
-            nodes=name,
-            estimated_fidelity=round(best.estimated_fidelity, 6),
-            reason=f"fits on {name} with the best estimated fidelity of {len(ranked)} candidate(s)",
-        )
+        status.plan = plan_status(choice, candidates, circuit.num_qubits, job.spec.shots)
+        self._programs[job_key(job)] = self._work_from(choice, circuit)
         status.timings.plan_seconds = round(time.perf_counter() - started, 6)
         status.phase = "Planned"
-        status.message = f"planned on {name}"
+        status.message = f"{choice.strategy} on {status.plan.nodes}"
         self._cond(job, status, R.PLANNED, "True", R.PLACED, status.plan.reason)
-        self.world.event(job, "Normal", R.PLACED, status.plan.reason)
+        self.world.event(job, "Normal", R.PLACED, f"{status.message}: {status.plan.reason}")
         return StepResult(status)
+
+    @staticmethod
+    def _work_from(candidate: Candidate, circuit: QuantumCircuit) -> Work:
+        teleport = candidate.plan if isinstance(candidate.plan, TeleportProgram) else None
+        cut = candidate.plan if isinstance(candidate.plan, CutPlan) else None
+        return Work(candidate.strategy, circuit, teleport=teleport, cut=cut)
+
+    async def _work(self, job: DistributedJob, plan: Plan) -> Work:
+        """The plan's programs: built at planning, or rebuilt from the status after a restart."""
+        work = self._programs.get(job_key(job))
+        if work is None:
+            ns = job.metadata.namespace
+            work = work_for(
+                plan,
+                await self._circuit(job),
+                job.spec.observables,
+                self.world.nodes(ns),
+                self.world.links(ns),
+                self.settings.max_sampling_overhead,
+            )
+            self._programs[job_key(job)] = work
+        return work
 
     def _start_attempt(self, job: DistributedJob) -> StepResult:
         """Persist the new attempt before anything is sent, so a restart re-sends, never re-runs."""
@@ -311,33 +339,51 @@ class JobPipeline:
         begun = datetime.strptime(since, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
         return job.spec.timeout_seconds - (datetime.now(UTC) - begun).total_seconds()
 
+    def _payloads(self, job: DistributedJob, attempt: int, work: Work) -> dict[str, dict]:
+        """What each program sends to its agent, by program id."""
+        base = {"shots": job.spec.shots}
+        key = f"{job_key(job)}/{attempt}"
+        if work.teleport is not None:
+            return {
+                "p0": {
+                    **base,
+                    "programId": f"{key}/p0",
+                    "circuit": encode_circuit(work.teleport.circuit),
+                    "noise": work.teleport.noise,
+                }
+            }
+        if work.cut is not None:
+            return {
+                f"cut-{node}": {
+                    **base,
+                    "programId": f"{key}/cut-{node}",
+                    "circuits": [encode_circuit(c) for c in subs],
+                }
+                for node, subs in work.cut.subexperiments.items()
+            }
+        return {"p0": {**base, "programId": f"{key}/p0", "circuit": encode_circuit(work.circuit)}}
+
     async def _collect(self, job: DistributedJob) -> StepResult:
         status = self._status(job)
         plan = status.plan
         assert plan is not None
         nodes = {n.metadata.name: n for n in self.world.nodes(job.metadata.namespace)}
         capacity = {n: nodes[n].spec.qubits for n in nodes}
-        self.reservations.try_reserve(
-            job_key(job), {p.node: len(p.qubits) for p in plan.placement}, capacity
-        )
+        held = {p.node: len(p.qubits) for p in plan.placement}
+        self.reservations.try_reserve(job_key(job), held, capacity)
         remaining = self._remaining_seconds(job, status)
         if remaining <= 0:
             msg = f"no result within timeoutSeconds={job.spec.timeout_seconds}"
             return self._finish(job, status, "Failed", R.TIMED_OUT, msg)
-        circuit = await self._circuit(job)
-        encoded = encode_circuit(circuit)
+        work = await self._work(job, plan)
+        payloads = self._payloads(job, status.attempt, work)
         started = time.perf_counter()
 
         async def run(program: Program) -> dict:
             node = nodes.get(program.node)
             if node is None:
                 raise AgentError(R.NODE_MISSING, f"QuantumNode {program.node!r} no longer exists")
-            payload = {
-                "programId": f"{job_key(job)}/{status.attempt}/{program.id}",
-                "circuit": encoded,
-                "shots": program.shots,
-            }
-            return await self.world.agent(node).call("run", payload, timeout=remaining)
+            return await self.world.agent(node).call("run", payloads[program.id], timeout=remaining)
 
         outcomes = await asyncio.gather(*(run(p) for p in plan.programs), return_exceptions=True)
         status.timings.execute_seconds = round(time.perf_counter() - started, 6)
@@ -358,23 +404,23 @@ class JobPipeline:
             if all(isinstance(o, AgentError) and o.code == TIMEOUT for o in errors):
                 return self._finish(job, status, "Failed", R.TIMED_OUT, msg)
             return self._finish(job, status, "Failed", R.NODE_FAILED, msg)
+        replies = {
+            p.id: o for p, o in zip(plan.programs, outcomes, strict=True) if isinstance(o, dict)
+        }
         with step_span("aggregate"):
-            counts: dict[str, int] = {}
-            for outcome in outcomes:
-                assert isinstance(outcome, dict)
-                for key, n in outcome["counts"].items():
-                    counts[key] = counts.get(key, 0) + int(n)
-            verification = verify_counts(circuit, counts, plan.estimated_fidelity)
-        status.result = JobResult(counts=counts, verification=verification)
+            status.result = aggregate(work, replies, plan.estimated_fidelity, job.spec.observables)
         self._record_verification(job, status)
         self._cond(job, status, R.DISPATCHED, "True", R.PROGRAMS_DONE, "all programs returned")
-        return self._finish(
-            job, status, "Succeeded", R.COMPLETED, f"{sum(counts.values())} shots collected"
+        summary = (
+            f"{sum(status.result.counts.values())} shots collected"
+            if status.result.counts is not None
+            else f"{len(status.result.expectation_values or [])} expectation value(s) reconstructed"
         )
+        return self._finish(job, status, "Succeeded", R.COMPLETED, summary)
 
     def _record_verification(self, job: DistributedJob, status: DistributedJobStatus) -> None:
         v = status.result.verification if status.result else None
-        if v is None or v.hellinger_fidelity is None or v.threshold is None:
+        if v is None or v.threshold is None:
             self._cond(
                 job,
                 status,
@@ -384,13 +430,18 @@ class JobPipeline:
                 "no exact classical simulation for this circuit",
             )
             return
-        ok = v.hellinger_fidelity >= v.threshold
+        if v.hellinger_fidelity is not None:
+            ok = v.hellinger_fidelity >= v.threshold
+            measured = f"Hellinger fidelity {v.hellinger_fidelity:.4f} to the exact distribution"
+        else:
+            assert v.absolute_error is not None
+            ok = v.absolute_error <= v.threshold
+            measured = f"largest absolute error {v.absolute_error:.4f} against exact values"
         self._cond(
             job,
             status,
             R.VERIFIED,
             "True" if ok else "False",
             R.WITHIN_TOLERANCE if ok else R.ABOVE_TOLERANCE,
-            f"Hellinger fidelity {v.hellinger_fidelity:.4f} to the exact {v.method}"
-            f" distribution (threshold {v.threshold:.4f})",
+            f"{measured} ({v.method}; threshold {v.threshold:.4f})",
         )
