@@ -13,7 +13,7 @@ from pathlib import Path
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from qorch.channel.identity import load_public_key
+    from qorch.channel.identity import Identity, load_public_key
     from qorch.local.runner import run
     from qorch.pipeline.authorization import AuthorizationPolicy
     from qorch.pipeline.job import PipelineSettings
@@ -21,16 +21,24 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     try:
         trusted = tuple(load_public_key(path) for path in args.trusted_submitter)
+        identity = Identity.load(args.identity_key) if args.identity_key else None
         policy = load_policy(args.policy) if args.policy else SanitizerPolicyFile()
     except (OSError, ValueError, PolicyError) as exc:
         print(f"run: {exc}", file=sys.stderr)
         return 2
     settings = PipelineSettings(
+        fail_unverified=args.fail_unverified,
         policy=policy,
         authorization=AuthorizationPolicy(require_signature=bool(trusted), trusted_keys=trusted),
     )
     return asyncio.run(
-        run(args.paths, output=args.output, settings=settings, metrics_out=args.metrics_out)
+        run(
+            args.paths,
+            output=args.output,
+            settings=settings,
+            metrics_out=args.metrics_out,
+            identity=identity,
+        )
     )
 
 
@@ -131,6 +139,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", "-o", choices=["text", "json"], default="text")
     p.add_argument("--policy", help="sanitizer policy YAML (default: the built-in policy)")
     p.add_argument("--metrics-out", help="write the run's Prometheus metrics to this file")
+    p.add_argument(
+        "--identity-key",
+        help="operator private key (PREFIX.key) that external agents trust;"
+        " a fresh one for this run when unset",
+    )
+    p.add_argument(
+        "--fail-unverified",
+        action="store_true",
+        help="fail jobs whose result misses its verification threshold",
+    )
     p.add_argument(
         "--trusted-submitter",
         action="append",

@@ -52,6 +52,15 @@ class Settings(BaseModel):
         " when set, every DistributedJob must carry a valid signature by one of them"
         " (QORCH_TRUSTED_SUBMITTERS_DIR).",
     )
+    fail_unverified: bool = Field(
+        False,
+        description="Fail a job whose result misses its verification threshold"
+        " (QORCH_FAIL_UNVERIFIED).",
+    )
+    max_sampling_overhead: float = Field(
+        1000.0,
+        description="Largest sampling overhead a cut may cost (QORCH_MAX_SAMPLING_OVERHEAD).",
+    )
     sanitizer_policy_file: str | None = Field(
         None,
         description="YAML sanitizer policy; the built-in policy when unset."

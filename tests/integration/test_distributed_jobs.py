@@ -153,3 +153,49 @@ def test_unreachable_fidelity_budget_is_rejected_naming_the_best_estimate(tmp_pa
     planned = next(c for c in status["conditions"] if c["type"] == "Planned")
     assert planned["reason"] == "FidelityBudgetNotMet"
     assert "the best estimate is 0." in planned["message"]
+
+
+async def test_a_result_that_fails_verification_can_fail_the_job(
+    tmp_path, start_agent, operator_key
+):
+    """A node noisier than its spec claims: the hallucination guard turns the job Failed."""
+    from tests.support import make_node
+
+    agent = await start_agent(make_node("liar", 3, noise={"readoutError": 0.3}))
+    node = {
+        "apiVersion": "qorch.dev/v1alpha1",
+        "kind": "QuantumNode",
+        "metadata": {"name": "liar"},
+        "spec": {
+            "qubits": 3,
+            "safety": {"maxErrorRate": 1},  # let calibration pass: the check is verification's
+            "backend": {"type": "external", "endpoint": agent.endpoint},
+            "identity": {"publicKey": agent.public_key},
+        },
+    }
+    (tmp_path / "manifests.yaml").write_text(
+        yaml.safe_dump_all([node, job("bell", shots=2000, circuit={"qasm": ghz(3)})])
+    )
+    for flags, phase in (([], "Succeeded"), (["--fail-unverified"], "Failed")):
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "qorch",
+                "run",
+                str(tmp_path),
+                "-o",
+                "json",
+                "--identity-key",
+                str(operator_key.key_file),
+                *flags,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=REPO,
+        )
+        (result,) = json.loads(proc.stdout)
+        verified = next(c for c in result["status"]["conditions"] if c["type"] == "Verified")
+        assert verified["status"] == "False", verified
+        assert result["status"]["phase"] == phase

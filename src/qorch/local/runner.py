@@ -38,7 +38,18 @@ class Progress:
         print(f"[{elapsed:7.2f}s] {what:<28} {message}", file=self.stream, flush=True)
 
 
-async def _drive(job: DistributedJob, pipeline: JobPipeline, progress: Progress) -> None:
+class _Waits:
+    """Jobs still moving, and how many of them wait for capacity. Nothing here re-checks
+    nodes after the start, so when every job left is waiting, none will ever start."""
+
+    def __init__(self, jobs: int) -> None:
+        self.active = jobs
+        self.waiting = 0
+
+
+async def _drive(
+    job: DistributedJob, pipeline: JobPipeline, progress: Progress, waits: _Waits
+) -> None:
     name = f"djob/{job.metadata.name}"
     while job.status.phase not in TERMINAL_PHASES:
         before = job.status.phase
@@ -47,7 +58,14 @@ async def _drive(job: DistributedJob, pipeline: JobPipeline, progress: Progress)
         if job.status.phase != before:
             progress(name, f"{job.status.phase:<10} {job.status.message}")
         elif result.requeue_after is not None:
+            if waits.waiting + 1 >= waits.active:
+                job.status = pipeline.abandon(job, "no job is left to free capacity").status
+                progress(name, f"{job.status.phase:<10} {job.status.message}")
+                break
+            waits.waiting += 1
             await asyncio.sleep(result.requeue_after)
+            waits.waiting -= 1
+    waits.active -= 1
 
 
 def _summary(jobs: list[DistributedJob], stream: TextIO) -> None:
@@ -136,7 +154,8 @@ class EmbeddedControlPlane:
     async def run_jobs(self, settings: PipelineSettings) -> list[DistributedJob]:
         pipeline = JobPipeline(self.world, Reservations(), settings)
         jobs = sorted(self.world.jobs.values(), key=lambda j: -j.spec.priority)
-        await asyncio.gather(*(_drive(job, pipeline, self.progress) for job in jobs))
+        waits = _Waits(len(jobs))
+        await asyncio.gather(*(_drive(job, pipeline, self.progress, waits) for job in jobs))
         return jobs
 
     def write_metrics(self, path: str) -> None:
@@ -154,7 +173,10 @@ async def run(
     out: TextIO = sys.stdout,
     settings: PipelineSettings | None = None,
     metrics_out: str | None = None,
+    identity: Identity | None = None,
 ) -> int:
+    """Run the manifests' jobs; `identity` is the operator key external agents trust (a
+    fresh one when None: only the agents started here will answer)."""
     progress = Progress(sys.stderr if output == "json" else out)
     try:
         manifests = load_manifests(paths)
@@ -166,7 +188,7 @@ async def run(
     configure_tracing("qorch-run")
     with tempfile.TemporaryDirectory(prefix="qorch-run-") as workdir:
         plane = EmbeddedControlPlane(
-            LocalWorld(manifests, Identity.generate()), Path(workdir), progress
+            LocalWorld(manifests, identity or Identity.generate()), Path(workdir), progress
         )
         try:
             errors = await plane.start_agents()

@@ -58,6 +58,8 @@ class PipelineSettings:
     capacity_retry_seconds: float = 1.0
     # Cutting multiplies the shots needed by this factor; beyond it a cut is refused.
     max_sampling_overhead: float = 1000.0
+    # The "quantum hallucination" guard: a result that fails verification fails the job.
+    fail_unverified: bool = False
 
 
 def reservation_key(namespace: str, name: str, uid: str | None) -> str:
@@ -104,6 +106,13 @@ class JobPipeline:
         if phase == "Planned":
             return self._start_attempt(job)
         return await self._collect(job)
+
+    def abandon(self, job: DistributedJob, why: str) -> StepResult:
+        """End a job that waits for capacity nothing will free (the embedded control plane
+        knows when that is; the operator waits until timeoutSeconds instead)."""
+        status = self._status(job)
+        msg = f"{status.message}; {why}"
+        return self._finish(job, status, "Failed", R.UNSCHEDULABLE, msg)
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -411,6 +420,9 @@ class JobPipeline:
             status.result = aggregate(work, replies, plan.estimated_fidelity, job.spec.observables)
         self._record_verification(job, status)
         self._cond(job, status, R.DISPATCHED, "True", R.PROGRAMS_DONE, "all programs returned")
+        verified = get_condition(status.conditions, R.VERIFIED)
+        if self.settings.fail_unverified and verified and verified.status == "False":
+            return self._finish(job, status, "Failed", R.VERIFICATION_FAILED, verified.message)
         summary = (
             f"{sum(status.result.counts.values())} shots collected"
             if status.result.counts is not None
