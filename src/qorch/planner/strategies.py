@@ -20,6 +20,7 @@ from typing import Literal
 
 from qiskit import QuantumCircuit
 
+from qorch.qpu.composite_noise import MAX_COSIMULATED_QUBITS
 from qorch.qpu.noise import TWO_QUBIT_GATES
 
 from .circuits import for_distribution
@@ -33,9 +34,6 @@ from .teleport import TeleportProgram, compile_teleport
 Strategy = Literal["single", "teleport", "cut"]
 #: Preference at equal estimated fidelity: fewer moving parts first.
 PREFERENCE: dict[str, int] = {"single": 0, "teleport": 1, "cut": 2}
-#: Widest co-simulated teleport program: a statevector of 2^26 amplitudes is 1 GiB, and Aer
-#: already needs ~7 s per 1000 shots of a 26-qubit GHZ on these machines.
-MAX_COSIMULATED_QUBITS = 26
 #: Subexperiments per node whose fidelity is computed exactly; the rest share their gates.
 _WORST_SAMPLED = 3
 

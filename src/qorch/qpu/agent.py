@@ -20,7 +20,7 @@ from qorch.telemetry.feedforward import echo_reply
 from .calibration import SHOTS as CALIBRATION_SHOTS
 from .calibration import calibration_circuits, figures
 from .circuits import decode_circuit
-from .composite_noise import parse_description, simulate_composite
+from .composite_noise import MAX_COSIMULATED_QUBITS, parse_description, simulate_composite
 from .executor import Execution, NodeExecutor, ProgramRejected
 from .link_probe import probe
 from .transport import AgentError
@@ -29,8 +29,6 @@ log = logging.getLogger(__name__)
 
 # Results kept for idempotent re-delivery of a program after a pipeline restart.
 RESULT_CACHE_SIZE = 256
-# Widest program spanning several nodes one agent co-simulates: 2^26 amplitudes is 1 GiB.
-MAX_COSIMULATED_QUBITS = 26
 
 
 class QpuAgent:
