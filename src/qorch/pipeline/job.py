@@ -152,19 +152,17 @@ class JobPipeline:
         return self.settings.policy.for_namespace(job.metadata.namespace)
 
     def _timing(self, nodes: list[QuantumNode]) -> TargetTiming | None:
-        noises = [n.spec.noise for n in nodes]
-        t2s = [t for x in noises if (t := x.t2_microseconds or x.t1_microseconds)]
-        gate1 = [x.single_qubit_gate_nanoseconds for x in noises if x.single_qubit_gate_nanoseconds]
-        gate2 = [x.two_qubit_gate_nanoseconds for x in noises if x.two_qubit_gate_nanoseconds]
-        meas = [x.measure_nanoseconds for x in noises if x.measure_nanoseconds]
-        if not t2s:
-            return None
-        return TargetTiming(
-            single_qubit_gate_ns=max(gate1, default=None),
-            two_qubit_gate_ns=max(gate2, default=None),
-            measure_ns=max(meas, default=None),
-            shortest_t2_us=min(t2s),
+        """The candidates' slowest gates and shortest T2 (T1 when T2 is unknown)."""
+        worst = TargetTiming.worst_case(
+            TargetTiming(
+                single_qubit_gate_ns=x.single_qubit_gate_nanoseconds or None,
+                two_qubit_gate_ns=x.two_qubit_gate_nanoseconds or None,
+                measure_ns=x.measure_nanoseconds or None,
+                shortest_t2_us=x.t2_microseconds or x.t1_microseconds or None,
+            )
+            for x in (n.spec.noise for n in nodes)
         )
+        return worst if worst.shortest_t2_us is not None else None
 
     def _selected(self, job: DistributedJob) -> list[QuantumNode]:
         """Nodes the job may use, whatever their phase."""
@@ -277,7 +275,7 @@ class JobPipeline:
             everything = self._selected(job)
             _, ideal = self._estimate(job, circuit, everything, {})
             not_ready = [_not_ready(n) for n in everything if not node_is_ready(n)]
-            if isinstance(ideal, str) or (not nodes and not everything):
+            if isinstance(ideal, str):  # also when no node matches at all
                 reason = (
                     R.FIDELITY_BUDGET_NOT_MET if "fidelityBudget" in choice else R.UNSCHEDULABLE
                 )
