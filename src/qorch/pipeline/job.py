@@ -275,14 +275,18 @@ class JobPipeline:
             everything = self._selected(job)
             _, ideal = self._estimate(job, circuit, everything, {})
             not_ready = [_not_ready(n) for n in everything if not node_is_ready(n)]
-            if isinstance(ideal, str):  # also when no node matches at all
+            if everything and isinstance(ideal, str):
                 reason = (
                     R.FIDELITY_BUDGET_NOT_MET if "fidelityBudget" in choice else R.UNSCHEDULABLE
                 )
-                detail = choice if everything else "no QuantumNode matches the nodeSelector"
-                self._cond(job, status, R.PLANNED, "False", reason, detail)
-                return self._finish(job, status, "Rejected", reason, detail)
-            detail = "; ".join([choice, *not_ready])
+                self._cond(job, status, R.PLANNED, "False", reason, choice)
+                return self._finish(job, status, "Rejected", reason, choice)
+            # No node at all (yet): a job applied with its nodes may be seen before them.
+            detail = (
+                "; ".join([choice, *not_ready])
+                if everything
+                else ("no QuantumNode matches the nodeSelector yet")
+            )
             self._cond(job, status, R.PLANNED, "False", R.WAITING_FOR_CAPACITY, detail)
             status.message = f"waiting for capacity: {detail}"
             return StepResult(status, requeue_after=self.settings.capacity_retry_seconds)
