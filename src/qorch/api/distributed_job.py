@@ -86,10 +86,19 @@ class DistributedJobSpec(ApiModel):
     fidelity_budget: float | None = Field(
         None, ge=0, le=1, description="Lowest acceptable estimated fidelity of the plan."
     )
-    priority: int = Field(0, description="Higher runs first when capacity is short.")
+    priority: int = Field(
+        0,
+        description="Higher is placed first when capacity is short; equal priorities in"
+        " admission order. Running jobs are never preempted.",
+    )
     timeout_seconds: int = Field(600, ge=1, description="Give up after this long.")
     signature: str | None = Field(
         None, description="Submitter's ML-DSA-65 signature over the canonical spec."
+    )
+    mitigation: Literal["none", "readout"] = Field(
+        "none",
+        description="readout: also correct the result with the nodes' latest readout"
+        " calibration; the raw result is kept beside the mitigated one.",
     )
 
     @model_validator(mode="after")
@@ -185,7 +194,9 @@ class ProgramProgress(ApiModel):
 
     id: str = Field(description="Program id.")
     node: str = Field(description="QuantumNode name.")
-    state: Literal["Pending", "Running", "Done", "Failed"] = Field(description="State.")
+    state: Literal["Pending", "Running", "Done", "Failed", "Cancelled"] = Field(
+        description="State."
+    )
     attempt: int = Field(description="Job attempt this progress belongs to.")
     message: str = Field("", description="Details, e.g. the error of a failed program.")
     seconds: float | None = Field(None, description="Execution time reported by the agent.")
@@ -208,6 +219,27 @@ class Verification(ApiModel):
     )
 
 
+class MitigatedResult(ApiModel):
+    """The result corrected with the readout calibration of the nodes that produced it."""
+
+    method: str = Field(description="How the correction was made.")
+    quasi_probabilities: dict[str, float] | None = Field(
+        None, description="Mitigated outcome probabilities (may be slightly negative)."
+    )
+    expectation_values: list[float] | None = Field(
+        None, description="Mitigated expectation values of spec.observables, in order."
+    )
+    standard_errors: list[float] | None = Field(
+        None, description="Standard errors of the mitigated expectation values."
+    )
+    calibrations: list[str] = Field(
+        default_factory=list, description="node@time of each readout calibration used."
+    )
+    verification: Verification | None = Field(
+        None, description="The mitigated result checked against exact simulation."
+    )
+
+
 class JobResult(ApiModel):
     """Result of the job."""
 
@@ -219,6 +251,19 @@ class JobResult(ApiModel):
         None, description="Standard errors of the expectation values."
     )
     verification: Verification | None = Field(None, description="Check against exact simulation.")
+    mitigated: MitigatedResult | None = Field(
+        None, description="With spec.mitigation: the readout-corrected result."
+    )
+
+
+class Reroute(ApiModel):
+    """A re-plan away from a resource that failed or degraded while the job ran on it."""
+
+    attempt: int = Field(description="The attempt that was stopped.")
+    resource: str = Field(description="Kind/name of the resource, e.g. QuantumNode/qpu-a.")
+    reason: str = Field(description="Why it was left, e.g. Degraded or AgentUnreachable.")
+    message: str = Field("", description="Details.")
+    time: str = Field(description="RFC 3339 time of the re-plan.")
 
 
 class Timings(ApiModel):
@@ -246,6 +291,11 @@ class DistributedJobStatus(ApiModel):
     result: JobResult | None = Field(None, description="Result.")
     timings: Timings = Field(default_factory=Timings, description="Timings.")
     trace_id: str | None = Field(None, description="Trace id of the job's current attempt.")
+    reroutes: list[Reroute] = Field(
+        default_factory=list,
+        description="Re-plans away from failed or degraded resources; the job does not return"
+        " to them.",
+    )
 
 
 class DistributedJob(ApiModel):
