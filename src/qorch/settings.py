@@ -32,7 +32,13 @@ class Settings(BaseModel):
     )
     capacity_retry_seconds: float = Field(
         2.0,
-        description="How often a job waiting for qubits re-plans (QORCH_CAPACITY_RETRY_SECONDS).",
+        description="How often a job waiting for nodes re-plans; a job waiting for capacity is"
+        " also woken when any reservation is released (QORCH_CAPACITY_RETRY_SECONDS).",
+    )
+    job_watch_seconds: float = Field(
+        1.0,
+        description="How often a running job checks that its nodes and links are still"
+        " healthy; a Degraded one pauses and re-routes it (QORCH_JOB_WATCH_SECONDS).",
     )
     identity_key_file: str | None = Field(
         None,

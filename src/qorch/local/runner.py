@@ -63,7 +63,7 @@ async def _drive(
                 progress(name, f"{job.status.phase:<10} {job.status.message}")
                 break
             waits.waiting += 1
-            await asyncio.sleep(result.requeue_after)
+            await pipeline.reservations.changed(result.requeue_after)
             waits.waiting -= 1
     waits.active -= 1
 

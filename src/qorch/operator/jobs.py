@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import kopf
@@ -56,14 +55,31 @@ async def run_job(
             job.status = result.status
             logger.info("phase %s: %s", job.status.phase, job.status.message)
         if result.requeue_after is not None:
-            await asyncio.sleep(result.requeue_after)
+            await state.reservations.changed(result.requeue_after)
 
 
-@kopf.on.delete(*DJOB, id="release")
-async def release(name: str, namespace: str | None, uid: str, memo: Any, **_: Any) -> None:
-    """The finalizer: a deleted job gives its qubits back."""
+@kopf.on.delete(*DJOB, id="release")  # type: ignore[arg-type]
+async def release(
+    body: kopf.Body,
+    name: str,
+    namespace: str | None,
+    uid: str,
+    memo: Any,
+    qnodes: kopf.Index,
+    qlinks: kopf.Index,
+    **_: Any,
+) -> None:
+    """The finalizer: a deleted job's running programs are cancelled on their agents and
+    its reservations freed."""
     key = reservation_key(namespace or "", name, uid)
-    memo.state.reservations.release(key)
+    state: OperatorState = memo.state
+    try:
+        job = DistributedJob.model_validate(plain(body))
+    except ValidationError:
+        state.reservations.release(key)
+    else:
+        world = KubeWorld(qnodes, qlinks, state)
+        await JobPipeline(world, state.reservations, state.pipeline_settings).cancel(job)
     METRICS.track_job_phase(key, None)
 
 

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from qorch.api import GROUP, VERSION, QuantumNode
 from qorch.channel.identity import fingerprint
 from qorch.pipeline.identity import pinned_key
+from qorch.pipeline.reservations import node_resource
 from qorch.pipeline.resources import calibrate_node, check_node
 from qorch.settings import Settings
 from qorch.telemetry.instrument import timed_reconcile
@@ -71,7 +72,7 @@ async def node_health(body: kopf.Body, name: str, memo: Any, patch: kopf.Patch, 
         node,
         agent_client(state, node),
         agent_endpoint(node, state.settings),
-        state.reservations.allocated(name),
+        int(state.reservations.allocated(node_resource(name))),
     )
     key = pinned_key(node, state.node_keys.get((node.metadata.namespace, name)))
     status.identity_fingerprint = fingerprint(key) if key else None

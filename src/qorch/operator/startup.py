@@ -67,6 +67,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
             policy=_policy(qorch),
             authorization=_authorization(qorch),
             capacity_retry_seconds=qorch.capacity_retry_seconds,
+            watch_seconds=qorch.job_watch_seconds,
             fail_unverified=qorch.fail_unverified,
             max_sampling_overhead=qorch.max_sampling_overhead,
         ),

@@ -9,26 +9,35 @@ Programs are sent with ids that include the attempt, and agents never run an id 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from qiskit import QuantumCircuit
 
-from qorch.api import TERMINAL_PHASES, DistributedJob, DistributedJobStatus, QuantumNode
+from qorch.api import (
+    TERMINAL_PHASES,
+    DistributedJob,
+    DistributedJobStatus,
+    EntanglementLink,
+    QuantumNode,
+)
 from qorch.api import reasons as R
 from qorch.api.base import ConditionStatus, get_condition, now_rfc3339, set_condition
 from qorch.api.distributed_job import (
     Plan,
     Program,
     ProgramProgress,
+    Reroute,
     SanitizerStatus,
 )
 from qorch.planner.cutting import CutPlan
 from qorch.planner.strategies import Candidate, choose, estimate_candidates
 from qorch.planner.teleport import TeleportProgram
 from qorch.qpu.circuits import encode_circuit
-from qorch.qpu.transport import TIMEOUT, AgentError
+from qorch.qpu.transport import TIMEOUT, UNREACHABLE, AgentError
 from qorch.sanitizer import SanitizerPolicy, SanitizerPolicyFile, TargetTiming, sanitize
 from qorch.telemetry.instrument import instrument_step
 from qorch.telemetry.metrics import JOBS_FINISHED, SANITIZER_REJECTIONS
@@ -36,9 +45,11 @@ from qorch.telemetry.tracing import step_span
 
 from .aggregation import aggregate
 from .authorization import AuthorizationPolicy, authorize
-from .planning import Work, plan_status, reservation, slots, work_for
+from .planning import Work, capacity, plan_status, reservation, slots, work_for
 from .ports import World
-from .reservations import Reservations
+from .reservations import QueueEntry, Reservations
+
+CANCEL_TIMEOUT_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -58,6 +69,8 @@ class PipelineSettings:
     capacity_retry_seconds: float = 1.0
     # Cutting multiplies the shots needed by this factor; beyond it a cut is refused.
     max_sampling_overhead: float = 1000.0
+    # How often a running job looks at the health of its nodes and links.
+    watch_seconds: float = 1.0
     # The "quantum hallucination" guard: a result that fails verification fails the job.
     fail_unverified: bool = False
 
@@ -73,6 +86,16 @@ def job_key(job: DistributedJob) -> str:
 
 def node_is_ready(node: QuantumNode) -> bool:
     return node.status.phase == "Ready"
+
+
+def _left(job: DistributedJob, kind: str) -> set[str]:
+    """Names of the resources of `kind` the job was re-routed away from."""
+    prefix = f"{kind}/"
+    return {r.resource[len(prefix) :] for r in job.status.reroutes if r.resource.startswith(prefix)}
+
+
+def _returned(call: asyncio.Future[dict]) -> bool:
+    return call.done() and not call.cancelled() and call.exception() is None
 
 
 def _not_ready(node: QuantumNode) -> str:
@@ -99,9 +122,9 @@ class JobPipeline:
         if phase in TERMINAL_PHASES:
             self.reservations.release(job_key(job))
             return StepResult(job.status)
-        if phase == "Pending":
+        if phase == "Pending" and not job.status.timings.admitted_at:
             return await self._admit(job)
-        if phase == "Admitted":
+        if phase in ("Pending", "Admitted"):  # admitted, waiting or re-routed: (re)plan
             return await self._plan(job)
         if phase == "Planned":
             return self._start_attempt(job)
@@ -165,13 +188,20 @@ class JobPipeline:
         return worst if worst.shortest_t2_us is not None else None
 
     def _selected(self, job: DistributedJob) -> list[QuantumNode]:
-        """Nodes the job may use, whatever their phase."""
+        """Nodes the job may use, whatever their phase: those its selector matches and it
+        was not re-routed away from."""
         selector = job.spec.node_selector
+        left = _left(job, "QuantumNode")
         return [
             n
             for n in self.world.nodes(job.metadata.namespace)
-            if selector is None or selector.matches(n.metadata.labels)
+            if (selector is None or selector.matches(n.metadata.labels))
+            and n.metadata.name not in left
         ]
+
+    def _links(self, job: DistributedJob) -> list[EntanglementLink]:
+        left = _left(job, "EntanglementLink")
+        return [x for x in self.world.links(job.metadata.namespace) if x.metadata.name not in left]
 
     def _candidates(self, job: DistributedJob) -> list[QuantumNode]:
         return [n for n in self._selected(job) if node_is_ready(n)]
@@ -245,9 +275,9 @@ class JobPipeline:
         job: DistributedJob,
         circuit: QuantumCircuit,
         nodes: list[QuantumNode],
-        free: dict[str, int],
+        free: dict[str, float],
     ) -> tuple[list[Candidate], Candidate | str]:
-        node_slots, link_slots = slots(nodes, self.world.links(job.metadata.namespace), free)
+        node_slots, link_slots = slots(nodes, self._links(job), free)
         candidates = estimate_candidates(
             circuit,
             job.spec.observables,
@@ -259,6 +289,23 @@ class JobPipeline:
         )
         return candidates, choose(candidates, job.spec.fidelity_budget, job.spec.strategy)
 
+    def _queue_entry(self, job: DistributedJob, status: DistributedJobStatus) -> QueueEntry:
+        nodes = frozenset(n.metadata.name for n in self._selected(job))
+        return QueueEntry.of(
+            job_key(job), job.spec.priority, status.timings.admitted_at or "", nodes
+        )
+
+    def _wait(
+        self, job: DistributedJob, status: DistributedJobStatus, reason: str, detail: str
+    ) -> StepResult:
+        """Wait in phase Pending; the driver steps again when reservations change."""
+        self._cond(job, status, R.PLANNED, "False", reason, detail)
+        if status.phase != "Pending":
+            self.world.event(job, "Normal", reason, detail)
+        status.phase = "Pending"
+        status.message = detail
+        return StepResult(status, requeue_after=self.settings.capacity_retry_seconds)
+
     async def _plan(self, job: DistributedJob) -> StepResult:
         status = self._status(job)
         started = time.perf_counter()
@@ -266,36 +313,61 @@ class JobPipeline:
         if self._remaining_seconds(job, status) <= 0:
             msg = f"not placed within timeoutSeconds={job.spec.timeout_seconds}: {status.message}"
             return self._finish(job, status, "Failed", R.TIMED_OUT, msg)
+        entry = self._queue_entry(job, status)
+        ahead = self.reservations.ahead_of(entry)
+        if ahead:
+            self.reservations.enqueue(entry)
+            first = ahead[0]
+            detail = (
+                f"queued behind {len(ahead)} job(s) of higher priority or earlier admission"
+                f" that want the same nodes (first: {first.job.rsplit('/', 1)[0]},"
+                f" priority {-first.rank[0]})"
+            )
+            return self._wait(job, status, R.QUEUED, detail)
         nodes = self._candidates(job)
-        capacity = {n.metadata.name: n.spec.qubits for n in nodes}
-        candidates, choice = self._estimate(job, circuit, nodes, self.reservations.free(capacity))
+        limits = capacity(nodes, self._links(job))
+        candidates, choice = self._estimate(job, circuit, nodes, self.reservations.free(limits))
         if isinstance(choice, str):
-            # Wait while the job would fit once nodes are Ready and free; reject when even
+            # Wait while the job would fit once nodes are Ready and free; give up when even
             # every selected node, idle and Ready, could not run it.
             everything = self._selected(job)
             _, ideal = self._estimate(job, circuit, everything, {})
             not_ready = [_not_ready(n) for n in everything if not node_is_ready(n)]
             if everything and isinstance(ideal, str):
+                self.reservations.leave_queue(job_key(job))
+                if status.reroutes:
+                    left = ", ".join(f"{r.resource} ({r.reason})" for r in status.reroutes)
+                    msg = f"no healthy placement remains after leaving {left}: {choice}"
+                    self._cond(job, status, R.PLANNED, "False", R.NO_HEALTHY_RESOURCES, msg)
+                    return self._finish(job, status, "Failed", R.NO_HEALTHY_RESOURCES, msg)
                 reason = (
                     R.FIDELITY_BUDGET_NOT_MET if "fidelityBudget" in choice else R.UNSCHEDULABLE
                 )
                 self._cond(job, status, R.PLANNED, "False", reason, choice)
                 return self._finish(job, status, "Rejected", reason, choice)
-            # No node at all (yet): a job applied with its nodes may be seen before them.
-            detail = (
-                "; ".join([choice, *not_ready])
-                if everything
-                else ("no QuantumNode matches the nodeSelector yet")
+            if not everything:
+                # A job applied with its nodes may be seen before them.
+                self.reservations.leave_queue(job_key(job))
+                return self._wait(
+                    job, status, R.NODE_NOT_READY, "no QuantumNode matches the nodeSelector yet"
+                )
+            _, idle = self._estimate(job, circuit, nodes, {})
+            if isinstance(idle, str):  # only nodes that are not Ready could run it
+                self.reservations.leave_queue(job_key(job))
+                detail = "; ".join([choice, *not_ready])
+                return self._wait(job, status, R.NODE_NOT_READY, f"waiting for nodes: {detail}")
+            self.reservations.enqueue(entry)
+            return self._wait(
+                job, status, R.WAITING_FOR_CAPACITY, f"waiting for capacity: {choice}"
             )
-            self._cond(job, status, R.PLANNED, "False", R.WAITING_FOR_CAPACITY, detail)
-            status.message = f"waiting for capacity: {detail}"
-            return StepResult(status, requeue_after=self.settings.capacity_retry_seconds)
-        want = reservation(choice, circuit.num_qubits)
-        if not self.reservations.try_reserve(job_key(job), want, capacity):
-            self._cond(job, status, R.PLANNED, "False", R.WAITING_FOR_CAPACITY, "reservation lost")
-            return StepResult(status, requeue_after=self.settings.capacity_retry_seconds)
-        status.plan = plan_status(choice, candidates, circuit.num_qubits, job.spec.shots)
-        self._programs[job_key(job)] = self._work_from(choice, circuit)
+        plan = plan_status(choice, candidates, circuit.num_qubits, job.spec.shots)
+        work = self._work_from(choice, circuit)
+        want = reservation(plan, work, job.spec.shots, job.spec.timeout_seconds)
+        if not self.reservations.try_reserve(job_key(job), want, limits):
+            self.reservations.enqueue(entry)
+            return self._wait(job, status, R.WAITING_FOR_CAPACITY, "reservation lost to a peer")
+        status.plan = plan
+        self._programs[job_key(job)] = work
         status.timings.plan_seconds = round(time.perf_counter() - started, 6)
         status.phase = "Planned"
         status.message = f"{choice.strategy} on {status.plan.nodes}"
@@ -378,15 +450,18 @@ class JobPipeline:
         status = self._status(job)
         plan = status.plan
         assert plan is not None
-        nodes = {n.metadata.name: n for n in self.world.nodes(job.metadata.namespace)}
-        capacity = {n: nodes[n].spec.qubits for n in nodes}
-        held = {p.node: len(p.qubits) for p in plan.placement}
-        self.reservations.try_reserve(job_key(job), held, capacity)
+        ns = job.metadata.namespace
+        nodes = {n.metadata.name: n for n in self.world.nodes(ns)}
         remaining = self._remaining_seconds(job, status)
         if remaining <= 0:
             msg = f"no result within timeoutSeconds={job.spec.timeout_seconds}"
             return self._finish(job, status, "Failed", R.TIMED_OUT, msg)
         work = await self._work(job, plan)
+        # After a restart the book is empty: hold the plan's resources again.
+        want = reservation(plan, work, job.spec.shots, job.spec.timeout_seconds)
+        self.reservations.try_reserve(
+            job_key(job), want, capacity(list(nodes.values()), self.world.links(ns))
+        )
         payloads = self._payloads(job, status.attempt, work)
         started = time.perf_counter()
 
@@ -396,7 +471,26 @@ class JobPipeline:
                 raise AgentError(R.NODE_MISSING, f"QuantumNode {program.node!r} no longer exists")
             return await self.world.agent(node).call("run", payloads[program.id], timeout=remaining)
 
-        outcomes = await asyncio.gather(*(run(p) for p in plan.programs), return_exceptions=True)
+        calls = {p.id: asyncio.ensure_future(run(p)) for p in plan.programs}
+        try:
+            trouble: list[Reroute] = []
+            while not trouble:
+                pending = [c for c in calls.values() if not c.done()]
+                if not pending:
+                    break
+                await asyncio.wait(
+                    pending,
+                    timeout=self.settings.watch_seconds,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                trouble = self._trouble(job, plan, status.attempt, calls)
+        finally:
+            for call in calls.values():
+                call.cancel()  # ours only: an agent keeps what it accepted
+        if trouble:
+            unfinished = [p for p in plan.programs if not _returned(calls[p.id])]
+            return await self._reroute(job, status, trouble, unfinished)
+        outcomes = [calls[p.id].exception() or calls[p.id].result() for p in plan.programs]
         status.timings.execute_seconds = round(time.perf_counter() - started, 6)
         failures = []
         for progress, outcome in zip(status.progress, outcomes, strict=True):
@@ -408,8 +502,6 @@ class JobPipeline:
                 progress.state = "Done"
                 progress.seconds = outcome.get("simulateSeconds")
         if failures:
-            if any(isinstance(o, asyncio.CancelledError) for o in outcomes):
-                raise asyncio.CancelledError
             msg = "; ".join(failures)
             errors = [o for o in outcomes if isinstance(o, BaseException)]
             if all(isinstance(o, AgentError) and o.code == TIMEOUT for o in errors):
@@ -431,6 +523,110 @@ class JobPipeline:
             else f"{len(status.result.expectation_values or [])} expectation value(s) reconstructed"
         )
         return self._finish(job, status, "Succeeded", R.COMPLETED, summary)
+
+    def _trouble(
+        self,
+        job: DistributedJob,
+        plan: Plan,
+        attempt: int,
+        calls: Mapping[str, asyncio.Future[dict]],
+    ) -> list[Reroute]:
+        """Resources of the plan that failed or degraded while it ran: a reason to re-route.
+        A cordoned node is not one: cordoning stops new placements, it does not evict."""
+        ns = job.metadata.namespace
+        now = now_rfc3339()
+        found: dict[str, Reroute] = {}
+        for program in plan.programs:
+            call = calls[program.id]
+            if call.done() and not call.cancelled():
+                exc = call.exception()
+                if isinstance(exc, AgentError) and exc.code == UNREACHABLE:
+                    resource = f"QuantumNode/{program.node}"
+                    found[resource] = Reroute(
+                        attempt=attempt,
+                        resource=resource,
+                        reason=R.AGENT_FAILED,
+                        message=exc.message,
+                        time=now,
+                    )
+        nodes = {n.metadata.name: n for n in self.world.nodes(ns)}
+        for name in sorted({p.node for p in plan.placement} | {p.node for p in plan.programs}):
+            node = nodes.get(name)
+            if node is not None and node.status.phase not in ("Degraded", "Unreachable"):
+                continue
+            resource = f"QuantumNode/{name}"
+            why = _not_ready(node) if node else f"{name} no longer exists"
+            reason = node.status.phase if node else R.NODE_MISSING
+            found.setdefault(
+                resource,
+                Reroute(attempt=attempt, resource=resource, reason=reason, message=why, time=now),
+            )
+        links = {x.metadata.name: x for x in self.world.links(ns)}
+        for use in plan.bell_pairs:
+            link = links.get(use.link)
+            if link is not None and link.status.phase not in ("Degraded", "Down"):
+                continue
+            resource = f"EntanglementLink/{use.link}"
+            reason = link.status.phase if link else "Missing"
+            ready = get_condition(link.status.conditions, R.READY) if link else None
+            why = (ready.message if ready else "") or f"{use.link} is {reason}"
+            found[resource] = Reroute(
+                attempt=attempt, resource=resource, reason=reason, message=why, time=now
+            )
+        return list(found.values())
+
+    async def _reroute(
+        self,
+        job: DistributedJob,
+        status: DistributedJobStatus,
+        trouble: list[Reroute],
+        unfinished: list[Program],
+    ) -> StepResult:
+        """Pause: cancel what is still running; re-route: release the plan and plan again
+        without the troubled resources. Finished programs of the attempt are dropped too:
+        a plan's results come from one placement."""
+        await self._cancel(job, status.attempt, unfinished)
+        stopped = {p.id for p in unfinished}
+        for progress in status.progress:
+            if progress.id in stopped:
+                progress.state = "Cancelled"
+        status.reroutes.extend(trouble)
+        self.reservations.release(job_key(job))
+        self._programs.pop(job_key(job), None)
+        names = ", ".join(f"{t.resource} ({t.reason}: {t.message})" for t in trouble)
+        msg = f"attempt {status.attempt} paused: {names}; re-planning on healthy resources"
+        self._cond(job, status, R.PLANNED, "False", R.REROUTING, msg)
+        self._cond(job, status, R.DISPATCHED, "False", R.REROUTING, msg)
+        status.phase = "Pending"
+        status.message = msg
+        self.world.event(job, "Warning", R.REROUTING, msg)
+        return StepResult(status)
+
+    async def _cancel(self, job: DistributedJob, attempt: int, programs: list[Program]) -> None:
+        """Best effort: tell each agent to drop the attempt's programs it still holds."""
+        nodes = {n.metadata.name: n for n in self.world.nodes(job.metadata.namespace)}
+        key = f"{job_key(job)}/{attempt}"
+        by_node: dict[str, list[str]] = {}
+        for program in programs:
+            by_node.setdefault(program.node, []).append(f"{key}/{program.id}")
+
+        async def cancel(node: QuantumNode, ids: list[str]) -> None:
+            with contextlib.suppress(AgentError):
+                await self.world.agent(node).call(
+                    "cancel", {"programIds": ids}, timeout=CANCEL_TIMEOUT_SECONDS
+                )
+
+        await asyncio.gather(*(cancel(nodes[n], ids) for n, ids in by_node.items() if n in nodes))
+
+    async def cancel(self, job: DistributedJob) -> None:
+        """A deleted job: its running programs are cancelled and its reservations freed."""
+        try:
+            if job.status.phase == "Running" and job.status.plan is not None:
+                await self._cancel(job, job.status.attempt, job.status.plan.programs)
+        finally:
+            self.reservations.release(job_key(job))
+            self._programs.pop(job_key(job), None)
+            self._circuits.pop(job_key(job), None)
 
     def _record_verification(self, job: DistributedJob, status: DistributedJobStatus) -> None:
         v = status.result.verification if status.result else None

@@ -20,6 +20,8 @@ from qorch.planner.partition import Partition
 from qorch.planner.strategies import Candidate
 from qorch.planner.teleport import TeleportProgram, compile_teleport
 
+from .reservations import link_resource, node_resource
+
 
 @dataclass(frozen=True)
 class Work:
@@ -40,25 +42,54 @@ def link_slot(link: EntanglementLink) -> LinkSlot:
 
 
 def slots(
-    nodes: list[QuantumNode], links: list[EntanglementLink], free: dict[str, int]
+    nodes: list[QuantumNode], links: list[EntanglementLink], free: dict[str, float]
 ) -> tuple[list[NodeSlot], list[LinkSlot]]:
-    """Ready nodes with their free qubits, and the Up links between them."""
+    """Ready nodes with their free qubits, and the Up links between them with the share of
+    their Bell-pair rate no other job holds (`free` as from Reservations.free; a resource
+    missing from it is wholly free)."""
     names = {n.metadata.name for n in nodes}
-    node_slots = [NodeSlot.of(n, free.get(n.metadata.name, n.spec.qubits)) for n in nodes]
-    link_slots = [
-        link_slot(x) for x in links if x.status.phase == "Up" and set(x.spec.nodes) <= names
+    node_slots = [
+        NodeSlot.of(n, int(free.get(node_resource(n.metadata.name), n.spec.qubits))) for n in nodes
     ]
+    link_slots = []
+    for link in links:
+        if link.status.phase != "Up" or not set(link.spec.nodes) <= names:
+            continue
+        slot = link_slot(link)
+        supply = pair_rate(link)
+        share = free.get(link_resource(link.metadata.name), supply) / supply
+        if share <= 1e-9:
+            continue  # every pair it can make is promised to other jobs
+        if share < 1:
+            slot = dataclasses.replace(slot, generation_rate_hz=slot.generation_rate_hz * share)
+        link_slots.append(slot)
     return node_slots, link_slots
 
 
-def reservation(candidate: Candidate, width: int) -> dict[str, int]:
-    """Qubits per node the plan holds, communication qubits included."""
-    if isinstance(candidate.plan, TeleportProgram):
-        return candidate.plan.qubits_per_node()
-    if candidate.partition is not None:
-        return {n: len(candidate.partition.qubits_on(n)) for n in candidate.partition.nodes}
-    assert isinstance(candidate.plan, str)
-    return {candidate.plan: width}
+def pair_rate(link: EntanglementLink) -> float:
+    """Heralded Bell pairs per second the link supplies: what jobs reserve shares of."""
+    return link.spec.generation_rate_hz * link.spec.success_probability
+
+
+def capacity(nodes: list[QuantumNode], links: list[EntanglementLink]) -> dict[str, float]:
+    """Everything reservable: qubits per node, Bell pairs per second per link."""
+    return {
+        **{node_resource(n.metadata.name): float(n.spec.qubits) for n in nodes},
+        **{link_resource(x.metadata.name): pair_rate(x) for x in links},
+    }
+
+
+def reservation(plan: Plan, work: Work, shots: int, timeout_seconds: float) -> dict[str, float]:
+    """What a plan holds: qubits per node (communication qubits included), and on each link
+    the pair rate that supplies its Bell pairs x shots within the job's timeout."""
+    if work.teleport is not None:
+        qubits = work.teleport.qubits_per_node()
+    else:
+        qubits = {p.node: len(p.qubits) for p in plan.placement}
+    want = {node_resource(n): float(q) for n, q in qubits.items()}
+    for use in plan.bell_pairs:
+        want[link_resource(use.link)] = use.bell_pairs * shots / timeout_seconds
+    return want
 
 
 def _cosimulating_node(program: TeleportProgram) -> str:

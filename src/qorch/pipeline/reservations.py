@@ -1,47 +1,141 @@
-"""Qubit reservations: a plan holds all of its qubits or none, so no node is oversubscribed."""
+"""Reservations and the queue: a plan holds all of its resources or none, so no node is
+oversubscribed and no two jobs deadlock on partial holds; jobs that wait are served in
+priority order.
+
+Resources are qubits on nodes (`qn/<name>`) and Bell-pair rate on links (`qlink/<name>`,
+pairs per second). The book lives in the operator's memory: it is rebuilt from the jobs'
+statuses as their handlers resume, so one operator replica owns it at a time.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import threading
+from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
+
+
+def node_resource(name: str) -> str:
+    return f"qn/{name}"
+
+
+def link_resource(name: str) -> str:
+    return f"qlink/{name}"
+
+
+@dataclass(frozen=True, order=True)
+class QueueEntry:
+    """A job waiting for capacity. Order: higher priority first, then earlier admission."""
+
+    rank: tuple[int, str, str]
+    job: str
+    nodes: frozenset[str]
+
+    @classmethod
+    def of(cls, job: str, priority: int, admitted_at: str, nodes: frozenset[str]) -> QueueEntry:
+        return cls((-priority, admitted_at, job), job, nodes)
 
 
 class Reservations:
-    """All-or-nothing qubit reservations per node, keyed by job."""
+    """All-or-nothing reservations keyed by job, and the queue of jobs waiting for them."""
 
     def __init__(self) -> None:
-        self._held: dict[str, dict[str, int]] = {}
+        self._held: dict[str, dict[str, float]] = {}
+        self._queue: dict[str, QueueEntry] = {}
         self._lock = threading.Lock()
+        self._changed: asyncio.Event | None = None
 
-    def allocated(self, node: str) -> int:
+    def allocated(self, resource: str) -> float:
         with self._lock:
-            return sum(h.get(node, 0) for h in self._held.values())
+            return sum(h.get(resource, 0) for h in self._held.values())
 
     def total(self) -> int:
         """Qubits reserved across all nodes."""
         with self._lock:
-            return sum(sum(h.values()) for h in self._held.values())
+            return int(
+                sum(n for h in self._held.values() for r, n in h.items() if r.startswith("qn/"))
+            )
 
-    def free(self, capacity: dict[str, int]) -> dict[str, int]:
+    def free(self, capacity: dict[str, float]) -> dict[str, float]:
         with self._lock:
-            used: dict[str, int] = {}
+            used: dict[str, float] = {}
             for held in self._held.values():
-                for node, n in held.items():
-                    used[node] = used.get(node, 0) + n
-        return {node: cap - used.get(node, 0) for node, cap in capacity.items()}
+                for resource, n in held.items():
+                    used[resource] = used.get(resource, 0) + n
+        return {r: cap - used.get(r, 0) for r, cap in capacity.items()}
 
-    def try_reserve(self, job: str, want: dict[str, int], capacity: dict[str, int]) -> bool:
-        """Reserve every node's qubits for `job`, or nothing; re-reserving the same is a no-op."""
+    def try_reserve(self, job: str, want: dict[str, float], capacity: dict[str, float]) -> bool:
+        """Reserve every resource in `want` for `job`, or nothing; re-reserving is a no-op.
+        A job that gets its reservation leaves the queue."""
         with self._lock:
             if self._held.get(job) == want:
                 return True
-            others = {k: v for k, v in self._held.items() if k != job}
-            for node, n in want.items():
-                used = sum(h.get(node, 0) for h in others.values())
-                if used + n > capacity.get(node, 0):
+            others = [h for k, h in self._held.items() if k != job]
+            for resource, n in want.items():
+                used = sum(h.get(resource, 0) for h in others)
+                # A tolerance for float rates; qubits are whole numbers.
+                if used + n > capacity.get(resource, 0) + 1e-9:
                     return False
             self._held[job] = dict(want)
-            return True
+            self._queue.pop(job, None)
+            load = {r: round(sum(h.get(r, 0) for h in self._held.values()), 6) for r in want}
+            log.info(
+                "reserved %s: %s",
+                job,
+                ", ".join(
+                    f"{r} {round(n, 6)} ({load[r]}/{capacity.get(r, 0)})" for r, n in want.items()
+                ),
+            )
+        self._notify()
+        return True
 
     def release(self, job: str) -> None:
         with self._lock:
-            self._held.pop(job, None)
+            held = self._held.pop(job, None)
+            queued = self._queue.pop(job, None)
+        if held is not None:
+            log.info("released %s", job)
+        if held is not None or queued is not None:
+            self._notify()
+
+    # -- queue -----------------------------------------------------------------------------
+
+    def enqueue(self, entry: QueueEntry) -> None:
+        with self._lock:
+            self._queue[entry.job] = entry
+
+    def leave_queue(self, job: str) -> None:
+        with self._lock:
+            left = self._queue.pop(job, None)
+        if left is not None:
+            self._notify()
+
+    def ahead_of(self, entry: QueueEntry) -> list[QueueEntry]:
+        """Waiting jobs served before `entry` that want some of the same nodes."""
+        with self._lock:
+            return sorted(
+                e
+                for e in self._queue.values()
+                if e.job != entry.job and e.rank < entry.rank and e.nodes & entry.nodes
+            )
+
+    def queued(self) -> list[QueueEntry]:
+        with self._lock:
+            return sorted(self._queue.values())
+
+    # -- waiting ---------------------------------------------------------------------------
+
+    def _notify(self) -> None:
+        event, self._changed = self._changed, None
+        if event is not None:
+            event.set()
+
+    async def changed(self, timeout: float) -> None:
+        """Return when a reservation or the queue changes, or after `timeout` seconds."""
+        if self._changed is None:
+            self._changed = asyncio.Event()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._changed.wait(), timeout)
