@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 import tempfile
@@ -16,7 +17,8 @@ from qorch.api.manifests import ManifestError, load_manifests
 from qorch.channel.identity import Identity
 from qorch.pipeline.job import JobPipeline, PipelineSettings
 from qorch.pipeline.reservations import Reservations
-from qorch.pipeline.resources import calibrate_node, check_node, observe_link
+from qorch.pipeline.resources import calibrate_node, check_link, check_node, observe_link
+from qorch.settings import Settings
 from qorch.telemetry.snapshot import write_metrics_file
 from qorch.telemetry.tracing import configure_tracing, shutdown_tracing
 
@@ -105,6 +107,8 @@ class EmbeddedControlPlane:
         self.workdir = workdir  # keys and agent telemetry; deleted at the end of the run
         self.progress = progress
         self.agents: list[AgentProcess] = []
+        self.observed = False
+        self.settings = Settings.from_env()  # the operator's timer intervals, QORCH_*
 
     def telemetry_dir(self, node: QuantumNode) -> Path:
         return self.workdir / "telemetry" / ".".join(ref(node))
@@ -128,16 +132,23 @@ class EmbeddedControlPlane:
             self.world.endpoints[ref(agent.node)] = agent.endpoint
         return [str(a) for a in started if isinstance(a, BaseException)]
 
-    async def observe(self) -> None:
-        """Health, calibration and links, as the operator's timers would."""
+    async def observe(self, calibrate: bool = True, probe_links: bool = True) -> None:
+        """Health, calibration and links, as the operator's timers would; transitions after
+        the first look are reported."""
         world = self.world
+        before = {ref(n): n.status.phase for n in world.all_nodes()}
         for node in world.all_nodes():
             node.status = await check_node(node, world.agent(node), world.endpoint_of(node), 0)
-        reachable = [n for n in world.all_nodes() if n.status.phase != "Unreachable"]
-        calibrated = await asyncio.gather(*(calibrate_node(n, world.agent(n)) for n in reachable))
-        for node, status in zip(reachable, calibrated, strict=True):
-            node.status = status
+        if calibrate:
+            reachable = [n for n in world.all_nodes() if n.status.phase != "Unreachable"]
+            calibrated = await asyncio.gather(
+                *(calibrate_node(n, world.agent(n)) for n in reachable)
+            )
+            for node, status in zip(reachable, calibrated, strict=True):
+                node.status = status
         for node in world.all_nodes():
+            if self.observed and before[ref(node)] == node.status.phase:
+                continue
             cal = node.status.calibration
             figure = f" calibration fidelity {cal.fidelity:.4f}" if cal and cal.fidelity else ""
             self.progress(
@@ -146,16 +157,42 @@ class EmbeddedControlPlane:
             )
         for link in world.all_links():
             nodes = {n.metadata.name: n for n in world.nodes(link.metadata.namespace)}
-            link.status = await observe_link(link, nodes, world.agent)
+            was = link.status.phase
+            if probe_links:
+                link.status = await observe_link(link, nodes, world.agent)
+            else:
+                link.status = check_link(link, nodes)
+            if self.observed and was == link.status.phase:
+                continue
             latency = link.status.feedforward_latency_microseconds
             detail = f" feed-forward {latency:.0f} us (measured)" if latency else ""
             self.progress(f"qlink/{link.metadata.name}", f"{link.status.phase}{detail}")
+        self.observed = True
+
+    async def watch(self, settings: Settings) -> None:
+        """While jobs run: the health timer, with calibration and link probes at their own
+        (longer) intervals, so a node that degrades mid-job pauses and re-routes its jobs."""
+        clock = time.monotonic
+        calibrated = probed = clock()
+        while True:
+            await asyncio.sleep(settings.node_check_seconds)
+            calibrate = clock() - calibrated >= settings.calibration_seconds
+            probe = clock() - probed >= settings.link_check_seconds
+            await self.observe(calibrate=calibrate, probe_links=probe)
+            calibrated = clock() if calibrate else calibrated
+            probed = clock() if probe else probed
 
     async def run_jobs(self, settings: PipelineSettings) -> list[DistributedJob]:
         pipeline = JobPipeline(self.world, Reservations(), settings)
         jobs = sorted(self.world.jobs.values(), key=lambda j: -j.spec.priority)
         waits = _Waits(len(jobs))
-        await asyncio.gather(*(_drive(job, pipeline, self.progress, waits) for job in jobs))
+        watcher = asyncio.create_task(self.watch(self.settings))
+        try:
+            await asyncio.gather(*(_drive(job, pipeline, self.progress, waits) for job in jobs))
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
         return jobs
 
     def write_metrics(self, path: str) -> None:

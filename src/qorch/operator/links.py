@@ -8,11 +8,13 @@ import kopf
 from pydantic import ValidationError
 
 from qorch.api import GROUP, VERSION, EntanglementLink
+from qorch.api import reasons as R
+from qorch.api.base import get_condition
 from qorch.pipeline.resources import observe_link
 from qorch.settings import Settings
 from qorch.telemetry.instrument import timed_reconcile
 
-from .state import plain
+from .state import announce_phase, plain
 from .world import agent_client
 
 QLINK = (GROUP, VERSION, "entanglementlinks")
@@ -53,3 +55,6 @@ async def link_probe(
     nodes = {n.metadata.name: n for n in qnodes.get(namespace, ())}
     status = await observe_link(link, nodes, lambda node: agent_client(memo.state, node))
     patch.status.update(status.wire())
+    ready = get_condition(status.conditions, R.READY)
+    if ready is not None:
+        announce_phase(body, link.status.phase, status.phase, ready.reason, ready.message)

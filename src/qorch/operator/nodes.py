@@ -8,6 +8,9 @@ import kopf
 from pydantic import ValidationError
 
 from qorch.api import GROUP, VERSION, QuantumNode
+from qorch.api import reasons as R
+from qorch.api.base import get_condition
+from qorch.api.quantum_node import QuantumNodeStatus
 from qorch.channel.identity import fingerprint
 from qorch.pipeline.identity import pinned_key
 from qorch.pipeline.reservations import node_resource
@@ -18,7 +21,7 @@ from qorch.telemetry.instrument import timed_reconcile
 from . import kube
 from .agent_workload import agent_endpoint, build_deployment, build_service
 from .identity import ensure_node_identity
-from .state import OperatorState, plain
+from .state import OperatorState, announce_phase, plain
 from .world import agent_client
 
 QN = (GROUP, VERSION, "quantumnodes")
@@ -77,6 +80,7 @@ async def node_health(body: kopf.Body, name: str, memo: Any, patch: kopf.Patch, 
     key = pinned_key(node, state.node_keys.get((node.metadata.namespace, name)))
     status.identity_fingerprint = fingerprint(key) if key else None
     patch.status.update(status.wire())
+    _announce(body, node, status)
 
 
 @kopf.timer(*QN, id="calibrate", interval=_SETTINGS.calibration_seconds, initial_delay=2.0)
@@ -89,3 +93,10 @@ async def calibrate(body: kopf.Body, memo: Any, patch: kopf.Patch, **_: Any) -> 
         return
     status = await calibrate_node(node, agent_client(memo.state, node))
     patch.status.update(status.wire())
+    _announce(body, node, status)
+
+
+def _announce(body: kopf.Body, node: QuantumNode, status: QuantumNodeStatus) -> None:
+    ready = get_condition(status.conditions, R.READY)
+    if ready is not None:
+        announce_phase(body, node.status.phase, status.phase, ready.reason, ready.message)

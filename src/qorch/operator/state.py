@@ -6,6 +6,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+import kopf
+
 from qorch.pipeline.job import PipelineSettings
 from qorch.pipeline.reservations import Reservations
 from qorch.qpu.transport import AgentConnections
@@ -25,3 +27,16 @@ class OperatorState:
 def plain(body: Any) -> dict[str, Any]:
     """A kopf body (nested read-only mappings) as plain JSON data."""
     return json.loads(json.dumps(body, default=dict))
+
+
+def announce_phase(body: Any, old: str | None, new: str, reason: str, message: str) -> None:
+    """An Event for each phase transition of a node or link, Warning when it leaves Ready/Up."""
+    if old == new:
+        return
+    healthy = new in ("Ready", "Up")
+    kopf.event(
+        body,
+        type="Normal" if healthy else "Warning",
+        reason=reason,
+        message=f"{old or 'new'} -> {new}: {message}"[:1024],
+    )

@@ -333,13 +333,14 @@ class JobPipeline:
             everything = self._selected(job)
             _, ideal = self._estimate(job, circuit, everything, {})
             not_ready = [_not_ready(n) for n in everything if not node_is_ready(n)]
+            if status.reroutes and isinstance(ideal, str):
+                self.reservations.leave_queue(job_key(job))
+                left = ", ".join(f"{r.resource} ({r.reason})" for r in status.reroutes)
+                msg = f"no healthy placement remains after leaving {left}: {ideal}"
+                self._cond(job, status, R.PLANNED, "False", R.NO_HEALTHY_RESOURCES, msg)
+                return self._finish(job, status, "Failed", R.NO_HEALTHY_RESOURCES, msg)
             if everything and isinstance(ideal, str):
                 self.reservations.leave_queue(job_key(job))
-                if status.reroutes:
-                    left = ", ".join(f"{r.resource} ({r.reason})" for r in status.reroutes)
-                    msg = f"no healthy placement remains after leaving {left}: {choice}"
-                    self._cond(job, status, R.PLANNED, "False", R.NO_HEALTHY_RESOURCES, msg)
-                    return self._finish(job, status, "Failed", R.NO_HEALTHY_RESOURCES, msg)
                 reason = (
                     R.FIDELITY_BUDGET_NOT_MET if "fidelityBudget" in choice else R.UNSCHEDULABLE
                 )
@@ -564,7 +565,8 @@ class JobPipeline:
         links = {x.metadata.name: x for x in self.world.links(ns)}
         for use in plan.bell_pairs:
             link = links.get(use.link)
-            if link is not None and link.status.phase not in ("Degraded", "Down"):
+            # Down only says an end node is not Ready, which the node checks judge.
+            if link is not None and link.status.phase != "Degraded":
                 continue
             resource = f"EntanglementLink/{use.link}"
             reason = link.status.phase if link else "Missing"
