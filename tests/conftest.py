@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,6 +29,7 @@ class RunningAgent:
     process: AgentProcess
     identity: Identity
     operator: OperatorKey
+    node_file: Path | None = None
 
     @property
     def endpoint(self) -> str:
@@ -52,16 +54,22 @@ def operator_key(tmp_path_factory: pytest.TempPathFactory) -> OperatorKey:
 @pytest.fixture
 async def start_agent(
     operator_key: OperatorKey, tmp_path: Path
-) -> AsyncIterator[Callable[[QuantumNode], Awaitable[RunningAgent]]]:
+) -> AsyncIterator[Callable[..., Coroutine[Any, Any, RunningAgent]]]:
     """Start `qorch qpu-agent` processes with fresh node keys; all stop after the test."""
     started: list[AgentProcess] = []
 
-    async def start(node: QuantumNode) -> RunningAgent:
+    async def start(node: QuantumNode, *, reloadable: bool = False) -> RunningAgent:
+        """With `reloadable`, the agent follows its manifest file (RunningAgent.node_file),
+        as a real QPU's error rates drift without a restart."""
         identity = Identity.generate()
-        key_file, _ = identity.save(tmp_path / f"{node.metadata.name}-{len(started)}")
-        process = await AgentProcess.start(node, key_file, [operator_key.pub_file])
+        stem = tmp_path / f"{node.metadata.name}-{len(started)}"
+        key_file, _ = identity.save(stem)
+        node_file = stem.with_suffix(".node.json") if reloadable else None
+        process = await AgentProcess.start(
+            node, key_file, [operator_key.pub_file], node_file=node_file
+        )
         started.append(process)
-        return RunningAgent(process, identity, operator_key)
+        return RunningAgent(process, identity, operator_key, node_file)
 
     yield start
     for process in started:

@@ -82,7 +82,7 @@ def _cmd_qpu_agent(args: argparse.Namespace) -> int:
     identity = Identity.load(args.identity_key)
     trusted = [load_public_key(path) for path in args.trusted_client_key]
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(node, args.host, args.port, identity, trusted))
+        asyncio.run(serve(node, args.host, args.port, identity, trusted, node_file=args.node_file))
     return 0
 
 
@@ -163,7 +163,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_crds)
 
     p = sub.add_parser("qpu-agent", help="serve a simulated QPU for one QuantumNode")
-    p.add_argument("--node-file", help="QuantumNode manifest (YAML or JSON)")
+    p.add_argument(
+        "--node-file",
+        help="QuantumNode manifest (YAML or JSON); re-read when it changes, e.g. a mounted"
+        " ConfigMap, so the node's noise can change without a restart",
+    )
     p.add_argument("--node-json", help="QuantumNode manifest as a JSON string")
     p.add_argument("--host", default=os.environ.get("QORCH_AGENT_HOST", "0.0.0.0"))
     p.add_argument("--port", type=int, default=int(os.environ.get("QORCH_AGENT_PORT", "8080")))

@@ -28,7 +28,10 @@ def exposition(tmp_path_factory: pytest.TempPathFactory) -> str:
     out = tmp_path_factory.mktemp("metrics") / "m.txt"
     proc = subprocess.run(
         [sys.executable, "-m", "qorch", "run", "examples/quickstart", "--metrics-out", str(out)],
-        capture_output=True, text=True, timeout=300, cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
     )
     assert proc.returncode == 0, proc.stderr
     return out.read_text()
@@ -62,6 +65,7 @@ def test_promtool_accepts_the_exposition(exposition, tmp_path):
     promtool = shutil.which("promtool")
     if promtool is None:
         pytest.skip("promtool missing: apt-get install prometheus")
-    proc = subprocess.run([promtool, "check", "metrics"], input=exposition, text=True,
-                          capture_output=True)
+    proc = subprocess.run(
+        [promtool, "check", "metrics"], input=exposition, text=True, capture_output=True
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -125,6 +125,12 @@ class Calibration(ApiModel):
     single_qubit_error: float | None = Field(None, description="Measured single-qubit error.")
     two_qubit_error: float | None = Field(None, description="Measured two-qubit error.")
     readout_error: float | None = Field(None, description="Measured readout error.")
+    readout_error_0to1: float | None = Field(
+        None, description="Measured p(1|0): a prepared |0> read as 1, mean over the qubits read."
+    )
+    readout_error_1to0: float | None = Field(
+        None, description="Measured p(0|1): a prepared |1> read as 0, mean over the qubits read."
+    )
     measured_at: str | None = Field(None, description="RFC 3339 time of the calibration.")
 
 

@@ -30,11 +30,19 @@ class AgentProcess:
         key_file: Path,
         trusted: list[Path],
         telemetry_dir: Path | None = None,
+        node_file: Path | None = None,
     ) -> AgentProcess:
         """Start the agent with its private key file and the operator keys it answers;
-        with a telemetry folder, it writes its stats and spans there, as in its pod."""
+        with a telemetry folder, it writes its stats and spans there, as in its pod. With a
+        node file, the manifest is written there and the agent follows later changes to it
+        (as to a mounted ConfigMap)."""
         env = {**os.environ, "QORCH_TELEMETRY_DIR": str(telemetry_dir)} if telemetry_dir else None
         manifest = node.model_dump_json(by_alias=True, exclude_none=True)
+        if node_file is not None:
+            node_file.write_text(manifest)
+            source = ["--node-file", str(node_file)]
+        else:
+            source = ["--node-json", manifest]
         trust = [arg for path in trusted for arg in ("--trusted-client-key", str(path))]
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -45,8 +53,7 @@ class AgentProcess:
             "127.0.0.1",
             "--port",
             "0",
-            "--node-json",
-            manifest,
+            *source,
             "--identity-key",
             str(key_file),
             *trust,

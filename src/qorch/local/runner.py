@@ -83,6 +83,15 @@ def _summary(jobs: list[DistributedJob], stream: TextIO) -> None:
             line += f"  hellingerFidelity={v.hellinger_fidelity:.4f} (threshold {v.threshold:.4f})"
         elif v and v.absolute_error is not None:
             line += f"  absoluteError={v.absolute_error:.4f} (threshold {v.threshold:.4f})"
+        m = s.result.mitigated if s.result else None
+        if m and m.verification and m.verification.hellinger_fidelity is not None:
+            line += f"  mitigated={m.verification.hellinger_fidelity:.4f}"
+        elif m and m.verification and m.verification.absolute_error is not None:
+            line += f"  mitigatedAbsoluteError={m.verification.absolute_error:.4f}"
+        elif m and m.method.startswith("unavailable"):
+            line += f"  mitigation {m.method}"
+        if s.reroutes:
+            line += "  rerouted from " + ",".join(r.resource for r in s.reroutes)
         print(line, file=stream)
         if s.phase != "Succeeded":
             print(f"  reason: {s.message}", file=stream)

@@ -45,6 +45,7 @@ from qorch.telemetry.tracing import step_span
 
 from .aggregation import aggregate
 from .authorization import AuthorizationPolicy, authorize
+from .mitigation import mitigate
 from .planning import Work, capacity, plan_status, reservation, slots, work_for
 from .ports import World
 from .reservations import QueueEntry, Reservations
@@ -513,6 +514,11 @@ class JobPipeline:
         }
         with step_span("aggregate"):
             status.result = aggregate(work, replies, plan.estimated_fidelity, job.spec.observables)
+        if job.spec.mitigation != "none":
+            with step_span("mitigate"):  # M3 takes seconds on many outcomes: off the loop
+                status.result.mitigated = await asyncio.to_thread(
+                    mitigate, job.spec, work, plan, replies, nodes, status.result
+                )
         self._record_verification(job, status)
         self._cond(job, status, R.DISPATCHED, "True", R.PROGRAMS_DONE, "all programs returned")
         verified = get_condition(status.conditions, R.VERIFIED)

@@ -100,6 +100,9 @@ async def calibrate_node(node: QuantumNode, client: AgentClient) -> QuantumNodeS
         single_qubit_error=figures["singleQubitError"],
         two_qubit_error=figures.get("twoQubitError"),
         readout_error=figures["readoutError"],
+        # Absent from agents older than asymmetric readout calibration.
+        readout_error_0to1=figures.get("readoutError0To1"),
+        readout_error_1to0=figures.get("readoutError1To0"),
         measured_at=now_rfc3339(),
     )
     rate, limit = float(figures["errorRate"]), node.spec.safety.max_error_rate

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import TypeVar
+
 from qiskit import QuantumCircuit
 from qiskit.quantum_info import Statevector, hellinger_fidelity
 
@@ -10,6 +13,8 @@ from qorch.api.distributed_job import Verification
 # Statevector of 2^n amplitudes: 20 qubits is 16 MiB, cheap next to the sampling itself.
 MAX_STATEVECTOR_QUBITS = 20
 VERIFY_SLACK = 0.05
+
+N = TypeVar("N", int, float)
 
 
 def _final_measurements(circuit: QuantumCircuit) -> dict[int, int] | None:
@@ -55,12 +60,12 @@ def exact_distribution(circuit: QuantumCircuit) -> dict[str, float] | None:
     return out
 
 
-def flatten(counts: dict[str, int]) -> dict[str, int]:
+def flatten(counts: Mapping[str, N]) -> dict[str, N]:
     """Counts keyed by one bitstring over all clbits (Qiskit separates registers by spaces)."""
-    flat: dict[str, int] = {}
+    flat: dict[str, N] = {}
     for key, n in counts.items():
         k = key.replace(" ", "")
-        flat[k] = flat.get(k, 0) + n
+        flat[k] = flat[k] + n if k in flat else n
     return flat
 
 
@@ -74,14 +79,24 @@ def verify_counts(
     the empirical Hellinger fidelity by about (K - 1) / (4 N) for K outcomes and N shots;
     a further 0.05 absorbs the roughness of the estimate of F.
     """
+    return verify_distribution(circuit, counts, sum(counts.values()), estimated_fidelity)
+
+
+def verify_distribution(
+    circuit: QuantumCircuit,
+    distribution: Mapping[str, float],
+    shots: int,
+    estimated_fidelity: float | None,
+) -> Verification:
+    """`verify_counts` for outcome weights that are not counts (a mitigated distribution,
+    normalised or not) drawn from `shots` shots."""
     exact = exact_distribution(circuit)
     if exact is None:
         return Verification(method="none")
-    shots = sum(counts.values())
     fidelity = estimated_fidelity if estimated_fidelity is not None else 1.0
     threshold = fidelity - (len(exact) - 1) / (4 * shots) - VERIFY_SLACK
     return Verification(
         method="statevector",
-        hellinger_fidelity=round(hellinger_fidelity(flatten(counts), exact), 6),
+        hellinger_fidelity=round(hellinger_fidelity(flatten(distribution), exact), 6),
         threshold=round(max(0.0, threshold), 6),
     )

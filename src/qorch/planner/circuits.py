@@ -66,6 +66,26 @@ def iter_two_qubit(circuit: QuantumCircuit) -> Iterator[tuple[str, int, int]]:
     yield from walk(circuit, list(range(circuit.num_qubits)))
 
 
+def measured_clbits(circuit: QuantumCircuit) -> dict[int, int]:
+    """clbit -> the qubit its last measurement reads, looking inside control flow. A clbit
+    missing here is never written by a measurement: it reads 0 whatever the readout error."""
+    measured: dict[int, int] = {}
+
+    def walk(block: QuantumCircuit, qubits: list[int], clbits: list[int]) -> None:
+        for inst in block.data:
+            op = inst.operation
+            q = [qubits[block.find_bit(b).index] for b in inst.qubits]
+            c = [clbits[block.find_bit(b).index] for b in inst.clbits]
+            if isinstance(op, ControlFlowOp):
+                for body in op.blocks:
+                    walk(body, q, c)
+            elif op.name == "measure":
+                measured[c[0]] = q[0]
+
+    walk(circuit, list(range(circuit.num_qubits)), list(range(circuit.num_clbits)))
+    return measured
+
+
 def interaction_weights(circuit: QuantumCircuit) -> Counter[tuple[int, int]]:
     """How many CX/CZ each pair of qubits needs once the circuit is decomposed; pairs sorted."""
     weights: Counter[tuple[int, int]] = Counter()

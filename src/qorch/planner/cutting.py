@@ -15,6 +15,17 @@ of independent means, so its variance is exactly prod(E^2 + V) - prod(E^2) with 
 estimates in place of E and V; terms share no subexperiment, so their variances add with the
 squared coefficients. This is the delta method without its linearisation; it needs no
 resampling and is cheap.
+
+Readout correction (`reconstruct(..., readout=...)`): every bit a subexperiment measures,
+observable and QPD bits alike, enters the knitting only through a +/-1 factor (-1)^bit. Under
+classical assignment errors p(1|0), p(0|1) the factor read averages to a + b (-1)^x, with
+a = p(0|1) - p(1|0) and b = 1 - p(1|0) - p(0|1), so (factor - a) / b averages to the ideal
+one; bits flip independently given the true outcomes, so the product of the corrected
+factors averages to the ideal product. This is the tensored inverse of the assignment matrix
+applied to each subexperiment's counts, evaluated exactly on the products the knitting needs
+rather than on a 2^k distribution. Bits a subexperiment never measures (a QPD bit of a term
+that measures nothing) read 0 and are not corrected. The variance of each mean then comes
+from the per-shot second moment, which the correction raises above 1.
 """
 
 from __future__ import annotations
@@ -30,7 +41,7 @@ from qiskit_addon_cutting import generate_cutting_experiments, partition_problem
 from qiskit_addon_cutting.qpd import WeightType
 from qiskit_addon_cutting.utils.observable_grouping import ObservableCollection
 
-from .circuits import translate, without_measurements
+from .circuits import measured_clbits, translate, without_measurements
 from .partition import Partition
 
 #: Two-qubit gates qiskit-addon-cutting decomposes natively; cutting one of these directly is
@@ -69,6 +80,25 @@ def prepare_for_cutting(circuit: QuantumCircuit) -> QuantumCircuit:
 
 
 @dataclass(frozen=True)
+class ReadoutErrors:
+    """A node's readout assignment errors, taken as the same on every bit it reads."""
+
+    zero_to_one: float  # p(1|0)
+    one_to_zero: float  # p(0|1)
+
+    def factors(self) -> tuple[float, float]:
+        """Unbiased estimates of the ideal (-1)^x from a bit read as 0 and as 1."""
+        a = self.one_to_zero - self.zero_to_one
+        b = 1.0 - self.zero_to_one - self.one_to_zero
+        if b <= 0:
+            raise ValueError("readout errors with p(1|0) + p(0|1) >= 1 cannot be inverted")
+        return (1.0 - a) / b, (-1.0 - a) / b
+
+
+IDEAL_FACTORS = (1.0, -1.0)
+
+
+@dataclass(frozen=True)
 class _Counts:
     """One subexperiment's counts, reduced to the means and variances the knitting needs."""
 
@@ -92,12 +122,16 @@ class CutPlan:
         return sum(len(v) for v in self.subexperiments.values())
 
     def reconstruct(
-        self, results: Mapping[str, Sequence[Mapping[str, int]]]
+        self,
+        results: Mapping[str, Sequence[Mapping[str, int]]],
+        readout: Mapping[str, ReadoutErrors] | None = None,
     ) -> tuple[list[float], list[float]]:
         """Expectation values of `observables`, in order, and their standard errors.
 
         `results[node][k]` are the counts of `subexperiments[node][k]`, keyed by Qiskit
-        bitstrings (registers separated by spaces or not).
+        bitstrings (registers separated by spaces or not). With `readout`, one entry per
+        node, each measured bit is corrected for that node's assignment errors (see the
+        module docstring).
         """
         if set(results) != set(self.subexperiments):
             raise ValueError(
@@ -112,8 +146,9 @@ class CutPlan:
                 raise ValueError(
                     f"{node}: {len(counts)} results for {len(circuits)} subexperiments"
                 )
+            errors = readout[node] if readout is not None else None
             reduced[node] = [
-                _reduce(circuit, counts[k], groups[k % len(groups)].pauli_bitmasks)
+                _reduce(circuit, counts[k], groups[k % len(groups)].pauli_bitmasks, errors)
                 for k, circuit in enumerate(circuits)
             ]
         width = len(self.observables)
@@ -142,28 +177,41 @@ def _registers(circuit: QuantumCircuit) -> dict[str, list[int]]:
     return {reg.name: [circuit.find_bit(b).index for b in reg] for reg in circuit.cregs}
 
 
-def _reduce(circuit: QuantumCircuit, counts: Mapping[str, int], masks: Sequence[int]) -> _Counts:
+def _reduce(
+    circuit: QuantumCircuit,
+    counts: Mapping[str, int],
+    masks: Sequence[int],
+    readout: ReadoutErrors | None = None,
+) -> _Counts:
     """Mean and variance of the mean of each +/-1 observable the subexperiment measures."""
     registers = _registers(circuit)
     obs_bits = registers.get(OBSERVABLE_REGISTER, [])
     qpd_bits = registers.get(QPD_REGISTER, [])
     width = circuit.num_clbits
+    read = measured_clbits(circuit) if readout is not None else {}
+    factor = {
+        c: readout.factors() if readout is not None and c in read else IDEAL_FACTORS
+        for c in [*obs_bits, *qpd_bits]
+    }
     sums = np.zeros(len(masks))
+    squares = np.zeros(len(masks))
     shots = 0
     for key, hits in counts.items():
         flat = key.replace(" ", "")
         if len(flat) != width:
             raise ValueError(f"bitstring {key!r} has {len(flat)} bits, the circuit {width}")
-        obs = sum(1 << j for j, c in enumerate(obs_bits) if flat[width - 1 - c] == "1")
-        qpd_parity = sum(flat[width - 1 - c] == "1" for c in qpd_bits) & 1
-        sign = -1 if qpd_parity else 1
+        sign = math.prod(factor[c][flat[width - 1 - c] == "1"] for c in qpd_bits)
+        obs = [factor[c][flat[width - 1 - c] == "1"] for c in obs_bits]
         for m, mask in enumerate(masks):
-            sums[m] += hits * sign * (-1 if (obs & mask).bit_count() & 1 else 1)
+            value = sign * math.prod(f for j, f in enumerate(obs) if mask >> j & 1)
+            sums[m] += hits * value
+            squares[m] += hits * value * value
         shots += int(hits)
     if shots == 0:
         raise ValueError("a subexperiment has no shots")
     means = sums / shots
-    variances = (1 - means**2) / max(shots - 1, 1)
+    # Without correction every value is +/-1 and this is (1 - mean^2) / (n - 1).
+    variances = np.maximum(squares / shots - means**2, 0.0) / max(shots - 1, 1)
     return _Counts(means, variances)
 
 

@@ -3,51 +3,121 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import os
 import time
-from collections import OrderedDict
-from typing import Any
+from collections import Counter, OrderedDict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
 
+import yaml
 from aiohttp import web
+from pydantic import ValidationError
 from qiskit import QuantumCircuit
 
 from qorch.api.quantum_node import QuantumNode
 from qorch.channel.http import ChannelServer
 from qorch.channel.identity import Identity
-from qorch.telemetry.agent import AgentTelemetry
+from qorch.telemetry.agent import AgentTelemetry, declared_calibration
 from qorch.telemetry.feedforward import echo_reply
 
 from .calibration import SHOTS as CALIBRATION_SHOTS
 from .calibration import calibration_circuits, figures
 from .circuits import decode_circuit
-from .composite_noise import MAX_COSIMULATED_QUBITS, parse_description, simulate_composite
-from .executor import Execution, NodeExecutor, ProgramRejected
+from .composite_noise import (
+    MAX_COSIMULATED_QUBITS,
+    build_composite_noise_model,
+    parse_description,
+    simulate_composite,
+)
+from .executor import Execution, NodeExecutor, ProgramRejected, Sample
 from .link_probe import probe
-from .transport import AgentError
+from .transport import CANCELLED, AgentError
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 # Results kept for idempotent re-delivery of a program after a pipeline restart.
 RESULT_CACHE_SIZE = 256
+# Cancelled program ids remembered, so that a late or re-sent `run` of one is refused.
+CANCELLED_CACHE_SIZE = RESULT_CACHE_SIZE
+# A circuit's shots run in chunks with the QPU free in between, as a processor calibrates
+# between shot batches: a waiting calibration gets in, a cancelled program stops. The first
+# chunk is small and prices the rest, which are sized to take about CHUNK_SECONDS each.
+FIRST_CHUNK_SHOTS = 128
+CHUNK_SECONDS = 0.5
+# A seeded program's chunks grow by this factor instead of by time (see `next_chunk_shots`).
+SEEDED_CHUNK_GROWTH = 4
+
+
+def next_chunk_shots(
+    remaining: int,
+    last_shots: int,
+    last_seconds: float,
+    *,
+    sampled: bool,
+    seeded: bool,
+    target_seconds: float = CHUNK_SECONDS,
+) -> int:
+    """Shots of a circuit's next chunk, from how its last chunk went.
+
+    A measure-sampled run draws every shot from one simulation, so its cost barely depends on
+    its shots: the rest go in one chunk rather than paying for the simulation once per chunk.
+    Otherwise each shot is simulated on its own and the last chunk's rate sizes the next.
+    Seeded counts depend on how the shots are split (Aer picks its method from a run's shot
+    count, and a sampled run draws all its shots from one generator), so a seeded program
+    grows its chunks by a fixed factor, giving the same split, and counts, on every run.
+    """
+    if sampled:
+        return remaining
+    if seeded:
+        size = last_shots * SEEDED_CHUNK_GROWTH
+    else:
+        size = int(target_seconds * last_shots / max(last_seconds, 1e-6))
+    return max(1, min(remaining, size))
 
 
 class QpuAgent:
-    """Runs programs one at a time, as a processor does; a repeated program id is not re-run."""
+    """Runs programs one at a time, as a processor does; a repeated program id is not re-run.
 
-    def __init__(self, node: QuantumNode) -> None:
+    With `node_file`, the node's manifest is re-read whenever that file changes (see
+    `refresh`), so its noise can drift while the agent runs.
+    """
+
+    def __init__(self, node: QuantumNode, node_file: str | Path | None = None) -> None:
         self.node = node
         self.executor = NodeExecutor(node.spec)
         self.started = time.time()
         self.programs_run = 0
+        # Held per step (a chunk of shots, a calibration, a link probe); `_program` is held
+        # for a whole program, so programs do not interleave but calibrations get in.
         self._qpu = asyncio.Lock()
+        self._program = asyncio.Lock()
         self._results: OrderedDict[str, asyncio.Task[dict[str, Any]]] = OrderedDict()
+        # Cancelled program ids, each with whether it was queued or running then.
+        self._cancelled: OrderedDict[str, bool] = OrderedDict()
+        # The program whose step is in a worker thread: it cannot be interrupted there, so a
+        # cancel marks it in `_stopping` and it stops at its next step.
+        self._stepping: str | None = None
+        self._stopping: set[str] = set()
+        self.first_chunk_shots = FIRST_CHUNK_SHOTS
+        self.chunk_seconds = CHUNK_SECONDS
+        self.node_file = Path(node_file) if node_file is not None else None
+        # Unset, so the first check reads the file: it may have changed since `node` was read.
+        self._node_file_state: tuple[int, int, int] | str | None = None
         self.telemetry = AgentTelemetry.from_env(node)
 
     async def handle(self, op: str, payload: dict[str, Any]) -> dict[str, Any]:
+        self.refresh()
         if op == "health":
             return self.health()
         if op == "run":
             return await self.run(payload)
+        if op == "cancel":
+            return self.cancel(payload)
         if op == "calibrate":
             return await self.calibrate()
         if op == "echo":  # feed-forward latency probes between linked nodes
@@ -61,9 +131,98 @@ class QpuAgent:
             "node": self.node.metadata.name,
             "qubits": self.node.spec.qubits,
             "programsRun": self.programs_run,
-            "busy": self._qpu.locked(),
+            "busy": self._qpu.locked() or self._program.locked(),
             "uptimeSeconds": round(time.time() - self.started, 3),
         }
+
+    def refresh(self) -> None:
+        """Take up the node file's manifest if the file changed since the last look.
+
+        Called before every operation and every chunk of a program, hence a plain `stat`
+        when nothing changed. A kubelet updates a mounted ConfigMap in place like this, so the
+        node's noise can drift without a restart that would lose the programs in flight. A
+        manifest that is invalid, or names another node, is ignored with one warning.
+        """
+        if self.node_file is None:
+            return
+        try:
+            stat = os.stat(self.node_file)
+        except OSError as exc:
+            if self._node_file_state != "missing":
+                self._node_file_state = "missing"
+                log.warning("node file %s unreadable (%s): kept", self.node_file, exc.strerror)
+            return
+        state = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+        if state == self._node_file_state:
+            return
+        self._node_file_state = state
+        try:
+            node = QuantumNode.model_validate(yaml.safe_load(self.node_file.read_text()))
+        except OSError as exc:
+            return self._ignore_node_file(f"unreadable ({exc.strerror})")
+        except yaml.YAMLError as exc:
+            return self._ignore_node_file(f"not YAML or JSON ({type(exc).__name__})")
+        except ValidationError as exc:
+            # Locations only: the messages quote the input.
+            where = ", ".join(".".join(map(str, e["loc"])) or "(root)" for e in exc.errors()[:5])
+            return self._ignore_node_file(f"not a valid QuantumNode (at {where})")
+        if node.metadata.name != self.node.metadata.name:
+            return self._ignore_node_file(f"it names another node, {node.metadata.name!r}")
+        if node == self.node:
+            return
+        try:
+            executor = NodeExecutor(node.spec)
+        except Exception as exc:
+            return self._ignore_node_file(f"its node cannot be simulated ({type(exc).__name__})")
+        self.node, self.executor = node, executor
+        # The figures now describe the new noise until the next calibration measures it.
+        self.telemetry.calibration = {
+            k: v for k, v in declared_calibration(node).items() if v is not None
+        }
+        self.telemetry.write()
+        log.info("node file %s reloaded", self.node_file)
+
+    def _ignore_node_file(self, why: str) -> None:
+        log.warning(
+            "node file %s ignored: %s; node %s kept", self.node_file, why, self.node.metadata.name
+        )
+
+    def cancel(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """Stop programs: queued ones never run, a running one stops at its next chunk, and a
+        `run` of any of these ids, now or later, fails with CANCELLED. A program already
+        finished is reported as such and its result kept."""
+        ids = payload.get("programIds")
+        if not isinstance(ids, list) or not all(isinstance(i, str) and i for i in ids):
+            raise AgentError("BadRequest", "programIds must be a list of non-empty strings")
+        reply: dict[str, list[str]] = {"cancelled": [], "unknown": [], "finished": []}
+        for program_id in dict.fromkeys(ids):
+            task = self._results.get(program_id)
+            if (
+                task is not None
+                and task.done()
+                and not task.cancelled()
+                and task.exception() is None
+                and program_id not in self._cancelled
+            ):
+                reply["finished"].append(program_id)
+                continue
+            live = task is not None and not task.done()
+            known = self._cancelled.get(program_id, False) or live
+            # Unknown ids are remembered too: a cancel may overtake its program's `run`.
+            self._cancelled[program_id] = known
+            self._cancelled.move_to_end(program_id)
+            while len(self._cancelled) > CANCELLED_CACHE_SIZE:
+                self._cancelled.popitem(last=False)
+            reply["cancelled" if known else "unknown"].append(program_id)
+            if task is None or task.done():
+                continue
+            if self._stepping == program_id:
+                self._stopping.add(program_id)
+            else:
+                # Waiting for the QPU (or not started): it never gets it.
+                task.cancel()
+            log.info("program %s cancelled", program_id)
+        return reply
 
     def calibration_pair(self) -> tuple[int, int] | None:
         """Qubits of the two-qubit calibration: the first coupled pair."""
@@ -93,6 +252,8 @@ class QpuAgent:
         return {
             "node": self.node.metadata.name,
             "readoutError": result.readout_error,
+            "readoutError0To1": result.readout_error_0to1,
+            "readoutError1To0": result.readout_error_1to0,
             "singleQubitError": result.single_qubit_error,
             "twoQubitError": result.two_qubit_error,
             "fidelity": result.fidelity,
@@ -132,9 +293,12 @@ class QpuAgent:
         program_id = payload.get("programId")
         if not isinstance(program_id, str) or not program_id:
             raise AgentError("BadRequest", "programId must be a non-empty string")
+        if program_id in self._cancelled:
+            raise _cancelled(program_id)
         task = self._results.get(program_id)
         if task is None:
             task = asyncio.create_task(self._execute(program_id, payload))
+            task.add_done_callback(_retrieve)
             self._results[program_id] = task
             while len(self._results) > RESULT_CACHE_SIZE:
                 self._results.popitem(last=False)
@@ -142,8 +306,15 @@ class QpuAgent:
             # shield: a client that disconnects must not cancel the run others may await.
             return await asyncio.shield(task)
         except AgentError:
-            self._results.pop(program_id, None)  # a refused program may be re-sent corrected
+            if self._results.get(program_id) is task:
+                self._results.pop(program_id)  # a refused program may be re-sent corrected
             raise
+        except asyncio.CancelledError:
+            if not task.cancelled():
+                raise  # this caller went away; the program carries on
+            if self._results.get(program_id) is task:
+                self._results.pop(program_id)
+            raise _cancelled(program_id) from None
 
     async def _execute(self, program_id: str, payload: dict[str, Any]) -> dict[str, Any]:
         """One circuit (`circuit`) or a batch (`circuits`, e.g. cut subexperiments); with
@@ -155,16 +326,23 @@ class QpuAgent:
             noise = payload.get("noise")
             if noise is not None:
                 parse_description(noise)  # refuse a malformed description up front
+            seed = None if payload.get("seed") is None else int(payload["seed"])
         except (ValueError, TypeError) as exc:
             raise AgentError("BadRequest", str(exc)) from exc
-        seed = payload.get("seed")
         started = time.perf_counter()
         results = []
-        async with self._qpu:
-            for index, circuit in enumerate(circuits):
-                # Aer seeds shot i with seed + i: space the seeds so circuits stay independent.
-                circuit_seed = None if seed is None else int(seed) + index * 1_000_003
-                results.append(await self._run_one(program_id, circuit, shots, circuit_seed, noise))
+        try:
+            async with self._program:
+                for index, circuit in enumerate(circuits):
+                    # Aer seeds shot i with seed + i: space the seeds so circuits stay independent.
+                    circuit_seed = None if seed is None else seed + index * 1_000_003
+                    results.append(
+                        await self._run_one(program_id, circuit, shots, circuit_seed, noise)
+                    )
+                if program_id in self._stopping:  # cancelled during its last chunk
+                    raise _cancelled(program_id)
+        finally:
+            self._stopping.discard(program_id)
         self.programs_run += 1
         elapsed = time.perf_counter() - started
         self.telemetry.program_finished(
@@ -193,17 +371,48 @@ class QpuAgent:
         seed: int | None,
         noise: dict[str, Any] | None,
     ) -> Execution:
+        """One circuit, transpiled once, its shots sampled in chunks."""
+        sample: Callable[[int, int | None], Sample]
         try:
             if noise is None:
-                return await asyncio.to_thread(self.executor.run, circuit, shots, seed)
-            if circuit.num_qubits > MAX_COSIMULATED_QUBITS:
-                raise ProgramRejected(
-                    f"co-simulated program has {circuit.num_qubits} qubits; at most"
-                    f" {MAX_COSIMULATED_QUBITS} fit one agent's statevector"
-                )
-            begun = time.perf_counter()
-            counts = await asyncio.to_thread(simulate_composite, circuit, noise, shots, seed)
-            return Execution(counts, 0.0, time.perf_counter() - begun)
+                self.executor.check(circuit, shots)
+
+                def compile_() -> tuple[NodeExecutor, QuantumCircuit, float]:
+                    executor, begun = self.executor, time.perf_counter()
+                    compiled = executor.compile(circuit, seed)
+                    return executor, compiled, time.perf_counter() - begun
+
+                compiler, compiled, transpile_seconds = await self._step(program_id, compile_)
+
+                def sample(shots: int, seed: int | None) -> Sample:
+                    # A reloaded manifest's noise applies from the next chunk on; a changed
+                    # target would not fit the compiled circuit, so it waits for the next program.
+                    current = self.executor
+                    executor = current if current.same_target(compiler) else compiler
+                    return executor.sample(compiled, shots, seed)
+
+            else:
+                if circuit.num_qubits > MAX_COSIMULATED_QUBITS:
+                    raise ProgramRejected(
+                        f"co-simulated program has {circuit.num_qubits} qubits; at most"
+                        f" {MAX_COSIMULATED_QUBITS} fit one agent's statevector"
+                    )
+                if shots < 1:
+                    raise ProgramRejected(f"shots must be at least 1, got {shots}")
+                # Under ideal composite noise the resets are dropped and Aer samples all shots
+                # from one statevector (see simulate_composite); otherwise shot by shot.
+                sampled = build_composite_noise_model(parse_description(noise)).is_ideal()
+                transpile_seconds = 0.0
+
+                def sample(shots: int, seed: int | None) -> Sample:
+                    begun = time.perf_counter()
+                    counts = simulate_composite(circuit, noise, shots, seed)
+                    return Sample(counts, time.perf_counter() - begun, sampled)
+
+            counts, seconds = await self._sample_in_chunks(program_id, sample, shots, seed)
+            return Execution(counts, transpile_seconds, seconds)
+        except AgentError:
+            raise
         except ProgramRejected as exc:
             raise AgentError("ProgramRejected", str(exc)) from exc
         except Exception as exc:
@@ -211,6 +420,61 @@ class QpuAgent:
             log.warning("program %s failed: %s", program_id, type(exc).__name__)
             self.telemetry.program_failed()
             raise AgentError("ExecutionFailed", str(exc)) from exc
+
+    async def _sample_in_chunks(
+        self,
+        program_id: str,
+        sample: Callable[[int, int | None], Sample],
+        shots: int,
+        seed: int | None,
+    ) -> tuple[dict[str, int], float]:
+        """All `shots`, a chunk per step; the counts and the seconds spent simulating."""
+        counts: Counter[str] = Counter()
+        seconds = 0.0
+        done = 0
+        size = min(shots, self.first_chunk_shots)
+        while True:
+            # Aer seeds shot i of a run with seed + i, so counting on from the shots done
+            # keeps the chunks' shots distinct, and a run simulated shot by shot gets the
+            # same counts however it is split.
+            chunk_seed = None if seed is None else seed + done
+            chunk = await self._step(program_id, functools.partial(sample, size, chunk_seed))
+            counts.update(chunk.counts)
+            seconds += chunk.seconds
+            done += size
+            if done >= shots:
+                return dict(counts), seconds
+            size = next_chunk_shots(
+                shots - done,
+                size,
+                chunk.seconds,
+                sampled=chunk.sampled,
+                seeded=seed is not None,
+                target_seconds=self.chunk_seconds,
+            )
+
+    async def _step(self, program_id: str, work: Callable[[], T]) -> T:
+        """One step of a program on the QPU, in a worker thread, behind whoever holds the QPU.
+        A program cancelled meanwhile goes no further."""
+        async with self._qpu:
+            if program_id in self._stopping:
+                raise _cancelled(program_id)
+            self.refresh()
+            self._stepping = program_id
+            try:
+                return await asyncio.to_thread(work)
+            finally:
+                self._stepping = None
+
+
+def _cancelled(program_id: str) -> AgentError:
+    return AgentError(CANCELLED, f"program {program_id} was cancelled")
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    """Mark a program's outcome as seen: every client awaiting it may have gone away."""
+    if not task.cancelled():
+        task.exception()
 
 
 def build_app(agent: QpuAgent, identity: Identity, trusted: list[bytes]) -> web.Application:
@@ -228,12 +492,18 @@ def build_app(agent: QpuAgent, identity: Identity, trusted: list[bytes]) -> web.
 
 
 async def serve(
-    node: QuantumNode, host: str, port: int, identity: Identity, trusted: list[bytes]
+    node: QuantumNode,
+    host: str,
+    port: int,
+    identity: Identity,
+    trusted: list[bytes],
+    node_file: str | Path | None = None,
 ) -> None:
-    """Serve until cancelled; prints the bound URL so a launcher can find a port-0 agent."""
+    """Serve until cancelled; prints the bound URL so a launcher can find a port-0 agent.
+    With `node_file`, the node follows changes to that manifest (see `QpuAgent.refresh`)."""
     if not trusted:
         raise ValueError("no trusted operator key: the agent would answer nobody")
-    agent = QpuAgent(node)
+    agent = QpuAgent(node, node_file=node_file)
     agent.telemetry.configure_tracing()  # here, not in QpuAgent: in-process agents keep theirs
     runner = web.AppRunner(build_app(agent, identity, trusted), access_log=None)
     await runner.setup()

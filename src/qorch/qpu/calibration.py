@@ -1,6 +1,9 @@
 """Calibration circuits a QPU agent runs under its own noise, and the figures read from them.
 
-- Readout: prepare all |0>, then all |1>; the error is the mean flip probability.
+- Readout: prepare all |0>, then all |1>; p(1|0) and p(0|1) are the flip probabilities of
+  each preparation, averaged over the qubits measured; the readout error is their mean. They
+  differ when the qubit relaxes while it is measured (T1 only empties |1>), and readout
+  mitigation needs both.
 - Single-qubit error: m X gates on qubit 0 (m even, so ideally back to |0>). Under a
   depolarizing channel of parameter p per gate, P(0) - 1/2 decays as (1 - p)^m, whatever
   the state preparation and measurement errors; the decay between m = 0 and m = M gives p.
@@ -28,6 +31,8 @@ READOUT_QUBITS = 4  # enough to see the readout error; wider would only slow cal
 @dataclass(frozen=True)
 class CalibrationFigures:
     readout_error: float
+    readout_error_0to1: float  # p(1|0)
+    readout_error_1to0: float  # p(0|1)
     single_qubit_error: float
     two_qubit_error: float | None
     fidelity: float
@@ -98,11 +103,9 @@ def _parity(counts: dict[str, int]) -> float:
 def figures(counts: dict[str, dict[str, int]], qubits: int) -> CalibrationFigures:
     """The calibration figures from the counts of `calibration_circuits`."""
     width = min(qubits, READOUT_QUBITS)
-    flips = [
-        (_p_bit(counts["readout0"], q, "1") + _p_bit(counts["readout1"], q, "0")) / 2
-        for q in range(width)
-    ]
-    readout = sum(flips) / width
+    up = sum(_p_bit(counts["readout0"], q, "1") for q in range(width)) / width
+    down = sum(_p_bit(counts["readout1"], q, "0") for q in range(width)) / width
+    readout = (up + down) / 2
     p1 = _decay(
         _p(counts["x0"], "0"),
         _p(counts[f"x{SINGLE_QUBIT_SEQUENCE}"], "0"),
@@ -123,6 +126,8 @@ def figures(counts: dict[str, dict[str, int]], qubits: int) -> CalibrationFigure
         fidelity = (1 - readout) * (1 - p1)
     return CalibrationFigures(
         readout_error=round(readout, 6),
+        readout_error_0to1=round(up, 6),
+        readout_error_1to0=round(down, 6),
         single_qubit_error=round(p1, 6),
         two_qubit_error=None if p2 is None else round(p2, 6),
         fidelity=round(max(0.0, min(1.0, fidelity)), 6),

@@ -46,6 +46,17 @@ class Execution:
     simulate_seconds: float
 
 
+@dataclass(frozen=True)
+class Sample:
+    """One batch of shots of a compiled circuit."""
+
+    counts: dict[str, int]
+    seconds: float
+    #: Aer drew every shot from one simulation (measure sampling), so the run's cost hardly
+    #: depends on its shots; otherwise each shot was simulated on its own.
+    sampled: bool
+
+
 class NodeExecutor:
     """A simulated QPU: transpiles to the node and samples with its noise model."""
 
@@ -55,6 +66,46 @@ class NodeExecutor:
         self.simulator = AerSimulator(noise_model=self.noise_model)
         self.target = node_target(spec)
 
+    def same_target(self, other: NodeExecutor) -> bool:
+        """Whether a circuit compiled by `other` fits this node as it is (its noise aside)."""
+        mine, theirs = self.spec, other.spec
+        return (mine.qubits, mine.basis_gates, mine.coupling_map) == (
+            theirs.qubits,
+            theirs.basis_gates,
+            theirs.coupling_map,
+        )
+
+    def check(self, circuit: QuantumCircuit, shots: int = 1) -> None:
+        if circuit.num_qubits > self.spec.qubits:
+            raise ProgramRejected(
+                f"circuit uses {circuit.num_qubits} qubits but the node has {self.spec.qubits}"
+            )
+        if shots < 1:
+            raise ProgramRejected(f"shots must be at least 1, got {shots}")
+
+    def compile(
+        self, circuit: QuantumCircuit, seed: int | None = None, optimization_level: int = 1
+    ) -> QuantumCircuit:
+        self.check(circuit)
+        return transpile(
+            circuit,
+            target=self.target,
+            optimization_level=optimization_level,
+            seed_transpiler=seed,
+        )
+
+    def sample(self, compiled: QuantumCircuit, shots: int, seed: int | None = None) -> Sample:
+        """Run a circuit from `compile` (of this executor or one with the same target)."""
+        if shots < 1:
+            raise ProgramRejected(f"shots must be at least 1, got {shots}")
+        start = time.perf_counter()
+        result = self.simulator.run(compiled, shots=shots, seed_simulator=seed).result()
+        if not result.success:
+            raise RuntimeError(f"simulation failed: {result.status}")
+        counts = {k: int(v) for k, v in result.get_counts().items()}
+        sampled = bool(result.results[0].metadata.get("measure_sampling", False))
+        return Sample(counts, time.perf_counter() - start, sampled)
+
     def run(
         self,
         circuit: QuantumCircuit,
@@ -62,26 +113,9 @@ class NodeExecutor:
         seed: int | None = None,
         optimization_level: int = 1,
     ) -> Execution:
-        if circuit.num_qubits > self.spec.qubits:
-            raise ProgramRejected(
-                f"circuit uses {circuit.num_qubits} qubits but the node has {self.spec.qubits}"
-            )
-        if shots < 1:
-            raise ProgramRejected(f"shots must be at least 1, got {shots}")
+        self.check(circuit, shots)
         start = time.perf_counter()
-        compiled = transpile(
-            circuit,
-            target=self.target,
-            optimization_level=optimization_level,
-            seed_transpiler=seed,
-        )
+        compiled = self.compile(circuit, seed, optimization_level)
         transpiled = time.perf_counter()
-        result = self.simulator.run(compiled, shots=shots, seed_simulator=seed).result()
-        if not result.success:
-            raise RuntimeError(f"simulation failed: {result.status}")
-        done = time.perf_counter()
-        return Execution(
-            counts={k: int(v) for k, v in result.get_counts().items()},
-            transpile_seconds=transpiled - start,
-            simulate_seconds=done - transpiled,
-        )
+        sample = self.sample(compiled, shots, seed)
+        return Execution(sample.counts, transpiled - start, sample.seconds)

@@ -25,6 +25,7 @@ class AgentError(Exception):
 
 TIMEOUT = "Timeout"
 UNREACHABLE = "Unreachable"
+CANCELLED = "Cancelled"  # the program was cancelled (job deleted or re-routed)
 
 
 class AgentClient(Protocol):

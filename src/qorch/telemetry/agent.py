@@ -50,7 +50,7 @@ STATS_VERSION = 1
 TELEMETRY_DIR_ENV = "QORCH_TELEMETRY_DIR"
 PROGRAM_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 LAST_PROGRAMS = 16
-KNOWN_OPS = ("run", "health", "echo", "calibrate", "entangle")
+KNOWN_OPS = ("run", "health", "echo", "calibrate", "probe_link", "cancel")
 
 Handler = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
 

@@ -31,6 +31,7 @@ from qorch.channel.errors import REFUSAL_CODES
 
 from . import metrics as m
 from . import tracing
+from .agent import KNOWN_OPS as AGENT_OPS
 
 TERMINAL = frozenset({"Succeeded", "Failed", "Rejected"})
 STEP_NAMES = {
@@ -58,10 +59,11 @@ KNOWN_CODES = frozenset(
         "RemoteError",
         "ChannelError",
         "CancelledError",
+        "Cancelled",
         *REFUSAL_CODES,
     }
 )
-KNOWN_OPS = frozenset({"run", "health", "echo", "calibrate", "entangle"})
+KNOWN_OPS = frozenset(AGENT_OPS)
 
 F = TypeVar("F", bound=Callable[..., Any])
 

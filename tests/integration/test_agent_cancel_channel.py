@@ -1,0 +1,65 @@
+"""Cancel over the authenticated channel, as the operator sends it when a job is deleted or
+re-routed: the agent is a `qorch qpu-agent` process and the code reaches every caller."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from qiskit import QuantumCircuit
+
+from qorch.qpu.circuits import encode_circuit
+from qorch.qpu.transport import CANCELLED, AgentError
+from tests.support import make_node
+
+QUBITS = 10
+
+
+def slow_circuit() -> QuantumCircuit:
+    """Non-Clifford with a mid-circuit measurement: simulated shot by shot, ~1 ms a shot."""
+    qc = QuantumCircuit(QUBITS, QUBITS)
+    for layer in range(4):
+        for q in range(QUBITS):
+            qc.rx(0.3 + 0.1 * q + layer, q)
+        for q in range(layer % 2, QUBITS - 1, 2):
+            qc.cx(q, q + 1)
+    qc.measure(0, 0)
+    qc.h(0)
+    qc.measure(range(QUBITS), range(QUBITS))
+    return qc
+
+
+async def test_cancelled_programs_fail_with_cancelled_for_every_caller(start_agent):
+    agent = await start_agent(make_node("cancel-me", QUBITS))
+    runner, queuer, operator = agent.client(), agent.client(), agent.client()
+    encoded = encode_circuit(slow_circuit())
+
+    async def run(client, program_id: str, shots: int) -> dict:
+        body = {"programId": program_id, "circuit": encoded, "shots": shots}
+        return await client.call("run", body, timeout=120)
+
+    try:
+        running = asyncio.create_task(run(runner, "job/1/p0", 3000))
+        async with asyncio.timeout(30):
+            while not (await operator.call("health", {}))["busy"]:
+                await asyncio.sleep(0.05)
+        queued = asyncio.create_task(run(queuer, "job/1/cut-b", 100))
+        await asyncio.sleep(0.2)
+
+        reply = await operator.call(
+            "cancel", {"programIds": ["job/1/p0", "job/1/cut-b", "job/0/p0"]}, timeout=5
+        )
+        assert sorted(reply["cancelled"]) == ["job/1/cut-b", "job/1/p0"]
+        assert reply["unknown"] == ["job/0/p0"] and reply["finished"] == []
+        for task in (running, queued):
+            with pytest.raises(AgentError) as info:
+                await task
+            assert info.value.code == CANCELLED
+        with pytest.raises(AgentError) as info:
+            await run(operator, "job/1/cut-b", 100)
+        assert info.value.code == CANCELLED
+        health = await operator.call("health", {})
+    finally:
+        for client in (runner, queuer, operator):
+            await client.close()
+    assert health["programsRun"] == 0 and not health["busy"]
