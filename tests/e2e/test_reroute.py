@@ -126,3 +126,26 @@ async def test_an_agent_dying_mid_job_moves_the_job(cluster, namespace, operator
     assert status["reroutes"][0]["resource"] == "QuantumNode/first"
     assert status["reroutes"][0]["reason"] in ("AgentFailed", "Unreachable")
     assert await programs_run(agents["spare"]) == 1
+
+
+async def test_deleting_a_running_job_cancels_its_program_and_frees_its_qubits(
+    cluster, namespace, operator, start_agent
+):
+    agents = await two_nodes(cluster, namespace, start_agent)
+    submit_slow_job(cluster, namespace, shots=12000)
+    cluster.wait_for(
+        "qn", "first", namespace, lambda o: o.get("status", {}).get("allocatedQubits") == 10
+    )
+    cluster.kubectl("delete", "djob", "slow", "-n", namespace, "--wait=true", "--timeout=60s")
+    client = agents["first"].client()
+    try:
+        deadline = time.monotonic() + 30
+        while (health := await client.call("health", {}))["busy"]:
+            assert time.monotonic() < deadline, "the agent never stopped the program"
+            time.sleep(0.2)
+    finally:
+        await client.close()
+    assert health["programsRun"] == 0  # stopped at a chunk boundary, not finished
+    cluster.wait_for(
+        "qn", "first", namespace, lambda o: o.get("status", {}).get("allocatedQubits") == 0
+    )
