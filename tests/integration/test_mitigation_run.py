@@ -47,7 +47,7 @@ def test_readout_mitigation_reports_raw_and_mitigated(tmp_path):
     mitigated = result["mitigated"]
     assert sum(result["counts"].values()) == 4000  # the raw counts stay as measured
     assert mitigated["calibrations"] and mitigated["calibrations"][0].startswith("noisy-readout@")
-    assert abs(sum(mitigated["quasiProbabilities"].values()) - 1) < 1e-6
+    assert abs(sum(mitigated["quasiProbabilities"].values()) - 1) < 1e-4  # rounded to 1e-6
     # About 8% of each bit misread: raw GHZ fidelity ~0.72; the correction recovers most.
     assert raw < 0.85
     assert mitigated["verification"]["hellingerFidelity"] > raw + 0.1

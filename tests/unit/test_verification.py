@@ -45,3 +45,14 @@ def test_threshold_loosens_with_the_estimated_noise():
     tight = verify_counts(bell(), {"00": 500, "11": 500}, 0.99).threshold
     loose = verify_counts(bell(), {"00": 500, "11": 500}, 0.70).threshold
     assert loose < tight
+
+
+def test_more_outcomes_than_shots_can_resolve_are_reported_as_a_weak_check():
+    qc = QuantumCircuit(10, 10)
+    qc.h(range(10))
+    qc.measure(range(10), range(10))
+    got = verify_counts(qc, {"0" * 10: 60, "1" * 10: 40}, estimated_fidelity=0.95)
+    assert got.threshold == 0.0
+    assert got.method.startswith("statevector; weak check: threshold 0")
+    assert "1024 exact outcomes and 100 shots" in got.method
+    assert verify_counts(bell(), {"00": 50, "11": 50}, 0.95).method == "statevector"

@@ -205,7 +205,10 @@ class ProgramProgress(ApiModel):
 class Verification(ApiModel):
     """Comparison of the result with an exact classical simulation."""
 
-    method: str = Field(description="statevector, stabilizer, or none.")
+    method: str = Field(
+        description="statevector, stabilizer, or none; a note follows when the check is weak"
+        " (the threshold is 0 because outcomes far outnumber shots)."
+    )
     hellinger_fidelity: float | None = Field(
         None, description="Hellinger fidelity of the measured counts to the exact distribution."
     )

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from qorch.api.distributed_job import JobResult, Verification
-from qorch.planner.cutting import exact_expectation_values
+from qorch.planner.cutting import exact_expectations
+from qorch.planner.observables import expectation_values
 
 from .planning import Work
 from .verification import MAX_STATEVECTOR_QUBITS, verify_counts
@@ -17,7 +18,8 @@ def aggregate(
     estimated_fidelity: float | None,
     observables: list[str] | None,
 ) -> JobResult:
-    """Counts (single, teleport) or reconstructed expectation values (cut), verified."""
+    """Counts (single, teleport; with expectation values from their measurement bases when
+    the job has observables) or reconstructed expectation values (cut), verified."""
     if work.cut is not None:
         results = {
             program_id.removeprefix("cut-"): reply["results"]
@@ -29,30 +31,40 @@ def aggregate(
             standard_errors=[round(e, 6) for e in errors],
             verification=verify_expectations(work, values, errors, estimated_fidelity),
         )
-    counts: dict[str, int] = {}
-    for reply in replies.values():
-        got = reply["counts"]
-        if work.teleport is not None:
-            got = work.teleport.original_counts(got)
-        for key, n in got.items():
-            counts[key] = counts.get(key, 0) + int(n)
-    return JobResult(
+    [reply] = replies.values()  # single and teleport send one program
+    runs = reply["results"] if "results" in reply else [reply["counts"]]
+    if work.teleport is not None:
+        programs = [work.teleport, *work.compiled_bases]
+        runs = [p.original_counts(c) for p, c in zip(programs, runs, strict=True)]
+    counts = {key: int(n) for key, n in runs[0].items()}
+    result = JobResult(
         counts=counts, verification=verify_counts(work.circuit, counts, estimated_fidelity)
     )
+    if work.bases and observables:
+        values, errors = expectation_values(work.bases, runs[1:], observables)
+        result.expectation_values = [round(v, 6) for v in values]
+        result.standard_errors = [round(e, 6) for e in errors]
+    return result
 
 
 def verify_expectations(
     work: Work, values: list[float], errors: list[float], estimated_fidelity: float | None
 ) -> Verification:
     """Largest absolute error against exact values, judged against 3 standard errors plus
-    what noise can do: a state of fidelity F moves a Pauli expectation by at most 2 (1 - F)."""
+    what noise can do: a state of fidelity F moves a Pauli expectation by at most 2 (1 - F).
+
+    Exact values by statevector up to MAX_STATEVECTOR_QUBITS, by stabilizer simulation
+    beyond for a Clifford circuit."""
     assert work.cut is not None
-    if work.circuit.num_qubits > MAX_STATEVECTOR_QUBITS:
+    exact = exact_expectations(
+        work.circuit, list(work.cut.observables), max_statevector_qubits=MAX_STATEVECTOR_QUBITS
+    )
+    if exact is None:
         return Verification(method="none")
-    exact = exact_expectation_values(work.circuit, list(work.cut.observables))
+    method, expected = exact
     fidelity = estimated_fidelity if estimated_fidelity is not None else 1.0
     return Verification(
-        method="statevector",
-        absolute_error=round(max(abs(v - e) for v, e in zip(values, exact, strict=True)), 6),
+        method=method,
+        absolute_error=round(max(abs(v - e) for v, e in zip(values, expected, strict=True)), 6),
         threshold=round(3 * max(errors, default=0.0) + 2 * (1 - fidelity), 6),
     )

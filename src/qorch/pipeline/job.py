@@ -46,7 +46,15 @@ from qorch.telemetry.tracing import step_span
 from .aggregation import aggregate
 from .authorization import AuthorizationPolicy, authorize
 from .mitigation import mitigate
-from .planning import Work, capacity, plan_status, reservation, slots, work_for
+from .planning import (
+    Work,
+    capacity,
+    plan_status,
+    reservation,
+    slots,
+    with_observables,
+    work_for,
+)
 from .ports import World
 from .reservations import QueueEntry, Reservations
 
@@ -363,7 +371,13 @@ class JobPipeline:
                 job, status, R.WAITING_FOR_CAPACITY, f"waiting for capacity: {choice}"
             )
         plan = plan_status(choice, candidates, circuit.num_qubits, job.spec.shots)
-        work = self._work_from(choice, circuit)
+        work = with_observables(
+            self._work_from(choice, circuit),
+            job.spec.observables,
+            choice.partition,
+            nodes,
+            self._links(job),
+        )
         want = reservation(plan, work, job.spec.shots, job.spec.timeout_seconds)
         if not self.reservations.try_reserve(job_key(job), want, limits):
             self.reservations.enqueue(entry)
@@ -428,25 +442,19 @@ class JobPipeline:
         """What each program sends to its agent, by program id."""
         base = {"shots": job.spec.shots}
         key = f"{job_key(job)}/{attempt}"
-        if work.teleport is not None:
-            return {
-                "p0": {
-                    **base,
-                    "programId": f"{key}/p0",
-                    "circuit": encode_circuit(work.teleport.circuit),
-                    "noise": work.teleport.noise,
-                }
+        if work.cut is None:
+            circuits = [encode_circuit(c) for c in work.circuits()]
+            one = {"circuit": circuits[0]} if len(circuits) == 1 else {"circuits": circuits}
+            noise = {"noise": work.teleport.noise} if work.teleport is not None else {}
+            return {"p0": {**base, "programId": f"{key}/p0", **one, **noise}}
+        return {
+            f"cut-{node}": {
+                **base,
+                "programId": f"{key}/cut-{node}",
+                "circuits": [encode_circuit(c) for c in subs],
             }
-        if work.cut is not None:
-            return {
-                f"cut-{node}": {
-                    **base,
-                    "programId": f"{key}/cut-{node}",
-                    "circuits": [encode_circuit(c) for c in subs],
-                }
-                for node, subs in work.cut.subexperiments.items()
-            }
-        return {"p0": {**base, "programId": f"{key}/p0", "circuit": encode_circuit(work.circuit)}}
+            for node, subs in work.cut.subexperiments.items()
+        }
 
     async def _collect(self, job: DistributedJob) -> StepResult:
         status = self._status(job)
@@ -512,8 +520,10 @@ class JobPipeline:
         replies = {
             p.id: o for p, o in zip(plan.programs, outcomes, strict=True) if isinstance(o, dict)
         }
-        with step_span("aggregate"):
-            status.result = aggregate(work, replies, plan.estimated_fidelity, job.spec.observables)
+        with step_span("aggregate"):  # exact verification can take a second: off the loop
+            status.result = await asyncio.to_thread(
+                aggregate, work, replies, plan.estimated_fidelity, job.spec.observables
+            )
         if job.spec.mitigation != "none":
             with step_span("mitigate"):  # M3 takes seconds on many outcomes: off the loop
                 status.result.mitigated = await asyncio.to_thread(

@@ -8,6 +8,7 @@ recorded and compilation and cutting are deterministic for a given partition.
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from dataclasses import dataclass
 
 from qiskit import QuantumCircuit
@@ -16,6 +17,7 @@ from qorch.api import EntanglementLink, QuantumNode
 from qorch.api.distributed_job import LinkUse, Placement, Plan, Program, StrategyEstimate
 from qorch.planner.cutting import CutPlan, plan_cut
 from qorch.planner.model import LinkSlot, NodeSlot
+from qorch.planner.observables import MeasurementBasis, measurement_bases
 from qorch.planner.partition import Partition
 from qorch.planner.strategies import Candidate
 from qorch.planner.teleport import TeleportProgram, compile_teleport
@@ -31,6 +33,16 @@ class Work:
     circuit: QuantumCircuit
     teleport: TeleportProgram | None = None
     cut: CutPlan | None = None
+    # single and teleport with observables: one more circuit per measurement basis, sent
+    # with the main one; for teleport, each compiled like it (same placement, same noise).
+    bases: tuple[MeasurementBasis, ...] = ()
+    compiled_bases: tuple[TeleportProgram, ...] = ()
+
+    def circuits(self) -> list[QuantumCircuit]:
+        """What a single or teleport program runs: the circuit, then its basis circuits."""
+        if self.teleport is not None:
+            return [self.teleport.circuit, *(p.circuit for p in self.compiled_bases)]
+        return [self.circuit, *(b.circuit for b in self.bases)]
 
 
 def link_slot(link: EntanglementLink) -> LinkSlot:
@@ -82,13 +94,16 @@ def capacity(nodes: list[QuantumNode], links: list[EntanglementLink]) -> dict[st
 def reservation(plan: Plan, work: Work, shots: int, timeout_seconds: float) -> dict[str, float]:
     """What a plan holds: qubits per node (communication qubits included), and on each link
     the pair rate that supplies its Bell pairs x shots within the job's timeout."""
+    pairs: Counter[str] = Counter()
     if work.teleport is not None:
         qubits = work.teleport.qubits_per_node()
+        for program in (work.teleport, *work.compiled_bases):  # each runs `shots` shots
+            pairs.update(program.bell_pairs)
     else:
         qubits = {p.node: len(p.qubits) for p in plan.placement}
     want = {node_resource(n): float(q) for n, q in qubits.items()}
-    for use in plan.bell_pairs:
-        want[link_resource(use.link)] = use.bell_pairs * shots / timeout_seconds
+    for link, n in sorted(pairs.items()):
+        want[link_resource(link)] = n * shots / timeout_seconds
     return want
 
 
@@ -131,17 +146,16 @@ def plan_status(candidate: Candidate, candidates: list[Candidate], width: int, s
                 )
                 for n, subs in sorted(candidate.plan.subexperiments.items())
             ]
+    # What the program consumes, shared cats and teledata included, not the partition's
+    # one-pair-per-nonlocal-gate proxy: reservations and link accounting follow these.
+    pairs = candidate.plan.bell_pairs if isinstance(candidate.plan, TeleportProgram) else {}
     return Plan(
         strategy=candidate.strategy,
         placement=placement,
         programs=programs,
         nodes=",".join(p.node for p in placement),
         nonlocal_gates=part.nonlocal_gates if part and candidate.strategy == "teleport" else 0,
-        bell_pairs=[
-            LinkUse(link=name, bell_pairs=n)
-            for name, n in sorted((part.bell_pairs if part else {}).items())
-            if candidate.strategy == "teleport"
-        ],
+        bell_pairs=[LinkUse(link=name, bell_pairs=n) for name, n in sorted(pairs.items())],
         estimated_fidelity=round(candidate.estimated_fidelity, 6),
         sampling_overhead=candidate.sampling_overhead,
         reason=candidate.reason,
@@ -159,7 +173,7 @@ def work_for(
 ) -> Work:
     """The programs of a recorded plan, rebuilt deterministically from its placement."""
     if plan.strategy == "single":
-        return Work("single", circuit)
+        return with_observables(Work("single", circuit), observables, None, nodes, links)
     assignment = {q: p.node for p in plan.placement for q in p.qubits}
     part = Partition(
         assignment=assignment,
@@ -172,6 +186,38 @@ def work_for(
             "cut", circuit, cut=plan_cut(circuit, observables or [], part, max_sampling_overhead)
         )
     node_slots, link_slots = slots([n for n in nodes if n.metadata.name in part.nodes], links, {})
-    return Work(
+    work = Work(
         "teleport", circuit, teleport=compile_teleport(circuit, part, node_slots, link_slots)
     )
+    return with_observables(work, observables, part, nodes, links)
+
+
+def with_observables(
+    work: Work,
+    observables: list[str] | None,
+    partition: Partition | None,
+    nodes: list[QuantumNode],
+    links: list[EntanglementLink],
+) -> Work:
+    """Single and teleport work that also measures `observables` (cut reconstructs them).
+    A circuit that is not a unitary followed by measurements gets counts only."""
+    if not observables or work.cut is not None:
+        return work
+    try:
+        bases = tuple(measurement_bases(work.circuit, observables))
+    except ValueError:
+        return work
+    if work.teleport is None:
+        return dataclasses.replace(work, bases=bases)
+    assert partition is not None
+    used = [n for n in nodes if n.metadata.name in partition.nodes]
+    node_slots, link_slots = slots(used, links, {})
+    try:
+        compiled = tuple(
+            compile_teleport(b.circuit, partition, node_slots, link_slots) for b in bases
+        )
+    except ValueError:
+        return work
+    if any(p.noise != work.teleport.noise for p in compiled):
+        return work  # one batch shares one noise description; never guess another's
+    return dataclasses.replace(work, bases=bases, compiled_bases=compiled)

@@ -36,7 +36,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from qiskit import QuantumCircuit
-from qiskit.quantum_info import Pauli, PauliList, Statevector
+from qiskit.exceptions import QiskitError
+from qiskit.quantum_info import Clifford, Pauli, PauliList, StabilizerState, Statevector
 from qiskit_addon_cutting import generate_cutting_experiments, partition_problem
 from qiskit_addon_cutting.qpd import WeightType
 from qiskit_addon_cutting.utils.observable_grouping import ObservableCollection
@@ -56,6 +57,12 @@ ONE_QUBIT = ("u", "rz", "sx", "x", "h", "s", "sdg", "t", "tdg", "rx", "ry", "y",
 MAX_SUBEXPERIMENTS = 20_000
 #: Exact expectation values by statevector up to this width (2^24 amplitudes, 256 MiB).
 MAX_EXACT_QUBITS = 24
+#: Stabilizer simulation of Clifford circuits keeps a 2n x 2n bit tableau (5000 qubits: 100 MB,
+#: twice while a circuit is applied) and rewrites two of its 2n-row columns per gate.
+MAX_STABILIZER_QUBITS = 5000
+#: Gates times qubits: the tableau update costs 0.05 to 0.08 s per million (0.8 s for 8000
+#: gates on 2000 qubits, 7.5 s for 20,000 on 5000, on the development machine).
+MAX_STABILIZER_WORK = 10**8
 OBSERVABLE_REGISTER = "observable_measurements"
 QPD_REGISTER = "qpd_measurements"
 
@@ -258,11 +265,48 @@ def plan_cut(
     )
 
 
-def exact_expectation_values(circuit: QuantumCircuit, observables: Sequence[str]) -> list[float]:
-    """<O> for each Pauli string on the circuit's final state, by statevector (verification)."""
+def clifford_of(circuit: QuantumCircuit) -> Clifford | None:
+    """The Clifford operator of a measurement-free circuit; None when it has a gate that is not
+    Clifford (rotations by multiples of pi/2 are) or is too large to simulate."""
+    width = circuit.num_qubits
+    if width > MAX_STABILIZER_QUBITS or width * len(circuit.data) > MAX_STABILIZER_WORK:
+        return None
+    # Clifford(circuit) starts from a float64 identity, eight times the final tableau.
+    identity = Clifford(np.eye(2 * width, dtype=bool), validate=False)
+    try:
+        return identity.compose(circuit)
+    except QiskitError:
+        return None
+
+
+def exact_expectations(
+    circuit: QuantumCircuit,
+    observables: Sequence[str],
+    max_statevector_qubits: int = MAX_EXACT_QUBITS,
+) -> tuple[str, list[float]] | None:
+    """How ("statevector" or "stabilizer") and <O> for each Pauli string on the circuit's
+    final state: by statevector up to `max_statevector_qubits`, beyond that by stabilizer
+    simulation if the circuit is Clifford; None when neither applies."""
     unitary = without_measurements(circuit)
-    if unitary.num_qubits > MAX_EXACT_QUBITS:
-        raise ValueError(f"{unitary.num_qubits} qubits exceed the exact limit {MAX_EXACT_QUBITS}")
     parse_observables(observables, unitary.num_qubits)
-    state = Statevector(unitary)
-    return [float(state.expectation_value(Pauli(obs)).real) for obs in observables]
+    state: Statevector | StabilizerState
+    if unitary.num_qubits <= max_statevector_qubits:
+        method, state = "statevector", Statevector(unitary)
+    else:
+        clifford = clifford_of(unitary)
+        if clifford is None:
+            return None
+        method, state = "stabilizer", StabilizerState(clifford, validate=False)
+    return method, [float(state.expectation_value(Pauli(obs)).real) for obs in observables]
+
+
+def exact_expectation_values(circuit: QuantumCircuit, observables: Sequence[str]) -> list[float]:
+    """<O> for each Pauli string on the circuit's final state (verification), by statevector
+    up to MAX_EXACT_QUBITS and by stabilizer simulation beyond for a Clifford circuit."""
+    exact = exact_expectations(circuit, observables)
+    if exact is None:
+        raise ValueError(
+            f"{circuit.num_qubits} qubits exceed the statevector limit {MAX_EXACT_QUBITS} and"
+            " the circuit is not a Clifford circuit within the stabilizer limits"
+        )
+    return exact[1]

@@ -50,7 +50,9 @@ MAX_PASSES = 4
 
 @dataclass(frozen=True)
 class Partition:
-    """Which node holds each logical qubit, and the Bell pairs that costs per shot."""
+    """Which node holds each logical qubit, its nonlocal CX/CZ, and per link the Bell pairs
+    at one per nonlocal gate: the objective's proxy. The teleport program shares pairs
+    between gates, so `TeleportProgram.bell_pairs` is what a plan really consumes."""
 
     assignment: dict[int, str]
     nonlocal_gates: int

@@ -1,7 +1,7 @@
 """The `teleport` strategy: nonlocal gates by shared Bell pairs, one co-simulated program.
 
-Each nonlocal CX or CZ becomes the cat-entangler / cat-disentangler gadget (Eisert et al.,
-PRA 62, 052317), which uses one Bell pair and two feed-forward messages:
+A nonlocal CX or CZ is the cat-entangler / cat-disentangler gadget (Eisert et al., PRA 62,
+052317), which uses one Bell pair and two feed-forward messages:
 
     Bell pair (a on the control's node, b on the target's node), Werner-noisy per the link
     CX(control, a); measure a -> m0; reset a          [m0 travels to the target's node]
@@ -10,9 +10,33 @@ PRA 62, 052317), which uses one Bell pair and two feed-forward messages:
     H(b); measure b -> m1; reset b                     [m1 travels back]
     if m1: Z(control)                                  undo the kickback; b is free again
 
-Every other two-qubit gate is first decomposed into CX/CZ and one-qubit gates. Communication
-qubits are reset after use, so each node needs one whatever the gate count. While a message
-is in flight, the data qubits of both nodes (and the waiting half of the pair) idle for the
+Cat sharing. Between the entangler and the disentangler the pair (control, b) spans the
+subspace {|00>, |11>}, and every operation diagonal in the control's computational basis
+(a one-qubit phase, CX with the control as control, CZ) leaves it there; the disentangler
+then restores the state whatever such operations ran. So the mirror b stays open and serves
+every later remote gate between the control and b's node that uses the control diagonally,
+without a new pair (the "embedding" of distributed gates, Wu et al., Quantum 2023, as in
+pytket-dqc). The cat closes when an operation is not diagonal on the control (a Hadamard, a
+CX targeting it, a measurement, a reset), when another gadget needs b's communication qubit
+(a cat of another qubit towards b's node, or one sent from it), or at the end. The control's
+own communication qubit is measured and reset by the entangler, so it is free again at once.
+Each node's communication qubit holds at most one mirror; a control may keep mirrors open on
+several nodes at once.
+
+Phase blocks. `CX(a, b) D(b) CX(a, b)` with D one-qubit diagonal gates (how CPhase, CRZ and
+RZZ decompose) is diag(d(a xor b)): symmetric in a and b, and diagonal on both. Such a block
+is one unit; remote, it runs as `CX(m, y) D(y) CX(m, y)` with m the mirror of either qubit on
+the other's node, and it never closes a cat. A remote CZ or phase block takes whichever
+orientation can be reused longest, counted ahead over the circuit.
+
+Teledata. A qubit with a run of remote gates towards one node that cat sharing cannot pack
+(it is a CX target, or its roles alternate) moves there by teleportation (one pair, two
+feed-forward bits), has the run as local gates on a free qubit of that node, and teleports
+back (one more pair; none when only measurements follow). A run is moved only if the whole
+program then needs fewer Bell pairs and every node still holds its qubits.
+
+Every other two-qubit gate is first decomposed into CX/CZ and one-qubit gates. While a message
+is in flight, the qubits alive on both nodes (and the waiting half of the pair) idle for the
 link's classical latency; a marker charges thermal relaxation for it. The whole program is
 simulated by one agent with `qorch.qpu.composite_noise`.
 """
@@ -20,19 +44,32 @@ simulated by one agent with `qorch.qpu.composite_noise`.
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from qiskit import ClassicalRegister, QuantumCircuit, QuantumRegister
-from qiskit.circuit import Qubit
-from qiskit.circuit.library import IGate
+from qiskit.circuit import Gate
+from qiskit.circuit.library import (
+    CXGate,
+    CZGate,
+    HGate,
+    IGate,
+    Initialize,
+    Measure,
+    Reset,
+    XGate,
+    ZGate,
+)
 from qiskit.transpiler.exceptions import TranspilerError
 
 from qorch.api.quantum_node import NoiseSpec
 from qorch.qpu.composite_noise import (
     FEED_FORWARD_REGISTER,
+    MAX_COSIMULATED_QUBITS,
     BellPairNoise,
     CompositeNoise,
     IdleNoise,
@@ -52,6 +89,14 @@ CO_SIMULATION_NOTE = (
     "Nodes joined by entanglement share quantum state, so this program is one circuit"
     " co-simulated by a single agent with the composed noise model of its nodes and links."
 )
+#: Later gates on a qubit inspected to find a phase block or to score a cat; further ahead
+#: the count only breaks ties, and a bound keeps compilation linear in the circuit size.
+LOOKAHEAD = 64
+#: Teledata runs tried, most remote gates first; each trial rebuilds the whole schedule.
+MAX_TELEDATA_TRIALS = 24
+#: One-qubit gates diagonal in the computational basis whatever their parameters.
+_DIAGONAL = frozenset({"id", "delay", "rz", "p", "u1", "z", "s", "sdg", "t", "tdg"})
+_NOT_GATES = frozenset({"measure", "reset", "initialize"})
 
 
 @dataclass(frozen=True)
@@ -59,9 +104,11 @@ class TeleportProgram:
     """A co-simulated program and what it costs the links.
 
     `circuit` keeps the original circuit's qubits (0..n-1) and classical bits first and in
-    order, then one communication qubit per node and a feed-forward register; its counts
-    compare with the monolithic circuit's through `original_counts`. Bell pairs, attempts and
-    generation seconds are per shot.
+    order, then the communication qubits (one per node that takes part in remote work, plus
+    the free qubits that teledata lands on) and a feed-forward register; its counts compare
+    with the monolithic circuit's through `original_counts`. Bell pairs, attempts and
+    generation seconds are per shot. `nonlocal_gates` counts the CX/CZ that span two nodes as
+    placed (one Bell pair each without sharing); `teledata` the qubit moves the program makes.
     """
 
     circuit: QuantumCircuit
@@ -75,6 +122,8 @@ class TeleportProgram:
     fidelity: FidelityEstimate = field(default_factory=FidelityEstimate)
     original_register_sizes: tuple[int, ...] = ()
     original_num_clbits: int = 0
+    nonlocal_gates: int = 0
+    teledata: int = 0
 
     def original_counts(self, counts: Mapping[str, int]) -> dict[str, int]:
         """Counts over the original circuit's classical bits, keyed as Aer keys its counts."""
@@ -124,76 +173,395 @@ def _plain(op: Any) -> Any:
     return op
 
 
+def _is_diagonal(op: Any) -> bool:
+    """Whether a one-qubit operation leaves computational basis states alone (up to phase)."""
+    if op.name in _DIAGONAL:
+        return True
+    if not isinstance(op, Gate) or op.num_qubits != 1:
+        return False
+    try:
+        matrix = np.asarray(op.to_matrix(), dtype=complex)
+    except Exception:  # unbound parameters, or no matrix defined: assume the worst
+        return False
+    return bool(abs(matrix[0, 1]) < 1e-12 and abs(matrix[1, 0]) < 1e-12)
+
+
+@dataclass(frozen=True)
+class _Unit:
+    """One step of the logical circuit as the scheduler sees it.
+
+    kind: "op" (anything but the two-qubit gates below), "barrier", "cx", "cz", or "zz" (a
+    phase block `CX(a, b) phases(b) CX(a, b)`). `diagonal[i]` says whether the unit leaves
+    qubit i's computational basis states alone, which is what an open cat on it needs.
+    """
+
+    kind: str
+    qubits: tuple[int, ...]
+    diagonal: tuple[bool, ...]
+    operation: Any = None
+    clbits: tuple[int, ...] = ()
+    phases: tuple[Any, ...] = ()
+
+
+def _phase_block(
+    i: int,
+    a: int,
+    b: int,
+    data: Sequence[Any],
+    qubits: Sequence[tuple[int, ...]],
+    touches: Mapping[int, list[int]],
+    consumed: set[int],
+) -> tuple[int, list[int]] | None:
+    """(index of the closing CX, indices of the phases on b) if data[i] opens a phase block.
+
+    Between the two CX(a, b), b may only get one-qubit diagonal gates and a only operations
+    diagonal on it; those on a commute with the block, as do operations on other qubits, so
+    the block can run whole where its first CX stood.
+    """
+    list_a, list_b = touches[a], touches[b]
+    ia, ib = bisect_right(list_a, i), bisect_right(list_b, i)
+    phases: list[int] = []
+    for _ in range(LOOKAHEAD):
+        na = list_a[ia] if ia < len(list_a) else None
+        nb = list_b[ib] if ib < len(list_b) else None
+        if na is None and nb is None:
+            return None
+        j = min(x for x in (na, nb) if x is not None)
+        ia += na == j
+        ib += nb == j
+        op, qs = data[j].operation, qubits[j]
+        if op.name == "cx" and qs == (a, b) and j not in consumed:
+            return j, phases
+        if b in qs:
+            if len(qs) == 1 and j not in consumed and _is_diagonal(op):
+                phases.append(j)
+                continue
+            return None
+        diagonal_on_a = (
+            (len(qs) == 1 and _is_diagonal(op))
+            or (op.name == "cx" and qs[0] == a)
+            or op.name == "cz"
+        )
+        if not diagonal_on_a:
+            return None
+    return None
+
+
+def _units(logical: QuantumCircuit) -> list[_Unit]:
+    """The logical circuit as units, phase blocks merged; see `_Unit`."""
+    data = logical.data
+    qubits = [tuple(logical.find_bit(q).index for q in inst.qubits) for inst in data]
+    touches: dict[int, list[int]] = {q: [] for q in range(logical.num_qubits)}
+    for i, qs in enumerate(qubits):
+        for q in qs:
+            touches[q].append(i)
+    consumed: set[int] = set()
+    units: list[_Unit] = []
+    for i, inst in enumerate(data):
+        if i in consumed:
+            continue
+        op, qs = inst.operation, qubits[i]
+        if op.name == "barrier":
+            units.append(_Unit("barrier", qs, (True,) * len(qs), _plain(op)))
+        elif op.name in REMOTE_GATES and len(qs) == 2 and not inst.clbits:
+            block = (
+                _phase_block(i, *qs, data, qubits, touches, consumed) if op.name == "cx" else None
+            )
+            if block is not None:
+                closing, phases = block
+                consumed.update([closing, *phases])
+                ops = tuple(_plain(data[k].operation) for k in phases)
+                units.append(_Unit("zz", qs, (True, True), phases=ops))
+            else:
+                units.append(_Unit(op.name, qs, (True, op.name == "cz")))
+        else:
+            diagonal = len(qs) == 1 and _is_diagonal(op)
+            clbits = tuple(logical.find_bit(c).index for c in inst.clbits)
+            units.append(_Unit("op", qs, (diagonal,) * len(qs), _plain(op), clbits))
+    return units
+
+
+@dataclass(frozen=True)
+class _Record:
+    """One program instruction on program qubit and clbit indices; `condition` is the
+    feed-forward bit an `if` tests."""
+
+    operation: Any
+    qubits: tuple[int, ...]
+    clbits: tuple[int, ...] = ()
+    condition: int | None = None
+
+
+class _Writer:
+    """Writes single operations in the program's gates, each distinct one translated once."""
+
+    def __init__(self, basis: Sequence[str]) -> None:
+        self.basis = [*basis, "id"]
+        self.native = {*self.basis, *NON_GATES}
+        self.cache: dict[Any, tuple[list[tuple[Any, tuple[int, ...]]], float]] = {}
+
+    def steps(self, op: Any) -> tuple[list[tuple[Any, tuple[int, ...]]], float]:
+        """`op` as (operation, operand positions) in the basis, and the global phase that
+        translation leaves."""
+        if op.name in self.native:
+            return [(op, tuple(range(op.num_qubits)))], 0.0
+        key: tuple[Any, ...] | None = (op.name, op.num_qubits, tuple(op.params))
+        try:
+            return self.cache[key]
+        except KeyError:
+            pass
+        except TypeError:  # array parameters: translate every time
+            key = None
+        one = QuantumCircuit(op.num_qubits)
+        one.append(op, one.qubits)
+        out = translate(one, self.basis)
+        steps = [
+            (inst.operation, tuple(out.find_bit(q).index for q in inst.qubits)) for inst in out.data
+        ]
+        if key is not None:
+            self.cache[key] = (steps, float(out.global_phase))
+        return steps, float(out.global_phase)
+
+
 class _Builder:
-    """Writes the program instruction by instruction, gadgets in place of nonlocal gates."""
+    """Schedules the units: local gates as they are, remote ones through cats, qubit moves."""
 
     def __init__(
         self,
-        logical: QuantumCircuit,
-        owner: list[str],
+        units: Sequence[_Unit],
+        owner: Sequence[str],
         slots: Mapping[str, NodeSlot],
         index: LinkIndex,
         node_order: Sequence[str],
+        num_clbits: int,
+        moves: Mapping[int, Sequence[tuple[int, str]]] | None = None,
     ) -> None:
-        self.logical = logical
+        self.units = units
         self.slots = slots
         self.index = index
-        comm_nodes: set[str] = set()
-        for inst in logical.data:
-            qubits = [logical.find_bit(q).index for q in inst.qubits]
-            if len(qubits) == 2 and owner[qubits[0]] != owner[qubits[1]]:
-                if inst.operation.name not in REMOTE_GATES:
-                    raise ValueError(f"nonlocal {inst.operation.name!r} cannot be teleported")
-                comm_nodes.update(owner[q] for q in qubits)
-        names = {r.name for r in [*logical.qregs, *logical.cregs]}
-        if {COMM_REGISTER, FEED_FORWARD_REGISTER} & names:
-            raise ValueError(f"register names {COMM_REGISTER}/{FEED_FORWARD_REGISTER} are reserved")
-        self.program = logical.copy_empty_like()
-        self.owner = list(owner)
-        self.comm: dict[str, Qubit] = {}
-        ordered = [n for n in node_order if n in comm_nodes]
-        if ordered:
-            comm = QuantumRegister(len(ordered), COMM_REGISTER)
-            self.ff = ClassicalRegister(2, FEED_FORWARD_REGISTER)
-            self.program.add_register(comm)
-            self.program.add_register(self.ff)
-            for node, qubit in zip(ordered, comm, strict=True):
-                self.comm[node] = qubit
-                self.owner.append(node)
-        self.node_qubits: dict[str, list[Qubit]] = {}
-        for qubit, node in zip(self.program.qubits[: logical.num_qubits], owner, strict=True):
-            self.node_qubits.setdefault(node, []).append(qubit)
+        self.moves = moves or {}
+        width = len(owner)
+        self.width = width
+        self.owner = list(owner)  # program qubit -> node
+        self.where = list(range(width))  # logical qubit -> program qubit
+        self.touches: list[list[int]] = [[] for _ in range(width)]
+        for i, unit in enumerate(units):
+            for q in unit.qubits:
+                self.touches[q].append(i)
+        self.comm: dict[str, int] = {}
+        remote = {
+            owner[q]
+            for u in units
+            if u.kind in ("cx", "cz", "zz") and owner[u.qubits[0]] != owner[u.qubits[1]]
+            for q in u.qubits
+        }
+        for node in node_order:
+            if node in remote:
+                self._comm(node)
+        self.held: dict[str, int] = {}  # node -> logical qubit its communication qubit mirrors
+        self.cats: dict[int, list[str]] = {}  # logical qubit -> nodes holding its mirror
+        self.pool: dict[str, list[int]] = {}  # free program qubits (in |0>) per node
+        self.ff = (num_clbits, num_clbits + 1)
+        self.records: list[_Record] = []
         self.pairs: Counter[str] = Counter()
         self.messages: Counter[tuple[str, str]] = Counter()  # (link, node) -> waits
         self.marker_ids: dict[str, int] = {}
         self.bell_qubits: dict[str, set[int]] = {}
         self.idle_qubits: dict[str, set[int]] = {}
+        self.teledata = 0
+        self.position = 0
 
-    def build(self) -> QuantumCircuit:
-        for inst in self.logical.data:
-            qubits = [self.logical.find_bit(q).index for q in inst.qubits]
-            if len(qubits) == 2 and self.owner[qubits[0]] != self.owner[qubits[1]]:
-                self._remote(inst.operation.name, inst.qubits[0], inst.qubits[1])
-            else:
-                self.program.append(_plain(inst.operation), inst.qubits, inst.clbits)
-        return self.program
+    # -- the schedule -----------------------------------------------------------------------
 
-    def _index(self, qubit: Qubit) -> int:
-        return self.program.find_bit(qubit).index
+    def build(self) -> _Builder:
+        for i, unit in enumerate(self.units):
+            self.position = i
+            for qubit, node in self.moves.get(i, ()):
+                self._move(qubit, node)
+            self._unit(unit)
+        for node in list(self.held):
+            self._close(self.held[node], node)
+        return self
 
-    def _noise(self, qubit: Qubit) -> NoiseSpec:
-        return self.slots[self.owner[self._index(qubit)]].noise
+    def _unit(self, unit: _Unit) -> None:
+        for q, diagonal in zip(unit.qubits, unit.diagonal, strict=True):
+            if not diagonal:
+                self._close_cats(q)
+        phys = tuple(self.where[q] for q in unit.qubits)
+        if unit.kind in ("op", "barrier"):
+            nodes = {self.owner[p] for p in phys}
+            if len(nodes) > 1 and unit.kind != "barrier":
+                raise ValueError(f"nonlocal {unit.operation.name!r} cannot be teleported")
+            self._emit(unit.operation, phys, unit.clbits)
+            return
+        x, y = unit.qubits
+        if self.owner[phys[0]] == self.owner[phys[1]]:
+            self._gate(unit, phys[0], phys[1])
+            return
+        options = [(x, y)] if unit.kind == "cx" else [(x, y), (y, x)]
+        for control, other in options:
+            there = self._node(other)
+            if there in self.cats.get(control, ()):
+                self._gate(unit, self.comm[there], self.where[other])
+                return
+        control, other = max(options, key=self._score)  # max keeps the first of equals
+        there = self._node(other)
+        self._open(control, there)
+        self._gate(unit, self.comm[there], self.where[other])
+
+    def _gate(self, unit: _Unit, first: int, second: int) -> None:
+        """The unit on program qubits `first` (the control, or a mirror) and `second`. A CZ or
+        phase block is symmetric, so either qubit's mirror may come first; the phases then go
+        on the other one."""
+        if unit.kind == "cx":
+            self._emit(CXGate(), (first, second))
+        elif unit.kind == "cz":
+            self._emit(CZGate(), (first, second))
+        else:
+            self._emit(CXGate(), (first, second))
+            for op in unit.phases:
+                self._emit(op, (second,))
+            self._emit(CXGate(), (first, second))
+
+    def _score(self, option: tuple[int, int]) -> int:
+        """Later gates a new cat would serve, less those of the cats it would close."""
+        control, other = option
+        here, there = self._node(control), self._node(other)
+        score = self._reuse(control, there)
+        for node in (here, there):
+            if node in self.held:
+                score -= self._reuse(self.held[node], node)
+        return score
+
+    def _reuse(self, control: int, there: str) -> int:
+        """Remote gates after this unit that a mirror of `control` on `there` would serve."""
+        count = 0
+        later = self.touches[control]
+        start = bisect_right(later, self.position)
+        for i in later[start : start + LOOKAHEAD]:
+            unit = self.units[i]
+            k = unit.qubits.index(control)
+            if not unit.diagonal[k]:
+                break
+            if unit.kind in ("cx", "cz", "zz") and self._node(unit.qubits[1 - k]) == there:
+                count += 1
+        return count
+
+    # -- gadgets ----------------------------------------------------------------------------
+
+    def _node(self, qubit: int) -> str:
+        return self.owner[self.where[qubit]]
+
+    def _link(self, here: str, there: str) -> LinkSlot:
+        link = self.index.between(here, there)
+        if link is None:
+            raise ValueError(f"a gate joins {here} and {there}, which no link connects")
+        return link
+
+    def _new_qubit(self, node: str) -> int:
+        self.owner.append(node)
+        return len(self.owner) - 1
+
+    def _comm(self, node: str) -> int:
+        if node not in self.comm:
+            self.comm[node] = self._new_qubit(node)
+        return self.comm[node]
+
+    def _free_comm(self, node: str) -> int:
+        if node in self.held:
+            self._close(self.held[node], node)
+        return self._comm(node)
+
+    def _pair(self, link: LinkSlot, a: int, b: int) -> None:
+        """A Bell pair on (a, b), its Werner noise carried by b."""
+        self.pairs[link.name] += 1
+        self._emit(Initialize(BELL_STATE), (a, b))
+        if link.fidelity < 1:
+            self._emit(IGate(label=f"qorch_bell_{self._marker(link)}"), (b,))
+            self.bell_qubits.setdefault(link.name, set()).add(b)
+
+    def _open(self, control: int, there: str) -> None:
+        """Cat-entangler: the communication qubit of `there` becomes a copy of `control`."""
+        here = self._node(control)
+        link = self._link(here, there)
+        a, b = self._free_comm(here), self._free_comm(there)
+        self._pair(link, a, b)
+        self._emit(CXGate(), (self.where[control], a))
+        self._emit(Measure(), (a,), (self.ff[0],))
+        self._emit(Reset(), (a,))
+        self._wait(link, (here, there), b)
+        self._emit(XGate(), (b,), condition=self.ff[0])
+        self.held[there] = control
+        self.cats.setdefault(control, []).append(there)
+
+    def _close(self, control: int, there: str) -> None:
+        """Cat-disentangler: measuring the mirror in the X basis leaves a phase on the control."""
+        b = self.comm[there]
+        here = self._node(control)
+        self._emit(HGate(), (b,))
+        self._emit(Measure(), (b,), (self.ff[1],))
+        self._emit(Reset(), (b,))
+        del self.held[there]
+        self.cats[control].remove(there)
+        self._wait(self._link(here, there), (there, here), None)
+        self._emit(ZGate(), (self.where[control],), condition=self.ff[1])
+
+    def _close_cats(self, qubit: int) -> None:
+        for there in list(self.cats.get(qubit, ())):
+            self._close(qubit, there)
+
+    def _move(self, qubit: int, there: str) -> None:
+        """Teleport a logical qubit onto a free qubit of `there`; its old qubit becomes free."""
+        here = self._node(qubit)
+        if here == there:
+            return
+        self._close_cats(qubit)
+        link = self._link(here, there)
+        a = self._free_comm(here)
+        free = self.pool.setdefault(there, [])
+        d = free.pop(0) if free else self._new_qubit(there)
+        p = self.where[qubit]
+        self._pair(link, a, d)
+        self._emit(CXGate(), (p, a))
+        self._emit(HGate(), (p,))
+        self._emit(Measure(), (a,), (self.ff[0],))
+        self._emit(Reset(), (a,))
+        self._emit(Measure(), (p,), (self.ff[1],))
+        self._emit(Reset(), (p,))
+        self.where[qubit] = d
+        self.pool.setdefault(here, []).append(p)
+        self._wait(link, (here, there), None)
+        # d holds X^m0 Z^m1 |psi>: undo the X first.
+        self._emit(XGate(), (d,), condition=self.ff[0])
+        self._emit(ZGate(), (d,), condition=self.ff[1])
+        self.teledata += 1
+
+    # -- emission ---------------------------------------------------------------------------
+
+    def _emit(
+        self,
+        op: Any,
+        qubits: tuple[int, ...],
+        clbits: tuple[int, ...] = (),
+        condition: int | None = None,
+    ) -> None:
+        self.records.append(_Record(op, qubits, clbits, condition))
+
+    def _noise(self, qubit: int) -> NoiseSpec:
+        return self.slots[self.owner[qubit]].noise
 
     def _marker(self, link: LinkSlot) -> int:
         return self.marker_ids.setdefault(link.name, len(self.marker_ids))
 
-    def _wait(self, link: LinkSlot, nodes: tuple[str, str], extra: Qubit | None) -> None:
-        """Idle marker on every qubit of both nodes that relaxes while a message travels."""
+    def _wait(self, link: LinkSlot, nodes: tuple[str, str], extra: int | None) -> None:
+        """Idle marker on every qubit alive on both nodes while a message travels: data
+        qubits, open mirrors, and `extra` (the half of a pair waiting for its correction)."""
         for node in nodes:
             self.messages[(link.name, node)] += 1
         if link.classical_latency_us <= 0:
             return
-        waiting = [q for n in nodes for q in self.node_qubits.get(n, [])]
+        alive = [*self.where, *(self.comm[n] for n in self.held)]
+        waiting = sorted(q for q in alive if self.owner[q] in nodes)
         if extra is not None:
             waiting.append(extra)
         waiting = [q for q in waiting if self._noise(q).t1_microseconds]
@@ -201,40 +569,162 @@ class _Builder:
             return
         label = f"qorch_idle_{self._marker(link)}"
         for q in waiting:
-            self.program.append(IGate(label=label), [q])
-        self.idle_qubits.setdefault(link.name, set()).update(self._index(q) for q in waiting)
+            self._emit(IGate(label=label), (q,))
+        self.idle_qubits.setdefault(link.name, set()).update(waiting)
 
-    def _remote(self, gate: str, control: Qubit, target: Qubit) -> None:
-        here = self.owner[self._index(control)]
-        there = self.owner[self._index(target)]
-        link = self.index.between(here, there)
-        if link is None:
-            raise ValueError(f"a {gate} joins {here} and {there}, which no link connects")
-        a, b = self.comm[here], self.comm[there]
-        p = self.program
-        self.pairs[link.name] += 1
-        p.initialize(BELL_STATE, [a, b])
-        if link.fidelity < 1:
-            p.append(IGate(label=f"qorch_bell_{self._marker(link)}"), [b])
-            self.bell_qubits.setdefault(link.name, set()).add(self._index(b))
-        # Cat-entangler: b becomes a copy of the control in the computational basis.
-        p.cx(control, a)
-        p.measure(a, self.ff[0])
-        p.reset(a)
-        self._wait(link, (here, there), b)
-        with p.if_test((self.ff[0], 1)):
-            p.x(b)
-        if gate == "cx":
-            p.cx(b, target)
+    def circuit(self, logical: QuantumCircuit, basis: Sequence[str]) -> QuantumCircuit:
+        """The program in `basis`: the logical circuit's registers, then communication qubits
+        and the feed-forward register when there is remote work.
+
+        Instructions are written one by one in the order scheduled. Translating the finished
+        program instead would pass it through a DAG, whose topological order may reuse a
+        freed qubit before the feed-forward correction of its measurement, a pattern
+        `simulate_composite` can no longer defer.
+        """
+        program = logical.copy_empty_like()
+        extra = len(self.owner) - self.width
+        if extra:
+            program.add_register(QuantumRegister(extra, COMM_REGISTER))
+            program.add_register(ClassicalRegister(2, FEED_FORWARD_REGISTER))
+        qubits, clbits = program.qubits, program.clbits
+        writer = _Writer(basis)
+        for rec in self.records:
+            targets = [qubits[q] for q in rec.qubits]
+            steps, phase = writer.steps(rec.operation)
+            if rec.condition is None:
+                program.global_phase += phase
+                for op, where in steps:
+                    program.append(op, [targets[i] for i in where], [clbits[c] for c in rec.clbits])
+            else:
+                with program.if_test((clbits[rec.condition], 1)):
+                    for op, where in steps:
+                        program.append(op, [targets[i] for i in where])
+        return program
+
+    def fits(self) -> bool:
+        used = Counter(self.owner)
+        return all(used[n] <= self.slots[n].free_qubits for n in used)
+
+
+@dataclass(frozen=True)
+class _Run:
+    """Consecutive remote gates of one qubit towards one node: a teledata candidate.
+
+    The qubit moves before unit `start` and back before unit `end` (None: it stays, because
+    only measurements follow). `saving` is what the run would take as gadgets (gates that use
+    the qubit diagonally sharing its cat) less the pairs of the move: a first guess, since
+    cats of the other qubits may pack the run too.
+    """
+
+    qubit: int
+    node: str
+    start: int
+    end: int | None
+    saving: int
+
+
+def _qubit_runs(
+    qubit: int, units: Sequence[_Unit], later: list[int], owner: Sequence[str]
+) -> list[_Run]:
+    """The teledata candidates of one qubit, whose units are `later`."""
+    home = owner[qubit]
+    found: list[_Run] = []
+    node: str | None = None  # the node of the current run
+    start, cost, mirrored = 0, 0, False
+
+    def finish(end: int | None) -> None:
+        saving = cost - (1 if end is None else 2)
+        if node is not None and saving > 0:
+            found.append(_Run(qubit, node, start, end, saving))
+
+    for pos, i in enumerate(later):
+        unit = units[i]
+        if unit.kind == "barrier":
+            continue
+        if unit.kind == "op":
+            if unit.operation.name in _NOT_GATES:
+                rest = (units[k] for k in later[pos:])
+                stays = all(r.kind == "barrier" or r.operation.name == "measure" for r in rest)
+                finish(None if stays else i)
+                if stays:
+                    return found
+                node = None
+            elif not unit.diagonal[0]:
+                mirrored = False
+            continue
+        k = unit.qubits.index(qubit)
+        there = owner[unit.qubits[1 - k]]
+        if there != node:
+            finish(i)
+            node = there if there != home else None
+            start, cost, mirrored = i, 0, False
+        if node is None:
+            continue
+        # What gadgets would cost, counting only the qubit's own cat: a gate that uses the
+        # qubit diagonally rides on its open mirror, any other needs a pair of its own.
+        if unit.diagonal[k]:
+            cost += 0 if mirrored else 1
+            mirrored = True
         else:
-            p.cz(b, target)
-        # Cat-disentangler: measuring b in the X basis leaves a phase to fix on the control.
-        p.h(b)
-        p.measure(b, self.ff[1])
-        p.reset(b)
-        self._wait(link, (there, here), None)
-        with p.if_test((self.ff[1], 1)):
-            p.z(control)
+            cost += 1
+            mirrored = False
+    finish(None)
+    return found
+
+
+def _runs(units: Sequence[_Unit], owner: Sequence[str]) -> list[_Run]:
+    """Teledata candidates on the partition's placement, most promising first."""
+    touches: list[list[int]] = [[] for _ in owner]
+    for i, unit in enumerate(units):
+        for q in unit.qubits:
+            touches[q].append(i)
+    found = [run for q in range(len(owner)) for run in _qubit_runs(q, units, touches[q], owner)]
+    found.sort(key=lambda r: (-r.saving, r.start, r.qubit))
+    return found
+
+
+def _schedule(
+    units: Sequence[_Unit],
+    owner: Sequence[str],
+    slots: Mapping[str, NodeSlot],
+    index: LinkIndex,
+    node_order: Sequence[str],
+    num_clbits: int,
+    teledata: bool,
+) -> _Builder:
+    """Cat sharing everywhere, plus each teledata run that lowers the program's Bell pairs.
+
+    Runs are tried greedily on the whole schedule, since a move also changes which cats stay
+    open around it; one that needs a link the plan lacks, more qubits than a node has free, or
+    a program too wide for one agent to co-simulate is dropped.
+    """
+
+    def build(runs: Sequence[_Run]) -> _Builder:
+        moves: dict[int, list[tuple[int, str]]] = {}
+        for run in runs:  # returns before departures at the same unit
+            if run.end is not None:
+                moves.setdefault(run.end, []).insert(0, (run.qubit, owner[run.qubit]))
+        for run in runs:
+            moves.setdefault(run.start, []).append((run.qubit, run.node))
+        return _Builder(units, owner, slots, index, node_order, num_clbits, moves).build()
+
+    best = build([])
+    if not teledata or not best.pairs or not best.fits():
+        return best
+    # A move must not make a program that one agent could co-simulate too wide for it; one
+    # already too wide is limited by the nodes' free qubits alone.
+    widest = MAX_COSIMULATED_QUBITS if len(best.owner) <= MAX_COSIMULATED_QUBITS else math.inf
+    chosen: list[_Run] = []
+    for run in _runs(units, owner)[:MAX_TELEDATA_TRIALS]:
+        try:
+            trial = build([*chosen, run])
+        except ValueError:
+            continue
+        if not trial.fits() or len(trial.owner) > widest:
+            continue
+        if sum(trial.pairs.values()) < sum(best.pairs.values()):
+            best, chosen = trial, [*chosen, run]
+    return best
 
 
 def _noise_description(
@@ -301,8 +791,13 @@ def compile_teleport(
     partition: Partition,
     nodes: Sequence[NodeSlot],
     links: Sequence[LinkSlot],
+    *,
+    teledata: bool = True,
 ) -> TeleportProgram:
-    """The co-simulated program of `circuit` placed by `partition`; ValueError if impossible."""
+    """The co-simulated program of `circuit` placed by `partition`; ValueError if impossible.
+
+    `teledata=False` keeps every qubit on its node (cat sharing only), for comparison.
+    """
     if has_control_flow(circuit):
         raise ValueError("teleport does not support classical control flow in the circuit")
     missing = [q for q in range(circuit.num_qubits) if q not in partition.assignment]
@@ -312,6 +807,9 @@ def compile_teleport(
     unknown = sorted(set(partition.assignment.values()) - set(slots))
     if unknown:
         raise ValueError(f"the partition uses unknown nodes {unknown}")
+    names = {r.name for r in [*circuit.qregs, *circuit.cregs]}
+    if {COMM_REGISTER, FEED_FORWARD_REGISTER} & names:
+        raise ValueError(f"register names {COMM_REGISTER}/{FEED_FORWARD_REGISTER} are reserved")
     used = [slots[n] for n in partition.nodes]
     basis = program_basis(used)
     one_qubit = [g for g in basis if g not in TWO_QUBIT_GATES]
@@ -319,8 +817,11 @@ def compile_teleport(
     index = LinkIndex(links)
     try:
         logical = for_distribution(circuit, one_qubit)
-        builder = _Builder(logical, owner, slots, index, partition.nodes)
-        program = translate(builder.build(), [*basis, "id"])
+        units = _units(logical)
+        builder = _schedule(
+            units, owner, slots, index, partition.nodes, logical.num_clbits, teledata
+        )
+        program = builder.circuit(logical, basis)
     except TranspilerError as exc:
         raise ValueError(f"cannot write the circuit in the gates {basis}: {exc}") from exc
     per_node = Counter(builder.owner)
@@ -349,4 +850,10 @@ def compile_teleport(
         fidelity=estimate,
         original_register_sizes=tuple(r.size for r in circuit.cregs),
         original_num_clbits=circuit.num_clbits,
+        nonlocal_gates=sum(
+            2 if u.kind == "zz" else 1
+            for u in units
+            if u.kind in ("cx", "cz", "zz") and owner[u.qubits[0]] != owner[u.qubits[1]]
+        ),
+        teledata=builder.teledata,
     )

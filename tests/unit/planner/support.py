@@ -12,6 +12,8 @@ from qiskit.synthesis.qft import synth_qft_full
 from qorch.api import NoiseSpec
 from qorch.api.quantum_node import DEFAULT_BASIS_GATES
 from qorch.planner.model import LinkSlot, NodeSlot
+from qorch.planner.teleport import TeleportProgram
+from qorch.qpu.composite_noise import defer_feed_forward
 
 BASIS = tuple(DEFAULT_BASIS_GATES)
 NOISY = NoiseSpec(
@@ -84,3 +86,28 @@ def ideal_distribution(circuit: QuantumCircuit) -> dict[str, float]:
     """Exact outcome probabilities of a circuit measuring qubit i into clbit i at the end."""
     state = Statevector(circuit.remove_final_measurements(inplace=False))
     return {k: float(v) for k, v in state.probabilities_dict().items() if v > 1e-12}
+
+
+def program_distribution(program: TeleportProgram) -> dict[str, float]:
+    """Exact outcome probabilities of a noiseless co-simulated program over the original
+    circuit's clbits, keyed like `ideal_distribution`.
+
+    The feed-forward is deferred as `simulate_composite` does for an ideal model, which leaves
+    a unitary followed by the original circuit's measurements; a gadget measurement that could
+    not be deferred fails the check.
+    """
+    deferred = defer_feed_forward(program.circuit, keep_resets=False)
+    measured: dict[int, int] = {}
+    body = deferred.copy_empty_like()
+    for inst in deferred.data:
+        qubits = [deferred.find_bit(q).index for q in inst.qubits]
+        if inst.operation.name == "measure":
+            clbit = deferred.find_bit(inst.clbits[0]).index
+            assert clbit < program.original_num_clbits, "a gadget measurement was not deferred"
+            measured[clbit] = qubits[0]
+        else:
+            assert not set(qubits) & set(measured.values()), "a measured qubit is used again"
+            body.append(inst)
+    order = [measured[c] for c in range(program.original_num_clbits)]
+    probabilities = Statevector(body).probabilities_dict(qargs=order)
+    return {k: float(v) for k, v in probabilities.items() if v > 1e-12}

@@ -50,8 +50,9 @@ def test_noiseless_qft_adder_over_two_nodes_matches_the_monolithic_circuit() -> 
     placed = partition(circuit, nodes, links)
     assert placed is not None
     program = compile_teleport(circuit, placed, nodes, links)
-    assert program.bell_pairs == placed.bell_pairs  # one Bell pair per nonlocal gate
-    assert sum(program.bell_pairs.values()) >= 30  # the QFT's all-to-all phases span nodes
+    assert program.nonlocal_gates == placed.nonlocal_gates >= 30  # all-to-all phases span nodes
+    # Phase blocks run through shared cats: far fewer pairs than one per nonlocal gate.
+    assert sum(program.bell_pairs.values()) <= placed.nonlocal_gates / 2
     counts = _run(program)
     assert hellinger_fidelity(counts, ideal_distribution(circuit)) >= 0.99
 

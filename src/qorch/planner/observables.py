@@ -1,0 +1,85 @@
+"""Expectation values for strategies that sample the circuit itself (single, teleport).
+
+Observables are grouped by qubit-wise commutation (Qiskit's PauliList grouping); each group
+is measured by one extra circuit: the circuit's unitary part rotated into the group's basis
+(X by H, Y by S-dagger then H) with every qubit measured. A Pauli's value is then the mean
+parity of its qubits' bits; its standard error sqrt((1 - <P>^2) / shots).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from qiskit import ClassicalRegister, QuantumCircuit
+
+from .circuits import without_measurements
+from .cutting import parse_observables
+
+
+@dataclass(frozen=True)
+class MeasurementBasis:
+    """One circuit to run and the indices of the observables its counts give."""
+
+    circuit: QuantumCircuit
+    observables: tuple[int, ...]
+
+
+def measurement_bases(
+    circuit: QuantumCircuit, observables: Sequence[str]
+) -> list[MeasurementBasis]:
+    """The circuits that measure every observable; ValueError when the circuit is not a
+    unitary followed by final measurements."""
+    unitary = without_measurements(circuit)
+    paulis = parse_observables(observables, unitary.num_qubits)
+    out = []
+    for group in paulis.group_qubit_wise_commuting():
+        labels = {p.to_label().lstrip("+-i") for p in group}
+        members = tuple(i for i, obs in enumerate(observables) if obs in labels)
+        basis = ["I"] * unitary.num_qubits
+        for label in labels:
+            for q, letter in enumerate(reversed(label)):
+                if letter != "I":
+                    basis[q] = letter
+        # Only the quantum registers: counts then key exactly the n measured bits.
+        rotated = QuantumCircuit(*unitary.qregs, ClassicalRegister(unitary.num_qubits, "basis"))
+        for inst in unitary.data:
+            rotated.append(inst)
+        for q, letter in enumerate(basis):
+            if letter == "Y":
+                rotated.sdg(q)
+            if letter in "XY":
+                rotated.h(q)
+        rotated.measure(range(unitary.num_qubits), range(unitary.num_qubits))
+        out.append(MeasurementBasis(rotated, members))
+    covered = sorted(i for b in out for i in b.observables)
+    assert covered == list(range(len(observables))), "every observable is measured once"
+    return out
+
+
+def expectation(counts: Mapping[str, int], observable: str) -> tuple[float, float]:
+    """<P> and its standard error from counts of all qubits (qubit 0 rightmost)."""
+    support = [q for q, letter in enumerate(reversed(observable)) if letter != "I"]
+    shots = sum(counts.values())
+    total = 0
+    for key, n in counts.items():
+        bits = key.replace(" ", "")
+        parity = sum(bits[len(bits) - 1 - q] == "1" for q in support) % 2
+        total += -n if parity else n
+    value = total / shots
+    return value, math.sqrt(max(0.0, 1 - value * value) / shots)
+
+
+def expectation_values(
+    bases: Sequence[MeasurementBasis],
+    counts: Sequence[Mapping[str, int]],
+    observables: Sequence[str],
+) -> tuple[list[float], list[float]]:
+    """Values and standard errors of `observables`, in order, from each basis' counts."""
+    values = [0.0] * len(observables)
+    errors = [0.0] * len(observables)
+    for basis, got in zip(bases, counts, strict=True):
+        for i in basis.observables:
+            values[i], errors[i] = expectation(got, observables[i])
+    return values, errors
