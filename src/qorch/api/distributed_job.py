@@ -184,6 +184,11 @@ class Plan(ApiModel):
     estimated_fidelity: float | None = Field(None, description="Estimated fidelity, 0..1.")
     sampling_overhead: float | None = Field(None, description="Cutting sampling overhead.")
     reason: str = Field("", description="Why this strategy and placement were chosen.")
+    reservation: dict[str, float] = Field(
+        default_factory=dict,
+        description="What the plan holds while it runs: qn/<node> qubits, qlink/<link> Bell"
+        " pairs per second.",
+    )
     candidates: list[StrategyEstimate] = Field(
         default_factory=list, description="Every strategy's estimate, the chosen one included."
     )

@@ -18,6 +18,29 @@ from .world import KubeWorld
 DJOB = (GROUP, VERSION, "distributedjobs")
 
 
+@kopf.index(*DJOB, id="holds")
+def index_holds(
+    body: kopf.Body, name: str, namespace: str | None, uid: str, **_: Any
+) -> dict[str, dict[str, float]]:
+    """What each placed job's status says it holds. kopf fills every index before any
+    other handler runs, so after a restart the book is whole before a job moves."""
+    status = body.get("status") or {}
+    held = (status.get("plan") or {}).get("reservation")
+    if status.get("phase") not in ("Planned", "Running") or not held:
+        return {}
+    return {reservation_key(namespace or "", name, uid): dict(held)}
+
+
+def restore_reservations(state: OperatorState, holds: kopf.Index) -> None:
+    """Once per operator process: later index entries may be of jobs already released."""
+    if state.reservations_restored:
+        return
+    state.reservations_restored = True
+    for key, entries in holds.items():
+        for held in entries:
+            state.reservations.restore(key, held)
+
+
 # kopf's handler protocols do not list index kwargs (qnodes, qlinks), hence the ignores.
 @kopf.daemon(*DJOB, id="pipeline", cancellation_timeout=5.0)  # type: ignore[arg-type]
 async def run_job(
@@ -27,6 +50,7 @@ async def run_job(
     memo: Any,
     qnodes: kopf.Index,
     qlinks: kopf.Index,
+    holds: kopf.Index,
     logger: Any,
     **_: Any,
 ) -> None:
@@ -35,6 +59,7 @@ async def run_job(
     On an operator restart kopf starts this daemon again and the job resumes from the
     status it last persisted.
     """
+    restore_reservations(memo.state, holds)
     if (body.get("status") or {}).get("phase") in TERMINAL_PHASES:
         return
     assert namespace is not None  # DistributedJobs are namespaced

@@ -49,8 +49,10 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.watching.connect_timeout = 10
     # Our CRD schemas prune status.kopf, so handler progress lives in annotations.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="qorch.dev")
+    # A job's circuit can be larger than an annotation may be (256 KiB), and the job spec is
+    # immutable, so it is left out of the last-handled state: no update handler needs it.
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix="qorch.dev", key="last-handled-configuration"
+        prefix="qorch.dev", key="last-handled-configuration", ignored_fields=["spec.circuit"]
     )
     settings.persistence.finalizer = "qorch.dev/finalizer"
     settings.posting.level = logging.WARNING  # only warnings become Events; ours are explicit

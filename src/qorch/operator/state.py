@@ -22,6 +22,8 @@ class OperatorState:
     pipeline_settings: PipelineSettings = field(default_factory=PipelineSettings)
     # Public keys of the `aer` nodes' identities, read from their Secrets.
     node_keys: dict[tuple[str, str], bytes] = field(default_factory=dict)
+    # Set when the placed jobs' reservations have been read back after a start.
+    reservations_restored: bool = False
 
 
 def plain(body: Any) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -57,6 +58,8 @@ from .planning import (
 )
 from .ports import World
 from .reservations import QueueEntry, Reservations
+
+log = logging.getLogger(__name__)
 
 CANCEL_TIMEOUT_SECONDS = 5.0
 
@@ -221,7 +224,9 @@ class JobPipeline:
         if cached and cached[0] == job.metadata.generation:
             return cached[1]
         source = await self._source(job)
-        result = sanitize(source or "", self._policy(job), shots=job.spec.shots)
+        result = await asyncio.to_thread(
+            sanitize, source or "", self._policy(job), shots=job.spec.shots
+        )
         if result.circuit is None:
             raise RuntimeError("the admitted circuit no longer parses")
         self._circuits[job_key(job)] = (job.metadata.generation, result.circuit)
@@ -246,12 +251,10 @@ class JobPipeline:
             self._cond(job, status, R.SANITIZED, "False", R.CIRCUIT_UNAVAILABLE, msg)
             return self._finish(job, status, "Rejected", R.CIRCUIT_UNAVAILABLE, msg)
         started = time.perf_counter()
-        with step_span("sanitize"):
-            result = sanitize(
-                source,
-                self._policy(job),
-                shots=job.spec.shots,
-                timing=self._timing(self._candidates(job)),
+        timing = self._timing(self._candidates(job))
+        with step_span("sanitize"):  # a megabyte of hostile source must not stall other jobs
+            result = await asyncio.to_thread(
+                sanitize, source, self._policy(job), shots=job.spec.shots, timing=timing
             )
         status.timings.sanitize_seconds = round(time.perf_counter() - started, 6)
         status.sanitizer = SanitizerStatus.model_validate(result.report.to_status())
@@ -326,12 +329,8 @@ class JobPipeline:
         ahead = self.reservations.ahead_of(entry)
         if ahead:
             self.reservations.enqueue(entry)
-            first = ahead[0]
-            detail = (
-                f"queued behind {len(ahead)} job(s) of higher priority or earlier admission"
-                f" that want the same nodes (first: {first.job.rsplit('/', 1)[0]},"
-                f" priority {-first.rank[0]})"
-            )
+            # A message that does not change as the queue moves: no status write per move.
+            detail = "queued: jobs of higher priority or earlier admission wait for the same nodes"
             return self._wait(job, status, R.QUEUED, detail)
         nodes = self._candidates(job)
         limits = capacity(nodes, self._links(job))
@@ -382,6 +381,7 @@ class JobPipeline:
         if not self.reservations.try_reserve(job_key(job), want, limits):
             self.reservations.enqueue(entry)
             return self._wait(job, status, R.WAITING_FOR_CAPACITY, "reservation lost to a peer")
+        plan.reservation = want
         status.plan = plan
         self._programs[job_key(job)] = work
         status.timings.plan_seconds = round(time.perf_counter() - started, 6)
@@ -467,11 +467,13 @@ class JobPipeline:
             msg = f"no result within timeoutSeconds={job.spec.timeout_seconds}"
             return self._finish(job, status, "Failed", R.TIMED_OUT, msg)
         work = await self._work(job, plan)
-        # After a restart the book is empty: hold the plan's resources again.
-        want = reservation(plan, work, job.spec.shots, job.spec.timeout_seconds)
-        self.reservations.try_reserve(
+        # Drivers restore every recorded reservation before any job moves after a restart;
+        # a status from before plans recorded theirs is held again here.
+        want = plan.reservation or reservation(plan, work, job.spec.shots, job.spec.timeout_seconds)
+        if not self.reservations.try_reserve(
             job_key(job), want, capacity(list(nodes.values()), self.world.links(ns))
-        )
+        ):
+            log.warning("%s runs without its reservation: another job holds it", job_key(job))
         payloads = self._payloads(job, status.attempt, work)
         started = time.perf_counter()
 

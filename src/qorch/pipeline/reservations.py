@@ -92,6 +92,14 @@ class Reservations:
         self._notify()
         return True
 
+    def restore(self, job: str, held: dict[str, float]) -> None:
+        """Hold what a job's status says it holds, as found after a restart: the status is
+        the truth, so this is not checked against capacity."""
+        with self._lock:
+            self._held[job] = dict(held)
+            self._queue.pop(job, None)
+        log.info("restored %s: %s", job, ", ".join(f"{r} {n}" for r, n in held.items()))
+
     def release(self, job: str) -> None:
         with self._lock:
             held = self._held.pop(job, None)

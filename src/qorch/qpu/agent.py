@@ -47,7 +47,9 @@ CANCELLED_CACHE_SIZE = RESULT_CACHE_SIZE
 # A circuit's shots run in chunks with the QPU free in between, as a processor calibrates
 # between shot batches: a waiting calibration gets in, a cancelled program stops. The first
 # chunk is small and prices the rest, which are sized to take about CHUNK_SECONDS each.
-FIRST_CHUNK_SHOTS = 128
+# Aer holds the interpreter lock for a whole run, so the agent answers nothing else while a
+# chunk runs: the first is small enough for a deep circuit to keep health checks answered.
+FIRST_CHUNK_SHOTS = 8
 CHUNK_SECONDS = 0.5
 # A seeded program's chunks grow by this factor instead of by time (see `next_chunk_shots`).
 SEEDED_CHUNK_GROWTH = 4
