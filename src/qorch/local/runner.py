@@ -41,8 +41,8 @@ class Progress:
 
 
 class _Waits:
-    """Jobs still moving, and how many of them wait for capacity. Nothing here re-checks
-    nodes after the start, so when every job left is waiting, none will ever start."""
+    """Jobs still moving, and how many of them wait for capacity: when every job left waits
+    and no reservation changes for a whole wait, none will ever start."""
 
     def __init__(self, jobs: int) -> None:
         self.active = jobs
@@ -60,13 +60,14 @@ async def _drive(
         if job.status.phase != before:
             progress(name, f"{job.status.phase:<10} {job.status.message}")
         elif result.requeue_after is not None:
-            if waits.waiting + 1 >= waits.active:
+            waits.waiting += 1
+            changed = await pipeline.reservations.changed(result.requeue_after)
+            waits.waiting -= 1
+            # Every job left waits and nothing moved meanwhile: nothing will free capacity.
+            if not changed and waits.waiting + 1 >= waits.active:
                 job.status = pipeline.abandon(job, "no job is left to free capacity").status
                 progress(name, f"{job.status.phase:<10} {job.status.message}")
                 break
-            waits.waiting += 1
-            await pipeline.reservations.changed(result.requeue_after)
-            waits.waiting -= 1
     waits.active -= 1
 
 

@@ -26,7 +26,8 @@ def index_holds(
     other handler runs, so after a restart the book is whole before a job moves."""
     status = body.get("status") or {}
     held = (status.get("plan") or {}).get("reservation")
-    if status.get("phase") not in ("Planned", "Running") or not held:
+    being_deleted = (body.get("metadata") or {}).get("deletionTimestamp")
+    if status.get("phase") not in ("Planned", "Running") or not held or being_deleted:
         return {}
     return {reservation_key(namespace or "", name, uid): dict(held)}
 
@@ -59,19 +60,33 @@ async def run_job(
     On an operator restart kopf starts this daemon again and the job resumes from the
     status it last persisted.
     """
-    restore_reservations(memo.state, holds)
+    state: OperatorState = memo.state
+    restore_reservations(state, holds)
     if (body.get("status") or {}).get("phase") in TERMINAL_PHASES:
         return
     assert namespace is not None  # DistributedJobs are namespaced
     try:
         job = DistributedJob.model_validate(plain(body))
     except ValidationError as exc:
+        state.reservations.release(reservation_key(namespace, name, body.metadata.uid))
         msg = f"spec does not validate: {exc.errors()[0]['msg']}"
         await kube.patch_status(DJOB[2], namespace, name, {"phase": "Rejected", "message": msg})
         return
-    state: OperatorState = memo.state
     world = KubeWorld(qnodes, qlinks, state)
     pipeline = JobPipeline(world, state.reservations, state.pipeline_settings)
+    try:
+        await _drive(job, pipeline, state, logger)
+    except BaseException:
+        # Stopped or failed mid-step (kopf retries later): hold no place in the queue
+        # meanwhile; a running plan keeps its reservation, which its status records.
+        state.reservations.leave_queue(reservation_key(namespace, name, job.metadata.uid))
+        raise
+
+
+async def _drive(
+    job: DistributedJob, pipeline: JobPipeline, state: OperatorState, logger: Any
+) -> None:
+    namespace, name = job.metadata.namespace, job.metadata.name
     while job.status.phase not in TERMINAL_PHASES:
         before = job.status
         result = await pipeline.step(job)

@@ -6,7 +6,7 @@ from typing import Any
 
 from qorch.api.distributed_job import JobResult, Verification
 from qorch.planner.cutting import exact_expectations
-from qorch.planner.observables import expectation_values
+from qorch.planner.observables import expectation_values, first_bits
 
 from .planning import Work
 from .verification import MAX_STATEVECTOR_QUBITS, verify_counts
@@ -33,15 +33,17 @@ def aggregate(
         )
     [reply] = replies.values()  # single and teleport send one program
     runs = reply["results"] if "results" in reply else [reply["counts"]]
-    if work.teleport is not None:
-        programs = [work.teleport, *work.compiled_bases]
-        runs = [p.original_counts(c) for p, c in zip(programs, runs, strict=True)]
-    counts = {key: int(n) for key, n in runs[0].items()}
+    main = runs[0] if work.teleport is None else work.teleport.original_counts(runs[0])
+    counts = {key: int(n) for key, n in main.items()}
     result = JobResult(
         counts=counts, verification=verify_counts(work.circuit, counts, estimated_fidelity)
     )
-    if work.bases and observables:
-        values, errors = expectation_values(work.bases, runs[1:], observables)
+    # What was sent decides, not what was rebuilt: after a restart the two may differ.
+    if work.bases and observables and len(runs) == 1 + len(work.bases):
+        width = work.circuit.num_qubits  # a basis program's own bits come first
+        values, errors = expectation_values(
+            work.bases, [first_bits(c, width) for c in runs[1:]], observables
+        )
         result.expectation_values = [round(v, 6) for v in values]
         result.standard_errors = [round(e, 6) for e in errors]
     return result

@@ -302,7 +302,8 @@ class JobPipeline:
         return candidates, choose(candidates, job.spec.fidelity_budget, job.spec.strategy)
 
     def _queue_entry(self, job: DistributedJob, status: DistributedJobStatus) -> QueueEntry:
-        nodes = frozenset(n.metadata.name for n in self._selected(job))
+        ns = job.metadata.namespace
+        nodes = frozenset(f"{ns}/{n.metadata.name}" for n in self._selected(job))
         return QueueEntry.of(
             job_key(job), job.spec.priority, status.timings.admitted_at or "", nodes
         )
@@ -332,9 +333,13 @@ class JobPipeline:
             # A message that does not change as the queue moves: no status write per move.
             detail = "queued: jobs of higher priority or earlier admission wait for the same nodes"
             return self._wait(job, status, R.QUEUED, detail)
+        # A hold left by a step that failed after reserving (the job holds nothing while
+        # it plans) would otherwise count against the job itself.
+        self.reservations.drop_hold(job_key(job))
         nodes = self._candidates(job)
         limits = capacity(nodes, self._links(job))
-        candidates, choice = self._estimate(job, circuit, nodes, self.reservations.free(limits))
+        free = self.reservations.free(limits)
+        candidates, choice = self._estimate(job, circuit, nodes, free)
         if isinstance(choice, str):
             # Wait while the job would fit once nodes are Ready and free; give up when even
             # every selected node, idle and Ready, could not run it.
@@ -370,14 +375,19 @@ class JobPipeline:
                 job, status, R.WAITING_FOR_CAPACITY, f"waiting for capacity: {choice}"
             )
         plan = plan_status(choice, candidates, circuit.num_qubits, job.spec.shots)
+        ns, shots, timeout = job.metadata.namespace, job.spec.shots, job.spec.timeout_seconds
+        plain = self._work_from(choice, circuit)
         work = with_observables(
-            self._work_from(choice, circuit),
-            job.spec.observables,
-            choice.partition,
-            nodes,
-            self._links(job),
+            plain, job.spec.observables, choice.partition, nodes, self._links(job), free
         )
-        want = reservation(plan, work, job.spec.shots, job.spec.timeout_seconds)
+        want = reservation(ns, plan, work, shots, timeout)
+        if work is not plain and any(n > limits.get(r, 0) + 1e-9 for r, n in want.items()):
+            # The basis circuits' Bell pairs would outrun the links even when idle.
+            work, want = plain, reservation(ns, plan, plain, shots, timeout)
+            plan.reason += (
+                "; observables not measured: the links cannot supply the basis circuits'"
+                " Bell pairs within timeoutSeconds"
+            )
         if not self.reservations.try_reserve(job_key(job), want, limits):
             self.reservations.enqueue(entry)
             return self._wait(job, status, R.WAITING_FOR_CAPACITY, "reservation lost to a peer")
@@ -469,7 +479,9 @@ class JobPipeline:
         work = await self._work(job, plan)
         # Drivers restore every recorded reservation before any job moves after a restart;
         # a status from before plans recorded theirs is held again here.
-        want = plan.reservation or reservation(plan, work, job.spec.shots, job.spec.timeout_seconds)
+        want = plan.reservation or reservation(
+            ns, plan, work, job.spec.shots, job.spec.timeout_seconds
+        )
         if not self.reservations.try_reserve(
             job_key(job), want, capacity(list(nodes.values()), self.world.links(ns))
         ):
@@ -495,6 +507,8 @@ class JobPipeline:
                     timeout=self.settings.watch_seconds,
                     return_when=asyncio.FIRST_COMPLETED,
                 )
+                if all(_returned(c) for c in calls.values()):
+                    break  # complete: a node degrading now does not undo what it returned
                 trouble = self._trouble(job, plan, status.attempt, calls)
         finally:
             for call in calls.values():
@@ -608,8 +622,9 @@ class JobPipeline:
         await self._cancel(job, status.attempt, unfinished)
         stopped = {p.id for p in unfinished}
         for progress in status.progress:
-            if progress.id in stopped:
-                progress.state = "Cancelled"
+            progress.state = "Cancelled"
+            if progress.id not in stopped:
+                progress.message = "returned, but discarded: a result comes from one placement"
         status.reroutes.extend(trouble)
         self.reservations.release(job_key(job))
         self._programs.pop(job_key(job), None)

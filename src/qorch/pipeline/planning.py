@@ -61,7 +61,7 @@ def slots(
     missing from it is wholly free)."""
     names = {n.metadata.name for n in nodes}
     node_slots = [
-        NodeSlot.of(n, int(free.get(node_resource(n.metadata.name), n.spec.qubits))) for n in nodes
+        NodeSlot.of(n, int(free.get(node_resource(*_ref(n)), n.spec.qubits))) for n in nodes
     ]
     link_slots = []
     for link in links:
@@ -69,7 +69,7 @@ def slots(
             continue
         slot = link_slot(link)
         supply = pair_rate(link)
-        share = free.get(link_resource(link.metadata.name), supply) / supply
+        share = free.get(link_resource(*_ref(link)), supply) / supply
         if share <= 1e-9:
             continue  # every pair it can make is promised to other jobs
         if share < 1:
@@ -86,12 +86,18 @@ def pair_rate(link: EntanglementLink) -> float:
 def capacity(nodes: list[QuantumNode], links: list[EntanglementLink]) -> dict[str, float]:
     """Everything reservable: qubits per node, Bell pairs per second per link."""
     return {
-        **{node_resource(n.metadata.name): float(n.spec.qubits) for n in nodes},
-        **{link_resource(x.metadata.name): pair_rate(x) for x in links},
+        **{node_resource(*_ref(n)): float(n.spec.qubits) for n in nodes},
+        **{link_resource(*_ref(x)): pair_rate(x) for x in links},
     }
 
 
-def reservation(plan: Plan, work: Work, shots: int, timeout_seconds: float) -> dict[str, float]:
+def _ref(obj: QuantumNode | EntanglementLink) -> tuple[str, str]:
+    return obj.metadata.namespace, obj.metadata.name
+
+
+def reservation(
+    namespace: str, plan: Plan, work: Work, shots: int, timeout_seconds: float
+) -> dict[str, float]:
     """What a plan holds: qubits per node (communication qubits included), and on each link
     the pair rate that supplies its Bell pairs x shots within the job's timeout."""
     pairs: Counter[str] = Counter()
@@ -101,9 +107,9 @@ def reservation(plan: Plan, work: Work, shots: int, timeout_seconds: float) -> d
             pairs.update(program.bell_pairs)
     else:
         qubits = {p.node: len(p.qubits) for p in plan.placement}
-    want = {node_resource(n): float(q) for n, q in qubits.items()}
+    want = {node_resource(namespace, n): float(q) for n, q in qubits.items()}
     for link, n in sorted(pairs.items()):
-        want[link_resource(link)] = n * shots / timeout_seconds
+        want[link_resource(namespace, link)] = n * shots / timeout_seconds
     return want
 
 
@@ -198,9 +204,11 @@ def with_observables(
     partition: Partition | None,
     nodes: list[QuantumNode],
     links: list[EntanglementLink],
+    free: dict[str, float] | None = None,
 ) -> Work:
     """Single and teleport work that also measures `observables` (cut reconstructs them).
-    A circuit that is not a unitary followed by measurements gets counts only."""
+    A circuit that is not a unitary followed by measurements gets counts only. `free` as
+    the main program was compiled with, so the basis programs compile the same way."""
     if not observables or work.cut is not None:
         return work
     try:
@@ -211,7 +219,7 @@ def with_observables(
         return dataclasses.replace(work, bases=bases)
     assert partition is not None
     used = [n for n in nodes if n.metadata.name in partition.nodes]
-    node_slots, link_slots = slots(used, links, {})
+    node_slots, link_slots = slots(used, links, free or {})
     try:
         compiled = tuple(
             compile_teleport(b.circuit, partition, node_slots, link_slots) for b in bases

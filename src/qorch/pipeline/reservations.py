@@ -2,15 +2,15 @@
 oversubscribed and no two jobs deadlock on partial holds; jobs that wait are served in
 priority order.
 
-Resources are qubits on nodes (`qn/<name>`) and Bell-pair rate on links (`qlink/<name>`,
-pairs per second). The book lives in the operator's memory: it is rebuilt from the jobs'
-statuses as their handlers resume, so one operator replica owns it at a time.
+Resources are qubits on nodes (`qn/<namespace>/<name>`) and Bell-pair rate on links
+(`qlink/<namespace>/<name>`, pairs per second). The book lives in the operator's memory;
+after a restart it is read back from the placed jobs' statuses, so one operator replica
+owns it at a time.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import threading
 from dataclasses import dataclass
@@ -18,12 +18,12 @@ from dataclasses import dataclass
 log = logging.getLogger(__name__)
 
 
-def node_resource(name: str) -> str:
-    return f"qn/{name}"
+def node_resource(namespace: str, name: str) -> str:
+    return f"qn/{namespace}/{name}"
 
 
-def link_resource(name: str) -> str:
-    return f"qlink/{name}"
+def link_resource(namespace: str, name: str) -> str:
+    return f"qlink/{namespace}/{name}"
 
 
 @dataclass(frozen=True, order=True)
@@ -100,6 +100,12 @@ class Reservations:
             self._queue.pop(job, None)
         log.info("restored %s: %s", job, ", ".join(f"{r} {n}" for r, n in held.items()))
 
+    def drop_hold(self, job: str) -> None:
+        """Forget a hold left by a step that failed after reserving; the job keeps its place
+        in the queue and nobody is woken (it was never visible as free capacity)."""
+        with self._lock:
+            self._held.pop(job, None)
+
     def release(self, job: str) -> None:
         with self._lock:
             held = self._held.pop(job, None)
@@ -141,9 +147,14 @@ class Reservations:
         if event is not None:
             event.set()
 
-    async def changed(self, timeout: float) -> None:
-        """Return when a reservation or the queue changes, or after `timeout` seconds."""
+    async def changed(self, timeout: float) -> bool:
+        """Whether a reservation or the queue changed within `timeout` seconds."""
         if self._changed is None:
             self._changed = asyncio.Event()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._changed.wait(), timeout)
+        try:
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation.
+            async with asyncio.timeout(timeout):
+                await self._changed.wait()
+        except TimeoutError:
+            return False
+        return True

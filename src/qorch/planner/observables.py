@@ -83,3 +83,13 @@ def expectation_values(
         for i in basis.observables:
             values[i], errors[i] = expectation(got, observables[i])
     return values, errors
+
+
+def first_bits(counts: Mapping[str, int], width: int) -> dict[str, int]:
+    """Counts over the first `width` classical bits (the rightmost), merging the rest; a
+    co-simulated basis program puts its communication and feed-forward bits after them."""
+    out: dict[str, int] = {}
+    for key, n in counts.items():
+        bits = key.replace(" ", "")[-width:]
+        out[bits] = out.get(bits, 0) + int(n)
+    return out

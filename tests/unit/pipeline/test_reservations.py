@@ -72,3 +72,19 @@ async def test_waiters_wake_when_capacity_is_released():
     assert not waiter.done()
     book.release("j1")
     await asyncio.wait_for(waiter, timeout=2)
+
+
+def test_same_node_names_in_two_namespaces_are_different_resources():
+    from qorch.pipeline.planning import capacity
+    from tests.support import make_node
+
+    nodes = []
+    for ns in ("team-a", "team-b"):
+        node = make_node("qpu-1", 5)
+        node.metadata.namespace = ns
+        nodes.append(node)
+    limits = capacity(nodes, [])
+    assert limits == {"qn/team-a/qpu-1": 5.0, "qn/team-b/qpu-1": 5.0}
+    book = Reservations()
+    assert book.try_reserve("team-a/j", {"qn/team-a/qpu-1": 5}, limits)
+    assert book.try_reserve("team-b/j", {"qn/team-b/qpu-1": 5}, limits)

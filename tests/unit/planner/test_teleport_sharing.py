@@ -407,7 +407,7 @@ def test_the_plan_reserves_the_pairs_the_program_consumes() -> None:
         LinkUse(link=name, bell_pairs=n) for name, n in choice.plan.bell_pairs.items()
     ]
     assert sum(u.bell_pairs for u in plan.bell_pairs) < plan.nonlocal_gates
-    want = reservation(plan, Work("teleport", circuit, teleport=choice.plan), 1000, 10)
-    assert want[link_resource("a-b")] == pytest.approx(
+    want = reservation("ns", plan, Work("teleport", circuit, teleport=choice.plan), 1000, 10)
+    assert want[link_resource("ns", "a-b")] == pytest.approx(
         sum(choice.plan.bell_pairs.values()) * 1000 / 10
     )
