@@ -18,6 +18,7 @@ from qorch.local.runner import EmbeddedControlPlane, Progress
 from qorch.local.world import LocalWorld
 from qorch.pipeline.job import JobPipeline, PipelineSettings
 from qorch.pipeline.reservations import Reservations
+from qorch.telemetry.metrics import JOB_REROUTES
 
 # Noise makes Aer simulate shot by shot: a program runs for seconds, long enough to act.
 NOISE = {"twoQubitError": 0.01, "readoutError": 0.01}
@@ -90,6 +91,8 @@ async def test_an_agent_that_dies_mid_job_triggers_a_reroute(tmp_path):
     plane = await start_plane(tmp_path, docs)
     try:
         pipeline = JobPipeline(plane.world, Reservations(), PipelineSettings(watch_seconds=0.2))
+        reroutes = JOB_REROUTES.labels(kind="QuantumNode", reason="AgentFailed")
+        before = reroutes._value.get()
         j = the_job(plane, "j")
         await step_until(pipeline, j, "Running")
         assert j.status.plan and j.status.plan.nodes == "good"  # the lower-noise node
@@ -106,6 +109,7 @@ async def test_an_agent_that_dies_mid_job_triggers_a_reroute(tmp_path):
             1,
         )
         assert [p.state for p in j.status.progress] == ["Cancelled"]
+        assert reroutes._value.get() == before + 1
         assert pipeline.reservations.total() == 0  # the dead node's qubits are free again
         await step_until(pipeline, j, "Succeeded")
         assert j.status.plan.nodes == "spare"

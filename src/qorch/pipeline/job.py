@@ -41,7 +41,7 @@ from qorch.qpu.circuits import encode_circuit
 from qorch.qpu.transport import TIMEOUT, UNREACHABLE, AgentError
 from qorch.sanitizer import SanitizerPolicy, SanitizerPolicyFile, TargetTiming, sanitize
 from qorch.telemetry.instrument import instrument_step
-from qorch.telemetry.metrics import JOBS_FINISHED, SANITIZER_REJECTIONS
+from qorch.telemetry.metrics import JOB_REROUTES, JOBS_FINISHED, SANITIZER_REJECTIONS
 from qorch.telemetry.tracing import step_span
 
 from .aggregation import aggregate
@@ -626,6 +626,8 @@ class JobPipeline:
             if progress.id not in stopped:
                 progress.message = "returned, but discarded: a result comes from one placement"
         status.reroutes.extend(trouble)
+        for t in trouble:
+            JOB_REROUTES.labels(kind=t.resource.split("/", 1)[0], reason=t.reason).inc()
         self.reservations.release(job_key(job))
         self._programs.pop(job_key(job), None)
         names = ", ".join(f"{t.resource} ({t.reason}: {t.message})" for t in trouble)

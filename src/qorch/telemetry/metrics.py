@@ -146,6 +146,13 @@ class QorchMetrics:
             ["rule"],
             registry=r,
         )
+        self.job_reroutes = Counter(
+            "qorch_job_reroutes_total",
+            "Running jobs paused and re-planned away from a resource, by the resource's kind"
+            " and why (Degraded, Unreachable, AgentFailed, ...).",
+            ["kind", "reason"],
+            registry=r,
+        )
         # -- links (M1, M3, M9) -------------------------------------------------------------
         self.entanglement_attempts = Counter(
             "qorch_entanglement_attempts_total",
@@ -576,6 +583,7 @@ METRICS = QorchMetrics(REGISTRY)
 # The two names the pipeline already uses.
 SANITIZER_REJECTIONS = METRICS.sanitizer_rejections
 JOBS_FINISHED = METRICS.jobs_finished
+JOB_REROUTES = METRICS.job_reroutes
 
 # One-line recording functions over the process-wide metrics.
 record_job_finished = METRICS.record_job_finished
