@@ -51,3 +51,35 @@ def test_readout_mitigation_reports_raw_and_mitigated(tmp_path):
     # About 8% of each bit misread: raw GHZ fidelity ~0.72; the correction recovers most.
     assert raw < 0.85
     assert mitigated["verification"]["hellingerFidelity"] > raw + 0.1
+
+
+def test_readout_mitigation_corrects_expectation_values_of_a_single_job(tmp_path):
+    observables = ["ZZZZ", "XXXX", "IIZZ"]  # all 1 on a GHZ state
+    job = {
+        "apiVersion": "qorch.dev/v1alpha1",
+        "kind": "DistributedJob",
+        "metadata": {"name": "ghz-obs"},
+        "spec": {
+            "shots": 8000,
+            "strategy": "single",
+            "observables": observables,
+            "mitigation": "readout",
+            "circuit": {"qasm": GHZ},
+        },
+    }
+    (tmp_path / "m.yaml").write_text(yaml.safe_dump_all([NODE, job]))
+    proc = subprocess.run(
+        [sys.executable, "-m", "qorch", "run", str(tmp_path), "-o", "json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+    )
+    assert proc.returncode == 0, proc.stderr
+    [result] = [j["status"]["result"] for j in json.loads(proc.stdout)]
+    raw, mitigated = result["expectationValues"], result["mitigated"]["expectationValues"]
+    errors = result["mitigated"]["standardErrors"]
+    for r, m, e in zip(raw, mitigated, errors, strict=True):
+        # A misread bit flips a parity: (1 - 2 * 0.08)^k of it survives for k qubits read.
+        assert r < 0.9
+        assert abs(m - 1) < max(4 * e, 0.05) and abs(m - 1) < abs(r - 1) / 2, (r, m, e)
