@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from qorch.api.distributed_job import JobResult, Verification
@@ -31,22 +32,36 @@ def aggregate(
             standard_errors=[round(e, 6) for e in errors],
             verification=verify_expectations(work, values, errors, estimated_fidelity),
         )
-    [reply] = replies.values()  # single and teleport send one program
-    runs = reply["results"] if "results" in reply else [reply["counts"]]
+    runs = _runs(replies)
     main = runs[0] if work.teleport is None else work.teleport.original_counts(runs[0])
     counts = {key: int(n) for key, n in main.items()}
     result = JobResult(
         counts=counts, verification=verify_counts(work.circuit, counts, estimated_fidelity)
     )
-    # What was sent decides, not what was rebuilt: after a restart the two may differ.
-    if work.bases and observables and len(runs) == 1 + len(work.bases):
-        width = work.circuit.num_qubits  # a basis program's own bits come first
-        values, errors = expectation_values(
-            work.bases, [first_bits(c, width) for c in runs[1:]], observables
-        )
+    bases = basis_counts(work, replies)
+    if bases is not None and observables:
+        values, errors = expectation_values(work.bases, bases, observables)
         result.expectation_values = [round(v, 6) for v in values]
         result.standard_errors = [round(e, 6) for e in errors]
     return result
+
+
+def _runs(replies: Mapping[str, Mapping[str, Any]]) -> list:
+    """Counts of each circuit of the one program a single or teleport job sends."""
+    [reply] = replies.values()
+    return list(reply["results"]) if "results" in reply else [reply["counts"]]
+
+
+def basis_counts(
+    work: Work, replies: Mapping[str, Mapping[str, Any]]
+) -> list[dict[str, int]] | None:
+    """Each measurement basis circuit's counts over the circuit's qubits (a co-simulated
+    program puts its own bits after them); None when the job measured no bases. What was
+    sent decides, not what was rebuilt: after a restart the two may differ."""
+    runs = _runs(replies)
+    if not work.bases or len(runs) != 1 + len(work.bases):
+        return None
+    return [first_bits(c, work.circuit.num_qubits) for c in runs[1:]]
 
 
 def verify_expectations(

@@ -342,18 +342,17 @@ class JobPipeline:
         candidates, choice = self._estimate(job, circuit, nodes, free)
         if isinstance(choice, str):
             # Wait while the job would fit once nodes are Ready and free; give up when even
-            # every selected node, idle and Ready, could not run it.
+            # every selected node, idle and Ready, could not run it (_finish also takes the
+            # job out of the queue).
             everything = self._selected(job)
             _, ideal = self._estimate(job, circuit, everything, {})
             not_ready = [_not_ready(n) for n in everything if not node_is_ready(n)]
             if status.reroutes and isinstance(ideal, str):
-                self.reservations.leave_queue(job_key(job))
                 left = ", ".join(f"{r.resource} ({r.reason})" for r in status.reroutes)
                 msg = f"no healthy placement remains after leaving {left}: {ideal}"
                 self._cond(job, status, R.PLANNED, "False", R.NO_HEALTHY_RESOURCES, msg)
                 return self._finish(job, status, "Failed", R.NO_HEALTHY_RESOURCES, msg)
             if everything and isinstance(ideal, str):
-                self.reservations.leave_queue(job_key(job))
                 reason = (
                     R.FIDELITY_BUDGET_NOT_MET if "fidelityBudget" in choice else R.UNSCHEDULABLE
                 )

@@ -49,9 +49,9 @@ from qorch.api import QuantumNode
 from qorch.api.distributed_job import DistributedJobSpec, JobResult, MitigatedResult, Plan
 from qorch.planner.circuits import measured_clbits
 from qorch.planner.cutting import ReadoutErrors
-from qorch.planner.observables import first_bits
+from qorch.planner.observables import sign
 
-from .aggregation import verify_expectations
+from .aggregation import basis_counts, verify_expectations
 from .planning import Work
 from .verification import flatten, verify_distribution
 
@@ -95,11 +95,10 @@ def _mitigate_bases(
 ) -> None:
     """Expectation values of single and teleport jobs, from their basis circuits' counts
     corrected like the job's counts: bit q of a basis circuit reads qubit q, on its owner."""
-    [reply] = replies.values()
-    runs = reply.get("results") or []
-    width = work.circuit.num_qubits
-    if len(runs) != 1 + len(work.bases):
+    bases = basis_counts(work, replies)
+    if bases is None:
         return
+    width = work.circuit.num_qubits
     owner = (
         work.teleport.qubit_owner[:width]
         if work.teleport is not None
@@ -112,14 +111,13 @@ def _mitigate_bases(
     matrices = [_assignment_matrix(errors.get(n)) for n in owner]
     values = [0.0] * len(observables)
     deviations = [0.0] * len(observables)
-    for basis, counts in zip(work.bases, runs[1:], strict=True):
-        flat = first_bits(counts, width)
+    for basis, flat in zip(work.bases, bases, strict=True):
         if len(flat) > MAX_DISTINCT_OUTCOMES:
             return
         quasi, overhead, _ = _m3(flat, matrices)
         shots = sum(flat.values())
         for i in basis.observables:
-            v = sum(q * _sign(key, observables[i]) for key, q in quasi.items())
+            v = sum(q * sign(key, observables[i]) for key, q in quasi.items())
             values[i] = v
             # M3's overhead scales the shot-noise variance of its estimates.
             deviations[i] = float(np.sqrt(overhead * max(0.0, 1 - v * v) / shots))
@@ -129,12 +127,6 @@ def _mitigate_bases(
         "; expectation values from the basis circuits' counts corrected the same way"
         " (standard errors scaled by M3's mitigation overhead)"
     )
-
-
-def _sign(key: str, observable: str) -> int:
-    """(-1) to the parity of the observable's qubits in a bitstring (qubit 0 rightmost)."""
-    ones = sum(key[len(key) - 1 - q] == "1" for q, c in enumerate(reversed(observable)) if c != "I")
-    return -1 if ones % 2 else 1
 
 
 def _calibrated(

@@ -136,10 +136,6 @@ class Reservations:
                 if e.job != entry.job and e.rank < entry.rank and e.nodes & entry.nodes
             )
 
-    def queued(self) -> list[QueueEntry]:
-        with self._lock:
-            return sorted(self._queue.values())
-
     # -- waiting ---------------------------------------------------------------------------
 
     def _notify(self) -> None:

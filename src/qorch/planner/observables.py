@@ -58,16 +58,20 @@ def measurement_bases(
     return out
 
 
+def sign(key: str, observable: str) -> int:
+    """The eigenvalue of a Z-basis outcome for `observable` measured in its basis: -1 to
+    the parity of the bits its non-identity qubits read (qubit 0 rightmost)."""
+    bits = key.replace(" ", "")
+    ones = sum(
+        bits[len(bits) - 1 - q] == "1" for q, c in enumerate(reversed(observable)) if c != "I"
+    )
+    return -1 if ones % 2 else 1
+
+
 def expectation(counts: Mapping[str, int], observable: str) -> tuple[float, float]:
     """<P> and its standard error from counts of all qubits (qubit 0 rightmost)."""
-    support = [q for q, letter in enumerate(reversed(observable)) if letter != "I"]
     shots = sum(counts.values())
-    total = 0
-    for key, n in counts.items():
-        bits = key.replace(" ", "")
-        parity = sum(bits[len(bits) - 1 - q] == "1" for q in support) % 2
-        total += -n if parity else n
-    value = total / shots
+    value = sum(n * sign(key, observable) for key, n in counts.items()) / shots
     return value, math.sqrt(max(0.0, 1 - value * value) / shots)
 
 
