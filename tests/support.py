@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from qiskit import QuantumCircuit
+
 from qorch.api import QuantumNode
 
 REPO = Path(__file__).resolve().parent.parent
@@ -14,3 +16,13 @@ def make_node(name: str = "qpu", qubits: int = 8, **spec: object) -> QuantumNode
     return QuantumNode.model_validate(
         {"metadata": {"name": name}, "spec": {"qubits": qubits, **spec}}
     )
+
+
+def ghz(width: int) -> QuantumCircuit:
+    """H on qubit 0, a CX chain, every qubit measured: ideally all zeros or all ones."""
+    qc = QuantumCircuit(width, width)
+    qc.h(0)
+    for q in range(width - 1):
+        qc.cx(q, q + 1)
+    qc.measure(range(width), range(width))
+    return qc

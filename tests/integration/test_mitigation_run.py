@@ -26,13 +26,17 @@ measure q -> c;
 """
 
 
-def test_readout_mitigation_reports_raw_and_mitigated(tmp_path):
-    job = {
+def mitigated_job(name: str, **spec: object) -> dict:
+    return {
         "apiVersion": "qorch.dev/v1alpha1",
         "kind": "DistributedJob",
-        "metadata": {"name": "ghz"},
-        "spec": {"shots": 4000, "mitigation": "readout", "circuit": {"qasm": GHZ}},
+        "metadata": {"name": name},
+        "spec": {"mitigation": "readout", "circuit": {"qasm": GHZ}, **spec},
     }
+
+
+def run_on_the_noisy_node(tmp_path, job: dict) -> dict:
+    """`qorch run -o json` of NODE and `job`; the job's result."""
     (tmp_path / "m.yaml").write_text(yaml.safe_dump_all([NODE, job]))
     proc = subprocess.run(
         [sys.executable, "-m", "qorch", "run", str(tmp_path), "-o", "json"],
@@ -43,6 +47,12 @@ def test_readout_mitigation_reports_raw_and_mitigated(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     [result] = [j["status"]["result"] for j in json.loads(proc.stdout)]
+    return result
+
+
+def test_readout_mitigation_reports_raw_and_mitigated(tmp_path):
+    job = mitigated_job("ghz", shots=4000)
+    result = run_on_the_noisy_node(tmp_path, job)
     raw = result["verification"]["hellingerFidelity"]
     mitigated = result["mitigated"]
     assert sum(result["counts"].values()) == 4000  # the raw counts stay as measured
@@ -55,28 +65,8 @@ def test_readout_mitigation_reports_raw_and_mitigated(tmp_path):
 
 def test_readout_mitigation_corrects_expectation_values_of_a_single_job(tmp_path):
     observables = ["ZZZZ", "XXXX", "IIZZ"]  # all 1 on a GHZ state
-    job = {
-        "apiVersion": "qorch.dev/v1alpha1",
-        "kind": "DistributedJob",
-        "metadata": {"name": "ghz-obs"},
-        "spec": {
-            "shots": 8000,
-            "strategy": "single",
-            "observables": observables,
-            "mitigation": "readout",
-            "circuit": {"qasm": GHZ},
-        },
-    }
-    (tmp_path / "m.yaml").write_text(yaml.safe_dump_all([NODE, job]))
-    proc = subprocess.run(
-        [sys.executable, "-m", "qorch", "run", str(tmp_path), "-o", "json"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=REPO,
-    )
-    assert proc.returncode == 0, proc.stderr
-    [result] = [j["status"]["result"] for j in json.loads(proc.stdout)]
+    job = mitigated_job("ghz-obs", shots=8000, strategy="single", observables=observables)
+    result = run_on_the_noisy_node(tmp_path, job)
     raw, mitigated = result["expectationValues"], result["mitigated"]["expectationValues"]
     errors = result["mitigated"]["standardErrors"]
     for r, m, e in zip(raw, mitigated, errors, strict=True):

@@ -8,18 +8,9 @@ from qiskit import QuantumCircuit
 from qorch.channel.identity import Identity
 from qorch.qpu.circuits import encode_circuit
 from qorch.qpu.transport import AgentError, SecureAgentClient
-from tests.support import make_node
+from tests.support import ghz, make_node
 
 SHOTS = 4000
-
-
-def ghz(n: int) -> QuantumCircuit:
-    qc = QuantumCircuit(n, n)
-    qc.h(0)
-    for i in range(n - 1):
-        qc.cx(i, i + 1)
-    qc.measure(range(n), range(n))
-    return qc
 
 
 async def run(client, circuit, program_id, shots=SHOTS):

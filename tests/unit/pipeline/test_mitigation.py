@@ -30,8 +30,9 @@ from qorch.planner.partition import Partition, partition
 from qorch.planner.teleport import compile_teleport
 from qorch.qpu.agent import QpuAgent
 from qorch.qpu.circuits import encode_circuit
+from tests.support import ghz
 
-from ..planner.support import ansatz, ghz, link
+from ..planner.support import ansatz, link
 from ..qpu.support import RELAXING, InProcess
 
 SHOTS = 4000

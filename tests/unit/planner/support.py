@@ -45,15 +45,6 @@ def link(
     return LinkSlot(name or f"{a}-{b}", a, b, fidelity, rate_hz, success, latency_us)
 
 
-def ghz(width: int) -> QuantumCircuit:
-    qc = QuantumCircuit(width, width)
-    qc.h(0)
-    for q in range(width - 1):
-        qc.cx(q, q + 1)
-    qc.measure(range(width), range(width))
-    return qc
-
-
 def qft_adder(width: int = 8, addend: int = 77) -> QuantumCircuit:
     """|x> -> |x + addend mod 2^n> in Fourier space, on a superposition of four inputs."""
     qc = QuantumCircuit(width, width)

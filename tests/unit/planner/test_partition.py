@@ -7,8 +7,9 @@ from qiskit import QuantumCircuit
 
 from qorch.planner.circuits import interaction_weights
 from qorch.planner.partition import naive_partition, partition
+from tests.support import ghz
 
-from .support import ghz, link, node
+from .support import link, node
 
 
 def _nonlocal_pairs(circuit: QuantumCircuit, assignment: dict[int, str]) -> set[frozenset[str]]:

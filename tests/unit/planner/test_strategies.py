@@ -8,8 +8,9 @@ from qorch.planner.cutting import CutPlan
 from qorch.planner.model import LinkSlot, NodeSlot
 from qorch.planner.strategies import Candidate, choose, estimate_candidates
 from qorch.planner.teleport import TeleportProgram
+from tests.support import ghz
 
-from .support import NOISY, ansatz, ghz, link, node
+from .support import NOISY, ansatz, link, node
 
 
 def _candidates(

@@ -13,8 +13,9 @@ from qorch.planner.model import LinkSlot, NodeSlot
 from qorch.planner.partition import Partition, partition
 from qorch.planner.teleport import CO_SIMULATION_NOTE, TeleportProgram, compile_teleport
 from qorch.qpu.composite_noise import simulate_composite
+from tests.support import ghz
 
-from .support import NOISY, ghz, ideal_distribution, link, node, qft_adder
+from .support import NOISY, ideal_distribution, link, node, qft_adder
 
 SHOTS = 8000
 

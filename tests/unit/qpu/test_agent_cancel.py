@@ -14,7 +14,7 @@ from qorch.qpu.agent import QpuAgent, next_chunk_shots
 from qorch.qpu.circuits import encode_circuit
 from qorch.qpu.executor import NodeExecutor
 from qorch.qpu.transport import CANCELLED, AgentError
-from tests.support import make_node
+from tests.support import ghz, make_node
 
 # ~2 s on 2 busy cores: far longer than a chunk, short enough for a unit test.
 SLOW_QUBITS = 10
@@ -31,15 +31,6 @@ def slow_circuit(n: int = SLOW_QUBITS, layers: int = 4) -> QuantumCircuit:
             qc.cx(q, q + 1)
     qc.measure(0, 0)
     qc.h(0)
-    qc.measure(range(n), range(n))
-    return qc
-
-
-def ghz(n: int) -> QuantumCircuit:
-    qc = QuantumCircuit(n, n)
-    qc.h(0)
-    for i in range(n - 1):
-        qc.cx(i, i + 1)
     qc.measure(range(n), range(n))
     return qc
 
