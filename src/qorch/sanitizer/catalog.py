@@ -31,7 +31,7 @@ _RULES = (
         "QS002",
         "source-size",
         "pre-parse",
-        "source larger than maxSourceBytes (maxQasm3SourceBytes for OpenQASM 3)",
+        "source larger than maxSourceBytes (maxQasm3SourceBytes and maxQasm3Tokens for OpenQASM 3)",
         False,
     ),
     RuleInfo(
@@ -63,6 +63,13 @@ _RULES = (
         "expansion-estimate",
         "pre-parse",
         "broadcasting and custom-gate expansion would exceed maxGates",
+        False,
+    ),
+    RuleInfo(
+        "QS008",
+        "expression-size",
+        "pre-parse",
+        "a statement with more operators than maxExpressionOperators, or a run of prefix operators",
         False,
     ),
     RuleInfo("QS101", "qubit-limit", "post-parse", "more qubits than maxQubits", True),
@@ -165,6 +172,7 @@ NESTING_DEPTH = "QS004"
 NUMERIC_LITERAL = "QS005"
 REGISTER_DECLARATION = "QS006"
 EXPANSION_ESTIMATE = "QS007"
+EXPRESSION_SIZE = "QS008"
 QUBIT_LIMIT = "QS101"
 CLBIT_LIMIT = "QS102"
 SHOT_LIMIT = "QS103"

@@ -7,6 +7,10 @@ spelling (``c3x`` becomes ``mcx``, ``CX`` becomes ``cx``), so policies may use e
 
 from __future__ import annotations
 
+import re
+
+from qiskit.circuit import ControlledGate, Instruction
+
 #: OpenQASM spelling -> name of the instruction Qiskit's loaders build for it.
 SOURCE_ALIASES: dict[str, str] = {
     "U": "u",
@@ -82,3 +86,23 @@ ONE_QUBIT_GATES: frozenset[str] = frozenset(
 
 #: Standard gates on two or more qubits.
 MULTI_QUBIT_GATES: frozenset[str] = STANDARD_GATES - ONE_QUBIT_GATES
+
+
+_CTRL_STATE = re.compile(r"_o\d+$")
+
+
+def allowlist_name(op: Instruction) -> str:
+    """The name the allowlist judges an operation by: its own, except for gates made with
+    ``ctrl``/``negctrl``, which are judged by what they are. A standard controlled gate goes by
+    its name whatever its control state (``negctrl @ x`` is a ``cx``); any other by the gate it
+    controls (``ctrl @ s`` by ``s``, its controls bounded by QS205); a controlled global phase
+    is the phase gate ``p`` it equals."""
+    if not isinstance(op, ControlledGate):
+        return op.name
+    name = _CTRL_STATE.sub("", op.name)
+    if name in STANDARD_GATES:
+        return name
+    base = op.base_gate
+    if base.definition is not None and not base.definition.data:
+        return "p"  # ctrl @ gphase(a): a definition with nothing but a global phase
+    return allowlist_name(base)

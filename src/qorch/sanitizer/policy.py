@@ -66,6 +66,24 @@ class SanitizerPolicy(BaseModel):
         le=128,
         description="Deepest nesting of (), [] and {} in the source (QS004).",
     )
+    max_qasm3_tokens: int = Field(
+        24_000,
+        ge=16,
+        le=2_000_000,
+        description=(
+            "Most tokens in an OpenQASM 3 source; its reference parser's time follows tokens, "
+            "about 30,000 a second, not bytes (QS002)."
+        ),
+    )
+    max_expression_operators: int = Field(
+        128,
+        ge=8,
+        le=1024,
+        description=(
+            "Most operators in one statement; the OpenQASM 3 importer recurses per operator "
+            "and gives up at about 200 (QS008)."
+        ),
+    )
     # -- resources ------------------------------------------------------------------------
     max_qubits: int = Field(128, ge=1, le=100_000, description="Most qubits (QS006, QS101).")
     max_clbits: int = Field(
@@ -126,7 +144,7 @@ class SanitizerPolicy(BaseModel):
         2,
         ge=0,
         le=8,
-        description="Most control qubits one ctrl/negctrl modifier may add (QS205).",
+        description="Most control qubits the ctrl/negctrl modifiers of one gate may add (QS205).",
     )
     max_abs_angle: float = Field(
         1000.0,

@@ -16,7 +16,7 @@ SECONDS = 1.0
 #: Peak memory may grow by at most this much over the whole module.
 MEGABYTES = 150
 #: Room for large OpenQASM 3 sources, so that the rule under test, not QS002, refuses them.
-ROOMY = SanitizerPolicy(max_qasm3_source_bytes=1_000_000)
+ROOMY = SanitizerPolicy(max_qasm3_source_bytes=1_000_000, max_qasm3_tokens=2_000_000)
 
 HOSTILE: dict[str, tuple[str, str]] = {
     "a billion-qubit register (OpenQASM 2)": (QASM2 + "qreg q[1000000000];\nh q[0];\n", "QS006"),

@@ -17,6 +17,7 @@ from . import (
     qs005_numeric_literal,
     qs006_register_declaration,
     qs007_expansion_estimate,
+    qs008_expression_size,
     qs202_gate_definition,
     qs203_include,
     qs205_gate_modifier,
@@ -24,6 +25,7 @@ from . import (
 
 _ON_SCAN = (
     qs004_nesting_depth.check,
+    qs008_expression_size.check,
     qs005_numeric_literal.check,
     qs006_register_declaration.check,
     qs203_include.check,
@@ -36,7 +38,11 @@ _ON_SCAN = (
 def run_prechecks(
     source: str, policy: SanitizerPolicy
 ) -> tuple[SourceScan | None, list[Violation]]:
-    """The scanned source (None when refused before scanning) and every pre-parse violation."""
+    """The scanned source (None when refused before scanning) and every pre-parse violation.
+
+    The scan holds the source with its newlines normalised: that text, not the one
+    submitted, is what the parser reads, so both see the same lines and comments."""
+    source = qs003_lexical.normalise_newlines(source)
     for early in (qs002_source_size.check(source, policy), qs003_lexical.check_text(source)):
         if early:
             return None, early

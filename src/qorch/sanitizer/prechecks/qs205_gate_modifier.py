@@ -36,19 +36,31 @@ def check(scan: SourceScan, policy: SanitizerPolicy) -> list[Violation]:
                     line=line,
                 )
             )
-        elif modifier in ("ctrl", "negctrl"):
-            controls = 1 if argument is None else integer_value(argument)
-            if controls is None or controls > policy.max_modifier_controls:
-                shown = argument.strip() if argument else "1"
-                found.append(
-                    finding(
-                        GATE_MODIFIER,
-                        f"line {line} adds {shown} controls with {modifier}; at most "
-                        f"{policy.max_modifier_controls} (maxModifierControls), as an "
-                        "integer literal.",
-                        line=line,
-                    )
+        elif argument is not None and integer_value(argument) is None:
+            found.append(
+                finding(
+                    GATE_MODIFIER,
+                    f"line {line} gives {modifier} the argument {argument.strip()[:40]!r}; "
+                    "write the number of controls as an integer literal.",
+                    line=line,
                 )
+            )
+    # Controls add up along a chain: ctrl @ ctrl @ ctrl @ x is a three-controlled x.
+    for m in _CALLEE.finditer(scan.code):
+        controls = 0
+        for modifier, argument in _MODIFIER.findall(m.group()):
+            if modifier in ("ctrl", "negctrl"):
+                controls += 1 if not argument else (integer_value(argument) or 0)
+        if controls > policy.max_modifier_controls:
+            line = scan.line_of(m.start())
+            found.append(
+                finding(
+                    GATE_MODIFIER,
+                    f"line {line} adds {controls} controls to {m.group(1)!r} with ctrl/negctrl; "
+                    f"at most {policy.max_modifier_controls} (maxModifierControls) per gate.",
+                    line=line,
+                )
+            )
     custom = scan.definitions.gates if scan.has_definitions else {}
     for m in _CALLEE.finditer(scan.code):
         callee = m.group(1)

@@ -41,7 +41,8 @@ class RepeatedTwoQubitGate(SanitizerRule):
     def run(self, dag: DAGCircuit) -> None:
         for block in self.property_set[BLOCKS]:
             # A run that is a loop's whole body repeats once per iteration.
-            whole_body = block.dag.size() if block.owner == "for_loop" else None
+            # (op nodes, not size(): a body holding control flow has no unambiguous size)
+            whole_body = block.dag.num_ops() if block.owner == "for_loop" else None
             for run in self._runs(block):
                 repeats = len(run)
                 if repeats == whole_body:
