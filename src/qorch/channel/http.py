@@ -284,6 +284,7 @@ class ChannelClient:
         pinned_server_key: bytes,
         *,
         timeout: float | None = 30.0,
+        connect_timeout: float = 10.0,
         limits: SessionLimits | None = None,
         max_idle_sessions: int = 4,
         max_reply_bytes: int = MAX_BODY_BYTES,
@@ -298,6 +299,9 @@ class ChannelClient:
         self._identity = identity
         self._pinned = bytes(pinned_server_key)
         self._timeout = timeout
+        # Only the connection has a timeout of its own: how long a reply may take is the
+        # call's `timeout` alone (aiohttp's default would cap every request at 300 s).
+        self._request_timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout)
         self._limits = limits
         self._max_idle = max_idle_sessions
         self._max_reply = max_reply_bytes
@@ -335,18 +339,25 @@ class ChannelClient:
         """Send `op(payload)` to the node and return its reply.
 
         Raises a ChannelError subclass when the channel fails (ChannelTimeout
-        after `timeout` seconds, default from the constructor) and RemoteError
-        when the node's handler raised.
+        after `timeout` seconds, default from the constructor; no other limit
+        applies to how long the node may take) and RemoteError when the node's
+        handler raised.
         """
         if self._closed:
             raise TransportError("channel client is closed")
         request = encode_request(op, payload, trace if trace is not None else current_trace.get())
         limit = self._timeout if timeout is None else timeout
+        scope = asyncio.timeout(limit)
         try:
-            async with asyncio.timeout(limit):
+            async with scope:
                 reply = await self._exchange(request)
         except TimeoutError:
-            raise ChannelTimeout(f"{op}: no reply from {self.endpoint} within {limit} s") from None
+            if not scope.expired():
+                # Not this call's deadline: say what did time out rather than blame the node.
+                raise TransportError(f"{op}: a timeout inside the HTTP client expired") from None
+            raise ChannelTimeout(
+                f"{op}: no reply from {self.endpoint} within {limit:g} s"
+            ) from None
         result, error = decode_reply(reply)
         if error is not None:
             raise RemoteError(op, *error)
@@ -396,7 +407,10 @@ class ChannelClient:
             self._http = aiohttp.ClientSession()
         try:
             async with self._http.post(
-                url, data=body, headers={"Content-Type": OCTET_STREAM}
+                url,
+                data=body,
+                headers={"Content-Type": OCTET_STREAM},
+                timeout=self._request_timeout,
             ) as response:
                 data = await _read_limited(response.content, self._max_reply)
                 if response.status in (200, 204):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import math
 import os
 import time
 from collections import Counter, OrderedDict
@@ -34,7 +35,7 @@ from .composite_noise import (
 )
 from .executor import Execution, NodeExecutor, ProgramRejected, Sample
 from .link_probe import probe
-from .transport import CANCELLED, AgentError
+from .transport import CANCELLED, UNKNOWN_PROGRAM, AgentError
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,9 @@ FIRST_CHUNK_SHOTS = 8
 CHUNK_SECONDS = 0.5
 # A seeded program's chunks grow by this factor instead of by time (see `next_chunk_shots`).
 SEEDED_CHUNK_GROWTH = 4
+# Longest a `run` or `wait` holds its request before answering with the program's progress:
+# a caller following a long program hears from the agent at least this often.
+MAX_WAIT_SECONDS = 60.0
 
 
 def next_chunk_shots(
@@ -105,6 +109,9 @@ class QpuAgent:
         # cancel marks it in `_stopping` and it stops at its next step.
         self._stepping: str | None = None
         self._stopping: set[str] = set()
+        # Shots done and to do of each program not finished yet; the one holding `_program`.
+        self._shots: dict[str, list[int]] = {}
+        self._running: str | None = None
         self.first_chunk_shots = FIRST_CHUNK_SHOTS
         self.chunk_seconds = CHUNK_SECONDS
         self.node_file = Path(node_file) if node_file is not None else None
@@ -118,6 +125,8 @@ class QpuAgent:
             return self.health()
         if op == "run":
             return await self.run(payload)
+        if op == "wait":
+            return await self.wait(payload)
         if op == "cancel":
             return self.cancel(payload)
         if op == "calibrate":
@@ -292,9 +301,11 @@ class QpuAgent:
         }
 
     async def run(self, payload: dict[str, Any]) -> dict[str, Any]:
-        program_id = payload.get("programId")
-        if not isinstance(program_id, str) or not program_id:
-            raise AgentError("BadRequest", "programId must be a non-empty string")
+        """Run a program (once per id) and return its result. With `waitSeconds`, answer
+        after at most that long: the result if the program is done by then, else its
+        progress (see `progress`); `wait` then follows it with short calls."""
+        program_id = _program_id(payload)
+        wait = _wait_seconds(payload)
         if program_id in self._cancelled:
             raise _cancelled(program_id)
         task = self._results.get(program_id)
@@ -304,9 +315,46 @@ class QpuAgent:
             self._results[program_id] = task
             while len(self._results) > RESULT_CACHE_SIZE:
                 self._results.popitem(last=False)
+        return await self._outcome(program_id, task, wait)
+
+    async def wait(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """A program sent earlier by `run`: its result once done, else after `waitSeconds`
+        its progress. An id this agent does not hold (it restarted, or the result was
+        evicted) is an UnknownProgram error, so the caller knows the program is lost."""
+        program_id = _program_id(payload)
+        wait = _wait_seconds(payload)
+        if program_id in self._cancelled:
+            raise _cancelled(program_id)
+        task = self._results.get(program_id)
+        if task is None:
+            raise AgentError(UNKNOWN_PROGRAM, f"program {program_id} is not held by this agent")
+        return await self._outcome(program_id, task, wait)
+
+    def progress(self, program_id: str) -> dict[str, Any]:
+        """A program not finished yet: `pending`, whether it is Queued behind another
+        program or Running, and its shots done so far out of all its circuits' shots."""
+        done, total = self._shots.get(program_id, (0, 0))
+        return {
+            "programId": program_id,
+            "node": self.node.metadata.name,
+            "pending": True,
+            "state": "Running" if self._running == program_id else "Queued",
+            "shotsDone": done,
+            "shotsTotal": total,
+        }
+
+    async def _outcome(
+        self, program_id: str, task: asyncio.Task[dict[str, Any]], wait: float | None
+    ) -> dict[str, Any]:
         try:
-            # shield: a client that disconnects must not cancel the run others may await.
-            return await asyncio.shield(task)
+            if wait is None:
+                # shield: a client that disconnects must not cancel the run others may await.
+                return await asyncio.shield(task)
+            # asyncio.wait neither cancels the task on timeout nor when this caller goes away.
+            await asyncio.wait([task], timeout=wait)
+            if not task.done():
+                return self.progress(program_id)
+            return task.result()
         except AgentError:
             if self._results.get(program_id) is task:
                 self._results.pop(program_id)  # a refused program may be re-sent corrected
@@ -333,8 +381,10 @@ class QpuAgent:
             raise AgentError("BadRequest", str(exc)) from exc
         started = time.perf_counter()
         results = []
+        self._shots[program_id] = [0, max(0, shots) * len(circuits)]
         try:
             async with self._program:
+                self._running = program_id
                 for index, circuit in enumerate(circuits):
                     # Aer seeds shot i with seed + i: space the seeds so circuits stay independent.
                     circuit_seed = None if seed is None else seed + index * 1_000_003
@@ -345,6 +395,9 @@ class QpuAgent:
                     raise _cancelled(program_id)
         finally:
             self._stopping.discard(program_id)
+            self._shots.pop(program_id, None)
+            if self._running == program_id:
+                self._running = None
         self.programs_run += 1
         elapsed = time.perf_counter() - started
         self.telemetry.program_finished(
@@ -444,6 +497,8 @@ class QpuAgent:
             counts.update(chunk.counts)
             seconds += chunk.seconds
             done += size
+            if program_id in self._shots:
+                self._shots[program_id][0] += size
             if done >= shots:
                 return dict(counts), seconds
             size = next_chunk_shots(
@@ -471,6 +526,24 @@ class QpuAgent:
 
 def _cancelled(program_id: str) -> AgentError:
     return AgentError(CANCELLED, f"program {program_id} was cancelled")
+
+
+def _program_id(payload: dict[str, Any]) -> str:
+    program_id = payload.get("programId")
+    if not isinstance(program_id, str) or not program_id:
+        raise AgentError("BadRequest", "programId must be a non-empty string")
+    return program_id
+
+
+def _wait_seconds(payload: dict[str, Any]) -> float | None:
+    """`waitSeconds` of a run or wait, at most MAX_WAIT_SECONDS; None when absent (the
+    call then answers only with the program's result)."""
+    wait = payload.get("waitSeconds")
+    if wait is None:
+        return None
+    if isinstance(wait, bool) or not isinstance(wait, int | float) or not 0 <= wait < math.inf:
+        raise AgentError("BadRequest", "waitSeconds must be a non-negative number")
+    return min(float(wait), MAX_WAIT_SECONDS)
 
 
 def _retrieve(task: asyncio.Task[Any]) -> None:

@@ -3,10 +3,18 @@
 Every call travels over the post-quantum authenticated channel (qorch.channel): the
 pipeline holds the operator's identity and pins each node's public key; an agent answers
 only the operator's key.
+
+A `run` may last as long as its job allows, but no single exchange with the agent does:
+the agent answers a run after at most `ProgressPolling.wait_seconds` with the program's
+progress, and the client follows with `wait` calls until the result comes. A call's
+`timeout` is then the program's whole budget, while an agent that stops answering is
+noticed within `ProgressPolling.liveness_seconds`.
 """
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from qorch.channel import ChannelError, ChannelTimeout, RemoteError, TransportError
@@ -26,6 +34,23 @@ class AgentError(Exception):
 TIMEOUT = "Timeout"
 UNREACHABLE = "Unreachable"
 CANCELLED = "Cancelled"  # the program was cancelled (job deleted or re-routed)
+UNKNOWN_PROGRAM = "UnknownProgram"  # a `wait` for a program the agent does not hold
+
+
+@dataclass(frozen=True)
+class ProgressPolling:
+    """How a long `run` is followed. The agent answers each exchange after at most
+    `wait_seconds` (with the result, or the program's progress); an exchange unanswered
+    after `liveness_seconds` means the agent is gone. Between the two lies the time the
+    agent may be deaf while a chunk of shots holds its interpreter (about half a second,
+    see qorch.qpu.agent.CHUNK_SECONDS), or a large program is uploaded."""
+
+    wait_seconds: float = 5.0
+    liveness_seconds: float = 30.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.wait_seconds < self.liveness_seconds:
+            raise ValueError("polling needs 0 < wait_seconds < liveness_seconds")
 
 
 class AgentClient(Protocol):
@@ -39,14 +64,70 @@ class AgentClient(Protocol):
 
 
 class SecureAgentClient:
-    """A channel client whose failures are AgentErrors with a code the pipeline can act on."""
+    """A channel client whose failures are AgentErrors with a code the pipeline can act on.
+    A `run` is followed by progress polling (see `ProgressPolling`)."""
 
-    def __init__(self, endpoint: str, identity: Identity, pinned_key: bytes) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        identity: Identity,
+        pinned_key: bytes,
+        *,
+        polling: ProgressPolling | None = None,
+    ) -> None:
         self.endpoint = endpoint
+        self.polling = polling or ProgressPolling()
         self._channel = ChannelClient(endpoint, identity, pinned_key, timeout=None)
 
     async def call(
         self, op: str, payload: dict[str, Any], *, timeout: float | None = None
+    ) -> dict[str, Any]:
+        if op == "run":
+            return await self._run(payload, timeout)
+        return await self._call(op, payload, timeout)
+
+    async def _run(self, payload: dict[str, Any], budget: float | None) -> dict[str, Any]:
+        """`run`, then `wait` until the result: each exchange bounded by the liveness
+        limit, all of them together by `budget`."""
+        loop = asyncio.get_running_loop()
+        deadline = None if budget is None else loop.time() + budget
+        program_id = payload.get("programId")
+        op, request = "run", payload
+        report: dict[str, Any] | None = None  # the latest progress the agent sent
+        while True:
+            wait, limit = self.polling.wait_seconds, self.polling.liveness_seconds
+            budget_bound = False
+            if deadline is not None:
+                left = deadline - loop.time()
+                if left <= 0:
+                    raise AgentError(TIMEOUT, _still_running(program_id, budget, report))
+                wait, budget_bound = min(wait, left), left <= limit
+                limit = min(limit, left)
+            try:
+                reply = await self._call(op, {**request, "waitSeconds": wait}, limit)
+            except AgentError as exc:
+                if exc.code == TIMEOUT and budget_bound:
+                    raise AgentError(TIMEOUT, _still_running(program_id, budget, report)) from exc
+                if exc.code == TIMEOUT:
+                    raise AgentError(
+                        UNREACHABLE,
+                        f"{self.endpoint} stopped answering: no reply to {op} of program"
+                        f" {program_id} within {limit:g} s{_progress(report)}",
+                    ) from exc
+                if exc.code == UNKNOWN_PROGRAM:
+                    raise AgentError(
+                        UNREACHABLE,
+                        f"{self.endpoint} no longer holds program {program_id} (the agent"
+                        f" restarted?){_progress(report)}",
+                    ) from exc
+                raise
+            if reply.get("pending") is not True:
+                return reply
+            report = reply
+            op, request = "wait", {"programId": program_id}
+
+    async def _call(
+        self, op: str, payload: dict[str, Any], timeout: float | None
     ) -> dict[str, Any]:
         try:
             return await self._channel.call(op, payload, timeout=timeout)
@@ -61,6 +142,22 @@ class SecureAgentClient:
 
     async def close(self) -> None:
         await self._channel.close()
+
+
+def _progress(report: dict[str, Any] | None) -> str:
+    if report is None:
+        return ""
+    return (
+        f" (last heard: {report.get('state', 'pending')},"
+        f" {report.get('shotsDone', '?')}/{report.get('shotsTotal', '?')} shots done)"
+    )
+
+
+def _still_running(program_id: Any, budget: float | None, report: dict[str, Any] | None) -> str:
+    return (
+        f"program {program_id} was not finished when the call's {budget:g} s ran out"
+        f"{_progress(report)}"
+    )
 
 
 class UnpinnedAgent:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
@@ -437,11 +438,56 @@ async def test_a_slow_node_raises_channel_timeout_and_the_client_recovers(
         running_node(loopback, node_identity, [operator_identity.public_key]) as node,
         ChannelClient(node.url, operator_identity, node_identity.public_key) as client,
     ):
-        with pytest.raises(ChannelTimeout) as raised:
+        with pytest.raises(ChannelTimeout, match=r"stall: no reply .* within 0\.3 s") as raised:
             await client.call("stall", {}, timeout=0.3)
         node.handler.release.set()
         assert isinstance(raised.value, TimeoutError)
         assert await client.call("run", {}) == {"op": "run", "echo": {}}
+
+
+async def test_only_the_calls_own_timeout_bounds_how_long_a_reply_may_take(
+    loopback: Serve, operator_identity: Identity, node_identity: Identity
+) -> None:
+    """An HTTP session's own total timeout (aiohttp's default is 300 s; here 0.2 s) does not
+    cut a call short: a reply taking longer still arrives within the call's timeout."""
+    async with (
+        running_node(loopback, node_identity, [operator_identity.public_key]) as node,
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=0.2)) as http,
+    ):
+        client = ChannelClient(node.url, operator_identity, node_identity.public_key, http=http)
+        asyncio.get_running_loop().call_later(0.6, node.handler.release.set)
+        began = asyncio.get_running_loop().time()
+        assert await client.call("stall", {}, timeout=10) == {"op": "stall", "echo": {}}
+        assert asyncio.get_running_loop().time() - began >= 0.6
+
+
+async def test_a_timeout_inside_the_transport_is_not_reported_as_the_calls_timeout(
+    operator_identity: Identity, node_identity: Identity
+) -> None:
+    """Connecting has its own, shorter limit: its expiry says so, not "no reply within <the
+    call's timeout>". A listener whose accept queue is full drops new connection attempts."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        queued = [socket.socket() for _ in range(4)]
+        for sock in queued:
+            sock.setblocking(False)
+            sock.connect_ex(("127.0.0.1", port))
+        try:
+            async with ChannelClient(
+                f"http://127.0.0.1:{port}",
+                operator_identity,
+                node_identity.public_key,
+                connect_timeout=0.2,
+            ) as client:
+                with pytest.raises(TransportError, match="ConnectionTimeoutError") as raised:
+                    await client.call("run", {}, timeout=30)
+        finally:
+            for sock in queued:
+                sock.close()
+    assert not isinstance(raised.value, ChannelTimeout)
+    assert "within 30" not in str(raised.value)
 
 
 async def test_an_unreachable_node_is_a_transport_error(
