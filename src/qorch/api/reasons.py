@@ -16,6 +16,7 @@ CALIBRATED = "Calibrated"
 # Reasons.
 POLICY_PASSED = "PolicyPassed"
 CIRCUIT_UNAVAILABLE = "CircuitUnavailable"
+NOTHING_MEASURED = "NothingMeasured"
 SIGNATURE_NOT_REQUIRED = "SignatureNotRequired"
 SIGNATURE_VALID = "SignatureValid"
 PLACED = "Placed"

@@ -37,7 +37,7 @@ from qorch.api.distributed_job import (
 from qorch.planner.cutting import CutPlan
 from qorch.planner.strategies import Candidate, choose, estimate_candidates
 from qorch.planner.teleport import TeleportProgram
-from qorch.qpu.circuits import encode_circuit
+from qorch.qpu.circuits import encode_circuit, measures
 from qorch.qpu.transport import TIMEOUT, UNREACHABLE, AgentError
 from qorch.sanitizer import SanitizerPolicy, SanitizerPolicyFile, TargetTiming, sanitize
 from qorch.telemetry.instrument import instrument_step
@@ -266,6 +266,13 @@ class JobPipeline:
             self._cond(job, status, R.SANITIZED, "False", rule, msg)
             SANITIZER_REJECTIONS.labels(rule=rule).inc()
             return self._finish(job, status, "Rejected", rule, msg)
+        if not job.spec.observables and not measures(result.circuit):
+            msg = (
+                "the circuit measures nothing, so a run would have no counts to return: add "
+                "measurements (e.g. measure q -> c;) or ask for spec.observables"
+            )
+            self._cond(job, status, R.SANITIZED, "False", R.NOTHING_MEASURED, msg)
+            return self._finish(job, status, "Rejected", R.NOTHING_MEASURED, msg)
         self._circuits[job_key(job)] = (job.metadata.generation, result.circuit)
         warnings = len(result.report.violations)
         self._cond(job, status, R.SANITIZED, "True", R.POLICY_PASSED, f"{warnings} warning(s)")
@@ -298,6 +305,7 @@ class JobPipeline:
             shots=job.spec.shots,
             timeout_seconds=job.spec.timeout_seconds,
             max_sampling_overhead=self.settings.max_sampling_overhead,
+            strategy=job.spec.strategy,
         )
         return candidates, choose(candidates, job.spec.fidelity_budget, job.spec.strategy)
 
@@ -551,8 +559,8 @@ class JobPipeline:
             return self._finish(job, status, "Failed", R.VERIFICATION_FAILED, verified.message)
         summary = (
             f"{sum(status.result.counts.values())} shots collected"
-            if status.result.counts is not None
-            else f"{len(status.result.expectation_values or [])} expectation value(s) reconstructed"
+            if status.result.counts
+            else f"{len(status.result.expectation_values or [])} expectation value(s) estimated"
         )
         return self._finish(job, status, "Succeeded", R.COMPLETED, summary)
 

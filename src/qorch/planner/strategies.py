@@ -14,7 +14,8 @@ the executing node's gates (`fidelity.noisy_profile`), so the three strategies c
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -36,6 +37,8 @@ Strategy = Literal["single", "teleport", "cut"]
 PREFERENCE: dict[str, int] = {"single": 0, "teleport": 1, "cut": 2}
 #: Subexperiments per node whose fidelity is computed exactly; the rest share their gates.
 _WORST_SAMPLED = 3
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -198,16 +201,36 @@ def estimate_candidates(
     timeout_seconds: float,
     max_sampling_overhead: float,
     max_cosimulated_qubits: int = MAX_COSIMULATED_QUBITS,
+    strategy: str = "auto",
 ) -> list[Candidate]:
     """Single, teleport and cut for this job, each feasible with a plan or not with a reason.
 
     `nodes` are the Ready nodes the job may use with their free qubits, `links` the Up links.
+    A `strategy` other than "auto" estimates that strategy alone.
     """
+    builders: dict[Strategy, Callable[[], Candidate]] = {
+        "single": lambda: _single(circuit, nodes),
+        "teleport": lambda: _teleport(
+            circuit, nodes, links, shots, timeout_seconds, max_cosimulated_qubits
+        ),
+        "cut": lambda: _cut(circuit, observables, nodes, links, max_sampling_overhead),
+    }
     return [
-        _single(circuit, nodes),
-        _teleport(circuit, nodes, links, shots, timeout_seconds, max_cosimulated_qubits),
-        _cut(circuit, observables, nodes, links, max_sampling_overhead),
+        _guarded(name, build)
+        for name, build in builders.items()
+        if strategy == "auto" or strategy == name
     ]
+
+
+def _guarded(strategy: Strategy, build: Callable[[], Candidate]) -> Candidate:
+    """The candidate, or an infeasible one when estimating it failed: one strategy's defect
+    must not cost the job its other strategies, nor the driver its other jobs."""
+    try:
+        return build()
+    except Exception as exc:  # any defect of one estimate, reported as such
+        log.warning("estimating %s failed: %s: %s", strategy, type(exc).__name__, exc)
+        reason = f"could not be estimated ({type(exc).__name__}: {str(exc)[:200]})"
+        return Candidate(strategy, 0.0, False, reason)
 
 
 def choose(

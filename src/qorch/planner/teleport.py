@@ -644,7 +644,10 @@ def _qubit_runs(
         if unit.kind == "op":
             if unit.operation.name in _NOT_GATES:
                 rest = (units[k] for k in later[pos:])
-                stays = all(r.kind == "barrier" or r.operation.name == "measure" for r in rest)
+                stays = all(
+                    r.kind == "barrier" or (r.kind == "op" and r.operation.name == "measure")
+                    for r in rest
+                )
                 finish(None if stays else i)
                 if stays:
                     return found

@@ -24,3 +24,13 @@ def decode_circuit(data: str) -> QuantumCircuit:
     if len(circuits) != 1 or not isinstance(circuits[0], QuantumCircuit):
         raise ValueError("expected exactly one circuit")
     return circuits[0]
+
+
+def measures(circuit: QuantumCircuit) -> bool:
+    """Whether the circuit measures anything, inside control flow too."""
+    for instruction in circuit.data:
+        operation = instruction.operation
+        blocks = getattr(operation, "blocks", ())  # control flow only
+        if operation.name == "measure" or any(measures(b) for b in blocks):
+            return True
+    return False

@@ -77,6 +77,7 @@ from qiskit_aer.noise import (
 from qorch.api.base import ApiModel
 from qorch.api.quantum_node import NoiseSpec
 
+from .circuits import measures
 from .noise import TWO_QUBIT_GATES, VIRTUAL_GATES, _compose, _relaxation
 
 #: A co-simulated program is a statevector on one agent: beyond this it cannot run anyway,
@@ -398,6 +399,8 @@ def simulate_composite(
     ideal = model.is_ideal()
     if defer:
         circuit = defer_feed_forward(circuit, keep_resets=not ideal)
+    if not measures(circuit):  # nothing to count (a circuit run for its basis circuits)
+        return {}
     simulator = AerSimulator(noise_model=None if ideal else model)
     result = simulator.run(circuit, shots=shots, seed_simulator=seed).result()
     if not result.success:

@@ -12,6 +12,7 @@ from qiskit_aer import AerSimulator
 
 from qorch.api.quantum_node import QuantumNodeSpec
 
+from .circuits import measures
 from .noise import build_noise_model
 
 # Feed-forward the simulator runs natively beside the node's gates.
@@ -99,6 +100,8 @@ class NodeExecutor:
         if shots < 1:
             raise ProgramRejected(f"shots must be at least 1, got {shots}")
         start = time.perf_counter()
+        if not measures(compiled):  # nothing to count (a circuit run for its basis circuits)
+            return Sample({}, 0.0, False)
         result = self.simulator.run(compiled, shots=shots, seed_simulator=seed).result()
         if not result.success:
             raise RuntimeError(f"simulation failed: {result.status}")
