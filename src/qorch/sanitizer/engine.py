@@ -60,17 +60,17 @@ def _sanitize(
         circuit = load(scan)
     except ParseFailure as failure:
         where = f" (line {failure.line})" if failure.line else ""
-        return _rejected(
-            [
-                finding(
-                    PARSE_ERROR,
-                    f"the OpenQASM {scan.version} parser refused the source{where}: "
-                    f"{failure.message}",
-                    line=failure.line,
-                )
-            ],
-            policy,
-        )
+        if failure.unsupported:
+            message = (
+                f"Qiskit's OpenQASM 3 importer cannot represent this{where}: {failure.message}. "
+                "The source is valid OpenQASM 3 but uses a feature the importer lacks; rewrite "
+                "that statement (the circuit was not judged against the policy)."
+            )
+        else:
+            message = (
+                f"the OpenQASM {scan.version} parser refused the source{where}: {failure.message}"
+            )
+        return _rejected([finding(PARSE_ERROR, message, line=failure.line)], policy)
     dag = circuit_to_dag(circuit, copy_operations=False)
     if scan.has_definitions:
         passes = build_passes(policy, shots=shots, timing=timing, definitions=scan.definitions)

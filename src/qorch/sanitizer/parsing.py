@@ -5,8 +5,11 @@ built-in ``qelib1.inc`` resolves) and Qiskit's legacy instruction table, so that
 ``qasm2.dumps`` writes (``p``, ``sx``, ``swap``...) load as Qiskit's standard gates. Sources
 without gate definitions take :mod:`.qasm2_builder`: the same parser with the same arguments,
 the same circuit, built in about 60% of the time. OpenQASM 3 goes through
-:func:`qiskit.qasm3.loads`, whose importer knows ``stdgates.inc`` built in and refuses any
-other include.
+Qiskit's importer (:mod:`.qasm3_importer`: ``qiskit.qasm3.loads``, plus conditions over bit
+logic), which knows ``stdgates.inc`` built in and refuses any other include.
+
+A refusal says whose it is: the parser's (the text is not OpenQASM) or the importer's (valid
+OpenQASM 3 that Qiskit cannot represent, such as ``int`` variables).
 """
 
 from __future__ import annotations
@@ -16,10 +19,11 @@ import io
 import re
 import threading
 
-from qiskit import qasm2, qasm3
+from qiskit import qasm2
 from qiskit.circuit import QuantumCircuit
+from qiskit_qasm3_import import ConversionError
 
-from . import qasm2_builder
+from . import qasm2_builder, qasm3_importer
 from .source.scan import SourceScan
 
 # "<input>:4,2: ..." (OpenQASM 2), "4,2: ..." (OpenQASM 3 importer), "line 4:2 ..." (ANTLR)
@@ -32,12 +36,14 @@ _STDERR_LOCK = threading.Lock()
 
 
 class ParseFailure(Exception):
-    """The loader refused the source; ``line`` is where it says, when it says."""
+    """The loader refused the source; ``line`` is where it says, when it says.
+    ``unsupported`` when the source is valid OpenQASM 3 that the importer cannot represent."""
 
-    def __init__(self, message: str, line: int | None) -> None:
+    def __init__(self, message: str, line: int | None, unsupported: bool = False) -> None:
         super().__init__(message)
         self.message = message
         self.line = line
+        self.unsupported = unsupported
 
 
 def _offending_token(exc: BaseException) -> tuple[str, int] | None:
@@ -92,9 +98,9 @@ def load(scan: SourceScan) -> QuantumCircuit:
         if scan.version == 2:
             return _load_qasm2(scan)
         with _STDERR_LOCK, contextlib.redirect_stderr(printed):
-            return qasm3.loads(scan.source)
+            return qasm3_importer.loads(scan.source)
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as exc:  # pyo3 panics derive from BaseException only
         message, line = _describe(exc, printed.getvalue())
-        raise ParseFailure(message, line) from None
+        raise ParseFailure(message, line, isinstance(exc, ConversionError)) from None

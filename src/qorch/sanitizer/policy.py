@@ -25,6 +25,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from qorch.api.yamlload import load_file
+
 from .catalog import RULES
 from .gates import DEFAULT_ALLOWED_GATES, qiskit_name
 
@@ -292,13 +294,11 @@ class SanitizerPolicyFile(BaseModel):
 def load_policy(path: str | Path) -> SanitizerPolicyFile:
     """Read a policy file (see the module docstring); :class:`PolicyError` when unusable."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        data = load_file(path)  # bounded: size, nesting and aliases
+    except OSError as exc:
         raise PolicyError(f"cannot read policy {path}: {exc}") from exc
-    try:
-        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise PolicyError(f"policy {path} is not valid YAML: {exc}") from exc
+        raise PolicyError(f"policy {exc}") from exc
     if data is None:
         data = {}
     if not isinstance(data, dict):
