@@ -310,7 +310,10 @@ async def test_operator_does_its_job_with_the_chart_rbac(
         for kind in ("deployment", "service"):
             obj = cluster.wait_for(kind, "qpu-sim", ns, lambda o: True, timeout=60)
             assert obj["metadata"]["ownerReferences"][0]["uid"] == uid
-        node_secret = cluster.wait_for("secret", "qpu-sim-identity", ns, lambda o: True)
+        # Created, never read: the Deployment mounts it and records its public key.
+        pod = cluster.get("deployment", "qpu-sim", ns)["spec"]["template"]["spec"]
+        (volume,) = [v for v in pod["volumes"] if "secret" in v]
+        node_secret = cluster.get("secret", volume["secret"]["secretName"], ns)
         assert node_secret["metadata"]["ownerReferences"][0]["uid"] == uid
         # Its agent pod passes the restricted Pod Security level of the namespace (kwok runs it).
         cluster.wait_for(
@@ -353,7 +356,6 @@ ALLOWED = [
     (WATCHED, "patch", "distributedjobs.qorch.dev", "--subresource=status"),
     (WATCHED, "create", "deployments.apps"),
     (WATCHED, "patch", "services"),
-    (WATCHED, "get", "secrets"),
     (WATCHED, "create", "secrets"),
     (WATCHED, "get", "configmaps"),
     (WATCHED, "create", "events"),
@@ -362,11 +364,15 @@ ALLOWED = [
 ]
 
 DENIED = [
-    # Secrets: never listed, never outside the watched namespaces and the operator's own.
+    # Secrets: created in the watched namespaces, but read only by name, and only its own.
     (OTHER, "get", "secrets"),
     (OTHER, "create", "secrets"),
+    (WATCHED, "get", "secrets"),
+    (WATCHED, "get", "secrets/qpu-sim-identity-0123456789ab"),
     (WATCHED, "list", "secrets"),
+    (WATCHED, "watch", "secrets"),
     (WATCHED, "update", "secrets"),
+    (WATCHED, "patch", "secrets"),
     (OPERATOR, "list", "secrets"),
     (OPERATOR, "get", "secrets/someone-elses"),
     (CLUSTER, "list", "secrets", "--all-namespaces"),
@@ -406,6 +412,29 @@ def test_service_account_is_denied_everything_else(cluster, release, check) -> N
     assert not can_i(cluster, release, *check)
 
 
+def test_service_account_cannot_read_a_secret_it_does_not_own(
+    cluster: Cluster, release: Release
+) -> None:
+    """An actual request with the ServiceAccount's token, not only `auth can-i`."""
+    for namespace in (release.watched, release.namespace):
+        cluster.kubectl(
+            "create", "secret", "generic", "unrelated", "-n", namespace, "--from-literal=k=v"
+        )
+        try:
+            for verb in (["get", "secret", "unrelated"], ["get", "secrets"]):
+                proc = subprocess.run(
+                    [str(KUBECTL), *verb, "-n", namespace, "-o", "json"],
+                    capture_output=True,
+                    text=True,
+                    env={**cluster.env, "KUBECONFIG": str(release.kubeconfig)},
+                    timeout=30,
+                )
+                assert proc.returncode != 0 and "Forbidden" in proc.stderr, proc.stdout
+                assert "dj0=" not in proc.stdout  # base64 of the Secret's value
+        finally:
+            cluster.kubectl("delete", "secret", "unrelated", "-n", namespace, check=False)
+
+
 def test_cluster_wide_mode_grants_our_kinds_everywhere_and_still_no_listing_secrets(
     cluster: Cluster, operator_namespace: str, tmp_path: Path
 ) -> None:
@@ -416,6 +445,7 @@ def test_cluster_wide_mode_grants_our_kinds_everywhere_and_still_no_listing_secr
         assert rel.can_i(cluster, "watch", "quantumnodes.qorch.dev", "--all-namespaces")
         assert rel.can_i(cluster, "create", "events", "-n", "default")
         assert not rel.can_i(cluster, "list", "secrets", "--all-namespaces")
+        assert not rel.can_i(cluster, "get", "secrets", "-n", "default")
         assert not rel.can_i(cluster, "list", "namespaces")  # kopf lists them only when namespaced
         assert not rel.can_i(cluster, "delete", "deployments.apps", "-n", "default")
     finally:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import time
 
 import pytest
 import yaml
@@ -132,16 +135,20 @@ def test_aer_node_gets_an_owned_agent_deployment_and_service(cluster, namespace,
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     env = {e["name"]: e["value"] for e in container["env"]}
     assert json.loads(env["QORCH_NODE_MANIFEST"])["spec"]["qubits"] == 5
-    # The node's identity lives in a Secret it owns, mounted read-only into the agent only.
-    secret = cluster.get("secret", "qpu-sim-identity", namespace)
+    # The node's identity lives in a Secret it owns, mounted read-only into the agent only,
+    # named after its key; the Deployment records the public key the operator pins.
+    (volume,) = [v for v in pod_spec["volumes"] if "secret" in v]
+    secret = cluster.get("secret", volume["secret"]["secretName"], namespace)
     assert set(secret["data"]) == {"identity.key", "identity.pub", "operator.pub"}
     assert secret["metadata"]["ownerReferences"][0]["uid"] == uid
-    (volume,) = [v for v in pod_spec["volumes"] if "secret" in v]
-    assert volume["secret"]["secretName"] == "qpu-sim-identity"
+    public_key = base64.b64decode(secret["data"]["identity.pub"]).decode()
+    assert dep["metadata"]["annotations"]["qorch.dev/identity-public-key"] == public_key
+    digest = hashlib.sha256(base64.b64decode(public_key)).hexdigest()
+    assert secret["metadata"]["name"] == f"qpu-sim-identity-{digest[:12]}"
     qn = cluster.wait_for(
         "qn", "sim", namespace, lambda o: o.get("status", {}).get("identityFingerprint")
     )
-    assert qn["status"]["identityFingerprint"].startswith("sha256:")
+    assert qn["status"]["identityFingerprint"] == f"sha256:{digest}"
     # kwok plays the kubelet: the scheduled pod reports Running.
     pods = cluster.wait_for(
         "pods",
@@ -152,6 +159,20 @@ def test_aer_node_gets_an_owned_agent_deployment_and_service(cluster, namespace,
         selector="qorch.dev/node=sim",
     )
     assert pods["items"][0]["spec"]["nodeName"]
+
+    # A restarted operator finds the key on the Deployment (it cannot read the Secret) and
+    # makes no new identity.
+    operator.kill()
+    operator.start()
+    deadline = time.monotonic() + 60
+    while operator.output().count("Handler 'workload' succeeded") < 2:
+        assert time.monotonic() < deadline, operator.output()[-3000:]
+        time.sleep(0.5)
+    secrets = cluster.kubectl("get", "secrets", "-n", namespace, "-l", "qorch.dev/node=sim")
+    assert secrets.count("qpu-sim-identity-") == 1, secrets
+    after = cluster.get("deployment", "qpu-sim", namespace)
+    assert after["metadata"]["annotations"]["qorch.dev/identity-public-key"] == public_key
+    assert after["metadata"]["generation"] == dep["metadata"]["generation"]
 
 
 async def test_restart_mid_job_resumes_without_running_a_program_twice(

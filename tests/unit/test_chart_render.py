@@ -203,6 +203,19 @@ def test_rbac_has_no_wildcards_and_no_escalation(rendered: list[dict[str, Any]])
         assert not {"pods", "pods/exec", "roles", "rolebindings"} & set(rule["resources"]), where
 
 
+def test_no_rule_reads_a_secret_it_does_not_name(rendered: list[dict[str, Any]]) -> None:
+    """RBAC cannot select Secrets by label, and a create cannot be limited by name: the
+    operator may create Secrets, but read only the one it names (its own identity)."""
+    secret_rules = [(w, r) for w, r in rbac_rules(rendered) if "secrets" in r["resources"]]
+    assert secret_rules
+    for where, rule in secret_rules:
+        assert rule["resources"] == ["secrets"], f"{where}: {rule}"
+        if rule.get("resourceNames"):
+            assert rule["verbs"] == ["get"], f"{where}: {rule}"
+        else:
+            assert rule["verbs"] == ["create"], f"{where}: {rule}"
+
+
 def test_namespaced_mode_keeps_secrets_out_of_cluster_roles() -> None:
     docs = render(VALUE_SETS["watched-namespaces"], namespace="qorch-system")
     for where, rule in rbac_rules(docs):

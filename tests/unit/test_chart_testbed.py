@@ -9,6 +9,7 @@ import sys
 import yaml
 
 from qorch.api import QuantumNode
+from qorch.channel.identity import Identity
 from qorch.operator.agent_workload import build_deployment
 from qorch.settings import Settings
 from tests.support import REPO
@@ -27,7 +28,8 @@ def test_image_user_is_the_uid_the_pods_run_as() -> None:
     assert VALUES["podSecurityContext"]["runAsUser"] == uid
     assert VALUES["podSecurityContext"]["runAsGroup"] == gid
     node = QuantumNode.model_validate({"metadata": {"name": "n"}, "spec": {"qubits": 2}})
-    agent_pod = build_deployment(node, Settings())["spec"]["template"]["spec"]
+    deployment = build_deployment(node, Settings(), Identity.generate().public_key)
+    agent_pod = deployment["spec"]["template"]["spec"]
     assert agent_pod["securityContext"]["runAsUser"] == uid
 
 

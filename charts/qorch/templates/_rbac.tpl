@@ -37,10 +37,12 @@
 - apiGroups: [""]
   resources: [services]
   verbs: [get, create, patch]
-# Node identities: one Secret per `aer` QuantumNode, read by name and created once.
+# Node identities: one Secret per `aer` QuantumNode, created and never read back (the
+# public key is recorded on the agent's Deployment). No get, list or watch: the operator
+# cannot read any Secret here, its own included. A create cannot be limited by name.
 - apiGroups: [""]
   resources: [secrets]
-  verbs: [get, create]
+  verbs: [create]
 # Circuits by reference (spec.circuit.configMapRef), read by name.
 - apiGroups: [""]
   resources: [configmaps]

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from qorch.api import QuantumNode
+from qorch.channel.identity import encode_public_key, fingerprint_digest
 from qorch.settings import Settings
 from qorch.telemetry.sidecar import add_telemetry_sidecar
 
@@ -24,11 +25,17 @@ def agent_name(node: QuantumNode) -> str:
     return f"qpu-{node.metadata.name}"
 
 
-def identity_secret_name(node: QuantumNode) -> str:
-    return f"qpu-{node.metadata.name}-identity"
+def identity_secret_name(node: QuantumNode, public_key: bytes) -> str:
+    """Named after the key it holds: the operator never reads node Secrets back, so it never
+    has to reuse a name whose content it cannot see."""
+    return f"qpu-{node.metadata.name}-identity-{fingerprint_digest(public_key).hex()[:12]}"
 
 
 IDENTITY_DIR = "/var/run/qorch/identity"
+# The public key of the node's identity, on its Deployment: where the operator finds it
+# again, since it may create Secrets but not read them. Whoever can change a Deployment can
+# run a pod that mounts the Secret, so this record is no easier to forge than the Secret.
+PUBLIC_KEY_ANNOTATION = "qorch.dev/identity-public-key"
 
 
 def labels(node: QuantumNode) -> dict[str, str]:
@@ -51,8 +58,9 @@ def _hash(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def build_deployment(node: QuantumNode, settings: Settings) -> dict[str, Any]:
-    """One replica of `qorch qpu-agent`, configured with the node's manifest."""
+def build_deployment(node: QuantumNode, settings: Settings, public_key: bytes) -> dict[str, Any]:
+    """One replica of `qorch qpu-agent`, configured with the node's manifest, holding the
+    identity whose public key is given."""
     manifest = json.dumps(
         {"metadata": {"name": node.metadata.name}, "spec": node.spec.wire()}, sort_keys=True
     )
@@ -92,7 +100,10 @@ def build_deployment(node: QuantumNode, settings: Settings) -> dict[str, Any]:
             {"name": "tmp", "emptyDir": {}},
             {
                 "name": "identity",
-                "secret": {"secretName": identity_secret_name(node), "defaultMode": 0o400},
+                "secret": {
+                    "secretName": identity_secret_name(node, public_key),
+                    "defaultMode": 0o400,
+                },
             },
         ],
     }
@@ -110,7 +121,10 @@ def build_deployment(node: QuantumNode, settings: Settings) -> dict[str, Any]:
             "name": agent_name(node),
             "namespace": node.metadata.namespace,
             "labels": labels(node),
-            "annotations": {"qorch.dev/spec-hash": _hash(spec)},
+            "annotations": {
+                "qorch.dev/spec-hash": _hash(spec),
+                PUBLIC_KEY_ANNOTATION: encode_public_key(public_key),
+            },
         },
         "spec": spec,
     }

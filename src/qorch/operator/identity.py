@@ -13,7 +13,8 @@ from qorch.api import QuantumNode
 from qorch.channel.identity import Identity, decode_public_key, encode_public_key
 from qorch.settings import Settings
 
-from .agent_workload import identity_secret_name, labels
+from . import kube
+from .agent_workload import PUBLIC_KEY_ANNOTATION, agent_name, identity_secret_name, labels
 
 KEY, PUB, OPERATOR_PUB = "identity.key", "identity.pub", "operator.pub"
 
@@ -29,7 +30,7 @@ async def _read_secret(namespace: str, name: str) -> dict[str, bytes] | None:
 
 
 async def _create_secret(manifest: dict) -> bool:
-    """Create; False when someone else created it first (then read theirs)."""
+    """Create; False when someone else created it first."""
     try:
         await asyncio.to_thread(
             client.CoreV1Api().create_namespaced_secret, manifest["metadata"]["namespace"], manifest
@@ -73,27 +74,32 @@ async def operator_identity(settings: Settings) -> Identity:
 
 
 async def ensure_node_identity(node: QuantumNode, operator: Identity, owner: kopf.Body) -> bytes:
-    """The node's Secret (its private key, and the operator key it trusts); its public key.
+    """The public key of the node's identity; a new identity when its Deployment has none.
 
-    The Secret is owned by the QuantumNode, mounted only into the node's agent container.
+    The Secret (the node's private key, and the operator key it trusts) is owned by the
+    QuantumNode and mounted only into the node's agent container. The operator creates it
+    and never reads it back: the public key is recorded on the agent Deployment, which the
+    caller writes next. A crash in between leaves a Secret no Deployment mounts; it goes
+    with the node.
     """
-    ns, name = node.metadata.namespace, identity_secret_name(node)
-    data = await _read_secret(ns, name)
-    if data is None:
-        identity = Identity.generate()
-        manifest = _secret(
-            name,
-            ns,
-            {
-                KEY: identity.private_pem(),
-                PUB: encode_public_key(identity.public_key).encode(),
-                OPERATOR_PUB: encode_public_key(operator.public_key).encode(),
-            },
-            labels(node),
-        )
-        kopf.adopt(manifest, owner=owner)
-        if await _create_secret(manifest):
-            return identity.public_key
-        data = await _read_secret(ns, name)
-        assert data is not None
-    return decode_public_key(data[PUB])
+    ns = node.metadata.namespace
+    recorded = await kube.deployment_annotation(ns, agent_name(node), PUBLIC_KEY_ANNOTATION)
+    if recorded:
+        return decode_public_key(recorded)
+    identity = Identity.generate()
+    name = identity_secret_name(node, identity.public_key)
+    manifest = _secret(
+        name,
+        ns,
+        {
+            KEY: identity.private_pem(),
+            PUB: encode_public_key(identity.public_key).encode(),
+            OPERATOR_PUB: encode_public_key(operator.public_key).encode(),
+        },
+        labels(node),
+    )
+    kopf.adopt(manifest, owner=owner)
+    if not await _create_secret(manifest):
+        # The name comes from a key made a moment ago: someone else must have written it.
+        raise kopf.TemporaryError(f"Secret {ns}/{name} exists and was not made here", delay=5)
+    return identity.public_key

@@ -43,6 +43,19 @@ async def read_config_map_key(namespace: str, name: str, key: str) -> str | None
     return (cm.data or {}).get(key)
 
 
+async def deployment_annotation(namespace: str, name: str, key: str) -> str | None:
+    """One annotation of a Deployment; None when the Deployment or the annotation is absent."""
+    try:
+        dep = await asyncio.to_thread(
+            client.AppsV1Api().read_namespaced_deployment, name, namespace
+        )
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return (dep.metadata.annotations or {}).get(key)
+
+
 async def apply_owned(manifest: dict[str, Any]) -> str:
     """Create the object, or patch it when it exists and differs; return what was done."""
     kind = manifest["kind"]

@@ -56,7 +56,10 @@ async def ensure_workload(body: kopf.Body, memo: Any, logger: Any, **_: Any) -> 
     state: OperatorState = memo.state
     key = await ensure_node_identity(node, state.agents.identity, body)
     state.node_keys[(node.metadata.namespace, node.metadata.name)] = key
-    for manifest in (build_deployment(node, state.settings), build_service(node, state.settings)):
+    for manifest in (
+        build_deployment(node, state.settings, key),
+        build_service(node, state.settings),
+    ):
         kopf.adopt(manifest, owner=body)
         outcome = await kube.apply_owned(manifest)
         if outcome != "unchanged":

@@ -20,7 +20,7 @@ class OperatorState:
     agents: AgentConnections
     reservations: Reservations = field(default_factory=Reservations)
     pipeline_settings: PipelineSettings = field(default_factory=PipelineSettings)
-    # Public keys of the `aer` nodes' identities, read from their Secrets.
+    # Public keys of the `aer` nodes' identities, as recorded on their Deployments.
     node_keys: dict[tuple[str, str], bytes] = field(default_factory=dict)
     # Set when the placed jobs' reservations have been read back after a start.
     reservations_restored: bool = False

@@ -9,6 +9,7 @@ from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import CollectorRegistry
 
+from qorch.channel.identity import Identity
 from qorch.operator.agent_workload import build_deployment
 from qorch.settings import Settings
 from qorch.telemetry import tracing
@@ -153,7 +154,7 @@ def test_the_container_is_restricted_and_sees_only_the_telemetry_volume() -> Non
 
 
 def test_added_to_the_agent_pod_it_shares_stats_but_never_the_identity() -> None:
-    deployment = build_deployment(make_node("qpu-a", 4), Settings())
+    deployment = build_deployment(make_node("qpu-a", 4), Settings(), Identity.generate().public_key)
     pod = deployment["spec"]["template"]["spec"]
     add_telemetry_sidecar(pod, "qpu-a", "ghcr.io/qorch/qorch:0.1.0")
     add_telemetry_sidecar(pod, "qpu-a", "ghcr.io/qorch/qorch:0.1.0")  # idempotent

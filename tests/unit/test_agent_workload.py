@@ -1,0 +1,35 @@
+"""The agent workload the operator writes for an `aer` QuantumNode."""
+
+from __future__ import annotations
+
+from qorch.channel.identity import Identity, decode_public_key
+from qorch.operator.agent_workload import (
+    PUBLIC_KEY_ANNOTATION,
+    build_deployment,
+    identity_secret_name,
+)
+from qorch.settings import Settings
+from tests.support import make_node
+
+
+def secret_volume(deployment: dict) -> str:
+    (volume,) = [v for v in deployment["spec"]["template"]["spec"]["volumes"] if "secret" in v]
+    return str(volume["secret"]["secretName"])
+
+
+def test_the_deployment_mounts_the_secret_named_after_its_key_and_records_the_key() -> None:
+    node = make_node("sim", 5)
+    first, second = Identity.generate().public_key, Identity.generate().public_key
+    deployment = build_deployment(node, Settings(), first)
+    assert secret_volume(deployment) == identity_secret_name(node, first)
+    assert identity_secret_name(node, first).startswith("qpu-sim-identity-")
+    recorded = deployment["metadata"]["annotations"][PUBLIC_KEY_ANNOTATION]
+    assert decode_public_key(recorded) == first
+    # A new identity is a new Secret and a new pod template: the agent restarts with it.
+    other = build_deployment(node, Settings(), second)
+    assert secret_volume(other) != secret_volume(deployment)
+    hash_key = "qorch.dev/spec-hash"
+    assert (
+        other["metadata"]["annotations"][hash_key]
+        != deployment["metadata"]["annotations"][hash_key]
+    )
