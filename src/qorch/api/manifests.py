@@ -1,4 +1,6 @@
-"""Loading manifests from YAML files and folders, with errors that name file, object and field."""
+"""Loading manifests from YAML files and folders, with errors that name file, object and field.
+
+Files are read through `qorch.api.yamlload`, within its size, nesting and alias limits."""
 
 from __future__ import annotations
 
@@ -7,10 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
-from . import KIND_BY_NAME, DistributedJob, EntanglementLink, QuantumNode
+from . import KIND_BY_NAME, DistributedJob, EntanglementLink, QuantumNode, yamlload
+from .yamlload import field_path
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -33,30 +35,26 @@ class Manifests:
     config_maps: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
 
 
-def _files(paths: Iterable[str | Path]) -> list[Path]:
+def _files(paths: Iterable[str | Path]) -> tuple[list[Path], list[str]]:
     out: list[Path] = []
+    missing: list[str] = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            out.extend(sorted(p for p in path.rglob("*") if p.suffix in MANIFEST_SUFFIXES))
-        elif path.is_file():
+            out.extend(
+                sorted(p for p in path.rglob("*") if p.suffix in MANIFEST_SUFFIXES and p.is_file())
+            )
+        elif path.exists():
             out.append(path)
         else:
-            raise ManifestError([f"{path}: no such file or directory"])
-    return out
-
-
-def _loc(loc: tuple[Any, ...]) -> str:
-    text = ""
-    for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text
+            missing.append(f"{path}: no such file or directory")
+    return out, missing
 
 
 def _describe(exc: ValidationError) -> list[str]:
     out = []
     for err in exc.errors():
-        loc = _loc(tuple(p for p in err["loc"] if p not in ("function-after",)))
+        loc = field_path([p for p in err["loc"] if p not in ("function-after",)])
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             msg = "unknown field"
@@ -64,12 +62,7 @@ def _describe(exc: ValidationError) -> list[str]:
     return out
 
 
-def parse_documents(text: str, source: str) -> list[tuple[str, dict[str, Any]]]:
-    """YAML documents of one file, each with a label for error messages."""
-    try:
-        docs = list(yaml.safe_load_all(text))
-    except yaml.YAMLError as exc:
-        raise ManifestError([f"{source}: not valid YAML: {exc}"]) from exc
+def _documents(docs: list[Any], source: str) -> list[tuple[str, dict[str, Any]]]:
     out = []
     for index, doc in enumerate(docs, start=1):
         if doc is None:
@@ -83,74 +76,153 @@ def parse_documents(text: str, source: str) -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
+def read_documents(path: Path) -> list[tuple[str, dict[str, Any]]]:
+    """YAML documents of one file, read within the loader's limits."""
+    try:
+        return _documents(yamlload.load_file_all(path), str(path))
+    except yamlload.YamlLoadError as exc:
+        raise ManifestError([str(exc)]) from None
+    except OSError as exc:
+        raise ManifestError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
+
+
+def _identity(doc: dict[str, Any]) -> tuple[str, str, str | None]:
+    """Kind and name as far as the document gives them, and what is wrong with the shape of
+    its metadata, if anything (checked here: a ConfigMap has no model to check it)."""
+    kind = doc.get("kind")
+    metadata = doc.get("metadata")
+    if not isinstance(metadata, dict):
+        return str(kind), "<unnamed>", "metadata: must be a mapping"
+    name = metadata.get("name")
+    if not isinstance(name, str) or not name:
+        return str(kind), "<unnamed>", "metadata.name: must be a non-empty string"
+    if not isinstance(metadata.get("namespace", "default"), str):
+        return str(kind), name, "metadata.namespace: must be a string"
+    return str(kind), name, None
+
+
+def _config_map_data(doc: dict[str, Any]) -> tuple[dict[str, str], list[str]]:
+    data = doc.get("data") or {}
+    if not isinstance(data, dict):
+        return {}, ["data: must be a mapping of strings"]
+    out, problems = {}, []
+    for key, value in data.items():
+        if isinstance(value, (dict, list, set)):
+            problems.append(f"data.{key}: must be a string, got {type(value).__name__}")
+        else:
+            out[str(key)] = str(value)
+    return out, problems
+
+
 def load_manifests(paths: Iterable[str | Path]) -> Manifests:
     """Parse and validate every object; raise ManifestError listing all problems found."""
     found = Manifests()
-    problems: list[str] = []
-    for path in _files(paths):
+    files, problems = _files(paths)
+    origins: dict[int, str] = {}  # id of each object -> where it was defined
+    config_map_origins: dict[tuple[str, str], str] = {}
+    for path in files:
         try:
-            docs = parse_documents(path.read_text(), str(path))
+            docs = read_documents(path)
         except ManifestError as exc:
             problems.extend(exc.problems)
             continue
         for label, doc in docs:
-            kind = doc.get("kind")
-            name = (doc.get("metadata") or {}).get("name", "<unnamed>")
+            kind, name, shape_problem = _identity(doc)
             where = f"{label}: {kind}/{name}"
-            if kind == "ConfigMap" and doc.get("apiVersion") == "v1":
-                ns = doc.get("metadata", {}).get("namespace", "default")
-                found.config_maps[(ns, name)] = {
-                    str(k): str(v) for k, v in (doc.get("data") or {}).items()
-                }
+            if shape_problem:
+                problems.append(f"{where}: {shape_problem}")
                 continue
-            model = KIND_BY_NAME.get(str(kind))
+            if kind == "ConfigMap" and doc.get("apiVersion") == "v1":
+                key = (doc["metadata"].get("namespace", "default"), name)
+                data, bad = _config_map_data(doc)
+                problems.extend(f"{where}: {line}" for line in bad)
+                if key in config_map_origins:
+                    problems.append(
+                        f"{where}: defined twice in namespace {key[0]}"
+                        f" (first in {config_map_origins[key]})"
+                    )
+                config_map_origins.setdefault(key, label)
+                found.config_maps.setdefault(key, data)
+                continue
+            model = KIND_BY_NAME.get(kind)
             if model is None:
                 known = ", ".join([*KIND_BY_NAME, "ConfigMap"])
-                problems.append(f"{where}: unknown kind {kind!r} (known kinds: {known})")
+                problems.append(f"{where}: unknown kind {doc.get('kind')!r} (known kinds: {known})")
                 continue
             try:
                 obj = model.model_validate(doc)
             except ValidationError as exc:
                 problems.extend(f"{where}: {line}" for line in _describe(exc))
                 continue
+            origins[id(obj)] = label
             {QuantumNode: found.nodes, EntanglementLink: found.links, DistributedJob: found.jobs}[
                 model
             ].append(obj)  # type: ignore[attr-defined]
-    problems.extend(_dangling_references(found))
+    problems.extend(_dangling_references(found, origins, config_map_origins))
     if problems:
         raise ManifestError(problems)
     return found
 
 
-def _dangling_references(found: Manifests) -> list[str]:
+def check_jobs(path: str | Path) -> list[str]:
+    """What is wrong with a manifest given to `qorch sign` or `qorch verify`: its YAML, and
+    each DistributedJob in it, worded as `load_manifests` words it; empty when usable."""
+    try:
+        docs = read_documents(Path(path))
+    except ManifestError as exc:
+        return exc.problems
+    problems: list[str] = []
+    for label, doc in docs:
+        if doc.get("kind") != DistributedJob.crd.kind:
+            continue
+        kind, name, shape_problem = _identity(doc)
+        where = f"{label}: {kind}/{name}"
+        if shape_problem:
+            problems.append(f"{where}: {shape_problem}")
+            continue
+        try:
+            DistributedJob.model_validate(doc)
+        except ValidationError as exc:
+            problems.extend(f"{where}: {line}" for line in _describe(exc))
+    return problems
+
+
+def _dangling_references(
+    found: Manifests, origins: dict[int, str], config_map_origins: dict[tuple[str, str], str]
+) -> list[str]:
     problems = []
     nodes = {(n.metadata.namespace, n.metadata.name) for n in found.nodes}
-    seen: set[tuple[str, str, str]] = set()
+    seen: dict[tuple[str, str, str], str] = {}
     objects: list[QuantumNode | EntanglementLink | DistributedJob] = [
         *found.nodes,
         *found.links,
         *found.jobs,
     ]
     for obj in objects:
+        where = f"{origins[id(obj)]}: {obj.kind}/{obj.metadata.name}"
         key = (obj.kind, obj.metadata.namespace, obj.metadata.name)
         if key in seen:
-            problems.append(f"{obj.kind}/{obj.metadata.name}: defined twice in {key[1]}")
-        seen.add(key)
+            problems.append(f"{where}: defined twice in namespace {key[1]} (first in {seen[key]})")
+        seen.setdefault(key, origins[id(obj)])
     for link in found.links:
         for i, node in enumerate(link.spec.nodes):
             if (link.metadata.namespace, node) not in nodes:
                 problems.append(
-                    f"EntanglementLink/{link.metadata.name}: spec.nodes[{i}]: QuantumNode"
-                    f" {node!r} is not defined in namespace {link.metadata.namespace}"
+                    f"{origins[id(link)]}: EntanglementLink/{link.metadata.name}:"
+                    f" spec.nodes[{i}]: QuantumNode {node!r} is not defined in namespace"
+                    f" {link.metadata.namespace}"
                 )
     for job in found.jobs:
         ref = job.spec.circuit.config_map_ref
         if ref is None:
             continue
-        data = found.config_maps.get((job.metadata.namespace, ref.name))
-        if data is None or ref.key not in data:
+        where = f"{origins[id(job)]}: DistributedJob/{job.metadata.name}: spec.circuit.configMapRef"
+        cm = (job.metadata.namespace, ref.name)
+        data = found.config_maps.get(cm)
+        if data is None:
+            problems.append(f"{where}: ConfigMap {ref.name!r} is not defined in namespace {cm[0]}")
+        elif ref.key not in data:
             problems.append(
-                f"DistributedJob/{job.metadata.name}: spec.circuit.configMapRef: ConfigMap"
-                f" {ref.name!r} with key {ref.key!r} is not defined"
+                f"{where}: ConfigMap {ref.name!r} ({config_map_origins[cm]}) has no key {ref.key!r}"
             )
     return problems
