@@ -18,6 +18,11 @@ class Settings(BaseModel):
         "ghcr.io/qorch/qorch:0.1.0",
         description="Image of the telemetry sidecar beside each QPU agent (QORCH_TELEMETRY_IMAGE).",
     )
+    telemetry_otlp_endpoint: str | None = Field(
+        None,
+        description="OTLP/HTTP endpoint the agents' telemetry sidecars export spans to; none"
+        " when unset (QORCH_TELEMETRY_OTLP_ENDPOINT).",
+    )
     metrics_port: int = Field(
         9090, description="Port of the operator's Prometheus /metrics (QORCH_METRICS_PORT)."
     )

@@ -95,6 +95,7 @@ def test_install_creates_the_objects_and_uninstall_removes_them(
         f"serviceaccount/{release}",
         f"service/{release}-metrics",
         f"networkpolicy.networking.k8s.io/{release}-qpu-agents",
+        f"networkpolicy.networking.k8s.io/{release}-operator",
     }
     assert names(cluster, "role,rolebinding", selector, ns) == {
         f"{kind}.rbac.authorization.k8s.io/{release}{suffix}"

@@ -33,3 +33,16 @@ def test_the_deployment_mounts_the_secret_named_after_its_key_and_records_the_ke
         other["metadata"]["annotations"][hash_key]
         != deployment["metadata"]["annotations"][hash_key]
     )
+
+
+def test_the_otlp_endpoint_reaches_the_telemetry_sidecar_only_when_set() -> None:
+    def sidecar_env(settings: Settings) -> dict[str, str]:
+        key = Identity.generate().public_key
+        pod = build_deployment(make_node("sim", 5), settings, key)["spec"]["template"]["spec"]
+        (sidecar,) = [c for c in pod["containers"] if c["name"] == "telemetry"]
+        return {e["name"]: e.get("value", "") for e in sidecar["env"]}
+
+    endpoint = "http://otel-collector.monitoring:4318"
+    env = sidecar_env(Settings(telemetry_otlp_endpoint=endpoint))
+    assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == endpoint
+    assert "OTEL_EXPORTER_OTLP_ENDPOINT" not in sidecar_env(Settings())

@@ -34,6 +34,7 @@ from tests.support import REPO
 pytestmark = pytest.mark.skipif(not HELM.exists(), reason="helm is built by `make tools`")
 
 SUBMITTER_KEY = encode_public_key(Identity.generate().public_key)
+MON = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
 
 # Value sets every structural test runs against: the defaults and each mode of the chart.
 VALUE_SETS: dict[str, dict[str, Any]] = {
@@ -49,6 +50,13 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "podMonitor": {"enabled": True},
         "prometheusRule": {"enabled": True},
         "operator": {"extraEnv": [{"name": "QORCH_CAPACITY_RETRY_SECONDS", "value": "1"}]},
+        "telemetry": {"otlp": {"endpoint": "http://otel-collector.monitoring:4318", "to": [MON]}},
+        "networkPolicy": {
+            "apiServer": {"cidrs": ["10.0.0.1/32", "172.18.0.2/32"]},
+            "operatorExtraEgress": [
+                {"to": [{"ipBlock": {"cidr": "192.0.2.10/32"}}], "ports": [{"port": 8443}]}
+            ],
+        },
     },
     "cluster-wide-peering": {"watch": {"clusterWide": True}, "peering": {"enabled": True}},
 }
@@ -89,6 +97,9 @@ def test_helm_lint_is_clean(name: str) -> None:
         ({"trustedSubmitters": {"keys": {"alice": "not a key!"}}}, "/trustedSubmitters/keys/alice"),
         ({"serviceMonitor": {"interval": "often"}}, "/serviceMonitor/interval"),
         ({"rbac": {"create": "yes"}}, "/rbac/create"),
+        ({"networkPolicy": {"apiServer": {"cidrs": ["10.0.0.1"]}}}, "/networkPolicy/apiServer"),
+        ({"networkPolicy": {"dns": {"to": [{"pods": {}}]}}}, "/networkPolicy/dns/to/0"),
+        ({"telemetry": {"otlp": {"endpoint": "otel:4318"}}}, "/telemetry/otlp/endpoint"),
     ],
     ids=lambda v: str(v)[:40],
 )
@@ -316,28 +327,133 @@ def test_trusted_submitter_keys_become_a_secret_of_pub_files() -> None:
     assert "QORCH_TRUSTED_SUBMITTERS_DIR" not in env_of(operator_container(render()))
 
 
-def test_network_policy_admits_only_the_operator_and_prometheus_to_qpu_agents() -> None:
+AGENT_PODS = {"matchLabels": {"app.kubernetes.io/name": "qorch-qpu-agent"}}
+DNS_RULE = {
+    "to": [
+        {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+            "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+        }
+    ],
+    "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}],
+}
+CHANNEL_PORT = [{"port": 8080, "protocol": "TCP"}]
+
+
+def network_policies(docs: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {
+        (p["metadata"]["namespace"], p["metadata"]["name"]): p["spec"]
+        for p in by_kind(docs, "NetworkPolicy")
+    }
+
+
+def test_qpu_agents_talk_only_to_the_operator_peers_prometheus_and_dns() -> None:
     docs = render(VALUE_SETS["watched-namespaces"], namespace="qorch-system")
-    policies = {p["metadata"]["namespace"]: p for p in by_kind(docs, "NetworkPolicy")}
-    assert set(policies) == {"quantum-a", "quantum-b"}
+    policies = network_policies(docs)
+    assert set(policies) == {
+        ("quantum-a", "qorch-qpu-agents"),
+        ("quantum-b", "qorch-qpu-agents"),
+        ("qorch-system", "qorch-operator"),
+    }
     operator_labels = one(docs, "Deployment")["spec"]["selector"]["matchLabels"]
-    for policy in policies.values():
-        spec = policy["spec"]
-        assert spec["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "qorch-qpu-agent"}}
-        assert spec["policyTypes"] == ["Ingress"]
-        from_operator, from_prometheus = spec["ingress"]
-        assert from_operator["from"] == [
+    for ns in ("quantum-a", "quantum-b"):
+        spec = policies[(ns, "qorch-qpu-agents")]
+        assert spec["podSelector"] == AGENT_PODS
+        assert spec["policyTypes"] == ["Ingress", "Egress"], "both denied by default"
+        channel, from_prometheus = spec["ingress"]
+        assert channel["from"] == [
             {
                 "namespaceSelector": {
                     "matchLabels": {"kubernetes.io/metadata.name": "qorch-system"}
                 },
                 "podSelector": {"matchLabels": operator_labels},
-            }
+            },
+            {"podSelector": AGENT_PODS},  # peer agents of the same namespace
         ]
-        assert from_operator["ports"] == [{"port": 8080, "protocol": "TCP"}]
+        assert channel["ports"] == CHANNEL_PORT
         (peer,) = from_prometheus["from"]
         assert set(peer) == {"namespaceSelector", "podSelector"}, "both must match, not either"
         assert from_prometheus["ports"] == [{"port": "metrics", "protocol": "TCP"}]
+        # Out: DNS and peer agents; no span export unless an OTLP endpoint is configured.
+        assert spec["egress"] == [
+            DNS_RULE,
+            {"to": [{"podSelector": AGENT_PODS}], "ports": CHANNEL_PORT},
+        ]
+
+
+def test_operator_accepts_only_scrapes_and_reaches_only_api_dns_and_agents() -> None:
+    docs = render(VALUE_SETS["watched-namespaces"], namespace="qorch-system")
+    spec = network_policies(docs)[("qorch-system", "qorch-operator")]
+    template = one(docs, "Deployment")["spec"]["template"]
+    assert spec["podSelector"]["matchLabels"].items() <= template["metadata"]["labels"].items()
+    assert spec["policyTypes"] == ["Ingress", "Egress"]
+    # In: Prometheus on the metrics port; the kubelet's liveness probes come from the node,
+    # which policies never block.
+    (scrape,) = spec["ingress"]
+    (peer,) = scrape["from"]
+    assert peer["namespaceSelector"] == {
+        "matchLabels": {"kubernetes.io/metadata.name": "monitoring"}
+    }
+    assert peer["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}
+    assert scrape["ports"] == [{"port": "metrics", "protocol": "TCP"}]
+    assert "metrics" in {p["name"] for p in operator_container(docs)["ports"]}
+    api, dns, agents = spec["egress"]
+    assert api == {"ports": [{"port": 443, "protocol": "TCP"}, {"port": 6443, "protocol": "TCP"}]}
+    assert dns == DNS_RULE
+    assert agents == {
+        "to": [
+            {
+                "namespaceSelector": {
+                    "matchExpressions": [
+                        {
+                            "key": "kubernetes.io/metadata.name",
+                            "operator": "In",
+                            "values": ["quantum-a", "quantum-b"],
+                        }
+                    ]
+                },
+                "podSelector": AGENT_PODS,
+            }
+        ],
+        "ports": CHANNEL_PORT,
+    }
+
+
+def test_operator_policy_follows_the_mode_and_the_extra_values() -> None:
+    # Cluster-wide, agents may run in any namespace.
+    spec = network_policies(render(VALUE_SETS["cluster-wide"]))[("qorch-system", "qorch-operator")]
+    assert spec["egress"][2]["to"][0]["namespaceSelector"] == {}
+    # The API server pinned by address; external agents by the extra rules.
+    spec = network_policies(render(VALUE_SETS["everything-on"]))[("qorch-system", "qorch-operator")]
+    api = spec["egress"][0]
+    assert api["to"] == [
+        {"ipBlock": {"cidr": "10.0.0.1/32"}},
+        {"ipBlock": {"cidr": "172.18.0.2/32"}},
+    ]
+    assert spec["egress"][-1] == {
+        "to": [{"ipBlock": {"cidr": "192.0.2.10/32"}}],
+        "ports": [{"port": 8443}],
+    }
+    assert not by_kind(render({"networkPolicy": {"enabled": False}}), "NetworkPolicy")
+
+
+def test_an_otlp_endpoint_is_configured_and_reachable_for_operator_and_sidecars() -> None:
+    otlp_rule = {"to": [MON], "ports": [{"port": 4318, "protocol": "TCP"}]}
+    docs = render(VALUE_SETS["everything-on"])
+    policies = network_policies(docs)
+    assert otlp_rule in policies[("quantum-a", "qorch-qpu-agents")]["egress"]
+    assert otlp_rule in policies[("qorch-system", "qorch-operator")]["egress"]
+    env = env_of(operator_container(docs))
+    endpoint = "http://otel-collector.monitoring:4318"
+    assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == endpoint  # the operator's own spans
+    assert env["QORCH_TELEMETRY_OTLP_ENDPOINT"] == endpoint  # handed to the sidecars
+    # Without `to`, any address on the OTLP ports; without an endpoint, no rule and no env.
+    docs = render({"telemetry": {"otlp": {"endpoint": endpoint}}})
+    egress = network_policies(docs)[("qorch-system", "qorch-qpu-agents")]["egress"]
+    assert egress[-1] == {"ports": [{"port": 4318, "protocol": "TCP"}]}
+    for spec in network_policies(render()).values():
+        assert all(r["ports"] != otlp_rule["ports"] for r in spec["egress"])
+    assert "OTEL_EXPORTER_OTLP_ENDPOINT" not in env_of(operator_container(render()))
 
 
 def test_service_monitor_scrapes_the_operator_and_pod_monitor_the_agents() -> None:

@@ -91,6 +91,22 @@ app.kubernetes.io/component: operator
 {{- end }}
 {{- end }}
 
+{{/*
+The namespaces the operator reaches QPU agents in, as a NetworkPolicy namespaceSelector:
+those of qorch.agentNamespaces, or any in cluster-wide mode unless networkPolicy.namespaces
+names them.
+*/}}
+{{- define "qorch.agentNamespaceSelector" -}}
+{{- if and .Values.watch.clusterWide (not .Values.networkPolicy.namespaces) -}}
+{}
+{{- else -}}
+matchExpressions:
+  - key: kubernetes.io/metadata.name
+    operator: In
+    values: {{ include "qorch.agentNamespaces" . }}
+{{- end }}
+{{- end }}
+
 {{/* The dashboard labels as `key=value` text, for NOTES.txt. */}}
 {{- define "qorch.dashboardLabelText" -}}
 {{- $pairs := list }}

@@ -107,7 +107,12 @@ def build_deployment(node: QuantumNode, settings: Settings, public_key: bytes) -
             },
         ],
     }
-    add_telemetry_sidecar(pod_spec, node.metadata.name, settings.telemetry_image)
+    add_telemetry_sidecar(
+        pod_spec,
+        node.metadata.name,
+        settings.telemetry_image,
+        otlp_endpoint=settings.telemetry_otlp_endpoint,
+    )
     spec = {
         "replicas": 1,
         "strategy": {"type": "Recreate"},  # one processor, never two copies of it
