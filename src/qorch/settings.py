@@ -54,8 +54,10 @@ class Settings(BaseModel):
         "qorch-operator-identity",
         description="Secret holding the operator's identity (QORCH_IDENTITY_SECRET).",
     )
-    operator_namespace: str = Field(
-        "qorch-system", description="Namespace the operator runs in (QORCH_OPERATOR_NAMESPACE)."
+    operator_namespace: str | None = Field(
+        None,
+        description="Namespace of the operator's identity Secret (QORCH_OPERATOR_NAMESPACE);"
+        " when unset, the operator pod's own, or outside a cluster the kubeconfig context's.",
     )
     trusted_submitters_dir: str | None = Field(
         None,

@@ -1,8 +1,14 @@
-"""The agent workload the operator writes for an `aer` QuantumNode."""
+"""The agent workload the operator writes, and where it keeps its own identity."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+import yaml
+
 from qorch.channel.identity import Identity, decode_public_key
+from qorch.operator import kube
 from qorch.operator.agent_workload import (
     PUBLIC_KEY_ANNOTATION,
     build_deployment,
@@ -46,3 +52,42 @@ def test_the_otlp_endpoint_reaches_the_telemetry_sidecar_only_when_set() -> None
     env = sidecar_env(Settings(telemetry_otlp_endpoint=endpoint))
     assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == endpoint
     assert "OTEL_EXPORTER_OTLP_ENDPOINT" not in sidecar_env(Settings())
+
+
+def kubeconfig(path: Path, namespace: str | None) -> Path:
+    context: dict = {"cluster": "c", "user": "u"}
+    if namespace:
+        context["namespace"] = namespace
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:6443"}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [{"name": "dev", "context": context}],
+        "current-context": "dev",
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_own_namespace_is_the_setting_then_the_pod_then_the_kubeconfig_context(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig(tmp_path / "config", "quantum")))
+    assert kube.own_namespace("qorch-system", False) == (
+        "qorch-system",
+        "from QORCH_OPERATOR_NAMESPACE",
+    )
+    assert kube.own_namespace(None, False) == ("quantum", 'from kubeconfig context "dev"')
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig(tmp_path / "bare", None)))
+    assert kube.own_namespace(None, False)[0] == "default"  # as kubectl chooses
+    mounted = tmp_path / "namespace"
+    mounted.write_text("qorch-prod")
+    monkeypatch.setattr(kube, "SERVICE_ACCOUNT_NAMESPACE", mounted)
+    assert kube.own_namespace(None, True) == ("qorch-prod", "from the pod")
+
+
+def test_settings_leave_the_namespace_to_the_operator_unless_set() -> None:
+    assert Settings.from_env({}).operator_namespace is None
+    env = {"QORCH_OPERATOR_NAMESPACE": "ops"}
+    assert Settings.from_env(env).operator_namespace == "ops"

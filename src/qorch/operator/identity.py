@@ -42,6 +42,10 @@ async def _create_secret(manifest: dict) -> bool:
     return True
 
 
+class NamespaceMissing(Exception):
+    """The namespace meant for the operator's identity does not exist."""
+
+
 def _secret(name: str, namespace: str, data: dict[str, bytes], extra_labels: dict) -> dict:
     return {
         "apiVersion": "v1",
@@ -52,11 +56,12 @@ def _secret(name: str, namespace: str, data: dict[str, bytes], extra_labels: dic
     }
 
 
-async def operator_identity(settings: Settings) -> Identity:
-    """From the key file when configured, else from its Secret, generated on first start."""
+async def operator_identity(settings: Settings, ns: str) -> Identity:
+    """From the key file when configured, else from its Secret in namespace `ns`, generated
+    on first start."""
     if settings.identity_key_file:
         return Identity.load(settings.identity_key_file)
-    ns, name = settings.operator_namespace, settings.identity_secret
+    name = settings.identity_secret
     for _ in range(2):
         data = await _read_secret(ns, name)
         if data is not None:
@@ -68,8 +73,14 @@ async def operator_identity(settings: Settings) -> Identity:
             {KEY: identity.private_pem(), PUB: encode_public_key(identity.public_key).encode()},
             {"app.kubernetes.io/name": "qorch", "app.kubernetes.io/component": "identity"},
         )
-        if await _create_secret(manifest):
-            return identity
+        try:
+            if await _create_secret(manifest):
+                return identity
+        except ApiException as exc:
+            # A create answers 404 only for its namespace; waiting will not make one.
+            if exc.status == 404:
+                raise NamespaceMissing(ns) from None
+            raise
     raise kopf.TemporaryError("the operator identity Secret keeps changing", delay=5)
 
 

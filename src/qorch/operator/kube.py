@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+from pathlib import Path
 from typing import Any
 
 from kubernetes import client, config
@@ -10,13 +12,31 @@ from kubernetes.client.exceptions import ApiException
 
 from qorch.api import GROUP, VERSION
 
+# Written into every pod that mounts a service account token, beside the token.
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
-def load_credentials() -> None:
-    """In-cluster service account when in a pod, the kubeconfig otherwise (as kopf does)."""
+
+def load_credentials() -> bool:
+    """In-cluster service account when in a pod, the kubeconfig otherwise (as kopf does);
+    True in a pod."""
     try:
         config.load_incluster_config()
     except config.ConfigException:
         config.load_kube_config()
+        return False
+    return True
+
+
+def own_namespace(configured: str | None, in_cluster: bool) -> tuple[str, str]:
+    """The operator's own namespace, and where it comes from: the setting, else the pod's
+    namespace, else the kubeconfig context's (as kubectl chooses it)."""
+    if configured:
+        return configured, "from QORCH_OPERATOR_NAMESPACE"
+    if in_cluster:
+        return SERVICE_ACCOUNT_NAMESPACE.read_text().strip(), "from the pod"
+    _, context = config.list_kube_config_contexts(os.environ.get("KUBECONFIG"))
+    namespace = context.get("context", {}).get("namespace") or "default"
+    return namespace, f'from kubeconfig context "{context["name"]}"'
 
 
 async def patch_status(plural: str, namespace: str, name: str, status: dict[str, Any]) -> None:

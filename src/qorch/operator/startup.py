@@ -18,7 +18,7 @@ from qorch.telemetry.metrics import start_metrics_server
 from qorch.telemetry.tracing import configure_tracing, shutdown_tracing
 
 from . import kube
-from .identity import operator_identity
+from .identity import NamespaceMissing, operator_identity
 from .state import OperatorState
 
 log = logging.getLogger(__name__)
@@ -56,11 +56,38 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     )
     settings.persistence.finalizer = "qorch.dev/finalizer"
     settings.posting.level = logging.WARNING  # only warnings become Events; ours are explicit
-    kube.load_credentials()
+    in_cluster = kube.load_credentials()
     configure_tracing("qorch-operator")
     qorch = Settings.from_env()
-    identity = await operator_identity(qorch)
-    log.info("operator identity %s", identity.fingerprint)
+    namespace, source = kube.own_namespace(qorch.operator_namespace, in_cluster)
+    try:
+        identity = await operator_identity(qorch, namespace)
+    except NamespaceMissing:
+        log.error(
+            'namespace "%s" (%s) does not exist, and the operator keeps its identity there:'
+            " create it (kubectl create namespace %s), or set QORCH_OPERATOR_NAMESPACE to a"
+            " namespace that exists",
+            namespace,
+            source,
+            namespace,
+        )
+        # Not kopf.PermanentError: kopf would log it with a traceback and the command print
+        # another. Nothing runs yet (kopf watches only after start-up), so exit right here.
+        raise SystemExit(2) from None
+    if qorch.identity_key_file:
+        log.info("operator identity %s from %s", identity.fingerprint, qorch.identity_key_file)
+    else:
+        # A namespace guessed from the kubeconfig is worth a warning: a private key went there.
+        guessed = not (in_cluster or qorch.operator_namespace)
+        log.log(
+            logging.WARNING if guessed else logging.INFO,
+            "operator identity %s in Secret %s/%s (namespace %s;"
+            " QORCH_OPERATOR_NAMESPACE chooses another)",
+            identity.fingerprint,
+            namespace,
+            qorch.identity_secret,
+            source,
+        )
     memo.metrics_server = start_metrics_server(qorch.metrics_port)
     memo.state = OperatorState(
         settings=qorch,
