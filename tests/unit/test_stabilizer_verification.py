@@ -152,7 +152,9 @@ def test_wide_circuits_that_are_not_clifford_or_not_final_are_not_verified():
     non_clifford.t(0)
     non_clifford.measure(range(30), range(30))
     assert stabilizer_distribution(non_clifford) is None
-    assert verify_counts(non_clifford, {"0" * 30: 10}, 1.0).method == "none"
+    assert verify_counts(non_clifford, {"0" * 30: 10}, 1.0).method.startswith(
+        "none; 30 non-Clifford qubits"
+    )
     mid = QuantumCircuit(30, 30)
     mid.h(0)
     mid.measure(0, 0)

@@ -31,7 +31,7 @@ def test_mid_circuit_measurement_and_feed_forward_are_not_verified():
         qc.x(1)
     qc.measure(1, 1)
     assert exact_distribution(qc) is None
-    assert verify_counts(qc, {"00": 5, "11": 5}, 1.0).method == "none"
+    assert verify_counts(qc, {"00": 5, "11": 5}, 1.0).method.startswith("none; measurements")
 
 
 def test_ideal_counts_pass_and_wrong_counts_fail():
@@ -56,3 +56,37 @@ def test_more_outcomes_than_shots_can_resolve_are_reported_as_a_weak_check():
     assert got.method.startswith("statevector; weak check: threshold 0")
     assert "1024 exact outcomes and 100 shots" in got.method
     assert verify_counts(bell(), {"00": 50, "11": 50}, 0.95).method == "statevector"
+
+
+def test_array_verification_equals_the_dictionary_hellinger_fidelity():
+    """Against Statevector.probabilities_dict and Qiskit's hellinger_fidelity, on random
+    circuits whose clbits read qubits in any order, some twice, some never."""
+    import numpy as np
+    from qiskit.circuit.random import random_circuit
+    from qiskit.quantum_info import Statevector, hellinger_fidelity
+
+    rng = np.random.default_rng(3)
+    for seed in range(12):
+        unitary = random_circuit(5, 6, seed=seed)
+        qc = QuantumCircuit(5, 7)
+        qc.compose(unitary, inplace=True)
+        reads = [int(q) for q in rng.permutation(5)[:4]]
+        reads.append(reads[0])  # one qubit read by two clbits
+        clbits = [int(c) for c in rng.permutation(7)[:5]]  # two clbits never written
+        for q, c in zip(reads, clbits, strict=True):
+            qc.measure(q, c)
+        probs = Statevector(unitary).probabilities_dict(qargs=sorted(set(reads)))
+        exact: dict[str, float] = {}
+        order = sorted(set(reads))
+        for key, p in probs.items():
+            bits = ["0"] * 7
+            for q, c in zip(reads, clbits, strict=True):
+                bits[6 - c] = key[len(order) - 1 - order.index(q)]
+            exact["".join(bits)] = exact.get("".join(bits), 0.0) + p
+        keys = [*exact, "1" * 7, "0" * 7]  # outcomes that cannot occur, too
+        counts = {k: int(n) for k, n in zip(keys, rng.integers(1, 50, len(keys)), strict=True)}
+
+        got = verify_counts(qc, counts, 1.0)
+
+        assert got.method.startswith("statevector")
+        assert abs(got.hellinger_fidelity - hellinger_fidelity(counts, exact)) < 1e-6

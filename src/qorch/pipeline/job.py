@@ -681,7 +681,8 @@ class JobPipeline:
                 R.VERIFIED,
                 "Unknown",
                 R.NOT_TRACTABLE,
-                "no exact classical simulation for this circuit",
+                "no exact classical simulation for this circuit"
+                + (f" ({v.method.removeprefix('none; ')})" if v and "; " in v.method else ""),
             )
             return
         if v.hellinger_fidelity is not None:

@@ -210,7 +210,7 @@ def _mitigate_counts(
     if notes:
         method += "; " + "; ".join(notes)
     verification = None
-    if result.verification is not None and result.verification.method != "none":
+    if result.verification is not None and not result.verification.method.startswith("none"):
         verification = verify_distribution(
             work.circuit, nearest, sum(counts.values()), plan.estimated_fidelity
         )
@@ -275,7 +275,7 @@ def _mitigate_cut(
     if notes:
         method += "; " + "; ".join(notes)
     verification = None
-    if result.verification is not None and result.verification.method != "none":
+    if result.verification is not None and not result.verification.method.startswith("none"):
         verification = verify_expectations(work, values, deviations, plan.estimated_fidelity)
     return MitigatedResult(
         method=method,
