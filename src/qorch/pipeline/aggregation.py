@@ -10,7 +10,7 @@ from qorch.planner.cutting import exact_expectations
 from qorch.planner.observables import expectation_values, first_bits
 
 from .planning import Work
-from .verification import MAX_STATEVECTOR_QUBITS, verify_counts
+from .verification import MAX_EXPECTATION_QUBITS, verify_counts
 
 
 def aggregate(
@@ -70,11 +70,11 @@ def verify_expectations(
     """Largest absolute error against exact values, judged against 3 standard errors plus
     what noise can do: a state of fidelity F moves a Pauli expectation by at most 2 (1 - F).
 
-    Exact values by statevector up to MAX_STATEVECTOR_QUBITS, by stabilizer simulation
+    Exact values by statevector up to MAX_EXPECTATION_QUBITS, by stabilizer simulation
     beyond for a Clifford circuit."""
     assert work.cut is not None
     exact = exact_expectations(
-        work.circuit, list(work.cut.observables), max_statevector_qubits=MAX_STATEVECTOR_QUBITS
+        work.circuit, list(work.cut.observables), max_statevector_qubits=MAX_EXPECTATION_QUBITS
     )
     if exact is None:
         return Verification(method="none")

@@ -36,6 +36,9 @@ from qorch.planner.cutting import clifford_of
 
 #: Widest statevector verified: 2^26 amplitudes are 1 GiB, their probabilities 0.5 GiB more.
 MAX_STATEVECTOR_QUBITS = 26
+#: Widest circuit whose exact expectation values (quantum_info's Statevector, 8 s at 20 qubits
+#: and slower by 2x per qubit) verify a cut job's reconstruction.
+MAX_EXPECTATION_QUBITS = 20
 #: Probabilities below this count as impossible outcomes (rounding of the simulation).
 _IMPOSSIBLE = 1e-12
 VERIFY_SLACK = 0.05
