@@ -62,6 +62,8 @@ from .reservations import QueueEntry, Reservations
 log = logging.getLogger(__name__)
 
 CANCEL_TIMEOUT_SECONDS = 5.0
+#: Estimates kept per job: one _plan reads up to three views (free, idle, every node).
+_ESTIMATES_KEPT = 4
 
 
 @dataclass(frozen=True)
@@ -127,6 +129,9 @@ class JobPipeline:
         self.settings = settings or PipelineSettings()
         self._circuits: dict[str, tuple[int, QuantumCircuit]] = {}
         self._programs: dict[str, Work] = {}
+        # Estimates per job, by what they read: a waiting job woken by every reservation
+        # change re-plans without estimating again until its nodes, links or free share move.
+        self._estimates: dict[str, dict[tuple, tuple[list[Candidate], Candidate | str]]] = {}
 
     @instrument_step
     async def step(self, job: DistributedJob) -> StepResult:
@@ -178,6 +183,7 @@ class JobPipeline:
         ok: ConditionStatus = "True" if phase == "Succeeded" else "False"
         self._cond(job, status, R.SUCCEEDED, ok, reason, msg)
         self.reservations.release(job_key(job))
+        self._estimates.pop(job_key(job), None)
         self.world.event(job, "Normal" if ok == "True" else "Warning", reason, msg)
         strategy = status.plan.strategy if status.plan else "none"
         JOBS_FINISHED.labels(phase=phase, strategy=strategy).inc()
@@ -289,7 +295,7 @@ class JobPipeline:
         self.world.event(job, "Normal", "Admitted", f"sanitizer passed ({warnings} warnings)")
         return StepResult(status)
 
-    def _estimate(
+    async def _estimate(
         self,
         job: DistributedJob,
         circuit: QuantumCircuit,
@@ -297,17 +303,35 @@ class JobPipeline:
         free: dict[str, float],
     ) -> tuple[list[Candidate], Candidate | str]:
         node_slots, link_slots = slots(nodes, self._links(job), free)
-        candidates = estimate_candidates(
-            circuit,
-            job.spec.observables,
-            node_slots,
-            link_slots,
-            shots=job.spec.shots,
-            timeout_seconds=job.spec.timeout_seconds,
-            max_sampling_overhead=self.settings.max_sampling_overhead,
-            strategy=job.spec.strategy,
+        key = (
+            job.metadata.generation,
+            tuple(
+                (n.name, n.free_qubits, n.noise.model_dump_json(), n.basis_gates)
+                for n in node_slots
+            ),
+            tuple(link_slots),
         )
-        return candidates, choose(candidates, job.spec.fidelity_budget, job.spec.strategy)
+        cache = self._estimates.setdefault(job_key(job), {})
+        if key not in cache:
+            # Estimating compiles and partitions: seconds for wide circuits, off the loop.
+            candidates = await asyncio.to_thread(
+                estimate_candidates,
+                circuit,
+                job.spec.observables,
+                node_slots,
+                link_slots,
+                shots=job.spec.shots,
+                timeout_seconds=job.spec.timeout_seconds,
+                max_sampling_overhead=self.settings.max_sampling_overhead,
+                strategy=job.spec.strategy,
+            )
+            if len(cache) >= _ESTIMATES_KEPT:
+                cache.pop(next(iter(cache)))
+            cache[key] = (
+                candidates,
+                choose(candidates, job.spec.fidelity_budget, job.spec.strategy),
+            )
+        return cache[key]
 
     def _queue_entry(self, job: DistributedJob, status: DistributedJobStatus) -> QueueEntry:
         ns = job.metadata.namespace
@@ -347,13 +371,13 @@ class JobPipeline:
         nodes = self._candidates(job)
         limits = capacity(nodes, self._links(job))
         free = self.reservations.free(limits)
-        candidates, choice = self._estimate(job, circuit, nodes, free)
+        candidates, choice = await self._estimate(job, circuit, nodes, free)
         if isinstance(choice, str):
             # Wait while the job would fit once nodes are Ready and free; give up when even
             # every selected node, idle and Ready, could not run it (_finish also takes the
             # job out of the queue).
             everything = self._selected(job)
-            _, ideal = self._estimate(job, circuit, everything, {})
+            _, ideal = await self._estimate(job, circuit, everything, {})
             not_ready = [_not_ready(n) for n in everything if not node_is_ready(n)]
             if status.reroutes and isinstance(ideal, str):
                 left = ", ".join(f"{r.resource} ({r.reason})" for r in status.reroutes)
@@ -372,7 +396,7 @@ class JobPipeline:
                 return self._wait(
                     job, status, R.NODE_NOT_READY, "no QuantumNode matches the nodeSelector yet"
                 )
-            _, idle = self._estimate(job, circuit, nodes, {})
+            _, idle = await self._estimate(job, circuit, nodes, {})
             if isinstance(idle, str):  # only nodes that are not Ready could run it
                 self.reservations.leave_queue(job_key(job))
                 detail = "; ".join([choice, *not_ready])
@@ -671,6 +695,7 @@ class JobPipeline:
             self.reservations.release(job_key(job))
             self._programs.pop(job_key(job), None)
             self._circuits.pop(job_key(job), None)
+            self._estimates.pop(job_key(job), None)
 
     def _record_verification(self, job: DistributedJob, status: DistributedJobStatus) -> None:
         v = status.result.verification if status.result else None
