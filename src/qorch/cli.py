@@ -13,6 +13,28 @@ from pathlib import Path
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from qorch.api.manifests import ManifestError, load_manifests
+    from qorch.api.yamlload import YamlLoadError, load_file
+
+    # Manifests (and the policy's YAML) first, before the pipeline's heavy imports: unusable
+    # ones end the run at once.
+    try:
+        manifests = load_manifests(args.paths)
+    except ManifestError as exc:
+        print("error: unusable manifests:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 2
+    try:
+        if args.policy:
+            load_file(args.policy)
+    except YamlLoadError as exc:
+        print(f"run: policy {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"run: cannot read policy {args.policy}: {exc}", file=sys.stderr)
+        return 2
+
     from qorch.channel.identity import Identity, load_public_key
     from qorch.local.runner import run
     from qorch.pipeline.authorization import AuthorizationPolicy
@@ -33,7 +55,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     )
     return asyncio.run(
         run(
-            args.paths,
+            manifests,
             output=args.output,
             settings=settings,
             metrics_out=args.metrics_out,

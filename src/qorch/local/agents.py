@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import sys
@@ -73,7 +74,15 @@ class AgentProcess:
                         agent._drain = asyncio.create_task(_drain(proc.stdout))
                         return agent
         except TimeoutError:
-            proc.kill()
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+        except BaseException:
+            # Cancelled (the run got a signal) while the agent started: nobody else knows of
+            # this process yet, so it must not outlive this call.
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+            raise
         await proc.wait()
         tail = "\n".join(lines[-20:])
         raise RuntimeError(f"qpu-agent for {node.metadata.name} did not start:\n{tail}")
@@ -82,12 +91,14 @@ class AgentProcess:
         if self._drain is not None:
             self._drain.cancel()
         if self.proc.returncode is None:
-            self.proc.terminate()
+            with contextlib.suppress(ProcessLookupError):  # it may have exited just now
+                self.proc.terminate()
             try:
                 async with asyncio.timeout(10):
                     await self.proc.wait()
             except TimeoutError:
-                self.proc.kill()
+                with contextlib.suppress(ProcessLookupError):
+                    self.proc.kill()
                 await self.proc.wait()
 
 

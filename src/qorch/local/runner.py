@@ -5,15 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import signal
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
 from qorch.api import TERMINAL_PHASES, DistributedJob, QuantumNode
-from qorch.api.manifests import ManifestError, load_manifests
+from qorch.api.manifests import Manifests
 from qorch.channel.identity import Identity
 from qorch.pipeline.job import JobPipeline, PipelineSettings
 from qorch.pipeline.reservations import Reservations
@@ -210,12 +210,19 @@ class EmbeddedControlPlane:
         write_metrics_file(path, dirs)
 
     async def close(self) -> None:
-        await self.world.close()
-        await asyncio.gather(*(a.stop() for a in self.agents))
+        try:
+            await self.world.close()
+        finally:
+            await asyncio.gather(*(a.stop() for a in self.agents))
+
+
+# A signal that ends `qorch run` stops its agents and removes its folder (which holds their
+# private keys) before the process exits; SIGKILL cannot be caught, so it still leaks both.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 async def run(
-    paths: Sequence[str],
+    manifests: Manifests,
     output: str = "text",
     out: TextIO = sys.stdout,
     settings: PipelineSettings | None = None,
@@ -223,33 +230,66 @@ async def run(
     identity: Identity | None = None,
 ) -> int:
     """Run the manifests' jobs; `identity` is the operator key external agents trust (a
-    fresh one when None: only the agents started here will answer)."""
+    fresh one when None: only the agents started here will answer). On SIGINT, SIGTERM or
+    SIGHUP the run stops, cleans up and returns 128 + the signal's number."""
     progress = Progress(sys.stderr if output == "json" else out)
+    loop = asyncio.get_running_loop()
+    work = asyncio.ensure_future(
+        _run(manifests, output, out, progress, settings, metrics_out, identity)
+    )
+    received: list[signal.Signals] = []
+
+    def stop(signum: signal.Signals) -> None:
+        if not received:  # later signals must not interrupt the clean-up itself
+            work.cancel()
+        received.append(signum)
+
+    for signum in STOP_SIGNALS:
+        loop.add_signal_handler(signum, stop, signum)
     try:
-        manifests = load_manifests(paths)
-    except ManifestError as exc:
-        print("error: unusable manifests:", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
-        return EXIT_UNUSABLE
-    configure_tracing("qorch-run")
-    with tempfile.TemporaryDirectory(prefix="qorch-run-") as workdir:
-        plane = EmbeddedControlPlane(
-            LocalWorld(manifests, identity or Identity.generate()), Path(workdir), progress
+        return await work
+    except asyncio.CancelledError:
+        if not (received and work.cancelled()):
+            raise
+        print(
+            f"qorch run: stopped by {received[0].name}; agents stopped, temporary files removed",
+            file=sys.stderr,
         )
-        try:
-            errors = await plane.start_agents()
-            if errors:
-                for error in errors:
-                    print(f"error: {error}", file=sys.stderr)
-                return EXIT_UNUSABLE
-            await plane.observe()
-            jobs = await plane.run_jobs(settings or PipelineSettings())
-            if metrics_out:
-                plane.write_metrics(metrics_out)
-        finally:
-            await plane.close()
-            shutdown_tracing()
+        return 128 + received[0].value
+    finally:
+        for signum in STOP_SIGNALS:
+            loop.remove_signal_handler(signum)
+
+
+async def _run(
+    manifests: Manifests,
+    output: str,
+    out: TextIO,
+    progress: Progress,
+    settings: PipelineSettings | None,
+    metrics_out: str | None,
+    identity: Identity | None,
+) -> int:
+    configure_tracing("qorch-run")
+    try:
+        with tempfile.TemporaryDirectory(prefix="qorch-run-") as workdir:
+            plane = EmbeddedControlPlane(
+                LocalWorld(manifests, identity or Identity.generate()), Path(workdir), progress
+            )
+            try:
+                errors = await plane.start_agents()
+                if errors:
+                    for error in errors:
+                        print(f"error: {error}", file=sys.stderr)
+                    return EXIT_UNUSABLE
+                await plane.observe()
+                jobs = await plane.run_jobs(settings or PipelineSettings())
+                if metrics_out:
+                    plane.write_metrics(metrics_out)
+            finally:
+                await plane.close()
+    finally:
+        shutdown_tracing()
     if output == "json":
         items = [job.model_dump(mode="json", by_alias=True, exclude_none=True) for job in jobs]
         json.dump(items, out, indent=2)
