@@ -73,29 +73,39 @@ def _cmd_crds(args: argparse.Namespace) -> int:
 
 
 def _load_node(args: argparse.Namespace):  # -> QuantumNode
-    import yaml
     from pydantic import ValidationError
 
     from qorch.api import QuantumNode
+    from qorch.api.yamlload import YamlLoadError, load_file, loads
 
-    if args.node_file:
-        raw = Path(args.node_file).read_text()
-    else:
-        raw = args.node_json or os.environ.get("QORCH_NODE_MANIFEST", "")
-    if not raw:
-        raise SystemExit("qpu-agent: give --node-file, --node-json or QORCH_NODE_MANIFEST")
     try:
-        return QuantumNode.model_validate(yaml.safe_load(raw))
-    except (ValidationError, yaml.YAMLError) as exc:
-        print(f"qpu-agent: invalid QuantumNode manifest:\n{exc}", file=sys.stderr)
-        raise SystemExit(2) from exc
+        if args.node_file:
+            source = args.node_file
+            document = load_file(source)
+        else:
+            source = "--node-json" if args.node_json else "QORCH_NODE_MANIFEST"
+            raw = args.node_json or os.environ.get("QORCH_NODE_MANIFEST", "")
+            if not raw:
+                raise SystemExit("qpu-agent: give --node-file, --node-json or QORCH_NODE_MANIFEST")
+            document = loads(raw, source)
+        return QuantumNode.model_validate(document)
+    except OSError as exc:
+        print(f"qpu-agent: {source}: cannot read: {exc.strerror or exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except YamlLoadError as exc:
+        print(f"qpu-agent: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except ValidationError as exc:
+        print(f"qpu-agent: {source}: invalid QuantumNode manifest:\n{exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def _cmd_qpu_agent(args: argparse.Namespace) -> int:
+    node = _load_node(args)  # before the simulator's imports: a bad manifest ends at once
+
     from qorch.channel.identity import Identity, load_public_key
     from qorch.qpu.agent import serve
 
-    node = _load_node(args)
     if not args.identity_key or not args.trusted_client_key:
         print(
             "qpu-agent: needs --identity-key and at least one --trusted-client-key", file=sys.stderr
@@ -137,7 +147,19 @@ def _cmd_keygen(args: argparse.Namespace) -> int:
     return keygen_command(args.prefix)
 
 
+def _unusable_jobs(command: str, path: str) -> bool:
+    """Report a manifest whose YAML or DistributedJobs are unusable, as `qorch run` would."""
+    from qorch.api.manifests import check_jobs
+
+    problems = check_jobs(path)
+    for problem in problems:
+        print(f"{command}: {problem}", file=sys.stderr)
+    return bool(problems)
+
+
 def _cmd_sign(args: argparse.Namespace) -> int:
+    if _unusable_jobs("sign", args.job):
+        return 2
     from qorch.api.distributed_job import stored_spec
     from qorch.channel.signing import sign_command
 
@@ -145,6 +167,8 @@ def _cmd_sign(args: argparse.Namespace) -> int:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
+    if _unusable_jobs("verify", args.job):
+        return 2
     from qorch.api.distributed_job import stored_spec
     from qorch.channel.signing import verify_command
 

@@ -21,7 +21,6 @@ import math
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -144,10 +143,15 @@ class _UnusableInput(Exception):
 
 
 def _load_documents(job_path: str) -> list[Any]:
+    # Imported here: qorch.api's models are not needed by the rest of the channel.
+    from qorch.api.yamlload import YamlLoadError, load_file_all
+
     try:
-        documents = [doc for doc in yaml.safe_load_all(Path(job_path).read_text()) if doc]
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise _UnusableInput(f"{job_path}: {exc}") from None
+        documents = [doc for doc in load_file_all(job_path) if doc]
+    except YamlLoadError as exc:  # it names the file, document, object and field
+        raise _UnusableInput(str(exc)) from None
+    except OSError as exc:
+        raise _UnusableInput(f"{job_path}: cannot read: {exc.strerror or exc}") from None
     if not any(_is_job(doc) for doc in documents):
         raise _UnusableInput(f"{job_path}: no {JOB_KIND} found")
     return documents
