@@ -142,9 +142,20 @@ def _cmd_operator(args: argparse.Namespace) -> int:
 
 
 def _cmd_keygen(args: argparse.Namespace) -> int:
-    from qorch.channel.identity import keygen_command
+    from qorch.channel.errors import ProviderUnavailable
+    from qorch.channel.identity import Identity
+    from qorch.channel.signing import write_key_pair
 
-    return keygen_command(args.prefix)
+    try:
+        identity = Identity.generate()
+        key_path, pub_path = write_key_pair(identity, args.prefix, force=args.force)
+    except (OSError, ValueError, ProviderUnavailable) as exc:
+        print(f"keygen: {exc}", file=sys.stderr)
+        return 1
+    print(f"private key: {key_path} (mode 0600, keep it secret)")
+    print(f"public key:  {pub_path} (mode 0644)")
+    print(f"fingerprint: {identity.fingerprint}")
+    return 0
 
 
 def _unusable_jobs(command: str, path: str) -> bool:
@@ -263,6 +274,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("keygen", help="write an ML-DSA-65 key pair: PREFIX.key and PREFIX.pub")
     p.add_argument("prefix", help="path prefix of the two files")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace existing files (atomically; a symlink is replaced, never followed)",
+    )
     p.set_defaults(func=_cmd_keygen)
 
     p = sub.add_parser("sign", help="sign the DistributedJobs of a manifest; prints the YAML")
