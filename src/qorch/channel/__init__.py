@@ -9,6 +9,10 @@ Handshake (one suite, never negotiated:
     operator -> node  ClientHello   suite id, random, ephemeral ML-KEM-768 and
                                     X25519 public keys, SHA-256 of the operator
                                     key, SHA-256 of the pinned node key
+    node -> operator  HelloRetry    suite id, cookie: an HMAC over the hello, the
+                                    operator's address and a time window, which
+                                    the node can check without keeping any state
+    operator -> node  ClientHello   the same hello with the cookie appended
     node -> operator  ServerHello   suite id, random, ML-KEM ciphertext, X25519
                                     public key, session id, session limits,
                                     SHA-256 of the node key, ML-DSA-65 signature
@@ -18,7 +22,12 @@ Handshake (one suite, never negotiated:
 
 The operator checks the node's key against its pin and the node's signature
 before sending anything else; the node refuses operators outside its trusted
-set at ClientHello and opens the session only when ClientFinish verifies.
+set at ClientHello and opens the session only when ClientFinish verifies. The
+node signs only for a hello that returns with a valid cookie (as DTLS's
+HelloVerifyRequest and QUIC's Retry), at most once per hello, and at a bounded
+rate per address: a peer that knows the operator's public key, or replays its
+hellos, cannot make the node sign at will. The second ClientHello, cookie
+included, is the one in the transcript.
 
 Key schedule: the ML-KEM-768 and X25519 shared secrets are concatenated (ML-KEM
 first, as TLS's X25519MLKEM768 does) and fed to HKDF-SHA256 with the transcript
@@ -34,8 +43,9 @@ no in-session key update). Inside records travels JSON:
 {"op", "payload", "trace"} out, {"ok", "result" | "error"} back.
 
 Modules: `provider` (crypto back ends), `identity` (keys, files, fingerprints),
-`suite`, `handshake` and `session` (sans-IO protocol), `envelope` (JSON and
-trace context), `http` (aiohttp binding), `signing` (signed DistributedJob specs).
+`suite`, `handshake` and `session` (sans-IO protocol), `admission` (what a peer
+without a key can make a node spend), `envelope` (JSON and trace context),
+`http` (aiohttp binding, `ServerLimits`), `signing` (signed DistributedJob specs).
 """
 
 from qorch.channel.envelope import current_trace
@@ -53,13 +63,14 @@ from qorch.channel.errors import (
     ReplayedMessage,
     SessionExpired,
     TamperedMessage,
+    Throttled,
     TransportError,
     UnknownSession,
     UnsupportedSuite,
     UntrustedPeer,
 )
 from qorch.channel.handshake import ClientHandshake, PendingSession, ServerHandshake
-from qorch.channel.http import ChannelClient, ChannelServer
+from qorch.channel.http import ChannelClient, ChannelServer, ServerLimits
 from qorch.channel.identity import (
     Identity,
     decode_public_key,
@@ -106,11 +117,13 @@ __all__ = [
     "RemoteError",
     "ReplayedMessage",
     "ServerHandshake",
+    "ServerLimits",
     "Session",
     "SessionExpired",
     "SessionLimits",
     "SignatureError",
     "TamperedMessage",
+    "Throttled",
     "TransportError",
     "UnknownSession",
     "UnsupportedSuite",

@@ -63,6 +63,16 @@ class UnknownSession(ChannelError):
     """The session id is unknown to the server (expired, evicted, or the server restarted)."""
 
 
+class Throttled(ChannelError):
+    """The node refused the request before doing anything with it: too many requests from
+    this address, or too much in flight. The same bytes may be sent again after
+    `retry_after` seconds."""
+
+    def __init__(self, message: str, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class TransportError(ChannelError):
     """The HTTP exchange failed (connection, unexpected status, bad response)."""
 
@@ -99,5 +109,6 @@ REFUSAL_CODES: dict[str, type[ChannelError]] = {
         OutOfOrderMessage,
         SessionExpired,
         UnknownSession,
+        Throttled,
     )
 }

@@ -1,4 +1,5 @@
-"""The mutual handshake (sans-IO): ClientHello, ServerHello, ClientFinish.
+"""The mutual handshake (sans-IO): ClientHello, [HelloRetry, ClientHello], ServerHello,
+ClientFinish.
 
 Wire encoding of a handshake message: one type byte, then each field as a
 4-byte big-endian length followed by its bytes. Parsing is strict (field count,
@@ -6,11 +7,20 @@ fixed sizes, no trailing bytes), so every message has exactly one encoding.
 
     ClientHello  (0x01) = suite id, client random (32), ML-KEM-768 public key,
                           X25519 public key, SHA-256(client key),
-                          SHA-256(pinned node key)
+                          SHA-256(pinned node key) [, cookie]
+    HelloRetry   (0x04) = suite id, cookie (at most 64 bytes)
     ServerHello  (0x02) = suite id, server random (32), ML-KEM-768 ciphertext,
                           X25519 public key, session id (16), max age (ms, u32),
                           max requests (u32), SHA-256(node key), signature
     ClientFinish (0x03) = session id (16), signature
+
+The node signs only for a ClientHello that carries a cookie it issued, as DTLS's
+HelloVerifyRequest and QUIC's Retry do: a first ClientHello gets a HelloRetry
+with a cookie (an HMAC the node can check without keeping any state, see
+`qorch.channel.admission.HelloCookies`), and the client sends the same hello
+again with the cookie appended. The ClientHello of the transcript is that second
+one, cookie included. A node that asks for no cookie answers the first hello
+with a ServerHello, and the client takes that too.
 
     server signature = ML-DSA-65(node key, SHA-256(CH || SH without signature),
                                  context "qorch-channel-v1 server signature")
@@ -66,15 +76,22 @@ from qorch.channel.suite import Suite, hybrid_suite
 CLIENT_HELLO = 0x01
 SERVER_HELLO = 0x02
 CLIENT_FINISH = 0x03
+HELLO_RETRY = 0x04
 RANDOM_SIZE = 32
 DIGEST_SIZE = 32
+MAX_COOKIE_SIZE = 64
 SERVER_SIGNATURE_CONTEXT = b"qorch-channel-v1 server signature"
 CLIENT_SIGNATURE_CONTEXT = b"qorch-channel-v1 client signature"
 TRAFFIC_KEYS_LABEL = b"qorch-channel-v1 traffic keys "
 
 _LENGTH = struct.Struct("!I")
 _U32 = struct.Struct("!I")
-_MESSAGE_NAMES = {CLIENT_HELLO: "ClientHello", SERVER_HELLO: "ServerHello", CLIENT_FINISH: "Finish"}
+_MESSAGE_NAMES = {
+    CLIENT_HELLO: "ClientHello",
+    SERVER_HELLO: "ServerHello",
+    CLIENT_FINISH: "Finish",
+    HELLO_RETRY: "HelloRetry",
+}
 
 
 def encode_message(message_type: int, fields: Iterable[bytes]) -> bytes:
@@ -112,6 +129,22 @@ def finish_session_id(client_finish: bytes) -> bytes:
     if len(fields) != 2 or len(fields[0]) != SESSION_ID_SIZE:
         raise MalformedMessage("Finish has the wrong shape")
     return fields[0]
+
+
+def encode_hello_retry(suite: Suite, cookie: bytes) -> bytes:
+    if not 0 < len(cookie) <= MAX_COOKIE_SIZE:
+        raise ValueError(f"a cookie has 1 to {MAX_COOKIE_SIZE} bytes")
+    return encode_message(HELLO_RETRY, [suite.id, cookie])
+
+
+@dataclass(frozen=True)
+class ScreenedHello:
+    """A ClientHello that parses, offers this node's suite, pins this node's key and names a
+    trusted client: what a node may learn before doing any public-key operation."""
+
+    without_cookie: bytes  # the hello as first sent, which the cookie is computed over
+    cookie: bytes | None
+    client_key: bytes
 
 
 def _check_suite(offered: bytes, suite: Suite, message: str) -> None:
@@ -190,6 +223,7 @@ class ClientHandshake:
         self._clock = clock
         self._kem_keys: list[KemPrivateKey] = []
         self._hello: bytes | None = None
+        self._retried = False
 
     def hello(self) -> bytes:
         if self._hello is not None:
@@ -205,6 +239,24 @@ class ClientHandshake:
                 self._pinned_digest,
             ],
         )
+        return self._hello
+
+    def retry(self, hello_retry: bytes) -> bytes:
+        """The same ClientHello again, with the cookie of the node's HelloRetry appended;
+        the transcript holds this one. A node asks at most once."""
+        if self._hello is None:
+            raise RuntimeError("call hello() first")
+        fields = decode_message(hello_retry, HELLO_RETRY)
+        if fields:
+            _check_suite(fields[0], self._suite, "HelloRetry")
+        _check_shape(fields, [None, None], "HelloRetry")
+        cookie = fields[1]
+        if not 0 < len(cookie) <= MAX_COOKIE_SIZE:
+            raise MalformedMessage(f"HelloRetry cookie is {len(cookie)} bytes")
+        if self._retried:
+            raise HandshakeError("the node asked for a cookie twice")
+        self._retried = True
+        self._hello += _LENGTH.pack(len(cookie)) + cookie
         return self._hello
 
     def finish(self, server_hello: bytes) -> tuple[bytes, Session]:
@@ -343,23 +395,26 @@ class ServerHandshake:
     def suite(self) -> Suite:
         return self._suite
 
-    def respond(self, client_hello: bytes) -> tuple[bytes, PendingSession]:
-        """Answer a ClientHello; return (ServerHello, the pending session)."""
+    def screen(self, client_hello: bytes) -> ScreenedHello:
+        """The checks that cost no public-key operation: shape, suite, pin, trusted client.
+        Raises what `respond` would raise for these."""
         fields = decode_message(client_hello, CLIENT_HELLO)
         if fields:
             _check_suite(fields[0], self._suite, "ClientHello")
         kems = self._suite.kems
-        _check_shape(
-            fields,
-            [
-                None,
-                RANDOM_SIZE,
-                *(kem.kem_public_key_size for kem in kems),
-                DIGEST_SIZE,
-                DIGEST_SIZE,
-            ],
-            "ClientHello",
-        )
+        shape: list[int | None] = [
+            None,
+            RANDOM_SIZE,
+            *(kem.kem_public_key_size for kem in kems),
+            DIGEST_SIZE,
+            DIGEST_SIZE,
+        ]
+        cookie = None
+        if len(fields) == len(shape) + 1:
+            cookie = fields.pop()
+            if not 0 < len(cookie) <= MAX_COOKIE_SIZE:
+                raise MalformedMessage(f"ClientHello cookie is {len(cookie)} bytes")
+        _check_shape(fields, shape, "ClientHello")
         client_digest, pinned_digest = fields[-2:]
         if pinned_digest != self._own_digest:
             raise PeerKeyMismatch(
@@ -369,6 +424,16 @@ class ServerHandshake:
         client_key = self._trusted.get(client_digest)
         if client_key is None:
             raise UntrustedPeer(f"client key {_hex(client_digest)} is not trusted by this node")
+        without_cookie = client_hello if cookie is None else encode_message(CLIENT_HELLO, fields)
+        return ScreenedHello(without_cookie, cookie, client_key)
+
+    def respond(self, client_hello: bytes) -> tuple[bytes, PendingSession]:
+        """Answer a ClientHello (with or without a cookie: checking it is the caller's
+        business, before this costly step); return (ServerHello, the pending session)."""
+        screened = self.screen(client_hello)
+        fields = decode_message(screened.without_cookie, CLIENT_HELLO)
+        kems = self._suite.kems
+        client_key = screened.client_key
         try:
             encapsulated = [
                 kem.encapsulate(public_key)

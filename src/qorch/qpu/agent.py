@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from qiskit import QuantumCircuit
 
 from qorch.api.quantum_node import QuantumNode
-from qorch.channel.http import ChannelServer
+from qorch.channel.http import ChannelServer, ServerLimits
 from qorch.channel.identity import Identity
 from qorch.telemetry.agent import AgentTelemetry, declared_calibration
 from qorch.telemetry.feedforward import echo_reply
@@ -552,11 +552,19 @@ def _retrieve(task: asyncio.Task[Any]) -> None:
         task.exception()
 
 
-def build_app(agent: QpuAgent, identity: Identity, trusted: list[bytes]) -> web.Application:
+def build_app(
+    agent: QpuAgent,
+    identity: Identity,
+    trusted: list[bytes],
+    server_limits: ServerLimits | None = None,
+) -> web.Application:
     """Programs and results only over the authenticated channel; /healthz says nothing more
-    than that the process is up, for the kubelet's probes."""
+    than that the process is up, for the kubelet's probes. Serve it with
+    `server_limits.runner_options()` (see `serve`)."""
     app = web.Application()
-    server = ChannelServer(identity, trusted, agent.telemetry.traced(agent.handle))
+    server = ChannelServer(
+        identity, trusted, agent.telemetry.traced(agent.handle), server_limits=server_limits
+    )
     agent.telemetry.attach(server).add_routes(app)
 
     async def healthz(_: web.Request) -> web.Response:
@@ -580,9 +588,12 @@ async def serve(
         raise ValueError("no trusted operator key: the agent would answer nobody")
     agent = QpuAgent(node, node_file=node_file)
     agent.telemetry.configure_tracing()  # here, not in QpuAgent: in-process agents keep theirs
-    runner = web.AppRunner(build_app(agent, identity, trusted), access_log=None)
+    limits = ServerLimits()
+    runner = web.AppRunner(
+        build_app(agent, identity, trusted, limits), access_log=None, **limits.runner_options()
+    )
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = web.TCPSite(runner, host, port, backlog=limits.listen_backlog)
     await site.start()
     bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     print(f"qpu-agent {node.metadata.name} listening on http://{host}:{bound}", flush=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -55,7 +56,10 @@ class Loopback:
 
 
 @asynccontextmanager
-async def serve(add_routes: Callable[[web.Application], None]) -> AsyncIterator[Loopback]:
+async def serve(
+    add_routes: Callable[[web.Application], None], **runner_options: Any
+) -> AsyncIterator[Loopback]:
+    """`runner_options` go to web.AppRunner (e.g. `ServerLimits.runner_options()`)."""
     seen: list[str] = []
 
     @web.middleware
@@ -67,7 +71,7 @@ async def serve(add_routes: Callable[[web.Application], None]) -> AsyncIterator[
 
     app = web.Application(middlewares=[record_path])
     add_routes(app)
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(app, access_log=None, **runner_options)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)  # ephemeral port
     await site.start()
@@ -79,8 +83,6 @@ async def serve(add_routes: Callable[[web.Application], None]) -> AsyncIterator[
 
 
 @pytest.fixture
-def loopback() -> Callable[
-    [Callable[[web.Application], None]], AbstractAsyncContextManager[Loopback]
-]:
+def loopback() -> Callable[..., AbstractAsyncContextManager[Loopback]]:
     """`async with loopback(server.add_routes) as node:` serves on an ephemeral port."""
     return serve

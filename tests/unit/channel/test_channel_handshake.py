@@ -7,6 +7,7 @@ import pytest
 from qorch.channel.errors import (
     AuthenticationFailed,
     ChannelError,
+    HandshakeError,
     MalformedMessage,
     PeerKeyMismatch,
     UnsupportedSuite,
@@ -14,10 +15,13 @@ from qorch.channel.errors import (
 )
 from qorch.channel.handshake import (
     CLIENT_HELLO,
+    HELLO_RETRY,
+    MAX_COOKIE_SIZE,
     SERVER_HELLO,
     ClientHandshake,
     ServerHandshake,
     decode_message,
+    encode_hello_retry,
     encode_message,
 )
 from qorch.channel.identity import Identity, fingerprint, fingerprint_digest
@@ -293,3 +297,71 @@ def test_fingerprints_in_errors_are_the_public_fingerprint_format(
         ServerHandshake(node_identity, [operator_identity.public_key]).respond(client.hello())
     assert fingerprint(stranger_identity.public_key) in str(raised.value)
     assert stranger_identity.public_key.hex()[:64] not in str(raised.value)
+
+
+# --- the cookie round trip --------------------------------------------------------------------
+
+
+def test_a_hello_sent_again_with_its_cookie_completes_the_handshake(
+    client: ClientHandshake, server: ServerHandshake
+) -> None:
+    first = client.hello()
+    screened = server.screen(first)
+    assert screened.cookie is None and screened.without_cookie == first
+    second = client.retry(encode_hello_retry(server.suite, b"c" * 24))
+    assert second.startswith(first)  # the same hello: same random, same key shares
+    again = server.screen(second)
+    assert again.cookie == b"c" * 24 and again.without_cookie == first
+    server_hello, pending = server.respond(second)
+    finish, client_session = client.finish(server_hello)
+    server_session = pending.complete(finish)
+    assert client_session.keys.send_key == server_session.keys.receive_key
+
+
+def test_the_cookie_is_part_of_the_signed_transcript(
+    client: ClientHandshake, server: ServerHandshake
+) -> None:
+    """A ServerHello for the hello without its cookie does not verify for the client."""
+    first = client.hello()
+    client.retry(encode_hello_retry(server.suite, b"c" * 24))
+    server_hello, _ = server.respond(first)
+    with pytest.raises(AuthenticationFailed):
+        client.finish(server_hello)
+
+
+def test_a_node_may_ask_for_a_cookie_only_once(
+    client: ClientHandshake, server: ServerHandshake
+) -> None:
+    client.hello()
+    retry = encode_hello_retry(server.suite, b"c" * 24)
+    client.retry(retry)
+    with pytest.raises(HandshakeError, match="twice"):
+        client.retry(retry)
+
+
+def test_a_hello_retry_for_another_suite_is_refused(client: ClientHandshake) -> None:
+    client.hello()
+    with pytest.raises(UnsupportedSuite):
+        client.retry(encode_hello_retry(classical_benchmark_suite(), b"c" * 24))
+
+
+@pytest.mark.parametrize("size", [0, MAX_COOKIE_SIZE + 1])
+def test_a_cookie_of_the_wrong_size_is_malformed(
+    client: ClientHandshake, server: ServerHandshake, size: int
+) -> None:
+    fields = decode_message(client.hello(), CLIENT_HELLO)
+    with pytest.raises(MalformedMessage, match="cookie"):
+        server.screen(encode_message(CLIENT_HELLO, [*fields, b"c" * size]))
+    forged_retry = encode_message(HELLO_RETRY, [server.suite.id, b"c" * size])
+    with pytest.raises(MalformedMessage, match="cookie"):
+        client.retry(forged_retry)
+
+
+def test_screening_refuses_what_respond_refuses_without_any_signature(
+    operator_identity: Identity, node_identity: Identity, stranger_identity: Identity
+) -> None:
+    server = ServerHandshake(node_identity, [operator_identity.public_key])
+    with pytest.raises(UntrustedPeer):
+        server.screen(ClientHandshake(stranger_identity, node_identity.public_key).hello())
+    with pytest.raises(PeerKeyMismatch):
+        server.screen(ClientHandshake(operator_identity, stranger_identity.public_key).hello())

@@ -22,6 +22,7 @@ from qorch.channel import (
     MalformedMessage,
     PeerKeyMismatch,
     RemoteError,
+    ServerLimits,
     SessionLimits,
     TransportError,
     UnsupportedSuite,
@@ -340,7 +341,10 @@ async def test_an_oversized_request_is_refused_with_413(
 ) -> None:
     async with (
         running_node(
-            loopback, node_identity, [operator_identity.public_key], max_body_bytes=16_000
+            loopback,
+            node_identity,
+            [operator_identity.public_key],
+            server_limits=ServerLimits(max_record_bytes=16_000),
         ) as node,
         ChannelClient(node.url, operator_identity, node_identity.public_key) as client,
     ):
