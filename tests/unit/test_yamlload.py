@@ -1,13 +1,17 @@
 """The bounded YAML loader: each limit holds at its boundary, and every reader of user YAML
 (manifests, sanitizer policies, signed job files, agent node files) goes through it."""
 
+import logging
+import os
 import subprocess
 import sys
 import time
 
 import pytest
 
+from qorch.api import QuantumNode
 from qorch.api.yamlload import DEFAULT_LIMITS, Limits, YamlLoadError, load_file, loads, loads_all
+from qorch.qpu.agent import QpuAgent
 from qorch.sanitizer import PolicyError, load_policy
 from tests import hostile_yaml as hostile
 from tests.support import REPO
@@ -127,3 +131,27 @@ for text in cases:
     assert len(lines) == len(hostile.BOMB_SHAPES) + len(hostile.NESTING_STYLES) + 1
     assert all(line.startswith("t.yaml") for line in lines), lines
     assert "nested more than 64 levels deep" in lines[len(hostile.BOMB_SHAPES)]
+
+
+@pytest.mark.parametrize("case", ["bomb", "deep", "utf8", "oversize"])
+async def test_an_agent_ignores_a_hostile_node_file(tmp_path, case, caplog):
+    path = tmp_path / "node.yaml"
+    path.write_bytes(hostile.VALID)
+    agent = QpuAgent(QuantumNode.model_validate(load_file(path)), node_file=path)
+    await agent.handle("health", {})
+    before = path.stat().st_mtime_ns
+    if case == "bomb":
+        path.write_text(hostile.alias_bomb("sequences", "metadata-extra"))
+    elif case == "deep":
+        path.write_text(hostile.deep_nesting("block-sequences", 100_000))
+    elif case == "utf8":
+        path.write_bytes(hostile.with_bad_utf8("in-value", b"\xff")[0])
+    else:
+        hostile.oversize(path, 50 * 1024 * 1024)
+    os.utime(path, ns=(before + 10**9, before + 10**9))  # seen as changed even on coarse clocks
+    start = time.perf_counter()
+    with caplog.at_level(logging.WARNING, logger="qorch.qpu.agent"):
+        await agent.handle("health", {})
+    assert time.perf_counter() - start < 5
+    assert "ignored" in caplog.text and "YamlLoadError" in caplog.text, caplog.text
+    assert agent.node.metadata.name == "qpu-a" and agent.node.spec.qubits == 4

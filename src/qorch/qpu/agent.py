@@ -168,7 +168,9 @@ class QpuAgent:
             return
         self._node_file_state = state
         try:
-            node = QuantumNode.model_validate(yaml.safe_load(self.node_file.read_text()))
+            from qorch.api.yamlload import load_file  # bounded: size, nesting, aliases
+
+            node = QuantumNode.model_validate(load_file(self.node_file))
         except OSError as exc:
             return self._ignore_node_file(f"unreadable ({exc.strerror})")
         except yaml.YAMLError as exc:
