@@ -19,9 +19,10 @@ from qiskit.quantum_info import hellinger_fidelity
 
 from qorch.api import QuantumNodeSpec
 from qorch.api.quantum_node import NoiseSpec
+from qorch.pipeline.strategies import estimate_candidates
 from qorch.pipeline.verification import exact_distribution, flatten
 from qorch.planner.model import LinkSlot, NodeSlot
-from qorch.planner.strategies import estimate_candidates
+from qorch.planner.strategies import Demand
 from qorch.planner.teleport import TeleportProgram
 from qorch.qpu.composite_noise import simulate_composite
 from qorch.qpu.executor import NodeExecutor
@@ -84,15 +85,8 @@ def main() -> None:
         big = [NodeSlot("a", width + 1, NOISE, BASIS)]
         halves = [NodeSlot(n, width // 2 + 1, NOISE, BASIS) for n in ("a", "b")]
         for strategy, nodes in (("single", big), ("teleport", halves)):
-            candidates = estimate_candidates(
-                circuit,
-                None,
-                nodes,
-                [link],
-                shots=args.shots,
-                timeout_seconds=600,
-                max_sampling_overhead=1000,
-            )
+            demand = Demand(circuit, None, nodes, [link], args.shots, 600, 1000)
+            candidates = estimate_candidates(demand, strategy)
             (chosen,) = [c for c in candidates if c.strategy == strategy]
             if not chosen.feasible:
                 rows.append(f"| {name} | {strategy} | - | - | - | {chosen.reason} |")

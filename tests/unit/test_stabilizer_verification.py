@@ -10,8 +10,7 @@ from qiskit import QuantumCircuit
 from qiskit.circuit.random import random_clifford_circuit
 from qiskit.quantum_info import Pauli, Statevector, hellinger_fidelity, random_clifford
 
-from qorch.pipeline.aggregation import verify_expectations
-from qorch.pipeline.planning import Work
+from qorch.pipeline.strategies.cut import CutWork
 from qorch.pipeline.verification import (
     AffineDistribution,
     exact_distribution,
@@ -19,7 +18,7 @@ from qorch.pipeline.verification import (
     verify_counts,
     verify_distribution,
 )
-from qorch.planner.cutting import exact_expectations
+from qorch.planner.cutting import CutPlan, exact_expectations
 
 
 def measured(body: QuantumCircuit, qubits, clbits, num_clbits: int) -> QuantumCircuit:
@@ -186,8 +185,8 @@ def test_wide_clifford_expectations_verify_a_cut_result():
     n = 60
     qc = ghz(n, layers=0)
     observables = ["Z" + "I" * (n - 2) + "Z", "X" * n, "I" * (n - 1) + "Z"]
-    work = cast(Work, SimpleNamespace(circuit=qc, cut=SimpleNamespace(observables=observables)))
-    got = verify_expectations(work, [0.97, 0.95, 0.02], [0.01, 0.01, 0.01], 0.98)
+    knitting = cast(CutPlan, SimpleNamespace(observables=observables))
+    got = CutWork(qc, knitting).verify([0.97, 0.95, 0.02], [0.01, 0.01, 0.01], 0.98)
     assert got.method == "stabilizer"
     assert got.absolute_error == pytest.approx(0.05)
     assert exact_expectations(qc, observables, max_statevector_qubits=20) == (
@@ -198,5 +197,5 @@ def test_wide_clifford_expectations_verify_a_cut_result():
     non_clifford.h(0)
     non_clifford.t(0)
     assert exact_expectations(non_clifford, observables, max_statevector_qubits=20) is None
-    work = cast(Work, SimpleNamespace(circuit=non_clifford, cut=work.cut))
-    assert verify_expectations(work, [0.97, 0.95, 0.02], [0.01] * 3, 0.98).method == "none"
+    got = CutWork(non_clifford, knitting).verify([0.97, 0.95, 0.02], [0.01] * 3, 0.98)
+    assert got.method == "none"

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal, Self
+from typing import Annotated, Any, ClassVar, Literal, Self
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, WithJsonSchema, model_validator
 
 from .base import API_VERSION, ApiModel, Condition, ObjectMeta
 from .crd_info import CrdInfo, PrinterColumn
@@ -66,7 +66,29 @@ class LabelSelector(ApiModel):
         return True
 
 
-Strategy = Literal["auto", "single", "teleport", "cut"]
+#: Strategies a job may name. The built-in ones are the CRD's enum; the pipeline may register
+#: more (`qorch.pipeline.strategies.register`), which the models accept from then on.
+STRATEGIES: list[str] = ["single", "teleport", "cut"]
+
+
+def _strategy(name: str) -> str:
+    if name not in STRATEGIES:
+        raise ValueError(f"unknown strategy {name!r}; known: {', '.join(STRATEGIES)}")
+    return name
+
+
+def _strategy_or_auto(name: str) -> str:
+    return name if name == "auto" else _strategy(name)
+
+
+StrategyName = Annotated[
+    str, AfterValidator(_strategy), WithJsonSchema({"type": "string", "enum": [*STRATEGIES]})
+]
+StrategyChoice = Annotated[
+    str,
+    AfterValidator(_strategy_or_auto),
+    WithJsonSchema({"type": "string", "enum": ["auto", *STRATEGIES]}),
+]
 
 
 class DistributedJobSpec(ApiModel):
@@ -79,7 +101,9 @@ class DistributedJobSpec(ApiModel):
         description="Pauli strings (e.g. ZZI) whose expectation values to estimate; qubit 0 is"
         " the rightmost character.",
     )
-    strategy: Strategy = Field("auto", description="How to spread the circuit over nodes.")
+    strategy: StrategyChoice = Field(
+        "auto", description="How to spread the circuit over nodes; auto picks the best estimate."
+    )
     node_selector: LabelSelector | None = Field(
         None, description="Only QuantumNodes matching this selector are used."
     )
@@ -166,7 +190,7 @@ class Program(ApiModel):
 class StrategyEstimate(ApiModel):
     """One strategy considered for the job."""
 
-    strategy: Literal["single", "teleport", "cut"] = Field(description="Strategy.")
+    strategy: StrategyName = Field(description="Strategy.")
     estimated_fidelity: float = Field(description="Estimated end-to-end fidelity, 0..1.")
     feasible: bool = Field(description="Whether the strategy can run the job now.")
     reason: str = Field("", description="What limits it, or why it cannot run.")
@@ -175,7 +199,7 @@ class StrategyEstimate(ApiModel):
 class Plan(ApiModel):
     """How the job is spread over the nodes."""
 
-    strategy: Literal["single", "teleport", "cut"] = Field(description="Chosen strategy.")
+    strategy: StrategyName = Field(description="Chosen strategy.")
     placement: list[Placement] = Field(description="Qubits per node.")
     programs: list[Program] = Field(description="Work sent to agents.")
     nodes: str = Field("", description="Comma-separated node names, for kubectl get.")

@@ -34,30 +34,19 @@ from qorch.api.distributed_job import (
     Reroute,
     SanitizerStatus,
 )
-from qorch.planner.cutting import CutPlan
-from qorch.planner.strategies import Candidate, choose, estimate_candidates
-from qorch.planner.teleport import TeleportProgram
-from qorch.qpu.circuits import encode_circuit, measures
+from qorch.planner.strategies import Candidate, Demand
+from qorch.qpu.circuits import measures
 from qorch.qpu.transport import TIMEOUT, UNREACHABLE, AgentError
 from qorch.sanitizer import SanitizerPolicy, SanitizerPolicyFile, TargetTiming, sanitize
 from qorch.telemetry.instrument import instrument_step
 from qorch.telemetry.metrics import JOB_REROUTES, JOBS_FINISHED, SANITIZER_REJECTIONS
 from qorch.telemetry.tracing import step_span
 
-from .aggregation import aggregate
 from .authorization import AuthorizationPolicy, authorize
-from .mitigation import mitigate
-from .planning import (
-    Work,
-    capacity,
-    plan_status,
-    reservation,
-    slots,
-    with_observables,
-    work_for,
-)
+from .planning import capacity, plan_status, reservation, slots
 from .ports import World
 from .reservations import QueueEntry, Reservations
+from .strategies import Context, Work, choose_candidate, estimate_candidates, strategy_named
 
 log = logging.getLogger(__name__)
 
@@ -314,8 +303,7 @@ class JobPipeline:
         cache = self._estimates.setdefault(job_key(job), {})
         if key not in cache:
             # Estimating compiles and partitions: seconds for wide circuits, off the loop.
-            candidates = await asyncio.to_thread(
-                estimate_candidates,
+            demand = Demand(
                 circuit,
                 job.spec.observables,
                 node_slots,
@@ -323,14 +311,12 @@ class JobPipeline:
                 shots=job.spec.shots,
                 timeout_seconds=job.spec.timeout_seconds,
                 max_sampling_overhead=self.settings.max_sampling_overhead,
-                strategy=job.spec.strategy,
             )
+            candidates = await asyncio.to_thread(estimate_candidates, demand, job.spec.strategy)
             if len(cache) >= _ESTIMATES_KEPT:
                 cache.pop(next(iter(cache)))
-            cache[key] = (
-                candidates,
-                choose(candidates, job.spec.fidelity_budget, job.spec.strategy),
-            )
+            choice = choose_candidate(candidates, job.spec.fidelity_budget, job.spec.strategy)
+            cache[key] = (candidates, choice)
         return cache[key]
 
     def _queue_entry(self, job: DistributedJob, status: DistributedJobStatus) -> QueueEntry:
@@ -405,20 +391,17 @@ class JobPipeline:
             return self._wait(
                 job, status, R.WAITING_FOR_CAPACITY, f"waiting for capacity: {choice}"
             )
-        plan = plan_status(choice, candidates, circuit.num_qubits, job.spec.shots)
+        strategy = strategy_named(choice.strategy)
         ns, shots, timeout = job.metadata.namespace, job.spec.shots, job.spec.timeout_seconds
-        plain = self._work_from(choice, circuit)
-        work = with_observables(
-            plain, job.spec.observables, choice.partition, nodes, self._links(job), free
-        )
+        plan = plan_status(choice, candidates, strategy.shape(choice, circuit, shots))
+        work = strategy.work(choice, circuit, self._context(job, nodes, free))
         want = reservation(ns, plan, work, shots, timeout)
-        if work is not plain and any(n > limits.get(r, 0) + 1e-9 for r, n in want.items()):
-            # The basis circuits' Bell pairs would outrun the links even when idle.
-            work, want = plain, reservation(ns, plan, plain, shots, timeout)
-            plan.reason += (
-                "; observables not measured: the links cannot supply the basis circuits'"
-                " Bell pairs within timeoutSeconds"
-            )
+        lean = work.lean()
+        if lean is not None and any(n > limits.get(r, 0) + 1e-9 for r, n in want.items()):
+            # The full work would outrun the links even when they are idle.
+            work, note = lean
+            want = reservation(ns, plan, work, shots, timeout)
+            plan.reason += f"; {note}"
         if not self.reservations.try_reserve(job_key(job), want, limits):
             self.reservations.enqueue(entry)
             return self._wait(job, status, R.WAITING_FOR_CAPACITY, "reservation lost to a peer")
@@ -432,25 +415,24 @@ class JobPipeline:
         self.world.event(job, "Normal", R.PLACED, f"{status.message}: {status.plan.reason}")
         return StepResult(status)
 
-    @staticmethod
-    def _work_from(candidate: Candidate, circuit: QuantumCircuit) -> Work:
-        teleport = candidate.plan if isinstance(candidate.plan, TeleportProgram) else None
-        cut = candidate.plan if isinstance(candidate.plan, CutPlan) else None
-        return Work(candidate.strategy, circuit, teleport=teleport, cut=cut)
+    def _context(
+        self, job: DistributedJob, nodes: list[QuantumNode], free: dict[str, float]
+    ) -> Context:
+        return Context(
+            observables=job.spec.observables,
+            nodes=nodes,
+            links=self._links(job),
+            max_sampling_overhead=self.settings.max_sampling_overhead,
+            free=free,
+        )
 
     async def _work(self, job: DistributedJob, plan: Plan) -> Work:
         """The plan's programs: built at planning, or rebuilt from the status after a restart."""
         work = self._programs.get(job_key(job))
         if work is None:
-            ns = job.metadata.namespace
-            work = work_for(
-                plan,
-                await self._circuit(job),
-                job.spec.observables,
-                self.world.nodes(ns),
-                self.world.links(ns),
-                self.settings.max_sampling_overhead,
-            )
+            circuit = await self._circuit(job)
+            context = self._context(job, self.world.nodes(job.metadata.namespace), {})
+            work = strategy_named(plan.strategy).rebuild(plan, circuit, context)
             self._programs[job_key(job)] = work
         return work
 
@@ -479,24 +461,6 @@ class JobPipeline:
         begun = datetime.strptime(since, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
         return job.spec.timeout_seconds - (datetime.now(UTC) - begun).total_seconds()
 
-    def _payloads(self, job: DistributedJob, attempt: int, work: Work) -> dict[str, dict]:
-        """What each program sends to its agent, by program id."""
-        base = {"shots": job.spec.shots}
-        key = f"{job_key(job)}/{attempt}"
-        if work.cut is None:
-            circuits = [encode_circuit(c) for c in work.circuits()]
-            one = {"circuit": circuits[0]} if len(circuits) == 1 else {"circuits": circuits}
-            noise = {"noise": work.teleport.noise} if work.teleport is not None else {}
-            return {"p0": {**base, "programId": f"{key}/p0", **one, **noise}}
-        return {
-            f"cut-{node}": {
-                **base,
-                "programId": f"{key}/cut-{node}",
-                "circuits": [encode_circuit(c) for c in subs],
-            }
-            for node, subs in work.cut.subexperiments.items()
-        }
-
     async def _collect(self, job: DistributedJob) -> StepResult:
         status = self._status(job)
         plan = status.plan
@@ -517,7 +481,7 @@ class JobPipeline:
             job_key(job), want, capacity(list(nodes.values()), self.world.links(ns))
         ):
             log.warning("%s runs without its reservation: another job holds it", job_key(job))
-        payloads = self._payloads(job, status.attempt, work)
+        payloads = work.payloads(job.spec.shots, f"{job_key(job)}/{status.attempt}")
         started = time.perf_counter()
 
         async def run(program: Program) -> dict:
@@ -569,12 +533,12 @@ class JobPipeline:
         }
         with step_span("aggregate"):  # exact verification can take a second: off the loop
             status.result = await asyncio.to_thread(
-                aggregate, work, replies, plan.estimated_fidelity, job.spec.observables
+                work.aggregate, replies, plan.estimated_fidelity, job.spec.observables
             )
         if job.spec.mitigation != "none":
             with step_span("mitigate"):  # M3 takes seconds on many outcomes: off the loop
                 status.result.mitigated = await asyncio.to_thread(
-                    mitigate, job.spec, work, plan, replies, nodes, status.result
+                    work.mitigate, plan, replies, nodes, job.spec.observables, status.result
                 )
         self._record_verification(job, status)
         self._cond(job, status, R.DISPATCHED, "True", R.PROGRAMS_DONE, "all programs returned")

@@ -34,25 +34,24 @@ the nearest probability distribution to the quasi-probabilities (negative ones h
 Hellinger fidelity); mitigated expectation values as the raw ones (`verify_expectations`).
 Thresholds are computed as for the raw result.
 
-`mitigate` is CPU-bound (M3 takes seconds on thousands of distinct outcomes): run it off an
-event loop.
+Each strategy's work calls the pieces it needs (`mitigate_counts`, `mitigate_bases`,
+`mitigate_cut`). They are CPU-bound (M3 takes seconds on thousands of distinct outcomes):
+run them off an event loop.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
+from qiskit import QuantumCircuit
 
 from qorch.api import QuantumNode
-from qorch.api.distributed_job import DistributedJobSpec, JobResult, MitigatedResult, Plan
-from qorch.planner.circuits import measured_clbits
-from qorch.planner.cutting import ReadoutErrors
-from qorch.planner.observables import sign
+from qorch.api.distributed_job import JobResult, MitigatedResult, Verification
+from qorch.planner.cutting import CutPlan, ReadoutErrors
+from qorch.planner.observables import MeasurementBasis, sign
 
-from .aggregation import basis_counts, verify_expectations
-from .planning import Work
 from .verification import flatten, verify_distribution
 
 #: M3's work grows with the square of the distinct outcomes in its subspace: about 1.5 s at
@@ -61,57 +60,24 @@ from .verification import flatten, verify_distribution
 MAX_DISTINCT_OUTCOMES = 10_000
 
 
-def mitigate(
-    spec: DistributedJobSpec,
-    work: Work,
-    plan: Plan,
-    replies: Mapping[str, Mapping[str, Any]],
-    nodes: Mapping[str, QuantumNode],
-    result: JobResult,
-) -> MitigatedResult | None:
-    """The readout-corrected result, or None when the job asks for none.
-
-    `replies` and `result` as for and from `aggregate`; `nodes` by name, with the status
-    whose calibration to use. A node without a usable calibration gives a result whose
-    method starts with "unavailable:" and says why.
-    """
-    if spec.mitigation == "none":
-        return None
-    if work.cut is not None:
-        return _mitigate_cut(work, plan, replies, nodes, result)
-    mitigated = _mitigate_counts(work, plan, nodes, result)
-    if result.expectation_values is not None and spec.observables and mitigated.calibrations:
-        _mitigate_bases(work, plan, replies, nodes, spec.observables, mitigated)
-    return mitigated
-
-
-def _mitigate_bases(
-    work: Work,
-    plan: Plan,
-    replies: Mapping[str, Mapping[str, Any]],
+def mitigate_bases(
+    bases: tuple[MeasurementBasis, ...],
+    counts: list[dict[str, int]],
+    qubit_owners: list[str],
     nodes: Mapping[str, QuantumNode],
     observables: list[str],
     mitigated: MitigatedResult,
 ) -> None:
-    """Expectation values of single and teleport jobs, from their basis circuits' counts
-    corrected like the job's counts: bit q of a basis circuit reads qubit q, on its owner."""
-    bases = basis_counts(work, replies)
-    if bases is None:
-        return
-    width = work.circuit.num_qubits
-    owner = (
-        work.teleport.qubit_owner[:width]
-        if work.teleport is not None
-        else [plan.programs[0].node] * width
-    )
-    calibrated = _calibrated(set(owner), nodes)
+    """Expectation values from measurement-basis circuits' counts (bit q reads qubit q, on
+    `qubit_owners[q]`), corrected like the job's counts, added to `mitigated`."""
+    calibrated = _calibrated(set(qubit_owners), nodes)
     if isinstance(calibrated, str):
         return
     errors = calibrated[0]
-    matrices = [_assignment_matrix(errors.get(n)) for n in owner]
+    matrices = [_assignment_matrix(errors.get(n)) for n in qubit_owners]
     values = [0.0] * len(observables)
     deviations = [0.0] * len(observables)
-    for basis, flat in zip(work.bases, bases, strict=True):
+    for basis, flat in zip(bases, counts, strict=True):
         if len(flat) > MAX_DISTINCT_OUTCOMES:
             return
         quasi, overhead, _ = _m3(flat, matrices)
@@ -168,27 +134,18 @@ def _describe(errors: Mapping[str, ReadoutErrors]) -> str:
     )
 
 
-def _clbit_owners(work: Work, plan: Plan) -> dict[int, str]:
-    """clbit -> the node that measures it, for the clbits of the job's circuit."""
-    if work.teleport is not None:
-        program = work.teleport
-        return {
-            clbit: program.qubit_owner[qubit]
-            for clbit, qubit in measured_clbits(program.circuit).items()
-            if clbit < program.original_num_clbits
-        }
-    node = plan.programs[0].node
-    return dict.fromkeys(measured_clbits(work.circuit), node)
-
-
-def _mitigate_counts(
-    work: Work, plan: Plan, nodes: Mapping[str, QuantumNode], result: JobResult
+def mitigate_counts(
+    circuit: QuantumCircuit,
+    clbit_owners: Mapping[int, str],
+    nodes: Mapping[str, QuantumNode],
+    result: JobResult,
+    estimated_fidelity: float | None,
 ) -> MitigatedResult:
+    """The job's counts corrected with M3, each clbit by the node that measured it."""
     counts = result.counts or {}
-    owners = _clbit_owners(work, plan)
-    if not counts or not owners:
+    if not counts or not clbit_owners:
         return MitigatedResult(method="unavailable: the circuit reports no measured bits")
-    calibrated = _calibrated(set(owners.values()), nodes)
+    calibrated = _calibrated(set(clbit_owners.values()), nodes)
     if isinstance(calibrated, str):
         return MitigatedResult(method=f"unavailable: {calibrated}")
     errors, stamps, notes = calibrated
@@ -199,8 +156,8 @@ def _mitigate_counts(
             f" {MAX_DISTINCT_OUTCOMES} M3 corrects in reasonable time",
             calibrations=stamps,
         )
-    width = work.circuit.num_clbits
-    matrices = [_assignment_matrix(errors.get(owners.get(c, ""))) for c in range(width)]
+    width = circuit.num_clbits
+    matrices = [_assignment_matrix(errors.get(clbit_owners.get(c, ""))) for c in range(width)]
     quasi, overhead, nearest = _m3(flat, matrices)
     spaced = {k.replace(" ", ""): k for k in counts}
     method = (
@@ -210,9 +167,9 @@ def _mitigate_counts(
     if notes:
         method += "; " + "; ".join(notes)
     verification = None
-    if result.verification is not None and not result.verification.method.startswith("none"):
+    if _verified(result.verification):
         verification = verify_distribution(
-            work.circuit, nearest, sum(counts.values()), plan.estimated_fidelity
+            circuit, nearest, sum(counts.values()), estimated_fidelity
         )
         method += "; verified on the nearest probability distribution"
     return MitigatedResult(
@@ -221,6 +178,11 @@ def _mitigate_counts(
         calibrations=stamps,
         verification=verification,
     )
+
+
+def _verified(verification: Verification | None) -> bool:
+    """Whether the raw result was checked, so that the mitigated one is checked as well."""
+    return verification is not None and not verification.method.startswith("none")
 
 
 def _assignment_matrix(errors: ReadoutErrors | None) -> np.ndarray:
@@ -250,22 +212,23 @@ def _m3(
     )
 
 
-def _mitigate_cut(
-    work: Work,
-    plan: Plan,
+def mitigate_cut(
+    cut: CutPlan,
     replies: Mapping[str, Mapping[str, Any]],
     nodes: Mapping[str, QuantumNode],
     result: JobResult,
+    verify: Callable[[list[float], list[float]], Verification],
 ) -> MitigatedResult:
-    assert work.cut is not None
-    calibrated = _calibrated(set(work.cut.subexperiments), nodes)
+    """Expectation values knitted again from subexperiment bits corrected per node;
+    `verify(values, errors)` checks them as the raw ones were."""
+    calibrated = _calibrated(set(cut.subexperiments), nodes)
     if isinstance(calibrated, str):
         return MitigatedResult(method=f"unavailable: {calibrated}")
     errors, stamps, notes = calibrated
     results = {
         program_id.removeprefix("cut-"): reply["results"] for program_id, reply in replies.items()
     }
-    values, deviations = work.cut.reconstruct(results, readout=errors)
+    values, deviations = cut.reconstruct(results, readout=errors)
     method = (
         "readout: every measured bit of each node's subexperiments (observable and QPD bits)"
         " corrected with the tensored inverse of its node's assignment matrix"
@@ -274,9 +237,7 @@ def _mitigate_cut(
     )
     if notes:
         method += "; " + "; ".join(notes)
-    verification = None
-    if result.verification is not None and not result.verification.method.startswith("none"):
-        verification = verify_expectations(work, values, deviations, plan.estimated_fidelity)
+    verification = verify(values, deviations) if _verified(result.verification) else None
     return MitigatedResult(
         method=method,
         expectation_values=[round(v, 6) for v in values],

@@ -14,10 +14,8 @@ the executing node's gates (`fidelity.noisy_profile`), so the three strategies c
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 from qiskit import QuantumCircuit
 
@@ -32,13 +30,23 @@ from .model import LinkSlot, NodeSlot
 from .partition import Partition, partition
 from .teleport import TeleportProgram, compile_teleport
 
-Strategy = Literal["single", "teleport", "cut"]
-#: Preference at equal estimated fidelity: fewer moving parts first.
-PREFERENCE: dict[str, int] = {"single": 0, "teleport": 1, "cut": 2}
 #: Subexperiments per node whose fidelity is computed exactly; the rest share their gates.
 _WORST_SAMPLED = 3
 
-log = logging.getLogger(__name__)
+
+@dataclass(frozen=True)
+class Demand:
+    """What a job asks of an estimate: its circuit and observables, the Ready nodes it may use
+    with their free qubits, the Up links between them, and its limits."""
+
+    circuit: QuantumCircuit
+    observables: Sequence[str] | None
+    nodes: Sequence[NodeSlot]
+    links: Sequence[LinkSlot]
+    shots: int
+    timeout_seconds: float
+    max_sampling_overhead: float
+    max_cosimulated_qubits: int = MAX_COSIMULATED_QUBITS
 
 
 @dataclass(frozen=True)
@@ -49,7 +57,7 @@ class Candidate:
     `reason` says what limits a feasible plan, or why it is infeasible.
     """
 
-    strategy: Strategy
+    strategy: str
     estimated_fidelity: float
     feasible: bool
     reason: str
@@ -70,7 +78,9 @@ def _on_node(circuit: QuantumCircuit, node: NodeSlot, label: str) -> FidelityEst
     return FidelityEstimate({f"{k} {label}": v for k, v in factors.items() if v < 1})
 
 
-def _single(circuit: QuantumCircuit, nodes: Sequence[NodeSlot]) -> Candidate:
+def estimate_single(demand: Demand) -> Candidate:
+    """The whole circuit on the best node that has the free qubits."""
+    circuit, nodes = demand.circuit, demand.nodes
     width = circuit.num_qubits
     fits = [n for n in nodes if n.free_qubits >= width]
     if not fits:
@@ -103,14 +113,11 @@ def _why_unplaced(circuit: QuantumCircuit, nodes: Sequence[NodeSlot], per_node: 
     return "no placement on two or more nodes keeps every nonlocal gate on a linked pair"
 
 
-def _teleport(
-    circuit: QuantumCircuit,
-    nodes: Sequence[NodeSlot],
-    links: Sequence[LinkSlot],
-    shots: int,
-    timeout_seconds: float,
-    max_qubits: int,
-) -> Candidate:
+def estimate_teleport(demand: Demand) -> Candidate:
+    """Nonlocal gates by Bell pairs, the program co-simulated on one agent."""
+    circuit, nodes, links = demand.circuit, demand.nodes, demand.links
+    shots, timeout_seconds = demand.shots, demand.timeout_seconds
+    max_qubits = demand.max_cosimulated_qubits
     placed = partition(circuit, nodes, links, require_links=True, min_nodes=2)
     if placed is None:
         return Candidate("teleport", 0.0, False, _why_unplaced(circuit, nodes, 1))
@@ -149,13 +156,10 @@ def _teleport(
     return Candidate("teleport", fidelity, True, reason, program, placed, limit)
 
 
-def _cut(
-    circuit: QuantumCircuit,
-    observables: Sequence[str] | None,
-    nodes: Sequence[NodeSlot],
-    links: Sequence[LinkSlot],
-    max_sampling_overhead: float,
-) -> Candidate:
+def estimate_cut(demand: Demand) -> Candidate:
+    """Circuit knitting: subexperiments per node, expectation values reconstructed."""
+    circuit, observables, nodes = demand.circuit, demand.observables, demand.nodes
+    links, max_sampling_overhead = demand.links, demand.max_sampling_overhead
     if not observables:
         return Candidate(
             "cut", 0.0, False, "cutting reconstructs expectation values: no observables"
@@ -191,63 +195,27 @@ def _cut(
     )
 
 
-def estimate_candidates(
-    circuit: QuantumCircuit,
-    observables: Sequence[str] | None,
-    nodes: Sequence[NodeSlot],
-    links: Sequence[LinkSlot],
-    *,
-    shots: int,
-    timeout_seconds: float,
-    max_sampling_overhead: float,
-    max_cosimulated_qubits: int = MAX_COSIMULATED_QUBITS,
-    strategy: str = "auto",
-) -> list[Candidate]:
-    """Single, teleport and cut for this job, each feasible with a plan or not with a reason.
-
-    `nodes` are the Ready nodes the job may use with their free qubits, `links` the Up links.
-    A `strategy` other than "auto" estimates that strategy alone.
-    """
-    builders: dict[Strategy, Callable[[], Candidate]] = {
-        "single": lambda: _single(circuit, nodes),
-        "teleport": lambda: _teleport(
-            circuit, nodes, links, shots, timeout_seconds, max_cosimulated_qubits
-        ),
-        "cut": lambda: _cut(circuit, observables, nodes, links, max_sampling_overhead),
-    }
-    return [
-        _guarded(name, build)
-        for name, build in builders.items()
-        if strategy == "auto" or strategy == name
-    ]
-
-
-def _guarded(strategy: Strategy, build: Callable[[], Candidate]) -> Candidate:
-    """The candidate, or an infeasible one when estimating it failed: one strategy's defect
-    must not cost the job its other strategies, nor the driver its other jobs."""
-    try:
-        return build()
-    except Exception as exc:  # any defect of one estimate, reported as such
-        log.warning("estimating %s failed: %s: %s", strategy, type(exc).__name__, exc)
-        reason = f"could not be estimated ({type(exc).__name__}: {str(exc)[:200]})"
-        return Candidate(strategy, 0.0, False, reason)
-
-
 def choose(
-    candidates: Sequence[Candidate], fidelity_budget: float | None, strategy: str = "auto"
+    candidates: Sequence[Candidate],
+    fidelity_budget: float | None,
+    strategy: str = "auto",
+    preference: Mapping[str, int] | None = None,
 ) -> Candidate | str:
     """The feasible candidate with the best estimated fidelity, or why none will do.
 
-    `strategy` other than "auto" considers that strategy alone. Returns a rejection message
-    (str) when nothing is feasible or the best estimate misses `fidelity_budget`.
+    `strategy` other than "auto" considers that strategy alone; at equal estimates the lower
+    `preference` wins (fewer moving parts first), then the earlier candidate. Returns a
+    rejection message (str) when nothing is feasible or the best estimate misses
+    `fidelity_budget`.
     """
+    rank = preference or {}
     pool = [c for c in candidates if strategy == "auto" or c.strategy == strategy]
     if not pool:
         return f"unknown strategy {strategy!r}"
     feasible = [c for c in pool if c.feasible]
     if not feasible:
         return "no feasible plan: " + "; ".join(f"{c.strategy}: {c.reason}" for c in pool)
-    best = max(feasible, key=lambda c: (c.estimated_fidelity, -PREFERENCE[c.strategy]))
+    best = max(feasible, key=lambda c: (c.estimated_fidelity, -rank.get(c.strategy, 0)))
     if fidelity_budget is not None and best.estimated_fidelity < fidelity_budget:
         limit = f", limited by {best.limited_by}" if best.limited_by else ""
         others = [c for c in pool if c is not best]

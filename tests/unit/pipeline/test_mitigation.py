@@ -20,10 +20,12 @@ from qorch.api.distributed_job import (
     Program,
 )
 from qorch.api.quantum_node import Calibration
-from qorch.pipeline.aggregation import aggregate
-from qorch.pipeline.mitigation import MAX_DISTINCT_OUTCOMES, mitigate
-from qorch.pipeline.planning import Work
+from qorch.pipeline.mitigation import MAX_DISTINCT_OUTCOMES
 from qorch.pipeline.resources import calibrate_node
+from qorch.pipeline.strategies import Work
+from qorch.pipeline.strategies.cut import CutWork
+from qorch.pipeline.strategies.single import SingleWork
+from qorch.pipeline.strategies.teleport import TeleportWork
 from qorch.planner.cutting import ReadoutErrors, exact_expectation_values, plan_cut
 from qorch.planner.model import NodeSlot
 from qorch.planner.partition import Partition, partition
@@ -71,16 +73,20 @@ class Run:
     def mitigate(
         self, spec: DistributedJobSpec = READOUT, nodes: dict[str, QuantumNode] | None = None
     ) -> MitigatedResult | None:
-        return mitigate(spec, self.work, self.plan, self.replies, nodes or self.nodes, self.raw)
+        if spec.mitigation == "none":
+            return None
+        return self.work.mitigate(
+            self.plan, self.replies, nodes or self.nodes, spec.observables, self.raw
+        )
 
 
 async def run_single(circuit: QuantumCircuit, noise: dict[str, Any]) -> Run:
     qn, agent = await calibrated("qpu-a", 4, noise)
     payload = {"programId": "p0", "circuit": encode_circuit(circuit), "shots": SHOTS, "seed": 7}
     replies = {"p0": await agent.handle("run", payload)}
-    work = Work("single", circuit)
+    work = SingleWork(circuit, "qpu-a")
     placed = plan("single", {"p0": "qpu-a"}, {"qpu-a": list(range(circuit.num_qubits))})
-    raw = aggregate(work, replies, FIDELITY, None)
+    raw = work.aggregate(replies, FIDELITY, None)
     return Run(work, placed, replies, {"qpu-a": qn}, raw)
 
 
@@ -177,9 +183,9 @@ def teleport() -> Run:
             "noise": program.noise,
         }
         replies = {"p0": await agent.handle("run", payload)}
-        work = Work("teleport", circuit, teleport=program)
+        work = TeleportWork(circuit, program)
         layout = {n: placed.qubits_on(n) for n in placed.nodes}
-        raw = aggregate(work, replies, FIDELITY, None)
+        raw = work.aggregate(replies, FIDELITY, None)
         return Run(work, plan("teleport", {"p0": "a"}, layout), replies, {"a": a, "b": b}, raw)
 
     return asyncio.run(go())
@@ -222,9 +228,9 @@ async def run_cut(noise: dict[str, Any]) -> Run:
             "seed": 3,
         }
         replies[f"cut-{name}"] = await agent.handle("run", payload)
-    work = Work("cut", circuit, cut=cut)
+    work = CutWork(circuit, cut)
     layout = {"a": [0, 1], "b": [2, 3]}
-    raw = aggregate(work, replies, FIDELITY, CUT_OBSERVABLES)
+    raw = work.aggregate(replies, FIDELITY, CUT_OBSERVABLES)
     programs = {"cut-a": "a", "cut-b": "b"}
     return Run(work, plan("cut", programs, layout), replies, {"a": a, "b": b}, raw)
 
@@ -278,10 +284,11 @@ def test_cut_with_relaxation_while_measuring_is_mostly_corrected() -> None:
 
 
 def test_cut_reconstruction_with_zero_readout_errors_is_the_raw_one(cut: Run) -> None:
-    assert cut.work.cut is not None
+    assert isinstance(cut.work, CutWork)
     results = {k.removeprefix("cut-"): r["results"] for k, r in cut.replies.items()}
     perfect = {n: ReadoutErrors(0.0, 0.0) for n in ("a", "b")}
-    assert cut.work.cut.reconstruct(results, readout=perfect) == cut.work.cut.reconstruct(results)
+    knitting = cut.work.knitting
+    assert knitting.reconstruct(results, readout=perfect) == knitting.reconstruct(results)
 
 
 def test_cut_without_a_calibrated_node_is_unavailable(cut: Run) -> None:
@@ -298,8 +305,8 @@ def test_too_many_distinct_outcomes_for_m3_is_unavailable(single: Run) -> None:
     circuit.h(range(14))
     circuit.measure(range(14), range(14))
     counts = {format(k, "014b"): 1 for k in range(MAX_DISTINCT_OUTCOMES + 1)}
-    work = Work("single", circuit)
-    mitigated = mitigate(READOUT, work, single.plan, {}, single.nodes, JobResult(counts=counts))
+    work = SingleWork(circuit, "qpu-a")
+    mitigated = work.mitigate(single.plan, {}, single.nodes, None, JobResult(counts=counts))
     assert mitigated is not None
     assert mitigated.method.startswith(f"unavailable: {MAX_DISTINCT_OUTCOMES + 1} distinct")
     assert mitigated.quasi_probabilities is None

@@ -11,7 +11,9 @@ from qiskit.synthesis.qft import synth_qft_full
 
 from qorch.api import NoiseSpec
 from qorch.api.quantum_node import DEFAULT_BASIS_GATES
+from qorch.pipeline import strategies
 from qorch.planner.model import LinkSlot, NodeSlot
+from qorch.planner.strategies import Candidate, Demand
 from qorch.planner.teleport import TeleportProgram
 from qorch.qpu.composite_noise import defer_feed_forward
 
@@ -102,3 +104,21 @@ def program_distribution(program: TeleportProgram) -> dict[str, float]:
     order = [measured[c] for c in range(program.original_num_clbits)]
     probabilities = Statevector(body).probabilities_dict(qargs=order)
     return {k: float(v) for k, v in probabilities.items() if v > 1e-12}
+
+
+def estimate_candidates(
+    circuit: QuantumCircuit,
+    observables: list[str] | None,
+    nodes: list[NodeSlot],
+    links: list[LinkSlot],
+    *,
+    shots: int,
+    timeout_seconds: float,
+    max_sampling_overhead: float,
+    strategy: str = "auto",
+) -> list[Candidate]:
+    """Every registered strategy's candidate, as the pipeline estimates them."""
+    demand = Demand(
+        circuit, observables, nodes, links, shots, timeout_seconds, max_sampling_overhead
+    )
+    return strategies.estimate_candidates(demand, strategy)

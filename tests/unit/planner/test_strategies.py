@@ -7,14 +7,14 @@ from qiskit import QuantumCircuit
 from qiskit.quantum_info import hellinger_fidelity
 from qiskit_aer import AerSimulator
 
-from qorch.planner import strategies
+from qorch.pipeline.strategies import choose_candidate, strategy_named
 from qorch.planner.cutting import CutPlan
 from qorch.planner.model import LinkSlot, NodeSlot
-from qorch.planner.strategies import Candidate, choose, estimate_candidates
+from qorch.planner.strategies import Candidate
 from qorch.planner.teleport import TeleportProgram
 from tests.support import ghz
 
-from .support import NOISY, ansatz, link, node
+from .support import NOISY, ansatz, estimate_candidates, link, node
 
 
 def _candidates(
@@ -44,7 +44,7 @@ def test_single_wins_when_one_node_holds_the_circuit() -> None:
     nodes = [node("a", 6, NOISY), node("b", 6, NOISY), node("big", 12, NOISY)]
     found = _candidates(ghz(10), nodes, [link("a", "b", 0.95)])
     assert found["single"].feasible and found["single"].plan == "big"
-    best = choose(list(found.values()), fidelity_budget=None)
+    best = choose_candidate(list(found.values()), fidelity_budget=None)
     assert isinstance(best, Candidate) and best.strategy == "single"
 
 
@@ -54,7 +54,7 @@ def test_teleport_when_the_circuit_must_span_linked_nodes() -> None:
     assert not found["single"].feasible
     assert "no node has 10 free qubits" in found["single"].reason
     assert not found["cut"].feasible and "no observables" in found["cut"].reason
-    best = choose(list(found.values()), fidelity_budget=0.1)
+    best = choose_candidate(list(found.values()), fidelity_budget=0.1)
     assert isinstance(best, Candidate) and best.strategy == "teleport"
     assert isinstance(best.plan, TeleportProgram)
     assert 0 < best.estimated_fidelity < 0.95
@@ -68,7 +68,7 @@ def test_cut_competes_only_when_observables_are_given() -> None:
     assert cut.feasible and isinstance(cut.plan, CutPlan)
     assert cut.sampling_overhead == 81
     assert "sampling overhead 81" in cut.reason
-    best = choose(list(found.values()), fidelity_budget=None)
+    best = choose_candidate(list(found.values()), fidelity_budget=None)
     assert isinstance(best, Candidate) and best.strategy == "cut"
 
 
@@ -77,7 +77,7 @@ def test_cut_over_the_overhead_bound_is_infeasible_and_says_so() -> None:
     found = _candidates(ansatz(), nodes, [], ["Z" * 8], overhead=50)
     assert not found["cut"].feasible
     assert "above the bound 50" in found["cut"].reason
-    verdict = choose(list(found.values()), fidelity_budget=None)
+    verdict = choose_candidate(list(found.values()), fidelity_budget=None)
     assert isinstance(verdict, str) and "above the bound 50" in verdict
 
 
@@ -85,7 +85,7 @@ def test_unreachable_budget_is_rejected_naming_the_best_estimate_and_its_limit()
     nodes = [node("a", 6, NOISY), node("b", 6, NOISY)]
     found = _candidates(ghz(10), nodes, [link("a", "b", 0.95)])
     teleport = found["teleport"]
-    verdict = choose(list(found.values()), fidelity_budget=0.999)
+    verdict = choose_candidate(list(found.values()), fidelity_budget=0.999)
     assert isinstance(verdict, str)
     assert "fidelityBudget 0.999" in verdict
     assert f"{teleport.estimated_fidelity:.4f}" in verdict
@@ -101,7 +101,7 @@ def test_links_that_cannot_herald_enough_bell_pairs_in_time_are_rejected() -> No
     assert not teleport.feasible
     assert "must herald 10000 Bell pairs" in teleport.reason
     assert "timeoutSeconds 60" in teleport.reason
-    verdict = choose(list(found.values()), fidelity_budget=None)
+    verdict = choose_candidate(list(found.values()), fidelity_budget=None)
     assert isinstance(verdict, str) and "must herald" in verdict
     # The same job with a longer timeout fits.
     relaxed = _candidates(ghz(10), nodes, [slow], shots=10_000, timeout=120)
@@ -111,15 +111,15 @@ def test_links_that_cannot_herald_enough_bell_pairs_in_time_are_rejected() -> No
 def test_a_forced_strategy_is_considered_alone() -> None:
     nodes = [node("a", 6), node("b", 6), node("big", 12)]
     found = list(_candidates(ghz(10), nodes, [link("a", "b")]).values())
-    forced = choose(found, fidelity_budget=None, strategy="teleport")
+    forced = choose_candidate(found, fidelity_budget=None, strategy="teleport")
     assert isinstance(forced, Candidate) and forced.strategy == "teleport"
-    assert isinstance(choose(found, None, strategy="cut"), str)
+    assert isinstance(choose_candidate(found, None, strategy="cut"), str)
 
 
 def test_equal_estimates_prefer_the_simpler_strategy() -> None:
     nodes = [node("a", 6), node("b", 6), node("big", 12)]
     found = list(_candidates(ghz(10), nodes, [link("a", "b")]).values())
-    best = choose(found, fidelity_budget=1.0)
+    best = choose_candidate(found, fidelity_budget=1.0)
     assert isinstance(best, Candidate) and best.strategy == "single"
     assert best.estimated_fidelity == 1.0
 
@@ -159,7 +159,7 @@ def test_a_failing_estimate_makes_its_candidate_infeasible_and_spares_the_others
     def broken(*_: object) -> None:
         raise AttributeError("'NoneType' object has no attribute 'name'")
 
-    monkeypatch.setattr(strategies, "_teleport", broken)
+    monkeypatch.setattr(strategy_named("teleport"), "estimate", broken)
 
     found = estimate_candidates(
         ghz(4), None, [node("a", 5), node("b", 5)], [link("a", "b")],

@@ -18,15 +18,24 @@ from qiskit.circuit.random import random_circuit
 from qiskit.quantum_info import hellinger_fidelity
 
 from qorch.api.distributed_job import LinkUse
-from qorch.pipeline.planning import Work, plan_status, reservation
+from qorch.pipeline.planning import plan_status, reservation
 from qorch.pipeline.reservations import link_resource
+from qorch.pipeline.strategies import choose_candidate, strategy_named
+from qorch.pipeline.strategies.teleport import TeleportWork
 from qorch.planner.model import LinkSlot, NodeSlot
 from qorch.planner.partition import Partition, partition
-from qorch.planner.strategies import choose, estimate_candidates
 from qorch.planner.teleport import TeleportProgram, compile_teleport
 from qorch.qpu.composite_noise import simulate_composite
 
-from .support import NOISY, ideal_distribution, link, node, program_distribution, qft_adder
+from .support import (
+    NOISY,
+    estimate_candidates,
+    ideal_distribution,
+    link,
+    node,
+    program_distribution,
+    qft_adder,
+)
 
 
 def assert_exact(program: TeleportProgram, circuit: QuantumCircuit) -> None:
@@ -398,16 +407,16 @@ def test_the_plan_reserves_the_pairs_the_program_consumes() -> None:
     candidates = estimate_candidates(
         circuit, None, nodes, links, shots=1000, timeout_seconds=10, max_sampling_overhead=100
     )
-    choice = choose(candidates, None, "teleport")
+    choice = choose_candidate(candidates, None, "teleport")
     assert not isinstance(choice, str) and isinstance(choice.plan, TeleportProgram)
     assert choice.partition is not None
-    plan = plan_status(choice, candidates, circuit.num_qubits, 1000)
+    plan = plan_status(choice, candidates, strategy_named("teleport").shape(choice, circuit, 1000))
     assert plan.nonlocal_gates == choice.partition.nonlocal_gates
     assert plan.bell_pairs == [
         LinkUse(link=name, bell_pairs=n) for name, n in choice.plan.bell_pairs.items()
     ]
     assert sum(u.bell_pairs for u in plan.bell_pairs) < plan.nonlocal_gates
-    want = reservation("ns", plan, Work("teleport", circuit, teleport=choice.plan), 1000, 10)
+    want = reservation("ns", plan, TeleportWork(circuit, choice.plan), 1000, 10)
     assert want[link_resource("ns", "a-b")] == pytest.approx(
         sum(choice.plan.bell_pairs.values()) * 1000 / 10
     )

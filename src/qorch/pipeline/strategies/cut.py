@@ -1,0 +1,126 @@
+"""`cut`: circuit knitting; each node runs its subexperiments on its own agent, and the
+expectation values are reconstructed classically."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from qiskit import QuantumCircuit
+
+from qorch.api import QuantumNode
+from qorch.api.distributed_job import JobResult, MitigatedResult, Plan, Program, Verification
+from qorch.planner.cutting import CutPlan, exact_expectations, plan_cut
+from qorch.planner.strategies import Candidate, Demand, estimate_cut
+from qorch.qpu.circuits import encode_circuit
+
+from ..mitigation import mitigate_cut
+from ..planning import placement_of, recorded_partition
+from ..verification import MAX_EXPECTATION_QUBITS
+from .base import Context, Reply, Shape, Strategy, Work
+
+_PREFIX = "cut-"
+
+
+@dataclass(frozen=True)
+class CutWork(Work):
+    circuit: QuantumCircuit
+    knitting: CutPlan
+
+    def payloads(self, shots: int, key: str) -> dict[str, dict[str, Any]]:
+        return {
+            f"{_PREFIX}{node}": {
+                "shots": shots,
+                "programId": f"{key}/{_PREFIX}{node}",
+                "circuits": [encode_circuit(c) for c in subs],
+            }
+            for node, subs in self.knitting.subexperiments.items()
+        }
+
+    def _results(self, replies: Mapping[str, Reply]) -> dict[str, Any]:
+        return {pid.removeprefix(_PREFIX): reply["results"] for pid, reply in replies.items()}
+
+    def aggregate(
+        self,
+        replies: Mapping[str, Reply],
+        estimated_fidelity: float | None,
+        observables: list[str] | None,
+    ) -> JobResult:
+        values, errors = self.knitting.reconstruct(self._results(replies))
+        return JobResult(
+            expectation_values=[round(v, 6) for v in values],
+            standard_errors=[round(e, 6) for e in errors],
+            verification=self.verify(values, errors, estimated_fidelity),
+        )
+
+    def mitigate(
+        self,
+        plan: Plan,
+        replies: Mapping[str, Reply],
+        nodes: Mapping[str, QuantumNode],
+        observables: list[str] | None,
+        result: JobResult,
+    ) -> MitigatedResult:
+        return mitigate_cut(
+            self.knitting,
+            replies,
+            nodes,
+            result,
+            lambda values, errors: self.verify(values, errors, plan.estimated_fidelity),
+        )
+
+    def verify(
+        self, values: list[float], errors: list[float], estimated_fidelity: float | None
+    ) -> Verification:
+        """Largest absolute error against exact values, judged against 3 standard errors
+        plus what noise can do: a state of fidelity F moves a Pauli expectation by at most
+        2 (1 - F). Exact values by statevector up to MAX_EXPECTATION_QUBITS, by stabilizer
+        simulation beyond for a Clifford circuit."""
+        exact = exact_expectations(
+            self.circuit,
+            list(self.knitting.observables),
+            max_statevector_qubits=MAX_EXPECTATION_QUBITS,
+        )
+        if exact is None:
+            return Verification(method="none")
+        method, expected = exact
+        fidelity = estimated_fidelity if estimated_fidelity is not None else 1.0
+        return Verification(
+            method=method,
+            absolute_error=round(max(abs(v - e) for v, e in zip(values, expected, strict=True)), 6),
+            threshold=round(3 * max(errors, default=0.0) + 2 * (1 - fidelity), 6),
+        )
+
+
+class Cut(Strategy):
+    name = "cut"
+    preference = 2
+
+    def estimate(self, demand: Demand) -> Candidate:
+        return estimate_cut(demand)
+
+    def shape(self, candidate: Candidate, circuit: QuantumCircuit, shots: int) -> Shape:
+        knitting, part = candidate.plan, candidate.partition
+        assert isinstance(knitting, CutPlan) and part is not None
+        return Shape(
+            placement=placement_of(part),
+            programs=[
+                Program(
+                    id=f"{_PREFIX}{n}",
+                    node=n,
+                    shots=shots,
+                    note=f"{len(subs)} subexperiment(s) of the cut circuit, {shots} shots each",
+                )
+                for n, subs in sorted(knitting.subexperiments.items())
+            ],
+        )
+
+    def work(self, candidate: Candidate, circuit: QuantumCircuit, context: Context) -> CutWork:
+        assert isinstance(candidate.plan, CutPlan)
+        return CutWork(circuit, candidate.plan)
+
+    def rebuild(self, plan: Plan, circuit: QuantumCircuit, context: Context) -> CutWork:
+        part = recorded_partition(plan)
+        observables = context.observables or []
+        return CutWork(circuit, plan_cut(circuit, observables, part, context.max_sampling_overhead))
