@@ -170,14 +170,13 @@ class _BoundedComposer(Composer):
         if event.__class__ is AliasEvent:
             return self._alias(event)
         level = self.depth + 1
-        if level > self.limits.max_depth:
-            raise _LimitExceeded(f"nested more than {self.limits.max_depth} levels deep", event)
-        self.deepest = max(self.deepest, level)
+        if level > self.deepest:
+            if level > self.limits.max_depth:
+                raise _LimitExceeded(f"nested more than {self.limits.max_depth} levels deep", event)
+            self.deepest = level
         self.nodes += 1
         if self.nodes > self.limits.max_nodes:
-            raise _LimitExceeded(
-                f"more than {self.limits.max_nodes} nodes (aliases counted as copies)", event
-            )
+            self._check_size(event)
         anchor = event.anchor
         if anchor is None:
             return self._compose(event, level)
@@ -244,7 +243,8 @@ class _BoundedComposer(Composer):
                 raise _Found
             value = event.value
             self.chars += len(value)
-            self._check_size(event)
+            if self.chars > self.limits.max_chars:
+                self._check_size(event)
             if tag is None or tag == "!":
                 tag = self.resolve(ScalarNode, value, event.implicit)
             return ScalarNode(tag, value, event.start_mark, event.end_mark, style=event.style)
