@@ -469,6 +469,9 @@ class JobPipeline:
         nodes = {n.metadata.name: n for n in self.world.nodes(ns)}
         remaining = self._remaining_seconds(job, status)
         if remaining <= 0:
+            # The attempt was persisted, so it may have been sent: its qubits go to other
+            # jobs now, so the agents must drop it too.
+            await self._cancel(job, status.attempt, plan.programs)
             msg = f"no result within timeoutSeconds={job.spec.timeout_seconds}"
             return self._finish(job, status, "Failed", R.TIMED_OUT, msg)
         work = await self._work(job, plan)
@@ -526,6 +529,12 @@ class JobPipeline:
             msg = "; ".join(failures)
             errors = [o for o in outcomes if isinstance(o, BaseException)]
             if all(isinstance(o, AgentError) and o.code == TIMEOUT for o in errors):
+                # Out of budget, not finished: the agents would run on into other jobs' qubits.
+                timed_out = [
+                    p for p, o in zip(plan.programs, outcomes, strict=True)
+                    if isinstance(o, AgentError)
+                ]  # fmt: skip
+                await self._cancel(job, status.attempt, timed_out)
                 return self._finish(job, status, "Failed", R.TIMED_OUT, msg)
             return self._finish(job, status, "Failed", R.NODE_FAILED, msg)
         replies = {

@@ -472,16 +472,10 @@ async def test_an_unverified_result_fails_the_job_when_policy_says_so(world, boo
     assert book.total() == 0
 
 
-#: JobPipeline._collect ends a timed-out job with _finish alone.
-TIMEOUT_LEAVES_PROGRAM_RUNNING = (
-    "a job that times out while its program may still run on the agent is Failed and its"
-    " qubits are released, but no cancel is sent: the agent keeps running the program on"
-    " qubits the book now gives to other jobs, and deleting the job later sends nothing"
-    " either (cancel only acts on Running jobs)"
-)
+# A job that times out while its program may still run is cancelled on the agent: its
+# qubits go back to the book, so the agent must not run on with them.
 
 
-@pytest.mark.xfail(strict=True, reason=TIMEOUT_LEAVES_PROGRAM_RUNNING)
 async def test_a_program_that_outlives_its_budget_is_cancelled_on_its_agent(pipeline, world, book):
     world.add_node("a", 4)
     world.fail("a", AgentError(TIMEOUT, "program was not finished when the call's budget ran out"))
@@ -494,7 +488,6 @@ async def test_a_program_that_outlives_its_budget_is_cancelled_on_its_agent(pipe
     assert cancels == [("a", {"programIds": [f"{key(job, 1)}/p0"]})]
 
 
-@pytest.mark.xfail(strict=True, reason=TIMEOUT_LEAVES_PROGRAM_RUNNING)
 async def test_an_attempt_found_past_its_budget_is_cancelled_on_its_agent(pipeline, world, book):
     # A restarted driver finds the attempt persisted (so maybe sent) and the budget spent.
     world.add_node("a", 4)
