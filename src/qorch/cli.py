@@ -6,10 +6,13 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 import sys
 from pathlib import Path
+
+from pydantic import ValidationError
+
+from qorch.settings import Settings
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -48,11 +51,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except (OSError, ValueError, PolicyError) as exc:
         print(f"run: {exc}", file=sys.stderr)
         return 2
-    settings = PipelineSettings(
-        fail_unverified=args.fail_unverified,
-        policy=policy,
-        authorization=AuthorizationPolicy(require_signature=bool(trusted), trusted_keys=trusted),
-    )
+    env = args.settings
+    if args.fail_unverified:
+        env = env.model_copy(update={"fail_unverified": True})
+    authorization = AuthorizationPolicy(require_signature=bool(trusted), trusted_keys=trusted)
+    settings = PipelineSettings.from_settings(env, policy, authorization)
     return asyncio.run(
         run(
             manifests,
@@ -84,7 +87,7 @@ def _load_node(args: argparse.Namespace):  # -> QuantumNode
             document = load_file(source)
         else:
             source = "--node-json" if args.node_json else "QORCH_NODE_MANIFEST"
-            raw = args.node_json or os.environ.get("QORCH_NODE_MANIFEST", "")
+            raw = args.node_json or args.settings.node_manifest or ""
             if not raw:
                 raise SystemExit("qpu-agent: give --node-file, --node-json or QORCH_NODE_MANIFEST")
             document = loads(raw, source)
@@ -186,9 +189,13 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     return verify_command(args.job, args.trusted, normalize=stored_spec)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(env: Settings | None = None) -> argparse.ArgumentParser:
+    """The command line; defaults of options that a QORCH_* variable also sets come from
+    `env` (the environment's settings when None)."""
+    env = Settings.from_env() if env is None else env
     parser = argparse.ArgumentParser(prog="qorch", description=__doc__)
-    parser.add_argument("--log-level", default=os.environ.get("QORCH_LOG_LEVEL", "WARNING"))
+    parser.set_defaults(settings=env)
+    parser.add_argument("--log-level", default=env.log_level)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("run", help="run manifests on the embedded control plane")
@@ -226,17 +233,17 @@ def build_parser() -> argparse.ArgumentParser:
         " ConfigMap, so the node's noise can change without a restart",
     )
     p.add_argument("--node-json", help="QuantumNode manifest as a JSON string")
-    p.add_argument("--host", default=os.environ.get("QORCH_AGENT_HOST", "0.0.0.0"))
-    p.add_argument("--port", type=int, default=int(os.environ.get("QORCH_AGENT_PORT", "8080")))
+    p.add_argument("--host", default=env.agent_host)
+    p.add_argument("--port", type=int, default=env.agent_port)
     p.add_argument(
         "--identity-key",
-        default=os.environ.get("QORCH_IDENTITY_KEY_FILE"),
+        default=env.identity_key_file,
         help="the node's ML-DSA-65 private key file (env QORCH_IDENTITY_KEY_FILE)",
     )
     p.add_argument(
         "--trusted-client-key",
         action="append",
-        default=[k for k in os.environ.get("QORCH_TRUSTED_CLIENT_KEY_FILES", "").split(":") if k],
+        default=[k for k in env.trusted_client_key_files.split(":") if k],
         help="public key file of an operator allowed to connect; repeatable"
         " (env QORCH_TRUSTED_CLIENT_KEY_FILES, colon-separated)",
     )
@@ -252,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--liveness",
-        default=os.environ.get("QORCH_LIVENESS_ENDPOINT"),
+        default=env.liveness_endpoint,
         help="liveness endpoint, e.g. http://0.0.0.0:8081/healthz",
     )
     p.add_argument(
@@ -301,7 +308,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     # Piped into `head`: stop quietly when the reader goes away, as Unix tools do.
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    parser = build_parser()
+    try:
+        env = Settings.from_env()
+    except ValidationError as exc:
+        for error in exc.errors():
+            print(f"qorch: QORCH_{str(error['loc'][0]).upper()}: {error['msg']}", file=sys.stderr)
+        return 2
+    parser = build_parser(env)
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     return int(args.func(args))

@@ -14,6 +14,25 @@ class Settings(BaseModel):
         "ghcr.io/qorch/qorch:0.1.0", description="Image of the QPU agent pods (QORCH_AGENT_IMAGE)."
     )
     agent_port: int = Field(8080, description="Port the QPU agent serves on (QORCH_AGENT_PORT).")
+    agent_host: str = Field(
+        "0.0.0.0", description="Address the QPU agent listens on (QORCH_AGENT_HOST)."
+    )
+    node_manifest: str | None = Field(
+        None,
+        description="The QPU agent's QuantumNode as JSON, when no --node-file is given"
+        " (QORCH_NODE_MANIFEST).",
+    )
+    trusted_client_key_files: str = Field(
+        "",
+        description="Public key files of the operators a QPU agent answers, colon-separated"
+        " (QORCH_TRUSTED_CLIENT_KEY_FILES).",
+    )
+    log_level: str = Field("WARNING", description="Log level of every command (QORCH_LOG_LEVEL).")
+    liveness_endpoint: str | None = Field(
+        None,
+        description="The operator's liveness endpoint, e.g. http://0.0.0.0:8081/healthz"
+        " (QORCH_LIVENESS_ENDPOINT).",
+    )
     telemetry_image: str = Field(
         "ghcr.io/qorch/qorch:0.1.0",
         description="Image of the telemetry sidecar beside each QPU agent (QORCH_TELEMETRY_IMAGE).",

@@ -92,13 +92,8 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     memo.state = OperatorState(
         settings=qorch,
         agents=AgentConnections(identity),
-        pipeline_settings=PipelineSettings(
-            policy=_policy(qorch),
-            authorization=_authorization(qorch),
-            capacity_retry_seconds=qorch.capacity_retry_seconds,
-            watch_seconds=qorch.job_watch_seconds,
-            fail_unverified=qorch.fail_unverified,
-            max_sampling_overhead=qorch.max_sampling_overhead,
+        pipeline_settings=PipelineSettings.from_settings(
+            qorch, _policy(qorch), _authorization(qorch)
         ),
     )
 

@@ -38,6 +38,7 @@ from qorch.planner.strategies import Candidate, Demand
 from qorch.qpu.circuits import measures
 from qorch.qpu.transport import TIMEOUT, UNREACHABLE, AgentError
 from qorch.sanitizer import SanitizerPolicy, SanitizerPolicyFile, TargetTiming, sanitize
+from qorch.settings import Settings
 from qorch.telemetry.instrument import instrument_step
 from qorch.telemetry.metrics import JOB_REROUTES, JOBS_FINISHED, SANITIZER_REJECTIONS
 from qorch.telemetry.tracing import step_span
@@ -63,19 +64,39 @@ class StepResult:
     requeue_after: float | None = None
 
 
+_DEFAULTS = Settings()
+
+
 @dataclass
 class PipelineSettings:
-    """Knobs of the pipeline, the same for both drivers."""
+    """Knobs of the pipeline, the same for both drivers; `from_settings` builds them."""
 
     policy: SanitizerPolicyFile = field(default_factory=SanitizerPolicyFile)
     authorization: AuthorizationPolicy = field(default_factory=AuthorizationPolicy)
-    capacity_retry_seconds: float = 1.0
+    capacity_retry_seconds: float = _DEFAULTS.capacity_retry_seconds
     # Cutting multiplies the shots needed by this factor; beyond it a cut is refused.
-    max_sampling_overhead: float = 1000.0
+    max_sampling_overhead: float = _DEFAULTS.max_sampling_overhead
     # How often a running job looks at the health of its nodes and links.
-    watch_seconds: float = 1.0
+    watch_seconds: float = _DEFAULTS.job_watch_seconds
     # The "quantum hallucination" guard: a result that fails verification fails the job.
-    fail_unverified: bool = False
+    fail_unverified: bool = _DEFAULTS.fail_unverified
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        policy: SanitizerPolicyFile | None = None,
+        authorization: AuthorizationPolicy | None = None,
+    ) -> PipelineSettings:
+        """The pipeline's knobs from the QORCH_* settings: both drivers build them here."""
+        return cls(
+            policy=policy or SanitizerPolicyFile(),
+            authorization=authorization or AuthorizationPolicy(),
+            capacity_retry_seconds=settings.capacity_retry_seconds,
+            max_sampling_overhead=settings.max_sampling_overhead,
+            watch_seconds=settings.job_watch_seconds,
+            fail_unverified=settings.fail_unverified,
+        )
 
 
 def reservation_key(namespace: str, name: str, uid: str | None) -> str:
