@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test unit lint crds system-deps tools cluster-up cluster-down kind-up kind-down clean
+.PHONY: setup run test unit lint crds dashboards system-deps tools cluster-up cluster-down kind-up kind-down clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,9 @@ lint: setup ## ruff, mypy and the import-layer contracts
 crds: setup ## regenerate crds/ and the chart's copies from the API models
 	$(VENV)/bin/qorch crds --out crds
 	cp crds/*.yaml charts/qorch/crds/
+
+dashboards: setup ## regenerate charts/qorch/dashboards/ from hack/dashboards.py
+	$(PY) hack/gen_dashboards.py
 
 system-deps: ## Debian packages the tests use as real peers (promtool)
 	bash hack/install-system-deps.sh

@@ -9,20 +9,17 @@ Three views, written to charts/qorch/dashboards/ for the chart's ConfigMaps (lab
               feedforward latency against the coherence budget, failures, auth failures
   debug       every signal by node, link, step and strategy
 
-    python -m qorch.telemetry.dashboards [--out charts/qorch/dashboards] [--check]
+    python hack/gen_dashboards.py [--check]     (or make dashboards)
 
 Every query names only metrics qorch exports (a test parses them all). grafana-foundation-sdk
-is a development dependency: nothing at run time imports this module.
+is a development dependency, so this generator lives in hack/, outside the qorch package.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from grafana_foundation_sdk.builders import dashboard as db
@@ -32,7 +29,6 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.cog.variants import Dataquery
 from grafana_foundation_sdk.models import dashboard as dm
 
-DEFAULT_OUT = Path("charts/qorch/dashboards")
 JOB_SUCCESS_OBJECTIVE = 0.99
 DS = dm.DataSourceRef(type_val="prometheus", uid="${datasource}")
 NS = 'namespace=~"$namespace"'
@@ -861,38 +857,3 @@ def render(name: str) -> str:
 
 def render_all() -> dict[str, str]:
     return {f"{name}.json": render(name) for name in BUILDERS}
-
-
-def write(out: Path) -> list[Path]:
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    for filename, text in render_all().items():
-        path = out / filename
-        path.write_text(text)
-        written.append(path)
-    return written
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder")
-    parser.add_argument(
-        "--check", action="store_true", help="exit 1 when the files differ from the generated"
-    )
-    args = parser.parse_args(argv)
-    if args.check:
-        stale = [
-            name
-            for name, text in render_all().items()
-            if not (args.out / name).is_file() or (args.out / name).read_text() != text
-        ]
-        for name in stale:
-            print(f"{args.out / name} is not what the generator writes", file=sys.stderr)
-        return 1 if stale else 0
-    for path in write(args.out):
-        print(path)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
