@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from qorch.operator.agent_workload import (
     PUBLIC_KEY_ANNOTATION,
     build_deployment,
     identity_secret_name,
+    telemetry_sidecar,
 )
 from qorch.settings import Settings
 from tests.support import make_node
@@ -52,6 +54,40 @@ def test_the_otlp_endpoint_reaches_the_telemetry_sidecar_only_when_set() -> None
     env = sidecar_env(Settings(telemetry_otlp_endpoint=endpoint))
     assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == endpoint
     assert "OTEL_EXPORTER_OTLP_ENDPOINT" not in sidecar_env(Settings())
+
+
+def test_the_sidecar_is_restricted_and_sees_only_the_telemetry_volume() -> None:
+    settings = Settings(telemetry_otlp_endpoint="http://otel:4318")
+    pod = build_deployment(make_node("qpu-a", 4), settings, Identity.generate().public_key)
+    c = telemetry_sidecar(make_node("qpu-a", 4), settings)
+    assert c in pod["spec"]["template"]["spec"]["containers"]
+    assert c["args"][:3] == ["telemetry-sidecar", "--node", "qpu-a"]
+    assert c["ports"] == [{"name": "metrics", "containerPort": 9090}]
+    sc = c["securityContext"]
+    assert sc["runAsNonRoot"] and sc["readOnlyRootFilesystem"]
+    assert not sc["allowPrivilegeEscalation"]
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert [m["name"] for m in c["volumeMounts"]] == ["telemetry"]
+    env = {e["name"]: e for e in c["env"]}
+    assert env["OTEL_EXPORTER_OTLP_ENDPOINT"]["value"] == "http://otel:4318"
+    assert env["QORCH_NODE_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
+
+
+def test_the_agent_shares_its_stats_with_the_sidecar_but_never_its_identity() -> None:
+    deployment = build_deployment(make_node("qpu-a", 4), Settings(), Identity.generate().public_key)
+    pod = deployment["spec"]["template"]["spec"]
+    containers = {c["name"]: c for c in pod["containers"]}
+    assert set(containers) == {"qpu-agent", "telemetry"}
+    secret_volumes = {v["name"] for v in pod["volumes"] if "secret" in v}
+    sidecar_mounts = {m["name"] for m in containers["telemetry"]["volumeMounts"]}
+    assert secret_volumes and not secret_volumes & sidecar_mounts
+    assert "envFrom" not in containers["telemetry"]
+    assert all("secretKeyRef" not in json.dumps(e) for e in containers["telemetry"]["env"])
+    agent = containers["qpu-agent"]
+    assert {"name": "telemetry", "mountPath": "/var/run/qorch/telemetry"} in agent["volumeMounts"]
+    assert {"name": "QORCH_TELEMETRY_DIR", "value": "/var/run/qorch/telemetry"} in agent["env"]
+    assert pod["volumes"].count({"name": "telemetry", "emptyDir": {"sizeLimit": "32Mi"}}) == 1
 
 
 def kubeconfig(path: Path, namespace: str | None) -> Path:

@@ -1,4 +1,9 @@
-"""The Deployment and Service of an `aer` QuantumNode's QPU agent, as pure functions."""
+"""The Deployment and Service of an `aer` QuantumNode's QPU agent, as pure functions.
+
+The agent's pod has two containers: `qpu-agent`, which holds the node's identity, and the
+telemetry sidecar (`qorch telemetry-sidecar`), which shares only an emptyDir with it: the
+agent writes its stats and spooled spans there, the sidecar serves and forwards them.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,9 @@ from typing import Any
 from qorch.api import QuantumNode
 from qorch.channel.identity import encode_public_key, fingerprint_digest
 from qorch.settings import Settings
-from qorch.telemetry.sidecar import add_telemetry_sidecar
+from qorch.telemetry.agent import TELEMETRY_DIR_ENV
+from qorch.telemetry.metrics import METRICS_PORT
+from qorch.telemetry.sidecar import DEFAULT_STATS_DIR, NAMESPACE_ENV
 
 # Restricted Pod Security: what every container of ours runs with.
 RESTRICTED_CONTAINER = {
@@ -32,6 +39,7 @@ def identity_secret_name(node: QuantumNode, public_key: bytes) -> str:
 
 
 IDENTITY_DIR = "/var/run/qorch/identity"
+TELEMETRY_VOLUME = "telemetry"
 # The public key of the node's identity, on its Deployment: where the operator finds it
 # again, since it may create Secrets but not read them. Whoever can change a Deployment can
 # run a pod that mounts the Secret, so this record is no easier to forge than the Secret.
@@ -54,6 +62,38 @@ def agent_endpoint(node: QuantumNode, settings: Settings) -> str:
     return f"http://{agent_name(node)}.{node.metadata.namespace}.svc:{settings.agent_port}"
 
 
+def telemetry_sidecar(node: QuantumNode, settings: Settings) -> dict[str, Any]:
+    """The sidecar's container: restricted, and it mounts only the telemetry volume."""
+    env: list[dict[str, Any]] = [
+        {"name": NAMESPACE_ENV, "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        {"name": "OTEL_SERVICE_NAME", "value": "qorch-qpu-agent"},
+    ]
+    if settings.telemetry_otlp_endpoint:
+        env.append(
+            {"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": settings.telemetry_otlp_endpoint}
+        )
+    return {
+        "name": "telemetry",
+        "image": settings.telemetry_image,
+        "args": [
+            "telemetry-sidecar",
+            "--node",
+            node.metadata.name,
+            "--stats-dir",
+            DEFAULT_STATS_DIR,
+            "--port",
+            str(METRICS_PORT),
+        ],
+        "env": env,
+        "ports": [{"name": "metrics", "containerPort": METRICS_PORT}],
+        "readinessProbe": {"httpGet": {"path": "/metrics", "port": "metrics"}},
+        "livenessProbe": {"httpGet": {"path": "/metrics", "port": "metrics"}, "periodSeconds": 30},
+        "resources": {"requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"memory": "128Mi"}},
+        "securityContext": RESTRICTED_CONTAINER,
+        "volumeMounts": [{"name": TELEMETRY_VOLUME, "mountPath": DEFAULT_STATS_DIR}],
+    }
+
+
 def _hash(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -72,6 +112,7 @@ def build_deployment(node: QuantumNode, settings: Settings, public_key: bytes) -
             {"name": "QORCH_NODE_MANIFEST", "value": manifest},
             {"name": "QORCH_IDENTITY_KEY_FILE", "value": f"{IDENTITY_DIR}/identity.key"},
             {"name": "QORCH_TRUSTED_CLIENT_KEY_FILES", "value": f"{IDENTITY_DIR}/operator.pub"},
+            {"name": TELEMETRY_DIR_ENV, "value": DEFAULT_STATS_DIR},
         ],
         "ports": [{"name": "agent", "containerPort": settings.agent_port}],
         "readinessProbe": {"httpGet": {"path": "/healthz", "port": "agent"}},
@@ -84,6 +125,7 @@ def build_deployment(node: QuantumNode, settings: Settings, public_key: bytes) -
         "volumeMounts": [
             {"name": "tmp", "mountPath": "/tmp"},
             {"name": "identity", "mountPath": IDENTITY_DIR, "readOnly": True},
+            {"name": TELEMETRY_VOLUME, "mountPath": DEFAULT_STATS_DIR},
         ],
     }
     pod_spec: dict[str, Any] = {
@@ -93,9 +135,8 @@ def build_deployment(node: QuantumNode, settings: Settings, public_key: bytes) -
             "runAsUser": 10001,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        # The telemetry sidecar joins below; it shares only the stats volume, never the
-        # identity Secret.
-        "containers": [agent],
+        # The sidecar shares only the telemetry volume, never the identity Secret.
+        "containers": [agent, telemetry_sidecar(node, settings)],
         "volumes": [
             {"name": "tmp", "emptyDir": {}},
             {
@@ -105,14 +146,10 @@ def build_deployment(node: QuantumNode, settings: Settings, public_key: bytes) -
                     "defaultMode": 0o400,
                 },
             },
+            # Small: stats and span batches, which the sidecar deletes once forwarded.
+            {"name": TELEMETRY_VOLUME, "emptyDir": {"sizeLimit": "32Mi"}},
         ],
     }
-    add_telemetry_sidecar(
-        pod_spec,
-        node.metadata.name,
-        settings.telemetry_image,
-        otlp_endpoint=settings.telemetry_otlp_endpoint,
-    )
     spec = {
         "replicas": 1,
         "strategy": {"type": "Recreate"},  # one processor, never two copies of it

@@ -1,4 +1,4 @@
-"""The telemetry sidecar: the agent's stats as metrics, spans forwarded, a locked-down container."""
+"""The telemetry sidecar: the agent's stats as metrics, spans forwarded."""
 
 from __future__ import annotations
 
@@ -9,19 +9,10 @@ from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import CollectorRegistry
 
-from qorch.channel.identity import Identity
-from qorch.operator.agent_workload import build_deployment
-from qorch.settings import Settings
 from qorch.telemetry import tracing
 from qorch.telemetry.agent import STATS_FILE
-from qorch.telemetry.sidecar import (
-    AgentStatsCollector,
-    SpanForwarder,
-    add_telemetry_sidecar,
-    sidecar_container,
-)
+from qorch.telemetry.sidecar import AgentStatsCollector, SpanForwarder
 from qorch.telemetry.spool import SpoolSpanExporter
-from tests.support import make_node
 
 from .samples import write_full_stats
 
@@ -136,36 +127,3 @@ def test_a_failed_export_keeps_the_batch_for_the_next_round(
     assert SpanForwarder(tmp_path, Down(), ("lab", "qpu-a"), registry).forward_once() == 0
     assert len(list(tmp_path.glob("*.jsonl"))) == 1
     assert registry.get_sample_value("qorch_sidecar_export_failures_total", NODE) == 1
-
-
-def test_the_container_is_restricted_and_sees_only_the_telemetry_volume() -> None:
-    c = sidecar_container("qpu-a", "ghcr.io/qorch/qorch:0.1.0", otlp_endpoint="http://otel:4318")
-    assert c["args"][:3] == ["telemetry-sidecar", "--node", "qpu-a"]
-    assert c["ports"] == [{"name": "metrics", "containerPort": 9090}]
-    sc = c["securityContext"]
-    assert sc["runAsNonRoot"] and sc["readOnlyRootFilesystem"]
-    assert not sc["allowPrivilegeEscalation"]
-    assert sc["capabilities"] == {"drop": ["ALL"]}
-    assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
-    assert [m["name"] for m in c["volumeMounts"]] == ["telemetry"]
-    env = {e["name"]: e for e in c["env"]}
-    assert env["OTEL_EXPORTER_OTLP_ENDPOINT"]["value"] == "http://otel:4318"
-    assert env["QORCH_NODE_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
-
-
-def test_added_to_the_agent_pod_it_shares_stats_but_never_the_identity() -> None:
-    deployment = build_deployment(make_node("qpu-a", 4), Settings(), Identity.generate().public_key)
-    pod = deployment["spec"]["template"]["spec"]
-    add_telemetry_sidecar(pod, "qpu-a", "ghcr.io/qorch/qorch:0.1.0")
-    add_telemetry_sidecar(pod, "qpu-a", "ghcr.io/qorch/qorch:0.1.0")  # idempotent
-    containers = {c["name"]: c for c in pod["containers"]}
-    assert set(containers) == {"qpu-agent", "telemetry"}
-    secret_volumes = {v["name"] for v in pod["volumes"] if "secret" in v}
-    sidecar_mounts = {m["name"] for m in containers["telemetry"]["volumeMounts"]}
-    assert secret_volumes and not secret_volumes & sidecar_mounts
-    assert "envFrom" not in containers["telemetry"]
-    assert all("secretKeyRef" not in json.dumps(e) for e in containers["telemetry"]["env"])
-    agent = containers["qpu-agent"]
-    assert {"name": "telemetry", "mountPath": "/var/run/qorch/telemetry"} in agent["volumeMounts"]
-    assert {"name": "QORCH_TELEMETRY_DIR", "value": "/var/run/qorch/telemetry"} in agent["env"]
-    assert pod["volumes"].count({"name": "telemetry", "emptyDir": {"sizeLimit": "32Mi"}}) == 1
