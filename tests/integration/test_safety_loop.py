@@ -18,7 +18,7 @@ from qorch.local.runner import EmbeddedControlPlane, Progress
 from qorch.local.world import LocalWorld
 from qorch.pipeline.job import JobPipeline, PipelineSettings
 from qorch.pipeline.reservations import Reservations
-from qorch.telemetry.metrics import JOB_REROUTES
+from qorch.telemetry.metrics import METRICS
 
 # Noise makes Aer simulate shot by shot: a program runs for seconds, long enough to act.
 NOISE = {"twoQubitError": 0.01, "readoutError": 0.01}
@@ -86,13 +86,17 @@ async def wait_busy(plane: EmbeddedControlPlane, name: str) -> None:
     raise AssertionError(f"{name} never got busy")
 
 
+def reroutes(labels: dict[str, str]) -> float:
+    return METRICS.registry.get_sample_value("qorch_job_reroutes_total", labels) or 0.0
+
+
 async def test_an_agent_that_dies_mid_job_triggers_a_reroute(tmp_path):
     docs = [node("good", 10), node("spare", 10, twoQubitError=0.02), job("j", SLOW, 4000)]
     plane = await start_plane(tmp_path, docs)
     try:
         pipeline = JobPipeline(plane.world, Reservations(), PipelineSettings(watch_seconds=0.2))
-        reroutes = JOB_REROUTES.labels(kind="QuantumNode", reason="AgentFailed")
-        before = reroutes._value.get()
+        labels = {"kind": "QuantumNode", "reason": "AgentFailed"}
+        before = reroutes(labels)
         j = the_job(plane, "j")
         await step_until(pipeline, j, "Running")
         assert j.status.plan and j.status.plan.nodes == "good"  # the lower-noise node
@@ -109,7 +113,7 @@ async def test_an_agent_that_dies_mid_job_triggers_a_reroute(tmp_path):
             1,
         )
         assert [p.state for p in j.status.progress] == ["Cancelled"]
-        assert reroutes._value.get() == before + 1
+        assert reroutes(labels) == before + 1
         assert pipeline.reservations.total() == 0  # the dead node's qubits are free again
         await step_until(pipeline, j, "Succeeded")
         assert j.status.plan.nodes == "spare"

@@ -21,3 +21,23 @@ def test_success_rate_and_generation_latency_follow_the_heralding_model():
 
 def test_readout_errors_lower_what_a_healthy_link_shows():
     assert expected_fidelity(0.95, (0.05, 0.05)) < expected_fidelity(0.95, (0.0, 0.0)) == 0.95
+
+
+async def test_an_agent_reporting_more_successes_than_attempts_records_nothing():
+    from qorch.api.manifests import load_manifests
+    from qorch.pipeline.resources import _probe_pairs
+    from qorch.telemetry.metrics import METRICS
+    from tests.support import REPO
+
+    class Boasting:
+        async def call(self, op, payload, *, timeout=None):
+            return {"attempts": 3, "successes": 4, "meanGenerationSeconds": 1e-3}
+
+    manifests = load_manifests([str(REPO / "examples/quickstart/nodes.yaml")])
+    link = manifests.links[0]
+    link.metadata.name = "boasting"
+    a, b = manifests.nodes
+    with pytest.raises(ValueError, match="successes <= attempts"):
+        await _probe_pairs(link, link.status, a, b, Boasting())
+    labels = {"namespace": link.metadata.namespace, "link": "boasting"}
+    assert METRICS.registry.get_sample_value("qorch_entanglement_attempts_total", labels) is None

@@ -40,7 +40,7 @@ from qorch.qpu.transport import TIMEOUT, UNREACHABLE, AgentError
 from qorch.sanitizer import SanitizerPolicy, SanitizerPolicyFile, TargetTiming, sanitize
 from qorch.settings import Settings
 from qorch.telemetry.instrument import instrument_step
-from qorch.telemetry.metrics import JOB_REROUTES, JOBS_FINISHED, SANITIZER_REJECTIONS
+from qorch.telemetry.metrics import METRICS
 from qorch.telemetry.tracing import step_span
 
 from .authorization import AuthorizationPolicy, authorize
@@ -196,7 +196,7 @@ class JobPipeline:
         self._estimates.pop(job_key(job), None)
         self.world.event(job, "Normal" if ok == "True" else "Warning", reason, msg)
         strategy = status.plan.strategy if status.plan else "none"
-        JOBS_FINISHED.labels(phase=phase, strategy=strategy).inc()
+        METRICS.record("qorch_jobs_finished_total", phase=phase, strategy=strategy)
         return StepResult(status)
 
     def _policy(self, job: DistributedJob) -> SanitizerPolicy:
@@ -280,7 +280,7 @@ class JobPipeline:
             rule = first.rule if first else "QS001"
             msg = f"{rule}: {first.message}" if first else "circuit rejected"
             self._cond(job, status, R.SANITIZED, "False", rule, msg)
-            SANITIZER_REJECTIONS.labels(rule=rule).inc()
+            METRICS.record("qorch_sanitizer_rejections_total", rule=rule)
             return self._finish(job, status, "Rejected", rule, msg)
         if not job.spec.observables and not measures(result.circuit):
             msg = (
@@ -652,7 +652,8 @@ class JobPipeline:
                 progress.message = "returned, but discarded: a result comes from one placement"
         status.reroutes.extend(trouble)
         for t in trouble:
-            JOB_REROUTES.labels(kind=t.resource.split("/", 1)[0], reason=t.reason).inc()
+            kind = t.resource.split("/", 1)[0]
+            METRICS.record("qorch_job_reroutes_total", kind=kind, reason=t.reason)
         self.reservations.release(job_key(job))
         self._programs.pop(job_key(job), None)
         names = ", ".join(f"{t.resource} ({t.reason}: {t.message})" for t in trouble)

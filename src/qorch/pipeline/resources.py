@@ -189,8 +189,13 @@ async def _probe_pairs(
     except AgentError:
         return  # the node checks report the agent; the link keeps its last figures
     ns, name, gen = link.metadata.namespace, link.metadata.name, link.metadata.generation
-    METRICS.record_entanglement_attempts(ns, name, result["attempts"], result["successes"])
-    METRICS.observe_entanglement_latency(ns, name, result["meanGenerationSeconds"])
+    attempts, successes = result["attempts"], result["successes"]
+    if attempts < 0 or not 0 <= successes <= attempts:
+        raise ValueError(f"need 0 <= successes <= attempts, got {successes}/{attempts}")
+    METRICS.record("qorch_entanglement_attempts_total", attempts, namespace=ns, link=name)
+    METRICS.record("qorch_entanglement_successes_total", successes, namespace=ns, link=name)
+    latency = result["meanGenerationSeconds"]
+    METRICS.record("qorch_entanglement_latency_seconds", latency, namespace=ns, link=name)
     status.measured_fidelity = result["measuredFidelity"]
     status.measured_success_rate = round(result["successes"] / result["attempts"], 6)
     status.last_probe_time = now_rfc3339()

@@ -127,10 +127,15 @@ def record_feedforward(
     metrics: m.QorchMetrics | None = None,
 ) -> None:
     """Every sample into the histogram, the median into the link's gauge."""
-    target = metrics or m.METRICS
+    record = (metrics or m.METRICS).record
     for sample in measurement.samples_seconds:
-        target.observe_feedforward_latency(namespace, link, sample)
-    target.set_link_feedforward_estimate(namespace, link, measurement.feedforward_seconds)
+        record("qorch_feedforward_latency_seconds", sample, namespace=namespace, link=link)
+    record(
+        "qorch_link_feedforward_latency_seconds",
+        measurement.feedforward_seconds,
+        namespace=namespace,
+        link=link,
+    )
 
 
 async def probe_link_feedforward(

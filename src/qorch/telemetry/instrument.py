@@ -22,11 +22,13 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar, cast, get_args
 from weakref import WeakKeyDictionary
 
 from opentelemetry.trace import Status, StatusCode
 
+from qorch.api.entanglement_link import LinkPhase
+from qorch.api.quantum_node import NodePhase
 from qorch.channel.errors import REFUSAL_CODES
 
 from . import metrics as m
@@ -136,7 +138,7 @@ def record_job_outcome(
     """Metrics of a job that just reached a terminal phase (its counter excepted, which
     `JobPipeline._finish` increments): fidelity, variance, coherence usage, durations,
     Bell pairs consumed."""
-    target = metrics or m.METRICS
+    record = (metrics or m.METRICS).record
     plan = status.plan
     strategy = plan.strategy if plan else "none"
     phase = status.phase
@@ -144,32 +146,37 @@ def record_job_outcome(
     orchestrator = _ORCHESTRATOR.pop(key)
     duration = _seconds_between(status.timings.admitted_at, status.timings.finished_at)
     if duration is not None:
-        target.observe_job_duration(phase, strategy, duration)
+        record("qorch_job_duration_seconds", duration, phase=phase, strategy=strategy)
     if phase != "Succeeded" or plan is None:
         return
     if orchestrator is not None:
-        target.observe_orchestrator_latency(strategy, orchestrator)
+        record("qorch_orchestrator_latency_seconds", orchestrator, strategy=strategy)
     result = status.result
     verification = result.verification if result else None
-    target.observe_job_fidelity(
-        strategy,
-        verification.hellinger_fidelity if verification else None,
-        plan.estimated_fidelity,
-    )
+    if verification is not None and verification.hellinger_fidelity is not None:
+        record("qorch_job_fidelity_ratio", verification.hellinger_fidelity, strategy=strategy)
+    if plan.estimated_fidelity is not None:
+        record("qorch_job_estimated_fidelity_ratio", plan.estimated_fidelity, strategy=strategy)
     variance = m.measurement_variance(
         result.counts if result else None, result.standard_errors if result else None
     )
     if variance is not None:
-        target.observe_measurement_variance(strategy, variance)
+        record("qorch_measurement_variance", variance, strategy=strategy)
     stats = status.sanitizer.stats if status.sanitizer else {}
     seconds = stats.get("estimatedDurationSeconds")
     nodes = {p.node for p in plan.placement}
     t2 = _shortest_t2_seconds(pipeline, job.metadata.namespace, nodes)
     if seconds is not None and t2:
-        target.observe_coherence_window_usage(strategy, float(seconds) / t2)
+        record("qorch_coherence_window_usage_ratio", float(seconds) / t2, strategy=strategy)
     shots = sum(p.shots for p in plan.programs) or job.spec.shots
     for use in plan.bell_pairs:
-        target.record_bell_pairs_consumed(job.metadata.namespace, use.link, use.bell_pairs * shots)
+        if use.bell_pairs * shots > 0:
+            record(
+                "qorch_bell_pairs_consumed_total",
+                use.bell_pairs * shots,
+                namespace=job.metadata.namespace,
+                link=use.link,
+            )
 
 
 def instrument_step(step: F) -> F:
@@ -204,14 +211,14 @@ def instrument_step(step: F) -> F:
             if status.phase in ("Failed", "Rejected"):
                 span.set_status(Status(StatusCode.ERROR, status.message[:200]))
         elapsed = time.perf_counter() - started
-        m.observe_pipeline_step(name, elapsed)
+        m.METRICS.record("qorch_pipeline_step_duration_seconds", elapsed, step=name)
         _ORCHESTRATOR.add(key, elapsed - _agent_seconds(status) if name == "dispatch" else elapsed)
         if status.trace_id != trace_id:
             if status is job.status:
                 status = status.model_copy(deep=True)
                 result = dataclasses.replace(result, status=status)
             status.trace_id = trace_id
-        m.track_job_phase(key, status.phase)
+        m.METRICS.track_job_phase(key, status.phase)
         if status.phase in TERMINAL:
             tracing.finish_job_trace(
                 trace_id,
@@ -237,13 +244,15 @@ def _job_attributes(job: Any) -> dict[str, Any]:
 
 # A feedforward wait may use at most this fraction of the shorter T2 of a link's nodes.
 COHERENCE_BUDGET_FRACTION = 0.1
+NODE_PHASES: tuple[str, ...] = get_args(NodePhase)
+LINK_PHASES: tuple[str, ...] = get_args(LinkPhase)
 
 
 def record_node(
     node: Any, status: Any | None = None, metrics: m.QorchMetrics | None = None
 ) -> None:
-    """Node metrics from a QuantumNode and its (new) status."""
-    target = metrics or m.METRICS
+    """Node metrics from a QuantumNode and its (new) status: M7 and calibration."""
+    record = (metrics or m.METRICS).record
     status = status or node.status
     noise = node.spec.noise
     calibration = status.calibration
@@ -252,25 +261,28 @@ def record_node(
     def pick(measured_value: float | None, declared: float | None) -> float | None:
         return measured_value if measured and measured_value is not None else declared
 
-    target.set_node_state(
-        node.metadata.namespace,
-        node.metadata.name,
-        status.phase,
-        qubits=node.spec.qubits,
-        allocated_qubits=status.allocated_qubits,
-        calibration_fidelity=calibration.fidelity if calibration else None,
-        gate_errors={
-            "single_qubit": pick(
-                calibration.single_qubit_error if calibration else None, noise.single_qubit_error
-            ),
-            "two_qubit": pick(
-                calibration.two_qubit_error if calibration else None, noise.two_qubit_error
-            ),
-            "readout": pick(
-                calibration.readout_error if calibration else None, noise.readout_error
-            ),
-        },
-    )
+    labels = {"namespace": node.metadata.namespace, "node": node.metadata.name}
+    record("qorch_node_up", 1 if status.phase == "Ready" else 0, **labels)
+    for phase in NODE_PHASES:
+        record("qorch_node_phase", int(phase == status.phase), **labels, phase=phase)
+    if node.spec.qubits is not None:
+        record("qorch_node_qubits", node.spec.qubits, **labels)
+    if status.allocated_qubits is not None:
+        record("qorch_node_allocated_qubits", status.allocated_qubits, **labels)
+    if calibration is not None and calibration.fidelity is not None:
+        record("qorch_node_calibration_fidelity_ratio", calibration.fidelity, **labels)
+    gate_errors = {
+        "single_qubit": pick(
+            calibration.single_qubit_error if calibration else None, noise.single_qubit_error
+        ),
+        "two_qubit": pick(
+            calibration.two_qubit_error if calibration else None, noise.two_qubit_error
+        ),
+        "readout": pick(calibration.readout_error if calibration else None, noise.readout_error),
+    }
+    for gate, error in gate_errors.items():
+        if error is not None:
+            record("qorch_node_gate_error_ratio", error, **labels, gate=gate)
 
 
 def link_coherence_budget_seconds(link: Any, nodes: dict[str, Any]) -> float | None:
@@ -288,16 +300,20 @@ def record_link(
     link: Any, status: Any, nodes: dict[str, Any], metrics: m.QorchMetrics | None = None
 ) -> None:
     """Link metrics from an EntanglementLink, its (new) status and the nodes by name."""
-    target = metrics or m.METRICS
-    target.set_link_state(
-        link.metadata.namespace,
-        link.metadata.name,
-        status.phase,
-        declared_fidelity=link.spec.fidelity,
-        declared_success_probability=link.spec.success_probability,
-        measured_fidelity=status.measured_fidelity,
-        coherence_budget_seconds=link_coherence_budget_seconds(link, nodes),
-    )
+    record = (metrics or m.METRICS).record
+    labels = {"namespace": link.metadata.namespace, "link": link.metadata.name}
+    record("qorch_link_up", 1 if status.phase == "Up" else 0, **labels)
+    for phase in LINK_PHASES:
+        record("qorch_link_phase", int(phase == status.phase), **labels, phase=phase)
+    figures = {
+        "qorch_link_declared_fidelity_ratio": link.spec.fidelity,
+        "qorch_link_declared_success_ratio": link.spec.success_probability,
+        "qorch_link_measured_fidelity_ratio": status.measured_fidelity,
+        "qorch_link_coherence_budget_seconds": link_coherence_budget_seconds(link, nodes),
+    }
+    for name, value in figures.items():
+        if value is not None:
+            record(name, value, **labels)
 
 
 def observed_node_check(check: F) -> F:
@@ -349,6 +365,7 @@ class InstrumentedAgentClient:
         self.node = node
         self.inner = inner
         self._metrics = metrics or m.METRICS
+        self._labels = {"namespace": namespace, "node": node}
 
     def __getattr__(self, name: str) -> Any:  # endpoint and the like
         return getattr(self.inner, name)
@@ -366,15 +383,21 @@ class InstrumentedAgentClient:
             except BaseException as exc:
                 code = bounded_code(getattr(exc, "code", None) or type(exc).__name__)
                 if code in AUTH_FAILURE_CODES:
-                    self._metrics.record_channel_auth_failure(self.namespace, self.node, code)
+                    self._metrics.record(
+                        "qorch_channel_auth_failures_total", **self._labels, reason=code
+                    )
                 if span.is_recording():
                     span.set_attribute("qorch.code", code)
                     span.set_status(Status(StatusCode.ERROR, code))
                 raise
             finally:
                 op_label = op if op in KNOWN_OPS else "other"
-                self._metrics.observe_agent_request(
-                    self.namespace, self.node, op_label, code, time.perf_counter() - started
+                seconds = time.perf_counter() - started
+                self._metrics.record(
+                    "qorch_channel_calls_total", **self._labels, op=op_label, code=code
+                )
+                self._metrics.record(
+                    "qorch_channel_call_duration_seconds", seconds, **self._labels, op=op_label
                 )
                 self._count_handshakes()
         return reply
@@ -388,7 +411,8 @@ class InstrumentedAgentClient:
             _handshakes_seen[self.inner] = count
         except TypeError:  # not weak-referenceable
             return
-        self._metrics.record_channel_handshakes(self.namespace, self.node, count - seen)
+        if count > seen:
+            self._metrics.record("qorch_channel_handshakes_total", count - seen, **self._labels)
 
     async def close(self) -> None:
         await self.inner.close()
@@ -403,6 +427,12 @@ def instrument_agent_client(namespace: str, node: str, client: Any) -> Any:
 
 
 # -- operator handlers ----------------------------------------------------------------------
+
+
+def _record_reconcile(kind: str, handler: str, seconds: float, failed: bool) -> None:
+    m.METRICS.record("qorch_reconcile_duration_seconds", seconds, kind=kind, handler=handler)
+    if failed:
+        m.METRICS.record("qorch_reconcile_errors_total", kind=kind, handler=handler)
 
 
 def timed_reconcile(kind: str, handler: str | None = None) -> Callable[[F], F]:
@@ -422,7 +452,7 @@ def timed_reconcile(kind: str, handler: str | None = None) -> Callable[[F], F]:
                     failed = False
                     return result
                 finally:
-                    m.observe_reconcile(kind, name, time.perf_counter() - started, failed=failed)
+                    _record_reconcile(kind, name, time.perf_counter() - started, failed)
 
             return cast(F, async_wrapper)
 
@@ -435,7 +465,7 @@ def timed_reconcile(kind: str, handler: str | None = None) -> Callable[[F], F]:
                 failed = False
                 return result
             finally:
-                m.observe_reconcile(kind, name, time.perf_counter() - started, failed=failed)
+                _record_reconcile(kind, name, time.perf_counter() - started, failed)
 
         return cast(F, sync_wrapper)
 

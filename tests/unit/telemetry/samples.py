@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 from prometheus_client import CollectorRegistry
 
 from qorch.telemetry.agent import STATS_FILE, AgentTelemetry
+from qorch.telemetry.instrument import LINK_PHASES, NODE_PHASES
 from qorch.telemetry.metrics import QorchMetrics
 from qorch.telemetry.sidecar import AgentStatsCollector, SpanForwarder
 
@@ -28,43 +29,47 @@ class FakeServer:
 
 def observe_everything(m: QorchMetrics) -> None:
     """At least one sample of every operator metric."""
-    m.record_job_finished("Succeeded", "single")
-    m.record_job_finished("Rejected", None)
+    link = {"namespace": "lab", "link": "a-b"}
+    node = {"namespace": "lab", "node": "qpu-a"}
+    m.record("qorch_jobs_finished_total", phase="Succeeded", strategy="single")
+    m.record("qorch_jobs_finished_total", phase="Rejected", strategy="none")
     m.track_job_phase("ns/job/uid", "Running")
-    m.observe_job_fidelity("single", 0.97, 0.95)
-    m.observe_coherence_window_usage("single", 0.02)
-    m.observe_measurement_variance("single", 1.2e-4)
-    m.observe_job_duration("Succeeded", "single", 2.5)
-    m.observe_orchestrator_latency("single", 0.04)
-    m.observe_pipeline_step("admit", 0.003)
-    m.record_sanitizer_rejection("QS101")
-    m.record_entanglement_attempts("lab", "a-b", 10, 3)
-    m.observe_entanglement_latency("lab", "a-b", 3e-4)
-    m.record_bell_pairs_consumed("lab", "a-b", 2000)
-    m.observe_feedforward_latency("lab", "a-b", 4e-4)
-    m.set_link_feedforward_estimate("lab", "a-b", 4e-4)
-    m.set_link_state(
-        "lab",
-        "a-b",
-        "Up",
-        declared_fidelity=0.95,
-        declared_success_probability=0.3,
-        measured_fidelity=0.94,
-        coherence_budget_seconds=6e-6,
-    )
-    m.set_node_state(
-        "lab",
-        "qpu-a",
-        "Ready",
-        qubits=8,
-        allocated_qubits=4,
-        calibration_fidelity=0.99,
-        gate_errors={"single_qubit": 5e-4, "two_qubit": 8e-3, "readout": 0.015},
-    )
-    m.record_channel_handshakes("lab", "qpu-a")
-    m.record_channel_auth_failure("lab", "qpu-a", "PeerKeyMismatch")
-    m.observe_agent_request("lab", "qpu-a", "run", "ok", 0.2)
-    m.observe_reconcile("QuantumNode", "health", 0.01, failed=True)
+    m.record("qorch_job_fidelity_ratio", 0.97, strategy="single")
+    m.record("qorch_job_estimated_fidelity_ratio", 0.95, strategy="single")
+    m.record("qorch_coherence_window_usage_ratio", 0.02, strategy="single")
+    m.record("qorch_measurement_variance", 1.2e-4, strategy="single")
+    m.record("qorch_job_duration_seconds", 2.5, phase="Succeeded", strategy="single")
+    m.record("qorch_orchestrator_latency_seconds", 0.04, strategy="single")
+    m.record("qorch_pipeline_step_duration_seconds", 0.003, step="admit")
+    m.record("qorch_sanitizer_rejections_total", rule="QS101")
+    m.record("qorch_job_reroutes_total", kind="QuantumNode", reason="Unreachable")
+    m.record("qorch_entanglement_attempts_total", 10, **link)
+    m.record("qorch_entanglement_successes_total", 3, **link)
+    m.record("qorch_entanglement_latency_seconds", 3e-4, **link)
+    m.record("qorch_bell_pairs_consumed_total", 2000, **link)
+    m.record("qorch_feedforward_latency_seconds", 4e-4, **link)
+    m.record("qorch_link_feedforward_latency_seconds", 4e-4, **link)
+    m.record("qorch_link_coherence_budget_seconds", 6e-6, **link)
+    m.record("qorch_link_up", 1, **link)
+    for phase in LINK_PHASES:
+        m.record("qorch_link_phase", int(phase == "Up"), **link, phase=phase)
+    m.record("qorch_link_declared_fidelity_ratio", 0.95, **link)
+    m.record("qorch_link_declared_success_ratio", 0.3, **link)
+    m.record("qorch_link_measured_fidelity_ratio", 0.94, **link)
+    m.record("qorch_node_up", 1, **node)
+    for phase in NODE_PHASES:
+        m.record("qorch_node_phase", int(phase == "Ready"), **node, phase=phase)
+    m.record("qorch_node_qubits", 8, **node)
+    m.record("qorch_node_allocated_qubits", 4, **node)
+    m.record("qorch_node_calibration_fidelity_ratio", 0.99, **node)
+    for gate, error in {"single_qubit": 5e-4, "two_qubit": 8e-3, "readout": 0.015}.items():
+        m.record("qorch_node_gate_error_ratio", error, **node, gate=gate)
+    m.record("qorch_channel_handshakes_total", **node)
+    m.record("qorch_channel_auth_failures_total", **node, reason="PeerKeyMismatch")
+    m.record("qorch_channel_calls_total", **node, op="run", code="ok")
+    m.record("qorch_channel_call_duration_seconds", 0.2, **node, op="run")
+    m.record("qorch_reconcile_duration_seconds", 0.01, kind="QuantumNode", handler="health")
+    m.record("qorch_reconcile_errors_total", kind="QuantumNode", handler="health")
 
 
 def write_full_stats(folder: Path, node: str = "qpu-a") -> AgentTelemetry:

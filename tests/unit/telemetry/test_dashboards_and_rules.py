@@ -12,6 +12,7 @@ from pathlib import Path
 import promql_parser
 import pytest
 import yaml
+from prometheus_client import CollectorRegistry
 
 from qorch.telemetry.metrics import QorchMetrics
 from tests.support import REPO
@@ -46,8 +47,8 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
     names: set[str] = set()
     folder = tmp_path_factory.mktemp("stats")
     write_full_stats(folder)
-    registries = [QorchMetrics(None), sidecar_registry(folder)]
-    for family in (f for r in registries for f in _collect(r)):
+    registries = [QorchMetrics(CollectorRegistry()).registry, sidecar_registry(folder)]
+    for family in (f for r in registries for f in r.collect()):
         if family.type == "counter":
             names.add(f"{family.name}_total")
         elif family.type == "histogram":
@@ -55,15 +56,6 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
         else:
             names.add(family.name)
     return names
-
-
-def _collect(registry: object) -> Iterator:
-    if isinstance(registry, QorchMetrics):
-        for attribute in vars(registry).values():
-            if hasattr(attribute, "collect"):
-                yield from attribute.collect()
-    else:
-        yield from registry.collect()  # type: ignore[attr-defined]
 
 
 def rules() -> list[dict]:

@@ -157,6 +157,8 @@ def test_node_and_link_checks_feed_their_gauges(metrics: QorchMetrics) -> None:
     r = metrics.registry
     a = {"namespace": "default", "node": "qpu-a"}
     assert r.get_sample_value("qorch_node_up", a) == 1
+    assert r.get_sample_value("qorch_node_phase", {**a, "phase": "Ready"}) == 1
+    assert r.get_sample_value("qorch_node_phase", {**a, "phase": "Unreachable"}) == 0
     assert r.get_sample_value("qorch_node_gate_error_ratio", {**a, "gate": "two_qubit"}) == 0.008
     assert r.get_sample_value("qorch_node_qubits", a) == 8
 

@@ -1,7 +1,8 @@
-"""The operator's metrics: names, units, bounded labels, recording functions, exposition."""
+"""The operator's metrics: names, units, bounded labels, recording, forgetting, exposition."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import threading
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from qorch.telemetry import metrics as m
-from qorch.telemetry.metrics import QorchMetrics, measurement_variance
+from qorch.telemetry.metrics import TABLE, QorchMetrics, measurement_variance
 
 from .samples import observe_everything, sidecar_registry, write_full_stats
 
@@ -58,42 +59,56 @@ def test_each_sli_of_m1_to_m10_has_a_metric(metrics: QorchMetrics) -> None:
         assert name in names, signal
 
 
-def test_the_pipeline_counters_keep_their_names() -> None:
-    assert m.JOBS_FINISHED is m.METRICS.jobs_finished
-    assert m.SANITIZER_REJECTIONS is m.METRICS.sanitizer_rejections
+def test_the_process_wide_metrics_are_the_table_on_the_default_registry() -> None:
     text = generate_latest(m.REGISTRY).decode()
-    assert "# TYPE qorch_jobs_finished_total counter" in text
-    assert "# TYPE qorch_sanitizer_rejections_total counter" in text
+    for row in TABLE:
+        kind = row.kind.__name__.lower()
+        assert f"# TYPE {row.name} {kind}" in text, row.name
 
 
-def test_recording_functions_record_what_they_say(metrics: QorchMetrics) -> None:
+def test_every_histogram_has_its_buckets() -> None:
+    for row in TABLE:
+        assert (row.buckets is not None) == (row.kind.__name__ == "Histogram"), row.name
+
+
+def test_record_counts_sets_or_observes_by_the_kind_of_metric(metrics: QorchMetrics) -> None:
     r = metrics.registry
-    metrics.record_job_finished("Succeeded", "single")
-    metrics.record_job_finished("Failed", None)
-    assert (
-        r.get_sample_value(
-            "qorch_jobs_finished_total", {"phase": "Succeeded", "strategy": "single"}
-        )
-        == 1
-    )
-    assert (
-        r.get_sample_value("qorch_jobs_finished_total", {"phase": "Failed", "strategy": "none"})
-        == 1
-    )
-    metrics.record_entanglement_attempts("lab", "a-b", 10, 3)
+    finished = {"phase": "Succeeded", "strategy": "single"}
+    metrics.record("qorch_jobs_finished_total", **finished)
+    metrics.record("qorch_jobs_finished_total", **finished)
+    assert r.get_sample_value("qorch_jobs_finished_total", finished) == 2
     link = {"namespace": "lab", "link": "a-b"}
+    metrics.record("qorch_entanglement_attempts_total", 10, **link)
     assert r.get_sample_value("qorch_entanglement_attempts_total", link) == 10
-    assert r.get_sample_value("qorch_entanglement_successes_total", link) == 3
-    metrics.observe_feedforward_latency("lab", "a-b", 4e-4)
+    metrics.record("qorch_link_up", 1, **link)
+    metrics.record("qorch_link_up", 0, **link)
+    assert r.get_sample_value("qorch_link_up", link) == 0
+    metrics.record("qorch_feedforward_latency_seconds", 4e-4, **link)
     assert r.get_sample_value("qorch_feedforward_latency_seconds_count", link) == 1
     assert r.get_sample_value("qorch_feedforward_latency_seconds_sum", link) == pytest.approx(4e-4)
-    metrics.observe_job_fidelity("single", 1.2, None)  # clamped to a ratio
+
+
+def test_ratios_and_durations_are_clamped_to_their_range(metrics: QorchMetrics) -> None:
+    r = metrics.registry
+    metrics.record("qorch_job_fidelity_ratio", 1.2, strategy="single")
     assert r.get_sample_value("qorch_job_fidelity_ratio_sum", {"strategy": "single"}) == 1.0
+    metrics.record("qorch_pipeline_step_duration_seconds", -0.5, step="admit")
+    assert r.get_sample_value("qorch_pipeline_step_duration_seconds_sum", {"step": "admit"}) == 0
 
 
-def test_entanglement_successes_cannot_exceed_attempts(metrics: QorchMetrics) -> None:
+def test_record_refuses_unknown_metrics_and_labels(metrics: QorchMetrics) -> None:
+    with pytest.raises(KeyError):
+        metrics.record("qorch_nope_total")
     with pytest.raises(ValueError):
-        metrics.record_entanglement_attempts("lab", "a-b", 3, 4)
+        metrics.record("qorch_jobs_finished_total", phase="Succeeded")  # strategy missing
+
+
+def test_every_name_recorded_in_the_code_is_in_the_table() -> None:
+    names = {row.name for row in TABLE}
+    src = Path(m.__file__).parents[1]
+    for path in src.rglob("*.py"):
+        for name in re.findall(r"""record\(\s*["'](qorch_\w+)["']""", path.read_text()):
+            assert name in names, f"{path.name} records {name}, which is not in the table"
 
 
 def test_jobs_gauge_follows_each_job_through_its_phases(metrics: QorchMetrics) -> None:
@@ -109,20 +124,30 @@ def test_jobs_gauge_follows_each_job_through_its_phases(metrics: QorchMetrics) -
     assert (count("Pending"), count("Running")) == (0, 0)
 
 
-def test_node_state_is_one_hot_and_forgotten_on_delete(metrics: QorchMetrics) -> None:
-    r = metrics.registry
-    metrics.set_node_state("lab", "qpu-a", "Unreachable", gate_errors={"two_qubit": 0.01})
-    node = {"namespace": "lab", "node": "qpu-a"}
-    assert r.get_sample_value("qorch_node_up", node) == 0
-    assert r.get_sample_value("qorch_node_phase", {**node, "phase": "Unreachable"}) == 1
-    assert r.get_sample_value("qorch_node_phase", {**node, "phase": "Ready"}) == 0
-    metrics.set_node_state("lab", "qpu-a", "Ready")
-    assert r.get_sample_value("qorch_node_up", node) == 1
+def series(metrics: QorchMetrics, label: str, value: str) -> set[str]:
+    """Names of the samples whose `label` is `value`."""
+    return {
+        s.name
+        for family in metrics.registry.collect()
+        for s in family.samples
+        if s.labels.get(label) == value
+    }
+
+
+def test_a_deleted_node_or_link_leaves_no_series_behind(metrics: QorchMetrics) -> None:
+    observe_everything(metrics)
+    metrics.record("qorch_node_up", 1, namespace="lab", node="qpu-b")
+    metrics.record("qorch_node_up", 1, namespace="other", node="qpu-a")
+    assert {"qorch_node_up", "qorch_channel_calls_total"} <= series(metrics, "node", "qpu-a")
+    assert "qorch_feedforward_latency_seconds_count" in series(metrics, "link", "a-b")
     metrics.forget_node("lab", "qpu-a")
-    assert r.get_sample_value("qorch_node_up", node) is None
-    assert r.get_sample_value("qorch_node_gate_error_ratio", {**node, "gate": "two_qubit"}) is None
-    with pytest.raises(ValueError):
-        metrics.set_node_state("lab", "qpu-a", "Ready", gate_errors={"cz": 0.1})
+    metrics.forget_link("lab", "a-b")
+    r = metrics.registry
+    assert r.get_sample_value("qorch_node_up", {"namespace": "other", "node": "qpu-a"}) == 1
+    assert r.get_sample_value("qorch_node_up", {"namespace": "lab", "node": "qpu-b"}) == 1
+    assert series(metrics, "node", "qpu-a") == {"qorch_node_up"}  # the other namespace's
+    assert not series(metrics, "link", "a-b")
+    metrics.forget_node("lab", "qpu-a")  # twice is harmless
 
 
 def test_measurement_variance_is_that_of_the_least_certain_estimate() -> None:
