@@ -237,10 +237,6 @@ class SanitizerPolicy(BaseModel):
         """Every operation name the policy allows."""
         return frozenset(self.allowed_gates) | frozenset(self.extra_gates)
 
-    def severity_of(self, rule_id: str) -> Severity:
-        """The severity a finding of ``rule_id`` carries under this policy."""
-        return self.rule_severity.get(rule_id, "deny")
-
 
 def _field_keys() -> dict[str, str]:
     """Accepted override key (alias or field name) -> field name."""
