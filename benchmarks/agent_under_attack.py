@@ -473,8 +473,7 @@ def report(args: argparse.Namespace, phases: list[Phase], info: dict[str, Any]) 
     return "\n".join(lines)
 
 
-def environment(pinned: bool) -> str:
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+def environment(pinned: bool, load: float) -> str:
     placement = (
         "agent and operator on CPU 0, attacker on CPU 1"
         if pinned
@@ -510,6 +509,7 @@ def main() -> int:
     if args.attack:
         print(json.dumps(asyncio.run(attacker(args))))
         return 0
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     with tempfile.TemporaryDirectory() as keys:
         phases, info = asyncio.run(run_phases(args, Path(keys)))
     body = report(args, phases, info)
@@ -533,7 +533,7 @@ def main() -> int:
         f"phases alternate, {args.rounds} rounds; an attack runs {args.ramp:g} s before its "
         "phase is measured. Percentiles are over all phases of a kind.\n\n"
         f"Reproduce: `{command}`\n\n"
-        f"Machine: {environment(info['pinned'])}\n\n{body}"
+        f"Machine: {environment(info['pinned'], load)}\n\n{body}\n"
     )
     print(document)
     if args.output:
