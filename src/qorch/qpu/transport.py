@@ -118,7 +118,7 @@ class SecureAgentClient:
                     raise AgentError(
                         UNREACHABLE,
                         f"{self.endpoint} no longer holds program {program_id} (the agent"
-                        f" restarted?){_progress(report)}",
+                        f" restarted, or dropped its result){_progress(report)}",
                     ) from exc
                 raise
             if reply.get("pending") is not True:
