@@ -8,6 +8,7 @@ from .distributed_job import (
     DistributedJobStatus,
 )
 from .entanglement_link import EntanglementLink, EntanglementLinkSpec, EntanglementLinkStatus
+from .phases import JobPhases, LinkPhases, NodePhases, is_terminal
 from .quantum_node import NoiseSpec, QuantumNode, QuantumNodeSpec, QuantumNodeStatus
 
 KINDS = (QuantumNode, EntanglementLink, DistributedJob)
@@ -27,11 +28,15 @@ __all__ = [
     "EntanglementLink",
     "EntanglementLinkSpec",
     "EntanglementLinkStatus",
+    "JobPhases",
+    "LinkPhases",
+    "NodePhases",
     "NoiseSpec",
     "ObjectMeta",
     "QuantumNode",
     "QuantumNodeSpec",
     "QuantumNodeStatus",
     "get_condition",
+    "is_terminal",
     "set_condition",
 ]

@@ -8,6 +8,7 @@ from pydantic import AfterValidator, Field, WithJsonSchema, model_validator
 
 from .base import API_VERSION, ApiModel, Condition, ObjectMeta
 from .crd_info import CrdInfo, PrinterColumn
+from .phases import JobPhase, JobPhases
 
 
 class ConfigMapKeyRef(ApiModel):
@@ -139,8 +140,7 @@ def stored_spec(spec: dict[str, Any]) -> dict[str, Any]:
     return DistributedJobSpec.model_validate(spec).wire()
 
 
-JobPhase = Literal["Pending", "Admitted", "Planned", "Running", "Succeeded", "Failed", "Rejected"]
-TERMINAL_PHASES: frozenset[str] = frozenset({"Succeeded", "Failed", "Rejected"})
+TERMINAL_PHASES = JobPhases.TERMINAL
 
 
 class SanitizerViolation(ApiModel):

@@ -8,6 +8,7 @@ from pydantic import Field, model_validator
 
 from .base import API_VERSION, ApiModel, Condition, ObjectMeta
 from .crd_info import CrdInfo, PrinterColumn
+from .phases import LinkPhase
 
 
 class EntanglementLinkSpec(ApiModel):
@@ -32,9 +33,6 @@ class EntanglementLinkSpec(ApiModel):
         if self.nodes[0] == self.nodes[1]:
             raise ValueError(f"nodes must name two different QuantumNodes, got {self.nodes}")
         return self
-
-
-LinkPhase = Literal["Establishing", "Up", "Degraded", "Down"]
 
 
 class EntanglementLinkStatus(ApiModel):

@@ -8,6 +8,7 @@ from pydantic import Field, model_validator
 
 from .base import API_VERSION, ApiModel, Condition, ObjectMeta
 from .crd_info import CrdInfo, PrinterColumn
+from .phases import NodePhase
 
 DEFAULT_BASIS_GATES = ["id", "rz", "sx", "x", "cx", "measure", "reset", "delay"]
 
@@ -113,9 +114,6 @@ class QuantumNodeSpec(ApiModel):
                     f"couplingMap entry {pair} names a qubit outside 0..{self.qubits - 1}"
                 )
         return self
-
-
-NodePhase = Literal["Pending", "Ready", "Degraded", "Cordoned", "Unreachable"]
 
 
 class Calibration(ApiModel):

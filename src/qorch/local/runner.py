@@ -14,6 +14,7 @@ from typing import TextIO
 
 from qorch.api import TERMINAL_PHASES, DistributedJob, QuantumNode
 from qorch.api.manifests import Manifests
+from qorch.api.phases import JobPhases, NodePhases
 from qorch.channel.identity import Identity
 from qorch.pipeline.job import JobPipeline, PipelineSettings
 from qorch.pipeline.reservations import Reservations
@@ -94,7 +95,7 @@ def _summary(jobs: list[DistributedJob], stream: TextIO) -> None:
         if s.reroutes:
             line += "  rerouted from " + ",".join(r.resource for r in s.reroutes)
         print(line, file=stream)
-        if s.phase != "Succeeded":
+        if s.phase != JobPhases.SUCCEEDED:
             print(f"  reason: {s.message}", file=stream)
         elif s.result and s.result.counts:
             top = sorted(s.result.counts.items(), key=lambda kv: -kv[1])[:8]
@@ -150,7 +151,7 @@ class EmbeddedControlPlane:
         for node in world.all_nodes():
             node.status = await check_node(node, world.agent(node), world.endpoint_of(node), 0)
         if calibrate:
-            reachable = [n for n in world.all_nodes() if n.status.phase != "Unreachable"]
+            reachable = [n for n in world.all_nodes() if n.status.phase != NodePhases.UNREACHABLE]
             calibrated = await asyncio.gather(
                 *(calibrate_node(n, world.agent(n)) for n in reachable)
             )
@@ -296,4 +297,4 @@ async def _run(
         out.write("\n")
     else:
         _summary(jobs, out)
-    return EXIT_OK if all(j.status.phase == "Succeeded" for j in jobs) else EXIT_FAILED
+    return EXIT_OK if all(j.status.phase == JobPhases.SUCCEEDED for j in jobs) else EXIT_FAILED

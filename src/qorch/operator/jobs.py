@@ -8,6 +8,7 @@ import kopf
 from pydantic import ValidationError
 
 from qorch.api import GROUP, TERMINAL_PHASES, VERSION, DistributedJob
+from qorch.api.phases import JobPhases
 from qorch.pipeline.job import JobPipeline, reservation_key
 from qorch.telemetry.metrics import METRICS
 
@@ -27,7 +28,11 @@ def index_holds(
     status = body.get("status") or {}
     held = (status.get("plan") or {}).get("reservation")
     being_deleted = (body.get("metadata") or {}).get("deletionTimestamp")
-    if status.get("phase") not in ("Planned", "Running") or not held or being_deleted:
+    if (
+        status.get("phase") not in (JobPhases.PLANNED, JobPhases.RUNNING)
+        or not held
+        or being_deleted
+    ):
         return {}
     return {reservation_key(namespace or "", name, uid): dict(held)}
 
@@ -70,7 +75,9 @@ async def run_job(
     except ValidationError as exc:
         state.reservations.release(reservation_key(namespace, name, body.metadata.uid))
         msg = f"spec does not validate: {exc.errors()[0]['msg']}"
-        await kube.patch_status(DJOB[2], namespace, name, {"phase": "Rejected", "message": msg})
+        await kube.patch_status(
+            DJOB[2], namespace, name, {"phase": JobPhases.REJECTED, "message": msg}
+        )
         return
     world = KubeWorld(qnodes, qlinks, state)
     pipeline = JobPipeline(world, state.reservations, state.pipeline_settings)

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from qorch.api import GROUP, VERSION, QuantumNode
 from qorch.api import reasons as R
 from qorch.api.base import get_condition
+from qorch.api.phases import NodePhases
 from qorch.api.quantum_node import QuantumNodeStatus
 from qorch.channel.identity import fingerprint
 from qorch.pipeline.identity import pinned_key
@@ -17,6 +18,7 @@ from qorch.pipeline.reservations import node_resource
 from qorch.pipeline.resources import calibrate_node, check_node
 from qorch.settings import Settings
 from qorch.telemetry.instrument import timed_reconcile
+from qorch.telemetry.metrics import METRICS
 
 from . import kube
 from .agent_workload import agent_endpoint, build_deployment, build_service
@@ -66,6 +68,17 @@ async def ensure_workload(body: kopf.Body, memo: Any, logger: Any, **_: Any) -> 
             logger.info("%s %s/%s", outcome, manifest["kind"], manifest["metadata"]["name"])
 
 
+@kopf.on.event(*QN, id="forget-metrics")
+def forget_deleted_node(
+    event: kopf.RawEvent, namespace: str | None, name: str | None, **_: Any
+) -> None:
+    """A deleted node's series leave /metrics. This waits for the DELETED event rather than
+    an on-delete handler: kopf has stopped the node's timers by then, so no health check
+    still in flight writes them back."""
+    if event.get("type") == "DELETED" and namespace and name:
+        METRICS.forget_node(namespace, name)
+
+
 @kopf.timer(*QN, id="health", interval=_SETTINGS.node_check_seconds)
 @timed_reconcile("QuantumNode", "health")
 async def node_health(body: kopf.Body, name: str, memo: Any, patch: kopf.Patch, **_: Any) -> None:
@@ -92,7 +105,7 @@ async def calibrate(body: kopf.Body, memo: Any, patch: kopf.Patch, **_: Any) -> 
     """The agent measures the node's error rates; above spec.safety.maxErrorRate the node
     turns Degraded and gets no new placements."""
     node = parse(body)
-    if node is None or node.status.phase == "Unreachable":
+    if node is None or node.status.phase == NodePhases.UNREACHABLE:
         return
     status = await calibrate_node(node, agent_client(memo.state, node))
     patch.status.update(status.wire())

@@ -8,6 +8,7 @@ from typing import Any
 
 import kopf
 
+from qorch.api.phases import LinkPhases, NodePhases
 from qorch.pipeline.job import PipelineSettings
 from qorch.pipeline.reservations import Reservations
 from qorch.qpu.transport import AgentConnections
@@ -35,7 +36,7 @@ def announce_phase(body: Any, old: str | None, new: str, reason: str, message: s
     """An Event for each phase transition of a node or link, Warning when it leaves Ready/Up."""
     if old == new:
         return
-    healthy = new in ("Ready", "Up")
+    healthy = new in (NodePhases.READY, LinkPhases.UP)
     kopf.event(
         body,
         type="Normal" if healthy else "Warning",

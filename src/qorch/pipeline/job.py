@@ -34,6 +34,7 @@ from qorch.api.distributed_job import (
     Reroute,
     SanitizerStatus,
 )
+from qorch.api.phases import JobPhases, LinkPhases, NodePhases
 from qorch.planner.strategies import Candidate, Demand
 from qorch.qpu.circuits import measures
 from qorch.qpu.transport import TIMEOUT, UNREACHABLE, AgentError
@@ -109,7 +110,7 @@ def job_key(job: DistributedJob) -> str:
 
 
 def node_is_ready(node: QuantumNode) -> bool:
-    return node.status.phase == "Ready"
+    return node.status.phase == NodePhases.READY
 
 
 def _left(job: DistributedJob, kind: str) -> set[str]:
@@ -149,11 +150,14 @@ class JobPipeline:
         if phase in TERMINAL_PHASES:
             self.reservations.release(job_key(job))
             return StepResult(job.status)
-        if phase == "Pending" and not job.status.timings.admitted_at:
+        if phase == JobPhases.PENDING and not job.status.timings.admitted_at:
             return await self._admit(job)
-        if phase in ("Pending", "Admitted"):  # admitted, waiting or re-routed: (re)plan
+        if phase in (
+            JobPhases.PENDING,
+            JobPhases.ADMITTED,
+        ):  # admitted, waiting or re-routed: (re)plan
             return await self._plan(job)
-        if phase == "Planned":
+        if phase == JobPhases.PLANNED:
             return self._start_attempt(job)
         return await self._collect(job)
 
@@ -162,7 +166,7 @@ class JobPipeline:
         knows when that is; the operator waits until timeoutSeconds instead)."""
         status = self._status(job)
         msg = f"{status.message}; {why}"
-        return self._finish(job, status, "Failed", R.UNSCHEDULABLE, msg)
+        return self._finish(job, status, JobPhases.FAILED, R.UNSCHEDULABLE, msg)
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -190,7 +194,7 @@ class JobPipeline:
         status.phase = phase  # type: ignore[assignment]
         status.message = msg
         status.timings.finished_at = now_rfc3339()
-        ok: ConditionStatus = "True" if phase == "Succeeded" else "False"
+        ok: ConditionStatus = "True" if phase == JobPhases.SUCCEEDED else "False"
         self._cond(job, status, R.SUCCEEDED, ok, reason, msg)
         self.reservations.release(job_key(job))
         self._estimates.pop(job_key(job), None)
@@ -265,7 +269,7 @@ class JobPipeline:
             ref = job.spec.circuit.config_map_ref
             msg = f"ConfigMap {ref.name!r} has no key {ref.key!r}" if ref else "no circuit"
             self._cond(job, status, R.SANITIZED, "False", R.CIRCUIT_UNAVAILABLE, msg)
-            return self._finish(job, status, "Rejected", R.CIRCUIT_UNAVAILABLE, msg)
+            return self._finish(job, status, JobPhases.REJECTED, R.CIRCUIT_UNAVAILABLE, msg)
         started = time.perf_counter()
         timing = self._timing(self._candidates(job))
         with step_span("sanitize"):  # a megabyte of hostile source must not stall other jobs
@@ -281,14 +285,14 @@ class JobPipeline:
             msg = f"{rule}: {first.message}" if first else "circuit rejected"
             self._cond(job, status, R.SANITIZED, "False", rule, msg)
             METRICS.record("qorch_sanitizer_rejections_total", rule=rule)
-            return self._finish(job, status, "Rejected", rule, msg)
+            return self._finish(job, status, JobPhases.REJECTED, rule, msg)
         if not job.spec.observables and not measures(result.circuit):
             msg = (
                 "the circuit measures nothing, so a run would have no counts to return: add "
                 "measurements (e.g. measure q -> c;) or ask for spec.observables"
             )
             self._cond(job, status, R.SANITIZED, "False", R.NOTHING_MEASURED, msg)
-            return self._finish(job, status, "Rejected", R.NOTHING_MEASURED, msg)
+            return self._finish(job, status, JobPhases.REJECTED, R.NOTHING_MEASURED, msg)
         self._circuits[job_key(job)] = (job.metadata.generation, result.circuit)
         warnings = len(result.report.violations)
         self._cond(job, status, R.SANITIZED, "True", R.POLICY_PASSED, f"{warnings} warning(s)")
@@ -296,13 +300,15 @@ class JobPipeline:
             decision = authorize(job, self.settings.authorization)
         if not decision.allowed:
             self._cond(job, status, R.AUTHORIZED, "False", decision.reason, decision.message)
-            return self._finish(job, status, "Rejected", decision.reason, decision.message)
+            return self._finish(job, status, JobPhases.REJECTED, decision.reason, decision.message)
         self._cond(job, status, R.AUTHORIZED, "True", decision.reason, decision.message)
         self._cond(job, status, R.SUCCEEDED, "Unknown", R.IN_PROGRESS)
-        status.phase = "Admitted"
+        status.phase = JobPhases.ADMITTED
         status.timings.admitted_at = now_rfc3339()
         status.message = "admitted"
-        self.world.event(job, "Normal", "Admitted", f"sanitizer passed ({warnings} warnings)")
+        self.world.event(
+            job, "Normal", JobPhases.ADMITTED, f"sanitizer passed ({warnings} warnings)"
+        )
         return StepResult(status)
 
     async def _estimate(
@@ -352,9 +358,9 @@ class JobPipeline:
     ) -> StepResult:
         """Wait in phase Pending; the driver steps again when reservations change."""
         self._cond(job, status, R.PLANNED, "False", reason, detail)
-        if status.phase != "Pending":
+        if status.phase != JobPhases.PENDING:
             self.world.event(job, "Normal", reason, detail)
-        status.phase = "Pending"
+        status.phase = JobPhases.PENDING
         status.message = detail
         return StepResult(status, requeue_after=self.settings.capacity_retry_seconds)
 
@@ -364,7 +370,7 @@ class JobPipeline:
         circuit = await self._circuit(job)
         if self._remaining_seconds(job, status) <= 0:
             msg = f"not placed within timeoutSeconds={job.spec.timeout_seconds}: {status.message}"
-            return self._finish(job, status, "Failed", R.TIMED_OUT, msg)
+            return self._finish(job, status, JobPhases.FAILED, R.TIMED_OUT, msg)
         entry = self._queue_entry(job, status)
         ahead = self.reservations.ahead_of(entry)
         if ahead:
@@ -390,13 +396,13 @@ class JobPipeline:
                 left = ", ".join(f"{r.resource} ({r.reason})" for r in status.reroutes)
                 msg = f"no healthy placement remains after leaving {left}: {ideal}"
                 self._cond(job, status, R.PLANNED, "False", R.NO_HEALTHY_RESOURCES, msg)
-                return self._finish(job, status, "Failed", R.NO_HEALTHY_RESOURCES, msg)
+                return self._finish(job, status, JobPhases.FAILED, R.NO_HEALTHY_RESOURCES, msg)
             if everything and isinstance(ideal, str):
                 reason = (
                     R.FIDELITY_BUDGET_NOT_MET if "fidelityBudget" in choice else R.UNSCHEDULABLE
                 )
                 self._cond(job, status, R.PLANNED, "False", reason, choice)
-                return self._finish(job, status, "Rejected", reason, choice)
+                return self._finish(job, status, JobPhases.REJECTED, reason, choice)
             if not everything:
                 # A job applied with its nodes may be seen before them.
                 self.reservations.leave_queue(job_key(job))
@@ -430,7 +436,7 @@ class JobPipeline:
         status.plan = plan
         self._programs[job_key(job)] = work
         status.timings.plan_seconds = round(time.perf_counter() - started, 6)
-        status.phase = "Planned"
+        status.phase = JobPhases.PLANNED
         status.message = f"{choice.strategy} on {status.plan.nodes}"
         self._cond(job, status, R.PLANNED, "True", R.PLACED, status.plan.reason)
         self.world.event(job, "Normal", R.PLACED, f"{status.message}: {status.plan.reason}")
@@ -462,7 +468,7 @@ class JobPipeline:
         status = self._status(job)
         assert status.plan is not None
         status.attempt += 1
-        status.phase = "Running"
+        status.phase = JobPhases.RUNNING
         status.timings.started_at = status.timings.started_at or now_rfc3339()
         status.progress = [
             ProgramProgress(id=p.id, node=p.node, state="Running", attempt=status.attempt)
@@ -494,7 +500,7 @@ class JobPipeline:
             # jobs now, so the agents must drop it too.
             await self._cancel(job, status.attempt, plan.programs)
             msg = f"no result within timeoutSeconds={job.spec.timeout_seconds}"
-            return self._finish(job, status, "Failed", R.TIMED_OUT, msg)
+            return self._finish(job, status, JobPhases.FAILED, R.TIMED_OUT, msg)
         work = await self._work(job, plan)
         # Drivers restore every recorded reservation before any job moves after a restart;
         # a status from before plans recorded theirs is held again here.
@@ -556,8 +562,8 @@ class JobPipeline:
                     if isinstance(o, AgentError)
                 ]  # fmt: skip
                 await self._cancel(job, status.attempt, timed_out)
-                return self._finish(job, status, "Failed", R.TIMED_OUT, msg)
-            return self._finish(job, status, "Failed", R.NODE_FAILED, msg)
+                return self._finish(job, status, JobPhases.FAILED, R.TIMED_OUT, msg)
+            return self._finish(job, status, JobPhases.FAILED, R.NODE_FAILED, msg)
         replies = {
             p.id: o for p, o in zip(plan.programs, outcomes, strict=True) if isinstance(o, dict)
         }
@@ -574,13 +580,15 @@ class JobPipeline:
         self._cond(job, status, R.DISPATCHED, "True", R.PROGRAMS_DONE, "all programs returned")
         verified = get_condition(status.conditions, R.VERIFIED)
         if self.settings.fail_unverified and verified and verified.status == "False":
-            return self._finish(job, status, "Failed", R.VERIFICATION_FAILED, verified.message)
+            return self._finish(
+                job, status, JobPhases.FAILED, R.VERIFICATION_FAILED, verified.message
+            )
         summary = (
             f"{sum(status.result.counts.values())} shots collected"
             if status.result.counts
             else f"{len(status.result.expectation_values or [])} expectation value(s) estimated"
         )
-        return self._finish(job, status, "Succeeded", R.COMPLETED, summary)
+        return self._finish(job, status, JobPhases.SUCCEEDED, R.COMPLETED, summary)
 
     def _trouble(
         self,
@@ -610,7 +618,10 @@ class JobPipeline:
         nodes = {n.metadata.name: n for n in self.world.nodes(ns)}
         for name in sorted({p.node for p in plan.placement} | {p.node for p in plan.programs}):
             node = nodes.get(name)
-            if node is not None and node.status.phase not in ("Degraded", "Unreachable"):
+            if node is not None and node.status.phase not in (
+                NodePhases.DEGRADED,
+                NodePhases.UNREACHABLE,
+            ):
                 continue
             resource = f"QuantumNode/{name}"
             why = _not_ready(node) if node else f"{name} no longer exists"
@@ -623,7 +634,7 @@ class JobPipeline:
         for use in plan.bell_pairs:
             link = links.get(use.link)
             # Down only says an end node is not Ready, which the node checks judge.
-            if link is not None and link.status.phase != "Degraded":
+            if link is not None and link.status.phase != LinkPhases.DEGRADED:
                 continue
             resource = f"EntanglementLink/{use.link}"
             reason = link.status.phase if link else "Missing"
@@ -660,7 +671,7 @@ class JobPipeline:
         msg = f"attempt {status.attempt} paused: {names}; re-planning on healthy resources"
         self._cond(job, status, R.PLANNED, "False", R.REROUTING, msg)
         self._cond(job, status, R.DISPATCHED, "False", R.REROUTING, msg)
-        status.phase = "Pending"
+        status.phase = JobPhases.PENDING
         status.message = msg
         self.world.event(job, "Warning", R.REROUTING, msg)
         return StepResult(status)
@@ -684,7 +695,7 @@ class JobPipeline:
     async def cancel(self, job: DistributedJob) -> None:
         """A deleted job: its running programs are cancelled and its reservations freed."""
         try:
-            if job.status.phase == "Running" and job.status.plan is not None:
+            if job.status.phase == JobPhases.RUNNING and job.status.plan is not None:
                 await self._cancel(job, job.status.attempt, job.status.plan.programs)
         finally:
             self.reservations.release(job_key(job))

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from qorch.api import EntanglementLink, QuantumNode
 from qorch.api.distributed_job import Placement, Plan, StrategyEstimate
+from qorch.api.phases import LinkPhases
 from qorch.planner.model import LinkSlot, NodeSlot
 from qorch.planner.partition import Partition
 from qorch.planner.strategies import Candidate
@@ -41,7 +42,7 @@ def slots(
     ]
     link_slots = []
     for link in links:
-        if link.status.phase != "Up" or not set(link.spec.nodes) <= names:
+        if link.status.phase != LinkPhases.UP or not set(link.spec.nodes) <= names:
             continue
         slot = link_slot(link)
         supply = pair_rate(link)

@@ -8,6 +8,7 @@ from qorch.api import EntanglementLink, QuantumNode
 from qorch.api import reasons as R
 from qorch.api.base import ConditionStatus, get_condition, now_rfc3339, set_condition
 from qorch.api.entanglement_link import EntanglementLinkStatus
+from qorch.api.phases import LinkPhases, NodePhases
 from qorch.api.quantum_node import Calibration, QuantumNodeStatus
 from qorch.qpu.link_probe import expected_fidelity
 from qorch.qpu.transport import TIMEOUT, UNREACHABLE, AgentClient, AgentError
@@ -31,16 +32,20 @@ def _summarize(node: QuantumNode, status: QuantumNodeStatus) -> QuantumNodeStatu
     reachable = get_condition(status.conditions, R.REACHABLE)
     calibrated = get_condition(status.conditions, R.CALIBRATED)
     if reachable is None or reachable.status != "True":
-        phase, reason = "Unreachable", reachable.reason if reachable else R.IN_PROGRESS
+        phase, reason = NodePhases.UNREACHABLE, reachable.reason if reachable else R.IN_PROGRESS
         message = reachable.message if reachable else "no health check yet"
     elif calibrated is not None and calibrated.status == "False":
-        phase, reason, message = "Degraded", calibrated.reason, calibrated.message
+        phase, reason, message = NodePhases.DEGRADED, calibrated.reason, calibrated.message
     elif node.metadata.annotations.get(CORDON_ANNOTATION) == "true":
-        phase, reason, message = "Cordoned", R.CORDONED, f"annotated {CORDON_ANNOTATION}=true"
+        phase, reason, message = (
+            NodePhases.CORDONED,
+            R.CORDONED,
+            f"annotated {CORDON_ANNOTATION}=true",
+        )
     else:
-        phase, reason, message = "Ready", R.AGENT_HEALTHY, reachable.message
+        phase, reason, message = NodePhases.READY, R.AGENT_HEALTHY, reachable.message
     status.phase = phase  # type: ignore[assignment]
-    value: ConditionStatus = "True" if phase == "Ready" else "False"
+    value: ConditionStatus = "True" if phase == NodePhases.READY else "False"
     status.conditions = set_condition(status.conditions, R.READY, value, reason, message, gen)
     return status
 
@@ -125,21 +130,23 @@ def check_link(link: EntanglementLink, nodes: dict[str, QuantumNode]) -> Entangl
     status.observed_generation = link.metadata.generation
     gen = link.metadata.generation
     missing = [n for n in link.spec.nodes if n not in nodes]
-    not_ready = [n for n in link.spec.nodes if n in nodes and nodes[n].status.phase != "Ready"]
+    not_ready = [
+        n for n in link.spec.nodes if n in nodes and nodes[n].status.phase != NodePhases.READY
+    ]
     if missing:
-        status.phase = "Down"
+        status.phase = LinkPhases.DOWN
         msg = f"QuantumNode(s) {', '.join(missing)} do not exist"
         status.conditions = set_condition(
             status.conditions, R.READY, "False", R.NODE_MISSING, msg, gen
         )
     elif not_ready:
-        status.phase = "Down"
+        status.phase = LinkPhases.DOWN
         msg = f"QuantumNode(s) {', '.join(not_ready)} are not Ready"
         status.conditions = set_condition(
             status.conditions, R.READY, "False", R.NODE_NOT_READY, msg, gen
         )
     else:
-        status.phase = "Up"
+        status.phase = LinkPhases.UP
         status.conditions = set_condition(
             status.conditions, R.READY, "True", R.NODES_READY, "both nodes are Ready", gen
         )
@@ -159,7 +166,7 @@ async def observe_link(
     between their agents and a probe of its Bell pairs. A link that delivers pairs below
     the fidelity jobs were planned with (beyond three standard errors) turns Degraded."""
     status = check_link(link, nodes)
-    if status.phase == "Up":
+    if status.phase == LinkPhases.UP:
         a, b = (nodes[name] for name in link.spec.nodes)
         measured = await probe_link_feedforward(link, agent_for(a), agent_for(b))
         if measured is not None:
@@ -201,7 +208,7 @@ async def _probe_pairs(
     status.last_probe_time = now_rfc3339()
     floor = expected_fidelity(link.spec.fidelity, readout) - 3 * result["fidelityStdError"]
     if status.measured_fidelity < floor:
-        status.phase = "Degraded"
+        status.phase = LinkPhases.DEGRADED
         msg = (
             f"measured Bell-pair fidelity {status.measured_fidelity:.4f} is below"
             f" {floor:.4f}, what fidelity {link.spec.fidelity} allows for"

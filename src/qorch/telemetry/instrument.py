@@ -22,25 +22,24 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar, cast, get_args
+from typing import Any, TypeVar, cast
 from weakref import WeakKeyDictionary
 
 from opentelemetry.trace import Status, StatusCode
 
-from qorch.api.entanglement_link import LinkPhase
-from qorch.api.quantum_node import NodePhase
+from qorch.api.phases import JobPhases, LinkPhases, NodePhases
 from qorch.channel.errors import REFUSAL_CODES
 
 from . import metrics as m
 from . import tracing
 from .agent import KNOWN_OPS as AGENT_OPS
 
-TERMINAL = frozenset({"Succeeded", "Failed", "Rejected"})
+TERMINAL = JobPhases.TERMINAL
 STEP_NAMES = {
-    "Pending": "admit",
-    "Admitted": "plan",
-    "Planned": "start-attempt",
-    "Running": "dispatch",
+    JobPhases.PENDING: "admit",
+    JobPhases.ADMITTED: "plan",
+    JobPhases.PLANNED: "start-attempt",
+    JobPhases.RUNNING: "dispatch",
 }
 # Codes of failed agent calls that are authentication failures of the channel.
 AUTH_FAILURE_CODES = frozenset(
@@ -147,7 +146,7 @@ def record_job_outcome(
     duration = _seconds_between(status.timings.admitted_at, status.timings.finished_at)
     if duration is not None:
         record("qorch_job_duration_seconds", duration, phase=phase, strategy=strategy)
-    if phase != "Succeeded" or plan is None:
+    if phase != JobPhases.SUCCEEDED or plan is None:
         return
     if orchestrator is not None:
         record("qorch_orchestrator_latency_seconds", orchestrator, strategy=strategy)
@@ -197,7 +196,7 @@ def instrument_step(step: F) -> F:
             return await step(self, job)
         name = STEP_NAMES.get(before, before.lower())
         trace_id = job.status.trace_id
-        new_attempt = before == "Planned" and job.status.attempt > 0
+        new_attempt = before == JobPhases.PLANNED and job.status.attempt > 0
         if new_attempt and tracing.valid_trace_id(trace_id):
             tracing.finish_job_trace(trace_id, ok=False, attributes=_job_attributes(job))
         if new_attempt or not tracing.valid_trace_id(trace_id):
@@ -208,7 +207,7 @@ def instrument_step(step: F) -> F:
             result = await step(self, job)
             status = result.status
             span.set_attribute("qorch.phase", status.phase)
-            if status.phase in ("Failed", "Rejected"):
+            if status.phase in (JobPhases.FAILED, JobPhases.REJECTED):
                 span.set_status(Status(StatusCode.ERROR, status.message[:200]))
         elapsed = time.perf_counter() - started
         m.METRICS.record("qorch_pipeline_step_duration_seconds", elapsed, step=name)
@@ -222,7 +221,7 @@ def instrument_step(step: F) -> F:
         if status.phase in TERMINAL:
             tracing.finish_job_trace(
                 trace_id,
-                ok=status.phase == "Succeeded",
+                ok=status.phase == JobPhases.SUCCEEDED,
                 attributes={**_job_attributes(job), "qorch.phase": status.phase},
             )
             record_job_outcome(job, status, self)
@@ -244,8 +243,8 @@ def _job_attributes(job: Any) -> dict[str, Any]:
 
 # A feedforward wait may use at most this fraction of the shorter T2 of a link's nodes.
 COHERENCE_BUDGET_FRACTION = 0.1
-NODE_PHASES: tuple[str, ...] = get_args(NodePhase)
-LINK_PHASES: tuple[str, ...] = get_args(LinkPhase)
+NODE_PHASES: tuple[str, ...] = NodePhases.ALL
+LINK_PHASES: tuple[str, ...] = LinkPhases.ALL
 
 
 def record_node(
@@ -262,7 +261,7 @@ def record_node(
         return measured_value if measured and measured_value is not None else declared
 
     labels = {"namespace": node.metadata.namespace, "node": node.metadata.name}
-    record("qorch_node_up", 1 if status.phase == "Ready" else 0, **labels)
+    record("qorch_node_up", 1 if status.phase == NodePhases.READY else 0, **labels)
     for phase in NODE_PHASES:
         record("qorch_node_phase", int(phase == status.phase), **labels, phase=phase)
     if node.spec.qubits is not None:
@@ -302,7 +301,7 @@ def record_link(
     """Link metrics from an EntanglementLink, its (new) status and the nodes by name."""
     record = (metrics or m.METRICS).record
     labels = {"namespace": link.metadata.namespace, "link": link.metadata.name}
-    record("qorch_link_up", 1 if status.phase == "Up" else 0, **labels)
+    record("qorch_link_up", 1 if status.phase == LinkPhases.UP else 0, **labels)
     for phase in LINK_PHASES:
         record("qorch_link_phase", int(phase == status.phase), **labels, phase=phase)
     figures = {
