@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 from qiskit import QuantumCircuit
@@ -26,3 +29,17 @@ def ghz(width: int) -> QuantumCircuit:
         qc.cx(q, q + 1)
     qc.measure(range(width), range(width))
     return qc
+
+
+def qorch_run(folder: Path, timeout: float = 600) -> tuple[int, dict[str, dict]]:
+    """`qorch run FOLDER -o json` in a fresh process: its exit code and the final
+    DistributedJobs by name."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "qorch", "run", str(folder), "-o", "json"],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+    )
+    assert proc.stdout, proc.stderr
+    return proc.returncode, {j["metadata"]["name"]: j for j in json.loads(proc.stdout)}

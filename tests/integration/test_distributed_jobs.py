@@ -10,7 +10,7 @@ from qiskit.quantum_info import hellinger_fidelity
 
 from qorch.planner.cutting import exact_expectation_values
 from qorch.sanitizer import sanitize
-from tests.support import REPO
+from tests.support import REPO, qorch_run
 
 EXAMPLES = REPO / "examples" / "distributed"
 
@@ -38,15 +38,7 @@ def job(name: str, **spec) -> dict:
 def run(tmp_path, *jobs: dict, noiseless: bool = False) -> tuple[int, dict[str, dict]]:
     (tmp_path / "nodes.yaml").write_text(nodes(noiseless))
     (tmp_path / "jobs.yaml").write_text(yaml.safe_dump_all(jobs))
-    proc = subprocess.run(
-        [sys.executable, "-m", "qorch", "run", str(tmp_path), "-o", "json"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=REPO,
-    )
-    assert proc.stdout, proc.stderr
-    return proc.returncode, {j["metadata"]["name"]: j for j in json.loads(proc.stdout)}
+    return qorch_run(tmp_path)
 
 
 def ghz(n: int) -> str:

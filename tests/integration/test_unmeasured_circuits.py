@@ -1,13 +1,9 @@
 """Circuits that measure nothing: refused at admission unless the job asks for observables,
 whose measurement bases then do the measuring, under single and teleport alike."""
 
-import json
-import subprocess
-import sys
-
 import yaml
 
-from tests.support import REPO
+from tests.support import qorch_run
 
 NODES = [
     {
@@ -54,16 +50,10 @@ def test_unmeasured_circuits_are_refused_or_measured_through_their_observables(t
     ]
     (tmp_path / "m.yaml").write_text(yaml.safe_dump_all([*NODES, *jobs]))
 
-    proc = subprocess.run(
-        [sys.executable, "-m", "qorch", "run", str(tmp_path), "-o", "json"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=REPO,
-    )
+    code, jobs = qorch_run(tmp_path, timeout=300)
 
-    assert proc.returncode == 1, proc.stderr  # one job was rejected
-    status = {j["metadata"]["name"]: j["status"] for j in json.loads(proc.stdout)}
+    assert code == 1  # one job was rejected
+    status = {name: j["status"] for name, j in jobs.items()}
     refused = status["counts-of-nothing"]
     assert refused["phase"] == "Rejected"
     [summary] = [c for c in refused["conditions"] if c["type"] == "Succeeded"]
