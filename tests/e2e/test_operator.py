@@ -329,3 +329,65 @@ async def test_a_node_measured_above_its_safety_threshold_turns_degraded(
     table = cluster.kubectl("get", "qn", "shaky", "-n", namespace)
     assert "Degraded" in table
     assert str(qn["status"]["calibration"]["fidelity"]) in table  # the Fidelity column
+
+
+def scrape(operator) -> dict[str, list]:
+    """The operator's /metrics, as samples by metric name (the port is in its log)."""
+    import re
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    deadline = time.monotonic() + 60
+    while not (found := re.search(r"metrics on port (\d+)", operator.output())):
+        assert time.monotonic() < deadline, operator.output()[-3000:]
+        time.sleep(0.5)
+    with urllib.request.urlopen(f"http://127.0.0.1:{found.group(1)}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    return {f.name: f.samples for f in text_string_to_metric_families(text)}
+
+
+def series_of(operator, namespace: str, label: str, value: str) -> set[str]:
+    samples = (s for family in scrape(operator).values() for s in family)
+    return {
+        s.name
+        for s in samples
+        if s.labels.get("namespace") == namespace and s.labels.get(label) == value
+    }
+
+
+async def test_a_deleted_node_and_link_leave_no_series_on_the_operators_metrics(
+    cluster, namespace, operator, start_agent
+):
+    docs = [d for d in quickstart_docs() if d["kind"] != "DistributedJob"]
+    agents = {
+        d["metadata"]["name"]: await start_agent(
+            make_node(d["metadata"]["name"], d["spec"]["qubits"], noise=d["spec"]["noise"])
+        )
+        for d in docs
+        if d["kind"] == "QuantumNode"
+    }
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", stdin=external(docs, agents))
+    cluster.wait_for("qlink", "a-b", namespace, lambda o: o.get("status", {}).get("phase") == "Up")
+    deadline = time.monotonic() + 60
+    while "qorch_feedforward_latency_seconds_count" not in series_of(
+        operator, namespace, "link", "a-b"
+    ):
+        assert time.monotonic() < deadline, "the link's probe was never recorded"
+        time.sleep(0.5)
+    assert {"qorch_node_up", "qorch_channel_calls_total"} <= series_of(
+        operator, namespace, "node", "qpu-a"
+    )
+
+    cluster.kubectl("delete", "qlink", "a-b", "-n", namespace)
+    cluster.kubectl("delete", "qn", "qpu-a", "-n", namespace)
+    deadline = time.monotonic() + 30
+    while series_of(operator, namespace, "node", "qpu-a") or series_of(
+        operator, namespace, "link", "a-b"
+    ):
+        assert time.monotonic() < deadline, (
+            series_of(operator, namespace, "node", "qpu-a"),
+            series_of(operator, namespace, "link", "a-b"),
+        )
+        time.sleep(0.5)
+    assert "qorch_node_up" in series_of(operator, namespace, "node", "qpu-b")

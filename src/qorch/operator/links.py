@@ -13,6 +13,7 @@ from qorch.api.base import get_condition
 from qorch.pipeline.resources import observe_link
 from qorch.settings import Settings
 from qorch.telemetry.instrument import timed_reconcile
+from qorch.telemetry.metrics import METRICS
 
 from .state import announce_phase, plain
 from .world import agent_client
@@ -35,6 +36,16 @@ def index_links(
     """Every valid EntanglementLink with its status, by namespace, for planning."""
     link = parse(body)
     return {namespace: link} if link is not None else {}
+
+
+@kopf.on.event(*QLINK, id="forget-metrics")
+def forget_deleted_link(
+    event: kopf.RawEvent, namespace: str | None, name: str | None, **_: Any
+) -> None:
+    """A deleted link's series leave /metrics, once its probe timer has stopped (see
+    nodes.forget_deleted_node)."""
+    if event.get("type") == "DELETED" and namespace and name:
+        METRICS.forget_link(namespace, name)
 
 
 @kopf.timer(*QLINK, id="probe", interval=_SETTINGS.link_check_seconds)  # type: ignore[arg-type]

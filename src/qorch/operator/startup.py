@@ -89,6 +89,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
             source,
         )
     memo.metrics_server = start_metrics_server(qorch.metrics_port)
+    log.info("metrics on port %d at /metrics", memo.metrics_server.port)
     memo.state = OperatorState(
         settings=qorch,
         agents=AgentConnections(identity),
