@@ -147,11 +147,10 @@ def _cmd_operator(args: argparse.Namespace) -> int:
 def _cmd_keygen(args: argparse.Namespace) -> int:
     from qorch.channel.errors import ProviderUnavailable
     from qorch.channel.identity import Identity
-    from qorch.channel.signing import write_key_pair
 
     try:
         identity = Identity.generate()
-        key_path, pub_path = write_key_pair(identity, args.prefix, force=args.force)
+        key_path, pub_path = identity.save(args.prefix, force=args.force)
     except (OSError, ValueError, ProviderUnavailable) as exc:
         print(f"keygen: {exc}", file=sys.stderr)
         return 1

@@ -76,7 +76,6 @@ from qorch.channel.identity import (
     decode_public_key,
     encode_public_key,
     fingerprint,
-    keygen_command,
     load_public_key,
 )
 from qorch.channel.provider import (
@@ -135,7 +134,6 @@ __all__ = [
     "encode_public_key",
     "fingerprint",
     "get_provider",
-    "keygen_command",
     "load_public_key",
     "sign_command",
     "sign_spec",

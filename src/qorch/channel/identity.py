@@ -1,11 +1,13 @@
 """ML-DSA-65 identities of the operator and of every QPU node.
 
-Files written by `Identity.save(prefix)` / `keygen_command(prefix)`:
+Files written by `Identity.save(prefix)` (`write_key_pair`), e.g. by `qorch keygen`:
 
-* `PREFIX.key`: the private key as PEM, mode 0600. With the default provider it
-  is PKCS#8 in seed form (RFC 9881), which `openssl pkey` (OpenSSL >= 3.5) reads.
+* `PREFIX.key`: the private key as PEM, mode 0600 whatever the umask, never through a
+  symlink nor over an existing file (unless forced, then replaced atomically). With the
+  default provider it is PKCS#8 in seed form (RFC 9881), which `openssl pkey` (OpenSSL
+  >= 3.5) reads.
 * `PREFIX.pub`: one line, the standard base64 of the raw 1952-byte FIPS 204
-  public key (2604 characters). The same string goes into a QuantumNode's
+  public key (2604 characters), mode 0644. The same string goes into a QuantumNode's
   `spec.identity.publicKey` and into trusted-key lists.
 
 A fingerprint is `sha256:` + the hex SHA-256 of the raw public key.
@@ -15,12 +17,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import os
-import sys
+import secrets
 from pathlib import Path
 
-from qorch.channel.errors import ProviderUnavailable
 from qorch.channel.provider import CryptoProvider, SignatureScheme, SigningKey, get_provider
 
 FINGERPRINT_PREFIX = "sha256:"
@@ -92,39 +94,97 @@ class Identity:
     def sign(self, message: bytes, context: bytes) -> bytes:
         return self._signing_key.sign(message, context)
 
-    def save(self, prefix: str | os.PathLike[str]) -> tuple[Path, Path]:
-        """Write `PREFIX.key` (0600) and `PREFIX.pub`; refuse to overwrite either."""
-        key_path, pub_path = Path(f"{prefix}.key"), Path(f"{prefix}.pub")
-        for path in (key_path, pub_path):
-            if path.exists():
-                raise FileExistsError(f"{path} exists; refusing to overwrite a key")
-        _write_private(key_path, self.private_pem())
-        pub_path.write_text(encode_public_key(self.public_key) + "\n")
-        return key_path, pub_path
+    def save(self, prefix: str | os.PathLike[str], *, force: bool = False) -> tuple[Path, Path]:
+        """Write `PREFIX.key` and `PREFIX.pub`, as `write_key_pair` does."""
+        return write_key_pair(self, prefix, force=force)
 
     def __repr__(self) -> str:
         return f"Identity({self.algorithm}, {self.fingerprint})"
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    # O_EXCL: never follow a planted symlink or reuse a file with looser permissions.
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+# --- key files --------------------------------------------------------------------------------
+
+PRIVATE_KEY_MODE = 0o600
+PUBLIC_KEY_MODE = 0o644
+# Never through a symlink, and never onto a file that is already there.
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+
+
+class KeyFileExists(FileExistsError):
+    pass
+
+
+def _write_new(path: Path, data: bytes, mode: int) -> None:
+    """Create `path` holding `data` with exactly `mode` (umask notwithstanding)."""
+    fd = os.open(path, _CREATE, mode)
     try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, data)
-    finally:
+        os.fchmod(fd, mode)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    except BaseException:
         os.close(fd)
+        path.unlink(missing_ok=True)
+        raise
+    os.close(fd)
 
 
-def keygen_command(out_prefix: str) -> int:
-    """CLI: generate an identity, write PREFIX.key and PREFIX.pub, print the fingerprint."""
+def _replace(path: Path, data: bytes, mode: int) -> None:
+    """Put `data` at `path` atomically: written beside it under a fresh name, then renamed
+    over it, so a symlink there is replaced, never followed, and a reader sees old or new."""
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    _write_new(temporary, data, mode)
     try:
-        identity = Identity.generate()
-        key_path, pub_path = identity.save(out_prefix)
-    except (OSError, ValueError, ProviderUnavailable) as exc:
-        print(f"keygen: {exc}", file=sys.stderr)
-        return 1
-    print(f"private key: {key_path} (mode 0600, keep it secret)")
-    print(f"public key:  {pub_path}")
-    print(f"fingerprint: {identity.fingerprint}")
-    return 0
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    with contextlib.suppress(OSError):  # make the rename durable where the OS allows it
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def write_key_pair(
+    identity: Identity, prefix: str | os.PathLike[str], *, force: bool = False
+) -> tuple[Path, Path]:
+    """Write `PREFIX.key` (mode 0600) and `PREFIX.pub` (0644), whatever the umask.
+
+    Without `force`, an existing path (a dangling symlink included) is refused before either
+    file is written. With `force`, each file is replaced atomically (see `_replace`)."""
+    key_path, pub_path = Path(f"{prefix}.key"), Path(f"{prefix}.pub")
+    files = (
+        (key_path, identity.private_pem(), PRIVATE_KEY_MODE),
+        (pub_path, (encode_public_key(identity.public_key) + "\n").encode(), PUBLIC_KEY_MODE),
+    )
+    if force:
+        for path, _, _ in files:  # checked before either is replaced: no half pair
+            if path.is_dir() and not path.is_symlink():
+                raise IsADirectoryError(f"{path} is a directory; refusing to replace it")
+        for path, data, mode in files:
+            _replace(path, data, mode)
+        return key_path, pub_path
+    for path, _, _ in files:
+        if os.path.lexists(path):
+            what = "a symlink" if path.is_symlink() else "it"
+            raise KeyFileExists(
+                f"{path} exists ({what}); refusing to overwrite a key (--force replaces it)"
+            )
+    written: list[Path] = []
+    try:
+        for path, data, mode in files:
+            try:
+                _write_new(path, data, mode)
+            except FileExistsError:  # created since the check above
+                raise KeyFileExists(
+                    f"{path} exists; refusing to overwrite a key (--force replaces it)"
+                ) from None
+            written.append(path)
+    except BaseException:
+        for path in written:  # no half pair left behind
+            path.unlink(missing_ok=True)
+        raise
+    return key_path, pub_path

@@ -16,15 +16,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import json
 import math
-import os
-import secrets
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -33,7 +29,6 @@ from qorch.channel.errors import ProviderUnavailable
 from qorch.channel.identity import (
     FINGERPRINT_PREFIX,
     Identity,
-    encode_public_key,
     fingerprint,
     load_public_key,
 )
@@ -242,91 +237,3 @@ def verify_command(
         else:
             print(f"{name}: valid, signed by {signer.fingerprint}")
     return status
-
-
-# --- key files --------------------------------------------------------------------------------
-
-PRIVATE_KEY_MODE = 0o600
-PUBLIC_KEY_MODE = 0o644
-# Never through a symlink, and never onto a file that is already there.
-_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
-
-
-class KeyFileExists(FileExistsError):
-    pass
-
-
-def _write_new(path: Path, data: bytes, mode: int) -> None:
-    """Create `path` holding `data` with exactly `mode` (umask notwithstanding)."""
-    fd = os.open(path, _CREATE, mode)
-    try:
-        os.fchmod(fd, mode)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        path.unlink(missing_ok=True)
-        raise
-    os.close(fd)
-
-
-def _replace(path: Path, data: bytes, mode: int) -> None:
-    """Put `data` at `path` atomically: written beside it under a fresh name, then renamed
-    over it, so a symlink there is replaced, never followed, and a reader sees old or new."""
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    _write_new(temporary, data, mode)
-    try:
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    with contextlib.suppress(OSError):  # make the rename durable where the OS allows it
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def write_key_pair(
-    identity: Identity, prefix: str | os.PathLike[str], *, force: bool = False
-) -> tuple[Path, Path]:
-    """Write `PREFIX.key` (mode 0600) and `PREFIX.pub` (0644), whatever the umask.
-
-    Without `force`, an existing path (a dangling symlink included) is refused before either
-    file is written. With `force`, each file is replaced atomically (see `_replace`)."""
-    key_path, pub_path = Path(f"{prefix}.key"), Path(f"{prefix}.pub")
-    files = (
-        (key_path, identity.private_pem(), PRIVATE_KEY_MODE),
-        (pub_path, (encode_public_key(identity.public_key) + "\n").encode(), PUBLIC_KEY_MODE),
-    )
-    if force:
-        for path, _, _ in files:  # checked before either is replaced: no half pair
-            if path.is_dir() and not path.is_symlink():
-                raise IsADirectoryError(f"{path} is a directory; refusing to replace it")
-        for path, data, mode in files:
-            _replace(path, data, mode)
-        return key_path, pub_path
-    for path, _, _ in files:
-        if os.path.lexists(path):
-            what = "a symlink" if path.is_symlink() else "it"
-            raise KeyFileExists(
-                f"{path} exists ({what}); refusing to overwrite a key (--force replaces it)"
-            )
-    written: list[Path] = []
-    try:
-        for path, data, mode in files:
-            try:
-                _write_new(path, data, mode)
-            except FileExistsError:  # created since the check above
-                raise KeyFileExists(
-                    f"{path} exists; refusing to overwrite a key (--force replaces it)"
-                ) from None
-            written.append(path)
-    except BaseException:
-        for path in written:  # no half pair left behind
-            path.unlink(missing_ok=True)
-        raise
-    return key_path, pub_path

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from qorch import cli
 from qorch.channel.identity import (
     Identity,
     decode_public_key,
     encode_public_key,
     fingerprint,
-    keygen_command,
     load_public_key,
 )
 
@@ -74,7 +74,7 @@ def test_keygen_writes_both_files_and_prints_the_fingerprint_only(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     prefix = tmp_path / "operator"
-    assert keygen_command(str(prefix)) == 0
+    assert cli.main(["keygen", str(prefix)]) == 0
     out = capsys.readouterr().out
     public_key = load_public_key(f"{prefix}.pub")
     assert fingerprint(public_key) in out
@@ -86,8 +86,8 @@ def test_keygen_writes_both_files_and_prints_the_fingerprint_only(
 
 def test_keygen_refuses_to_overwrite(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     prefix = str(tmp_path / "operator")
-    assert keygen_command(prefix) == 0
+    assert cli.main(["keygen", prefix]) == 0
     before = Path(f"{prefix}.key").read_bytes()
-    assert keygen_command(prefix) == 1
+    assert cli.main(["keygen", prefix]) == 1
     assert "refusing to overwrite" in capsys.readouterr().err
     assert Path(f"{prefix}.key").read_bytes() == before
