@@ -48,7 +48,14 @@ from .authorization import AuthorizationPolicy, authorize
 from .planning import capacity, plan_status, reservation, slots
 from .ports import World
 from .reservations import QueueEntry, Reservations
-from .strategies import Context, Work, choose_candidate, estimate_candidates, strategy_named
+from .strategies import (
+    Context,
+    Returned,
+    Work,
+    choose_candidate,
+    estimate_candidates,
+    strategy_named,
+)
 
 log = logging.getLogger(__name__)
 
@@ -567,14 +574,13 @@ class JobPipeline:
         replies = {
             p.id: o for p, o in zip(plan.programs, outcomes, strict=True) if isinstance(o, dict)
         }
+        returned = Returned(plan, replies, nodes, job.spec.observables)
         with step_span("aggregate"):  # exact verification can take a second: off the loop
-            status.result = await asyncio.to_thread(
-                work.aggregate, replies, plan.estimated_fidelity, job.spec.observables
-            )
+            status.result = await asyncio.to_thread(work.aggregate, returned)
         if job.spec.mitigation != "none":
             with step_span("mitigate"):  # M3 takes seconds on many outcomes: off the loop
                 status.result.mitigated = await asyncio.to_thread(
-                    work.mitigate, plan, replies, nodes, job.spec.observables, status.result
+                    work.mitigate, returned, status.result
                 )
         self._record_verification(job, status)
         self._cond(job, status, R.DISPATCHED, "True", R.PROGRAMS_DONE, "all programs returned")

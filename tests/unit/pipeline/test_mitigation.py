@@ -22,7 +22,7 @@ from qorch.api.distributed_job import (
 from qorch.api.quantum_node import Calibration
 from qorch.pipeline.mitigation import MAX_DISTINCT_OUTCOMES
 from qorch.pipeline.resources import calibrate_node
-from qorch.pipeline.strategies import Work
+from qorch.pipeline.strategies import Returned, Work
 from qorch.pipeline.strategies.cut import CutWork
 from qorch.pipeline.strategies.single import SingleWork
 from qorch.pipeline.strategies.teleport import TeleportWork
@@ -75,9 +75,8 @@ class Run:
     ) -> MitigatedResult | None:
         if spec.mitigation == "none":
             return None
-        return self.work.mitigate(
-            self.plan, self.replies, nodes or self.nodes, spec.observables, self.raw
-        )
+        returned = Returned(self.plan, self.replies, nodes or self.nodes, spec.observables)
+        return self.work.mitigate(returned, self.raw)
 
 
 async def run_single(circuit: QuantumCircuit, noise: dict[str, Any]) -> Run:
@@ -86,7 +85,7 @@ async def run_single(circuit: QuantumCircuit, noise: dict[str, Any]) -> Run:
     replies = {"p0": await agent.handle("run", payload)}
     work = SingleWork(circuit, "qpu-a")
     placed = plan("single", {"p0": "qpu-a"}, {"qpu-a": list(range(circuit.num_qubits))})
-    raw = work.aggregate(replies, FIDELITY, None)
+    raw = work.aggregate(Returned(placed, replies, {"qpu-a": qn}, None))
     return Run(work, placed, replies, {"qpu-a": qn}, raw)
 
 
@@ -185,8 +184,9 @@ def teleport() -> Run:
         replies = {"p0": await agent.handle("run", payload)}
         work = TeleportWork(circuit, program)
         layout = {n: placed.qubits_on(n) for n in placed.nodes}
-        raw = work.aggregate(replies, FIDELITY, None)
-        return Run(work, plan("teleport", {"p0": "a"}, layout), replies, {"a": a, "b": b}, raw)
+        recorded = plan("teleport", {"p0": "a"}, layout)
+        raw = work.aggregate(Returned(recorded, replies, {"a": a, "b": b}, None))
+        return Run(work, recorded, replies, {"a": a, "b": b}, raw)
 
     return asyncio.run(go())
 
@@ -230,9 +230,9 @@ async def run_cut(noise: dict[str, Any]) -> Run:
         replies[f"cut-{name}"] = await agent.handle("run", payload)
     work = CutWork(circuit, cut)
     layout = {"a": [0, 1], "b": [2, 3]}
-    raw = work.aggregate(replies, FIDELITY, CUT_OBSERVABLES)
-    programs = {"cut-a": "a", "cut-b": "b"}
-    return Run(work, plan("cut", programs, layout), replies, {"a": a, "b": b}, raw)
+    recorded = plan("cut", {"cut-a": "a", "cut-b": "b"}, layout)
+    raw = work.aggregate(Returned(recorded, replies, {"a": a, "b": b}, CUT_OBSERVABLES))
+    return Run(work, recorded, replies, {"a": a, "b": b}, raw)
 
 
 @pytest.fixture(scope="module")
@@ -306,7 +306,8 @@ def test_too_many_distinct_outcomes_for_m3_is_unavailable(single: Run) -> None:
     circuit.measure(range(14), range(14))
     counts = {format(k, "014b"): 1 for k in range(MAX_DISTINCT_OUTCOMES + 1)}
     work = SingleWork(circuit, "qpu-a")
-    mitigated = work.mitigate(single.plan, {}, single.nodes, None, JobResult(counts=counts))
+    returned = Returned(single.plan, {}, single.nodes, None)
+    mitigated = work.mitigate(returned, JobResult(counts=counts))
     assert mitigated is not None
     assert mitigated.method.startswith(f"unavailable: {MAX_DISTINCT_OUTCOMES + 1} distinct")
     assert mitigated.quasi_probabilities is None

@@ -13,13 +13,14 @@ import logging
 from qorch.api.distributed_job import STRATEGIES as STRATEGY_NAMES
 from qorch.planner.strategies import Candidate, Demand, choose
 
-from .base import Context, Shape, Strategy, Work
+from .base import Context, Returned, Shape, Strategy, Work
 from .cut import Cut
 from .single import Single
 from .teleport import Teleport
 
 __all__ = [
     "Context",
+    "Returned",
     "Shape",
     "Strategy",
     "Work",

@@ -11,7 +11,7 @@ the job's result, mitigated and verified.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -35,6 +35,17 @@ class Context:
     links: list[EntanglementLink]
     max_sampling_overhead: float
     free: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Returned:
+    """What came back from one attempt: the plan it ran, each program's reply by program id,
+    the nodes by name (with their latest calibration) and the job's observables."""
+
+    plan: Plan
+    replies: Mapping[str, Reply]
+    nodes: Mapping[str, QuantumNode]
+    observables: list[str] | None
 
 
 @dataclass(frozen=True)
@@ -71,23 +82,11 @@ class Work(ABC):
         return None
 
     @abstractmethod
-    def aggregate(
-        self,
-        replies: Mapping[str, Reply],
-        estimated_fidelity: float | None,
-        observables: list[str] | None,
-    ) -> JobResult:
+    def aggregate(self, returned: Returned) -> JobResult:
         """The job's result from every program's reply, verified where tractable."""
 
     @abstractmethod
-    def mitigate(
-        self,
-        plan: Plan,
-        replies: Mapping[str, Reply],
-        nodes: Mapping[str, QuantumNode],
-        observables: list[str] | None,
-        result: JobResult,
-    ) -> MitigatedResult:
+    def mitigate(self, returned: Returned, result: JobResult) -> MitigatedResult:
         """The readout-corrected result beside `result`, from the nodes' calibrations."""
 
 
@@ -99,9 +98,12 @@ class Strategy(ABC):
     #: At equal estimated fidelity the lower one is chosen: fewer moving parts first.
     preference: ClassVar[int] = 0
 
-    @abstractmethod
+    #: The planner's estimate of this strategy for a job.
+    estimator: ClassVar[Callable[[Demand], Candidate]]
+
     def estimate(self, demand: Demand) -> Candidate:
         """Feasible with a plan and its estimated fidelity, or infeasible with the reason."""
+        return type(self).estimator(demand)
 
     @abstractmethod
     def shape(self, candidate: Candidate, circuit: QuantumCircuit, shots: int) -> Shape:

@@ -9,16 +9,15 @@ from typing import Any
 
 from qiskit import QuantumCircuit
 
-from qorch.api import QuantumNode
 from qorch.api.distributed_job import JobResult, MitigatedResult, Plan, Program, Verification
 from qorch.planner.cutting import CutPlan, exact_expectations, plan_cut
-from qorch.planner.strategies import Candidate, Demand, estimate_cut
+from qorch.planner.strategies import Candidate, estimate_cut
 from qorch.qpu.circuits import encode_circuit
 
 from ..mitigation import mitigate_cut
 from ..planning import placement_of, recorded_partition
 from ..verification import MAX_EXPECTATION_QUBITS
-from .base import Context, Reply, Shape, Strategy, Work
+from .base import Context, Reply, Returned, Shape, Strategy, Work
 
 _PREFIX = "cut-"
 
@@ -41,33 +40,22 @@ class CutWork(Work):
     def _results(self, replies: Mapping[str, Reply]) -> dict[str, Any]:
         return {pid.removeprefix(_PREFIX): reply["results"] for pid, reply in replies.items()}
 
-    def aggregate(
-        self,
-        replies: Mapping[str, Reply],
-        estimated_fidelity: float | None,
-        observables: list[str] | None,
-    ) -> JobResult:
-        values, errors = self.knitting.reconstruct(self._results(replies))
+    def aggregate(self, returned: Returned) -> JobResult:
+        values, errors = self.knitting.reconstruct(self._results(returned.replies))
         return JobResult(
             expectation_values=[round(v, 6) for v in values],
             standard_errors=[round(e, 6) for e in errors],
-            verification=self.verify(values, errors, estimated_fidelity),
+            verification=self.verify(values, errors, returned.plan.estimated_fidelity),
         )
 
-    def mitigate(
-        self,
-        plan: Plan,
-        replies: Mapping[str, Reply],
-        nodes: Mapping[str, QuantumNode],
-        observables: list[str] | None,
-        result: JobResult,
-    ) -> MitigatedResult:
+    def mitigate(self, returned: Returned, result: JobResult) -> MitigatedResult:
+        fidelity = returned.plan.estimated_fidelity
         return mitigate_cut(
             self.knitting,
-            replies,
-            nodes,
+            returned.replies,
+            returned.nodes,
             result,
-            lambda values, errors: self.verify(values, errors, plan.estimated_fidelity),
+            lambda values, errors: self.verify(values, errors, fidelity),
         )
 
     def verify(
@@ -96,9 +84,7 @@ class CutWork(Work):
 class Cut(Strategy):
     name = "cut"
     preference = 2
-
-    def estimate(self, demand: Demand) -> Candidate:
-        return estimate_cut(demand)
+    estimator = estimate_cut
 
     def shape(self, candidate: Candidate, circuit: QuantumCircuit, shots: int) -> Shape:
         knitting, part = candidate.plan, candidate.partition

@@ -9,7 +9,6 @@ from typing import Any
 
 from qiskit import QuantumCircuit
 
-from qorch.api import QuantumNode
 from qorch.api.distributed_job import JobResult, MitigatedResult, Plan, Verification
 from qorch.planner.circuits import measured_clbits
 from qorch.planner.observables import (
@@ -22,7 +21,7 @@ from qorch.qpu.circuits import encode_circuit
 
 from ..mitigation import mitigate_bases, mitigate_counts
 from ..verification import verify_counts
-from .base import Reply, Work
+from .base import Reply, Returned, Work
 
 #: The one program of a sampled plan.
 PROGRAM_ID = "p0"
@@ -69,15 +68,11 @@ class SampledWork(Work):
             return None
         return [first_bits(c, self.circuit.num_qubits) for c in runs[1:]]
 
-    def aggregate(
-        self,
-        replies: Mapping[str, Reply],
-        estimated_fidelity: float | None,
-        observables: list[str] | None,
-    ) -> JobResult:
+    def aggregate(self, returned: Returned) -> JobResult:
+        replies, observables = returned.replies, returned.observables
         counts = {key: int(n) for key, n in self.counts(_runs(replies)[0]).items()}
         verification = (
-            verify_counts(self.circuit, counts, estimated_fidelity)
+            verify_counts(self.circuit, counts, returned.plan.estimated_fidelity)
             if counts
             else Verification(method="none; the circuit measures nothing")
         )
@@ -89,21 +84,15 @@ class SampledWork(Work):
             result.standard_errors = [round(e, 6) for e in errors]
         return result
 
-    def mitigate(
-        self,
-        plan: Plan,
-        replies: Mapping[str, Reply],
-        nodes: Mapping[str, QuantumNode],
-        observables: list[str] | None,
-        result: JobResult,
-    ) -> MitigatedResult:
+    def mitigate(self, returned: Returned, result: JobResult) -> MitigatedResult:
+        plan, nodes, observables = returned.plan, returned.nodes, returned.observables
         mitigated = mitigate_counts(
             self.circuit, self.clbit_owners(plan), nodes, result, plan.estimated_fidelity
         )
         # The bases are corrected only where the counts could be (calibrations found).
         if not (observables and result.expectation_values is not None and mitigated.calibrations):
             return mitigated
-        bases = self.basis_counts(replies)
+        bases = self.basis_counts(returned.replies)
         if bases is not None:
             mitigate_bases(
                 self.bases, bases, self.qubit_owners(plan), nodes, observables, mitigated

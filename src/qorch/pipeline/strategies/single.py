@@ -9,7 +9,7 @@ from qiskit import QuantumCircuit
 
 from qorch.api.distributed_job import Placement, Plan, Program
 from qorch.planner.observables import MeasurementBasis
-from qorch.planner.strategies import Candidate, Demand, estimate_single
+from qorch.planner.strategies import Candidate, estimate_single
 
 from .base import Context, Shape, Strategy
 from .sampled import PROGRAM_ID, SampledWork, measurement_bases_of, single_node_owners
@@ -37,9 +37,7 @@ class SingleWork(SampledWork):
 class Single(Strategy):
     name = "single"
     preference = 0
-
-    def estimate(self, demand: Demand) -> Candidate:
-        return estimate_single(demand)
+    estimator = estimate_single
 
     def shape(self, candidate: Candidate, circuit: QuantumCircuit, shots: int) -> Shape:
         assert isinstance(candidate.plan, str)

@@ -15,7 +15,7 @@ from qorch.api.distributed_job import LinkUse, Plan, Program
 from qorch.planner.circuits import measured_clbits
 from qorch.planner.observables import MeasurementBasis
 from qorch.planner.partition import Partition
-from qorch.planner.strategies import Candidate, Demand, estimate_teleport
+from qorch.planner.strategies import Candidate, estimate_teleport
 from qorch.planner.teleport import TeleportProgram, compile_teleport
 
 from ..planning import placement_of, recorded_partition, slots
@@ -74,9 +74,7 @@ class TeleportWork(SampledWork):
 class Teleport(Strategy):
     name = "teleport"
     preference = 1
-
-    def estimate(self, demand: Demand) -> Candidate:
-        return estimate_teleport(demand)
+    estimator = estimate_teleport
 
     def shape(self, candidate: Candidate, circuit: QuantumCircuit, shots: int) -> Shape:
         program, part = candidate.plan, candidate.partition
