@@ -66,25 +66,13 @@ def check(scan: SourceScan) -> list[Violation]:
     code = scan.code
     if scan.simple and '"' not in code:
         return []  # no comment ever opened, every string closed
-    found: list[Violation] = []
-    comment = code.find("/*")
-    if comment >= 0:
-        line = scan.line_of(comment)
-        found.append(
-            finding(
-                LEXICAL,
-                f"the block comment opened on line {line} is never closed with */.",
-                line=line,
-            )
-        )
     quote = min((i for i in (code.find('"'), code.find("'")) if i >= 0), default=-1)
-    if quote >= 0:
-        line = scan.line_of(quote)
-        found.append(
-            finding(
-                LEXICAL,
-                f"the string literal opened on line {line} is not closed on the same line.",
-                line=line,
-            )
-        )
+    found: list[Violation] = []
+    for offset, what in (
+        (code.find("/*"), "the block comment opened on line {} is never closed with */."),
+        (quote, "the string literal opened on line {} is not closed on the same line."),
+    ):
+        if offset >= 0:
+            line = scan.line_of(offset)
+            found.append(finding(LEXICAL, what.format(line), line=line))
     return found

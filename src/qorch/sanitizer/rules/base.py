@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from qiskit.dagcircuit import DAGCircuit
+
+from ..analysis.blocks import BLOCKS, ControlFlowBlocks
 from ..passbase import KeywordAnalysisPass
 from ..report import Violation, finding
 
@@ -30,3 +33,24 @@ class SanitizerRule(KeywordAnalysisPass):
         if found is None:
             found = self.property_set[VIOLATIONS] = []
         found.append(violation)
+
+
+class ControlFlowSwitch(SanitizerRule):
+    """A rule that refuses a kind of control flow unless the policy allows it: the first
+    block owned by one of `owners` is reported with `message`."""
+
+    owners: ClassVar[frozenset[str]]
+    message: ClassVar[str]
+
+    def __init__(self, *, allowed: bool) -> None:
+        super().__init__()
+        self.allowed = allowed
+        self.requires = [ControlFlowBlocks()]
+
+    def run(self, dag: DAGCircuit) -> None:
+        if self.allowed:
+            return
+        for block in self.property_set[BLOCKS]:
+            if block.owner in self.owners:
+                self.report(self.message, instruction=block.top_index)
+                return
