@@ -1,0 +1,394 @@
+"""What the pipeline and a QPU agent say to each other: every operation's request and reply.
+
+A call on the channel (qorch.channel) carries an operation's name as the envelope's `op`
+and its request's fields as the `payload`; the reply is the operation's reply model. Field
+names on the wire are camelCase. A field left out of a request means its default, and
+fields an agent does not know are ignored, so either side may be newer.
+
+    op          request            reply
+    run         RunRequest         RunResult, or RunProgress when waitSeconds ran out
+    wait        WaitRequest        the same
+    cancel      CancelRequest      CancelReply
+    health      HealthRequest      HealthReply
+    calibrate   CalibrateRequest   CalibrationReply
+    probe_link  ProbeLinkRequest   ProbeLinkReply
+    echo        EchoRequest        EchoReply
+
+The agent reads a request with `parse_request`, which refuses a malformed one with a
+BadRequest naming the field (`run.shots: Input should be greater than 0`); a caller sends
+one with `ask`, which reads the reply into its model. A refusal or a failure travels as an
+`AgentError`, whose code is an `ErrorCode`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Mapping
+from enum import StrEnum
+from typing import Annotated, Any, Generic, Literal, Protocol, Self, TypeVar, get_args
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+
+class Op(StrEnum):
+    """The operations an agent serves."""
+
+    RUN = "run"
+    WAIT = "wait"
+    CANCEL = "cancel"
+    HEALTH = "health"
+    CALIBRATE = "calibrate"
+    PROBE_LINK = "probe_link"
+    ECHO = "echo"
+
+
+class ErrorCode(StrEnum):
+    """The `code` of an AgentError, as sent on the wire."""
+
+    # Sent by the agent.
+    BAD_REQUEST = "BadRequest"  # the request does not fit its model; the message names the field
+    UNKNOWN_OPERATION = "UnknownOperation"
+    PROGRAM_REJECTED = "ProgramRejected"  # well formed, but not for this node (too wide, ...)
+    EXECUTION_FAILED = "ExecutionFailed"
+    CANCELLED = "Cancelled"  # the program was cancelled (job deleted or re-routed)
+    UNKNOWN_PROGRAM = "UnknownProgram"  # a `wait` for a program the agent does not hold
+    # Found by the caller.
+    TIMEOUT = "Timeout"
+    UNREACHABLE = "Unreachable"
+    IDENTITY_NOT_PINNED = "IdentityNotPinned"
+    BAD_REPLY = "BadReply"  # the reply does not fit its model
+
+
+class AgentError(Exception):
+    """The agent answered with an error, or could not be reached; `code` says which: an
+    ErrorCode, or the channel's own refusal (PeerKeyMismatch, UntrustedPeer, ...)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+# Errors named in one refusal; more would only lengthen it.
+MAX_ERRORS_NAMED = 5
+
+
+def field_errors(exc: ValidationError, prefix: tuple[str | int, ...] = ()) -> str:
+    """`where: what` for each error, `where` the dotted path of the wire names. The input is
+    left out: it may be a circuit."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in (*prefix, *e['loc'])) or '(root)'}: {e['msg']}"
+        for e in exc.errors()[:MAX_ERRORS_NAMED]
+    )
+
+
+class Message(BaseModel):
+    """A request or a reply: camelCase on the wire, snake_case in code, checked strictly (a
+    boolean is no number, a string no count)."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, validate_by_name=True, strict=True, frozen=True
+    )
+
+    def wire(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True)
+
+
+def _absent(value: Any) -> bool:
+    return value is None
+
+
+def omitted(**constraints: Any) -> Any:
+    """A field that is left off the wire when None (optional, or one of two alternatives)."""
+    return Field(default=None, exclude_if=_absent, **constraints)
+
+
+ProgramId = Annotated[str, Field(min_length=1)]
+Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Counts = dict[str, int]
+
+ReplyT = TypeVar("ReplyT", bound=Message)
+
+
+class Request(Message, Generic[ReplyT]):
+    """A request whose reply, as `ask` returns it, is a ReplyT. The `op` field of each
+    request names its operation; it travels in the envelope, not in the payload."""
+
+    @classmethod
+    def operation(cls) -> Op:
+        return cls.model_fields["op"].default  # type: ignore[no-any-return]
+
+    @classmethod
+    def reply_model(cls) -> type[ReplyT]:
+        """ReplyT, as the class was declared (`class HealthRequest(Request[HealthReply])`)."""
+        for base in cls.__mro__:
+            args = getattr(base, "__pydantic_generic_metadata__", {}).get("args")
+            if args:
+                return args[0]  # type: ignore[no-any-return]
+        raise TypeError(f"{cls.__name__} does not name its reply")
+
+    @classmethod
+    def from_wire(cls, payload: Mapping[str, Any]) -> Self:
+        """This request from its payload; a BadRequest AgentError naming the field if it does
+        not fit."""
+        try:
+            return cls.model_validate(payload)
+        except ValidationError as exc:
+            raise AgentError(ErrorCode.BAD_REQUEST, field_errors(exc, (cls.operation(),))) from None
+
+
+# -- run and wait ----------------------------------------------------------------------------
+
+
+class RunResult(Message):
+    """A finished program: `counts` of its one circuit, or `results`, the counts of each
+    circuit of a batch, in order."""
+
+    program_id: ProgramId
+    node: str
+    shots: int
+    transpile_seconds: float
+    simulate_seconds: float
+    counts: Counts | None = omitted()
+    results: list[Counts] | None = omitted()
+
+    @model_validator(mode="after")
+    def _one_of(self) -> RunResult:
+        if (self.counts is None) == (self.results is None):
+            raise ValueError("exactly one of counts and results is needed")
+        return self
+
+    @property
+    def runs(self) -> list[Counts]:
+        """The counts of each circuit the program ran."""
+        return self.results if self.results is not None else [self.counts or {}]
+
+
+class RunProgress(Message):
+    """A program not finished when the call's waitSeconds ran out."""
+
+    program_id: ProgramId
+    node: str
+    pending: Literal[True] = True
+    state: Literal["Queued", "Running"]
+    shots_done: int
+    shots_total: int
+
+
+def _run_reply_kind(value: Any) -> str:
+    pending = value.get("pending") if isinstance(value, Mapping) else isinstance(value, RunProgress)
+    return "progress" if pending is True else "result"
+
+
+RunReply = Annotated[
+    Annotated[RunResult, Tag("result")] | Annotated[RunProgress, Tag("progress")],
+    Discriminator(_run_reply_kind),
+]
+RUN_REPLY: TypeAdapter[RunResult | RunProgress] = TypeAdapter(RunReply)
+
+
+class RunRequest(Request[RunResult]):
+    """Run a program once per id: one circuit (`circuit`) or a batch (`circuits`, e.g. cut
+    subexperiments), each a QPY circuit in base64 (qorch.qpu.circuits). With `noise`, a
+    program spanning several nodes, co-simulated under that composite noise description.
+    With `waitSeconds`, the agent answers after at most that long, with the result or the
+    program's progress; without it, with the result only. `ask` returns the result: the
+    transport follows the progress."""
+
+    op: Literal[Op.RUN] = Field(default=Op.RUN, exclude=True)
+    program_id: ProgramId
+    shots: int = Field(gt=0)
+    circuit: str | None = omitted()
+    circuits: list[str] | None = omitted(min_length=1)
+    noise: dict[str, Any] | None = omitted()
+    seed: int | None = omitted()
+    wait_seconds: Seconds | None = omitted()
+
+    @model_validator(mode="after")
+    def _one_of(self) -> RunRequest:
+        if (self.circuit is None) == (self.circuits is None):
+            raise ValueError("exactly one of circuit and circuits is needed")
+        return self
+
+    @property
+    def encoded(self) -> list[str]:
+        """The program's circuits, as sent."""
+        return self.circuits if self.circuits is not None else [self.circuit or ""]
+
+
+class WaitRequest(Request[RunResult]):
+    """Follow a program sent earlier by `run`: its result once done, else after
+    `waitSeconds` its progress. An UnknownProgram error when the agent does not hold it."""
+
+    op: Literal[Op.WAIT] = Field(default=Op.WAIT, exclude=True)
+    program_id: ProgramId
+    wait_seconds: Seconds | None = omitted()
+
+
+# -- cancel ----------------------------------------------------------------------------------
+
+
+class CancelReply(Message):
+    """Each id once, by what became of it."""
+
+    cancelled: list[str] = Field(default_factory=list)
+    unknown: list[str] = Field(default_factory=list)
+    finished: list[str] = Field(default_factory=list)
+
+
+class CancelRequest(Request[CancelReply]):
+    """Stop programs: queued ones never run, a running one stops at its next chunk, and a
+    `run` of any of these ids, now or later, fails with Cancelled."""
+
+    op: Literal[Op.CANCEL] = Field(default=Op.CANCEL, exclude=True)
+    program_ids: list[ProgramId]
+
+
+# -- health and calibration ------------------------------------------------------------------
+
+
+class HealthReply(Message):
+    node: str
+    qubits: int
+    programs_run: int
+    busy: bool
+    uptime_seconds: float
+
+
+class HealthRequest(Request[HealthReply]):
+    op: Literal[Op.HEALTH] = Field(default=Op.HEALTH, exclude=True)
+
+
+class CalibrationReply(Message):
+    """The figures of the node's calibration circuits (qorch.qpu.calibration)."""
+
+    node: str
+    readout_error: float
+    # p(1|0) and p(0|1); absent from agents older than asymmetric readout calibration.
+    readout_error_0to1: float | None = None
+    readout_error_1to0: float | None = None
+    single_qubit_error: float
+    two_qubit_error: float | None = None  # None on a node without a coupled pair
+    fidelity: float
+    error_rate: float
+    seconds: float
+
+
+class CalibrateRequest(Request[CalibrationReply]):
+    op: Literal[Op.CALIBRATE] = Field(default=Op.CALIBRATE, exclude=True)
+
+
+# -- links -----------------------------------------------------------------------------------
+
+
+class ProbeLinkReply(Message):
+    measured_fidelity: float
+    fidelity_std_error: float
+    attempts: int = Field(gt=0)
+    successes: int = Field(ge=0)
+    mean_generation_seconds: float
+
+    @model_validator(mode="after")
+    def _heralded(self) -> ProbeLinkReply:
+        if self.successes > self.attempts:
+            raise ValueError(f"{self.successes} successes out of {self.attempts} attempts")
+        return self
+
+    @property
+    def success_rate(self) -> float:
+        return self.successes / self.attempts
+
+
+class ProbeLinkRequest(Request[ProbeLinkReply]):
+    """Generate and measure Bell pairs of a link with these properties (co-simulated by the
+    agent of one end), each end measured with its node's readout error."""
+
+    op: Literal[Op.PROBE_LINK] = Field(default=Op.PROBE_LINK, exclude=True)
+    fidelity: float = Field(gt=0.25, le=1)
+    success_probability: float = Field(gt=0, le=1)
+    generation_rate_hz: float = Field(gt=0, allow_inf_nan=False)
+    pairs: int = Field(gt=0, le=100_000)
+    readout_errors: list[Annotated[float, Field(ge=0, le=1)]] = Field(
+        default_factory=lambda: [0.0, 0.0], min_length=2, max_length=2
+    )
+
+
+class EchoReply(Message):
+    """The request back, with the agent's receive and send times (ns since the epoch, the
+    agent's clock; only their difference is used)."""
+
+    payload: EchoRequest
+    received_at_ns: int | None = None
+    sent_at_ns: int | None = None
+
+
+class EchoRequest(Request[EchoReply]):
+    """A timestamped probe of the channel's latency (qorch.telemetry.feedforward)."""
+
+    op: Literal[Op.ECHO] = Field(default=Op.ECHO, exclude=True)
+    seq: int
+    sent_at_ns: int | None = omitted()
+
+
+EchoReply.model_rebuild()
+
+
+# -- every request ---------------------------------------------------------------------------
+
+AgentRequest = Annotated[
+    RunRequest
+    | WaitRequest
+    | CancelRequest
+    | HealthRequest
+    | CalibrateRequest
+    | ProbeLinkRequest
+    | EchoRequest,
+    Field(discriminator="op"),
+]
+_REQUEST: TypeAdapter[AgentRequest] = TypeAdapter(AgentRequest)
+#: The request model of each operation.
+REQUESTS: dict[Op, type[Request[Any]]] = {
+    model.operation(): model for model in get_args(get_args(AgentRequest)[0])
+}
+#: The operations, derived from the request models (for labels and dispatch).
+OPERATIONS: frozenset[str] = frozenset(REQUESTS)
+
+
+def parse_request(op: str, payload: Mapping[str, Any]) -> AgentRequest:
+    """The request of a channel call, or an AgentError: UnknownOperation, or BadRequest
+    naming each field that does not fit (`run.shots: Input should be greater than 0`)."""
+    if op not in OPERATIONS:
+        raise AgentError(ErrorCode.UNKNOWN_OPERATION, f"unknown operation {op[:64]!r}")
+    try:
+        # The tag goes in beside the fields; the error paths then start with the operation.
+        return _REQUEST.validate_python({**payload, "op": op})
+    except ValidationError as exc:
+        raise AgentError(ErrorCode.BAD_REQUEST, field_errors(exc)) from None
+
+
+class Caller(Protocol):
+    """Anything that sends a call to an agent (qorch.qpu.transport.AgentClient)."""
+
+    def call(
+        self, op: str, payload: dict[str, Any], *, timeout: float | None = None
+    ) -> Awaitable[dict[str, Any]]: ...
+
+
+async def ask(client: Caller, request: Request[ReplyT], *, timeout: float | None = None) -> ReplyT:
+    """Send `request` and read its reply; a reply that does not fit its model is a BadReply
+    AgentError naming the field."""
+    op = request.operation()
+    reply = await client.call(op, request.wire(), timeout=timeout)
+    try:
+        return request.reply_model().model_validate(reply)
+    except ValidationError as exc:
+        raise AgentError(ErrorCode.BAD_REPLY, field_errors(exc, (f"{op} reply",))) from None
