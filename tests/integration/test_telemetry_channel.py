@@ -22,7 +22,7 @@ from qorch.qpu.transport import AgentConnections
 from qorch.telemetry import metrics as m
 from qorch.telemetry import tracing
 from qorch.telemetry.agent import STATS_FILE, AgentTelemetry, read_agent_stats
-from qorch.telemetry.feedforward import echo_reply, probe_link_feedforward
+from qorch.telemetry.feedforward import probe_link_feedforward
 from qorch.telemetry.instrument import instrument_agent_client, instrument_step
 from tests.support import REPO
 
@@ -34,15 +34,10 @@ async def serve_agent(node: QuantumNode, stats_dir: Path) -> tuple[web.AppRunner
     agent = QpuAgent(node)
     telemetry = AgentTelemetry(node.metadata.name, stats_dir)
 
-    async def handle(op: str, payload: dict[str, Any]) -> dict[str, Any]:
-        if op == "echo":  # the echo op the agent answers
-            return echo_reply(payload)
-        return await agent.handle(op, payload)
-
     identity = Identity.generate()
     app = web.Application()
     telemetry.attach(
-        ChannelServer(identity, [OPERATOR.public_key], telemetry.traced(handle))
+        ChannelServer(identity, [OPERATOR.public_key], telemetry.traced(agent.handle))
     ).add_routes(app)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()

@@ -16,8 +16,8 @@ def agent(noise: dict) -> QpuAgent:
 
 async def test_noiseless_node_calibrates_perfect():
     result = await agent({}).calibrate()
-    assert result["readoutError"] == 0 and result["singleQubitError"] == 0
-    assert result["twoQubitError"] == 0 and result["fidelity"] == 1
+    assert result.readout_error == 0 and result.single_qubit_error == 0
+    assert result.two_qubit_error == 0 and result.fidelity == 1
 
 
 @pytest.mark.parametrize(
@@ -30,17 +30,17 @@ async def test_noiseless_node_calibrates_perfect():
 async def test_measured_figures_recover_the_noise_spec(noise):
     result = await agent(noise).calibrate()
     # 2000 shots per circuit: a few standard errors of each estimate.
-    assert result["readoutError"] == pytest.approx(noise["readoutError"], abs=0.01)
-    assert result["singleQubitError"] == pytest.approx(noise["singleQubitError"], rel=0.3)
-    assert result["twoQubitError"] == pytest.approx(noise["twoQubitError"], rel=0.3)
-    assert result["errorRate"] == max(
-        result["readoutError"], result["singleQubitError"], result["twoQubitError"]
+    assert result.readout_error == pytest.approx(noise["readoutError"], abs=0.01)
+    assert result.single_qubit_error == pytest.approx(noise["singleQubitError"], rel=0.3)
+    assert result.two_qubit_error == pytest.approx(noise["twoQubitError"], rel=0.3)
+    assert result.error_rate == max(
+        result.readout_error, result.single_qubit_error, result.two_qubit_error
     )
-    assert result["fidelity"] < 1
+    assert result.fidelity < 1
 
 
 async def test_relaxation_shows_in_the_single_qubit_error():
     base = {"singleQubitError": 0.001, "singleQubitGateNanoseconds": 50}
     short_t1 = await agent({**base, "t1Microseconds": 5, "t2Microseconds": 5}).calibrate()
     long_t1 = await agent({**base, "t1Microseconds": 5000, "t2Microseconds": 5000}).calibrate()
-    assert short_t1["singleQubitError"] > 2 * long_t1["singleQubitError"]
+    assert short_t1.single_qubit_error > 2 * long_t1.single_qubit_error

@@ -5,19 +5,38 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import math
 import os
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, assert_never
 
 import yaml
 from aiohttp import web
 from pydantic import ValidationError
 from qiskit import QuantumCircuit
 
+from qorch.agent_protocol import (
+    AgentError,
+    AgentRequest,
+    CalibrateRequest,
+    CalibrationReply,
+    CancelReply,
+    CancelRequest,
+    EchoRequest,
+    ErrorCode,
+    HealthReply,
+    HealthRequest,
+    Message,
+    ProbeLinkReply,
+    ProbeLinkRequest,
+    RunProgress,
+    RunRequest,
+    RunResult,
+    WaitRequest,
+    parse_request,
+)
 from qorch.api.quantum_node import QuantumNode
 from qorch.channel.http import ChannelServer, ServerLimits
 from qorch.channel.identity import Identity
@@ -35,7 +54,6 @@ from .composite_noise import (
 )
 from .executor import Execution, NodeExecutor, ProgramRejected, Sample
 from .link_probe import probe
-from .transport import CANCELLED, UNKNOWN_PROGRAM, AgentError
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +120,7 @@ class QpuAgent:
         # for a whole program, so programs do not interleave but calibrations get in.
         self._qpu = asyncio.Lock()
         self._program = asyncio.Lock()
-        self._results: OrderedDict[str, asyncio.Task[dict[str, Any]]] = OrderedDict()
+        self._results: OrderedDict[str, asyncio.Task[RunResult]] = OrderedDict()
         # Cancelled program ids, each with whether it was queued or running then.
         self._cancelled: OrderedDict[str, bool] = OrderedDict()
         # The program whose step is in a worker thread: it cannot be interrupted there, so a
@@ -120,31 +138,40 @@ class QpuAgent:
         self.telemetry = AgentTelemetry.from_env(node)
 
     async def handle(self, op: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """One channel call: its request read (a malformed one is a BadRequest naming the
+        field, and the agent serves the next call as usual), served, its reply as sent."""
         self.refresh()
-        if op == "health":
-            return self.health()
-        if op == "run":
-            return await self.run(payload)
-        if op == "wait":
-            return await self.wait(payload)
-        if op == "cancel":
-            return self.cancel(payload)
-        if op == "calibrate":
-            return await self.calibrate()
-        if op == "echo":  # feed-forward latency probes between linked nodes
-            return echo_reply(payload)
-        if op == "probe_link":
-            return await self.probe_link(payload)
-        raise AgentError("UnknownOperation", f"unknown operation {op!r}")
+        request = parse_request(op, payload)
+        self.telemetry.received(request)
+        return (await self.serve(request)).wire()
 
-    def health(self) -> dict[str, Any]:
-        return {
-            "node": self.node.metadata.name,
-            "qubits": self.node.spec.qubits,
-            "programsRun": self.programs_run,
-            "busy": self._qpu.locked() or self._program.locked(),
-            "uptimeSeconds": round(time.time() - self.started, 3),
-        }
+    async def serve(self, request: AgentRequest) -> Message:
+        match request:
+            case RunRequest():
+                return await self.run(request)
+            case WaitRequest():
+                return await self.wait(request)
+            case CancelRequest():
+                return self.cancel(request)
+            case HealthRequest():
+                return self.health()
+            case CalibrateRequest():
+                return await self.calibrate()
+            case ProbeLinkRequest():
+                return await self.probe_link(request)
+            case EchoRequest():  # feed-forward latency probes between linked nodes
+                return echo_reply(request)
+            case _:
+                assert_never(request)
+
+    def health(self) -> HealthReply:
+        return HealthReply(
+            node=self.node.metadata.name,
+            qubits=self.node.spec.qubits,
+            programs_run=self.programs_run,
+            busy=self._qpu.locked() or self._program.locked(),
+            uptime_seconds=round(time.time() - self.started, 3),
+        )
 
     def refresh(self) -> None:
         """Take up the node file's manifest if the file changed since the last look.
@@ -200,15 +227,14 @@ class QpuAgent:
             "node file %s ignored: %s; node %s kept", self.node_file, why, self.node.metadata.name
         )
 
-    def cancel(self, payload: dict[str, Any]) -> dict[str, Any]:
+    def cancel(self, request: CancelRequest) -> CancelReply:
         """Stop programs: queued ones never run, a running one stops at its next chunk, and a
-        `run` of any of these ids, now or later, fails with CANCELLED. A program already
+        `run` of any of these ids, now or later, fails with Cancelled. A program already
         finished is reported as such and its result kept."""
-        ids = payload.get("programIds")
-        if not isinstance(ids, list) or not all(isinstance(i, str) and i for i in ids):
-            raise AgentError("BadRequest", "programIds must be a list of non-empty strings")
-        reply: dict[str, list[str]] = {"cancelled": [], "unknown": [], "finished": []}
-        for program_id in dict.fromkeys(ids):
+        cancelled: list[str] = []
+        unknown: list[str] = []
+        finished: list[str] = []
+        for program_id in dict.fromkeys(request.program_ids):
             task = self._results.get(program_id)
             if (
                 task is not None
@@ -217,7 +243,7 @@ class QpuAgent:
                 and task.exception() is None
                 and program_id not in self._cancelled
             ):
-                reply["finished"].append(program_id)
+                finished.append(program_id)
                 continue
             live = task is not None and not task.done()
             known = self._cancelled.get(program_id, False) or live
@@ -226,7 +252,7 @@ class QpuAgent:
             self._cancelled.move_to_end(program_id)
             while len(self._cancelled) > CANCELLED_CACHE_SIZE:
                 self._cancelled.popitem(last=False)
-            reply["cancelled" if known else "unknown"].append(program_id)
+            (cancelled if known else unknown).append(program_id)
             if task is None or task.done():
                 continue
             if self._stepping == program_id:
@@ -235,7 +261,7 @@ class QpuAgent:
                 # Waiting for the QPU (or not started): it never gets it.
                 task.cancel()
             log.info("program %s cancelled", program_id)
-        return reply
+        return CancelReply(cancelled=cancelled, unknown=unknown, finished=finished)
 
     def calibration_pair(self) -> tuple[int, int] | None:
         """Qubits of the two-qubit calibration: the first coupled pair."""
@@ -244,7 +270,7 @@ class QpuAgent:
             return None
         return (spec.coupling_map[0][0], spec.coupling_map[0][1]) if spec.coupling_map else (0, 1)
 
-    async def calibrate(self) -> dict[str, Any]:
+    async def calibrate(self) -> CalibrationReply:
         """Run the calibration circuits under this node's noise; report the figures."""
         started = time.perf_counter()
         circuits = calibration_circuits(self.node.spec.qubits, self.calibration_pair())
@@ -262,92 +288,83 @@ class QpuAgent:
             twoQubitError=result.two_qubit_error,
             readoutError=result.readout_error,
         )
-        return {
-            "node": self.node.metadata.name,
-            "readoutError": result.readout_error,
-            "readoutError0To1": result.readout_error_0to1,
-            "readoutError1To0": result.readout_error_1to0,
-            "singleQubitError": result.single_qubit_error,
-            "twoQubitError": result.two_qubit_error,
-            "fidelity": result.fidelity,
-            "errorRate": result.error_rate,
-            "seconds": round(time.perf_counter() - started, 3),
-        }
+        return CalibrationReply(
+            node=self.node.metadata.name,
+            readout_error=result.readout_error,
+            readout_error_0to1=result.readout_error_0to1,
+            readout_error_1to0=result.readout_error_1to0,
+            single_qubit_error=result.single_qubit_error,
+            two_qubit_error=result.two_qubit_error,
+            fidelity=result.fidelity,
+            error_rate=result.error_rate,
+            seconds=round(time.perf_counter() - started, 3),
+        )
 
-    async def probe_link(self, payload: dict[str, Any]) -> dict[str, Any]:
+    async def probe_link(self, request: ProbeLinkRequest) -> ProbeLinkReply:
         """Generate and measure Bell pairs shared with a linked node (co-simulated here)."""
-        try:
-            args = (
-                float(payload["fidelity"]),
-                float(payload["successProbability"]),
-                float(payload["generationRateHz"]),
-                int(payload["pairs"]),
-                tuple(float(r) for r in payload.get("readoutErrors", (0.0, 0.0)))[:2],
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise AgentError(
-                "BadRequest", f"probe_link needs numeric link properties: {exc}"
-            ) from None
-        if not (
-            0.25 < args[0] <= 1 and 0 < args[1] <= 1 and args[2] > 0 and 0 < args[3] <= 100_000
-        ):
-            raise AgentError("BadRequest", "link properties out of range")
+        a, b = request.readout_errors
         async with self._qpu:
-            result = await asyncio.to_thread(probe, *args)  # type: ignore[arg-type]
-        return {
-            "measuredFidelity": round(result.measured_fidelity, 6),
-            "fidelityStdError": round(result.fidelity_std_error, 6),
-            "attempts": result.attempts,
-            "successes": result.successes,
-            "meanGenerationSeconds": result.mean_generation_seconds,
-        }
+            result = await asyncio.to_thread(
+                probe,
+                request.fidelity,
+                request.success_probability,
+                request.generation_rate_hz,
+                request.pairs,
+                (a, b),
+            )
+        return ProbeLinkReply(
+            measured_fidelity=round(result.measured_fidelity, 6),
+            fidelity_std_error=round(result.fidelity_std_error, 6),
+            attempts=result.attempts,
+            successes=result.successes,
+            mean_generation_seconds=result.mean_generation_seconds,
+        )
 
-    async def run(self, payload: dict[str, Any]) -> dict[str, Any]:
+    async def run(self, request: RunRequest) -> RunResult | RunProgress:
         """Run a program (once per id) and return its result. With `waitSeconds`, answer
         after at most that long: the result if the program is done by then, else its
         progress (see `progress`); `wait` then follows it with short calls."""
-        program_id = _program_id(payload)
-        wait = _wait_seconds(payload)
+        program_id = request.program_id
         if program_id in self._cancelled:
             raise _cancelled(program_id)
         task = self._results.get(program_id)
         if task is None:
-            task = asyncio.create_task(self._execute(program_id, payload))
+            task = asyncio.create_task(self._execute(request))
             task.add_done_callback(_retrieve)
             self._results[program_id] = task
             while len(self._results) > RESULT_CACHE_SIZE:
                 self._results.popitem(last=False)
-        return await self._outcome(program_id, task, wait)
+        return await self._outcome(program_id, task, _wait_seconds(request))
 
-    async def wait(self, payload: dict[str, Any]) -> dict[str, Any]:
+    async def wait(self, request: WaitRequest) -> RunResult | RunProgress:
         """A program sent earlier by `run`: its result once done, else after `waitSeconds`
         its progress. An id this agent does not hold (it restarted, or the result was
         evicted) is an UnknownProgram error, so the caller knows the program is lost."""
-        program_id = _program_id(payload)
-        wait = _wait_seconds(payload)
+        program_id = request.program_id
         if program_id in self._cancelled:
             raise _cancelled(program_id)
         task = self._results.get(program_id)
         if task is None:
-            raise AgentError(UNKNOWN_PROGRAM, f"program {program_id} is not held by this agent")
-        return await self._outcome(program_id, task, wait)
+            raise AgentError(
+                ErrorCode.UNKNOWN_PROGRAM, f"program {program_id} is not held by this agent"
+            )
+        return await self._outcome(program_id, task, _wait_seconds(request))
 
-    def progress(self, program_id: str) -> dict[str, Any]:
-        """A program not finished yet: `pending`, whether it is Queued behind another
-        program or Running, and its shots done so far out of all its circuits' shots."""
+    def progress(self, program_id: str) -> RunProgress:
+        """A program not finished yet: whether it is Queued behind another program or
+        Running, and its shots done so far out of all its circuits' shots."""
         done, total = self._shots.get(program_id, (0, 0))
-        return {
-            "programId": program_id,
-            "node": self.node.metadata.name,
-            "pending": True,
-            "state": "Running" if self._running == program_id else "Queued",
-            "shotsDone": done,
-            "shotsTotal": total,
-        }
+        return RunProgress(
+            program_id=program_id,
+            node=self.node.metadata.name,
+            state="Running" if self._running == program_id else "Queued",
+            shots_done=done,
+            shots_total=total,
+        )
 
     async def _outcome(
-        self, program_id: str, task: asyncio.Task[dict[str, Any]], wait: float | None
-    ) -> dict[str, Any]:
+        self, program_id: str, task: asyncio.Task[RunResult], wait: float | None
+    ) -> RunResult | RunProgress:
         try:
             if wait is None:
                 # shield: a client that disconnects must not cancel the run others may await.
@@ -368,22 +385,20 @@ class QpuAgent:
                 self._results.pop(program_id)
             raise _cancelled(program_id) from None
 
-    async def _execute(self, program_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+    async def _execute(self, request: RunRequest) -> RunResult:
         """One circuit (`circuit`) or a batch (`circuits`, e.g. cut subexperiments); with
         `noise`, a program spanning several nodes, co-simulated under that composite noise."""
-        try:
-            encoded = payload.get("circuits") or [payload.get("circuit", "")]
-            circuits = [decode_circuit(str(c)) for c in encoded]
-            shots = int(payload.get("shots", 0))
-            noise = payload.get("noise")
-            if noise is not None:
+        program_id, shots = request.program_id, request.shots
+        noise, seed = request.noise, request.seed
+        circuits = _circuits(request)
+        if noise is not None:
+            try:
                 parse_description(noise)  # refuse a malformed description up front
-            seed = None if payload.get("seed") is None else int(payload["seed"])
-        except (ValueError, TypeError) as exc:
-            raise AgentError("BadRequest", str(exc)) from exc
+            except ValueError as exc:
+                raise AgentError(ErrorCode.BAD_REQUEST, f"run.noise: {exc}") from exc
         started = time.perf_counter()
         results = []
-        self._shots[program_id] = [0, max(0, shots) * len(circuits)]
+        self._shots[program_id] = [0, shots * len(circuits)]
         try:
             async with self._program:
                 self._running = program_id
@@ -407,18 +422,16 @@ class QpuAgent:
             transpile_seconds=sum(r.transpile_seconds for r in results),
             simulate_seconds=sum(r.simulate_seconds for r in results),
         )
-        reply: dict[str, Any] = {
-            "programId": program_id,
-            "node": self.node.metadata.name,
-            "shots": shots,
-            "transpileSeconds": round(sum(r.transpile_seconds for r in results), 6),
-            "simulateSeconds": round(elapsed, 6),
-        }
-        if "circuits" in payload:
-            reply["results"] = [r.counts for r in results]
-        else:
-            reply["counts"] = results[0].counts
-        return reply
+        batch = request.circuits is not None
+        return RunResult(
+            program_id=program_id,
+            node=self.node.metadata.name,
+            shots=shots,
+            transpile_seconds=round(sum(r.transpile_seconds for r in results), 6),
+            simulate_seconds=round(elapsed, 6),
+            results=[r.counts for r in results] if batch else None,
+            counts=None if batch else results[0].counts,
+        )
 
     async def _run_one(
         self,
@@ -454,8 +467,6 @@ class QpuAgent:
                         f"co-simulated program has {circuit.num_qubits} qubits; at most"
                         f" {MAX_COSIMULATED_QUBITS} fit one agent's statevector"
                     )
-                if shots < 1:
-                    raise ProgramRejected(f"shots must be at least 1, got {shots}")
                 # Under ideal composite noise the resets are dropped and Aer samples all shots
                 # from one statevector (see simulate_composite); otherwise shot by shot.
                 sampled = build_composite_noise_model(parse_description(noise)).is_ideal()
@@ -471,12 +482,12 @@ class QpuAgent:
         except AgentError:
             raise
         except ProgramRejected as exc:
-            raise AgentError("ProgramRejected", str(exc)) from exc
+            raise AgentError(ErrorCode.PROGRAM_REJECTED, str(exc)) from exc
         except Exception as exc:
             # The type only: an error's text may quote the circuit.
             log.warning("program %s failed: %s", program_id, type(exc).__name__)
             self.telemetry.program_failed()
-            raise AgentError("ExecutionFailed", str(exc)) from exc
+            raise AgentError(ErrorCode.EXECUTION_FAILED, str(exc)) from exc
 
     async def _sample_in_chunks(
         self,
@@ -527,25 +538,26 @@ class QpuAgent:
 
 
 def _cancelled(program_id: str) -> AgentError:
-    return AgentError(CANCELLED, f"program {program_id} was cancelled")
+    return AgentError(ErrorCode.CANCELLED, f"program {program_id} was cancelled")
 
 
-def _program_id(payload: dict[str, Any]) -> str:
-    program_id = payload.get("programId")
-    if not isinstance(program_id, str) or not program_id:
-        raise AgentError("BadRequest", "programId must be a non-empty string")
-    return program_id
+def _circuits(request: RunRequest) -> list[QuantumCircuit]:
+    """The program's circuits decoded; a BadRequest names the one that is not a circuit."""
+    decoded = []
+    for index, data in enumerate(request.encoded):
+        try:
+            decoded.append(decode_circuit(data))
+        except ValueError as exc:
+            where = "circuit" if request.circuits is None else f"circuits.{index}"
+            raise AgentError(ErrorCode.BAD_REQUEST, f"run.{where}: {exc}") from exc
+    return decoded
 
 
-def _wait_seconds(payload: dict[str, Any]) -> float | None:
+def _wait_seconds(request: RunRequest | WaitRequest) -> float | None:
     """`waitSeconds` of a run or wait, at most MAX_WAIT_SECONDS; None when absent (the
     call then answers only with the program's result)."""
-    wait = payload.get("waitSeconds")
-    if wait is None:
-        return None
-    if isinstance(wait, bool) or not isinstance(wait, int | float) or not 0 <= wait < math.inf:
-        raise AgentError("BadRequest", "waitSeconds must be a non-negative number")
-    return min(float(wait), MAX_WAIT_SECONDS)
+    wait = request.wait_seconds
+    return None if wait is None else min(wait, MAX_WAIT_SECONDS)
 
 
 def _retrieve(task: asyncio.Task[Any]) -> None:

@@ -17,24 +17,15 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from qorch.agent_protocol import AgentError, ErrorCode
 from qorch.channel import ChannelError, ChannelTimeout, RemoteError, TransportError
 from qorch.channel.http import ChannelClient
 from qorch.channel.identity import Identity
 
-
-class AgentError(Exception):
-    """The agent answered with an error, or could not be reached; `code` says which."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-
-
-TIMEOUT = "Timeout"
-UNREACHABLE = "Unreachable"
-CANCELLED = "Cancelled"  # the program was cancelled (job deleted or re-routed)
-UNKNOWN_PROGRAM = "UnknownProgram"  # a `wait` for a program the agent does not hold
+TIMEOUT = ErrorCode.TIMEOUT
+UNREACHABLE = ErrorCode.UNREACHABLE
+CANCELLED = ErrorCode.CANCELLED
+UNKNOWN_PROGRAM = ErrorCode.UNKNOWN_PROGRAM
 
 
 @dataclass(frozen=True)

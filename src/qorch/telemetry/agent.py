@@ -34,9 +34,11 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from opentelemetry import trace
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import Status, StatusCode
 
+from qorch.agent_protocol import OPERATIONS, AgentRequest, RunRequest
 from qorch.channel.envelope import current_trace
 
 from . import tracing
@@ -50,7 +52,6 @@ STATS_VERSION = 1
 TELEMETRY_DIR_ENV = "QORCH_TELEMETRY_DIR"
 PROGRAM_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 LAST_PROGRAMS = 16
-KNOWN_OPS = ("run", "health", "echo", "calibrate", "probe_link", "cancel")
 
 Handler = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
 
@@ -166,14 +167,13 @@ class AgentTelemetry:
 
     def traced(self, handler: Handler) -> Handler:
         """Wrap the agent's channel handler: a SERVER span per call under the caller's
-        trace, requests counted by operation, stats written after each call."""
+        trace, requests counted by operation, stats written after each call. The handler
+        notes what its request was with `received`."""
 
         async def handle(op: str, payload: dict[str, Any]) -> dict[str, Any]:
-            label = op if op in KNOWN_OPS else "other"
+            label = op if op in OPERATIONS else "other"
             self.requests[label] = self.requests.get(label, 0) + 1
             attributes: dict[str, Any] = {"qorch.node": self.node, "qorch.op": label}
-            if op == "run" and isinstance(payload.get("shots"), int):
-                attributes["qorch.shots"] = payload["shots"]
             try:
                 with tracing.server_span(f"agent.{label}", current_trace.get(), attributes) as span:
                     try:
@@ -188,6 +188,12 @@ class AgentTelemetry:
                 self.write()
 
         return handle
+
+    def received(self, request: AgentRequest) -> None:
+        """What the call's span may say of its request, once it is read: a run's shots."""
+        span = trace.get_current_span()
+        if isinstance(request, RunRequest) and span.is_recording():
+            span.set_attribute("qorch.shots", request.shots)
 
     def attach(self, server: Any) -> Any:
         """Report the channel server's counters (handshakes, refusals...); returns `server`."""

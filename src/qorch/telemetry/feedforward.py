@@ -14,45 +14,32 @@ The declared latency stands for the part of the path the channel does not see (t
 own classical channel). Every sample goes into `qorch_feedforward_latency_seconds{link}`;
 the estimate is what the planner uses and `qorch_link_feedforward_latency_seconds` shows.
 
-The agent's side is `echo_reply(payload)`, answering op `echo`.
+The agent's side is `echo_reply(request)`, answering op `echo`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import statistics
 import time
-from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
+
+from qorch.agent_protocol import Caller, EchoReply, EchoRequest, ask
 
 from . import metrics as m
 
 log = logging.getLogger(__name__)
 
-ECHO_OP = "echo"
 DEFAULT_SAMPLES = 5
 ECHO_TIMEOUT_SECONDS = 5.0
-# Echo payloads are small by construction; anything bigger is not a probe.
-MAX_ECHO_PAYLOAD_KEYS = 8
 
 
-class EchoClient(Protocol):
-    """The pipeline's agent connection (qorch.qpu.transport.AgentClient)."""
-
-    def call(
-        self, op: str, payload: dict[str, Any], *, timeout: float | None = None
-    ) -> Awaitable[dict[str, Any]]: ...
-
-
-def echo_reply(payload: dict[str, Any]) -> dict[str, Any]:
-    """The agent's answer to `echo`: the payload back, with the agent's receive and send
+def echo_reply(request: EchoRequest) -> EchoReply:
+    """The agent's answer to `echo`: the request back, with the agent's receive and send
     times (ns since the epoch, the agent's clock; only their difference is used)."""
     received = time.time_ns()
-    if len(payload) > MAX_ECHO_PAYLOAD_KEYS:
-        raise ValueError("echo payload too large")
-    return {"payload": payload, "receivedAtNs": received, "sentAtNs": time.time_ns()}
+    return EchoReply(payload=request, received_at_ns=received, sent_at_ns=time.time_ns())
 
 
 @dataclass(frozen=True)
@@ -79,22 +66,23 @@ class FeedforwardMeasurement:
         return self.feedforward_seconds - self.declared_seconds
 
 
-async def echo_rtt(client: EchoClient, seq: int, timeout: float = ECHO_TIMEOUT_SECONDS) -> float:
+async def echo_rtt(client: Caller, seq: int, timeout: float = ECHO_TIMEOUT_SECONDS) -> float:
     """Round trip of one echo to an agent, less the time the agent held it, in seconds."""
     sent = time.perf_counter_ns()
-    reply = await client.call(ECHO_OP, {"seq": seq, "sentAtNs": time.time_ns()}, timeout=timeout)
+    request = EchoRequest(seq=seq, sent_at_ns=time.time_ns())
+    reply = await ask(client, request, timeout=timeout)
     elapsed = time.perf_counter_ns() - sent
     held = 0  # an agent without timestamps: the whole round trip counts
-    with contextlib.suppress(KeyError, TypeError, ValueError):
-        held = max(0, int(reply["sentAtNs"]) - int(reply["receivedAtNs"]))
-    if reply.get("payload", {}).get("seq") != seq:
-        raise ValueError(f"echo {seq} answered with {reply.get('payload')!r}")
+    if reply.sent_at_ns is not None and reply.received_at_ns is not None:
+        held = max(0, reply.sent_at_ns - reply.received_at_ns)
+    if reply.payload.seq != seq:
+        raise ValueError(f"echo {seq} answered with echo {reply.payload.seq}")
     return max(0, elapsed - min(held, elapsed)) / 1e9
 
 
 async def measure_feedforward_latency(
-    client_a: EchoClient,
-    client_b: EchoClient,
+    client_a: Caller,
+    client_b: Caller,
     *,
     declared_latency_seconds: float = 0.0,
     samples: int = DEFAULT_SAMPLES,
@@ -140,8 +128,8 @@ def record_feedforward(
 
 async def probe_link_feedforward(
     link: Any,
-    client_a: EchoClient,
-    client_b: EchoClient,
+    client_a: Caller,
+    client_b: Caller,
     *,
     samples: int = DEFAULT_SAMPLES,
     metrics: m.QorchMetrics | None = None,

@@ -27,12 +27,12 @@ from weakref import WeakKeyDictionary
 
 from opentelemetry.trace import Status, StatusCode
 
+from qorch.agent_protocol import OPERATIONS, ErrorCode, Op
 from qorch.api.phases import JobPhases, LinkPhases, NodePhases
 from qorch.channel.errors import REFUSAL_CODES
 
 from . import metrics as m
 from . import tracing
-from .agent import KNOWN_OPS as AGENT_OPS
 
 TERMINAL = JobPhases.TERMINAL
 STEP_NAMES = {
@@ -43,34 +43,26 @@ STEP_NAMES = {
 }
 # Codes of failed agent calls that are authentication failures of the channel.
 AUTH_FAILURE_CODES = frozenset(
-    {"PeerKeyMismatch", "AuthenticationFailed", "UntrustedPeer", "IdentityNotPinned"}
+    {"PeerKeyMismatch", "AuthenticationFailed", "UntrustedPeer", ErrorCode.IDENTITY_NOT_PINNED}
 )
 # Result codes a label may take; anything else an agent sends becomes "Other".
 KNOWN_CODES = frozenset(
     {
         "ok",
-        "Timeout",
-        "Unreachable",
-        "ProgramRejected",
-        "BadRequest",
-        "ExecutionFailed",
-        "UnknownOperation",
-        "IdentityNotPinned",
+        *ErrorCode,
         "NodeMissing",
         "RemoteError",
         "ChannelError",
         "CancelledError",
-        "Cancelled",
         *REFUSAL_CODES,
     }
 )
-KNOWN_OPS = frozenset(AGENT_OPS)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def bounded_code(code: object) -> str:
-    return code if isinstance(code, str) and code in KNOWN_CODES else "Other"
+    return str(code) if isinstance(code, str) and code in KNOWN_CODES else "Other"
 
 
 def _seconds_between(start: str | None, end: str | None) -> float | None:
@@ -372,7 +364,7 @@ class InstrumentedAgentClient:
     async def call(
         self, op: str, payload: dict[str, Any], *, timeout: float | None = None
     ) -> dict[str, Any]:
-        span_name = "execute" if op == "run" else f"agent.{op}"
+        span_name = "execute" if op == Op.RUN else f"agent.{op}"
         attributes = {"qorch.node": self.node, "qorch.op": op, "k8s.namespace.name": self.namespace}
         code = "ok"
         started = time.perf_counter()
@@ -390,7 +382,7 @@ class InstrumentedAgentClient:
                     span.set_status(Status(StatusCode.ERROR, code))
                 raise
             finally:
-                op_label = op if op in KNOWN_OPS else "other"
+                op_label = op if op in OPERATIONS else "other"
                 seconds = time.perf_counter() - started
                 self._metrics.record(
                     "qorch_channel_calls_total", **self._labels, op=op_label, code=code

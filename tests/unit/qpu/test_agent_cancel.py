@@ -45,7 +45,7 @@ def start(agent: QpuAgent, body: dict[str, Any]) -> asyncio.Task[dict[str, Any]]
 
 async def until_busy(agent: QpuAgent) -> None:
     async with asyncio.timeout(10):
-        while not agent.health()["busy"]:
+        while not agent.health().busy:
             await asyncio.sleep(0.01)
 
 
@@ -64,13 +64,13 @@ async def test_a_queued_program_cancelled_never_runs() -> None:
     assert info.value.code == CANCELLED
     assert not running.done()  # refused at once, not when the program ahead of it ends
     first = await running
-    assert agent.health()["programsRun"] == 1
+    assert agent.health().programs_run == 1
     # Re-sent, or sent after its cancel overtook it: refused, not run.
     for program_id in ("queued", "never-sent"):
         with pytest.raises(AgentError) as info:
             await agent.handle("run", payload(program_id, ghz(3), 100))
         assert info.value.code == CANCELLED
-    assert agent.health()["programsRun"] == 1
+    assert agent.health().programs_run == 1
     # A finished program keeps its result.
     reply = await agent.handle("cancel", {"programIds": ["long"]})
     assert reply == {"cancelled": [], "unknown": [], "finished": ["long"]}
@@ -102,7 +102,7 @@ async def test_a_running_program_stops_at_its_next_chunk() -> None:
 
     assert stopped < 0.5 * whole, (stopped, whole)
     health = agent.health()
-    assert health["programsRun"] == 1 and not health["busy"]
+    assert health.programs_run == 1 and not health.busy
 
 
 async def test_a_calibration_gets_in_between_the_chunks_of_a_long_program() -> None:
@@ -150,7 +150,7 @@ async def test_seeded_chunked_runs_are_reproducible_and_their_counts_add_up() ->
     reply = await agent.handle("run", batch)
     assert [sum(c.values()) for c in reply["results"]] == [shots, shots]
     assert set(reply) >= {"transpileSeconds", "simulateSeconds", "results"}
-    assert agent.health()["programsRun"] == 8
+    assert agent.health().programs_run == 8
 
 
 async def test_a_co_simulated_program_runs_in_chunks_too() -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from qorch.agent_protocol import WaitRequest
 from qorch.qpu.agent import MAX_WAIT_SECONDS, QpuAgent, _wait_seconds
 from qorch.qpu.transport import CANCELLED, UNKNOWN_PROGRAM, AgentError
 from tests.support import ghz, make_node
@@ -47,7 +48,7 @@ async def test_a_run_answers_with_progress_and_wait_follows_it_to_the_result() -
     assert await agent.handle("wait", {"programId": "long", "waitSeconds": 0}) == result
     assert await agent.handle("run", payload("long", slow_circuit(), SLOW_SHOTS)) == result
     assert (await follow(agent, "next", 5))[-1]["counts"]
-    assert agent.health()["programsRun"] == 2
+    assert agent.health().programs_run == 2
 
 
 async def test_a_run_without_wait_seconds_answers_only_with_its_result() -> None:
@@ -79,10 +80,10 @@ async def test_wait_seconds_must_be_a_non_negative_number(wait: Any) -> None:
     with pytest.raises(AgentError) as info:
         await agent.handle("run", payload("p", ghz(3), 10, waitSeconds=wait))
     assert info.value.code == "BadRequest"
-    assert agent.health()["programsRun"] == 0
+    assert agent.health().programs_run == 0
 
 
 def test_a_long_wait_is_capped() -> None:
-    assert _wait_seconds({"waitSeconds": 10**9}) == MAX_WAIT_SECONDS
-    assert _wait_seconds({"waitSeconds": 2}) == 2.0
-    assert _wait_seconds({}) is None
+    assert _wait_seconds(WaitRequest(program_id="p", wait_seconds=10**9)) == MAX_WAIT_SECONDS
+    assert _wait_seconds(WaitRequest(program_id="p", wait_seconds=2)) == 2.0
+    assert _wait_seconds(WaitRequest(program_id="p")) is None

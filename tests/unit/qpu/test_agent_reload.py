@@ -109,7 +109,7 @@ async def start_long_program(agent: QpuAgent, program_id: str) -> asyncio.Task[d
     body = {"programId": program_id, "circuit": encode_circuit(zeros_shot_by_shot())}
     program = asyncio.create_task(agent.handle("run", {**body, "shots": LONG_SHOTS}))
     async with asyncio.timeout(10):
-        while not agent.health()["busy"]:
+        while not agent.health().busy:
             await asyncio.sleep(0.01)
     return program
 
@@ -130,7 +130,7 @@ async def test_a_program_running_across_a_reload_takes_the_new_noise_from_its_ne
     counts = (await program)["counts"]
     assert sum(counts.values()) == LONG_SHOTS
     assert counts.get("0000", 0) < 0.9 * LONG_SHOTS  # later chunks read with the new error
-    assert agent.health()["programsRun"] == 1
+    assert agent.health().programs_run == 1
 
 
 async def test_a_program_keeps_its_target_when_a_reload_changes_the_node_shape(
@@ -151,5 +151,5 @@ async def test_a_program_keeps_its_target_when_a_reload_changes_the_node_shape(
     assert not program.done(), "the program ended before the reload; give it more shots"
 
     assert (await program)["counts"] == {"0000": LONG_SHOTS}
-    assert agent.health()["qubits"] == QUBITS + 2
+    assert agent.health().qubits == QUBITS + 2
     assert await readout_error(agent) > 0.2

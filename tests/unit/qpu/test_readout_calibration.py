@@ -37,17 +37,17 @@ async def test_relaxation_while_measuring_makes_the_readout_asymmetric() -> None
     result = await QpuAgent(node(RELAXING)).calibrate()
     # p(1|0) is the readout flip alone; p(0|1) = 0.095 * 0.9 + 0.905 * 0.1 = 0.176.
     # 8000 readings per direction: a standard error of about 0.004.
-    assert result["readoutError0To1"] == pytest.approx(0.1, abs=0.015)
-    assert result["readoutError1To0"] == pytest.approx(0.176, abs=0.015)
-    assert result["readoutError"] == pytest.approx(
-        (result["readoutError0To1"] + result["readoutError1To0"]) / 2, abs=1e-5
+    assert result.readout_error_0to1 == pytest.approx(0.1, abs=0.015)
+    assert result.readout_error_1to0 == pytest.approx(0.176, abs=0.015)
+    assert result.readout_error == pytest.approx(
+        (result.readout_error_0to1 + result.readout_error_1to0) / 2, abs=1e-5
     )
 
 
 async def test_symmetric_readout_error_measures_symmetric() -> None:
     result = await QpuAgent(node({"readoutError": 0.08})).calibrate()
-    assert result["readoutError0To1"] == pytest.approx(0.08, abs=0.015)
-    assert result["readoutError1To0"] == pytest.approx(0.08, abs=0.015)
+    assert result.readout_error_0to1 == pytest.approx(0.08, abs=0.015)
+    assert result.readout_error_1to0 == pytest.approx(0.08, abs=0.015)
 
 
 async def test_calibrate_node_records_both_directions_in_the_status() -> None:

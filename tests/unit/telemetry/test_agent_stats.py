@@ -7,6 +7,7 @@ from pathlib import Path
 
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from qorch.agent_protocol import AgentError, ErrorCode, parse_request
 from qorch.channel.envelope import current_trace
 from qorch.telemetry import tracing
 from qorch.telemetry.agent import (
@@ -86,7 +87,8 @@ async def test_the_traced_handler_counts_spans_and_writes(
 
     async def handle(op: str, payload: dict) -> dict:
         if op == "run":
-            raise type("AgentError", (Exception,), {"code": "ProgramRejected"})("no")
+            telemetry.received(parse_request(op, payload))  # as the agent does
+            raise AgentError(ErrorCode.PROGRAM_REJECTED, "no")
         return {"ok": True}
 
     traced = telemetry.traced(handle)
@@ -97,7 +99,7 @@ async def test_the_traced_handler_counts_spans_and_writes(
     try:
         assert await traced("health", {}) == {"ok": True}
         try:
-            await traced("run", {"shots": 100, "circuit": "secret"})
+            await traced("run", {"programId": "p", "shots": 100, "circuit": "secret"})
         except Exception as exc:
             assert exc.code == "ProgramRejected"
     finally:

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from qorch.agent_protocol import EchoRequest
 from qorch.telemetry.feedforward import (
     echo_reply,
     measure_feedforward_latency,
@@ -39,11 +40,9 @@ class EchoAgent:
 
 
 def test_the_agent_echoes_the_payload_with_its_timestamps() -> None:
-    reply = echo_reply({"seq": 3, "sentAtNs": 1})
+    reply = echo_reply(EchoRequest(seq=3, sent_at_ns=1)).wire()
     assert reply["payload"] == {"seq": 3, "sentAtNs": 1}
     assert 0 <= reply["sentAtNs"] - reply["receivedAtNs"] < 10**8
-    with pytest.raises(ValueError):
-        echo_reply({str(i): i for i in range(20)})
 
 
 async def test_half_the_round_trips_plus_the_declared_latency() -> None:
