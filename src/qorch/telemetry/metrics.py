@@ -37,7 +37,7 @@ import math
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, get_args
+from typing import Any
 
 from prometheus_client import (
     REGISTRY,
@@ -49,14 +49,11 @@ from prometheus_client import (
     start_http_server,
 )
 
-from qorch.api import TERMINAL_PHASES
-from qorch.api.distributed_job import JobPhase
+from qorch.api.phases import JobPhases, is_terminal
 
 METRICS_PORT = 9090
 
-ACTIVE_JOB_PHASES: tuple[str, ...] = tuple(
-    p for p in get_args(JobPhase) if p not in TERMINAL_PHASES
-)
+ACTIVE_JOB_PHASES: tuple[str, ...] = tuple(p for p in JobPhases.ALL if not is_terminal(p))
 
 FIDELITY_BUCKETS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.925, 0.95, 0.975, 0.99, 0.995, 1.0)
 USAGE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
