@@ -8,8 +8,8 @@ import asyncio
 import pytest
 from qiskit import QuantumCircuit
 
+from qorch.agent_protocol import AgentError, ErrorCode
 from qorch.qpu.circuits import encode_circuit
-from qorch.qpu.transport import CANCELLED, AgentError
 from tests.support import make_node
 
 QUBITS = 10
@@ -54,10 +54,10 @@ async def test_cancelled_programs_fail_with_cancelled_for_every_caller(start_age
         for task in (running, queued):
             with pytest.raises(AgentError) as info:
                 await task
-            assert info.value.code == CANCELLED
+            assert info.value.code == ErrorCode.CANCELLED
         with pytest.raises(AgentError) as info:
             await run(operator, "job/1/cut-b", 100)
-        assert info.value.code == CANCELLED
+        assert info.value.code == ErrorCode.CANCELLED
         health = await operator.call("health", {})
     finally:
         for client in (runner, queuer, operator):

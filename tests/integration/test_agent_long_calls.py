@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
+from qorch.agent_protocol import AgentError, ErrorCode
 from qorch.qpu.circuits import encode_circuit
-from qorch.qpu.transport import TIMEOUT, UNREACHABLE, AgentError, ProgressPolling, SecureAgentClient
+from qorch.qpu.transport import ProgressPolling, SecureAgentClient
 from tests.integration.test_agent_cancel_channel import QUBITS, slow_circuit
 from tests.support import make_node
 
@@ -90,7 +91,7 @@ async def test_an_agent_that_stops_answering_is_detected_within_the_liveness_lim
     finally:
         os.kill(pid, signal.SIGCONT)
         await client.close()
-    assert info.value.code == UNREACHABLE
+    assert info.value.code == ErrorCode.UNREACHABLE
     assert "stopped answering" in info.value.message
     assert "last heard: Running" in info.value.message and "/50000 shots done" in info.value.message
     # Bounded by the liveness limit (plus scheduling), nowhere near the call's 300 s budget.
@@ -109,7 +110,7 @@ async def test_a_program_outliving_its_budget_times_out_saying_how_far_it_got(
     finally:
         await client.call("cancel", {"programIds": ["late"]}, timeout=5)
         await client.close()
-    assert info.value.code == TIMEOUT
+    assert info.value.code == ErrorCode.TIMEOUT
     assert "was not finished when the call's 5 s ran out" in info.value.message
     assert "/50000 shots done" in info.value.message
     assert health["busy"]  # the agent was fine: only the budget ran out

@@ -31,13 +31,21 @@ async def test_an_agent_reporting_more_successes_than_attempts_records_nothing()
 
     class Boasting:
         async def call(self, op, payload, *, timeout=None):
-            return {"attempts": 3, "successes": 4, "meanGenerationSeconds": 1e-3}
+            return {
+                "measuredFidelity": 0.99,
+                "fidelityStdError": 0.01,
+                "attempts": 3,
+                "successes": 4,
+                "meanGenerationSeconds": 1e-3,
+            }
 
     manifests = load_manifests([str(REPO / "examples/quickstart/nodes.yaml")])
     link = manifests.links[0]
     link.metadata.name = "boasting"
     a, b = manifests.nodes
-    with pytest.raises(ValueError, match="successes <= attempts"):
-        await _probe_pairs(link, link.status, a, b, Boasting())
+    before = link.status.model_copy(deep=True)
+    # A reply that does not add up is a BadReply: the link keeps its last figures.
+    await _probe_pairs(link, link.status, a, b, Boasting())
+    assert link.status == before
     labels = {"namespace": link.metadata.namespace, "link": "boasting"}
     assert METRICS.registry.get_sample_value("qorch_entanglement_attempts_total", labels) is None

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 
 from qiskit import QuantumCircuit
 
+from qorch.agent_protocol import AgentError, CancelRequest, ErrorCode, RunResult, ask
 from qorch.api import (
     TERMINAL_PHASES,
     DistributedJob,
@@ -37,7 +38,6 @@ from qorch.api.distributed_job import (
 from qorch.api.phases import JobPhases, LinkPhases, NodePhases
 from qorch.planner.strategies import Candidate, Demand
 from qorch.qpu.circuits import measures
-from qorch.qpu.transport import TIMEOUT, UNREACHABLE, AgentError
 from qorch.sanitizer import SanitizerPolicy, SanitizerPolicyFile, TargetTiming, sanitize
 from qorch.settings import Settings
 from qorch.telemetry.instrument import instrument_step
@@ -126,7 +126,7 @@ def _left(job: DistributedJob, kind: str) -> set[str]:
     return {r.resource[len(prefix) :] for r in job.status.reroutes if r.resource.startswith(prefix)}
 
 
-def _returned(call: asyncio.Future[dict]) -> bool:
+def _returned(call: asyncio.Future[RunResult]) -> bool:
     return call.done() and not call.cancelled() and call.exception() is None
 
 
@@ -521,11 +521,11 @@ class JobPipeline:
         payloads = work.payloads(job.spec.shots, f"{job_key(job)}/{status.attempt}")
         started = time.perf_counter()
 
-        async def run(program: Program) -> dict:
+        async def run(program: Program) -> RunResult:
             node = nodes.get(program.node)
             if node is None:
                 raise AgentError(R.NODE_MISSING, f"QuantumNode {program.node!r} no longer exists")
-            return await self.world.agent(node).call("run", payloads[program.id], timeout=remaining)
+            return await ask(self.world.agent(node), payloads[program.id], timeout=remaining)
 
         calls = {p.id: asyncio.ensure_future(run(p)) for p in plan.programs}
         try:
@@ -558,11 +558,11 @@ class JobPipeline:
                 failures.append(f"{progress.node}: {outcome}")
             else:
                 progress.state = "Done"
-                progress.seconds = outcome.get("simulateSeconds")
+                progress.seconds = outcome.simulate_seconds
         if failures:
             msg = "; ".join(failures)
             errors = [o for o in outcomes if isinstance(o, BaseException)]
-            if all(isinstance(o, AgentError) and o.code == TIMEOUT for o in errors):
+            if all(isinstance(o, AgentError) and o.code == ErrorCode.TIMEOUT for o in errors):
                 # Out of budget, not finished: the agents would run on into other jobs' qubits.
                 timed_out = [
                     p for p, o in zip(plan.programs, outcomes, strict=True)
@@ -572,7 +572,9 @@ class JobPipeline:
                 return self._finish(job, status, JobPhases.FAILED, R.TIMED_OUT, msg)
             return self._finish(job, status, JobPhases.FAILED, R.NODE_FAILED, msg)
         replies = {
-            p.id: o for p, o in zip(plan.programs, outcomes, strict=True) if isinstance(o, dict)
+            p.id: o
+            for p, o in zip(plan.programs, outcomes, strict=True)
+            if isinstance(o, RunResult)
         }
         returned = Returned(plan, replies, nodes, job.spec.observables)
         with step_span("aggregate"):  # exact verification can take a second: off the loop
@@ -601,7 +603,7 @@ class JobPipeline:
         job: DistributedJob,
         plan: Plan,
         attempt: int,
-        calls: Mapping[str, asyncio.Future[dict]],
+        calls: Mapping[str, asyncio.Future[RunResult]],
     ) -> list[Reroute]:
         """Resources of the plan that failed or degraded while it ran: a reason to re-route.
         A cordoned node is not one: cordoning stops new placements, it does not evict."""
@@ -612,7 +614,7 @@ class JobPipeline:
             call = calls[program.id]
             if call.done() and not call.cancelled():
                 exc = call.exception()
-                if isinstance(exc, AgentError) and exc.code == UNREACHABLE:
+                if isinstance(exc, AgentError) and exc.code == ErrorCode.UNREACHABLE:
                     resource = f"QuantumNode/{program.node}"
                     found[resource] = Reroute(
                         attempt=attempt,
@@ -692,8 +694,10 @@ class JobPipeline:
 
         async def cancel(node: QuantumNode, ids: list[str]) -> None:
             with contextlib.suppress(AgentError):
-                await self.world.agent(node).call(
-                    "cancel", {"programIds": ids}, timeout=CANCEL_TIMEOUT_SECONDS
+                await ask(
+                    self.world.agent(node),
+                    CancelRequest(program_ids=ids),
+                    timeout=CANCEL_TIMEOUT_SECONDS,
                 )
 
         await asyncio.gather(*(cancel(nodes[n], ids) for n, ids in by_node.items() if n in nodes))

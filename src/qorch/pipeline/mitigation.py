@@ -42,11 +42,11 @@ run them off an event loop.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
 
 import numpy as np
 from qiskit import QuantumCircuit
 
+from qorch.agent_protocol import RunResult
 from qorch.api import QuantumNode
 from qorch.api.distributed_job import JobResult, MitigatedResult, Verification
 from qorch.planner.cutting import CutPlan, ReadoutErrors
@@ -214,7 +214,7 @@ def _m3(
 
 def mitigate_cut(
     cut: CutPlan,
-    replies: Mapping[str, Mapping[str, Any]],
+    replies: Mapping[str, RunResult],
     nodes: Mapping[str, QuantumNode],
     result: JobResult,
     verify: Callable[[list[float], list[float]], Verification],
@@ -225,9 +225,7 @@ def mitigate_cut(
     if isinstance(calibrated, str):
         return MitigatedResult(method=f"unavailable: {calibrated}")
     errors, stamps, notes = calibrated
-    results = {
-        program_id.removeprefix("cut-"): reply["results"] for program_id, reply in replies.items()
-    }
+    results = {program_id.removeprefix("cut-"): reply.runs for program_id, reply in replies.items()}
     values, deviations = cut.reconstruct(results, readout=errors)
     method = (
         "readout: every measured bit of each node's subexperiments (observable and QPD bits)"

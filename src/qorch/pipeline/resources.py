@@ -4,6 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from qorch.agent_protocol import (
+    AgentError,
+    CalibrateRequest,
+    ErrorCode,
+    HealthRequest,
+    ProbeLinkRequest,
+    ask,
+)
 from qorch.api import EntanglementLink, QuantumNode
 from qorch.api import reasons as R
 from qorch.api.base import ConditionStatus, get_condition, now_rfc3339, set_condition
@@ -11,7 +19,7 @@ from qorch.api.entanglement_link import EntanglementLinkStatus
 from qorch.api.phases import LinkPhases, NodePhases
 from qorch.api.quantum_node import Calibration, QuantumNodeStatus
 from qorch.qpu.link_probe import expected_fidelity
-from qorch.qpu.transport import TIMEOUT, UNREACHABLE, AgentClient, AgentError
+from qorch.qpu.transport import AgentClient
 from qorch.telemetry.feedforward import probe_link_feedforward
 from qorch.telemetry.instrument import observed_node_check, record_link
 from qorch.telemetry.metrics import METRICS
@@ -19,6 +27,8 @@ from qorch.telemetry.metrics import METRICS
 HEALTH_TIMEOUT_SECONDS = 5.0
 CALIBRATION_TIMEOUT_SECONDS = 120.0
 CORDON_ANNOTATION = "qorch.dev/cordon"
+# Codes of a call the agent never answered, as opposed to one it refused.
+_UNANSWERED = (ErrorCode.UNREACHABLE, ErrorCode.TIMEOUT)
 
 
 def _summarize(node: QuantumNode, status: QuantumNodeStatus) -> QuantumNodeStatus:
@@ -61,16 +71,16 @@ async def check_node(
     status.allocated_qubits = allocated
     gen = node.metadata.generation
     try:
-        health = await client.call("health", {}, timeout=HEALTH_TIMEOUT_SECONDS)
+        health = await ask(client, HealthRequest(), timeout=HEALTH_TIMEOUT_SECONDS)
     except AgentError as exc:
         # A refused identity (PeerKeyMismatch, UntrustedPeer...) keeps its own reason.
-        reason = R.AGENT_UNREACHABLE if exc.code in (UNREACHABLE, TIMEOUT) else exc.code
+        reason = R.AGENT_UNREACHABLE if exc.code in _UNANSWERED else exc.code
         status.conditions = set_condition(
             status.conditions, R.REACHABLE, "False", reason, exc.message, gen
         )
         return _summarize(node, status)
-    if health.get("qubits") != node.spec.qubits:
-        msg = f"agent reports {health.get('qubits')} qubits, spec says {node.spec.qubits}"
+    if health.qubits != node.spec.qubits:
+        msg = f"agent reports {health.qubits} qubits, spec says {node.spec.qubits}"
         status.conditions = set_condition(
             status.conditions, R.CALIBRATED, "False", R.SPEC_MISMATCH, msg, gen
         )
@@ -93,24 +103,23 @@ async def calibrate_node(node: QuantumNode, client: AgentClient) -> QuantumNodeS
     status = node.status.model_copy(deep=True)
     gen = node.metadata.generation
     try:
-        figures = await client.call("calibrate", {}, timeout=CALIBRATION_TIMEOUT_SECONDS)
+        figures = await ask(client, CalibrateRequest(), timeout=CALIBRATION_TIMEOUT_SECONDS)
     except AgentError as exc:
-        reason = R.AGENT_UNREACHABLE if exc.code in (UNREACHABLE, TIMEOUT) else exc.code
+        reason = R.AGENT_UNREACHABLE if exc.code in _UNANSWERED else exc.code
         status.conditions = set_condition(
             status.conditions, R.REACHABLE, "False", reason, exc.message, gen
         )
         return _summarize(node, status)
     status.calibration = Calibration(
-        fidelity=figures["fidelity"],
-        single_qubit_error=figures["singleQubitError"],
-        two_qubit_error=figures.get("twoQubitError"),
-        readout_error=figures["readoutError"],
-        # Absent from agents older than asymmetric readout calibration.
-        readout_error_0to1=figures.get("readoutError0To1"),
-        readout_error_1to0=figures.get("readoutError1To0"),
+        fidelity=figures.fidelity,
+        single_qubit_error=figures.single_qubit_error,
+        two_qubit_error=figures.two_qubit_error,
+        readout_error=figures.readout_error,
+        readout_error_0to1=figures.readout_error_0to1,
+        readout_error_1to0=figures.readout_error_1to0,
         measured_at=now_rfc3339(),
     )
-    rate, limit = float(figures["errorRate"]), node.spec.safety.max_error_rate
+    rate, limit = figures.error_rate, node.spec.safety.max_error_rate
     if rate > limit:
         value: ConditionStatus = "False"
         reason, msg = R.ERROR_RATE_ABOVE_THRESHOLD, f"measured error rate {rate:.4f} > {limit}"
@@ -184,29 +193,27 @@ async def _probe_pairs(
     client: AgentClient,
 ) -> None:
     readout = (a.spec.noise.readout_error or 0.0, b.spec.noise.readout_error or 0.0)
-    payload = {
-        "fidelity": link.spec.fidelity,
-        "successProbability": link.spec.success_probability,
-        "generationRateHz": link.spec.generation_rate_hz,
-        "pairs": PROBE_PAIRS,
-        "readoutErrors": list(readout),
-    }
+    request = ProbeLinkRequest(
+        fidelity=link.spec.fidelity,
+        success_probability=link.spec.success_probability,
+        generation_rate_hz=link.spec.generation_rate_hz,
+        pairs=PROBE_PAIRS,
+        readout_errors=list(readout),
+    )
     try:
-        result = await client.call("probe_link", payload, timeout=PROBE_TIMEOUT_SECONDS)
+        # A reply whose counts do not add up (more successes than attempts) is a BadReply.
+        result = await ask(client, request, timeout=PROBE_TIMEOUT_SECONDS)
     except AgentError:
         return  # the node checks report the agent; the link keeps its last figures
     ns, name, gen = link.metadata.namespace, link.metadata.name, link.metadata.generation
-    attempts, successes = result["attempts"], result["successes"]
-    if attempts < 0 or not 0 <= successes <= attempts:
-        raise ValueError(f"need 0 <= successes <= attempts, got {successes}/{attempts}")
-    METRICS.record("qorch_entanglement_attempts_total", attempts, namespace=ns, link=name)
-    METRICS.record("qorch_entanglement_successes_total", successes, namespace=ns, link=name)
-    latency = result["meanGenerationSeconds"]
+    METRICS.record("qorch_entanglement_attempts_total", result.attempts, namespace=ns, link=name)
+    METRICS.record("qorch_entanglement_successes_total", result.successes, namespace=ns, link=name)
+    latency = result.mean_generation_seconds
     METRICS.record("qorch_entanglement_latency_seconds", latency, namespace=ns, link=name)
-    status.measured_fidelity = result["measuredFidelity"]
-    status.measured_success_rate = round(result["successes"] / result["attempts"], 6)
+    status.measured_fidelity = result.measured_fidelity
+    status.measured_success_rate = round(result.success_rate, 6)
     status.last_probe_time = now_rfc3339()
-    floor = expected_fidelity(link.spec.fidelity, readout) - 3 * result["fidelityStdError"]
+    floor = expected_fidelity(link.spec.fidelity, readout) - 3 * result.fidelity_std_error
     if status.measured_fidelity < floor:
         status.phase = LinkPhases.DEGRADED
         msg = (

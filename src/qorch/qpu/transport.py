@@ -1,4 +1,6 @@
-"""The one seam between the pipeline and QPU agents: `call(op, payload) -> reply`.
+"""The one seam between the pipeline and QPU agents: `call(op, payload) -> reply`, the
+wire form of the requests and replies of qorch.agent_protocol (whose `ask` sends a typed
+request through it and reads the typed reply).
 
 Every call travels over the post-quantum authenticated channel (qorch.channel): the
 pipeline holds the operator's identity and pins each node's public key; an agent answers
@@ -17,15 +19,32 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from qorch.agent_protocol import AgentError, ErrorCode
+from pydantic import ValidationError
+
+from qorch.agent_protocol import (
+    RUN_REPLY,
+    AgentError,
+    Caller,
+    ErrorCode,
+    Op,
+    RunProgress,
+    RunRequest,
+    RunResult,
+    WaitRequest,
+    field_errors,
+)
 from qorch.channel import ChannelError, ChannelTimeout, RemoteError, TransportError
 from qorch.channel.http import ChannelClient
 from qorch.channel.identity import Identity
 
-TIMEOUT = ErrorCode.TIMEOUT
-UNREACHABLE = ErrorCode.UNREACHABLE
-CANCELLED = ErrorCode.CANCELLED
-UNKNOWN_PROGRAM = ErrorCode.UNKNOWN_PROGRAM
+__all__ = [
+    "AgentClient",
+    "AgentConnections",
+    "AgentError",
+    "ProgressPolling",
+    "SecureAgentClient",
+    "UnpinnedAgent",
+]
 
 
 @dataclass(frozen=True)
@@ -44,12 +63,9 @@ class ProgressPolling:
             raise ValueError("polling needs 0 < wait_seconds < liveness_seconds")
 
 
-class AgentClient(Protocol):
-    """What the pipeline needs from an agent connection."""
-
-    async def call(
-        self, op: str, payload: dict[str, Any], *, timeout: float | None = None
-    ) -> dict[str, Any]: ...
+class AgentClient(Caller, Protocol):
+    """What the pipeline needs from an agent connection: a `run` answers with the program's
+    result, however long it takes within `timeout`."""
 
     async def close(self) -> None: ...
 
@@ -73,49 +89,58 @@ class SecureAgentClient:
     async def call(
         self, op: str, payload: dict[str, Any], *, timeout: float | None = None
     ) -> dict[str, Any]:
-        if op == "run":
-            return await self._run(payload, timeout)
+        if op == Op.RUN:
+            # Read to be followed; a malformed run is refused here as the agent would.
+            return await self._run(RunRequest.from_wire(payload), timeout)
         return await self._call(op, payload, timeout)
 
-    async def _run(self, payload: dict[str, Any], budget: float | None) -> dict[str, Any]:
+    async def _run(self, run: RunRequest, budget: float | None) -> dict[str, Any]:
         """`run`, then `wait` until the result: each exchange bounded by the liveness
         limit, all of them together by `budget`."""
         loop = asyncio.get_running_loop()
         deadline = None if budget is None else loop.time() + budget
-        program_id = payload.get("programId")
-        op, request = "run", payload
-        report: dict[str, Any] | None = None  # the latest progress the agent sent
+        program_id = run.program_id
+        request: RunRequest | WaitRequest = run
+        report: RunProgress | None = None  # the latest progress the agent sent
         while True:
             wait, limit = self.polling.wait_seconds, self.polling.liveness_seconds
             budget_bound = False
             if deadline is not None:
                 left = deadline - loop.time()
                 if left <= 0:
-                    raise AgentError(TIMEOUT, _still_running(program_id, budget, report))
+                    raise AgentError(ErrorCode.TIMEOUT, _still_running(program_id, budget, report))
                 wait, budget_bound = min(wait, left), left <= limit
                 limit = min(limit, left)
+            op = request.operation()
+            exchange = request.model_copy(update={"wait_seconds": wait})
             try:
-                reply = await self._call(op, {**request, "waitSeconds": wait}, limit)
+                raw = await self._call(op, exchange.wire(), limit)
             except AgentError as exc:
-                if exc.code == TIMEOUT and budget_bound:
-                    raise AgentError(TIMEOUT, _still_running(program_id, budget, report)) from exc
-                if exc.code == TIMEOUT:
+                if exc.code == ErrorCode.TIMEOUT and budget_bound:
                     raise AgentError(
-                        UNREACHABLE,
+                        ErrorCode.TIMEOUT, _still_running(program_id, budget, report)
+                    ) from exc
+                if exc.code == ErrorCode.TIMEOUT:
+                    raise AgentError(
+                        ErrorCode.UNREACHABLE,
                         f"{self.endpoint} stopped answering: no reply to {op} of program"
                         f" {program_id} within {limit:g} s{_progress(report)}",
                     ) from exc
-                if exc.code == UNKNOWN_PROGRAM:
+                if exc.code == ErrorCode.UNKNOWN_PROGRAM:
                     raise AgentError(
-                        UNREACHABLE,
+                        ErrorCode.UNREACHABLE,
                         f"{self.endpoint} no longer holds program {program_id} (the agent"
                         f" restarted, or dropped its result){_progress(report)}",
                     ) from exc
                 raise
-            if reply.get("pending") is not True:
-                return reply
+            try:
+                reply = RUN_REPLY.validate_python(raw)
+            except ValidationError as exc:
+                raise AgentError(ErrorCode.BAD_REPLY, field_errors(exc, (f"{op} reply",))) from None
+            if isinstance(reply, RunResult):
+                return raw
             report = reply
-            op, request = "wait", {"programId": program_id}
+            request = WaitRequest(program_id=program_id)
 
     async def _call(
         self, op: str, payload: dict[str, Any], timeout: float | None
@@ -125,9 +150,9 @@ class SecureAgentClient:
         except RemoteError as exc:
             raise AgentError(exc.error_type, exc.remote_message) from exc
         except ChannelTimeout as exc:
-            raise AgentError(TIMEOUT, str(exc)) from exc
+            raise AgentError(ErrorCode.TIMEOUT, str(exc)) from exc
         except TransportError as exc:
-            raise AgentError(UNREACHABLE, str(exc)) from exc
+            raise AgentError(ErrorCode.UNREACHABLE, str(exc)) from exc
         except ChannelError as exc:
             raise AgentError(type(exc).__name__, str(exc)) from exc
 
@@ -135,16 +160,13 @@ class SecureAgentClient:
         await self._channel.close()
 
 
-def _progress(report: dict[str, Any] | None) -> str:
+def _progress(report: RunProgress | None) -> str:
     if report is None:
         return ""
-    return (
-        f" (last heard: {report.get('state', 'pending')},"
-        f" {report.get('shotsDone', '?')}/{report.get('shotsTotal', '?')} shots done)"
-    )
+    return f" (last heard: {report.state}, {report.shots_done}/{report.shots_total} shots done)"
 
 
-def _still_running(program_id: Any, budget: float | None, report: dict[str, Any] | None) -> str:
+def _still_running(program_id: str, budget: float | None, report: RunProgress | None) -> str:
     return (
         f"program {program_id} was not finished when the call's {budget:g} s ran out"
         f"{_progress(report)}"
@@ -161,7 +183,7 @@ class UnpinnedAgent:
         self, op: str, payload: dict[str, Any], *, timeout: float | None = None
     ) -> dict[str, Any]:
         raise AgentError(
-            "IdentityNotPinned",
+            ErrorCode.IDENTITY_NOT_PINNED,
             f"QuantumNode {self.node!r} has no spec.identity.publicKey; qorch talks only to"
             " nodes whose key is pinned",
         )

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from qorch.agent_protocol import RunResult
 from qorch.api import DistributedJob, EntanglementLink, QuantumNode
 from qorch.api import reasons as R
 from qorch.api.base import ConditionStatus, set_condition
@@ -89,6 +90,20 @@ def make_job(name: str, qasm: str, **spec: Any) -> DistributedJob:
     )
 
 
+def result(
+    payload: dict[str, Any], node: str, counts: dict[str, int], simulate_seconds: float = 0.001
+) -> dict[str, Any]:
+    """An agent's reply to the `run` of `payload`, with these counts."""
+    return RunResult(
+        program_id=payload["programId"],
+        node=node,
+        shots=payload["shots"],
+        transpile_seconds=0.0,
+        simulate_seconds=simulate_seconds,
+        counts=dict(counts),
+    ).wire()
+
+
 class FakeAgent:
     """The AgentClient of one node: records each call and answers from the world's script."""
 
@@ -153,7 +168,7 @@ class FakeWorld:
         """The node's agent returns these counts for any program."""
 
         async def run(payload: dict[str, Any]) -> dict[str, Any]:
-            return {"counts": dict(counts), "simulateSeconds": simulate_seconds}
+            return result(payload, node, counts, simulate_seconds)
 
         self.runs[node] = run
 

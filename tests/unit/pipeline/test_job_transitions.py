@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from qorch.agent_protocol import AgentError, ErrorCode
 from qorch.api import DistributedJob, get_condition
 from qorch.api import reasons as R
 from qorch.api.distributed_job import stored_spec
@@ -20,10 +21,9 @@ from qorch.channel.signing import UNKNOWN_SIGNER, sign_spec
 from qorch.pipeline.authorization import AuthorizationPolicy
 from qorch.pipeline.job import JobPipeline, PipelineSettings, StepResult
 from qorch.pipeline.reservations import QueueEntry, Reservations
-from qorch.qpu.transport import TIMEOUT, UNREACHABLE, AgentError
 from qorch.sanitizer import SanitizerPolicy, SanitizerPolicyFile
 
-from .fake_world import NAMESPACE, FakeWorld, make_job
+from .fake_world import NAMESPACE, FakeWorld, make_job, result
 
 BELL = (
     'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[2];\ncreg c[2];\n'
@@ -407,7 +407,7 @@ async def test_a_node_cordoned_mid_program_does_not_stop_it(pipeline, world, boo
     async def run(payload: dict[str, Any]) -> dict[str, Any]:
         world.set_phase("a", "Cordoned", R.CORDONED)
         await asyncio.sleep(5 * WATCH_SECONDS)  # the job looks at its nodes meanwhile
-        return {"counts": BELL_COUNTS, "simulateSeconds": 0.001}
+        return result(payload, "a", BELL_COUNTS)
 
     world.runs["a"] = run
     await step(pipeline, job)
@@ -438,7 +438,10 @@ async def test_an_agent_error_fails_the_job(pipeline, world, book):
 
 async def test_a_program_that_outlives_its_budget_times_the_job_out(pipeline, world, book):
     world.add_node("a", 4)
-    world.fail("a", AgentError(TIMEOUT, "program was not finished when the call's budget ran out"))
+    world.fail(
+        "a",
+        AgentError(ErrorCode.TIMEOUT, "program was not finished when the call's budget ran out"),
+    )
     job = await running(pipeline)
     await step(pipeline, job)
     assert job.status.phase == "Failed"
@@ -478,7 +481,10 @@ async def test_an_unverified_result_fails_the_job_when_policy_says_so(world, boo
 
 async def test_a_program_that_outlives_its_budget_is_cancelled_on_its_agent(pipeline, world, book):
     world.add_node("a", 4)
-    world.fail("a", AgentError(TIMEOUT, "program was not finished when the call's budget ran out"))
+    world.fail(
+        "a",
+        AgentError(ErrorCode.TIMEOUT, "program was not finished when the call's budget ran out"),
+    )
     job = await running(pipeline)
     await step(pipeline, job)
     assert condition(job, R.SUCCEEDED) == ("False", R.TIMED_OUT)
@@ -526,7 +532,7 @@ async def test_a_node_that_turns_degraded_mid_program_reroutes_the_job(pipeline,
 async def test_an_agent_that_fails_mid_program_reroutes_the_job(pipeline, world, book):
     world.add_node("a", 4)
     world.add_node("spare", 4, **NOISY)
-    world.fail("a", AgentError(UNREACHABLE, "a stopped answering"))
+    world.fail("a", AgentError(ErrorCode.UNREACHABLE, "a stopped answering"))
     job = await running(pipeline)
     await step(pipeline, job)
     assert job.status.phase == "Pending", job.status.message
@@ -557,7 +563,7 @@ async def test_a_node_deleted_mid_program_reroutes_the_job(pipeline, world, book
 async def test_a_rerouted_job_is_placed_away_from_the_node_it_left(pipeline, world, book):
     world.add_node("a", 4)
     world.add_node("spare", 4, **NOISY)
-    world.fail("a", AgentError(UNREACHABLE, "a stopped answering"))
+    world.fail("a", AgentError(ErrorCode.UNREACHABLE, "a stopped answering"))
     job = await running(pipeline)
     await step(pipeline, job)
     assert condition(job, R.PLANNED) == ("False", R.REROUTING)
@@ -573,7 +579,7 @@ async def test_a_rerouted_job_is_placed_away_from_the_node_it_left(pipeline, wor
 
 async def test_a_rerouted_job_with_nowhere_left_fails(pipeline, world, book):
     world.add_node("only", 4)
-    world.fail("only", AgentError(UNREACHABLE, "only stopped answering"))
+    world.fail("only", AgentError(ErrorCode.UNREACHABLE, "only stopped answering"))
     job = await running(pipeline)
     await step(pipeline, job)
     assert condition(job, R.PLANNED) == ("False", R.REROUTING)

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from qiskit import ClassicalRegister, QuantumCircuit, QuantumRegister
 
+from qorch.agent_protocol import RunResult
 from qorch.api import QuantumNode
 from qorch.api.distributed_job import (
     DistributedJobSpec,
@@ -66,7 +67,7 @@ def plan(strategy: str, programs: dict[str, str], placement: dict[str, list[int]
 class Run:
     work: Work
     plan: Plan
-    replies: dict[str, dict[str, Any]]
+    replies: dict[str, RunResult]
     nodes: dict[str, QuantumNode]
     raw: JobResult
 
@@ -82,7 +83,7 @@ class Run:
 async def run_single(circuit: QuantumCircuit, noise: dict[str, Any]) -> Run:
     qn, agent = await calibrated("qpu-a", 4, noise)
     payload = {"programId": "p0", "circuit": encode_circuit(circuit), "shots": SHOTS, "seed": 7}
-    replies = {"p0": await agent.handle("run", payload)}
+    replies = {"p0": RunResult.model_validate(await agent.handle("run", payload))}
     work = SingleWork(circuit, "qpu-a")
     placed = plan("single", {"p0": "qpu-a"}, {"qpu-a": list(range(circuit.num_qubits))})
     raw = work.aggregate(Returned(placed, replies, {"qpu-a": qn}, None))
@@ -181,7 +182,7 @@ def teleport() -> Run:
             "seed": 5,
             "noise": program.noise,
         }
-        replies = {"p0": await agent.handle("run", payload)}
+        replies = {"p0": RunResult.model_validate(await agent.handle("run", payload))}
         work = TeleportWork(circuit, program)
         layout = {n: placed.qubits_on(n) for n in placed.nodes}
         recorded = plan("teleport", {"p0": "a"}, layout)
@@ -219,7 +220,7 @@ async def run_cut(noise: dict[str, Any]) -> Run:
     circuit = ansatz(4, layers=1)
     placed = Partition({0: "a", 1: "a", 2: "b", 3: "b"}, 0, {}, ("a", "b"))
     cut = plan_cut(circuit, CUT_OBSERVABLES, placed, 100)
-    replies = {}
+    replies: dict[str, RunResult] = {}
     for name, agent in (("a", agent_a), ("b", agent_b)):
         payload = {
             "programId": f"cut-{name}",
@@ -227,7 +228,7 @@ async def run_cut(noise: dict[str, Any]) -> Run:
             "shots": SHOTS,
             "seed": 3,
         }
-        replies[f"cut-{name}"] = await agent.handle("run", payload)
+        replies[f"cut-{name}"] = RunResult.model_validate(await agent.handle("run", payload))
     work = CutWork(circuit, cut)
     layout = {"a": [0, 1], "b": [2, 3]}
     recorded = plan("cut", {"cut-a": "a", "cut-b": "b"}, layout)
@@ -285,7 +286,7 @@ def test_cut_with_relaxation_while_measuring_is_mostly_corrected() -> None:
 
 def test_cut_reconstruction_with_zero_readout_errors_is_the_raw_one(cut: Run) -> None:
     assert isinstance(cut.work, CutWork)
-    results = {k.removeprefix("cut-"): r["results"] for k, r in cut.replies.items()}
+    results = {k.removeprefix("cut-"): r.runs for k, r in cut.replies.items()}
     perfect = {n: ReadoutErrors(0.0, 0.0) for n in ("a", "b")}
     knitting = cut.work.knitting
     assert knitting.reconstruct(results, readout=perfect) == knitting.reconstruct(results)

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from qiskit import QuantumCircuit
 
+from qorch.agent_protocol import AgentError, ErrorCode
 from qorch.qpu.agent import QpuAgent, next_chunk_shots
 from qorch.qpu.circuits import encode_circuit
 from qorch.qpu.executor import NodeExecutor
-from qorch.qpu.transport import CANCELLED, AgentError
 from tests.support import ghz, make_node
 
 # ~2 s on 2 busy cores: far longer than a chunk, short enough for a unit test.
@@ -61,7 +61,7 @@ async def test_a_queued_program_cancelled_never_runs() -> None:
     assert reply == {"cancelled": ["queued"], "unknown": ["never-sent"], "finished": []}
     with pytest.raises(AgentError) as info:
         await queued
-    assert info.value.code == CANCELLED
+    assert info.value.code == ErrorCode.CANCELLED
     assert not running.done()  # refused at once, not when the program ahead of it ends
     first = await running
     assert agent.health().programs_run == 1
@@ -69,7 +69,7 @@ async def test_a_queued_program_cancelled_never_runs() -> None:
     for program_id in ("queued", "never-sent"):
         with pytest.raises(AgentError) as info:
             await agent.handle("run", payload(program_id, ghz(3), 100))
-        assert info.value.code == CANCELLED
+        assert info.value.code == ErrorCode.CANCELLED
     assert agent.health().programs_run == 1
     # A finished program keeps its result.
     reply = await agent.handle("cancel", {"programIds": ["long"]})
@@ -97,7 +97,7 @@ async def test_a_running_program_stops_at_its_next_chunk() -> None:
     for waiter in waiters:
         with pytest.raises(AgentError) as info:
             await waiter
-        assert info.value.code == CANCELLED
+        assert info.value.code == ErrorCode.CANCELLED
     stopped = time.perf_counter() - began
 
     assert stopped < 0.5 * whole, (stopped, whole)

@@ -7,9 +7,8 @@ from typing import Any
 
 import pytest
 
-from qorch.agent_protocol import WaitRequest
+from qorch.agent_protocol import AgentError, ErrorCode, WaitRequest
 from qorch.qpu.agent import MAX_WAIT_SECONDS, QpuAgent, _wait_seconds
-from qorch.qpu.transport import CANCELLED, UNKNOWN_PROGRAM, AgentError
 from tests.support import ghz, make_node
 from tests.unit.qpu.test_agent_cancel import SLOW_QUBITS, SLOW_SHOTS, payload, slow_circuit
 
@@ -61,7 +60,7 @@ async def test_waiting_for_a_program_the_agent_does_not_hold_says_so() -> None:
     agent = QpuAgent(make_node("forgetful", 4))
     with pytest.raises(AgentError) as info:
         await agent.handle("wait", {"programId": "from-before-a-restart", "waitSeconds": 1})
-    assert info.value.code == UNKNOWN_PROGRAM
+    assert info.value.code == ErrorCode.UNKNOWN_PROGRAM
 
 
 async def test_waiting_for_a_cancelled_program_says_it_was_cancelled() -> None:
@@ -71,7 +70,7 @@ async def test_waiting_for_a_cancelled_program_says_it_was_cancelled() -> None:
     await agent.handle("cancel", {"programIds": ["doomed"]})
     with pytest.raises(AgentError) as info:
         await follow(agent, "doomed", 0.05)
-    assert info.value.code == CANCELLED
+    assert info.value.code == ErrorCode.CANCELLED
 
 
 @pytest.mark.parametrize("wait", [-1, "soon", True, float("inf"), float("nan")])

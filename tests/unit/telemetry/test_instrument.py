@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from qorch.agent_protocol import RunRequest, RunResult
 from qorch.api import DistributedJob, EntanglementLink, QuantumNode
 from qorch.api.manifests import load_manifests
 from qorch.channel.envelope import current_trace
@@ -38,8 +39,16 @@ class Agent:
         self.handshakes = 0
 
     async def _handle(self, op: str, payload: dict[str, Any]) -> dict[str, Any]:
-        half = payload["shots"] // 2
-        return {"counts": {"0000": half, "1111": payload["shots"] - half}, "simulateSeconds": 0.01}
+        run = RunRequest.from_wire(payload)
+        half = run.shots // 2
+        return RunResult(
+            program_id=run.program_id,
+            node=self.telemetry.node,
+            shots=run.shots,
+            transpile_seconds=0.0,
+            simulate_seconds=0.01,
+            counts={"0000": half, "1111": run.shots - half},
+        ).wire()
 
     async def call(self, op: str, payload: dict[str, Any], *, timeout: float | None = None) -> Any:
         self.handshakes = 1  # the first call opened a session

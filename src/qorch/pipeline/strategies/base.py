@@ -13,16 +13,17 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from qiskit import QuantumCircuit
 
+from qorch.agent_protocol import RunRequest, RunResult
 from qorch.api import EntanglementLink, QuantumNode
 from qorch.api.distributed_job import JobResult, LinkUse, MitigatedResult, Placement, Plan, Program
 from qorch.planner.strategies import Candidate, Demand
 
-#: The agent's reply to one program, as the transport returns it.
-Reply = Mapping[str, Any]
+#: The agent's reply to one program.
+Reply = RunResult
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ class Work(ABC):
     circuit: QuantumCircuit
 
     @abstractmethod
-    def payloads(self, shots: int, key: str) -> dict[str, dict[str, Any]]:
+    def payloads(self, shots: int, key: str) -> dict[str, RunRequest]:
         """What each program sends to its agent, by program id; `key` prefixes the ids the
         agent sees (job and attempt), so that a cancel names exactly these programs."""
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from qiskit import QuantumCircuit
 
+from qorch.agent_protocol import RunRequest
 from qorch.api.distributed_job import JobResult, MitigatedResult, Plan, Program, Verification
 from qorch.planner.cutting import CutPlan, exact_expectations, plan_cut
 from qorch.planner.strategies import Candidate, estimate_cut
@@ -27,18 +27,18 @@ class CutWork(Work):
     circuit: QuantumCircuit
     knitting: CutPlan
 
-    def payloads(self, shots: int, key: str) -> dict[str, dict[str, Any]]:
+    def payloads(self, shots: int, key: str) -> dict[str, RunRequest]:
         return {
-            f"{_PREFIX}{node}": {
-                "shots": shots,
-                "programId": f"{key}/{_PREFIX}{node}",
-                "circuits": [encode_circuit(c) for c in subs],
-            }
+            f"{_PREFIX}{node}": RunRequest(
+                program_id=f"{key}/{_PREFIX}{node}",
+                shots=shots,
+                circuits=[encode_circuit(c) for c in subs],
+            )
             for node, subs in self.knitting.subexperiments.items()
         }
 
-    def _results(self, replies: Mapping[str, Reply]) -> dict[str, Any]:
-        return {pid.removeprefix(_PREFIX): reply["results"] for pid, reply in replies.items()}
+    def _results(self, replies: Mapping[str, Reply]) -> dict[str, list[dict[str, int]]]:
+        return {pid.removeprefix(_PREFIX): reply.runs for pid, reply in replies.items()}
 
     def aggregate(self, returned: Returned) -> JobResult:
         values, errors = self.knitting.reconstruct(self._results(returned.replies))

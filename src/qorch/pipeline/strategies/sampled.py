@@ -9,6 +9,7 @@ from typing import Any
 
 from qiskit import QuantumCircuit
 
+from qorch.agent_protocol import RunRequest
 from qorch.api.distributed_job import JobResult, MitigatedResult, Plan, Verification
 from qorch.planner.circuits import measured_clbits
 from qorch.planner.observables import (
@@ -49,14 +50,20 @@ class SampledWork(Work):
     def clbit_owners(self, plan: Plan) -> dict[int, str]:
         """clbit -> the node that measures it, for the circuit's clbits."""
 
-    def options(self) -> dict[str, Any]:
-        """Payload fields besides shots and circuits."""
-        return {}
+    def noise(self) -> dict[str, Any] | None:
+        """The composite noise a program spanning several nodes is co-simulated under."""
+        return None
 
-    def payloads(self, shots: int, key: str) -> dict[str, dict[str, Any]]:
+    def payloads(self, shots: int, key: str) -> dict[str, RunRequest]:
         circuits = [encode_circuit(c) for c in self.program_circuits()]
-        one = {"circuit": circuits[0]} if len(circuits) == 1 else {"circuits": circuits}
-        program = {"shots": shots, "programId": f"{key}/{PROGRAM_ID}", **one, **self.options()}
+        program = RunRequest(
+            program_id=f"{key}/{PROGRAM_ID}",
+            shots=shots,
+            # A lone circuit is sent as one, and its counts come back as `counts`.
+            circuit=circuits[0] if len(circuits) == 1 else None,
+            circuits=circuits if len(circuits) > 1 else None,
+            noise=self.noise(),
+        )
         return {PROGRAM_ID: program}
 
     def basis_counts(self, replies: Mapping[str, Reply]) -> list[dict[str, int]] | None:
@@ -100,10 +107,10 @@ class SampledWork(Work):
         return mitigated
 
 
-def _runs(replies: Mapping[str, Reply]) -> list:
+def _runs(replies: Mapping[str, Reply]) -> list[dict[str, int]]:
     """Counts of each circuit of the one program."""
     [reply] = replies.values()
-    return list(reply["results"]) if "results" in reply else [reply["counts"]]
+    return reply.runs
 
 
 def single_node_owners(circuit: QuantumCircuit, node: str) -> dict[int, str]:

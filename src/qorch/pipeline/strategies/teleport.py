@@ -34,8 +34,8 @@ class TeleportWork(SampledWork):
     def program_circuits(self) -> list[QuantumCircuit]:
         return [self.program.circuit, *(p.circuit for p in self.compiled_bases)]
 
-    def options(self) -> dict[str, Any]:
-        return {"noise": self.program.noise}
+    def noise(self) -> dict[str, Any] | None:
+        return self.program.noise
 
     def counts(self, raw: Mapping[str, int]) -> dict[str, int]:
         return self.program.original_counts(raw)
