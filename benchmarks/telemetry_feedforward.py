@@ -36,10 +36,11 @@ import asyncio, sys
 from aiohttp import web
 from qorch.channel.http import ChannelServer
 from qorch.channel.identity import Identity, load_public_key
+from qorch.agent_protocol import EchoRequest
 from qorch.telemetry.feedforward import echo_reply
 
 async def handle(op, payload):
-    return echo_reply(payload)
+    return echo_reply(EchoRequest.from_wire(payload)).wire()
 
 async def main():
     app = web.Application()
