@@ -159,10 +159,8 @@ class JobPipeline:
             return StepResult(job.status)
         if phase == JobPhases.PENDING and not job.status.timings.admitted_at:
             return await self._admit(job)
-        if phase in (
-            JobPhases.PENDING,
-            JobPhases.ADMITTED,
-        ):  # admitted, waiting or re-routed: (re)plan
+        # Admitted, waiting or re-routed: (re)plan.
+        if phase in (JobPhases.PENDING, JobPhases.ADMITTED):
             return await self._plan(job)
         if phase == JobPhases.PLANNED:
             return self._start_attempt(job)
