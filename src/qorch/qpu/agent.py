@@ -64,8 +64,10 @@ RESULT_CACHE_SIZE = 256
 # Cancelled program ids remembered, so that a late or re-sent `run` of one is refused.
 CANCELLED_CACHE_SIZE = RESULT_CACHE_SIZE
 # A circuit's shots run in chunks with the QPU free in between, as a processor calibrates
-# between shot batches: a waiting calibration gets in, a cancelled program stops. The first
-# chunk is small and prices the rest, which are sized to take about CHUNK_SECONDS each.
+# between shot batches: a waiting calibration gets in, a cancelled program stops. A circuit
+# Aer samples (final measurements, no gate noise) is one chunk: one simulation serves every
+# shot. Otherwise the first chunk is small and prices the rest, sized to take about
+# CHUNK_SECONDS each.
 # Aer holds the interpreter lock for a whole run, so the agent answers nothing else while a
 # chunk runs: the first is small enough for a deep circuit to keep health checks answered.
 FIRST_CHUNK_SHOTS = 8
@@ -453,6 +455,8 @@ class QpuAgent:
                     return executor, compiled, time.perf_counter() - begun
 
                 compiler, compiled, transpile_seconds = await self._step(program_id, compile_)
+                # One simulation serves every shot: a first small chunk would cost a second.
+                first = shots if compiler.samples_at_once(compiled) else self.first_chunk_shots
 
                 def sample(shots: int, seed: int | None) -> Sample:
                     # A reloaded manifest's noise applies from the next chunk on; a changed
@@ -471,13 +475,16 @@ class QpuAgent:
                 # from one statevector (see simulate_composite); otherwise shot by shot.
                 sampled = build_composite_noise_model(parse_description(noise)).is_ideal()
                 transpile_seconds = 0.0
+                first = self.first_chunk_shots
 
                 def sample(shots: int, seed: int | None) -> Sample:
                     begun = time.perf_counter()
                     counts = simulate_composite(circuit, noise, shots, seed)
                     return Sample(counts, time.perf_counter() - begun, sampled)
 
-            counts, seconds = await self._sample_in_chunks(program_id, sample, shots, seed)
+            counts, seconds = await self._sample_in_chunks(
+                program_id, sample, shots, seed, first
+            )
             return Execution(counts, transpile_seconds, seconds)
         except AgentError:
             raise
@@ -495,12 +502,14 @@ class QpuAgent:
         sample: Callable[[int, int | None], Sample],
         shots: int,
         seed: int | None,
+        first: int,
     ) -> tuple[dict[str, int], float]:
-        """All `shots`, a chunk per step; the counts and the seconds spent simulating."""
+        """All `shots`, a chunk per step, the first of `first` shots; the counts and the
+        seconds spent simulating."""
         counts: Counter[str] = Counter()
         seconds = 0.0
         done = 0
-        size = min(shots, self.first_chunk_shots)
+        size = min(shots, first)
         while True:
             # Aer seeds shot i of a run with seed + i, so counting on from the shots done
             # keeps the chunks' shots distinct, and a run simulated shot by shot gets the

@@ -34,3 +34,19 @@ def measures(circuit: QuantumCircuit) -> bool:
         if operation.name == "measure" or any(measures(b) for b in blocks):
             return True
     return False
+
+
+def measures_only_at_end(circuit: QuantumCircuit) -> bool:
+    """Whether every measurement is final: nothing but barriers and further measurements
+    touch a measured qubit, and nothing resets or branches. Aer then draws all shots from one
+    simulation (measure sampling)."""
+    measured: set[object] = set()
+    for instruction in circuit.data:
+        name = instruction.operation.name
+        if name == "reset" or getattr(instruction.operation, "blocks", ()):
+            return False
+        if name == "measure":
+            measured.update(instruction.qubits)
+        elif name != "barrier" and measured.intersection(instruction.qubits):
+            return False
+    return True

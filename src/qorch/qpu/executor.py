@@ -12,7 +12,7 @@ from qiskit_aer import AerSimulator
 
 from qorch.api.quantum_node import QuantumNodeSpec
 
-from .circuits import measures
+from .circuits import measures, measures_only_at_end
 from .noise import build_noise_model
 
 # Feed-forward the simulator runs natively beside the node's gates.
@@ -66,6 +66,10 @@ class NodeExecutor:
         self.noise_model = build_noise_model(spec.noise, spec.basis_gates)
         self.simulator = AerSimulator(noise_model=self.noise_model)
         self.target = node_target(spec)
+        # Readout error is applied to sampled outcomes; any gate noise makes Aer simulate
+        # every shot on its own.
+        gates_only = spec.noise.model_copy(update={"readout_error": None})
+        self.noiseless_gates = build_noise_model(gates_only, spec.basis_gates) is None
 
     def same_target(self, other: NodeExecutor) -> bool:
         """Whether a circuit compiled by `other` fits this node as it is (its noise aside)."""
@@ -94,6 +98,10 @@ class NodeExecutor:
             optimization_level=optimization_level,
             seed_transpiler=seed,
         )
+
+    def samples_at_once(self, compiled: QuantumCircuit) -> bool:
+        """Whether Aer will draw every shot of `compiled` from one simulation."""
+        return self.noiseless_gates and measures_only_at_end(compiled)
 
     def sample(self, compiled: QuantumCircuit, shots: int, seed: int | None = None) -> Sample:
         """Run a circuit from `compile` (of this executor or one with the same target)."""

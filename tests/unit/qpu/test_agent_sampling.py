@@ -1,0 +1,94 @@
+"""A circuit whose measurements all come last is simulated once for all its shots; any
+other circuit, or gate noise, is run shot by shot in chunks. Real Aer, in process."""
+
+from __future__ import annotations
+
+import pytest
+from qiskit import QuantumCircuit
+
+from qorch.qpu.agent import QpuAgent
+from qorch.qpu.circuits import encode_circuit, measures_only_at_end
+from qorch.qpu.executor import NodeExecutor, Sample
+from tests.support import ghz, make_node
+
+NOISY = {"singleQubitError": 0.001, "twoQubitError": 0.01, "readoutError": 0.02}
+
+
+def chunks_of(agent: QpuAgent) -> list[int]:
+    """Record the shots of every simulation the agent's executor runs."""
+    sizes: list[int] = []
+    executor = agent.executor
+    real = executor.sample
+
+    def sample(compiled: QuantumCircuit, shots: int, seed: int | None = None) -> Sample:
+        sizes.append(shots)
+        return real(compiled, shots, seed)
+
+    executor.sample = sample  # type: ignore[method-assign]
+    return sizes
+
+
+def mid_measured(width: int) -> QuantumCircuit:
+    qc = ghz(width)
+    qc.h(0)
+    qc.measure(0, 0)
+    return qc
+
+
+@pytest.mark.parametrize(
+    ("noise", "circuit", "once"),
+    [
+        ({}, ghz(4), True),
+        ({"readoutError": 0.05}, ghz(4), True),  # readout error applies to samples
+        (NOISY, ghz(4), False),  # gate noise: every shot is its own trajectory
+        ({}, mid_measured(4), False),
+    ],
+    ids=["noiseless", "readout-only", "gate-noise", "mid-circuit-measurement"],
+)
+async def test_one_simulation_serves_every_shot_only_when_aer_can_sample(
+    noise: dict, circuit: QuantumCircuit, once: bool
+) -> None:
+    agent = QpuAgent(make_node("sampling", 4, noise=noise))
+    sizes = chunks_of(agent)
+    body = {"programId": "p", "circuit": encode_circuit(circuit), "shots": 2000, "seed": 3}
+    reply = await agent.handle("run", body)
+    assert sum(reply["counts"].values()) == 2000
+    assert (sizes == [2000]) == once, sizes
+    assert sum(sizes) == 2000
+
+
+async def test_seeded_counts_repeat_on_one_simulation() -> None:
+    runs = []
+    for _ in range(2):
+        agent = QpuAgent(make_node("seeded", 4, noise={"readoutError": 0.05}))
+        body = {"programId": "p", "circuit": encode_circuit(ghz(4)), "shots": 4000, "seed": 11}
+        runs.append((await agent.handle("run", body))["counts"])
+    assert runs[0] == runs[1]
+    # Readout error reached the samples: some outcomes are neither all-zeros nor all-ones.
+    assert sum(n for k, n in runs[0].items() if k not in ("0000", "1111")) > 100
+
+
+def test_final_measurements_are_told_apart_from_mid_circuit_ones() -> None:
+    assert measures_only_at_end(ghz(3))
+    later_barrier = ghz(3)
+    later_barrier.barrier()
+    later_barrier.measure(0, 1)  # measured twice, still nothing but measurements after
+    assert measures_only_at_end(later_barrier)
+    assert not measures_only_at_end(mid_measured(3))
+    reset = QuantumCircuit(2, 2)
+    reset.reset(0)
+    reset.measure([0, 1], [0, 1])
+    assert not measures_only_at_end(reset)
+    branching = QuantumCircuit(2, 2)
+    branching.measure(0, 0)
+    with branching.if_test((branching.clbits[0], 1)):
+        branching.x(1)
+    branching.measure(1, 1)
+    assert not measures_only_at_end(branching)
+    # A gate on a qubit not yet measured, after another was: still final for both.
+    partial = QuantumCircuit(2, 2)
+    partial.measure(0, 0)
+    partial.h(1)
+    partial.measure(1, 1)
+    assert measures_only_at_end(partial)
+    assert NodeExecutor(make_node("x", 2).spec).samples_at_once(partial)
