@@ -6,7 +6,8 @@ signs under, over the very bytes qorch signs (job specs, handshake transcripts).
 provider runs the same tests where liboqs is installed, and is skipped, saying why, elsewhere.
 
 The pure-Python side derives its keys from fixed seeds and signs deterministically, so a
-failure there reproduces; the providers draw their randomness from the OS, as in production.
+failure there reproduces; its encapsulations, and everything the providers do, draw their
+randomness from the OS, as in production.
 """
 
 from __future__ import annotations
@@ -111,22 +112,30 @@ def _provider_key_file(provider: CryptoProvider, key: ReferenceSigningKey) -> by
 # --- ML-DSA-65 --------------------------------------------------------------------------------
 
 
+def _assert_verifies_only_as_signed(
+    verifier: CryptoProvider | ReferenceProvider,
+    public_key: bytes,
+    signature: bytes,
+    message: bytes,
+    context: bytes,
+) -> None:
+    assert verifier.verify(public_key, signature, message, context)
+    for other in [*(c for c in QORCH_CONTEXTS if c != context), b""]:
+        assert not verifier.verify(public_key, signature, message, other)
+    assert not verifier.verify(public_key, signature, message + b".", context)
+    for index in (0, MLDSA65_SIGNATURE_SIZE // 2, MLDSA65_SIGNATURE_SIZE - 1):
+        assert not verifier.verify(public_key, _flip_bit(signature, index), message, context)
+
+
 @pytest.mark.parametrize("context", QORCH_CONTEXTS, ids=lambda c: c.decode())
 def test_provider_signatures_verify_with_dilithium_py(
     provider: CryptoProvider, reference: ReferenceProvider, context: bytes
 ) -> None:
+    """It verifies under its own context only, for its message only, with no bit changed."""
     key = provider.generate_signing_key()
     message = b"transcript hash or canonical spec " + context
     signature = key.sign(message, context)
-    assert reference.verify(key.public_bytes(), signature, message, context)
-    # ... and only under that context, for that message, unaltered.
-    for other in [*(c for c in QORCH_CONTEXTS if c != context), b""]:
-        assert not reference.verify(key.public_bytes(), signature, message, other)
-    assert not reference.verify(key.public_bytes(), signature, message + b".", context)
-    for index in (0, MLDSA65_SIGNATURE_SIZE // 2, MLDSA65_SIGNATURE_SIZE - 1):
-        assert not reference.verify(
-            key.public_bytes(), _flip_bit(signature, index), message, context
-        )
+    _assert_verifies_only_as_signed(reference, key.public_bytes(), signature, message, context)
 
 
 @pytest.mark.parametrize("context", QORCH_CONTEXTS, ids=lambda c: c.decode())
@@ -136,14 +145,7 @@ def test_dilithium_py_signatures_verify_with_the_provider(
     key = reference.generate_signing_key()
     message = b"transcript hash or canonical spec " + context
     signature = key.sign(message, context)
-    assert provider.verify(key.public_bytes(), signature, message, context)
-    for other in [*(c for c in QORCH_CONTEXTS if c != context), b""]:
-        assert not provider.verify(key.public_bytes(), signature, message, other)
-    assert not provider.verify(key.public_bytes(), signature, message + b".", context)
-    for index in (0, MLDSA65_SIGNATURE_SIZE // 2, MLDSA65_SIGNATURE_SIZE - 1):
-        assert not provider.verify(
-            key.public_bytes(), _flip_bit(signature, index), message, context
-        )
+    _assert_verifies_only_as_signed(provider, key.public_bytes(), signature, message, context)
 
 
 def test_private_key_files_carry_the_same_key_across(
