@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import sys
 import tempfile
@@ -130,12 +131,15 @@ class EmbeddedControlPlane:
         self.progress("control-plane", f"starting {len(aer)} QPU agent(s) on loopback")
         _, operator_pub = self.world.connections.identity.save(self.workdir / "operator")
         starts = []
+        threads = max(1, (os.cpu_count() or 1) // max(1, len(aer)))  # the cores, shared out
         for node in aer:
             identity = Identity.generate()
             key_file, _ = identity.save(self.workdir / ".".join(ref(node)))
             self.world.node_keys[ref(node)] = identity.public_key
             starts.append(
-                AgentProcess.start(node, key_file, [operator_pub], self.telemetry_dir(node))
+                AgentProcess.start(
+                    node, key_file, [operator_pub], self.telemetry_dir(node), threads=threads
+                )
             )
         started = await asyncio.gather(*starts, return_exceptions=True)
         self.agents = [a for a in started if isinstance(a, AgentProcess)]
