@@ -53,12 +53,12 @@ def signed_job(
     )
 
 
-def policy(keys: StaticKeys, nonces: object | None = None) -> AuthorizationPolicy:
-    return AuthorizationPolicy(
-        require_signature=True,
-        keys=keys,
-        nonces=nonces or MemoryNonces(),  # type: ignore[arg-type]
-    )
+def job_nonce(job: DistributedJob) -> str:
+    return parse_signature(job.spec.signature).nonce
+
+
+def policy(keys: StaticKeys, nonces: NonceRecord | None = None) -> AuthorizationPolicy:
+    return AuthorizationPolicy(require_signature=True, keys=keys, nonces=nonces or MemoryNonces())
 
 
 async def test_a_nonce_admits_one_job_and_the_same_job_again(alice: Identity) -> None:
