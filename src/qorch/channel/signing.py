@@ -23,7 +23,8 @@ the envelope names (InvalidSignature), that document names the job's namespace a
 further away than the verifier's maximum validity (SignatureExpired,
 SignatureValidityTooLong), and the signer's key is within its notBefore/notAfter window
 (SignerKeyOutsideWindow). Clocks may disagree by up to CLOCK_SKEW_SECONDS (60 s) either
-way. Whether the nonce was used before is the caller's record to keep (NonceReused).
+way. Whether the nonce was used before is the caller's record to keep (NonceReused). All
+of this is checked when a job is admitted: a job admitted in time runs to its end.
 
 Trusted keys come as `<name>.pub` entries (files of a folder, keys of a ConfigMap or
 Secret), each optionally with `<name>.notBefore` and `<name>.notAfter` beside it holding
@@ -70,6 +71,7 @@ EXPIRY_FORMAT = "%Y%m%dT%H%M%SZ"
 NONCE_HEX_DIGITS = 32  # 128 bits
 CLOCK_SKEW_SECONDS = 60
 DEFAULT_VALIDITY_SECONDS = 24 * 3600
+DEFAULT_MAX_VALIDITY_SECONDS = 7 * 24 * 3600  # QORCH_MAX_SIGNATURE_VALIDITY_SECONDS
 DEFAULT_NAMESPACE = "default"  # as kubectl chooses for a manifest without one
 
 # Reasons, usable as Kubernetes condition reasons.
@@ -270,7 +272,7 @@ def verify_job(
     trusted_keys: Iterable[TrustedKey],
     *,
     now: datetime | None = None,
-    max_validity_seconds: float = 7 * 24 * 3600,
+    max_validity_seconds: float = DEFAULT_MAX_VALIDITY_SECONDS,
     scheme: SignatureScheme | None = None,
 ) -> VerifiedSigner:
     """Check `signature` over the job at namespace/name against `trusted_keys` (those
@@ -489,7 +491,7 @@ def sign_command(
     *,
     namespace: str | None = None,
     valid_for_seconds: float = DEFAULT_VALIDITY_SECONDS,
-    max_validity_seconds: float = 7 * 24 * 3600,
+    max_validity_seconds: float = DEFAULT_MAX_VALIDITY_SECONDS,
 ) -> int:
     """CLI: sign every DistributedJob in a manifest for its namespace and name, valid for
     `valid_for_seconds`, each with a fresh nonce; print the manifest to stdout.
@@ -529,7 +531,7 @@ def verify_command(
     normalize: Normalize | None = None,
     *,
     namespace: str | None = None,
-    max_validity_seconds: float = 7 * 24 * 3600,
+    max_validity_seconds: float = DEFAULT_MAX_VALIDITY_SECONDS,
 ) -> int:
     """CLI: verify every DistributedJob's signature against the given public keys (each
     with its window files, if any), for its namespace and name, now.

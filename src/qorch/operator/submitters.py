@@ -119,7 +119,13 @@ class ConfigMapNonces:
                 raise
             current = None
         text = (current.data or {}).get(NONCE_KEY) if current is not None else None
-        book = NonceBook.from_json(text, self.max_entries, DEFAULT_MAX_BYTES)
+        try:
+            book = NonceBook.from_json(text, self.max_entries, DEFAULT_MAX_BYTES)
+        except ValueError as exc:
+            raise ValueError(
+                f"ConfigMap {self.namespace}/{self.name} key {NONCE_KEY}: {exc}; delete it to"
+                " start a new record (signatures it held may then be replayed until they expire)"
+            ) from None
         first = book.claim(nonce, holder, expires_at, now_utc())
         if first is not None or (text is not None and book.to_json() == text):
             return first
