@@ -280,9 +280,10 @@ def verify_job(
     envelope = parse_signature(signature)
     now = now or now_utc()
     skew = timedelta(seconds=CLOCK_SKEW_SECONDS)
-    trusted = {key.fingerprint: key for key in trusted_keys}
-    key = trusted.get(envelope.signer)
-    if key is None:
+    # A key may be listed more than once (cluster-wide and for the namespace, each with its
+    # own window): it may sign while any of its entries is in its window.
+    entries = [key for key in trusted_keys if key.fingerprint == envelope.signer]
+    if not entries:
         raise SignatureError(
             UNKNOWN_SIGNER,
             f"signed by {envelope.signer}, which is not a trusted submitter key in namespace"
@@ -291,8 +292,9 @@ def verify_job(
     message = canonical_job(
         spec, envelope.namespace, envelope.name, envelope.nonce, envelope.expires_at
     )
+    public_key = entries[0].public_key
     if not (scheme or get_provider()).verify(
-        key.public_key, envelope.raw, message, JOB_SIGNATURE_CONTEXT
+        public_key, envelope.raw, message, JOB_SIGNATURE_CONTEXT
     ):
         raise SignatureError(
             INVALID_SIGNATURE,
@@ -323,19 +325,28 @@ def verify_job(
             f"the signature is valid until {_moment(envelope.expires_at)}, longer than the"
             f" {max_validity_seconds:g} s allowed: sign with a shorter --valid-for",
         )
-    if key.not_before is not None and now < key.not_before - skew:
-        raise SignatureError(
-            KEY_OUTSIDE_WINDOW,
+    if not any(_in_window(key, now, skew) for key in entries):
+        raise SignatureError(KEY_OUTSIDE_WINDOW, _outside_window(entries[0], now))
+    return VerifiedSigner(envelope.signer, public_key, envelope.nonce, envelope.expires_at)
+
+
+def _in_window(key: TrustedKey, now: datetime, skew: timedelta) -> bool:
+    early = key.not_before is not None and now < key.not_before - skew
+    late = key.not_after is not None and now > key.not_after + skew
+    return not (early or late)
+
+
+def _outside_window(key: TrustedKey, now: datetime) -> str:
+    if key.not_before is not None and now < key.not_before:
+        return (
             f"the signer key {key.fingerprint} is trusted only from"
-            f" {_moment(key.not_before)} ({key.source}): sign with a key in use now",
+            f" {_moment(key.not_before)} ({key.source}): sign with a key in use now"
         )
-    if key.not_after is not None and now > key.not_after + skew:
-        raise SignatureError(
-            KEY_OUTSIDE_WINDOW,
-            f"the signer key {key.fingerprint} was retired at {_moment(key.not_after)}"
-            f" ({key.source}): sign with its successor",
-        )
-    return VerifiedSigner(key.fingerprint, key.public_key, envelope.nonce, envelope.expires_at)
+    assert key.not_after is not None
+    return (
+        f"the signer key {key.fingerprint} was retired at {_moment(key.not_after)}"
+        f" ({key.source}): sign with its successor"
+    )
 
 
 # --- trusted keys -----------------------------------------------------------------------------

@@ -280,6 +280,16 @@ def test_rotation_overlap_accepts_old_and_new_then_only_new(
     assert _reason(spec, old_later, trusted, now=later) == KEY_OUTSIDE_WINDOW
 
 
+def test_a_key_listed_twice_may_sign_while_either_entry_is_in_its_window(
+    spec: dict[str, Any], operator_identity: Identity
+) -> None:
+    signature = _sign(spec, operator_identity)
+    retired_cluster_wide = TrustedKey(operator_identity.public_key, "cluster", None, NOW - HOUR)
+    current_here = TrustedKey(operator_identity.public_key, "team-a", NOW - HOUR, None)
+    assert _verify(spec, signature, [retired_cluster_wide, current_here])
+    assert _reason(spec, signature, [retired_cluster_wide]) == KEY_OUTSIDE_WINDOW
+
+
 def test_a_forged_signature_byte_is_caught(
     spec: dict[str, Any], operator_identity: Identity
 ) -> None:
