@@ -9,10 +9,14 @@ import logging
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
 from qorch.settings import Settings
+
+if TYPE_CHECKING:
+    from qorch.pipeline.authorization import AuthorizationPolicy
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -38,14 +42,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"run: cannot read policy {args.policy}: {exc}", file=sys.stderr)
         return 2
 
-    from qorch.channel.identity import Identity, load_public_key
+    from qorch.channel.identity import Identity
     from qorch.local.runner import run
-    from qorch.pipeline.authorization import AuthorizationPolicy
     from qorch.pipeline.job import PipelineSettings
     from qorch.sanitizer import PolicyError, SanitizerPolicyFile, load_policy
 
     try:
-        trusted = tuple(load_public_key(path) for path in args.trusted_submitter)
+        authorization = _run_authorization(args)
         identity = Identity.load(args.identity_key) if args.identity_key else None
         policy = load_policy(args.policy) if args.policy else SanitizerPolicyFile()
     except (OSError, ValueError, PolicyError) as exc:
@@ -54,7 +57,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
     env = args.settings
     if args.fail_unverified:
         env = env.model_copy(update={"fail_unverified": True})
-    authorization = AuthorizationPolicy(require_signature=bool(trusted), trusted_keys=trusted)
     settings = PipelineSettings.from_settings(env, policy, authorization)
     return asyncio.run(
         run(
@@ -65,6 +67,43 @@ def _cmd_run(args: argparse.Namespace) -> int:
             identity=identity,
         )
     )
+
+
+def _run_authorization(args: argparse.Namespace) -> AuthorizationPolicy:
+    """`--trusted-submitter [NAMESPACE=]PUB`: keys cluster-wide, or for one namespace."""
+    from qorch.channel.signing import TrustedKey, load_trusted_keys
+    from qorch.local.nonces import FileNonces
+    from qorch.pipeline.authorization import AuthorizationPolicy, StaticKeys
+    from qorch.pipeline.nonces import MemoryNonces
+
+    cluster: list[TrustedKey] = []
+    namespaces: dict[str, tuple[TrustedKey, ...]] = {}
+    for given in args.trusted_submitter:
+        head, equals, tail = given.partition("=")  # namespaces have no "="
+        namespace, path = (head, tail) if equals else ("", given)
+        keys = load_trusted_keys(path)
+        if equals:
+            namespaces[namespace] = (*namespaces.get(namespace, ()), *keys)
+        else:
+            cluster.extend(keys)
+    return AuthorizationPolicy(
+        require_signature=bool(args.trusted_submitter),
+        keys=StaticKeys(tuple(cluster), namespaces),
+        nonces=FileNonces(args.nonce_record) if args.nonce_record else MemoryNonces(),
+        max_validity_seconds=args.settings.max_signature_validity_seconds,
+    )
+
+
+def _duration(text: str) -> float:
+    """`90`, `90s`, `30m`, `24h` or `7d`, as seconds."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    number, unit = (text[:-1], text[-1]) if text and text[-1] in units else (text, "s")
+    try:
+        return float(number) * units[unit]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a duration like 90s, 30m, 24h, 7d"
+        ) from None
 
 
 def _cmd_crds(args: argparse.Namespace) -> int:
@@ -176,7 +215,14 @@ def _cmd_sign(args: argparse.Namespace) -> int:
     from qorch.api.distributed_job import stored_spec
     from qorch.channel.signing import sign_command
 
-    return sign_command(args.job, args.key, normalize=stored_spec)
+    return sign_command(
+        args.job,
+        args.key,
+        normalize=stored_spec,
+        namespace=args.namespace,
+        valid_for_seconds=args.valid_for,
+        max_validity_seconds=args.settings.max_signature_validity_seconds,
+    )
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
@@ -185,7 +231,13 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     from qorch.api.distributed_job import stored_spec
     from qorch.channel.signing import verify_command
 
-    return verify_command(args.job, args.trusted, normalize=stored_spec)
+    return verify_command(
+        args.job,
+        args.trusted,
+        normalize=stored_spec,
+        namespace=args.namespace,
+        max_validity_seconds=args.settings.max_signature_validity_seconds,
+    )
 
 
 def build_parser(env: Settings | None = None) -> argparse.ArgumentParser:
@@ -216,8 +268,16 @@ def build_parser(env: Settings | None = None) -> argparse.ArgumentParser:
         "--trusted-submitter",
         action="append",
         default=[],
-        metavar="PUB",
-        help="require jobs signed by one of these public keys (PREFIX.pub); repeatable",
+        metavar="[NAMESPACE=]PUB",
+        help="require jobs signed by a trusted key: PREFIX.pub (its window in PREFIX.notBefore"
+        " and PREFIX.notAfter, if there) or a folder of them, trusted in every namespace, or"
+        " with NAMESPACE= only there; repeatable",
+    )
+    p.add_argument(
+        "--nonce-record",
+        metavar="FILE",
+        help="remember used signatures in this file, so a signed job is refused when run"
+        " again (NonceReused); in memory for this run when unset",
     )
     p.set_defaults(func=_cmd_run)
 
@@ -290,6 +350,20 @@ def build_parser(env: Settings | None = None) -> argparse.ArgumentParser:
     p = sub.add_parser("sign", help="sign the DistributedJobs of a manifest; prints the YAML")
     p.add_argument("job", help="manifest with one or more DistributedJobs")
     p.add_argument("--key", required=True, help="the submitter's private key (PREFIX.key)")
+    p.add_argument(
+        "--namespace",
+        "-n",
+        help="namespace the jobs will be submitted in, for jobs whose manifest names none"
+        " (default: default, as kubectl)",
+    )
+    p.add_argument(
+        "--valid-for",
+        type=_duration,
+        default=24 * 3600,
+        metavar="DURATION",
+        help="how long the signature admits the job, e.g. 30m, 24h (default 24h; at most"
+        " QORCH_MAX_SIGNATURE_VALIDITY_SECONDS, 7d by default)",
+    )
     p.set_defaults(func=_cmd_sign)
 
     p = sub.add_parser("verify", help="verify the signatures of a manifest's DistributedJobs")
@@ -298,7 +372,14 @@ def build_parser(env: Settings | None = None) -> argparse.ArgumentParser:
         "--trusted",
         action="append",
         required=True,
-        help="a trusted submitter public key (PREFIX.pub); repeatable",
+        help="a trusted submitter public key (PREFIX.pub, with its window files if any)"
+        " or a folder of them; repeatable",
+    )
+    p.add_argument(
+        "--namespace",
+        "-n",
+        help="namespace the jobs will be submitted in, for jobs whose manifest names none"
+        " (default: default)",
     )
     p.set_defaults(func=_cmd_verify)
     return parser

@@ -118,7 +118,9 @@ class DistributedJobSpec(ApiModel):
     )
     timeout_seconds: int = Field(600, ge=1, description="Give up after this long.")
     signature: str | None = Field(
-        None, description="Submitter's ML-DSA-65 signature over the canonical spec."
+        None,
+        description="Submitter's ML-DSA-65 signature (`qorch sign`) binding the spec to this"
+        " namespace and name, a nonce and an expiry, which it carries.",
     )
     mitigation: Literal["none", "readout"] = Field(
         "none",

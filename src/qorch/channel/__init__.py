@@ -87,12 +87,13 @@ from qorch.channel.provider import (
 from qorch.channel.session import Session, SessionLimits
 from qorch.channel.signing import (
     SignatureError,
+    TrustedKey,
     VerifiedSigner,
-    canonical_spec,
+    canonical_job,
     sign_command,
-    sign_spec,
+    sign_job,
     verify_command,
-    verify_spec,
+    verify_job,
 )
 
 __all__ = [
@@ -124,11 +125,12 @@ __all__ = [
     "TamperedMessage",
     "Throttled",
     "TransportError",
+    "TrustedKey",
     "UnknownSession",
     "UnsupportedSuite",
     "UntrustedPeer",
     "VerifiedSigner",
-    "canonical_spec",
+    "canonical_job",
     "current_trace",
     "decode_public_key",
     "encode_public_key",
@@ -136,7 +138,7 @@ __all__ = [
     "get_provider",
     "load_public_key",
     "sign_command",
-    "sign_spec",
+    "sign_job",
     "verify_command",
-    "verify_spec",
+    "verify_job",
 ]

@@ -8,7 +8,6 @@ from typing import Any
 
 import kopf
 
-from qorch.channel.identity import load_public_key
 from qorch.pipeline.authorization import AuthorizationPolicy
 from qorch.pipeline.job import PipelineSettings
 from qorch.qpu.transport import AgentConnections
@@ -20,18 +19,27 @@ from qorch.telemetry.tracing import configure_tracing, shutdown_tracing
 from . import kube
 from .identity import NamespaceMissing, operator_identity
 from .state import OperatorState
+from .submitters import ConfigMapNonces, OperatorKeys
 
 log = logging.getLogger(__name__)
 
 
-def _authorization(settings: Settings) -> AuthorizationPolicy:
-    if not settings.trusted_submitters_dir:
+def _authorization(settings: Settings, namespace: str) -> AuthorizationPolicy:
+    """Signed jobs when cluster-wide keys are given or signatures are asked for; keys and
+    the nonce record are read at each admission (see submitters.py)."""
+    folder = settings.trusted_submitters_dir
+    if not (folder or settings.require_signed_jobs):
         return AuthorizationPolicy()
-    folder = Path(settings.trusted_submitters_dir)
-    keys = tuple(load_public_key(path) for path in sorted(folder.glob("*.pub")))
-    if not keys:
-        raise kopf.PermanentError(f"no *.pub keys in {settings.trusted_submitters_dir}")
-    return AuthorizationPolicy(require_signature=True, trusted_keys=keys)
+    if folder and not any(Path(folder).glob("*.pub")):
+        raise kopf.PermanentError(f"no *.pub keys in {folder}")
+    return AuthorizationPolicy(
+        require_signature=True,
+        keys=OperatorKeys(folder, namespace),
+        nonces=ConfigMapNonces(
+            namespace, settings.nonce_record_config_map, settings.nonce_record_max_entries
+        ),
+        max_validity_seconds=settings.max_signature_validity_seconds,
+    )
 
 
 def _policy(settings: Settings) -> SanitizerPolicyFile:
@@ -94,7 +102,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
         settings=qorch,
         agents=AgentConnections(identity),
         pipeline_settings=PipelineSettings.from_settings(
-            qorch, _policy(qorch), _authorization(qorch)
+            qorch, _policy(qorch), _authorization(qorch, namespace)
         ),
     )
 

@@ -302,7 +302,7 @@ class JobPipeline:
         warnings = len(result.report.violations)
         self._cond(job, status, R.SANITIZED, "True", R.POLICY_PASSED, f"{warnings} warning(s)")
         with step_span("authorize"):
-            decision = authorize(job, self.settings.authorization)
+            decision = await authorize(job, self.settings.authorization)
         if not decision.allowed:
             self._cond(job, status, R.AUTHORIZED, "False", decision.reason, decision.message)
             return self._finish(job, status, JobPhases.REJECTED, decision.reason, decision.message)
