@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -35,11 +36,12 @@ from qorch.channel.provider import (
 )
 from qorch.channel.signing import (
     INVALID_SIGNATURE,
-    SPEC_SIGNATURE_CONTEXT,
+    JOB_SIGNATURE_CONTEXT,
     SignatureError,
-    canonical_spec,
-    sign_spec,
-    verify_spec,
+    TrustedKey,
+    canonical_job,
+    sign_job,
+    verify_job,
 )
 from qorch.channel.suite import hybrid_suite
 
@@ -54,7 +56,7 @@ from .pqc_reference import (
 )
 
 # Every context string qorch signs under (signing.py, handshake.py).
-QORCH_CONTEXTS = [SPEC_SIGNATURE_CONTEXT, SERVER_SIGNATURE_CONTEXT, CLIENT_SIGNATURE_CONTEXT]
+QORCH_CONTEXTS = [JOB_SIGNATURE_CONTEXT, SERVER_SIGNATURE_CONTEXT, CLIENT_SIGNATURE_CONTEXT]
 
 _SPEC = {
     "circuit": {"format": "openqasm3", "source": "OPENQASM 3.0; qubit[2] q; h q[0];"},
@@ -155,37 +157,40 @@ def test_private_key_files_carry_the_same_key_across(
     made_by_provider = provider.generate_signing_key()
     read_by_reference = _reference_key_of(provider, made_by_provider)
     assert read_by_reference.public_bytes() == made_by_provider.public_bytes()
-    signature = read_by_reference.sign(b"m", SPEC_SIGNATURE_CONTEXT)
-    assert provider.verify(made_by_provider.public_bytes(), signature, b"m", SPEC_SIGNATURE_CONTEXT)
+    signature = read_by_reference.sign(b"m", JOB_SIGNATURE_CONTEXT)
+    assert provider.verify(made_by_provider.public_bytes(), signature, b"m", JOB_SIGNATURE_CONTEXT)
 
     made_by_reference = ReferenceSigningKey.from_seed(_seed("a key file made by dilithium-py"))
     loaded = provider.load_signing_key(_provider_key_file(provider, made_by_reference))
     assert loaded.public_bytes() == made_by_reference.public_bytes()
-    signature = loaded.sign(b"m", SPEC_SIGNATURE_CONTEXT)
-    assert reference.verify(made_by_reference.public, signature, b"m", SPEC_SIGNATURE_CONTEXT)
+    signature = loaded.sign(b"m", JOB_SIGNATURE_CONTEXT)
+    assert reference.verify(made_by_reference.public, signature, b"m", JOB_SIGNATURE_CONTEXT)
 
 
-def test_job_spec_signatures_cross_both_ways(
+def test_job_signatures_cross_both_ways(
     provider: CryptoProvider, reference: ReferenceProvider
 ) -> None:
-    """`qorch sign` with one implementation, `verify_spec` with the other."""
+    """`qorch sign` with one implementation, `verify_job` with the other."""
+    expires = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1)
+    place = {"namespace": "team-a", "name": "bell"}
     for signer, verifier in ((provider, reference), (reference, provider)):
         identity = Identity(signer.generate_signing_key())
-        signature = sign_spec(_SPEC, identity)
-        verified = verify_spec(_SPEC, signature, [identity.public_key], scheme=verifier)
-        assert verified.fingerprint == identity.fingerprint
-        raw = base64.b64decode(signature.rsplit(":", 1)[1])
-        assert verifier.verify(
-            identity.public_key, raw, canonical_spec(_SPEC), SPEC_SIGNATURE_CONTEXT
+        trusted = [TrustedKey(identity.public_key)]
+        signature = sign_job(_SPEC, identity=identity, expires_at=expires, **place)
+        verified = verify_job(
+            _SPEC, signature=signature, trusted_keys=trusted, scheme=verifier, **place
         )
+        assert verified.fingerprint == identity.fingerprint
+        nonce = signature.split(":")[4]
+        message = canonical_job(_SPEC, "team-a", "bell", nonce, expires)
+        raw = base64.b64decode(signature.rsplit(":", 1)[1])
+        assert verifier.verify(identity.public_key, raw, message, JOB_SIGNATURE_CONTEXT)
         changed = {**_SPEC, "shots": 1025}
         with pytest.raises(SignatureError) as refused:
-            verify_spec(changed, signature, [identity.public_key], scheme=verifier)
+            verify_job(changed, signature=signature, trusted_keys=trusted, scheme=verifier, **place)
         assert refused.value.reason == INVALID_SIGNATURE
-        # A spec signature is no handshake signature, though the bytes are the same.
-        assert not verifier.verify(
-            identity.public_key, raw, canonical_spec(_SPEC), CLIENT_SIGNATURE_CONTEXT
-        )
+        # A job signature is no handshake signature, though the bytes are the same.
+        assert not verifier.verify(identity.public_key, raw, message, CLIENT_SIGNATURE_CONTEXT)
 
 
 # --- ML-KEM-768 -------------------------------------------------------------------------------

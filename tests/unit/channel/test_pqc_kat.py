@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import mldsa, mlkem
 
 from qorch.channel.identity import Identity
 from qorch.channel.provider import MLDSA65_SIGNATURE_SIZE, CryptographyProvider, CryptoProvider
-from qorch.channel.signing import SPEC_SIGNATURE_CONTEXT
+from qorch.channel.signing import JOB_SIGNATURE_CONTEXT
 
 from .pqc_reference import (
     PROVIDER_NAMES,
@@ -150,7 +150,7 @@ def test_ml_dsa_65_signature_kat_with_context(provider: CryptoProvider) -> None:
     assert len(signature) == MLDSA65_SIGNATURE_SIZE
     assert provider.verify(pk, signature, message, context)
     assert not provider.verify(pk, signature, message, b"")
-    assert not provider.verify(pk, signature, message, SPEC_SIGNATURE_CONTEXT)
+    assert not provider.verify(pk, signature, message, JOB_SIGNATURE_CONTEXT)
     assert not provider.verify(pk, signature, message + b"\x00", context)
     tampered = bytes([signature[0] ^ 1]) + signature[1:]
     assert not provider.verify(pk, tampered, message, context)
