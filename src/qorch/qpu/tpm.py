@@ -119,7 +119,7 @@ class Tpm:
             try:
                 yield work
             finally:
-                for kind in ("-t", "-s"):
+                for kind in ("-t", "-l", "-s"):
                     try:
                         self._tool("tpm2_flushcontext", kind, cwd=work)
                     except TpmTimeout:
@@ -236,7 +236,6 @@ class Tpm:
             if (work / "recovered.bin").read_bytes() != secret:
                 raise TpmError("credential activation recovered another secret: AK not in EK's TPM")
             self._tool("tpm2_flushcontext", "-t", cwd=work)
-            self._tool("tpm2_flushcontext", "-s", cwd=work)
             self._persist("ak.ctx", AK_HANDLE, work)
             return (work / "ek.pem").read_text(), (work / "ak.pem").read_text()
 

@@ -214,3 +214,15 @@ def test_sealed_data_comes_back_only_with_the_pcr_it_was_sealed_to(swtpm) -> Non
         tpm.unseal()
     tpm.measure(MEASUREMENTS)  # back to the enrolled state
     assert tpm.unseal() == b"k" * 32
+
+
+def test_a_tpm_can_be_enrolled_again(swtpm) -> None:
+    """Re-enrolment replaces the AK and the sealed key; no TPM slot is left taken."""
+    tpm = Tpm(swtpm().tcti)
+    keys = [tpm.enroll_ak() for _ in range(4)]
+    assert len({ek for ek, _ in keys}) == 1  # the same EK: from the TPM's endorsement seed
+    assert len({ak for _, ak in keys}) == 4  # a new AK each time
+    for secret in (b"a" * 32, b"b" * 32, b"c" * 32):
+        tpm.measure(MEASUREMENTS)
+        tpm.seal(secret, pcr_after(MEASUREMENTS))
+        assert tpm.unseal() == secret
