@@ -77,7 +77,11 @@ async def timed_async(work: Callable[[], Awaitable[object]], rounds: int = ROUND
 def row(name: str, times: list[float]) -> str:
     ordered = sorted(times)
     p90 = ordered[int(0.9 * (len(ordered) - 1))]
-    return f"| {name} | {statistics.median(times):.3g} | {p90:.3g} | {len(times)} |"
+    return f"| {name} | {_ms(statistics.median(times))} | {_ms(p90)} | {len(times)} |"
+
+
+def _ms(value: float) -> str:
+    return f"{value:.1f}" if value >= 1 else f"{value:.3f}"
 
 
 async def node_checks(tcti: str, folder: Path) -> list[str]:
@@ -125,6 +129,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", help="write the Markdown report here")
     args = parser.parse_args()
+    load = os.getloadavg()[0]
     folder = Path(tempfile.mkdtemp(prefix="swtpm-"))
     proc, tcti = start_swtpm(folder)
     try:
@@ -185,7 +190,8 @@ def main() -> None:
             "",
             "Reproduce: `PYTHONPATH=src python benchmarks/tpm_attestation.py`",
             "",
-            f"Machine: Python {platform.python_version()}, {os.cpu_count()} CPUs;"
+            f"Machine: Python {platform.python_version()}, {os.cpu_count()} CPUs, 1-minute load"
+            f" average at start {load:.1f};"
             f" {swtpm}; {tools}.",
             "",
             "| step | median ms | p90 ms | runs |",
