@@ -23,6 +23,8 @@ one with `ask`, which reads the reply into its model. A refusal or a failure tra
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Awaitable, Mapping
 from enum import StrEnum
 from typing import Annotated, Any, Generic, Literal, Protocol, Self, TypeVar, get_args
@@ -372,6 +374,20 @@ class AttestRequest(Request[AttestReply]):
 
     op: Literal[Op.ATTEST] = Field(default=Op.ATTEST, exclude=True)
     nonce: Annotated[Base64, Field(min_length=24, max_length=88)]
+
+    @property
+    def nonce_bytes(self) -> bytes:
+        return base64.b64decode(self.nonce)
+
+    @model_validator(mode="after")
+    def _nonce_decodes(self) -> AttestRequest:
+        try:
+            size = len(self.nonce_bytes)
+        except binascii.Error:
+            raise ValueError("nonce is not base64") from None
+        if not 16 <= size <= 64:
+            raise ValueError(f"nonce of {size} bytes (16 to 64)")
+        return self
 
 
 # -- every request ---------------------------------------------------------------------------

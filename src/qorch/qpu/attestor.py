@@ -149,9 +149,8 @@ class Attestor:
         return cls(tpm, identity.public_key, node_file, node), identity
 
     async def attest(self, request: AttestRequest) -> AttestReply:
-        nonce = base64.b64decode(request.nonce)
         try:
-            return await asyncio.to_thread(self._attest, nonce)
+            return await asyncio.to_thread(self._attest, request.nonce_bytes)
         except TpmError as exc:
             raise AgentError(ErrorCode.TPM_FAILED, str(exc)) from None
 

@@ -88,6 +88,7 @@ class Tpm:
         self.tcti = tcti
         self.timeout = timeout
         self._lock = threading.Lock()
+        self._unflushed = False
 
     def __repr__(self) -> str:
         return f"Tpm({self.tcti!r})"
@@ -113,19 +114,32 @@ class Tpm:
     @contextmanager
     def _operation(self) -> Iterator[Path]:
         """A private folder for the tools' files; transient objects and sessions flushed
-        after, so the TPM's few slots are free for the next operation."""
+        after, so the TPM's few slots are free for the next operation. After a timeout
+        nothing more is asked of the TPM: the next operation flushes first."""
         with self._lock, tempfile.TemporaryDirectory(prefix="qorch-tpm-") as folder:
             work = Path(folder)
+            if self._unflushed:
+                self._flush(work)
             try:
                 yield work
-            finally:
-                for kind in ("-t", "-l", "-s"):
-                    try:
-                        self._tool("tpm2_flushcontext", kind, cwd=work)
-                    except TpmTimeout:
-                        break  # the operation's own error says it; do not wait twice
-                    except TpmError:
-                        pass  # nothing to flush
+            except TpmTimeout:
+                self._unflushed = True
+                raise
+            except BaseException:
+                self._flush(work)
+                raise
+            self._flush(work)
+
+    def _flush(self, work: Path) -> None:
+        self._unflushed = True
+        for kind in ("-t", "-l", "-s"):
+            try:
+                self._tool("tpm2_flushcontext", kind, cwd=work)
+            except TpmTimeout:
+                return
+            except TpmError:
+                pass  # nothing to flush
+        self._unflushed = False
 
     def _persist(self, context: str, handle: int, work: Path) -> None:
         """Make an object persistent at `handle`, replacing what was there."""
