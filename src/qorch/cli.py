@@ -179,7 +179,18 @@ def _cmd_tpm_enroll(args: argparse.Namespace) -> int:
         return 1
     print(f"# sealed identity: {args.out} (mode 0600); its key is released only by this TPM,")
     print("# while the agent runs this code with this node file. Pin in the QuantumNode:")
-    print(yaml.safe_dump({"spec": {"identity": enrolment.identity_fragment()}}, sort_keys=False))
+
+    class Dumper(yaml.SafeDumper):
+        """PEM keys as literal blocks, as one pastes them."""
+
+    Dumper.add_representer(
+        str,
+        lambda dumper, text: dumper.represent_scalar(
+            "tag:yaml.org,2002:str", text, style="|" if "\n" in text else None
+        ),
+    )
+    fragment = {"spec": {"identity": enrolment.identity_fragment()}}
+    print(yaml.dump(fragment, Dumper=Dumper, sort_keys=False), end="")
     return 0
 
 

@@ -60,12 +60,16 @@ def write_sealed_identity(path: Path, identity: Identity, key: bytes) -> None:
     temporary = path.with_name(f".{path.name}.{os.urandom(6).hex()}.tmp")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, json.dumps(document, indent=1).encode() + b"\n")
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(temporary, path)
+        try:
+            os.fchmod(fd, 0o600)
+            os.write(fd, json.dumps(document, indent=1).encode() + b"\n")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temporary, path)  # a symlink at `path` is replaced, never followed
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 def read_sealed_identity(path: Path, key: bytes) -> Identity:
