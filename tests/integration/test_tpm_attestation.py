@@ -140,17 +140,28 @@ async def test_a_tampered_node_file_changes_the_quote_and_the_key_stays_sealed(
     assert b"refuses to unseal" in out
 
 
-async def test_tampered_agent_code_cannot_unseal_the_key(
+async def test_tampered_agent_code_changes_the_quote_and_the_key_stays_sealed(
     swtpm, tmp_path: Path, operator_key
 ) -> None:
+    """The agent runs from a copy of the package: the same files measure the same."""
     enrolled = enroll(swtpm(), tmp_path, "alpha")
     code = tmp_path / "code"
-    shutil.copytree(
-        REPO / "src" / "qorch", code / "qorch", ignore=shutil.ignore_patterns("__pycache__")
-    )
-    with open(code / "qorch" / "qpu" / "executor.py", "a") as source:
-        source.write("\n# one more line\n")
+    ignore = shutil.ignore_patterns("__pycache__")
+    shutil.copytree(REPO / "src" / "qorch", code / "qorch", ignore=ignore)
     env = {**os.environ, "PYTHONPATH": str(code)}
+    async with tpm_agent(enrolled, operator_key.pub_file, env=env) as agent:
+        client = client_for(operator_key, agent.endpoint, enrolled.public_key)
+        try:
+            node = enrolled.node(agent.endpoint)
+            before = await check(node, client, agent.endpoint)
+            with open(code / "qorch" / "qpu" / "executor.py", "a") as source:
+                source.write("\n# one more line\n")
+            after = await check(node, client, agent.endpoint)
+        finally:
+            await client.close()
+    assert before[:2] == ("Ready", R.AGENT_HEALTHY), before[2]
+    assert after[:2] == ("Unreachable", R.ATTESTATION_FAILED)
+    assert "PCR 23 differs" in after[2]
     proc = await start_tpm_agent(enrolled, operator_key.pub_file, env=env)
     out, _ = await asyncio.wait_for(proc.communicate(), timeout=120)
     assert proc.returncode == 3, out.decode(errors="replace")

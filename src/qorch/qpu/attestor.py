@@ -136,21 +136,21 @@ def enroll(tpm: Tpm, identity: Identity, node_file: Path, sealed_file: Path) -> 
 class Attestor:
     """Answers `attest` challenges with quotes of PCR 23 binding the agent's ML-DSA key."""
 
-    def __init__(self, tpm: Tpm, public_key: bytes, node_file: Path, node_measured: bytes):
+    def __init__(self, tpm: Tpm, public_key: bytes, node_file: Path, measured: list[bytes]):
         self.tpm = tpm
         self.public_key = public_key
         self.node_file = node_file
-        self._node_measured = node_measured
+        self._measured = measured  # the code's and the node file's, last measured
 
     @classmethod
     def start(cls, tpm: Tpm, sealed_file: Path, node_file: Path) -> tuple[Attestor, Identity]:
         """Measure the code and node file into PCR 23, then unseal the identity; a TpmError
         or SealedIdentityError says why the agent cannot have its key."""
-        node = file_measurement(node_file)
-        tpm.measure([code_measurement(), node])
+        measured = [code_measurement(), file_measurement(node_file)]
+        tpm.measure(measured)
         identity = read_sealed_identity(sealed_file, tpm.unseal())
         log.info("identity %s unsealed by %r", identity.fingerprint, tpm)
-        return cls(tpm, identity.public_key, node_file, node), identity
+        return cls(tpm, identity.public_key, node_file, measured), identity
 
     async def attest(self, request: AttestRequest) -> AttestReply:
         try:
@@ -158,19 +158,24 @@ class Attestor:
         except TpmError as exc:
             raise AgentError(ErrorCode.TPM_FAILED, str(exc)) from None
 
-    def _attest(self, nonce: bytes) -> AttestReply:
-        # A node file changed since the last measurement is measured before the quote: the
-        # PCR then no longer matches enrolment, and the quote says so.
+    def _remeasure(self) -> None:
+        """Extend PCR 23 with the code or node file if either changed since it was last
+        measured: a module imported later, or the node manifest reloaded, would run it. The
+        PCR then no longer matches enrolment, and the quote says so."""
         try:
-            current = file_measurement(self.node_file)
+            current = [code_measurement(), file_measurement(self.node_file)]
         except OSError:
-            current = self._node_measured
-        if current != self._node_measured:
-            self.tpm.extend(current)
-            self._node_measured = current
-            log.warning(
-                "node file %s changed: measured into PCR %d", self.node_file, MEASUREMENT_PCR
-            )
+            return  # unreadable now: the next challenge looks again
+        for what, before, now in zip(("code", "node file"), self._measured, current, strict=True):
+            if now != before:
+                self.tpm.extend(now)
+                log.warning(
+                    "%s changed since it was measured: extended PCR %d", what, MEASUREMENT_PCR
+                )
+        self._measured = current
+
+    def _attest(self, nonce: bytes) -> AttestReply:
+        self._remeasure()
         message, signature, pcr = self.tpm.quote(qualifying_data(nonce, self.public_key))
         values = {str(MEASUREMENT_PCR): pcr.hex()} if len(pcr) == SHA256_SIZE else {}
         return AttestReply(
