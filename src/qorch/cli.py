@@ -9,10 +9,14 @@ import logging
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
 from qorch.settings import Settings
+
+if TYPE_CHECKING:
+    from qorch.api import QuantumNode
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -123,7 +127,7 @@ def _cmd_qpu_agent(args: argparse.Namespace) -> int:
     return 0
 
 
-def _tpm_agent(args: argparse.Namespace, node) -> int:  # type: ignore[no-untyped-def]
+def _tpm_agent(args: argparse.Namespace, node: QuantumNode) -> int:
     """The agent with a TPM: its code and node file measured, its key unsealed by the TPM."""
     from qorch.channel.identity import load_public_key
     from qorch.qpu.agent import serve

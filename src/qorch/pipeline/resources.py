@@ -134,15 +134,20 @@ async def attest_node(node: QuantumNode, client: AgentClient) -> str | None:
     `spec.identity.attestation` (qorch.channel.attestation); None when it holds, else what
     failed. Nothing to do for a node without attestation."""
     pinned = node.spec.identity.attestation
-    key = pinned_key(node, None)
-    if pinned is None or key is None:
+    if pinned is None:
         return None
+    try:
+        key = pinned_key(node, None)
+    except ValueError as exc:
+        return f"spec.identity.publicKey: {exc}"
+    if key is None:
+        return "spec.identity.publicKey is not set: the quote has no key to bind"
     nonce = secrets.token_bytes(NONCE_BYTES)
     request = AttestRequest(nonce=base64.b64encode(nonce).decode("ascii"))
     try:
         reply = await ask(client, request, timeout=ATTEST_TIMEOUT_SECONDS)
     except AgentError as exc:
-        if exc.code in _UNANSWERED:
+        if exc.code == ErrorCode.TIMEOUT:
             return f"no answer to the TPM challenge within {ATTEST_TIMEOUT_SECONDS:g} s"
         return f"the agent could not attest: {exc.code}: {exc.message}"
     try:
