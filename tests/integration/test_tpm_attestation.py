@@ -18,6 +18,7 @@ from qorch.agent_protocol import Op, RunRequest, ask
 from qorch.api import QuantumNode
 from qorch.api import reasons as R
 from qorch.api.base import get_condition
+from qorch.channel.identity import Identity
 from qorch.pipeline.resources import ATTEST_TIMEOUT_SECONDS, check_node
 from qorch.qpu.circuits import encode_circuit
 from qorch.qpu.transport import SecureAgentClient
@@ -294,3 +295,26 @@ def test_enrolment_refuses_an_unreachable_tpm(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert "tpm enroll: tpm2_createek failed" in done.stderr
     assert not (tmp_path / "sealed").exists()
+
+
+def test_enrolment_seals_an_existing_key(swtpm, tmp_path: Path) -> None:
+    identity = Identity.generate()
+    key_file, pub_file = identity.save(tmp_path / "node")
+    node_file = tmp_path / "n.yaml"
+    node_file.write_text(yaml.safe_dump(manifest("alpha")))
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "qorch", "tpm", "enroll", "--tpm", swtpm().tcti),
+            *("--node-file", str(node_file), "--identity-key", str(key_file)),
+            *("--out", str(tmp_path / "sealed")),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    printed = yaml.safe_load(done.stdout)["spec"]["identity"]
+    assert printed["publicKey"] == pub_file.read_text().strip()
+    sealed = (tmp_path / "sealed").read_text()
+    assert "PRIVATE KEY" not in sealed and "PRIVATE KEY" not in done.stdout

@@ -19,6 +19,7 @@ import base64
 import json
 import logging
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -141,6 +142,7 @@ class Attestor:
         self.public_key = public_key
         self.node_file = node_file
         self._measured = measured  # the code's and the node file's, last measured
+        self._lock = threading.Lock()  # one challenge at a time: measure, then quote
 
     @classmethod
     def start(cls, tpm: Tpm, sealed_file: Path, node_file: Path) -> tuple[Attestor, Identity]:
@@ -175,8 +177,9 @@ class Attestor:
         self._measured = current
 
     def _attest(self, nonce: bytes) -> AttestReply:
-        self._remeasure()
-        message, signature, pcr = self.tpm.quote(qualifying_data(nonce, self.public_key))
+        with self._lock:
+            self._remeasure()
+            message, signature, pcr = self.tpm.quote(qualifying_data(nonce, self.public_key))
         values = {str(MEASUREMENT_PCR): pcr.hex()} if len(pcr) == SHA256_SIZE else {}
         return AttestReply(
             quote=_b64(message),
