@@ -4,12 +4,15 @@ circuit reaches it."""
 
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
 import yaml
 
+from tests.e2e.conftest import OperatorProcess
 from tests.e2e.test_operator import BELL, succeeded
+from tests.support import make_node
 from tests.tpm_support import enroll, manifest, requires_swtpm, tpm_agent
 
 pytestmark = [pytest.mark.e2e, requires_swtpm]
@@ -62,3 +65,34 @@ async def test_an_attested_node_runs_jobs_until_its_node_file_is_tampered_with(
         finally:
             await client.close()
     assert health["programsRun"] == 1  # the first job's program only
+
+
+@pytest.fixture
+def strict_operator(cluster, namespace, tmp_path, operator_key):
+    """The operator with QORCH_REQUIRE_ATTESTATION=true (chart value attestation.required)."""
+    shim = copy.copy(cluster)
+    shim.env = {**cluster.env, "QORCH_REQUIRE_ATTESTATION": "true"}
+    op = OperatorProcess(shim, namespace, tmp_path / "operator.log", operator_key.key_file)
+    op.start()
+    yield op
+    op.stop()
+
+
+async def test_with_attestation_required_only_attested_nodes_are_ready(
+    cluster, namespace, strict_operator, operator_key, swtpm, tmp_path, start_agent
+):
+    enrolled = enroll(swtpm(), tmp_path, "attested")
+    plain_agent = await start_agent(make_node("plain", 3))
+    plain = manifest("plain")
+    plain["spec"]["backend"] = {"type": "external", "endpoint": plain_agent.endpoint}
+    plain["spec"]["identity"] = {"publicKey": plain_agent.public_key}
+    async with tpm_agent(enrolled, operator_key.pub_file) as agent:
+        attested = manifest("attested")
+        attested["spec"]["backend"] = {"type": "external", "endpoint": agent.endpoint}
+        attested["spec"]["identity"] = enrolled.identity
+        stdin = yaml.safe_dump_all([plain, attested])
+        cluster.kubectl("apply", "-n", namespace, "-f", "-", stdin=stdin)
+        cluster.wait_for("qn", "attested", namespace, phase("Ready"))
+        qn = cluster.wait_for("qn", "plain", namespace, phase("Unreachable"))
+    ready = next(c for c in qn["status"]["conditions"] if c["type"] == "Ready")
+    assert ready["reason"] == "AttestationRequired", ready
