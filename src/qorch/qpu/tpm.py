@@ -118,8 +118,11 @@ class Tpm:
         nothing more is asked of the TPM: the next operation flushes first."""
         with self._lock, tempfile.TemporaryDirectory(prefix="qorch-tpm-") as folder:
             work = Path(folder)
-            if self._unflushed:
-                self._flush(work)
+            if self._unflushed and not self._flush(work):
+                raise TpmTimeout(
+                    f"the TPM at {self.tcti} did not answer within {self.timeout:g} s (nor"
+                    " since an earlier timeout)"
+                )
             try:
                 yield work
             except TpmTimeout:
@@ -130,16 +133,18 @@ class Tpm:
                 raise
             self._flush(work)
 
-    def _flush(self, work: Path) -> None:
+    def _flush(self, work: Path) -> bool:
+        """Flush every transient object and session; False if the TPM did not answer."""
         self._unflushed = True
         for kind in ("-t", "-l", "-s"):
             try:
                 self._tool("tpm2_flushcontext", kind, cwd=work)
             except TpmTimeout:
-                return
+                return False
             except TpmError:
                 pass  # nothing to flush
         self._unflushed = False
+        return True
 
     def _persist(self, context: str, handle: int, work: Path) -> None:
         """Make an object persistent at `handle`, replacing what was there."""

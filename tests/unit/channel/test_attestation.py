@@ -21,7 +21,7 @@ from qorch.channel.attestation import (
     qualifying_data,
     verify_quote,
 )
-from qorch.qpu.tpm import Tpm, TpmError
+from qorch.qpu.tpm import Tpm, TpmError, TpmTimeout
 from tests.tpm_support import Swtpm, requires_swtpm
 
 pytestmark = requires_swtpm
@@ -226,3 +226,20 @@ def test_a_tpm_can_be_enrolled_again(swtpm) -> None:
         tpm.measure(MEASUREMENTS)
         tpm.seal(secret, pcr_after(MEASUREMENTS))
         assert tpm.unseal() == secret
+
+
+def test_a_tpm_that_stops_answering_times_out_and_recovers(swtpm) -> None:
+    emulator = swtpm()
+    tpm = Tpm(emulator.tcti, timeout=1)
+    tpm.enroll_ak()
+    tpm.measure(MEASUREMENTS)
+    emulator.pause()
+    with pytest.raises(TpmTimeout, match="did not answer tpm2_quote within 1 s"):
+        tpm.quote(b"q" * 32)
+    # Not asked twice per operation: the next one gives up at its first unanswered command.
+    with pytest.raises(TpmTimeout, match="nor since an earlier timeout"):
+        tpm.quote(b"q" * 32)
+    emulator.resume()
+    message, _, pcr = tpm.quote(b"q" * 32)
+    assert parse_quote(message).extra_data == b"q" * 32
+    assert pcr == pcr_after(MEASUREMENTS)
