@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +13,8 @@ from qorch.api import QuantumNode
 from qorch.channel.identity import Identity, encode_public_key
 from qorch.local.agents import AgentProcess
 from qorch.qpu.transport import SecureAgentClient
+
+from .tpm_support import Swtpm
 
 
 @dataclass
@@ -74,3 +76,17 @@ async def start_agent(
     yield start
     for process in started:
         await process.stop()
+
+
+@pytest.fixture
+def swtpm() -> Iterator[Callable[[], Swtpm]]:
+    """Start TPM emulators (`swtpm`), each with its own state; all stop after the test."""
+    started: list[Swtpm] = []
+
+    def start() -> Swtpm:
+        started.append(Swtpm())
+        return started[-1].start()
+
+    yield start
+    for tpm in started:
+        tpm.stop()

@@ -13,6 +13,7 @@ fields an agent does not know are ignored, so either side may be newer.
     calibrate   CalibrateRequest   CalibrationReply
     probe_link  ProbeLinkRequest   ProbeLinkReply
     echo        EchoRequest        EchoReply
+    attest      AttestRequest      AttestReply
 
 The agent reads a request with `parse_request`, which refuses a malformed one with a
 BadRequest naming the field (`run.shots: Input should be greater than 0`); a caller sends
@@ -22,6 +23,8 @@ one with `ask`, which reads the reply into its model. A refusal or a failure tra
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Awaitable, Mapping
 from enum import StrEnum
 from typing import Annotated, Any, Generic, Literal, Protocol, Self, TypeVar, get_args
@@ -49,6 +52,7 @@ class Op(StrEnum):
     CALIBRATE = "calibrate"
     PROBE_LINK = "probe_link"
     ECHO = "echo"
+    ATTEST = "attest"
 
 
 class ErrorCode(StrEnum):
@@ -61,6 +65,8 @@ class ErrorCode(StrEnum):
     EXECUTION_FAILED = "ExecutionFailed"
     CANCELLED = "Cancelled"  # the program was cancelled (job deleted or re-routed)
     UNKNOWN_PROGRAM = "UnknownProgram"  # a `wait` for a program the agent does not hold
+    NO_TPM = "NoTpm"  # an `attest` to an agent that runs without a TPM
+    TPM_FAILED = "TpmFailed"  # the TPM refused, or did not answer in time; the message says
     # Found by the caller.
     TIMEOUT = "Timeout"
     UNREACHABLE = "Unreachable"
@@ -342,6 +348,48 @@ class EchoRequest(Request[EchoReply]):
 EchoReply.model_rebuild()
 
 
+# -- attestation -----------------------------------------------------------------------------
+
+Base64 = Annotated[str, Field(min_length=1, max_length=8192, pattern=r"^[A-Za-z0-9+/]+={0,2}$")]
+Sha256Hex = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+
+
+class AttestReply(Message):
+    """A TPM 2.0 quote of the agent's measurement PCRs (qorch.channel.attestation): the
+    TPMS_ATTEST and its signature by the attestation key, in base64. `nonce`, `publicKey`
+    (the ML-DSA key the quote binds) and `pcrs` (index -> hex value) are the agent's
+    claims; they name what went wrong when the quote does not verify, nothing more."""
+
+    quote: Base64
+    signature: Base64
+    nonce: Base64
+    public_key: Base64
+    pcrs: dict[str, Sha256Hex] = Field(default_factory=dict, max_length=24)
+
+
+class AttestRequest(Request[AttestReply]):
+    """Quote the measurement PCRs with qualifying data SHA-256(nonce || the agent's ML-DSA
+    public key). A NoTpm error from an agent without a TPM; TpmFailed when the TPM refuses
+    or does not answer in time."""
+
+    op: Literal[Op.ATTEST] = Field(default=Op.ATTEST, exclude=True)
+    nonce: Annotated[Base64, Field(min_length=24, max_length=88)]
+
+    @property
+    def nonce_bytes(self) -> bytes:
+        return base64.b64decode(self.nonce)
+
+    @model_validator(mode="after")
+    def _nonce_decodes(self) -> AttestRequest:
+        try:
+            size = len(self.nonce_bytes)
+        except binascii.Error:
+            raise ValueError("nonce is not base64") from None
+        if not 16 <= size <= 64:
+            raise ValueError(f"nonce of {size} bytes (16 to 64)")
+        return self
+
+
 # -- every request ---------------------------------------------------------------------------
 
 AgentRequest = Annotated[
@@ -351,7 +399,8 @@ AgentRequest = Annotated[
     | HealthRequest
     | CalibrateRequest
     | ProbeLinkRequest
-    | EchoRequest,
+    | EchoRequest
+    | AttestRequest,
     Field(discriminator="op"),
 ]
 _REQUEST: TypeAdapter[AgentRequest] = TypeAdapter(AgentRequest)

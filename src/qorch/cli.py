@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from qorch.settings import Settings
 
 if TYPE_CHECKING:
+    from qorch.api import QuantumNode
     from qorch.pipeline.authorization import AuthorizationPolicy
 
 
@@ -148,6 +149,8 @@ def _cmd_qpu_agent(args: argparse.Namespace) -> int:
     from qorch.channel.identity import Identity, load_public_key
     from qorch.qpu.agent import serve
 
+    if args.tpm:
+        return _tpm_agent(args, node)
     if not args.identity_key or not args.trusted_client_key:
         print(
             "qpu-agent: needs --identity-key and at least one --trusted-client-key", file=sys.stderr
@@ -157,6 +160,77 @@ def _cmd_qpu_agent(args: argparse.Namespace) -> int:
     trusted = [load_public_key(path) for path in args.trusted_client_key]
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(node, args.host, args.port, identity, trusted, node_file=args.node_file))
+    return 0
+
+
+def _tpm_agent(args: argparse.Namespace, node: QuantumNode) -> int:
+    """The agent with a TPM: its code and node file measured, its key unsealed by the TPM."""
+    from qorch.channel.identity import load_public_key
+    from qorch.qpu.agent import serve
+    from qorch.qpu.attestor import Attestor, SealedIdentityError
+    from qorch.qpu.tpm import Tpm, TpmError
+
+    if not args.sealed_identity or not args.node_file or not args.trusted_client_key:
+        print(
+            "qpu-agent: --tpm needs --sealed-identity (from `qorch tpm enroll`), --node-file"
+            " and at least one --trusted-client-key",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        attestor, identity = Attestor.start(
+            Tpm(args.tpm, args.tpm_timeout), Path(args.sealed_identity), Path(args.node_file)
+        )
+    except (TpmError, SealedIdentityError, OSError, ValueError) as exc:
+        print(f"qpu-agent: no identity: {exc}", file=sys.stderr)
+        return 3
+    trusted = [load_public_key(path) for path in args.trusted_client_key]
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(
+            serve(
+                node,
+                args.host,
+                args.port,
+                identity,
+                trusted,
+                node_file=args.node_file,
+                attestor=attestor,
+            )
+        )
+    return 0
+
+
+def _cmd_tpm_enroll(args: argparse.Namespace) -> int:
+    import yaml
+
+    from qorch.channel.errors import ProviderUnavailable
+    from qorch.channel.identity import Identity
+    from qorch.qpu.attestor import enroll
+    from qorch.qpu.tpm import Tpm, TpmError
+
+    _load_node(args)  # a node file the agent could not run is refused here, not at its start
+    try:
+        identity = Identity.load(args.identity_key) if args.identity_key else Identity.generate()
+        enrolment = enroll(
+            Tpm(args.tpm, args.tpm_timeout), identity, Path(args.node_file), Path(args.out)
+        )
+    except (TpmError, OSError, ValueError, ProviderUnavailable) as exc:
+        print(f"tpm enroll: {exc}", file=sys.stderr)
+        return 1
+    print(f"# sealed identity: {args.out} (mode 0600); its key is released only by this TPM,")
+    print("# while the agent runs this code with this node file. Pin in the QuantumNode:")
+
+    class Dumper(yaml.SafeDumper):
+        """PEM keys as literal blocks, as one pastes them."""
+
+    Dumper.add_representer(
+        str,
+        lambda dumper, text: dumper.represent_scalar(
+            "tag:yaml.org,2002:str", text, style="|" if "\n" in text else None
+        ),
+    )
+    fragment = {"spec": {"identity": enrolment.identity_fragment()}}
+    print(yaml.dump(fragment, Dumper=Dumper, sort_keys=False), end="")
     return 0
 
 
@@ -306,7 +380,33 @@ def build_parser(env: Settings | None = None) -> argparse.ArgumentParser:
         help="public key file of an operator allowed to connect; repeatable"
         " (env QORCH_TRUSTED_CLIENT_KEY_FILES, colon-separated)",
     )
+    p.add_argument(
+        "--tpm",
+        metavar="TCTI",
+        help="the node's TPM 2.0 (e.g. swtpm:host=127.0.0.1,port=2321 or device:/dev/tpmrm0):"
+        " measure code and node file into PCR 23, unseal --sealed-identity, answer attest",
+    )
+    p.add_argument("--sealed-identity", help="sealed identity file from `qorch tpm enroll`")
+    p.add_argument(
+        "--tpm-timeout", type=float, default=10.0, help="seconds allowed per TPM command"
+    )
     p.set_defaults(func=_cmd_qpu_agent)
+
+    p = sub.add_parser("tpm", help="TPM 2.0 attestation of QPU nodes")
+    tpm = p.add_subparsers(dest="tpm_command", required=True)
+    p = tpm.add_parser(
+        "enroll",
+        help="provision the TPM (AK certified by the EK), seal the node's ML-DSA key to its"
+        " measurements; prints the spec.identity to pin",
+    )
+    p.add_argument("--tpm", required=True, metavar="TCTI", help="the node's TPM 2.0")
+    p.add_argument("--node-file", required=True, help="the QuantumNode manifest the agent runs")
+    p.add_argument(
+        "--identity-key", help="the node's ML-DSA-65 private key (PREFIX.key); a new one if unset"
+    )
+    p.add_argument("--out", required=True, help="where to write the sealed identity file")
+    p.add_argument("--tpm-timeout", type=float, default=10.0, help="seconds per TPM command")
+    p.set_defaults(func=_cmd_tpm_enroll, node_json=None)
 
     p = sub.add_parser("operator", help="run the Kubernetes operator (kopf)")
     p.add_argument(

@@ -114,6 +114,11 @@ class Settings(BaseModel):
         description="Fail a job whose result misses its verification threshold"
         " (QORCH_FAIL_UNVERIFIED).",
     )
+    require_attestation: bool = Field(
+        False,
+        description="Treat a QuantumNode without spec.identity.attestation as Unreachable"
+        " (AttestationRequired): only TPM-attested nodes get work (QORCH_REQUIRE_ATTESTATION).",
+    )
     max_sampling_overhead: float = Field(
         1000.0,
         description="Largest sampling overhead a cut may cost (QORCH_MAX_SAMPLING_OVERHEAD).",

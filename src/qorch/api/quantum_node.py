@@ -68,12 +68,58 @@ class BackendSpec(ApiModel):
         return self
 
 
+class PcrValue(ApiModel):
+    """The expected value of one PCR."""
+
+    index: int = Field(ge=0, le=23, description="PCR index (the agent measures into 23).")
+    sha256: str = Field(
+        pattern=r"^[0-9a-f]{64}$", description="Expected SHA-256 bank value, lowercase hex."
+    )
+
+
+class AttestationSpec(ApiModel):
+    """The node's TPM 2.0, as pinned at enrolment (`qorch tpm enroll` prints it)."""
+
+    ek_public: str = Field(
+        description="PEM public endorsement key (EK) of the node's TPM; the AK was shown to"
+        " live in the same TPM by credential activation at enrolment.",
+        max_length=4096,
+    )
+    ak_public: str = Field(
+        description="PEM public attestation key (AK) that signs the node's quotes.",
+        max_length=4096,
+    )
+    pcrs: list[PcrValue] = Field(
+        min_length=1,
+        max_length=24,
+        description="Expected PCR values while the agent runs its enrolled code and node file.",
+    )
+
+    @model_validator(mode="after")
+    def _distinct_pcrs(self) -> Self:
+        indexes = [p.index for p in self.pcrs]
+        if len(set(indexes)) != len(indexes):
+            raise ValueError(f"attestation.pcrs names a PCR twice: {indexes}")
+        return self
+
+
 class IdentitySpec(ApiModel):
     """The node's pinned identity."""
 
     public_key: str | None = Field(
         None, description="Base64 ML-DSA-65 public key of the node; pinned, never learned."
     )
+    attestation: AttestationSpec | None = Field(
+        None,
+        description="The node's TPM: when set, the operator challenges the agent for a quote"
+        " binding publicKey to these PCR values, and a node that fails is Unreachable.",
+    )
+
+    @model_validator(mode="after")
+    def _attestation_binds_a_pinned_key(self) -> Self:
+        if self.attestation is not None and not self.public_key:
+            raise ValueError("identity.attestation needs identity.publicKey: the quote binds it")
+        return self
 
 
 class SafetySpec(ApiModel):

@@ -92,6 +92,7 @@ async def node_health(body: kopf.Body, name: str, memo: Any, patch: kopf.Patch, 
         agent_client(state, node),
         agent_endpoint(node, state.settings),
         int(state.reservations.allocated(node_resource(node.metadata.namespace, name))),
+        require_attestation=state.settings.require_attestation,
     )
     key = pinned_key(node, state.node_keys.get((node.metadata.namespace, name)))
     status.identity_fingerprint = fingerprint(key) if key else None

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import secrets
 from collections.abc import Callable
 
 from qorch.agent_protocol import (
     AgentError,
+    AttestRequest,
     CalibrateRequest,
     ErrorCode,
     HealthRequest,
@@ -18,13 +22,19 @@ from qorch.api.base import ConditionStatus, get_condition, now_rfc3339, set_cond
 from qorch.api.entanglement_link import EntanglementLinkStatus
 from qorch.api.phases import LinkPhases, NodePhases
 from qorch.api.quantum_node import Calibration, QuantumNodeStatus
+from qorch.channel.attestation import NONCE_BYTES, AttestationError, verify_quote
 from qorch.qpu.link_probe import expected_fidelity
 from qorch.qpu.transport import AgentClient
 from qorch.telemetry.feedforward import probe_link_feedforward
 from qorch.telemetry.instrument import observed_node_check, record_link
 from qorch.telemetry.metrics import METRICS
 
+from .identity import pinned_key
+
 HEALTH_TIMEOUT_SECONDS = 5.0
+# An agent bounds each TPM command by its --tpm-timeout (10 s by default); this bounds the
+# whole challenge, the agent included.
+ATTEST_TIMEOUT_SECONDS = 15.0
 CALIBRATION_TIMEOUT_SECONDS = 120.0
 CORDON_ANNOTATION = "qorch.dev/cordon"
 # Codes of a call the agent never answered, as opposed to one it refused.
@@ -62,14 +72,30 @@ def _summarize(node: QuantumNode, status: QuantumNodeStatus) -> QuantumNodeStatu
 
 @observed_node_check
 async def check_node(
-    node: QuantumNode, client: AgentClient, endpoint: str, allocated: int
+    node: QuantumNode,
+    client: AgentClient,
+    endpoint: str,
+    allocated: int,
+    *,
+    require_attestation: bool = False,
 ) -> QuantumNodeStatus:
-    """Ask the node's agent for its health; the answer becomes the node's status."""
+    """Ask the node's agent for its health; the answer becomes the node's status. A node
+    with `spec.identity.attestation` must also answer a fresh TPM challenge (`attest_node`);
+    with `require_attestation`, a node without it is not talked to at all."""
     status = node.status.model_copy(deep=True)
     status.observed_generation = node.metadata.generation
     status.endpoint = endpoint
     status.allocated_qubits = allocated
     gen = node.metadata.generation
+    if require_attestation and node.spec.identity.attestation is None:
+        msg = (
+            "policy requires TPM attestation (QORCH_REQUIRE_ATTESTATION) and"
+            " spec.identity.attestation is not set: enrol the node with `qorch tpm enroll`"
+        )
+        status.conditions = set_condition(
+            status.conditions, R.REACHABLE, "False", R.ATTESTATION_REQUIRED, msg, gen
+        )
+        return _summarize(node, status)
     try:
         health = await ask(client, HealthRequest(), timeout=HEALTH_TIMEOUT_SECONDS)
     except AgentError as exc:
@@ -79,21 +105,74 @@ async def check_node(
             status.conditions, R.REACHABLE, "False", reason, exc.message, gen
         )
         return _summarize(node, status)
+    failure = await attest_node(node, client)
+    if failure is not None:
+        status.conditions = set_condition(
+            status.conditions, R.REACHABLE, "False", R.ATTESTATION_FAILED, failure, gen
+        )
+        return _summarize(node, status)
     if health.qubits != node.spec.qubits:
         msg = f"agent reports {health.qubits} qubits, spec says {node.spec.qubits}"
         status.conditions = set_condition(
             status.conditions, R.CALIBRATED, "False", R.SPEC_MISMATCH, msg, gen
         )
     status.last_heartbeat = now_rfc3339()
+    attested = " with a verified TPM quote" if node.spec.identity.attestation else ""
     status.conditions = set_condition(
         status.conditions,
         R.REACHABLE,
         "True",
         R.AGENT_HEALTHY,
-        f"agent at {endpoint} answers",
+        f"agent at {endpoint} answers{attested}",
         gen,
     )
     return _summarize(node, status)
+
+
+async def attest_node(node: QuantumNode, client: AgentClient) -> str | None:
+    """Challenge the agent with a fresh nonce and verify its TPM quote against
+    `spec.identity.attestation` (qorch.channel.attestation); None when it holds, else what
+    failed. Nothing to do for a node without attestation."""
+    pinned = node.spec.identity.attestation
+    if pinned is None:
+        return None
+    try:
+        key = pinned_key(node, None)
+    except ValueError as exc:
+        return f"spec.identity.publicKey: {exc}"
+    if key is None:
+        return "spec.identity.publicKey is not set: the quote has no key to bind"
+    nonce = secrets.token_bytes(NONCE_BYTES)
+    request = AttestRequest(nonce=base64.b64encode(nonce).decode("ascii"))
+    try:
+        reply = await ask(client, request, timeout=ATTEST_TIMEOUT_SECONDS)
+    except AgentError as exc:
+        if exc.code == ErrorCode.TIMEOUT:
+            return f"no answer to the TPM challenge within {ATTEST_TIMEOUT_SECONDS:g} s"
+        return f"the agent could not attest: {exc.code}: {exc.message}"
+    try:
+        message = base64.b64decode(reply.quote, validate=True)
+        signature = base64.b64decode(reply.signature, validate=True)
+        claimed_nonce = base64.b64decode(reply.nonce, validate=True)
+        claimed_key = base64.b64decode(reply.public_key, validate=True)
+    except binascii.Error:
+        return "the attest reply is not valid base64"
+    reported = {int(i): bytes.fromhex(v) for i, v in reply.pcrs.items() if i.isdigit()}
+    try:
+        verify_quote(
+            message=message,
+            signature=signature,
+            ak_pem=pinned.ak_public,
+            nonce=nonce,
+            public_key=key,
+            expected_pcrs={p.index: bytes.fromhex(p.sha256) for p in pinned.pcrs},
+            reported_pcrs=reported,
+            claimed_nonce=claimed_nonce,
+            claimed_key=claimed_key,
+        )
+    except AttestationError as exc:
+        return f"TPM quote failed the {exc.check} check: {exc.message}"
+    return None
 
 
 @observed_node_check

@@ -20,6 +20,8 @@ from qiskit import QuantumCircuit
 from qorch.agent_protocol import (
     AgentError,
     AgentRequest,
+    AttestReply,
+    AttestRequest,
     CalibrateRequest,
     CalibrationReply,
     CancelReply,
@@ -43,6 +45,7 @@ from qorch.channel.identity import Identity
 from qorch.telemetry.agent import AgentTelemetry, declared_calibration
 from qorch.telemetry.feedforward import echo_reply
 
+from .attestor import Attestor
 from .calibration import SHOTS as CALIBRATION_SHOTS
 from .calibration import calibration_circuits, figures
 from .circuits import decode_circuit
@@ -110,11 +113,18 @@ class QpuAgent:
     """Runs programs one at a time, as a processor does; a repeated program id is not re-run.
 
     With `node_file`, the node's manifest is re-read whenever that file changes (see
-    `refresh`), so its noise can drift while the agent runs.
+    `refresh`), so its noise can drift while the agent runs. With `attestor`, it answers
+    `attest` challenges with TPM quotes (qorch.qpu.attestor).
     """
 
-    def __init__(self, node: QuantumNode, node_file: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        node: QuantumNode,
+        node_file: str | Path | None = None,
+        attestor: Attestor | None = None,
+    ) -> None:
         self.node = node
+        self.attestor = attestor
         self.executor = NodeExecutor(node.spec)
         self.started = time.time()
         self.programs_run = 0
@@ -163,6 +173,8 @@ class QpuAgent:
                 return await self.probe_link(request)
             case EchoRequest():  # feed-forward latency probes between linked nodes
                 return echo_reply(request)
+            case AttestRequest():
+                return await self.attest(request)
             case _:
                 assert_never(request)
 
@@ -174,6 +186,11 @@ class QpuAgent:
             busy=self._qpu.locked() or self._program.locked(),
             uptime_seconds=round(time.time() - self.started, 3),
         )
+
+    async def attest(self, request: AttestRequest) -> AttestReply:
+        if self.attestor is None:
+            raise AgentError(ErrorCode.NO_TPM, f"node {self.node.metadata.name} runs without a TPM")
+        return await self.attestor.attest(request)
 
     def refresh(self) -> None:
         """Take up the node file's manifest if the file changed since the last look.
@@ -604,12 +621,14 @@ async def serve(
     identity: Identity,
     trusted: list[bytes],
     node_file: str | Path | None = None,
+    attestor: Attestor | None = None,
 ) -> None:
     """Serve until cancelled; prints the bound URL so a launcher can find a port-0 agent.
-    With `node_file`, the node follows changes to that manifest (see `QpuAgent.refresh`)."""
+    With `node_file`, the node follows changes to that manifest (see `QpuAgent.refresh`);
+    with `attestor`, it answers `attest` challenges."""
     if not trusted:
         raise ValueError("no trusted operator key: the agent would answer nobody")
-    agent = QpuAgent(node, node_file=node_file)
+    agent = QpuAgent(node, node_file=node_file, attestor=attestor)
     agent.telemetry.configure_tracing()  # here, not in QpuAgent: in-process agents keep theirs
     limits = ServerLimits()
     runner = web.AppRunner(
