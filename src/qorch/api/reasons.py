@@ -7,6 +7,7 @@ PLANNED = "Planned"
 DISPATCHED = "Dispatched"
 VERIFIED = "Verified"
 SUCCEEDED = "Succeeded"  # the job's summary condition
+SUSPENDED = "Suspended"  # also the reason while spec.suspend holds the job
 
 # QuantumNode / EntanglementLink summary condition, and the node's specific ones.
 READY = "Ready"
@@ -49,3 +50,6 @@ REROUTING = "Rerouting"
 NO_HEALTHY_RESOURCES = "NoHealthyResources"
 QUEUED = "Queued"
 AGENT_FAILED = "AgentFailed"
+RESUMING = "Resuming"
+RESUMED = "Resumed"
+REPLANNED = "Replanned"
