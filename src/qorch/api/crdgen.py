@@ -7,6 +7,7 @@ server prunes unknown fields instead, and kubectl's strict validation refuses th
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +77,8 @@ def _convert(node: dict[str, Any], defs: dict[str, Any], *, keep_defaults: bool)
         elif key == "prefixItems":
             continue
         else:
-            out[key] = value
+            # A copy: a definition used twice must not become a YAML alias in the CRD.
+            out[key] = copy.deepcopy(value)
     if isinstance(node.get("additionalProperties"), dict):
         out["additionalProperties"] = _convert(
             node["additionalProperties"], defs, keep_defaults=keep_defaults
