@@ -15,6 +15,7 @@ import yaml
 
 from .base import GROUP, VERSION, ApiModel
 from .crd_info import CrdInfo
+from .distributed_job import immutable_spec_rule
 
 # Rules the OpenAPI schema cannot say, checked by the API server in CEL.
 CEL_RULES: dict[str, list[dict[str, str]]] = {
@@ -26,8 +27,9 @@ CEL_RULES: dict[str, list[dict[str, str]]] = {
     ],
     "DistributedJobSpec": [
         {
-            "rule": "self == oldSelf",
-            "message": "a DistributedJob's spec is immutable; create a new job",
+            "rule": immutable_spec_rule(),
+            "message": "a DistributedJob's spec is immutable but for spec.suspend; create a"
+            " new job",
         }
     ],
     "EntanglementLinkSpec": [

@@ -140,6 +140,27 @@ class DistributedJobSpec(ApiModel):
         return self
 
 
+#: Spec fields that may change after creation: the rest is immutable (a CEL rule says so).
+MUTABLE_SPEC_FIELDS = frozenset({"suspend"})
+
+
+def immutable_spec_rule() -> str:
+    """The CEL rule that keeps every spec field but the mutable ones as created."""
+    parts = []
+    for name, info in DistributedJobSpec.model_fields.items():
+        if name in MUTABLE_SPEC_FIELDS:
+            continue
+        key = info.alias or name
+        if info.is_required():
+            parts.append(f"self.{key} == oldSelf.{key}")
+        else:
+            parts.append(
+                f"has(self.{key}) == has(oldSelf.{key})"
+                f" && (!has(self.{key}) || self.{key} == oldSelf.{key})"
+            )
+    return " && ".join(parts)
+
+
 def stored_spec(spec: dict[str, Any]) -> dict[str, Any]:
     """A DistributedJob spec as the API server stores it (defaults filled in): the form a
     submitter's signature covers, so it verifies before and after admission alike."""
