@@ -35,13 +35,17 @@ class Workload:
     subexperiments: int | None = None
 
 
+def _layer_ns(noises: Sequence[NoiseSpec]) -> float:
+    """The slowest gate among the nodes; 0 when none declares a gate time."""
+    return max(
+        max(n.two_qubit_gate_nanoseconds or 0, n.single_qubit_gate_nanoseconds or 0) for n in noises
+    )
+
+
 def shot_seconds(circuit: QuantumCircuit, noises: Sequence[NoiseSpec]) -> float | None:
     """One shot of `circuit` (already in the executing basis) at the slowest nodes' pace;
     None when none of the nodes declares a gate time."""
-    layer = max(
-        (max(n.two_qubit_gate_nanoseconds or 0, n.single_qubit_gate_nanoseconds or 0))
-        for n in noises
-    )
+    layer = _layer_ns(noises)
     if not layer:
         return None
     measure = max(n.measure_nanoseconds or 0 for n in noises)
@@ -60,6 +64,8 @@ def workload(candidate: Candidate, demand: Demand) -> Workload:
     plan, shots = candidate.plan, demand.shots
     if isinstance(plan, str) and plan in nodes:
         node = nodes[plan]
+        if not _layer_ns([node.noise]):
+            return Workload()  # nothing to count: spare the translation
         per_shot = shot_seconds(_native(demand.circuit, node), [node.noise])
         return Workload(None if per_shot is None else shots * per_shot)
     if isinstance(plan, TeleportProgram) and candidate.partition is not None:
@@ -76,6 +82,9 @@ def workload(candidate: Candidate, demand: Demand) -> Workload:
         busiest: float | None = 0.0
         for name, subs in plan.subexperiments.items():
             if not subs or name not in nodes or busiest is None:
+                continue
+            if not _layer_ns([nodes[name].noise]):
+                busiest = None
                 continue
             # Subexperiments differ in a few QPD gates: the largest stands for them all.
             largest = max(subs, key=lambda c: c.size())
