@@ -57,7 +57,7 @@ async def test_a_suspended_job_is_planned_holds_nothing_and_runs_when_unsuspende
     assert candidates["single"]["placement"] == [{"node": "first", "qubits": list(range(10))}]
     assert not candidates["cut"]["feasible"] and candidates["cut"]["reason"]
     assert condition(job, "Suspended")["reason"] == "Suspended"
-    assert "Running" not in cluster.kubectl("get", "djob", "held", "-n", namespace)
+    assert await programs_run(agents["first"]) == 0  # planned, nothing sent
 
     # It holds nothing: a job wanting all of `first` gets it and runs meanwhile.
     apply_job(cluster, namespace, "other")

@@ -569,7 +569,8 @@ class JobPipeline:
         return StepResult(status)
 
     def _remaining_seconds(self, job: DistributedJob, status: DistributedJobStatus) -> float:
-        """timeoutSeconds counts from admission: waiting for capacity uses it up too."""
+        """timeoutSeconds counts from admission (from the resume, for a job that was
+        suspended): waiting for capacity uses it up too."""
         since = status.timings.resumed_at or status.timings.admitted_at or status.timings.started_at
         if not since:
             return float(job.spec.timeout_seconds)
