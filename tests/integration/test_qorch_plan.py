@@ -183,3 +183,22 @@ def test_qorch_run_holds_a_suspended_job_and_runs_the_others(tmp_path):
     suspended = next(c for c in held["conditions"] if c["type"] == "Suspended")
     assert (suspended["status"], suspended["reason"]) == ("True", "Suspended")
     assert not held.get("progress") and "result" not in held
+
+
+def test_plan_and_run_agree_on_the_quickstart(tmp_path):
+    """The same pipeline plans both: `qorch run` (agents, calibration, link probes) places
+    the job where `qorch plan` said, and considers the same candidates. Teleport's figures
+    may differ: the run measures the link's feed-forward latency."""
+    planned = qorch("plan", "examples/quickstart", "-o", "json")
+    ran = qorch("run", "examples/quickstart", "-o", "json")
+    assert planned.returncode == 0 and ran.returncode == 0, planned.stderr + ran.stderr
+    plans = {j["name"]: j for j in json.loads(planned.stdout)["jobs"]}
+    for job in json.loads(ran.stdout):
+        plan, run_plan = plans[job["metadata"]["name"]], job["status"]["plan"]
+        assert plan["chosen"] == run_plan["strategy"]
+        assert plan["message"] == run_plan["reason"]
+        for a, b in zip(plan["candidates"], run_plan["candidates"], strict=True):
+            assert (a["strategy"], a["feasible"]) == (b["strategy"], b["feasible"])
+            assert a["placement"] == b["placement"] and a["bellPairs"] == b["bellPairs"]
+            if a["strategy"] != "teleport":
+                assert a == b

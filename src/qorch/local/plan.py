@@ -65,7 +65,8 @@ class JobPlan:
             "namespace": self.job.metadata.namespace,
             "phase": s.phase,
             "chosen": self.chosen,
-            "message": s.message,
+            # Why this plan, or why none: the status message speaks of holding, not of this.
+            "message": s.plan.reason if self.chosen and s.plan else s.message,
             "estimatedFidelity": s.plan.estimated_fidelity if self.chosen and s.plan else None,
             "candidates": [c.wire() for c in self.candidates],
             **({"sanitizer": s.sanitizer.wire()} if s.sanitizer else {}),
