@@ -17,30 +17,38 @@ from qorch.settings import Settings
 
 if TYPE_CHECKING:
     from qorch.api import QuantumNode
+    from qorch.api.manifests import Manifests
     from qorch.pipeline.authorization import AuthorizationPolicy
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
+def _load_manifests(command: str, args: argparse.Namespace) -> Manifests | None:
+    """The manifests (and a check of the policy's YAML), before the pipeline's heavy
+    imports: unusable ones end the command at once (None, after saying why)."""
     from qorch.api.manifests import ManifestError, load_manifests
     from qorch.api.yamlload import YamlLoadError, load_file
 
-    # Manifests (and the policy's YAML) first, before the pipeline's heavy imports: unusable
-    # ones end the run at once.
     try:
         manifests = load_manifests(args.paths)
     except ManifestError as exc:
         print("error: unusable manifests:", file=sys.stderr)
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
-        return 2
+        return None
     try:
         if args.policy:
             load_file(args.policy)
     except YamlLoadError as exc:
-        print(f"run: policy {exc}", file=sys.stderr)
-        return 2
+        print(f"{command}: policy {exc}", file=sys.stderr)
+        return None
     except OSError as exc:
-        print(f"run: cannot read policy {args.policy}: {exc}", file=sys.stderr)
+        print(f"{command}: cannot read policy {args.policy}: {exc}", file=sys.stderr)
+        return None
+    return manifests
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    manifests = _load_manifests("run", args)
+    if manifests is None:
         return 2
 
     from qorch.channel.identity import Identity
@@ -105,6 +113,24 @@ def _duration(text: str) -> float:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a duration like 90s, 30m, 24h, 7d"
         ) from None
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    manifests = _load_manifests("plan", args)
+    if manifests is None:
+        return 2
+    from qorch.local.plan import plan
+    from qorch.pipeline.job import PipelineSettings
+    from qorch.sanitizer import PolicyError, SanitizerPolicyFile, load_policy
+
+    try:
+        policy = load_policy(args.policy) if args.policy else SanitizerPolicyFile()
+    except (OSError, ValueError, PolicyError) as exc:
+        print(f"plan: {exc}", file=sys.stderr)
+        return 2
+    return plan(
+        manifests, args.output, settings=PipelineSettings.from_settings(args.settings, policy)
+    )
 
 
 def _cmd_crds(args: argparse.Namespace) -> int:
@@ -354,6 +380,16 @@ def build_parser(env: Settings | None = None) -> argparse.ArgumentParser:
         " again (NonceReused); in memory for this run when unset",
     )
     p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser(
+        "plan",
+        help="print every job's candidate strategies from the manifests' declared figures;"
+        " runs nothing",
+    )
+    p.add_argument("paths", nargs="+", help="manifest files or folders")
+    p.add_argument("--output", "-o", choices=["text", "json"], default="text")
+    p.add_argument("--policy", help="sanitizer policy YAML (default: the built-in policy)")
+    p.set_defaults(func=_cmd_plan)
 
     p = sub.add_parser("crds", help="write the CustomResourceDefinitions from the API models")
     p.add_argument("--out", default="crds", help="output folder (default: crds)")

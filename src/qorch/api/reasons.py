@@ -7,6 +7,7 @@ PLANNED = "Planned"
 DISPATCHED = "Dispatched"
 VERIFIED = "Verified"
 SUCCEEDED = "Succeeded"  # the job's summary condition
+SUSPENDED = "Suspended"  # also the reason while spec.suspend holds the job
 
 # QuantumNode / EntanglementLink summary condition, and the node's specific ones.
 READY = "Ready"
@@ -51,3 +52,6 @@ QUEUED = "Queued"
 AGENT_FAILED = "AgentFailed"
 ATTESTATION_FAILED = "AttestationFailed"
 ATTESTATION_REQUIRED = "AttestationRequired"
+RESUMING = "Resuming"
+RESUMED = "Resumed"
+REPLANNED = "Replanned"

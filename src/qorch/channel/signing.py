@@ -4,7 +4,7 @@ A signature binds a job's spec to the namespace and name it may run under, a non
 and an expiry. The bytes signed are one canonical JSON document:
 
     {"expires":"<expiry>","name":"<metadata.name>","namespace":"<metadata.namespace>",
-     "nonce":"<nonce>","spec":<the spec without its `signature` field>}
+     "nonce":"<nonce>","spec":<the spec without its `signature` and `suspend` fields>}
 
 as JSON with sorted keys at every level, no whitespace, UTF-8 (not \\u-escaped), integral
 floats written as integers (1.0 -> 1, since the API server may hand back either), and no
@@ -30,6 +30,10 @@ Trusted keys come as `<name>.pub` entries (files of a folder, keys of a ConfigMa
 Secret), each optionally with `<name>.notBefore` and `<name>.notAfter` beside it holding
 RFC 3339 times: publish a new key with a notBefore, let both overlap, retire the old
 one with a notAfter.
+
+`suspend` is left out of the signed form: a queue controller (Kueue, as for batch/v1
+Jobs) sets and clears it on a submitted job, and holding a job back changes nothing of
+what it runs or where.
 
 CRD defaulting adds fields to a stored spec, so DistributedJob's spec must not
 declare schema defaults for a signed spec to verify as submitted.
@@ -65,6 +69,8 @@ JOB_SIGNATURE_CONTEXT = b"qorch-djob-v2"
 SIGNATURE_SCHEME = "mldsa65-v2"
 V1_SIGNATURE_SCHEME = "mldsa65"
 SIGNATURE_FIELD = "signature"
+# Spec fields a signature does not cover: itself, and the hold a queue controller flips.
+UNSIGNED_FIELDS = frozenset({SIGNATURE_FIELD, "suspend"})
 JOB_KIND = "DistributedJob"
 JOB_GROUP = "qorch.dev"
 EXPIRY_FORMAT = "%Y%m%dT%H%M%SZ"
@@ -175,7 +181,7 @@ def canonical_job(
         "name": name,
         "namespace": namespace,
         "nonce": nonce,
-        "spec": {key: value for key, value in spec.items() if key != SIGNATURE_FIELD},
+        "spec": {key: value for key, value in spec.items() if key not in UNSIGNED_FIELDS},
     }
     try:
         text = json.dumps(

@@ -17,7 +17,7 @@ from qorch.api import TERMINAL_PHASES, DistributedJob, QuantumNode
 from qorch.api.manifests import Manifests
 from qorch.api.phases import JobPhases, NodePhases
 from qorch.channel.identity import Identity
-from qorch.pipeline.job import JobPipeline, PipelineSettings
+from qorch.pipeline.job import JobPipeline, PipelineSettings, suspended
 from qorch.pipeline.reservations import Reservations
 from qorch.pipeline.resources import calibrate_node, check_link, check_node, observe_link
 from qorch.settings import Settings
@@ -61,7 +61,9 @@ async def _drive(
         job.status = result.status
         if job.status.phase != before:
             progress(name, f"{job.status.phase:<10} {job.status.message}")
-        elif result.requeue_after is not None:
+        if suspended(job.status):
+            break  # held by spec.suspend: nothing in this run will resume it
+        if job.status.phase == before and result.requeue_after is not None:
             waits.waiting += 1
             changed = await pipeline.reservations.changed(result.requeue_after)
             waits.waiting -= 1
@@ -301,4 +303,5 @@ async def _run(
         out.write("\n")
     else:
         _summary(jobs, out)
-    return EXIT_OK if all(j.status.phase == JobPhases.SUCCEEDED for j in jobs) else EXIT_FAILED
+    done = all(j.status.phase == JobPhases.SUCCEEDED or suspended(j.status) for j in jobs)
+    return EXIT_OK if done else EXIT_FAILED

@@ -94,6 +94,17 @@ def _trust(identity: Identity, **window: datetime) -> list[TrustedKey]:
     return [TrustedKey(identity.public_key, "test", window.get("nb"), window.get("na"))]
 
 
+def test_suspend_is_not_signed_so_a_queue_controller_may_flip_it(
+    spec: dict[str, Any], operator_identity: Identity
+) -> None:
+    signature = _sign(spec, operator_identity)
+    trusted = _trust(operator_identity)
+    for hold in (True, False):
+        _verify({**spec, "suspend": hold}, signature, trusted)
+    # Every other field stays covered.
+    assert _reason({**spec, "shots": 1001}, signature, trusted) == "InvalidSignature"
+
+
 def test_a_signed_job_verifies_and_names_its_signer_nonce_and_expiry(
     spec: dict[str, Any], operator_identity: Identity
 ) -> None:
