@@ -1,0 +1,204 @@
+"""Static control flow for the distributed strategies: loops unrolled, conditionals kept.
+
+A plan schedules every operation ahead of time, so a `for` loop becomes its body once per
+index (the loop parameter bound to the index), a `box` becomes its contents, and a `switch`
+becomes a chain of `if`/`else` on the same target. What stays is `if`/`else` on classical
+bits or registers, which a plan carries as feed-forward. A `while` loop (unknown length),
+`break` and `continue` (a data-dependent length), and conditions written as classical
+expressions are refused, each with its reason.
+
+Unrolling is bounded by the sanitizer's limits, so hostile input cannot blow the circuit
+up: a loop body may run at most `max_iterations` times, nested loops multiplied (the same
+count as rule QS302), and the unrolled circuit holds at most `max_operations` operations
+(as QS105 counts them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from qiskit import QuantumCircuit
+from qiskit.circuit import Clbit, ClassicalRegister, ControlFlowOp, IfElseOp
+from qiskit.circuit.controlflow import CASE_DEFAULT
+
+from qorch.sanitizer import SanitizerPolicy
+
+_DEFAULT_POLICY = SanitizerPolicy()
+
+
+@dataclass(frozen=True)
+class UnrollLimits:
+    """How far unrolling may go; by default the sanitizer's default policy."""
+
+    max_iterations: int = _DEFAULT_POLICY.max_for_loop_iterations
+    max_operations: int = _DEFAULT_POLICY.max_gates
+
+    @classmethod
+    def of(cls, policy: SanitizerPolicy) -> UnrollLimits:
+        return cls(policy.max_for_loop_iterations, policy.max_gates)
+
+
+def has_loops(circuit: QuantumCircuit) -> bool:
+    """Whether anything but `if`/`else` is control flow, at any depth."""
+    for inst in circuit.data:
+        op = inst.operation
+        if isinstance(op, ControlFlowOp):
+            if not isinstance(op, IfElseOp):
+                return True
+            if any(has_loops(body) for body in op.blocks):
+                return True
+    return False
+
+
+def unroll(circuit: QuantumCircuit, limits: UnrollLimits | None = None) -> QuantumCircuit:
+    """`circuit` with loops unrolled, boxes inlined and switches as `if`/`else` chains.
+
+    Keeps the circuit's bits and registers. Raises ValueError naming what to change when the
+    circuit has a construct a plan cannot schedule or unrolling exceeds `limits`.
+    """
+    if not has_loops(circuit):
+        return circuit
+    state = _Unroller(limits or UnrollLimits())
+    return state.block(circuit, 1)
+
+
+class _Unroller:
+    def __init__(self, limits: UnrollLimits) -> None:
+        self.limits = limits
+        self.operations = 0
+
+    def _count(self, n: int = 1) -> None:
+        self.operations += n
+        if self.operations > self.limits.max_operations:
+            raise ValueError(
+                f"unrolling the loops gives more than {self.limits.max_operations} operations,"
+                " the limit (maxGates); loop over a shorter range"
+            )
+
+    def block(self, block: QuantumCircuit, multiplicity: int) -> QuantumCircuit:
+        """The block rewritten, on the block's own bits."""
+        out = block.copy_empty_like()
+        self.into(out, block, list(out.qubits), list(out.clbits), multiplicity)
+        return out
+
+    def into(
+        self,
+        out: QuantumCircuit,
+        block: QuantumCircuit,
+        qubits: Sequence[Any],
+        clbits: Sequence[Any],
+        multiplicity: int,
+    ) -> None:
+        """Append `block`'s instructions to `out`, its bits mapped onto `qubits`/`clbits`."""
+        qmap = dict(zip(block.qubits, qubits, strict=True))
+        cmap = dict(zip(block.clbits, clbits, strict=True))
+        for inst in block.data:
+            op = inst.operation
+            q = [qmap[b] for b in inst.qubits]
+            c = [cmap[b] for b in inst.clbits]
+            name = op.name
+            if name == "for_loop":
+                indexset, parameter, body = op.params
+                count = _length(indexset)
+                total = count * multiplicity
+                if total > self.limits.max_iterations:
+                    raise ValueError(
+                        f"a for-loop body would run {total} times (enclosing loops multiplied);"
+                        f" the limit (maxForLoopIterations) is {self.limits.max_iterations}."
+                        " Loop over a shorter range"
+                    )
+                for value in indexset:
+                    bound = body if parameter is None else body.assign_parameters({parameter: value})
+                    self.into(out, bound, q, c, total)
+            elif name == "box":
+                self.into(out, op.blocks[0], q, c, multiplicity)
+            elif name == "if_else":
+                condition = _mapped_condition(op.condition, cmap, out)
+                bodies = [self.block(b, multiplicity) for b in op.blocks]
+                self._count()
+                out.append(IfElseOp(condition, *bodies), q, c)
+            elif name == "switch_case":
+                self._count()
+                out.append(self._switch(op, inst.clbits, cmap, out, multiplicity), q, c)
+            elif name == "while_loop":
+                raise ValueError(
+                    "a while loop has no length known before it runs, so no plan can schedule"
+                    " it; write it as a for loop over a bounded range"
+                )
+            elif name in ("break_loop", "continue_loop"):
+                raise ValueError(
+                    f"{name.split('_')[0]} makes a loop's length depend on measurements; write"
+                    " the loop body as a conditional instead"
+                )
+            else:
+                self._count()
+                out.append(op, q, c)
+
+    def _switch(
+        self,
+        op: Any,
+        clbits: Sequence[Any],
+        cmap: dict[Any, Any],
+        out: QuantumCircuit,
+        multiplicity: int,
+    ) -> IfElseOp:
+        """switch(target) as `if target == v1 ... else if target == v2 ... else default`.
+
+        The first test is on `out`'s bits; the later ones sit inside else-bodies, whose bits
+        are the case blocks' (positionally the instruction's `clbits`)."""
+        target = op.target
+        if not isinstance(target, Clbit | ClassicalRegister):
+            raise ValueError(
+                "a switch on a classical expression is not supported; switch on a bit or a"
+                " register"
+            )
+        cases: list[tuple[int, QuantumCircuit]] = []
+        default: QuantumCircuit | None = None
+        for values, body in op.cases_specifier():
+            for value in values:
+                if value is CASE_DEFAULT:
+                    default = body
+                else:
+                    cases.append((int(value), body))
+        shell = op.blocks[0]
+        inner = dict(zip(clbits, shell.clbits, strict=True))
+        otherwise = self.block(default, multiplicity) if default is not None else None
+        for position in range(len(cases) - 1, -1, -1):
+            value, body = cases[position]
+            if position == 0:
+                condition = _mapped_condition((target, value), cmap, out)
+                return IfElseOp(condition, self.block(body, multiplicity), otherwise)
+            condition = _mapped_condition((target, value), inner, shell)
+            test = IfElseOp(condition, self.block(body, multiplicity), otherwise)
+            self._count()
+            otherwise = shell.copy_empty_like()
+            otherwise.append(test, otherwise.qubits, otherwise.clbits)
+        raise ValueError("a switch without cases")
+
+
+def _length(indexset: Any) -> int:
+    try:
+        return len(indexset)
+    except (TypeError, OverflowError):
+        return 2**63
+
+
+def _mapped_condition(condition: Any, cmap: dict[Any, Any], out: QuantumCircuit) -> Any:
+    """A tuple condition on the block's bits, on the bits they map to in `out`."""
+    if not isinstance(condition, tuple):
+        raise ValueError(
+            "a condition written as a classical expression is not supported; test a bit or a"
+            " register against a value"
+        )
+    target, value = condition
+    if isinstance(target, Clbit):
+        return (cmap.get(target, target), value)
+    bits = [cmap.get(b, b) for b in target]
+    if list(bits) == list(target):
+        return condition
+    for register in out.cregs:
+        if list(register) == bits:
+            return (register, value)
+    raise ValueError("a condition on a register that the enclosing block renames is not supported")
