@@ -3,7 +3,8 @@
 A plan schedules every operation ahead of time, so a `for` loop becomes its body once per
 index (the loop parameter bound to the index), a `box` becomes its contents, and a `switch`
 becomes a chain of `if`/`else` on the same target. What stays is `if`/`else` on classical
-bits or registers, which a plan carries as feed-forward. A `while` loop (unknown length),
+bits or registers, which a plan carries as feed-forward: `predicated_steps` lists the
+operations in order, each with the tests it runs under. A `while` loop (unknown length),
 `break` and `continue` (a data-dependent length), and conditions written as classical
 expressions are refused, each with its reason.
 
@@ -15,12 +16,13 @@ count as rule QS302), and the unrolled circuit holds at most `max_operations` op
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from qiskit import QuantumCircuit
-from qiskit.circuit import Clbit, ClassicalRegister, ControlFlowOp, IfElseOp
+from qiskit.circuit import ClassicalRegister, Clbit, ControlFlowOp, IfElseOp
 from qiskit.circuit.controlflow import CASE_DEFAULT
 
 from qorch.sanitizer import SanitizerPolicy
@@ -110,7 +112,9 @@ class _Unroller:
                         " Loop over a shorter range"
                     )
                 for value in indexset:
-                    bound = body if parameter is None else body.assign_parameters({parameter: value})
+                    bound = body
+                    if parameter is not None:
+                        bound = body.assign_parameters({parameter: value})
                     self.into(out, bound, q, c, total)
             elif name == "box":
                 self.into(out, op.blocks[0], q, c, multiplicity)
@@ -151,8 +155,7 @@ class _Unroller:
         target = op.target
         if not isinstance(target, Clbit | ClassicalRegister):
             raise ValueError(
-                "a switch on a classical expression is not supported; switch on a bit or a"
-                " register"
+                "a switch on a classical expression is not supported; switch on a bit or a register"
             )
         cases: list[tuple[int, QuantumCircuit]] = []
         default: QuantumCircuit | None = None
@@ -202,3 +205,103 @@ def _mapped_condition(condition: Any, cmap: dict[Any, Any], out: QuantumCircuit)
         if list(register) == bits:
             return (register, value)
     raise ValueError("a condition on a register that the enclosing block renames is not supported")
+
+
+@dataclass(frozen=True)
+class Test:
+    """One classical test an operation waits for: the clbits `bits` (least significant first)
+    read `value` if `holds`, anything else if not (the else-branch)."""
+
+    bits: tuple[int, ...]
+    value: int
+    holds: bool = True
+
+
+@dataclass(frozen=True)
+class Step:
+    """An operation of the logical circuit with control flow flattened away: it runs when all
+    tests of `predicate` pass (outermost first)."""
+
+    operation: Any
+    qubits: tuple[int, ...]
+    clbits: tuple[int, ...] = ()
+    predicate: tuple[Test, ...] = ()
+
+
+def _test_of(condition: Any, clbits: Sequence[int], block: QuantumCircuit) -> Test:
+    """The test of an `if` condition written on `block`'s bits, which are `clbits` outside."""
+    if not isinstance(condition, tuple):
+        raise ValueError(
+            "a condition written as a classical expression is not supported; test a bit or a"
+            " register against a value"
+        )
+    target, value = condition
+    bits = [target] if isinstance(target, Clbit) else list(target)
+    return Test(tuple(clbits[block.find_bit(b).index] for b in bits), int(value))
+
+
+def predicated_steps(logical: QuantumCircuit) -> list[Step]:
+    """The circuit's operations in order, each `if`/`else` body predicated on its test.
+
+    Predication re-reads the condition before every operation of a body, which equals one
+    test up front as long as the body does not first overwrite a bit its test reads: a body
+    may measure into such a bit only as its last act, and the branch that does is emitted
+    after the other one.
+    """
+    steps: list[Step] = []
+
+    def reads(predicate: Sequence[Test]) -> set[int]:
+        return {b for test in predicate for b in test.bits}
+
+    def written(block: QuantumCircuit, clbits: Sequence[int]) -> set[int]:
+        out: set[int] = set()
+        for inst in block.data:
+            c = [clbits[block.find_bit(b).index] for b in inst.clbits]
+            if isinstance(inst.operation, IfElseOp):
+                for body in inst.operation.blocks:
+                    out |= written(body, c)
+            elif inst.operation.name == "measure":
+                out.update(c)
+        return out
+
+    def walk(
+        block: QuantumCircuit,
+        qubits: Sequence[int],
+        clbits: Sequence[int],
+        predicate: tuple[Test, ...],
+    ) -> set[int]:
+        done: set[int] = set()  # bits this block has measured into so far
+        for inst in block.data:
+            op = inst.operation
+            q = tuple(qubits[block.find_bit(b).index] for b in inst.qubits)
+            c = tuple(clbits[block.find_bit(b).index] for b in inst.clbits)
+            if done & reads(predicate):
+                raise ValueError(
+                    "a conditional block measures into a bit its own condition reads and then"
+                    " goes on; end the block with that measurement"
+                )
+            if isinstance(op, IfElseOp):
+                test = _test_of(op.condition, c, block)
+                branches = [(op.blocks[0], test)]
+                if len(op.blocks) > 1 and op.blocks[1] is not None:
+                    branches.append((op.blocks[1], dataclasses.replace(test, holds=False)))
+                    first = set(test.bits) & written(op.blocks[0], c)
+                    if first and set(test.bits) & written(op.blocks[1], c):
+                        raise ValueError(
+                            "both branches of an if/else measure into a bit their condition"
+                            " reads; split it into two ifs"
+                        )
+                    if first:  # run the branch that keeps the condition's bits first
+                        branches.reverse()
+                for body, t in branches:
+                    done |= walk(body, q, c, (*predicate, t))
+            elif isinstance(op, ControlFlowOp):
+                raise ValueError(f"{op.name} must be unrolled first")
+            else:
+                steps.append(Step(op, q, c, predicate if op.name != "barrier" else ()))
+                if op.name == "measure":
+                    done.update(c)
+        return done
+
+    walk(logical, range(logical.num_qubits), range(logical.num_clbits), ())
+    return steps
