@@ -229,7 +229,7 @@ class Step:
 
 
 def _test_of(condition: Any, clbits: Sequence[int], block: QuantumCircuit) -> Test:
-    """The test of an `if` condition written on `block`'s bits, which are `clbits` outside."""
+    """The test of an `if` condition in `block`, whose bits are `clbits` in the circuit."""
     if not isinstance(condition, tuple):
         raise ValueError(
             "a condition written as a classical expression is not supported; test a bit or a"
@@ -281,7 +281,7 @@ def predicated_steps(logical: QuantumCircuit) -> list[Step]:
                     " goes on; end the block with that measurement"
                 )
             if isinstance(op, IfElseOp):
-                test = _test_of(op.condition, c, block)
+                test = _test_of(op.condition, clbits, block)
                 branches = [(op.blocks[0], test)]
                 if len(op.blocks) > 1 and op.blocks[1] is not None:
                     branches.append((op.blocks[1], dataclasses.replace(test, holds=False)))
