@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 from qiskit import ClassicalRegister, QuantumCircuit, QuantumRegister
 from qiskit.circuit import Clbit
+from qiskit.circuit.classical import expr
 from qiskit.circuit.controlflow import CASE_DEFAULT
 from qiskit.quantum_info import Statevector
 
@@ -126,6 +127,32 @@ def _value(target: Any, bits: Sequence[int], cmap: dict[Any, int]) -> int:
     return sum(bits[cmap[b]] << k for k, b in enumerate(target))
 
 
+def _evaluate(node: Any, bits: Sequence[int], cmap: dict[Any, int]) -> int:
+    """A condition's value on the branch's bits: a (target, value) pair or an expression."""
+    if isinstance(node, tuple):
+        return int(_value(node[0], bits, cmap) == int(node[1]))
+    if isinstance(node, expr.Var):
+        return _value(node.var, bits, cmap)
+    if isinstance(node, expr.Value):
+        return int(node.value)
+    if isinstance(node, expr.Cast):
+        return _evaluate(node.operand, bits, cmap)
+    if isinstance(node, expr.Unary):
+        return int(not _evaluate(node.operand, bits, cmap))
+    left, right = _evaluate(node.left, bits, cmap), _evaluate(node.right, bits, cmap)
+    return int(
+        {
+            expr.Binary.Op.EQUAL: left == right,
+            expr.Binary.Op.NOT_EQUAL: left != right,
+            expr.Binary.Op.LOGIC_AND: bool(left) and bool(right),
+            expr.Binary.Op.LOGIC_OR: bool(left) or bool(right),
+            expr.Binary.Op.BIT_XOR: left ^ right,
+            expr.Binary.Op.BIT_AND: left & right,
+            expr.Binary.Op.BIT_OR: left | right,
+        }[node.op]
+    )
+
+
 def _run(
     block: QuantumCircuit, qubits: list[int], clbits: list[int], branches: list[_Branch]
 ) -> list[_Branch]:
@@ -152,9 +179,8 @@ def _run(
                     split.append((p * weight, after, tuple(new)))
             branches = split
         elif op.name == "if_else":
-            target, value = op.condition
-            taken = [b for b in branches if _value(target, b[2], cmap) == int(value)]
-            other = [b for b in branches if _value(target, b[2], cmap) != int(value)]
+            taken = [b for b in branches if _evaluate(op.condition, b[2], cmap)]
+            other = [b for b in branches if not _evaluate(op.condition, b[2], cmap)]
             branches = _run(op.blocks[0], q, c, taken)
             if len(op.blocks) > 1 and op.blocks[1] is not None:
                 other = _run(op.blocks[1], q, c, other)

@@ -501,6 +501,14 @@ class _Deferred:
         can."""
         out: list[tuple[int, int]] = []
         for test in predicate:
+            if test.expression is not None:
+                flag = self.truth_table(test)
+                if flag is None:  # the expression is constant on the bits as they stand
+                    if test.passes(0):
+                        continue
+                    return None
+                out.append((flag, int(test.holds)))
+                continue
             pairs: list[tuple[int, int]] = []
             impossible = False
             for k, bit in enumerate(test.bits):
@@ -527,6 +535,23 @@ class _Deferred:
                 self.controlled(XGate(), merged, [flag])
                 out.append((flag, 0))
         return _merge(out)
+
+    def truth_table(self, test: Test) -> int | None:
+        """A fresh qubit set to whether the expression of `test` holds, one multi-controlled X
+        per accepted reading (readings exclude each other, so the XORs add up to an OR); None
+        when no bit it reads has been measured, the expression then being constant."""
+        read = [(k, self.source[bit]) for k, bit in enumerate(test.bits) if bit in self.source]
+        if not read:
+            return None
+        flag = self.fresh()
+        free = {k for k, _ in read}
+        for reading in sorted(test.accepts):
+            if any((reading >> k) & 1 for k in range(len(test.bits)) if k not in free):
+                continue  # needs a 1 from a bit never written
+            controls = _merge([(q, (reading >> k) & 1) for k, q in read])
+            if controls is not None:
+                self.controlled(XGate(), controls, [flag])
+        return flag
 
     def controlled(self, op: Any, controls: Sequence[tuple[int, int]], qubits: list[int]) -> None:
         if not controls:

@@ -668,6 +668,11 @@ def _condition(predicate: Sequence[Test], program: QuantumCircuit) -> Any:
     pair when it is one test that holds, a classical expression otherwise."""
     terms: list[Any] = []
     for test in predicate:
+        if test.expression is not None:  # on the circuit's own bits, which the program keeps
+            if len(predicate) == 1 and test.holds:
+                return test.expression
+            terms.append(test.expression if test.holds else expr.logic_not(test.expression))
+            continue
         bits = [program.clbits[b] for b in test.bits]
         register = next((r for r in program.cregs if list(r) == bits), None)
         if len(predicate) == 1 and test.holds and (len(bits) == 1 or register is not None):

@@ -23,6 +23,7 @@ from typing import Any
 
 from qiskit import QuantumCircuit
 from qiskit.circuit import ClassicalRegister, Clbit, ControlFlowOp, IfElseOp
+from qiskit.circuit.classical import expr
 from qiskit.circuit.controlflow import CASE_DEFAULT
 
 from qorch.sanitizer import SanitizerPolicy
@@ -191,10 +192,14 @@ def _length(indexset: Any) -> int:
 def _mapped_condition(condition: Any, cmap: dict[Any, Any], out: QuantumCircuit) -> Any:
     """A tuple condition on the block's bits, on the bits they map to in `out`."""
     if not isinstance(condition, tuple):
-        raise ValueError(
-            "a condition written as a classical expression is not supported; test a bit or a"
-            " register against a value"
-        )
+        bits = [
+            b
+            for var in expr.iter_vars(condition)
+            for b in ([var.var] if isinstance(var.var, Clbit) else list(var.var))
+        ]
+        if all(cmap.get(b, b) is b for b in bits):
+            return condition
+        raise ValueError("a condition expression on bits that a loop body renames is not supported")
     target, value = condition
     if isinstance(target, Clbit):
         return (cmap.get(target, target), value)
@@ -207,14 +212,26 @@ def _mapped_condition(condition: Any, cmap: dict[Any, Any], out: QuantumCircuit)
     raise ValueError("a condition on a register that the enclosing block renames is not supported")
 
 
+#: Most bits a condition written as an expression may read: its truth table is tabulated.
+MAX_EXPRESSION_BITS = 10
+
+
 @dataclass(frozen=True)
 class Test:
-    """One classical test an operation waits for: the clbits `bits` (least significant first)
-    read `value` if `holds`, anything else if not (the else-branch)."""
+    """One classical test an operation waits for on the clbits `bits` (least significant
+    first): that they read `value`, or, for a condition written as an `expression`, one of the
+    readings in `accepts`; negated (the else-branch) when not `holds`."""
 
     bits: tuple[int, ...]
-    value: int
+    value: int = 1
     holds: bool = True
+    expression: Any = None
+    accepts: frozenset[int] = frozenset()
+
+    def passes(self, reading: int) -> bool:
+        """Whether the test passes when `bits` read `reading`."""
+        hit = reading in self.accepts if self.expression is not None else reading == self.value
+        return hit == self.holds
 
 
 @dataclass(frozen=True)
@@ -229,15 +246,71 @@ class Step:
 
 
 def _test_of(condition: Any, clbits: Sequence[int], block: QuantumCircuit) -> Test:
-    """The test of an `if` condition in `block`, whose bits are `clbits` in the circuit."""
-    if not isinstance(condition, tuple):
+    """The test of an `if` condition in `block`, whose bits are `clbits` in the circuit: a
+    (bit or register, value) pair, or an expression over bits and registers."""
+
+    def index(bit: Clbit) -> int:
+        return clbits[block.find_bit(bit).index]
+
+    if isinstance(condition, tuple):
+        target, value = condition
+        bits = [target] if isinstance(target, Clbit) else list(target)
+        return Test(tuple(index(b) for b in bits), int(value))
+    read: list[Clbit] = []
+    for var in expr.iter_vars(condition):
+        if not isinstance(var.var, Clbit | ClassicalRegister):
+            raise ValueError("conditions on classical variables are not supported; test bits")
+        for bit in [var.var] if isinstance(var.var, Clbit) else var.var:
+            if bit not in read:
+                read.append(bit)
+    if len(read) > MAX_EXPRESSION_BITS:
         raise ValueError(
-            "a condition written as a classical expression is not supported; test a bit or a"
-            " register against a value"
+            f"a condition reads {len(read)} bits; at most {MAX_EXPRESSION_BITS} are supported"
         )
-    target, value = condition
-    bits = [target] if isinstance(target, Clbit) else list(target)
-    return Test(tuple(clbits[block.find_bit(b).index] for b in bits), int(value))
+    accepts = set()
+    for reading in range(1 << len(read)):
+        values = {bit: (reading >> k) & 1 for k, bit in enumerate(read)}
+        if _evaluate(condition, values):
+            accepts.add(reading)
+    bits = tuple(index(b) for b in read)
+    return Test(bits, expression=condition, accepts=frozenset(accepts))
+
+
+_BINARY = {
+    expr.Binary.Op.BIT_AND: lambda a, b: a & b,
+    expr.Binary.Op.BIT_OR: lambda a, b: a | b,
+    expr.Binary.Op.BIT_XOR: lambda a, b: a ^ b,
+    expr.Binary.Op.LOGIC_AND: lambda a, b: int(bool(a) and bool(b)),
+    expr.Binary.Op.LOGIC_OR: lambda a, b: int(bool(a) or bool(b)),
+    expr.Binary.Op.EQUAL: lambda a, b: int(a == b),
+    expr.Binary.Op.NOT_EQUAL: lambda a, b: int(a != b),
+    expr.Binary.Op.LESS: lambda a, b: int(a < b),
+    expr.Binary.Op.LESS_EQUAL: lambda a, b: int(a <= b),
+    expr.Binary.Op.GREATER: lambda a, b: int(a > b),
+    expr.Binary.Op.GREATER_EQUAL: lambda a, b: int(a >= b),
+}
+
+
+def _evaluate(node: Any, values: dict[Clbit, int]) -> int:
+    """A classical expression's value for given bit values (booleans as 0/1)."""
+    if isinstance(node, expr.Var):
+        if isinstance(node.var, Clbit):
+            return values[node.var]
+        return sum(values[b] << k for k, b in enumerate(node.var))
+    if isinstance(node, expr.Value):
+        return int(node.value)
+    if isinstance(node, expr.Cast):
+        return _evaluate(node.operand, values)
+    if isinstance(node, expr.Unary) and node.op == expr.Unary.Op.LOGIC_NOT:
+        return int(not _evaluate(node.operand, values))
+    if isinstance(node, expr.Unary) and node.op == expr.Unary.Op.BIT_NOT:
+        width = getattr(node.type, "width", 1)  # Bool has no width: one bit
+        return ~_evaluate(node.operand, values) & ((1 << width) - 1)
+    if isinstance(node, expr.Binary) and node.op in _BINARY:
+        return int(_BINARY[node.op](_evaluate(node.left, values), _evaluate(node.right, values)))
+    raise ValueError(
+        f"a condition uses {type(node).__name__} {getattr(node, 'op', '')}, which is not supported"
+    )
 
 
 def predicated_steps(logical: QuantumCircuit) -> list[Step]:
