@@ -204,3 +204,21 @@ def _run(
         else:
             branches = [(p, state.evolve(op, q), bits) for p, state, bits in branches]
     return branches
+
+
+def l1_bound(outcomes: int, shots: int, failure: float = 1e-4) -> float:
+    """An L1 distance that `shots` samples of a distribution over `outcomes` outcomes exceed
+    with probability below `failure`: P(|p_hat - p|_1 >= e) <= (2^K - 2) exp(-N e^2 / 2)
+    (Weissman et al., HP Labs HPL-2003-97)."""
+    return math.sqrt(2 * (outcomes * math.log(2) + math.log(1 / failure)) / shots)
+
+
+def l1_distance(counts: dict[str, int], exact: dict[str, float]) -> float:
+    """L1 distance between the empirical distribution of `counts` and `exact` (register
+    spaces ignored)."""
+    shots = sum(counts.values())
+    flat: dict[str, float] = {}
+    for key, n in counts.items():
+        k = key.replace(" ", "")
+        flat[k] = flat.get(k, 0.0) + n / shots
+    return sum(abs(flat.get(k, 0.0) - exact.get(k, 0.0)) for k in {*flat, *exact})

@@ -566,14 +566,15 @@ class _Builder:
 
     def _deliver(self, predicate: Sequence[Test], node: str) -> None:
         """Send the bits a conditional on `node` reads from the nodes that measured them: one
-        message per source node, its latency idling `node`'s qubits as they wait for it."""
-        sources: dict[str, list[int]] = {}
+        message per source node, its latency idling `node`'s qubits as they wait for it. A
+        message carries every bit its source has measured that `node` lacks."""
+        sources: set[str] = set()
         for test in predicate:
             for bit in test.bits:
                 home = self.bit_home.get(bit)  # never measured: reads 0 everywhere
                 if home is not None and node not in self.bit_known[bit]:
-                    sources.setdefault(home, []).append(bit)
-        for home, bits in sorted(sources.items()):
+                    sources.add(home)
+        for home in sorted(sources):
             link = self.index.between(home, node)
             if link is None:
                 raise ValueError(
@@ -582,8 +583,9 @@ class _Builder:
                 )
             self._wait(link, (node,), None)
             self.conditional_messages += 1
-            for bit in bits:
-                self.bit_known[bit].add(node)
+            for bit, source in self.bit_home.items():
+                if source == home:
+                    self.bit_known[bit].add(node)
 
     # -- emission ---------------------------------------------------------------------------
 
