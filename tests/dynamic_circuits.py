@@ -42,16 +42,15 @@ def teleportation(theta: float = 0.8, phi: float = 0.3) -> QuantumCircuit:
 def repeat_until_success(attempts: int = 3) -> QuantumCircuit:
     """Prepare a biased qubit and retry while it reads 1, up to `attempts` times in a for
     loop; the other qubits record each try through an entangling gate across the circuit."""
-    q, flag, out = QuantumRegister(4, "q"), ClassicalRegister(1, "flag"), ClassicalRegister(3, "out")
-    qc = QuantumCircuit(q, flag, out)
+    flag, out = ClassicalRegister(1, "flag"), ClassicalRegister(3, "out")
+    qc = QuantumCircuit(QuantumRegister(4, "q"), flag, out)
     qc.ry(2.2, 0)
     qc.measure(0, flag[0])
-    with qc.for_loop(range(attempts)):
-        with qc.if_test((flag[0], 1)):
-            qc.reset(0)
-            qc.ry(2.2, 0)
-            qc.cx(0, 3)
-            qc.measure(0, flag[0])
+    with qc.for_loop(range(attempts)), qc.if_test((flag[0], 1)):
+        qc.reset(0)
+        qc.ry(2.2, 0)
+        qc.cx(0, 3)
+        qc.measure(0, flag[0])
     qc.h(1)
     qc.cx(1, 2)
     qc.measure([1, 2, 3], out)
@@ -73,11 +72,12 @@ def mid_circuit_reset() -> QuantumCircuit:
     return qc
 
 
-def conditioned_x_across(width: int = 4) -> QuantumCircuit:
+def conditioned_x_across(width: int = 4, *, switch: bool = True) -> QuantumCircuit:
     """Measurement on the first qubit, X on the last conditioned on it, and a switch over a
-    two-bit register: every conditional spans the circuit's two halves."""
-    q, m, out = QuantumRegister(width, "q"), ClassicalRegister(2, "m"), ClassicalRegister(width, "out")
-    qc = QuantumCircuit(q, m, out)
+    two-bit register (an if on it without `switch`, for OpenQASM 3 importers that lack it):
+    every conditional spans the circuit's two halves."""
+    m, out = ClassicalRegister(2, "m"), ClassicalRegister(width, "out")
+    qc = QuantumCircuit(QuantumRegister(width, "q"), m, out)
     qc.h(0)
     qc.ry(1.1, 1)
     qc.cx(0, width - 1)
@@ -88,14 +88,19 @@ def conditioned_x_across(width: int = 4) -> QuantumCircuit:
         qc.cx(width - 1, width - 2)
     with otherwise:
         qc.h(width - 2)
-    with qc.switch(m) as case:
-        with case(0):
-            qc.rx(0.5, width - 1)
-        with case(1, 2):
+    if switch:
+        with qc.switch(m) as case:
+            with case(0):
+                qc.rx(0.5, width - 1)
+            with case(1, 2):
+                qc.cz(0, width - 1)
+                qc.h(0)
+            with case(case.DEFAULT):
+                qc.ry(0.7, width - 2)
+    else:
+        with qc.if_test((m, 2)):
             qc.cz(0, width - 1)
             qc.h(0)
-        with case(case.DEFAULT):
-            qc.ry(0.7, width - 2)
     qc.measure(range(width), out)
     return qc
 

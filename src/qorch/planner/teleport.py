@@ -605,9 +605,10 @@ class _Builder:
     def _marker(self, link: LinkSlot) -> int:
         return self.marker_ids.setdefault(link.name, len(self.marker_ids))
 
-    def _wait(self, link: LinkSlot, nodes: tuple[str, str], extra: int | None) -> None:
-        """Idle marker on every qubit alive on both nodes while a message travels: data
-        qubits, open mirrors, and `extra` (the half of a pair waiting for its correction)."""
+    def _wait(self, link: LinkSlot, nodes: tuple[str, ...], extra: int | None) -> None:
+        """Idle marker on every qubit alive on `nodes` while a message travels (both ends for
+        a gadget, the receiver for a conditional's bits): data qubits, open mirrors, and
+        `extra` (the half of a pair waiting for its correction)."""
         for node in nodes:
             self.messages[(link.name, node)] += 1
         if link.classical_latency_us <= 0:

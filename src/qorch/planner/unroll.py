@@ -267,13 +267,12 @@ def _test_of(condition: Any, clbits: Sequence[int], block: QuantumCircuit) -> Te
         raise ValueError(
             f"a condition reads {len(read)} bits; at most {MAX_EXPRESSION_BITS} are supported"
         )
-    accepts = set()
+    accepts: set[int] = set()
     for reading in range(1 << len(read)):
         values = {bit: (reading >> k) & 1 for k, bit in enumerate(read)}
         if _evaluate(condition, values):
             accepts.add(reading)
-    bits = tuple(index(b) for b in read)
-    return Test(bits, expression=condition, accepts=frozenset(accepts))
+    return Test(tuple(index(b) for b in read), expression=condition, accepts=frozenset(accepts))
 
 
 _BINARY = {

@@ -482,9 +482,7 @@ class QpuAgent:
                     counts = simulate_composite(circuit, noise, shots, seed)
                     return Sample(counts, time.perf_counter() - begun, sampled)
 
-            counts, seconds = await self._sample_in_chunks(
-                program_id, sample, shots, seed, first
-            )
+            counts, seconds = await self._sample_in_chunks(program_id, sample, shots, seed, first)
             return Execution(counts, transpile_seconds, seconds)
         except AgentError:
             raise

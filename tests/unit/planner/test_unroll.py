@@ -70,9 +70,8 @@ def test_a_loop_over_the_sanitizer_limit_is_refused_naming_it() -> None:
 
 def test_nested_loops_multiply_against_the_limit() -> None:
     qc = QuantumCircuit(1)
-    with qc.for_loop(range(4)):
-        with qc.for_loop(range(3)):
-            qc.x(0)
+    with qc.for_loop(range(4)), qc.for_loop(range(3)):
+        qc.x(0)
     assert unroll(qc, UnrollLimits(max_iterations=12)).size() == 12
     with pytest.raises(ValueError, match="12 times"):
         unroll(qc, UnrollLimits(max_iterations=11))
@@ -83,7 +82,7 @@ def test_the_unrolled_size_is_bounded_too() -> None:
     with qc.for_loop(range(10)):
         for _ in range(20):
             qc.x(0)
-    with pytest.raises(ValueError, match="more than 150 operations.*maxGates"):
+    with pytest.raises(ValueError, match=r"more than 150 operations.*maxGates"):
         unroll(qc, UnrollLimits(max_iterations=1000, max_operations=150))
 
 
