@@ -615,6 +615,8 @@ def _deferred_circuit(circuit: QuantumCircuit) -> tuple[QuantumCircuit, dict[int
                 later[q] = i
     deferred = _Deferred(circuit.num_qubits)
     try:
+        if circuit.num_qubits > MAX_DEFERRED_QUBITS:
+            raise _TooWide
         for i, step in enumerate(steps):
             op, name = step.operation, step.operation.name
             if name in ("barrier", "delay", "id"):
@@ -634,8 +636,9 @@ def _deferred_circuit(circuit: QuantumCircuit) -> tuple[QuantumCircuit, dict[int
                 return f"none; {name!r} has no exact deferred form"
     except _TooWide:
         return (
-            f"none; mid-circuit measurement, reset or feed-forward need more than"
-            f" {MAX_DEFERRED_QUBITS} qubits for an exact deferred-measurement simulation"
+            f"none; {circuit.num_qubits} qubits with their mid-circuit measurements, resets"
+            f" and feed-forward need more than {MAX_DEFERRED_QUBITS} qubits for an exact"
+            " deferred-measurement simulation"
         )
     out = QuantumCircuit(deferred.width)
     for op, qubits in deferred.ops:
