@@ -662,12 +662,22 @@ def dynamic_probabilities(circuit: QuantumCircuit) -> ExactProbabilities | str:
     if not qubits:
         return "none; nothing measured"
     position = {q: i for i, q in enumerate(qubits)}
-    unitary.save_probabilities(qubits)
     simulator = AerSimulator(method="statevector")
+
+    def probabilities_of(program: QuantumCircuit) -> Any:
+        program.save_probabilities(qubits)
+        return simulator.run(program).result()
+
     try:
-        result = simulator.run(transpile(unitary, simulator, optimization_level=0)).result()
+        try:
+            result = probabilities_of(unitary.copy())
+        except Exception:  # controlled gates Aer does not know by name: expand them
+            # A fixed basis: transpiling for the simulator builds its target, ~0.4 s.
+            result = probabilities_of(
+                transpile(unitary, basis_gates=["u", "cx"], optimization_level=0)
+            )
         probabilities = np.asarray(result.data()["probabilities"], dtype=float)
-    except Exception as exc:  # a gate Aer cannot expand: no exact answer, not a crash
+    except Exception as exc:  # no exact answer, not a crash
         return f"none; the deferred-measurement simulation failed: {exc}"
     clbit_index = np.array(
         [position[source[c]] if c in source else -1 for c in range(circuit.num_clbits)],
