@@ -114,3 +114,12 @@ def test_a_loop_over_the_limit_is_unverifiable_with_the_loop_reason() -> None:
         qc.x(0)
     qc.measure(0, 0)
     assert "maxForLoopIterations" in unverifiable(qc)
+
+
+MQT = [("ghz_dynamic", 6), ("dynamic_qft", 5), ("iqpe", 4), ("seven_qubit_steane_code", 13)]
+
+
+@pytest.mark.parametrize(("name", "size"), MQT, ids=[f"{n}-{s}" for n, s in MQT])
+def test_mqt_bench_dynamic_circuits_equal_branch_enumeration(name: str, size: int) -> None:
+    bench = pytest.importorskip("mqt.bench")
+    _agrees(bench.get_benchmark(name, bench.BenchmarkLevel.INDEP, size))

@@ -126,14 +126,22 @@ def test_a_dynamic_program_survives_qpy_with_its_conditions() -> None:
     assert l1_distance(counts, exact) <= l1_bound(len(exact), SHOTS)
 
 
-MQT = [("ghz_dynamic", 4), ("ghz_dynamic", 6), ("dynamic_qft", 4), ("iqpe", 3)]
+# Every dynamic benchmark of MQT Bench 2.3, at a size that fits two small nodes.
+MQT = [
+    ("ghz_dynamic", 4),
+    ("ghz_dynamic", 6),
+    ("dynamic_qft", 4),
+    ("iqpe", 3),
+    ("seven_qubit_steane_code", 13),
+    ("shors_nine_qubit_code", 17),
+]
 
 
 @pytest.mark.parametrize(("name", "size"), MQT, ids=[f"{n}-{s}" for n, s in MQT])
 def test_mqt_bench_dynamic_circuits_run_across_two_nodes(name: str, size: int) -> None:
     bench = pytest.importorskip("mqt.bench")
     circuit = bench.get_benchmark(name, bench.BenchmarkLevel.INDEP, size)
-    nodes: list[NodeSlot] = [node("a", size // 2 + 2), node("b", size // 2 + 2)]
+    nodes: list[NodeSlot] = [node("a", size // 2 + 3), node("b", size // 2 + 3)]
     links: list[LinkSlot] = [link("a", "b", latency_us=5)]
     placed = partition(circuit, nodes, links, min_nodes=2)
     assert placed is not None
