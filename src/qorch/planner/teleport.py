@@ -39,6 +39,14 @@ Every other two-qubit gate is first decomposed into CX/CZ and one-qubit gates. W
 is in flight, the qubits alive on both nodes (and the waiting half of the pair) idle for the
 link's classical latency; a marker charges thermal relaxation for it. The whole program is
 simulated by one agent with `qorch.qpu.composite_noise`.
+
+Dynamic circuits. Loops are unrolled and switches become if/else chains (`.unroll`); every
+operation of an `if`/`else` body then runs under its condition on the node holding its
+qubits. A remote gate in a body keeps its gadget unconditional, since the entangler and
+disentangler with nothing between them are the identity; only the gate is conditional. A
+conditional that reads bits measured on another node waits for them: one message per source
+node (carrying every bit it has measured that the reader lacks), idling the reader's qubits
+for the link's latency like the gadgets' messages.
 """
 
 from __future__ import annotations
