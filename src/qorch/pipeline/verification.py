@@ -424,50 +424,6 @@ def verify_distribution(
     )
 
 
-def unverifiable(circuit: QuantumCircuit) -> str:
-    """Why there is no exact distribution for a circuit, as the method `none` says it."""
-    if _final_measurements(circuit) is None:
-        built = _deferred_circuit(circuit)
-        return built if isinstance(built, str) else "none; measurements before the end"
-    if circuit.num_qubits > MAX_STATEVECTOR_QUBITS:
-        gib = statevector_bytes(circuit.num_qubits) / 2**30
-        return (
-            f"none; {circuit.num_qubits} non-Clifford qubits would need {gib:.0f} GiB for the "
-            f"exact statevector, beyond the {MAX_STATEVECTOR_QUBITS}-qubit limit"
-        )
-    return "none; nothing measured"
-
-
-def _judged(
-    method: str,
-    fidelity: float,
-    outcomes: int,
-    in_support: float,
-    shots: int,
-    estimated_fidelity: float | None,
-) -> Verification:
-    """The Verification of a Hellinger fidelity to an exact distribution of `outcomes`
-    outcomes; `in_support` (the observed weight on them) is only reported."""
-    expected = estimated_fidelity if estimated_fidelity is not None else 1.0
-    # `outcomes` stays an int: 2^k overflows a float past k = 1023, long after the
-    # allowance has taken any threshold to 0.
-    allowance = (outcomes - 1) / (4 * shots) if outcomes < 1 << 1000 else math.inf
-    threshold = expected - allowance - VERIFY_SLACK
-    if threshold <= 0:
-        # Only stabilizer supports, 2^k outcomes, grow past the statevector's 2^20.
-        size = str(outcomes) if outcomes <= 1 << 20 else f"2^{outcomes.bit_length() - 1}"
-        method += (
-            f"; weak check: threshold 0 (estimated fidelity {expected:.4g} - sampling allowance"
-            f" {allowance:.4g} for {size} exact outcomes and {shots} shots - {VERIFY_SLACK}),"
-            f" so any fidelity passes; {in_support:.4f} of the weight is on exact outcomes"
-        )
-    return Verification(
-        method=method,
-        hellinger_fidelity=round(fidelity, 6),
-        threshold=round(max(0.0, threshold), 6),
-    )
-
-
 #: Widest deferred-measurement circuit verified: the circuit's qubits plus one per mid-circuit
 #: measurement, reset and negated multi-bit test; 2^20 amplitudes are 16 MiB and take well
 #: under a second, small next to the shot-by-shot simulation a dynamic circuit needs.
@@ -684,3 +640,47 @@ def dynamic_probabilities(circuit: QuantumCircuit) -> ExactProbabilities | str:
         dtype=np.int64,
     )
     return ExactProbabilities(circuit.num_clbits, probabilities, clbit_index)
+
+
+def unverifiable(circuit: QuantumCircuit) -> str:
+    """Why there is no exact distribution for a circuit, as the method `none` says it."""
+    if _final_measurements(circuit) is None:
+        built = _deferred_circuit(circuit)
+        return built if isinstance(built, str) else "none; measurements before the end"
+    if circuit.num_qubits > MAX_STATEVECTOR_QUBITS:
+        gib = statevector_bytes(circuit.num_qubits) / 2**30
+        return (
+            f"none; {circuit.num_qubits} non-Clifford qubits would need {gib:.0f} GiB for the "
+            f"exact statevector, beyond the {MAX_STATEVECTOR_QUBITS}-qubit limit"
+        )
+    return "none; nothing measured"
+
+
+def _judged(
+    method: str,
+    fidelity: float,
+    outcomes: int,
+    in_support: float,
+    shots: int,
+    estimated_fidelity: float | None,
+) -> Verification:
+    """The Verification of a Hellinger fidelity to an exact distribution of `outcomes`
+    outcomes; `in_support` (the observed weight on them) is only reported."""
+    expected = estimated_fidelity if estimated_fidelity is not None else 1.0
+    # `outcomes` stays an int: 2^k overflows a float past k = 1023, long after the
+    # allowance has taken any threshold to 0.
+    allowance = (outcomes - 1) / (4 * shots) if outcomes < 1 << 1000 else math.inf
+    threshold = expected - allowance - VERIFY_SLACK
+    if threshold <= 0:
+        # Only stabilizer supports, 2^k outcomes, grow past the statevector's 2^20.
+        size = str(outcomes) if outcomes <= 1 << 20 else f"2^{outcomes.bit_length() - 1}"
+        method += (
+            f"; weak check: threshold 0 (estimated fidelity {expected:.4g} - sampling allowance"
+            f" {allowance:.4g} for {size} exact outcomes and {shots} shots - {VERIFY_SLACK}),"
+            f" so any fidelity passes; {in_support:.4f} of the weight is on exact outcomes"
+        )
+    return Verification(
+        method=method,
+        hellinger_fidelity=round(fidelity, 6),
+        threshold=round(max(0.0, threshold), 6),
+    )

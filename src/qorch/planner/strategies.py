@@ -176,11 +176,11 @@ def estimate_cut(demand: Demand) -> Candidate:
             "cut", 0.0, False, "cutting reconstructs expectation values: no observables"
         )
     placed = partition(circuit, nodes, links, require_links=False, min_nodes=2)
-    if placed is None:
-        return Candidate("cut", 0.0, False, _why_unplaced(circuit, nodes, 0))
-    if is_dynamic(circuit):
+    if placed is not None and is_dynamic(circuit):
         reason = cut_refusal(circuit, placed.assignment)
         return Candidate("cut", 0.0, False, reason, partition=placed)
+    if placed is None:
+        return Candidate("cut", 0.0, False, _why_unplaced(circuit, nodes, 0))
     try:
         plan = plan_cut(circuit, observables, placed, max_sampling_overhead)
     except ValueError as exc:
