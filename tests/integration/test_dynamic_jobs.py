@@ -71,6 +71,29 @@ def test_dynamic_circuits_run_across_two_nodes_and_verify_exactly(tmp_path):
     assert messages >= 1  # some conditional reads bits measured on the other node
 
 
+def test_auto_runs_a_dynamic_circuit_wider_than_any_node_by_teleport(tmp_path):
+    circuit = QuantumCircuit(8, 8)  # a GHZ chain with a looped conditional flip: 8 qubits, 6 a node
+    circuit.h(0)
+    for q in range(7):
+        circuit.cx(q, q + 1)
+    circuit.measure(3, 3)
+    with circuit.for_loop(range(2)), circuit.if_test((circuit.clbits[3], 1)):
+        circuit.x(7)
+        circuit.measure(7, 3)
+    circuit.measure(range(8), range(8))
+    spec = {"shots": SHOTS, "circuit": {"qasm": qiskit.qasm3.dumps(circuit)}}
+    code, done = _run(tmp_path, [job("wide", **spec)], noiseless=True)
+    status = done["wide"]["status"]
+    assert code == 0, status.get("message")
+    plan = status["plan"]
+    candidates = {c["strategy"]: c for c in plan["candidates"]}
+    assert plan["strategy"] == "teleport"
+    assert not candidates["single"]["feasible"]
+    exact = branch_distribution(circuit)
+    assert l1_distance(status["result"]["counts"], exact) <= l1_bound(len(exact), SHOTS)
+    assert status["result"]["verification"]["method"] == "deferred measurement"
+
+
 def test_noisy_feed_forward_across_the_link_still_verifies(tmp_path):
     circuit = teleportation(theta=1.2)
     qasm = qiskit.qasm3.dumps(circuit)
