@@ -4,9 +4,10 @@ A plan schedules every operation ahead of time, so a `for` loop becomes its body
 index (the loop parameter bound to the index), a `box` becomes its contents, and a `switch`
 becomes a chain of `if`/`else` on the same target. What stays is `if`/`else` on classical
 bits or registers, which a plan carries as feed-forward: `predicated_steps` lists the
-operations in order, each with the tests it runs under. A `while` loop (unknown length),
-`break` and `continue` (a data-dependent length), and conditions written as classical
-expressions are refused, each with its reason.
+operations in order, each with the tests it runs under (a condition written as an
+expression, e.g. a parity of bits, is tabulated over the bits it reads). A `while` loop
+(unknown length), `break` and `continue` (a data-dependent length), and conditions on
+classical variables or beyond MAX_EXPRESSION_BITS bits are refused, each with its reason.
 
 Unrolling is bounded by the sanitizer's limits, so hostile input cannot blow the circuit
 up: a loop body may run at most `max_iterations` times, nested loops multiplied (the same
@@ -38,19 +39,15 @@ class UnrollLimits:
     max_iterations: int = _DEFAULT_POLICY.max_for_loop_iterations
     max_operations: int = _DEFAULT_POLICY.max_gates
 
-    @classmethod
-    def of(cls, policy: SanitizerPolicy) -> UnrollLimits:
-        return cls(policy.max_for_loop_iterations, policy.max_gates)
 
-
-def has_loops(circuit: QuantumCircuit) -> bool:
+def needs_unrolling(circuit: QuantumCircuit) -> bool:
     """Whether anything but `if`/`else` is control flow, at any depth."""
     for inst in circuit.data:
         op = inst.operation
         if isinstance(op, ControlFlowOp):
             if not isinstance(op, IfElseOp):
                 return True
-            if any(has_loops(body) for body in op.blocks):
+            if any(needs_unrolling(body) for body in op.blocks):
                 return True
     return False
 
@@ -61,7 +58,7 @@ def unroll(circuit: QuantumCircuit, limits: UnrollLimits | None = None) -> Quant
     Keeps the circuit's bits and registers. Raises ValueError naming what to change when the
     circuit has a construct a plan cannot schedule or unrolling exceeds `limits`.
     """
-    if not has_loops(circuit):
+    if not needs_unrolling(circuit):
         return circuit
     state = _Unroller(limits or UnrollLimits())
     return state.block(circuit, 1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from qiskit import ClassicalRegister, QuantumCircuit, QuantumRegister
 
-from qorch.planner.unroll import UnrollLimits, has_loops, predicated_steps, unroll
+from qorch.planner.unroll import UnrollLimits, needs_unrolling, predicated_steps, unroll
 from qorch.sanitizer import SanitizerPolicy
 from tests.dynamic_circuits import branch_distribution, repeat_until_success
 
@@ -24,7 +24,7 @@ def test_unrolled_loops_keep_the_exact_distribution_and_bind_the_index() -> None
             qc.rz(0.3, 1)
     qc.measure([0, 1], [0, 1])
     flat = unroll(qc)
-    assert not has_loops(flat)
+    assert not needs_unrolling(flat)
     assert flat.count_ops()["cx"] == 6
     angles = [inst.operation.params[0] for inst in flat.data if inst.operation.name == "rx"]
     assert angles == pytest.approx([0.1, 0.5, 0.9])
