@@ -398,7 +398,8 @@ def verify_distribution(
         )
     affine = stabilizer_distribution(circuit)
     if affine is None:
-        dynamic = dynamic_probabilities(circuit) if is_dynamic(circuit) else None
+        # Mid-circuit measurement, reset, control flow or delays: deferred measurement.
+        dynamic = dynamic_probabilities(circuit) if _final_measurements(circuit) is None else None
         if not isinstance(dynamic, ExactProbabilities):
             return Verification(method=dynamic or unverifiable(circuit))
         p = dynamic.of(keys)
@@ -600,11 +601,6 @@ def _deferred_circuit(circuit: QuantumCircuit) -> tuple[QuantumCircuit, dict[int
     for op, qubits in deferred.ops:
         out.append(op, qubits)
     return out, deferred.source
-
-
-def is_dynamic(circuit: QuantumCircuit) -> bool:
-    """Whether the circuit measures mid-circuit, resets, or has classical control flow."""
-    return _final_measurements(circuit) is None
 
 
 def dynamic_probabilities(circuit: QuantumCircuit) -> ExactProbabilities | str:
