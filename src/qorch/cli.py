@@ -106,18 +106,21 @@ def _load_node(args: argparse.Namespace):  # -> QuantumNode
 def _cmd_qpu_agent(args: argparse.Namespace) -> int:
     node = _load_node(args)  # before the simulator's imports: a bad manifest ends at once
 
-    from qorch.channel.identity import Identity, load_public_key
     from qorch.qpu.agent import serve
+    from qorch.qpu.agent_keys import AgentKeys
 
     if not args.identity_key or not args.trusted_client_key:
         print(
             "qpu-agent: needs --identity-key and at least one --trusted-client-key", file=sys.stderr
         )
         return 2
-    identity = Identity.load(args.identity_key)
-    trusted = [load_public_key(path) for path in args.trusted_client_key]
+    try:
+        keys = AgentKeys.load(args.identity_key, args.trusted_client_key)
+    except (OSError, ValueError) as exc:
+        print(f"qpu-agent: {exc}", file=sys.stderr)
+        return 2
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(node, args.host, args.port, identity, trusted, node_file=args.node_file))
+        asyncio.run(serve(node, args.host, args.port, keys, node_file=args.node_file))
     return 0
 
 
@@ -237,14 +240,15 @@ def build_parser(env: Settings | None = None) -> argparse.ArgumentParser:
     p.add_argument(
         "--identity-key",
         default=env.identity_key_file,
-        help="the node's ML-DSA-65 private key file (env QORCH_IDENTITY_KEY_FILE)",
+        help="the node's ML-DSA-65 private key file (env QORCH_IDENTITY_KEY_FILE); re-read"
+        " when it changes, so the node's key rotates without a restart",
     )
     p.add_argument(
         "--trusted-client-key",
         action="append",
         default=[k for k in env.trusted_client_key_files.split(":") if k],
-        help="public key file of an operator allowed to connect; repeatable"
-        " (env QORCH_TRUSTED_CLIENT_KEY_FILES, colon-separated)",
+        help="file of operator public keys allowed to connect, one per line; repeatable"
+        " (env QORCH_TRUSTED_CLIENT_KEY_FILES, colon-separated); re-read when it changes",
     )
     p.set_defaults(func=_cmd_qpu_agent)
 

@@ -49,3 +49,7 @@ REROUTING = "Rerouting"
 NO_HEALTHY_RESOURCES = "NoHealthyResources"
 QUEUED = "Queued"
 AGENT_FAILED = "AgentFailed"
+# The node's identity (spec.identity and its rotation window).
+INVALID_IDENTITY = "InvalidIdentity"
+KEY_RETIRED = "KeyRetired"  # the node presented a key whose rotation window has ended
+KEY_NOT_YET_VALID = "KeyNotYetValid"  # ... or has not begun

@@ -82,13 +82,13 @@ from qorch.channel.identity import (
     fingerprint,
     load_public_key,
 )
+from qorch.channel.pins import KeyPins, PinnedKey
 from qorch.channel.provider import (
     CryptographyProvider,
     CryptoProvider,
     LiboqsProvider,
     get_provider,
 )
-from qorch.channel.pins import KeyPins, PinnedKey
 from qorch.channel.session import Session, SessionLimits
 from qorch.channel.signing import (
     SignatureError,

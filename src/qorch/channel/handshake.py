@@ -38,8 +38,9 @@ with a ServerHello, and the client takes that too.
 The client checks the node's fingerprint against its pins and the node's
 signature before it produces ClientFinish, so a wrong node learns nothing but
 the ClientHello. A client pins one key, or several while the node's key rotates
-(`qorch.channel.pins`); the node answers with its key when the hello pins it. The node refuses unknown clients at ClientHello, before any
-key-agreement work, and accepts the session only once ClientFinish verifies.
+(`qorch.channel.pins`); the node answers with its key when the hello pins it.
+The node refuses unknown clients at ClientHello, before any key-agreement work,
+and accepts the session only once ClientFinish verifies.
 """
 
 from __future__ import annotations

@@ -12,8 +12,6 @@ from qorch.api import reasons as R
 from qorch.api.base import get_condition
 from qorch.api.phases import NodePhases
 from qorch.api.quantum_node import QuantumNodeStatus
-from qorch.channel.identity import fingerprint
-from qorch.pipeline.identity import pinned_key
 from qorch.pipeline.reservations import node_resource
 from qorch.pipeline.resources import calibrate_node, check_node
 from qorch.settings import Settings
@@ -93,8 +91,6 @@ async def node_health(body: kopf.Body, name: str, memo: Any, patch: kopf.Patch, 
         agent_endpoint(node, state.settings),
         int(state.reservations.allocated(node_resource(node.metadata.namespace, name))),
     )
-    key = pinned_key(node, state.node_keys.get((node.metadata.namespace, name)))
-    status.identity_fingerprint = fingerprint(key) if key else None
     patch.status.update(status.wire())
     _announce(body, node, status)
 

@@ -18,6 +18,7 @@ from qorch.api.base import ConditionStatus, get_condition, now_rfc3339, set_cond
 from qorch.api.entanglement_link import EntanglementLinkStatus
 from qorch.api.phases import LinkPhases, NodePhases
 from qorch.api.quantum_node import Calibration, QuantumNodeStatus
+from qorch.pipeline.identity import record_identity
 from qorch.qpu.link_probe import expected_fidelity
 from qorch.qpu.transport import AgentClient
 from qorch.telemetry.feedforward import probe_link_feedforward
@@ -73,12 +74,15 @@ async def check_node(
     try:
         health = await ask(client, HealthRequest(), timeout=HEALTH_TIMEOUT_SECONDS)
     except AgentError as exc:
-        # A refused identity (PeerKeyMismatch, UntrustedPeer...) keeps its own reason.
+        record_identity(status, client)
+        # A refused identity (PeerKeyMismatch, KeyRetired, InvalidIdentity...) keeps its
+        # own reason.
         reason = R.AGENT_UNREACHABLE if exc.code in _UNANSWERED else exc.code
         status.conditions = set_condition(
             status.conditions, R.REACHABLE, "False", reason, exc.message, gen
         )
         return _summarize(node, status)
+    record_identity(status, client)
     if health.qubits != node.spec.qubits:
         msg = f"agent reports {health.qubits} qubits, spec says {node.spec.qubits}"
         status.conditions = set_condition(
