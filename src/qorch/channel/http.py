@@ -89,7 +89,7 @@ from qorch.channel.handshake import (
     finish_session_id,
     message_type,
 )
-from qorch.channel.identity import Identity
+from qorch.channel.identity import Identity, fingerprint
 from qorch.channel.pins import KeyPins
 from qorch.channel.session import MIN_RECORD_SIZE, Clock, RecordHeader, Session, SessionLimits
 from qorch.channel.suite import Suite
@@ -198,6 +198,10 @@ class ServerLimits:
         }
 
 
+def _client_of(session: Session | PendingSession) -> str:
+    return session.peer_fingerprint if isinstance(session, Session) else session.client_fingerprint
+
+
 def _peer(request: web.Request) -> str:
     return request.remote or "unknown"
 
@@ -259,8 +263,9 @@ class ChannelServer:
 
     Only clients whose public key is in `trusted_client_keys` (the operator's)
     can open a session. `handler(op, payload)` runs with `current_trace` set.
-    `before_handshake`, when given, runs before each hello is screened: the place to
-    take up a new identity or trusted set (`rekey`, `trust`) as their files change.
+    `refresh_keys`, when given, runs before each hello and each call is looked at: the
+    place to take up a new identity or trusted set (`rekey`, `trust`) as their files
+    change, so that a node's new key is met on the next call.
     `server_limits` bounds what any peer can make the node spend; serve the app
     with `web.AppRunner(app, **server.server_limits.runner_options())`.
     """
@@ -279,9 +284,9 @@ class ChannelServer:
         max_pending_handshakes: int = 256,
         suite: Suite | None = None,
         clock: Clock = time.monotonic,
-        before_handshake: Callable[[], None] | None = None,
+        refresh_keys: Callable[[], None] | None = None,
     ) -> None:
-        self._before_handshake = before_handshake
+        self._refresh_keys = refresh_keys
         self._handshake = ServerHandshake(
             identity, trusted_client_keys, suite=suite, limits=limits, clock=clock
         )
@@ -352,8 +357,13 @@ class ChannelServer:
         logger.info("channel identity is now %s", identity.fingerprint)
 
     def trust(self, trusted_client_keys: Iterable[bytes]) -> None:
-        """Open new sessions only for these client keys; live sessions carry on."""
+        """Open sessions only for these client keys; sessions of a key no longer trusted
+        are forgotten."""
         self._handshake.trust(trusted_client_keys)
+        kept = {fingerprint(key) for key in self._handshake.trusted_keys}
+        for table in (self._sessions, self._pending):
+            for session_id in [i for i, s in table.items() if _client_of(s) not in kept]:
+                del table[session_id]
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post(f"{self._prefix}/handshake", self._handle_handshake)
@@ -396,8 +406,8 @@ class ChannelServer:
                 self._handshake_queue.leave(peer)
 
     def _hello(self, body: bytes, peer: str) -> web.Response:
-        if self._before_handshake is not None:
-            self._before_handshake()
+        if self._refresh_keys is not None:
+            self._refresh_keys()
         screened = self._handshake.screen(body)
         if not self._cookies.valid(screened.cookie, screened.without_cookie, peer):
             # Stateless: nothing is kept until the hello returns with this cookie.
@@ -445,6 +455,8 @@ class ChannelServer:
     async def _handle_call(self, request: web.Request) -> web.StreamResponse:
         peer = _peer(request)
         bounds = self.server_limits
+        if self._refresh_keys is not None:
+            self._refresh_keys()  # a new key forgets the sessions: this call re-handshakes
         if not self._call_slots.acquire(peer):
             return await self._refuse(_Busy("too many calls in flight"), request)
         claimed: bytes | None = None  # the session this request holds while it runs
@@ -680,12 +692,15 @@ class ChannelClient:
 
     async def _exchange(self, request: bytes) -> bytes:
         for attempt in (1, 2):
-            session = await self._acquire()
+            session = await (self._acquire() if attempt == 1 else self._new_session())
             try:
                 reply = session.open(await self._post(self._call_url, session.seal(request)))
             except (UnknownSession, SessionExpired) as exc:
                 if attempt == 2:
                     raise
+                if isinstance(exc, UnknownSession):
+                    # The node restarted or took a new key: its other sessions are gone too.
+                    self._idle.clear()
                 logger.info("channel session %s refused (%s); new handshake", session.short_id, exc)
                 continue
             self._release(session)

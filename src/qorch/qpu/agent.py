@@ -579,7 +579,7 @@ def build_app(
         keys.trusted,
         agent.telemetry.traced(agent.handle),
         server_limits=server_limits,
-        before_handshake=keys.refresh,
+        refresh_keys=keys.refresh,
     )
     keys.attach(server)
     agent.telemetry.attach(server).add_routes(app)

@@ -2,13 +2,13 @@
 
 A node's key rotates without a restart: replace its key file (`qorch keygen --force`
 replaces it atomically, as a kubelet updates a mounted Secret) and the agent answers the
-next handshake with the new key. Its sessions opened with the old key are forgotten, so
-the operator meets the new key at once (its next call re-handshakes); programs in flight
-are the agent's, not a session's, and carry on. The trusted operator keys follow their
-files the same way, which is how the operator's own key rotates (current and next key in
-the file during the swap, then the old one removed).
+next call or handshake with the new key. Its sessions opened with the old key are
+forgotten, so the operator meets the new key at once (its next call re-handshakes);
+programs in flight are the agent's, not a session's, and carry on. The trusted operator
+keys follow their files the same way, which is how the operator's own key rotates
+(current and next key in the file during the swap, then the old one removed).
 
-Files are looked at before each handshake: a `stat` when nothing changed. A file that
+Files are looked at before each handshake and each call: a `stat` when nothing changed. A file that
 cannot be read or holds no valid key is ignored with one warning; the keys in use stay.
 """
 
@@ -64,7 +64,8 @@ class AgentKeys:
         return cls(identity_path, trusted_paths, identity, _load_trusted(trusted_paths), seen)
 
     def attach(self, server: ChannelServer) -> None:
-        """The server whose keys follow the files (call `refresh` before each handshake)."""
+        """The server whose keys follow the files (it calls `refresh` before each hello
+        and each call)."""
         self._server = server
 
     def refresh(self) -> None:
