@@ -174,8 +174,9 @@ class QuantumNodeStatus(ApiModel):
     last_heartbeat: str | None = Field(None, description="RFC 3339 time of the last health check.")
     identity_fingerprint: str | None = Field(
         None,
-        description="SHA-256 fingerprint of the node key that authenticated the last health"
-        " check: during a rotation, which of the two keys the node uses.",
+        description="SHA-256 fingerprint of the node key that authenticated the last call"
+        " that got through (before any did, the key pinned first): during a rotation, which"
+        " of the two keys the node uses.",
     )
     accepted_fingerprints: list[str] = Field(
         default_factory=list,

@@ -104,7 +104,11 @@ def node_agent(
 
 def record_identity(status: QuantumNodeStatus, client: AgentClient) -> None:
     """Into a node's status: the keys its pins accept now, and the key that authenticated
-    the last call (kept from before when no call got through)."""
+    the last call that got through (before any did, the key pinned first)."""
     pins = getattr(client, "pins", None)
-    status.accepted_fingerprints = pins.fingerprints() if isinstance(pins, KeyPins) else []
-    status.identity_fingerprint = authenticated_fingerprint(client) or status.identity_fingerprint
+    accepted = pins.fingerprints() if isinstance(pins, KeyPins) else []
+    status.accepted_fingerprints = accepted
+    previous = status.identity_fingerprint if status.identity_fingerprint in accepted else None
+    status.identity_fingerprint = (
+        authenticated_fingerprint(client) or previous or (accepted[0] if accepted else None)
+    )
