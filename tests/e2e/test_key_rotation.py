@@ -9,9 +9,11 @@ Run with `pytest -s` to see the timeline.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 import yaml
@@ -191,3 +193,48 @@ async def test_a_malformed_rotation_gets_a_clear_reason_and_stalls_no_other_node
     assert phase(job) == "Succeeded", status(job).get("message")
     assert [p["node"] for p in status(job)["plan"]["placement"]] == ["good"]
     assert "Traceback" not in operator.output()
+
+
+def test_a_published_next_operator_key_is_trusted_by_the_agents_the_operator_creates(
+    cluster, namespace, tmp_path
+):
+    """Step one of an operator key rotation: `next.pub` in the operator's Secret. A node
+    Secret made from then on lists both operator keys in `operator.pub`, the file its
+    agent trusts (and follows)."""
+    from tests.e2e.test_operator_namespace import SIM, start_operator, stop
+
+    current, following = Identity.generate(), Identity.generate()
+    current.save(tmp_path / "current")
+    following.save(tmp_path / "next")
+    cluster.kubectl(
+        "create",
+        "secret",
+        "generic",
+        "qorch-operator-identity",
+        "-n",
+        namespace,
+        f"--from-file=identity.key={tmp_path / 'current.key'}",
+        f"--from-file=identity.pub={tmp_path / 'current.pub'}",
+        f"--from-file=next.pub={tmp_path / 'next.pub'}",
+    )
+    log = tmp_path / "operator.log"
+    proc = start_operator(
+        cluster,
+        namespace,
+        Path(cluster.env["KUBECONFIG"]),
+        log,
+        QORCH_OPERATOR_NAMESPACE=namespace,
+    )
+    try:
+        cluster.kubectl("apply", "-n", namespace, "-f", "-", stdin=json.dumps(SIM))
+        dep = cluster.wait_for("deployment", "qpu-sim", namespace, lambda o: True, timeout=60)
+    finally:
+        stop(proc)
+    (volume,) = [v for v in dep["spec"]["template"]["spec"]["volumes"] if "secret" in v]
+    secret = cluster.get("secret", volume["secret"]["secretName"], namespace)
+    trusted = base64.b64decode(secret["data"]["operator.pub"]).decode().split()
+    assert trusted == [
+        encode_public_key(current.public_key),
+        encode_public_key(following.public_key),
+    ]
+    assert "Traceback" not in log.read_text()

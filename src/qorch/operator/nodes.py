@@ -54,7 +54,7 @@ async def ensure_workload(body: kopf.Body, memo: Any, logger: Any, **_: Any) -> 
     if node.spec.backend.type != "aer":
         return
     state: OperatorState = memo.state
-    key = await ensure_node_identity(node, state.agents.identity, body)
+    key = await ensure_node_identity(node, state.operator_keys, body)
     state.node_keys[(node.metadata.namespace, node.metadata.name)] = key
     for manifest in (
         build_deployment(node, state.settings, key),
