@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -131,3 +133,20 @@ async def test_the_operator_key_rotates_through_the_agents_trusted_key_file(
     finally:
         await old_operator.close()
         await new_operator.close()
+
+
+def test_an_agent_refuses_to_start_on_a_trust_file_with_a_bad_line(tmp_path: Path) -> None:
+    key_file, _ = Identity.generate().save(tmp_path / "node")
+    trusted = tmp_path / "operators.pub"
+    trusted.write_text(encode_public_key(Identity.generate().public_key) + "\nnot-a-key\n")
+    manifest = make_node("refuses", 2).model_dump_json(by_alias=True, exclude_none=True)
+    keys = ["--identity-key", str(key_file), "--trusted-client-key", str(trusted)]
+    proc = subprocess.run(
+        [sys.executable, "-m", "qorch", "qpu-agent", "--node-json", manifest, *keys],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert f"{trusted}, line 2: public key is not valid base64" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -99,7 +99,7 @@ def node_agent(
         pins = node_pins(node, managed_key, clock)
     except InvalidIdentity as exc:
         return RefusingAgent(R.INVALID_IDENTITY, str(exc))
-    return connections.get(node.metadata.name, endpoint, pins)
+    return connections.get(node.metadata.name, endpoint, pins, node.metadata.namespace)
 
 
 def record_identity(status: QuantumNodeStatus, client: AgentClient) -> None:

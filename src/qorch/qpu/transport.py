@@ -226,19 +226,21 @@ class UnpinnedAgent(RefusingAgent):
 
 
 class AgentConnections:
-    """One channel per (node, endpoint), shared by every caller of the process. When the
+    """One channel per node (and endpoint), shared by every caller of the process. When the
     node's pins change (its key rotates) the same channel takes them up, so a program
     being followed over it carries on across the rotation."""
 
     def __init__(self, identity: Identity) -> None:
         self.identity = identity
-        self._clients: dict[tuple[str, str], SecureAgentClient] = {}
+        self._clients: dict[tuple[str, str, str], SecureAgentClient] = {}
 
-    def get(self, node: str, endpoint: str, pins: bytes | KeyPins | None) -> AgentClient:
+    def get(
+        self, node: str, endpoint: str, pins: bytes | KeyPins | None, namespace: str = ""
+    ) -> AgentClient:
         if pins is None:
             return UnpinnedAgent(node)
         pins = KeyPins.of(pins)
-        key = (node, endpoint)
+        key = (namespace, node, endpoint)
         client = self._clients.get(key)
         if client is None:
             client = self._clients[key] = SecureAgentClient(endpoint, self.identity, pins)
