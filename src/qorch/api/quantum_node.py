@@ -102,7 +102,9 @@ class IdentitySpec(ApiModel):
     )
     rotation: KeyRotation | None = Field(
         None,
-        description="A rotation of publicKey in progress; needs publicKey. See KeyRotation.",
+        description="A rotation of publicKey with an overlap window: nextPublicKey is accepted"
+        " from notBefore, publicKey until notAfter, both in between. Needs publicKey; once the"
+        " window has passed, move nextPublicKey into publicKey and remove rotation.",
     )
 
 
