@@ -2,6 +2,8 @@
 `spec.identity.rotation` publishes the next key, the agent takes it without a restart
 while jobs run, none fails, and once the window has passed the old key is refused with
 KeyRetired. A malformed rotation gives its node a clear reason and stalls nobody else.
+The operator's key rotates too: published to the agents, swapped by a restart mid-job,
+then retired.
 
 Run with `pytest -s` to see the timeline.
 """
@@ -19,15 +21,18 @@ import pytest
 import yaml
 
 from qorch.channel.identity import Identity, encode_public_key
+from qorch.qpu.transport import SecureAgentClient
 from tests.e2e.test_faults import (
     NOISE,
     circuit,
     job_doc,
     kubectl,
+    node_doc,
     phase,
     start_nodes,
     wait_all_terminal,
 )
+from tests.support import make_node
 
 pytestmark = pytest.mark.e2e
 
@@ -238,3 +243,68 @@ def test_a_published_next_operator_key_is_trusted_by_the_agents_the_operator_cre
         encode_public_key(following.public_key),
     ]
     assert "Traceback" not in log.read_text()
+
+
+async def test_the_operator_key_is_swapped_while_jobs_run_and_the_old_one_retired(
+    cluster, namespace, operator, start_agent, tmp_path
+):
+    """Publish (the agent trusts both operator keys), swap (the operator restarts with the
+    next key, mid-job), retire (the old key leaves the agent's file): every job succeeds,
+    none is run twice, and the node stays Ready throughout."""
+    from tests.integration.test_key_rotation import replace_file
+
+    current = operator.key_file
+    following = Identity.generate()
+    next_key, _ = following.save(tmp_path / "operator-next")
+    trusted = tmp_path / "trusted-operators.pub"
+    replace_file(trusted, current.with_suffix(".pub").read_text())
+    agents = {"op": await start_agent(make_node("op", 10, noise=NOISE), trusted=[trusted])}
+    docs = [node_doc("op", 10, agents["op"], NOISE)]
+    await kubectl(cluster, "apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump_all(docs))
+    await wait_node(cluster, namespace, "op", lambda o: phase(o) == "Ready")
+
+    # 1. Publish: the agent trusts the current and the next operator key.
+    replace_file(
+        trusted,
+        current.with_suffix(".pub").read_text() + encode_public_key(following.public_key) + "\n",
+    )
+    jobs = [job_doc(f"s{i}", 1500, "swap", qasm=circuit(8)) for i in range(4)]
+    await kubectl(cluster, "apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump_all(jobs))
+    await asyncio.to_thread(
+        cluster.wait_for,
+        "djob",
+        "",
+        namespace,
+        lambda o: any(phase(j) == "Running" for j in o.get("items", [])),
+        60,
+        "faults=swap",
+    )
+    # 2. Swap: the operator restarts with the next key, jobs running.
+    out = await kubectl(cluster, "get", "djob", "-n", namespace, "-l", "faults=swap", "-o", "json")
+    assert any(phase(j) != "Succeeded" for j in json.loads(out)["items"])
+    operator.stop()
+    operator.key_file = next_key
+    operator.start()
+    done = await wait_all_terminal(cluster, namespace, "swap", len(jobs), timeout=300)
+    for name, job in done.items():
+        assert phase(job) == "Succeeded", (name, status(job).get("message"))
+        assert sum(status(job)["result"]["counts"].values()) == 1500
+    agent = agents["op"]
+    client = SecureAgentClient(agent.endpoint, following, agent.identity.public_key)
+    try:
+        health = await client.call("health", {})
+    finally:
+        await client.close()
+    assert health["programsRun"] == len(jobs), "a program ran twice, or not at all"
+
+    # 3. Retire the old key: the operator, on its new key, still reaches the node.
+    replace_file(trusted, encode_public_key(following.public_key) + "\n")
+    retired_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    node = await wait_node(
+        cluster,
+        namespace,
+        "op",
+        lambda o: phase(o) == "Ready" and status(o).get("lastHeartbeat", "") > retired_at,
+    )
+    assert ready_reason(node) == "AgentHealthy"
+    assert "Traceback" not in operator.output()
