@@ -722,18 +722,31 @@ class ChannelClient:
             self._idle.append(session)
 
     async def _new_session(self) -> Session:
-        handshake = ClientHandshake(
-            self._identity, self._pins, suite=self._suite, limits=self._limits, clock=self._clock
-        )
-        server_hello = await self._post(self._handshake_url, handshake.hello())
-        if message_type(server_hello) == HELLO_RETRY:  # the node wants its cookie back first
-            server_hello = await self._post(self._handshake_url, handshake.retry(server_hello))
-        # Pin and signature are checked here, before anything but the hello has been sent.
-        client_finish, session = handshake.finish(server_hello)
-        await self._post(self._handshake_url, client_finish)
-        self.handshakes += 1
-        logger.debug("channel session %s opened to %s", session.short_id, self.endpoint)
-        return session
+        for attempt in (1, 2):
+            handshake = ClientHandshake(
+                self._identity,
+                self._pins,
+                suite=self._suite,
+                limits=self._limits,
+                clock=self._clock,
+            )
+            server_hello = await self._post(self._handshake_url, handshake.hello())
+            if message_type(server_hello) == HELLO_RETRY:  # the node wants its cookie first
+                server_hello = await self._post(self._handshake_url, handshake.retry(server_hello))
+            # Pin and signature are checked here, before anything but the hello has been sent.
+            client_finish, session = handshake.finish(server_hello)
+            try:
+                await self._post(self._handshake_url, client_finish)
+            except UnknownSession:
+                # The node forgot the handshake (it took a new key, or restarted) between
+                # its ServerHello and this Finish: once more, from the start.
+                if attempt == 2:
+                    raise
+                continue
+            self.handshakes += 1
+            logger.debug("channel session %s opened to %s", session.short_id, self.endpoint)
+            return session
+        raise AssertionError("unreachable")
 
     async def _post(self, url: str, body: bytes) -> bytes:
         """POST `body`; a throttled request was refused before the node did anything with

@@ -207,3 +207,35 @@ async def test_a_client_takes_new_pins_without_losing_its_open_sessions(
         client.pin(new.public_key)
         with pytest.raises(PeerKeyMismatch):
             await client.call("c", {})
+
+
+@pytest.mark.asyncio
+async def test_a_node_rekeyed_between_its_server_hello_and_the_finish_costs_one_retry(
+    loopback: Serve, operator_identity: Identity, old: Identity, new: Identity
+) -> None:
+    """The node forgets the half-done handshake of its old key: the client starts over and
+    the call goes through on the new key instead of failing."""
+
+    async def echo(op: str, payload: dict) -> dict:
+        return {"op": op}
+
+    server = ChannelServer(old, [operator_identity.public_key], echo)
+    key_pins = pins(old, new, WallClock(START))
+
+    class RekeyAfterServerHello(ChannelClient):
+        rekeyed = False
+
+        async def _post(self, url: str, body: bytes) -> bytes:
+            reply = await super()._post(url, body)
+            if not self.rekeyed and reply[:1] == b"\x02":  # the first ServerHello
+                self.rekeyed = True
+                server.rekey(new)
+            return reply
+
+    async with (
+        loopback(server.add_routes) as node,
+        RekeyAfterServerHello(node.url, operator_identity, key_pins) as client,
+    ):
+        assert await client.call("a", {}) == {"op": "a"}
+        assert client.rekeyed and client.peer_fingerprint == new.fingerprint
+        assert client.handshakes == 1
