@@ -172,8 +172,8 @@ def _load_node(args: argparse.Namespace):  # -> QuantumNode
 def _cmd_qpu_agent(args: argparse.Namespace) -> int:
     node = _load_node(args)  # before the simulator's imports: a bad manifest ends at once
 
-    from qorch.channel.identity import Identity, load_public_key
     from qorch.qpu.agent import serve
+    from qorch.qpu.agent_keys import AgentKeys
 
     if args.tpm:
         return _tpm_agent(args, node)
@@ -182,17 +182,20 @@ def _cmd_qpu_agent(args: argparse.Namespace) -> int:
             "qpu-agent: needs --identity-key and at least one --trusted-client-key", file=sys.stderr
         )
         return 2
-    identity = Identity.load(args.identity_key)
-    trusted = [load_public_key(path) for path in args.trusted_client_key]
+    try:
+        keys = AgentKeys.load(args.identity_key, args.trusted_client_key)
+    except (OSError, ValueError) as exc:
+        print(f"qpu-agent: {exc}", file=sys.stderr)
+        return 2
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(node, args.host, args.port, identity, trusted, node_file=args.node_file))
+        asyncio.run(serve(node, args.host, args.port, keys, node_file=args.node_file))
     return 0
 
 
 def _tpm_agent(args: argparse.Namespace, node: QuantumNode) -> int:
     """The agent with a TPM: its code and node file measured, its key unsealed by the TPM."""
-    from qorch.channel.identity import load_public_key
     from qorch.qpu.agent import serve
+    from qorch.qpu.agent_keys import AgentKeys
     from qorch.qpu.attestor import Attestor, SealedIdentityError
     from qorch.qpu.tpm import Tpm, TpmError
 
@@ -210,18 +213,14 @@ def _tpm_agent(args: argparse.Namespace, node: QuantumNode) -> int:
     except (TpmError, SealedIdentityError, OSError, ValueError) as exc:
         print(f"qpu-agent: no identity: {exc}", file=sys.stderr)
         return 3
-    trusted = [load_public_key(path) for path in args.trusted_client_key]
+    try:
+        keys = AgentKeys.unsealed(identity, args.trusted_client_key)
+    except (OSError, ValueError) as exc:
+        print(f"qpu-agent: {exc}", file=sys.stderr)
+        return 2
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(
-            serve(
-                node,
-                args.host,
-                args.port,
-                identity,
-                trusted,
-                node_file=args.node_file,
-                attestor=attestor,
-            )
+            serve(node, args.host, args.port, keys, node_file=args.node_file, attestor=attestor)
         )
     return 0
 
@@ -407,14 +406,15 @@ def build_parser(env: Settings | None = None) -> argparse.ArgumentParser:
     p.add_argument(
         "--identity-key",
         default=env.identity_key_file,
-        help="the node's ML-DSA-65 private key file (env QORCH_IDENTITY_KEY_FILE)",
+        help="the node's ML-DSA-65 private key file (env QORCH_IDENTITY_KEY_FILE); re-read"
+        " when it changes, so the node's key rotates without a restart",
     )
     p.add_argument(
         "--trusted-client-key",
         action="append",
         default=[k for k in env.trusted_client_key_files.split(":") if k],
-        help="public key file of an operator allowed to connect; repeatable"
-        " (env QORCH_TRUSTED_CLIENT_KEY_FILES, colon-separated)",
+        help="file of operator public keys allowed to connect, one per line; repeatable"
+        " (env QORCH_TRUSTED_CLIENT_KEY_FILES, colon-separated); re-read when it changes",
     )
     p.add_argument(
         "--tpm",

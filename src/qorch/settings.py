@@ -71,7 +71,14 @@ class Settings(BaseModel):
     )
     identity_secret: str = Field(
         "qorch-operator-identity",
-        description="Secret holding the operator's identity (QORCH_IDENTITY_SECRET).",
+        description="Secret holding the operator's identity (QORCH_IDENTITY_SECRET); during a"
+        " rotation of the operator's key it also holds `next.pub`, the next key.",
+    )
+    next_identity_public_key_file: str | None = Field(
+        None,
+        description="With identity_key_file: the operator's next public key (PREFIX.pub)"
+        " during a rotation of its key; new agents are told to trust it beside the current"
+        " one (QORCH_NEXT_IDENTITY_PUBLIC_KEY_FILE).",
     )
     operator_namespace: str | None = Field(
         None,

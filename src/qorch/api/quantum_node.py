@@ -103,6 +103,32 @@ class AttestationSpec(ApiModel):
         return self
 
 
+class KeyRotation(ApiModel):
+    """A change of the node's key with an overlap window: `nextPublicKey` is accepted from
+    `notBefore`, `publicKey` until `notAfter`, both in between. Once the window has passed,
+    finish by moving the next key into `publicKey` and removing `rotation`.
+
+    Checked when the node is: a key that is not base64 ML-DSA-65, a next key equal to the
+    current one, or a window that ends before it starts makes the node Unreachable with
+    reason InvalidIdentity; a node presenting a key outside its window, KeyRetired or
+    KeyNotYetValid.
+    """
+
+    next_public_key: str = Field(
+        description="Base64 ML-DSA-65 public key the node rotates to (`qorch keygen` writes it"
+        " as PREFIX.pub); must differ from publicKey."
+    )
+    not_before: str | None = Field(
+        None,
+        description="RFC 3339 time from which nextPublicKey is accepted; at once when unset.",
+    )
+    not_after: str | None = Field(
+        None,
+        description="RFC 3339 time after which publicKey is retired and refused; when unset,"
+        " both keys are accepted until the spec changes. Must be after notBefore.",
+    )
+
+
 class IdentitySpec(ApiModel):
     """The node's pinned identity."""
 
@@ -120,6 +146,13 @@ class IdentitySpec(ApiModel):
         if self.attestation is not None and not self.public_key:
             raise ValueError("identity.attestation needs identity.publicKey: the quote binds it")
         return self
+
+    rotation: KeyRotation | None = Field(
+        None,
+        description="A rotation of publicKey with an overlap window: nextPublicKey is accepted"
+        " from notBefore, publicKey until notAfter, both in between. Needs publicKey; once the"
+        " window has passed, move nextPublicKey into publicKey and remove rotation.",
+    )
 
 
 class SafetySpec(ApiModel):
@@ -189,7 +222,15 @@ class QuantumNodeStatus(ApiModel):
     allocated_qubits: int = Field(0, description="Qubits reserved by running jobs.")
     last_heartbeat: str | None = Field(None, description="RFC 3339 time of the last health check.")
     identity_fingerprint: str | None = Field(
-        None, description="SHA-256 fingerprint of the node's public key."
+        None,
+        description="SHA-256 fingerprint of the node key that authenticated the last call"
+        " that got through (before any did, the key pinned first): during a rotation, which"
+        " of the two keys the node uses.",
+    )
+    accepted_fingerprints: list[str] = Field(
+        default_factory=list,
+        description="SHA-256 fingerprints of the node keys accepted now: two inside a"
+        " rotation window, one otherwise.",
     )
 
 

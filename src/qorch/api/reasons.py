@@ -55,3 +55,7 @@ ATTESTATION_REQUIRED = "AttestationRequired"
 RESUMING = "Resuming"
 RESUMED = "Resumed"
 REPLANNED = "Replanned"
+# The node's identity (spec.identity and its rotation window).
+INVALID_IDENTITY = "InvalidIdentity"
+KEY_RETIRED = "KeyRetired"  # the node presented a key whose rotation window has ended
+KEY_NOT_YET_VALID = "KeyNotYetValid"  # ... or has not begun

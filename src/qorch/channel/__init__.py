@@ -8,7 +8,8 @@ Handshake (one suite, never negotiated:
 
     operator -> node  ClientHello   suite id, random, ephemeral ML-KEM-768 and
                                     X25519 public keys, SHA-256 of the operator
-                                    key, SHA-256 of the pinned node key
+                                    key, SHA-256 of each pinned node key
+                                    (two while the node's key rotates)
     node -> operator  HelloRetry    suite id, cookie: an HMAC over the hello, the
                                     operator's address and a time window, which
                                     the node can check without keeping any state
@@ -43,7 +44,8 @@ no in-session key update). Inside records travels JSON:
 {"op", "payload", "trace"} out, {"ok", "result" | "error"} back.
 
 Modules: `provider` (crypto back ends), `identity` (keys, files, fingerprints),
-`suite`, `handshake` and `session` (sans-IO protocol), `admission` (what a peer
+`pins` (the node keys a client accepts, in rotation windows), `suite`, `handshake` and
+`session` (sans-IO protocol), `admission` (what a peer
 without a key can make a node spend), `envelope` (JSON and trace context),
 `http` (aiohttp binding, `ServerLimits`), `signing` (signed DistributedJob specs).
 """
@@ -54,6 +56,8 @@ from qorch.channel.errors import (
     ChannelError,
     ChannelTimeout,
     HandshakeError,
+    KeyNotYetValid,
+    KeyRetired,
     MalformedMessage,
     OutOfOrderMessage,
     PeerKeyMismatch,
@@ -78,6 +82,7 @@ from qorch.channel.identity import (
     fingerprint,
     load_public_key,
 )
+from qorch.channel.pins import KeyPins, PinnedKey
 from qorch.channel.provider import (
     CryptographyProvider,
     CryptoProvider,
@@ -107,11 +112,15 @@ __all__ = [
     "CryptographyProvider",
     "HandshakeError",
     "Identity",
+    "KeyNotYetValid",
+    "KeyPins",
+    "KeyRetired",
     "LiboqsProvider",
     "MalformedMessage",
     "OutOfOrderMessage",
     "PeerKeyMismatch",
     "PendingSession",
+    "PinnedKey",
     "ProviderUnavailable",
     "RecordError",
     "RemoteError",

@@ -31,6 +31,14 @@ class PeerKeyMismatch(HandshakeError):
     """The node presented (or expects) a key other than the pinned one."""
 
 
+class KeyRetired(PeerKeyMismatch):
+    """The node presented a pinned key whose rotation window has ended."""
+
+
+class KeyNotYetValid(PeerKeyMismatch):
+    """The node presented a pinned key whose rotation window has not begun."""
+
+
 class AuthenticationFailed(HandshakeError):
     """A handshake signature did not verify, or the peer is not trusted."""
 

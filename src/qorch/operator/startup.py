@@ -8,6 +8,7 @@ from typing import Any
 
 import kopf
 
+from qorch.channel.identity import fingerprint
 from qorch.pipeline.authorization import AuthorizationPolicy
 from qorch.pipeline.job import PipelineSettings
 from qorch.qpu.transport import AgentConnections
@@ -69,7 +70,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     qorch = Settings.from_env()
     namespace, source = kube.own_namespace(qorch.operator_namespace, in_cluster)
     try:
-        identity = await operator_identity(qorch, namespace)
+        keys = await operator_identity(qorch, namespace)
     except NamespaceMissing:
         log.error(
             'namespace "%s" (%s) does not exist, and the operator keeps its identity there:'
@@ -82,6 +83,9 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
         # Not kopf.PermanentError: kopf would log it with a traceback and the command print
         # another. Nothing runs yet (kopf watches only after start-up), so exit right here.
         raise SystemExit(2) from None
+    identity = keys.identity
+    for key in keys.trusted[1:]:
+        log.info("next operator key %s published: new agents trust it too", fingerprint(key))
     if qorch.identity_key_file:
         log.info("operator identity %s from %s", identity.fingerprint, qorch.identity_key_file)
     else:
@@ -101,6 +105,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     memo.state = OperatorState(
         settings=qorch,
         agents=AgentConnections(identity),
+        operator_keys=keys,
         pipeline_settings=PipelineSettings.from_settings(
             qorch, _policy(qorch), _authorization(qorch, namespace)
         ),

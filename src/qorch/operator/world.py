@@ -8,7 +8,7 @@ from typing import Any, cast
 import kopf
 
 from qorch.api import DistributedJob, EntanglementLink, QuantumNode
-from qorch.pipeline.identity import pinned_key
+from qorch.pipeline.identity import node_agent
 from qorch.qpu.transport import AgentClient
 from qorch.telemetry.instrument import instrument_agent_client
 
@@ -18,12 +18,13 @@ from .state import OperatorState
 
 
 def agent_client(state: OperatorState, node: QuantumNode) -> AgentClient:
-    """The channel to the node's agent, pinned to its spec key or its Secret's key."""
+    """The channel to the node's agent, pinned to its spec keys or its Secret's key."""
     ns, name = node.metadata.namespace, node.metadata.name
-    client = state.agents.get(
-        name,
+    client = node_agent(
+        state.agents,
+        node,
         agent_endpoint(node, state.settings),
-        pinned_key(node, state.node_keys.get((ns, name))),
+        state.node_keys.get((ns, name)),
     )
     return instrument_agent_client(ns, name, client)
 

@@ -23,13 +23,14 @@ from qorch.api.entanglement_link import EntanglementLinkStatus
 from qorch.api.phases import LinkPhases, NodePhases
 from qorch.api.quantum_node import Calibration, QuantumNodeStatus
 from qorch.channel.attestation import NONCE_BYTES, AttestationError, verify_quote
+from qorch.pipeline.identity import record_identity
 from qorch.qpu.link_probe import expected_fidelity
-from qorch.qpu.transport import AgentClient
+from qorch.qpu.transport import AgentClient, authenticated_fingerprint
 from qorch.telemetry.feedforward import probe_link_feedforward
 from qorch.telemetry.instrument import observed_node_check, record_link
 from qorch.telemetry.metrics import METRICS
 
-from .identity import pinned_key
+from .identity import InvalidIdentity, node_pins
 
 HEALTH_TIMEOUT_SECONDS = 5.0
 # An agent bounds each TPM command by its --tpm-timeout (10 s by default); this bounds the
@@ -99,12 +100,15 @@ async def check_node(
     try:
         health = await ask(client, HealthRequest(), timeout=HEALTH_TIMEOUT_SECONDS)
     except AgentError as exc:
-        # A refused identity (PeerKeyMismatch, UntrustedPeer...) keeps its own reason.
+        record_identity(status, client)
+        # A refused identity (PeerKeyMismatch, KeyRetired, InvalidIdentity...) keeps its
+        # own reason.
         reason = R.AGENT_UNREACHABLE if exc.code in _UNANSWERED else exc.code
         status.conditions = set_condition(
             status.conditions, R.REACHABLE, "False", reason, exc.message, gen
         )
         return _summarize(node, status)
+    record_identity(status, client)
     failure = await attest_node(node, client)
     if failure is not None:
         status.conditions = set_condition(
@@ -137,11 +141,18 @@ async def attest_node(node: QuantumNode, client: AgentClient) -> str | None:
     if pinned is None:
         return None
     try:
-        key = pinned_key(node, None)
-    except ValueError as exc:
-        return f"spec.identity.publicKey: {exc}"
-    if key is None:
+        pins = node_pins(node, None)
+    except InvalidIdentity as exc:
+        return str(exc)
+    if pins is None:
         return "spec.identity.publicKey is not set: the quote has no key to bind"
+    # The quote must bind the key this channel authenticated (one of two while it rotates).
+    authenticated = authenticated_fingerprint(client)
+    accepted = pins.accepted()
+    key = next(
+        (p.public_key for p in accepted if p.fingerprint == authenticated),
+        accepted[0].public_key if accepted else pins.keys[0].public_key,
+    )
     nonce = secrets.token_bytes(NONCE_BYTES)
     request = AttestRequest(nonce=base64.b64encode(nonce).decode("ascii"))
     try:

@@ -41,10 +41,10 @@ from qorch.agent_protocol import (
 )
 from qorch.api.quantum_node import QuantumNode
 from qorch.channel.http import ChannelServer, ServerLimits
-from qorch.channel.identity import Identity
 from qorch.telemetry.agent import AgentTelemetry, declared_calibration
 from qorch.telemetry.feedforward import echo_reply
 
+from .agent_keys import AgentKeys
 from .attestor import Attestor
 from .calibration import SHOTS as CALIBRATION_SHOTS
 from .calibration import calibration_circuits, figures
@@ -591,18 +591,21 @@ def _retrieve(task: asyncio.Task[Any]) -> None:
 
 
 def build_app(
-    agent: QpuAgent,
-    identity: Identity,
-    trusted: list[bytes],
-    server_limits: ServerLimits | None = None,
+    agent: QpuAgent, keys: AgentKeys, server_limits: ServerLimits | None = None
 ) -> web.Application:
     """Programs and results only over the authenticated channel; /healthz says nothing more
     than that the process is up, for the kubelet's probes. Serve it with
-    `server_limits.runner_options()` (see `serve`)."""
+    `server_limits.runner_options()` (see `serve`). The channel's keys follow their files
+    (a key rotation without a restart, see qorch.qpu.agent_keys)."""
     app = web.Application()
     server = ChannelServer(
-        identity, trusted, agent.telemetry.traced(agent.handle), server_limits=server_limits
+        keys.identity,
+        keys.trusted,
+        agent.telemetry.traced(agent.handle),
+        server_limits=server_limits,
+        refresh_keys=keys.refresh,
     )
+    keys.attach(server)
     agent.telemetry.attach(server).add_routes(app)
 
     async def healthz(_: web.Request) -> web.Response:
@@ -616,21 +619,21 @@ async def serve(
     node: QuantumNode,
     host: str,
     port: int,
-    identity: Identity,
-    trusted: list[bytes],
+    keys: AgentKeys,
     node_file: str | Path | None = None,
     attestor: Attestor | None = None,
 ) -> None:
     """Serve until cancelled; prints the bound URL so a launcher can find a port-0 agent.
     With `node_file`, the node follows changes to that manifest (see `QpuAgent.refresh`);
-    with `attestor`, it answers `attest` challenges."""
-    if not trusted:
+    the keys follow their files (see qorch.qpu.agent_keys); with `attestor`, it answers
+    `attest` challenges."""
+    if not keys.trusted:
         raise ValueError("no trusted operator key: the agent would answer nobody")
     agent = QpuAgent(node, node_file=node_file, attestor=attestor)
     agent.telemetry.configure_tracing()  # here, not in QpuAgent: in-process agents keep theirs
     limits = ServerLimits()
     runner = web.AppRunner(
-        build_app(agent, identity, trusted, limits), access_log=None, **limits.runner_options()
+        build_app(agent, keys, server_limits=limits), access_log=None, **limits.runner_options()
     )
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=limits.listen_backlog)
