@@ -12,16 +12,19 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
-from qorch.agent_protocol import Op, RunRequest, ask
+from qorch.agent_protocol import AgentError, HealthRequest, Op, RunRequest, ask
 from qorch.api import QuantumNode
 from qorch.api import reasons as R
 from qorch.api.base import get_condition
 from qorch.channel.identity import Identity
-from qorch.pipeline.resources import ATTEST_TIMEOUT_SECONDS, check_node
+from qorch.pipeline.attestation import ATTEST_TIMEOUT_SECONDS
+from qorch.pipeline.identity import node_agent
+from qorch.pipeline.resources import check_node
 from qorch.qpu.circuits import encode_circuit
-from qorch.qpu.transport import SecureAgentClient
+from qorch.qpu.transport import AgentConnections, SecureAgentClient
 from tests.support import REPO, ghz
 from tests.tpm_support import enroll, manifest, requires_swtpm, start_tpm_agent, tpm_agent
 
@@ -318,3 +321,43 @@ def test_enrolment_seals_an_existing_key(swtpm, tmp_path: Path) -> None:
     assert printed["publicKey"] == pub_file.read_text().strip()
     sealed = (tmp_path / "sealed").read_text()
     assert "PRIVATE KEY" not in sealed and "PRIVATE KEY" not in done.stdout
+
+
+async def test_every_new_session_is_attested_before_anything_is_sent_over_it(
+    swtpm, tmp_path: Path, operator_key
+) -> None:
+    """The channel the pipeline uses (node_agent) quotes each new session first: a node
+    whose quote fails gets no call at all, not even the circuit of a run."""
+    enrolled = enroll(swtpm(), tmp_path, "alpha")
+    other = enroll(swtpm(), tmp_path, "beta")
+    wrong_ak = {
+        **enrolled.identity,
+        "attestation": {
+            **enrolled.identity["attestation"],
+            "akPublic": other.identity["attestation"]["akPublic"],
+        },
+    }
+    circuit = encode_circuit(ghz(2))
+    async with tpm_agent(enrolled, operator_key.pub_file) as agent:
+        plain = client_for(operator_key, agent.endpoint, enrolled.public_key)
+        good = AgentConnections(operator_key.identity)
+        bad = AgentConnections(operator_key.identity)
+        try:
+            vetted = node_agent(good, enrolled.node(agent.endpoint), agent.endpoint, None)
+            health = await ask(vetted, HealthRequest(), timeout=30)
+            assert health.programs_run == 0
+            refused = node_agent(bad, enrolled.node(agent.endpoint, wrong_ak), agent.endpoint, None)
+            for request in (
+                HealthRequest(),
+                RunRequest(program_id="never", shots=10, circuit=circuit, seed=1),
+            ):
+                with pytest.raises(AgentError) as raised:
+                    await ask(refused, request, timeout=30)
+                assert raised.value.code == R.ATTESTATION_FAILED
+                assert "new session refused" in raised.value.message
+                assert "signature check" in raised.value.message
+            assert (await ask(plain, HealthRequest(), timeout=30)).programs_run == 0
+        finally:
+            await plain.close()
+            await good.close()
+            await bad.close()

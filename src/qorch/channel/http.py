@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import time
@@ -580,6 +581,13 @@ class ChannelServer:
         return response
 
 
+# A call over one given session, and a check a client runs on each new session before
+# anything else uses it (given that call and the fingerprint of the node key that
+# authenticated the session); it raises SessionRefused to refuse the session.
+SessionCall = Callable[[str, JSONDict], Awaitable[JSONDict]]
+SessionVet = Callable[[SessionCall, str], Awaitable[None]]
+
+
 class ChannelClient:
     """Operator side: `await client.call(op, payload)` to one node, over pooled sessions.
 
@@ -587,7 +595,8 @@ class ChannelClient:
     nears its limits. Several calls may run concurrently: each takes its own
     session (one request in flight per session keeps sequence numbers strict).
     The node's pins may change (`pin`, e.g. as its key rotates): a pooled session is
-    used only while the key it was opened with is still accepted.
+    used only while the key it was opened with is still accepted. With `vet` set, every
+    new session is checked by it first (a TPM quote bound to the session's key, say).
     """
 
     def __init__(
@@ -625,6 +634,7 @@ class ChannelClient:
         self._idle: list[Session] = []
         self._closed = False
         self.handshakes = 0
+        self.vet: SessionVet | None = None
         # Fingerprint of the node key that authenticated the session of the last call.
         self.peer_fingerprint: str | None = None
         # Fail at construction, not at the first call, on a malformed pin or identity.
@@ -745,8 +755,21 @@ class ChannelClient:
                 continue
             self.handshakes += 1
             logger.debug("channel session %s opened to %s", session.short_id, self.endpoint)
+            if self.vet is not None:
+                await self.vet(functools.partial(self._call_on, session), session.peer_fingerprint)
             return session
         raise AssertionError("unreachable")
+
+    async def _call_on(self, session: Session, op: str, payload: JSONDict) -> JSONDict:
+        """`op(payload)` over `session` itself (for `vet`; `call` picks its own session)."""
+        request = encode_request(op, payload, current_trace.get())
+        result, error = decode_reply(
+            session.open(await self._post(self._call_url, session.seal(request)))
+        )
+        if error is not None:
+            raise RemoteError(op, *error)
+        assert result is not None
+        return result
 
     async def _post(self, url: str, body: bytes) -> bytes:
         """POST `body`; a throttled request was refused before the node did anything with

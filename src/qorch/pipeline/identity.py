@@ -18,8 +18,11 @@ from qorch.qpu.transport import (
     AgentClient,
     AgentConnections,
     RefusingAgent,
+    SecureAgentClient,
     authenticated_fingerprint,
 )
+
+from .attestation import session_vet
 
 
 class InvalidIdentity(ValueError):
@@ -99,7 +102,11 @@ def node_agent(
         pins = node_pins(node, managed_key, clock)
     except InvalidIdentity as exc:
         return RefusingAgent(R.INVALID_IDENTITY, str(exc))
-    return connections.get(node.metadata.name, endpoint, pins, node.metadata.namespace)
+    client = connections.get(node.metadata.name, endpoint, pins, node.metadata.namespace)
+    if isinstance(client, SecureAgentClient) and pins is not None:
+        attestation = node.spec.identity.attestation
+        client.vet_sessions(session_vet(attestation, pins) if attestation else None)
+    return client
 
 
 def record_identity(status: QuantumNodeStatus, client: AgentClient) -> None:

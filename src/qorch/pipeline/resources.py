@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import secrets
 from collections.abc import Callable
 
 from qorch.agent_protocol import (
     AgentError,
-    AttestRequest,
     CalibrateRequest,
     ErrorCode,
     HealthRequest,
@@ -22,20 +18,16 @@ from qorch.api.base import ConditionStatus, get_condition, now_rfc3339, set_cond
 from qorch.api.entanglement_link import EntanglementLinkStatus
 from qorch.api.phases import LinkPhases, NodePhases
 from qorch.api.quantum_node import Calibration, QuantumNodeStatus
-from qorch.channel.attestation import NONCE_BYTES, AttestationError, verify_quote
-from qorch.pipeline.identity import record_identity
 from qorch.qpu.link_probe import expected_fidelity
 from qorch.qpu.transport import AgentClient, authenticated_fingerprint
 from qorch.telemetry.feedforward import probe_link_feedforward
 from qorch.telemetry.instrument import observed_node_check, record_link
 from qorch.telemetry.metrics import METRICS
 
-from .identity import InvalidIdentity, node_pins
+from .attestation import attest, bound_key
+from .identity import InvalidIdentity, node_pins, record_identity
 
 HEALTH_TIMEOUT_SECONDS = 5.0
-# An agent bounds each TPM command by its --tpm-timeout (10 s by default); this bounds the
-# whole challenge, the agent included.
-ATTEST_TIMEOUT_SECONDS = 15.0
 CALIBRATION_TIMEOUT_SECONDS = 120.0
 CORDON_ANNOTATION = "qorch.dev/cordon"
 # Codes of a call the agent never answered, as opposed to one it refused.
@@ -134,9 +126,9 @@ async def check_node(
 
 
 async def attest_node(node: QuantumNode, client: AgentClient) -> str | None:
-    """Challenge the agent with a fresh nonce and verify its TPM quote against
-    `spec.identity.attestation` (qorch.channel.attestation); None when it holds, else what
-    failed. Nothing to do for a node without attestation."""
+    """Challenge the agent for a TPM quote (see qorch.pipeline.attestation) bound to the key
+    its channel authenticated; None when it holds, else what failed. Nothing to do for a
+    node without `spec.identity.attestation`."""
     pinned = node.spec.identity.attestation
     if pinned is None:
         return None
@@ -146,44 +138,7 @@ async def attest_node(node: QuantumNode, client: AgentClient) -> str | None:
         return str(exc)
     if pins is None:
         return "spec.identity.publicKey is not set: the quote has no key to bind"
-    # The quote must bind the key this channel authenticated (one of two while it rotates).
-    authenticated = authenticated_fingerprint(client)
-    accepted = pins.accepted()
-    key = next(
-        (p.public_key for p in accepted if p.fingerprint == authenticated),
-        accepted[0].public_key if accepted else pins.keys[0].public_key,
-    )
-    nonce = secrets.token_bytes(NONCE_BYTES)
-    request = AttestRequest(nonce=base64.b64encode(nonce).decode("ascii"))
-    try:
-        reply = await ask(client, request, timeout=ATTEST_TIMEOUT_SECONDS)
-    except AgentError as exc:
-        if exc.code == ErrorCode.TIMEOUT:
-            return f"no answer to the TPM challenge within {ATTEST_TIMEOUT_SECONDS:g} s"
-        return f"the agent could not attest: {exc.code}: {exc.message}"
-    try:
-        message = base64.b64decode(reply.quote, validate=True)
-        signature = base64.b64decode(reply.signature, validate=True)
-        claimed_nonce = base64.b64decode(reply.nonce, validate=True)
-        claimed_key = base64.b64decode(reply.public_key, validate=True)
-    except binascii.Error:
-        return "the attest reply is not valid base64"
-    reported = {int(i): bytes.fromhex(v) for i, v in reply.pcrs.items() if i.isdigit()}
-    try:
-        verify_quote(
-            message=message,
-            signature=signature,
-            ak_pem=pinned.ak_public,
-            nonce=nonce,
-            public_key=key,
-            expected_pcrs={p.index: bytes.fromhex(p.sha256) for p in pinned.pcrs},
-            reported_pcrs=reported,
-            claimed_nonce=claimed_nonce,
-            claimed_key=claimed_key,
-        )
-    except AttestationError as exc:
-        return f"TPM quote failed the {exc.check} check: {exc.message}"
-    return None
+    return await attest(pinned, bound_key(pins, authenticated_fingerprint(client)), client)
 
 
 @observed_node_check

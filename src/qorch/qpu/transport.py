@@ -34,7 +34,8 @@ from qorch.agent_protocol import (
     field_errors,
 )
 from qorch.channel import ChannelError, ChannelTimeout, RemoteError, TransportError
-from qorch.channel.http import ChannelClient
+from qorch.channel.errors import SessionRefused
+from qorch.channel.http import ChannelClient, SessionCall, SessionVet
 from qorch.channel.identity import Identity
 from qorch.channel.pins import KeyPins
 
@@ -109,6 +110,10 @@ class SecureAgentClient:
         """The node key that authenticated the last call's session."""
         return self._channel.peer_fingerprint
 
+    def vet_sessions(self, vet: SessionVet | None) -> None:
+        """Check every new session with `vet` before a call uses it (None: no check)."""
+        self._channel.vet = vet
+
     async def call(
         self, op: str, payload: dict[str, Any], *, timeout: float | None = None
     ) -> dict[str, Any]:
@@ -176,11 +181,40 @@ class SecureAgentClient:
             raise AgentError(ErrorCode.TIMEOUT, str(exc)) from exc
         except TransportError as exc:
             raise AgentError(ErrorCode.UNREACHABLE, str(exc)) from exc
+        except SessionRefused as exc:
+            raise AgentError(exc.reason, str(exc)) from exc
         except ChannelError as exc:
             raise AgentError(type(exc).__name__, str(exc)) from exc
 
     async def close(self) -> None:
         await self._channel.close()
+
+
+class SessionCaller:
+    """A call over one channel session (what a session `vet` is given), with the failures
+    a SecureAgentClient gives."""
+
+    def __init__(self, call: SessionCall, fingerprint: str) -> None:
+        self._call = call
+        self.peer_fingerprint = fingerprint
+
+    async def call(
+        self, op: str, payload: dict[str, Any], *, timeout: float | None = None
+    ) -> dict[str, Any]:
+        try:
+            async with asyncio.timeout(timeout):
+                return await self._call(op, payload)
+        except TimeoutError:
+            raise AgentError(ErrorCode.TIMEOUT, f"{op}: no reply within {timeout:g} s") from None
+        except RemoteError as exc:
+            raise AgentError(exc.error_type, exc.remote_message) from exc
+        except TransportError as exc:
+            raise AgentError(ErrorCode.UNREACHABLE, str(exc)) from exc
+        except ChannelError as exc:
+            raise AgentError(type(exc).__name__, str(exc)) from exc
+
+    async def close(self) -> None:
+        return None
 
 
 def _progress(report: RunProgress | None) -> str:
