@@ -70,7 +70,7 @@ CANCELLED_CACHE_SIZE = RESULT_CACHE_SIZE
 # between shot batches: a waiting calibration gets in, a cancelled program stops. A circuit
 # Aer samples (final measurements, no gate noise) is one chunk: one simulation serves every
 # shot. Otherwise the first chunk is small and prices the rest, sized to take about
-# CHUNK_SECONDS each.
+# CHUNK_SECONDS each (an unseeded program's first is sized from earlier programs' rate).
 # Aer holds the interpreter lock for a whole run, so the agent answers nothing else while a
 # chunk runs: the first is small enough for a deep circuit to keep health checks answered.
 FIRST_CHUNK_SHOTS = 8
@@ -144,6 +144,9 @@ class QpuAgent:
         self._running: str | None = None
         self.first_chunk_shots = FIRST_CHUNK_SHOTS
         self.chunk_seconds = CHUNK_SECONDS
+        # Seconds per shot and unit of `_shot_cost`, from the last chunk simulated shot by
+        # shot: it sizes an unseeded program's first chunk, saving the small pricing chunk.
+        self._shot_rate: float | None = None
         self.node_file = Path(node_file) if node_file is not None else None
         # Unset, so the first check reads the file: it may have changed since `node` was read.
         self._node_file_state: tuple[int, int, int] | str | None = None
@@ -473,7 +476,12 @@ class QpuAgent:
 
                 compiler, compiled, transpile_seconds = await self._step(program_id, compile_)
                 # One simulation serves every shot: a first small chunk would cost a second.
-                first = shots if compiler.samples_at_once(compiled) else self.first_chunk_shots
+                cost = _shot_cost(compiled)
+                first = (
+                    shots
+                    if compiler.samples_at_once(compiled)
+                    else self._first_chunk(shots, seed, cost)
+                )
 
                 def sample(shots: int, seed: int | None) -> Sample:
                     # A reloaded manifest's noise applies from the next chunk on; a changed
@@ -492,14 +500,16 @@ class QpuAgent:
                 # from one statevector (see simulate_composite); otherwise shot by shot.
                 sampled = build_composite_noise_model(parse_description(noise)).is_ideal()
                 transpile_seconds = 0.0
-                first = self.first_chunk_shots
+                first, cost = self.first_chunk_shots, None
 
                 def sample(shots: int, seed: int | None) -> Sample:
                     begun = time.perf_counter()
                     counts = simulate_composite(circuit, noise, shots, seed)
                     return Sample(counts, time.perf_counter() - begun, sampled)
 
-            counts, seconds = await self._sample_in_chunks(program_id, sample, shots, seed, first)
+            counts, seconds = await self._sample_in_chunks(
+                program_id, sample, shots, seed, first, cost
+            )
             return Execution(counts, transpile_seconds, seconds)
         except AgentError:
             raise
@@ -518,9 +528,11 @@ class QpuAgent:
         shots: int,
         seed: int | None,
         first: int,
+        cost: float | None = None,
     ) -> tuple[dict[str, int], float]:
         """All `shots`, a chunk per step, the first of `first` shots; the counts and the
-        seconds spent simulating."""
+        seconds spent simulating. With the circuit's `cost`, chunks simulated shot by shot
+        update the agent's rate."""
         counts: Counter[str] = Counter()
         seconds = 0.0
         done = 0
@@ -533,6 +545,8 @@ class QpuAgent:
             chunk = await self._step(program_id, functools.partial(sample, size, chunk_seed))
             counts.update(chunk.counts)
             seconds += chunk.seconds
+            if cost and not chunk.sampled and chunk.seconds > 0:
+                self._shot_rate = chunk.seconds / (size * cost)
             done += size
             if program_id in self._shots:
                 self._shots[program_id][0] += size
@@ -547,6 +561,15 @@ class QpuAgent:
                 target_seconds=self.chunk_seconds,
             )
 
+    def _first_chunk(self, shots: int, seed: int | None, cost: float) -> int:
+        """The first chunk of a circuit simulated shot by shot: about CHUNK_SECONDS at the
+        rate of earlier chunks, else small, to price the rest. A seeded program always starts
+        small: its split, and so its counts, must not depend on the agent's history."""
+        if seed is not None or self._shot_rate is None:
+            return min(shots, self.first_chunk_shots)
+        estimate = int(self.chunk_seconds / (self._shot_rate * cost))
+        return max(min(shots, self.first_chunk_shots), min(shots, estimate))
+
     async def _step(self, program_id: str, work: Callable[[], T]) -> T:
         """One step of a program on the QPU, in a worker thread, behind whoever holds the QPU.
         A program cancelled meanwhile goes no further."""
@@ -559,6 +582,12 @@ class QpuAgent:
                 return await asyncio.to_thread(work)
             finally:
                 self._stepping = None
+
+
+def _shot_cost(compiled: QuantumCircuit) -> float:
+    """What one shot of a circuit simulated on its own costs, up to a rate: its operations
+    times its statevector's size."""
+    return float(max(1, len(compiled.data)) * 2**compiled.num_qubits)
 
 
 def _cancelled(program_id: str) -> AgentError:

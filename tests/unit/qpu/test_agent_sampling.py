@@ -92,3 +92,20 @@ def test_final_measurements_are_told_apart_from_mid_circuit_ones() -> None:
     partial.measure(1, 1)
     assert measures_only_at_end(partial)
     assert NodeExecutor(make_node("x", 2).spec).samples_at_once(partial)
+
+
+async def test_an_unseeded_program_is_priced_by_the_chunks_before_it() -> None:
+    agent = QpuAgent(make_node("priced", 4, noise=NOISY))
+    sizes = chunks_of(agent)
+    circuit = encode_circuit(ghz(4))
+    await agent.handle("run", {"programId": "first", "circuit": circuit, "shots": 2000})
+    assert sizes[0] == agent.first_chunk_shots  # nothing to price it by yet
+    del sizes[:]
+    await agent.handle("run", {"programId": "second", "circuit": circuit, "shots": 2000})
+    # Priced by the first program's chunks: no small chunk first (each shot of GHZ-4 takes
+    # well under the 0.5 s / 8 it would need to be one).
+    assert sizes[0] > agent.first_chunk_shots and sum(sizes) == 2000, sizes
+    del sizes[:]
+    seeded = {"programId": "seeded", "circuit": circuit, "shots": 2000, "seed": 5}
+    await agent.handle("run", seeded)
+    assert sizes[0] == agent.first_chunk_shots  # a seeded split never depends on history
