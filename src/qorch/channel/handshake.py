@@ -395,6 +395,15 @@ class ServerHandshake:
     def suite(self) -> Suite:
         return self._suite
 
+    def trust(self, client_key: bytes) -> None:
+        """Admit one more client key from now on (a peer named by a trusted party)."""
+        self._suite.signatures.check_public_key(client_key)
+        self._trusted[fingerprint_digest(client_key)] = bytes(client_key)
+
+    def distrust(self, client_key: bytes) -> None:
+        """Admit that key no more; sessions it opened live out their limits."""
+        self._trusted.pop(fingerprint_digest(client_key), None)
+
     def screen(self, client_hello: bytes) -> ScreenedHello:
         """The checks that cost no public-key operation: shape, suite, pin, trusted client.
         Raises what `respond` would raise for these."""

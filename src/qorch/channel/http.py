@@ -330,6 +330,13 @@ class ChannelServer:
             "throttled": 0,
         }
 
+    def trust(self, client_key: bytes) -> None:
+        """Admit one more client key (`ServerHandshake.trust`)."""
+        self._handshake.trust(client_key)
+
+    def distrust(self, client_key: bytes) -> None:
+        self._handshake.distrust(client_key)
+
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post(f"{self._prefix}/handshake", self._handle_handshake)
         app.router.add_post(f"{self._prefix}/call", self._handle_call)

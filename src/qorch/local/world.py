@@ -78,6 +78,9 @@ class LocalWorld:
         )
         return instrument_agent_client(node.metadata.namespace, node.metadata.name, client)
 
+    def address(self, node: QuantumNode) -> tuple[str, bytes | None]:
+        return self.endpoint_of(node), pinned_key(node, self.node_keys.get(ref(node)))
+
     def event(self, job: DistributedJob, type_: str, reason: str, message: str) -> None:
         self.events.append(
             Event(f"{job.kind}/{job.metadata.name}", type_, reason, message, now_rfc3339())

@@ -57,6 +57,11 @@ class KubeWorld:
     def agent(self, node: QuantumNode) -> AgentClient:
         return agent_client(self._state, node)
 
+    def address(self, node: QuantumNode) -> tuple[str, bytes | None]:
+        ns, name = node.metadata.namespace, node.metadata.name
+        endpoint = agent_endpoint(node, self._state.settings)
+        return endpoint, pinned_key(node, self._state.node_keys.get((ns, name)))
+
     def event(self, job: DistributedJob, type_: str, reason: str, message: str) -> None:
         ref = {
             "apiVersion": job.api_version,

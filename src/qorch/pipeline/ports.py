@@ -27,6 +27,10 @@ class World(Protocol):
         """A connection to the node's agent (cached by the driver)."""
         ...
 
+    def address(self, node: QuantumNode) -> tuple[str, bytes | None]:
+        """The node agent's endpoint and pinned key, for other agents to reach it."""
+        ...
+
     def event(self, job: DistributedJob, type_: str, reason: str, message: str) -> None:
         """Record a Kubernetes-style Event about the job."""
         ...

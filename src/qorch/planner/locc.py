@@ -27,7 +27,7 @@ is at most gamma^2 / shots.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 
@@ -131,7 +131,7 @@ def find_wire_cuts(circuit: QuantumCircuit) -> list[WireCut]:
         before = {q for qs in ops[:split] for q in qs}
         after = {q for qs in ops[split:] for q in qs}
         wires = before & after
-        if not wires or not after - wires and not before - wires:
+        if not wires or (not after - wires and not before - wires):
             continue
         idle = set(range(width)) - before - after
         if len(after) == width or len(before | idle) == width:
@@ -166,7 +166,8 @@ class ObservableGroup:
 def group_observables(observables: Sequence[str], width: int) -> list[ObservableGroup]:
     """Qubit-wise commuting groups (Qiskit's grouping), every observable in one."""
     paulis = parse_observables(observables, width)
-    groups, seen = [], set()
+    groups: list[ObservableGroup] = []
+    seen: set[int] = set()
     for group in paulis.group_qubit_wise_commuting():
         labels = {p.to_label().lstrip("+-i") for p in group}
         members = tuple(i for i, o in enumerate(observables) if o in labels and i not in seen)
@@ -275,6 +276,7 @@ class LoccCutPlan:
     observables: tuple[str, ...]
     sender_circuits: tuple[QuantumCircuit, ...]  # index g * (d+1) + k
     receiver_circuits: tuple[QuantumCircuit, ...]  # index (g * (d+1) + k) * d + p
+    link: str = ""  # the link whose classical path carries the messages
 
     @property
     def wires(self) -> int:
@@ -338,7 +340,9 @@ class LoccCutPlan:
                         s_bits = _bits(sub.sender[t])
                         r_bits = _bits(sub.receiver[t])
                         # sender: `obs` is the high register, clbit n + j is obs bit j
-                        s_par = sum(s_bits[len(s_bits) - 1 - (self.wires + j)] == "1" for j in s_mask)
+                        s_par = sum(
+                            s_bits[len(s_bits) - 1 - (self.wires + j)] == "1" for j in s_mask
+                        )
                         r_par = sum(r_bits[len(r_bits) - 1 - j] == "1" for j in r_mask)
                         per_shot[t] = scale * sign(sub.shifts[t]) * (-1) ** (s_par + r_par)
                     values[o] += float(per_shot.mean()) / per_basis
@@ -353,8 +357,9 @@ def plan_locc_cut(
     sender: str,
     receiver: str,
     cut: WireCut,
+    link: str = "",
 ) -> LoccCutPlan:
-    """The subexperiments of `cut` from `sender` to `receiver`."""
+    """The subexperiments of `cut` from `sender` to `receiver` (messages over `link`)."""
     prepared = prepare(circuit)
     if len(cut.wires) > MAX_WIRES:
         raise ValueError(
@@ -363,11 +368,12 @@ def plan_locc_cut(
     groups = tuple(group_observables(observables, prepared.num_qubits))
     n = len(cut.wires)
     d = 2**n
-    senders, receivers = [], []
+    senders: list[QuantumCircuit] = []
+    receivers: list[QuantumCircuit] = []
     for group in groups:
         for k in range(bases(n)):
             senders.append(sender_circuit(prepared, cut, group, k))
             receivers.extend(receiver_circuit(prepared, cut, group, k, p) for p in range(d))
     return LoccCutPlan(
-        sender, receiver, cut, groups, tuple(observables), tuple(senders), tuple(receivers)
+        sender, receiver, cut, groups, tuple(observables), tuple(senders), tuple(receivers), link
     )

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 from qiskit import QuantumCircuit
 from qiskit.circuit.random import random_circuit
-from qiskit.quantum_info import Choi, Operator, SuperOp, Statevector
+from qiskit.quantum_info import Choi, Operator, Statevector, SuperOp
 
 from qorch.planner.cutting import exact_expectation_values
 from qorch.planner.locc import (
     Shots,
-    basis_circuit,
     bases,
+    basis_circuit,
     coefficient,
     find_wire_cuts,
     gamma,
@@ -115,12 +115,16 @@ def _exact_knit(plan, observable: int) -> float:
         for key, p in sender.items():
             i = plan.cut_bits(key)
             s = (-1) ** sum(
-                key[len(key) - 1 - (n + j)] == "1" for j, q in enumerate(kept) if label[-1 - q] != "I"
+                key[len(key) - 1 - (n + j)] == "1"
+                for j, q in enumerate(kept)
+                if label[-1 - q] != "I"
             )
             for r in range(d):
                 receiver = _probabilities(plan.receiver_circuits[(g * bases(n) + k) * d + (i ^ r)])
                 q_mean = sum(
-                    pq * (-1) ** sum(
+                    pq
+                    * (-1)
+                    ** sum(
                         kq[len(kq) - 1 - j] == "1"
                         for j, q in enumerate(plan.cut.receiver_qubits)
                         if label[-1 - q] != "I"
