@@ -238,7 +238,9 @@ async def test_the_operator_channel_does_not_carry_peer_messages(serve: Any) -> 
     client = b.client()
     try:
         with pytest.raises(AgentError) as caught:
-            await client.call("peer_bits", {"exchange": "x", "seq": 0, "subexperiment": 0, "bits": []})
+            await client.call(
+                "peer_bits", {"exchange": "x", "seq": 0, "subexperiment": 0, "bits": []}
+            )
     finally:
         await client.close()
     assert caught.value.code == ErrorCode.UNKNOWN_OPERATION
