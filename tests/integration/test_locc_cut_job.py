@@ -19,24 +19,27 @@ from qorch.local.runner import EmbeddedControlPlane, Progress
 from qorch.local.world import LocalWorld
 from qorch.pipeline.job import JobPipeline, PipelineSettings
 from qorch.pipeline.reservations import Reservations
+from qorch.pipeline.strategies import locc_cut
 from qorch.planner.cutting import exact_expectation_values
 from qorch.telemetry import metrics as m
 from qorch.telemetry.agent import STATS_FILE
 
-# q1 carries q0's state to the receiver, where it meets q2 and q3 through two CNOTs: a gate
-# cut costs 9^2 = 81, the LOCC wire cut 9.
+# q2 carries the state of q0..q2 to the receiver, where it meets q3 and q4: with three qubits
+# a node, every gate cut cuts two CNOTs (9^2 = 81), the LOCC wire cut costs 9.
 QASM = """OPENQASM 2.0;
 include "qelib1.inc";
-qreg q[4];
+qreg q[5];
 h q[0];
 cx q[0], q[1];
-ry(0.7) q[1];
+cx q[0], q[2];
+ry(0.7) q[2];
 cx q[1], q[2];
-cx q[1], q[3];
-rx(0.4) q[3];
 cx q[2], q[3];
+cx q[2], q[4];
+rx(0.4) q[4];
+cx q[3], q[4];
 """
-OBSERVABLES = ["ZZZZ", "IIZZ", "XXXX", "ZIIZ"]
+OBSERVABLES = ["ZZZZZ", "IIZZZ", "XXXXX", "ZIIIZ"]
 
 
 def manifests(tmp_path: Path, strategy: str, shots: int) -> Path:
@@ -55,7 +58,7 @@ def manifests(tmp_path: Path, strategy: str, shots: int) -> Path:
         "metadata": {"name": "a-b"},
         "spec": {
             "nodes": ["qpu-a", "qpu-b"],
-            "fidelity": 1.0,
+            "fidelity": 0.9,  # Bell pairs noisy enough that teleporting loses to cutting
             "generationRateHz": 1000000,
             "successProbability": 0.5,
             "classicalLatencyMicroseconds": 10,
@@ -151,3 +154,39 @@ def _circuit() -> Any:
     from qiskit import qasm2
 
     return qasm2.loads(QASM)
+
+
+async def test_a_failed_classical_path_re_routes_the_job_without_partial_data(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The operator names a key for qpu-b that is not its agent's: the sender cannot open
+    the peer channel, the receiver never gets a message. Both fail within the bounded wait
+    with named codes, the attempt is dropped, and the job re-plans without the link."""
+    monkeypatch.setattr(locc_cut, "PEER_WAIT_SECONDS", 1.0)
+    impostor = Identity.generate().public_key
+
+    def wrong_key_for_b(world: LocalWorld) -> None:
+        real = world.address
+
+        def address(node: Any) -> tuple[str, bytes | None]:
+            endpoint, key = real(node)
+            return endpoint, impostor if node.metadata.name == "qpu-b" else key
+
+        monkeypatch.setattr(world, "address", address)
+
+    job, stats = await run_job(tmp_path, "auto", 1200, wrong_key_for_b)
+
+    [reroute] = job.status.reroutes  # the first plan was the LOCC cut: noiseless, 9 < 81
+    assert reroute.resource == "EntanglementLink/a-b"
+    assert reroute.reason in ("PeerMessageMissing", "PeerUnreachable"), reroute
+    assert job.status.attempt == 2
+    assert stats["qpu-b"]["peer"]["received"] == 0
+    # Re-planned without the link: neither teleport nor the LOCC cut can use it.
+    assert job.status.phase == "Succeeded", job.status.message
+    assert job.status.plan.strategy == "cut"
+    exact = exact_expectation_values(_circuit(), OBSERVABLES)
+    result = job.status.result
+    for value, error, expected in zip(
+        result.expectation_values, result.standard_errors, exact, strict=True
+    ):
+        assert abs(value - expected) <= 4.5 * error + 1e-9, (value, expected, error)

@@ -67,7 +67,7 @@ class LoccCutWork(Work):
     link: str
     namespace: str = "default"
     peers: dict[str, Address] = field(default_factory=dict)
-    wait_seconds: float = PEER_WAIT_SECONDS
+    wait_seconds: float | None = None  # PEER_WAIT_SECONDS
 
     def locate(self, where: Callable[[str], Address]) -> None:
         for node in (self.knitting.sender, self.knitting.receiver):
@@ -91,6 +91,7 @@ class LoccCutWork(Work):
         exchange = f"{key}/locc"
         per_sub = self.shots_per_subexperiment(shots)
         seed = _seed(exchange)
+        wait = self.wait_seconds if self.wait_seconds is not None else PEER_WAIT_SECONDS
         send = RunRequest(
             program_id=f"{key}/{SEND}-{plan.sender}",
             shots=per_sub,
@@ -102,7 +103,7 @@ class LoccCutWork(Work):
                 peer_public_key=receiver_key,
                 wires=plan.wires,
                 chunk_shots=CHUNK_SHOTS,
-                wait_seconds=self.wait_seconds,
+                wait_seconds=wait,
             ),
         )
         receive = RunRequest(
@@ -115,7 +116,7 @@ class LoccCutWork(Work):
                 peer_public_key=sender_key,
                 wires=plan.wires,
                 shift_probabilities=[float(p) for p in shift_probabilities(plan.wires)],
-                wait_seconds=self.wait_seconds,
+                wait_seconds=wait,
             ),
         )
         return {f"{SEND}-{plan.sender}": send, f"{RECEIVE}-{plan.receiver}": receive}
