@@ -17,11 +17,12 @@ and the sum over r != 0 gives tr(rho) I - M_{k,0}, so
 with sum |c| = (d + 1)(d/(d+1) + (d-1)/(d+1)) = 2d - 1 = 2^(n+1) - 1: 3 for one wire, 7
 for two, against 4^n for wire cuts without communication. The sampling overhead is gamma^2.
 
-Sampling: the shots are split evenly over the d + 1 bases; per shot the receiver draws r
-with probability |c_{k,r}| (d + 1) / gamma, i.e. d/(2d-1) for r = 0 and 1/(2d-1) for each
-other r, and the shot's value is gamma sign(c) times the product of both sides' observable
-parities. The mean over a basis' shots, averaged over the bases, is unbiased; its variance
-is at most gamma^2 / shots.
+Sampling: the shots are split evenly over the d + 1 bases; the receiver gives shift r to a
+share |c_{k,r}| (d + 1) / gamma of the shots, i.e. d/(2d-1) for r = 0 and 1/(2d-1) for
+each other r (stratified, in a random order), and the shot's value is gamma sign(c) times
+the product of both sides' observable parities. The mean over a basis' shots, averaged over
+the bases, is unbiased; its variance is at most gamma^2 / shots, and stratifying removes
+what drawing the bases and shifts at random per shot would add.
 """
 
 from __future__ import annotations
@@ -308,16 +309,32 @@ class LoccCutPlan:
             raise ValueError(f"{shots} shots cannot cover the {per_basis} bases of the cut")
         return [base + (1 if k < extra else 0) for _ in self.groups for k in range(per_basis)]
 
+    def shot_values(self, observable: int, sub: Shots) -> np.ndarray:
+        """gamma sign(c) times both sides' parities of `observable`, shot by shot."""
+        label = self.observables[observable]
+        kept = [q for q in self.cut.sender_qubits if q not in self.cut.wires]
+        # The sender's `obs` register follows its cut bits: obs bit j is clbit wires + j.
+        s_clbits = [self.wires + j for j, q in enumerate(kept) if label[-1 - q] != "I"]
+        r_clbits = [j for j, q in enumerate(self.cut.receiver_qubits) if label[-1 - q] != "I"]
+        values = np.empty(len(sub.sender))
+        for t, (sent, shift, received) in enumerate(
+            zip(sub.sender, sub.shifts, sub.receiver, strict=True)
+        ):
+            s_bits, r_bits = _bits(sent), _bits(received)
+            parity = sum(s_bits[len(s_bits) - 1 - c] == "1" for c in s_clbits)
+            parity += sum(r_bits[len(r_bits) - 1 - c] == "1" for c in r_clbits)
+            values[t] = self.gamma * sign(shift) * (-1) ** parity
+        return values
+
     def reconstruct(self, shots: Sequence[Shots]) -> tuple[list[float], list[float]]:
         """Expectation values of `observables`, in order, and their standard errors, from
-        each subexperiment's shots."""
+        each subexperiment's shots: per basis the mean of the shots' values, averaged over
+        the bases (each carries weight 1/(d+1))."""
         if len(shots) != self.num_subexperiments:
             raise ValueError(
                 f"{len(shots)} subexperiments returned, the plan has {self.num_subexperiments}"
             )
         per_basis = bases(self.wires)
-        scale = self.gamma
-        kept = [q for q in self.cut.sender_qubits if q not in self.cut.wires]
         values = [0.0] * len(self.observables)
         variances = [0.0] * len(self.observables)
         for g, group in enumerate(self.groups):
@@ -329,26 +346,25 @@ class LoccCutPlan:
                         f"subexperiment {g * per_basis + k}: {n} sender shots,"
                         f" {len(sub.shifts)} draws, {len(sub.receiver)} receiver shots"
                     )
+                shifts = np.asarray(sub.shifts)
                 for o in group.members:
-                    label = self.observables[o]
-                    s_mask = [j for j, q in enumerate(kept) if label[-1 - q] != "I"]
-                    r_mask = [
-                        j for j, q in enumerate(self.cut.receiver_qubits) if label[-1 - q] != "I"
-                    ]
-                    per_shot = np.empty(n)
-                    for t in range(n):
-                        s_bits = _bits(sub.sender[t])
-                        r_bits = _bits(sub.receiver[t])
-                        # sender: `obs` is the high register, clbit n + j is obs bit j
-                        s_par = sum(
-                            s_bits[len(s_bits) - 1 - (self.wires + j)] == "1" for j in s_mask
-                        )
-                        r_par = sum(r_bits[len(r_bits) - 1 - j] == "1" for j in r_mask)
-                        per_shot[t] = scale * sign(sub.shifts[t]) * (-1) ** (s_par + r_par)
+                    per_shot = self.shot_values(o, sub)
                     values[o] += float(per_shot.mean()) / per_basis
-                    spread = float(per_shot.var(ddof=1)) if n > 1 else float(scale**2)
-                    variances[o] += spread / n / per_basis**2
+                    variances[o] += _stratified_variance(per_shot, shifts) / per_basis**2
         return values, [math.sqrt(v) for v in variances]
+
+
+def _stratified_variance(values: np.ndarray, strata: np.ndarray) -> float:
+    """Variance of the mean of `values` whose strata sizes were fixed (the receiver spreads
+    the shifts in proportion, qorch.qpu.peer.stratified_shifts): sum over strata of
+    (n_r / n)^2 s_r^2 / n_r. A stratum of one shot counts the largest variance, gamma^2."""
+    n = len(values)
+    total = 0.0
+    for r in np.unique(strata):
+        part = values[strata == r]
+        spread = float(part.var(ddof=1)) if len(part) > 1 else float(np.max(np.abs(values)) ** 2)
+        total += (len(part) / n) ** 2 * spread / len(part)
+    return total
 
 
 def plan_locc_cut(

@@ -86,6 +86,20 @@ def expand_counts(counts: Mapping[str, int], rng: np.random.Generator) -> list[s
     return [shots[i] for i in rng.permutation(len(shots))]
 
 
+def stratified_shifts(
+    shots: int, probabilities: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """A shift for each shot, shift r on shots * p_r of them on average and within one of
+    it always (systematic sampling), in a random order: the estimate stays unbiased, and
+    no variance comes from how many shots each shift happened to get."""
+    offset = rng.random()
+    edges = np.ceil(np.concatenate([[0.0], np.cumsum(probabilities)]) * shots - offset)
+    edges[0], edges[-1] = 0, shots
+    counts = np.maximum(np.diff(edges).astype(np.int64), 0)
+    counts[-1] = shots - counts[:-1].sum()
+    return rng.permutation(np.repeat(np.arange(len(probabilities)), counts))
+
+
 def cut_bits(outcome: str, wires: int) -> int:
     """The wires' outcome from a bitstring whose clbits 0..wires-1 are the cut wires."""
     flat = outcome.replace(" ", "")
@@ -266,7 +280,7 @@ class PeerMessaging:
                     )
                 )
             bits = np.array(message.bits, dtype=np.int64)
-            drawn = rng.choice(d, size=len(bits), p=probabilities)
+            drawn = stratified_shifts(len(bits), probabilities, rng)
             prepared = bits ^ drawn
             results: list[str] = [""] * len(bits)
             for variant in sorted(set(prepared.tolist())):
