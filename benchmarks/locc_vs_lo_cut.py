@@ -46,9 +46,8 @@ from qiskit_addon_cutting import (
     partition_problem,
 )
 from qiskit_addon_cutting.instructions import CutWire
-from qiskit_aer import AerSimulator
-
 from qiskit_addon_cutting.utils.observable_grouping import ObservableCollection
+from qiskit_aer import AerSimulator
 
 from qorch.planner.cutting import CutPlan, _reduce, exact_expectation_values
 from qorch.planner.locc import (
@@ -152,9 +151,7 @@ def lo_plan(circuit: QuantumCircuit, plan: LoccCutPlan, observables: list[str]) 
     moved = cut_wires(marked)
     original = {q: i for i, q in enumerate(marked.qubits)}
     receiver_only = set(plan.cut.receiver_qubits)
-    labels = [
-        "B" if q in original and original[q] in receiver_only else "A" for q in moved.qubits
-    ]
+    labels = ["B" if q in original and original[q] in receiver_only else "A" for q in moved.qubits]
     expanded = expand_observables(PauliList(observables), marked, moved)
     problem = partition_problem(moved, partition_labels="".join(labels), observables=expanded)
     subexperiments, coefficients = generate_cutting_experiments(
@@ -176,7 +173,9 @@ def lo_estimates(plan: CutPlan, total: int, reps: int, seed: int) -> np.ndarray:
     assert len(weights) == 1, "equal shots per term are proportional to |c| only if equal"
     per_term = max(1, total // terms)
     pools = {
-        node: [Pool(c, seed + 7919 * i + (0 if node == "A" else 104729)) for i, c in enumerate(subs)]
+        node: [
+            Pool(c, seed + 7919 * i + (0 if node == "A" else 104729)) for i, c in enumerate(subs)
+        ]
         for node, subs in plan.subexperiments.items()
     }
     out = []
@@ -206,7 +205,10 @@ def locc_qpd_estimates(plan: LoccCutPlan, total: int, reps: int, seed: int) -> n
             shots = senders[index].take(int(count))
             bits = np.array([cut_bits(s, plan.wires) for s in shots])
             drawn = rng.choice(d, size=len(bits), p=probabilities)
-            outcomes = [receivers[index * d + int(b ^ r)].take(1)[0] for b, r in zip(bits, drawn)]
+            outcomes = [
+                receivers[index * d + int(b ^ r)].take(1)[0]
+                for b, r in zip(bits, drawn, strict=True)
+            ]
             values.append(plan.shot_values(0, Shots(shots, [int(r) for r in drawn], outcomes)))
         out.append(float(np.concatenate(values).mean()))
     return np.array(out)
@@ -217,7 +219,9 @@ def lo_qpd_estimates(plan: CutPlan, total: int, reps: int, seed: int) -> np.ndar
     coefficients = np.array([c for c, _ in plan.coefficients])
     g = float(np.abs(coefficients).sum())
     pools = {
-        node: [Pool(c, seed + 7919 * i + (0 if node == "A" else 104729)) for i, c in enumerate(subs)]
+        node: [
+            Pool(c, seed + 7919 * i + (0 if node == "A" else 104729)) for i, c in enumerate(subs)
+        ]
         for node, subs in plan.subexperiments.items()
     }
     masks = {}
@@ -246,7 +250,8 @@ def lo_qpd_estimates(plan: CutPlan, total: int, reps: int, seed: int) -> np.ndar
             b = pools["B"][term].take(int(count))
             sign = np.sign(coefficients[term])
             total_value += sum(
-                g * sign * value("A", term, x) * value("B", term, y) for x, y in zip(a, b)
+                g * sign * value("A", term, x) * value("B", term, y)
+                for x, y in zip(a, b, strict=True)
             )
         out.append(total_value / total)
     return np.array(out)
@@ -316,7 +321,9 @@ def table(rows: list[dict], total: int, reps: int) -> str:
         f" (QPD-sampled {r['qpd_mean'][1]:+.4f})"
         for r in rows
     ]
-    return "\n".join(lines) + "\n\nMeans over the repetitions (all unbiased):\n\n" + "\n".join(means)
+    return (
+        "\n".join(lines) + "\n\nMeans over the repetitions (all unbiased):\n\n" + "\n".join(means)
+    )
 
 
 def main() -> int:

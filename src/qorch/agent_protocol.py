@@ -243,8 +243,9 @@ class LoccSend(Message):
 class LoccReceive(Message):
     """This program is the receiving side: the circuits are d = 2^wires prepared variants
     per subexperiment; each received shot with outcome i runs variant i xor r, the shifts r
-    of a message's shots spread in proportion to `shift_probabilities`. Messages must be signed by `peer_public_key` (the
-    sender's pinned key, base64) and arrive in order, each within `wait_seconds`."""
+    of a message's shots spread in proportion to `shift_probabilities`. Messages must be
+    signed by `peer_public_key` (the sender's pinned key, base64) and arrive in order, each
+    within `wait_seconds`."""
 
     role: Literal["receive"] = "receive"
     exchange: ProgramId
