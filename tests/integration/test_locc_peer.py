@@ -249,3 +249,23 @@ async def test_the_operator_channel_does_not_carry_peer_messages(serve: Any) -> 
 def test_shots_line_up_with_the_sender_order() -> None:
     assert Shots(["0 1"], [0], ["00"]).sender == ["0 1"]
     assert encode_public_key(OPERATOR.public_key)
+
+
+async def test_an_exchange_that_ends_short_is_no_result(serve: Any) -> None:
+    a, b = await serve("a"), await serve("b")
+    work = work_between(a, b)
+    task, client = await _receiving(b, work)
+    [exchange] = b.agent.peers._inbound  # type: ignore[union-attr]
+    early = sign_bits(
+        PeerBitsRequest(exchange=exchange, seq=0, subexperiment=0, bits=[0, 1], last=True),
+        a.identity,
+    )
+    async with ChannelClient(
+        b.endpoint, a.identity, b.identity.public_key, prefix=PEER_PREFIX
+    ) as peer:
+        await peer.call(early.operation(), early.wire())
+    with pytest.raises(AgentError) as caught:
+        await task
+    await client.close()
+    assert caught.value.code == ErrorCode.PEER_MESSAGE_MISSING
+    assert "ended with 2 shots of subexperiment 0" in caught.value.message

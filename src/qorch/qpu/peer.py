@@ -296,6 +296,15 @@ class PeerMessaging:
             shifts[message.subexperiment].extend(int(r) for r in drawn)
             if message.last:
                 break
+        short = [k for k, shots in enumerate(outcomes) if len(shots) != request.shots]
+        if short:
+            raise inbound.fail(
+                AgentError(
+                    ErrorCode.PEER_MESSAGE_MISSING,
+                    f"exchange {spec.exchange} ended with {len(outcomes[short[0]])} shots of"
+                    f" subexperiment {short[0]}, {request.shots} expected",
+                )
+            )
         receipt = LoccReceipt(outcomes=outcomes, shifts=shifts, messages=inbound.next_seq)
         return [dict(c) for c in totals], receipt
 
