@@ -124,6 +124,12 @@ async def test_outcomes_go_agent_to_agent_and_knit_to_the_exact_values(serve: An
     assert a.agent.peers is not None and b.agent.peers is not None
     assert (a.agent.peers.counters.sent, b.agent.peers.counters.received) == (6, 6)
     assert b.agent.telemetry.peer["received"] == 6
+    # The exchange is closed: its sender's key is admitted no more.
+    async with ChannelClient(
+        b.endpoint, a.identity, b.identity.public_key, prefix=PEER_PREFIX
+    ) as late:
+        with pytest.raises(UntrustedPeer):
+            await late.call("peer_bits", {})
     replies = {"locc-send-a": sent, "locc-receive-b": received}
     shots = work._shots(replies)
     assert [len(s.sender) for s in shots] == [1000] * 6

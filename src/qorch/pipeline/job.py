@@ -126,6 +126,8 @@ def _left(job: DistributedJob, kind: str) -> set[str]:
     return {r.resource[len(prefix) :] for r in job.status.reroutes if r.resource.startswith(prefix)}
 
 
+#: The address of a node that no longer exists.
+ABSENT = ("http://absent.invalid", None)
 #: A program failed for its exchange with another agent (an LOCC cut): the job re-routes.
 PEER_FAILURES = frozenset(
     {
@@ -527,7 +529,9 @@ class JobPipeline:
             job_key(job), want, capacity(list(nodes.values()), self.world.links(ns))
         ):
             log.warning("%s runs without its reservation: another job holds it", job_key(job))
-        work.locate(lambda name: self.world.address(nodes[name]))  # for agent-to-agent work
+        # Where each agent is, for work whose agents talk to each other; a node gone is
+        # found below and re-routes the job.
+        work.locate(lambda name: self.world.address(nodes[name]) if name in nodes else ABSENT)
         payloads = work.payloads(job.spec.shots, f"{job_key(job)}/{status.attempt}")
         started = time.perf_counter()
 
