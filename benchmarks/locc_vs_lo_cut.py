@@ -384,14 +384,21 @@ READING = """
 
 - Subexperiments: LOCC runs d + 1 sender circuits (one per basis) and holds d prepared
   variants of each on the receiver (3 + 6 for one wire, 5 + 20 for two); the receiver runs
-  only the variants its shots call for. The LO cut expands into its product of terms, each a
-  pair of subcircuits.
-- Shots: the theory column (gamma_LOCC / gamma_LO)^2 is the ratio of the worst-case
-  variances; the last column corrects it for the observable's own value (a shot's value is
-  +/-gamma, so its variance is gamma^2 - <O>^2 when the shots of all terms are pooled). The
-  LOCC estimate here is stratified over the bases and the LO one over the terms, which can
-  only lower either variance below gamma^2, so the measured ratio sits near, not exactly on,
-  the theory.
+  only the variants its shots call for. The LO cut expands into its product of terms, each
+  a pair of subcircuits (8 terms for one wire, 64 for two).
+- QPD-sampled (each shot draws its term with probability |c| / gamma, its value +/-gamma):
+  the per-shot variance is gamma^2 - <O>^2, and the measured shots ratio matches the theory
+  column within its error: 0.58 and 0.58 against 0.55 for one wire, 0.19 and 0.21 against
+  0.19 for two, i.e. (3/4)^2 and (7/16)^2 as the optimal LOCC cut promises.
+- As run: both estimators do better than their worst case. The LO side is
+  qiskit-addon-cutting's exact-weight expansion with equal shots per term and the product
+  of the two nodes' means per term (as qorch's `cut` knits). The LOCC side is what the
+  agents do: shots split evenly over the bases, shifts spread in proportion, and per wire
+  outcome the product of both sides' means (every pairing of the shots with that outcome
+  averaged). There LOCC needs 0.45 to 0.47 of LO's shots for one wire and 0.14 to 0.21 for
+  two, at 9 against 16 and 25 against 128 subexperiments.
+- The standard errors LOCC reports are calibrated: their square over the variance the
+  repetitions show is 1.02 to 1.15 (slightly conservative).
 """
 
 
