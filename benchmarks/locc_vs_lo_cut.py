@@ -371,9 +371,11 @@ def main() -> int:
             f" Python {platform.python_version()}, qiskit {qiskit.__version__},"
             f" qiskit-addon-cutting {qiskit_addon_cutting.__version__}.\n\n"
             "`N var` is N times the variance of one estimate, the per-shot variance the"
-            " estimator achieves (at most gamma^2). `shots ratio measured` is var(LOCC) /"
+            " estimator achieves (at most gamma^2). `shots ratio` is var(LOCC) /"
             " var(LO) at equal shots: the fraction of LO's shots LOCC needs for the same"
-            " standard error (± its own standard error from the finite repetitions).\n\n"
+            " standard error (± its own standard error from the finite repetitions). QPD-sampled:"
+            " each shot draws its term by |c| (the estimator gamma bounds); as run: the"
+            " estimators qorch and qiskit-addon-cutting use (see below).\n\n"
         )
         RESULTS.write_text(header + text + "\n" + READING)
     return 0
