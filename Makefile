@@ -35,7 +35,7 @@ crds: setup ## regenerate crds/ and the chart's copies from the API models
 dashboards: setup ## regenerate charts/qorch/dashboards/ from hack/dashboards.py
 	$(PY) hack/gen_dashboards.py
 
-system-deps: ## Debian packages the tests use as real peers (promtool)
+system-deps: ## Debian packages the tests use as real peers (promtool, swtpm, tpm2-tools)
 	bash hack/install-system-deps.sh
 
 tools: ## build the test control plane (kube-apiserver, etcd, kubectl, helm, kwok) into the cache

@@ -1,12 +1,24 @@
 #!/usr/bin/env bash
 # Debian packages the tests use as real peers: promtool (Prometheus) lints metrics and
-# unit-tests alert rules. Installs only what is missing, and only where apt can.
+# unit-tests alert rules; swtpm (a TPM 2.0 emulator) and tpm2-tools attest QPU nodes.
+# Installs only what is missing, and only where apt can.
 set -euo pipefail
-command -v promtool >/dev/null && exit 0
+# command -> Debian package
+declare -A wanted=(
+  [promtool]=prometheus
+  [swtpm]=swtpm
+  [swtpm_setup]=swtpm-tools
+  [tpm2_quote]=tpm2-tools
+)
+missing=()
+for command in "${!wanted[@]}"; do
+  command -v "$command" >/dev/null || missing+=("${wanted[$command]}")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
-  echo "promtool is missing and cannot be installed here: apt-get install prometheus" >&2
+  echo "missing and cannot be installed here: apt-get install ${missing[*]}" >&2
   exit 0
 fi
-echo "installing prometheus (for promtool)"
+echo "installing ${missing[*]}"
 apt-get update -qq
-DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

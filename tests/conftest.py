@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +13,8 @@ from qorch.api import QuantumNode
 from qorch.channel.identity import Identity, encode_public_key
 from qorch.local.agents import AgentProcess
 from qorch.qpu.transport import SecureAgentClient
+
+from .tpm_support import Swtpm
 
 
 @dataclass
@@ -30,6 +32,13 @@ class RunningAgent:
     identity: Identity
     operator: OperatorKey
     node_file: Path | None = None
+    key_file: Path | None = None  # the node's private key, which the agent follows
+
+    def rotate_to(self, identity: Identity) -> None:
+        """Replace the agent's key file with `identity` (atomically, as a kubelet updates a
+        mounted Secret): the agent answers its next call with that key."""
+        assert self.key_file is not None
+        identity.save(self.key_file.with_suffix(""), force=True)
 
     @property
     def endpoint(self) -> str:
@@ -58,19 +67,36 @@ async def start_agent(
     """Start `qorch qpu-agent` processes with fresh node keys; all stop after the test."""
     started: list[AgentProcess] = []
 
-    async def start(node: QuantumNode, *, reloadable: bool = False) -> RunningAgent:
+    async def start(
+        node: QuantumNode, *, reloadable: bool = False, trusted: list[Path] | None = None
+    ) -> RunningAgent:
         """With `reloadable`, the agent follows its manifest file (RunningAgent.node_file),
-        as a real QPU's error rates drift without a restart."""
+        as a real QPU's error rates drift without a restart. `trusted`: the files of
+        operator keys it answers (the session's operator key by default)."""
         identity = Identity.generate()
         stem = tmp_path / f"{node.metadata.name}-{len(started)}"
         key_file, _ = identity.save(stem)
         node_file = stem.with_suffix(".node.json") if reloadable else None
         process = await AgentProcess.start(
-            node, key_file, [operator_key.pub_file], node_file=node_file
+            node, key_file, trusted or [operator_key.pub_file], node_file=node_file
         )
         started.append(process)
-        return RunningAgent(process, identity, operator_key, node_file)
+        return RunningAgent(process, identity, operator_key, node_file, key_file)
 
     yield start
     for process in started:
         await process.stop()
+
+
+@pytest.fixture
+def swtpm() -> Iterator[Callable[[], Swtpm]]:
+    """Start TPM emulators (`swtpm`), each with its own state; all stop after the test."""
+    started: list[Swtpm] = []
+
+    def start() -> Swtpm:
+        started.append(Swtpm())
+        return started[-1].start()
+
+    yield start
+    for tpm in started:
+        tpm.stop()

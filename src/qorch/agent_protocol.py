@@ -13,6 +13,7 @@ fields an agent does not know are ignored, so either side may be newer.
     calibrate   CalibrateRequest   CalibrationReply
     probe_link  ProbeLinkRequest   ProbeLinkReply
     echo        EchoRequest        EchoReply
+    attest      AttestRequest      AttestReply
 
 An LOCC wire cut adds one operation between two agents, on their own channel (a sender
 agent to a receiving agent, never through the operator; qorch.qpu.peer):
@@ -27,6 +28,8 @@ one with `ask`, which reads the reply into its model. A refusal or a failure tra
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from collections.abc import Awaitable, Mapping
 from enum import StrEnum
@@ -55,6 +58,7 @@ class Op(StrEnum):
     CALIBRATE = "calibrate"
     PROBE_LINK = "probe_link"
     ECHO = "echo"
+    ATTEST = "attest"
 
 
 class PeerOp(StrEnum):
@@ -73,6 +77,8 @@ class ErrorCode(StrEnum):
     EXECUTION_FAILED = "ExecutionFailed"
     CANCELLED = "Cancelled"  # the program was cancelled (job deleted or re-routed)
     UNKNOWN_PROGRAM = "UnknownProgram"  # a `wait` for a program the agent does not hold
+    NO_TPM = "NoTpm"  # an `attest` to an agent that runs without a TPM
+    TPM_FAILED = "TpmFailed"  # the TPM refused, or did not answer in time; the message says
     # Found by the caller.
     TIMEOUT = "Timeout"
     UNREACHABLE = "Unreachable"
@@ -229,12 +235,13 @@ RUN_REPLY: TypeAdapter[RunResult | RunProgress] = TypeAdapter(RunReply)
 class LoccSend(Message):
     """This program is the sending side of an LOCC wire cut: each circuit's first `wires`
     clbits are the cut wires' outcome, sent shot by shot, `chunk_shots` to a message, to
-    the agent at `peer_endpoint` whose key is `peer_public_key` (pinned, base64)."""
+    the agent at `peer_endpoint` whose key is one of `peer_public_keys` (pinned, base64;
+    two while the receiver's key rotates)."""
 
     role: Literal["send"] = "send"
     exchange: ProgramId
     peer_endpoint: str = Field(pattern=r"^https?://")
-    peer_public_key: str = Field(min_length=1)
+    peer_public_keys: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1, max_length=4)
     wires: int = Field(gt=0, le=8)
     chunk_shots: int = Field(default=1024, gt=0)
     wait_seconds: Seconds = 30.0
@@ -244,12 +251,12 @@ class LoccReceive(Message):
     """This program is the receiving side: the circuits are d = 2^wires prepared variants
     per subexperiment; each received shot with outcome i runs variant i xor r, the shifts r
     of a message's shots spread in proportion to `shift_probabilities`. Messages must be
-    signed by `peer_public_key` (the sender's pinned key, base64) and arrive in order, each
-    within `wait_seconds`."""
+    signed by one of `peer_public_keys` (the sender's pinned keys, base64) and arrive in
+    order, each within `wait_seconds`."""
 
     role: Literal["receive"] = "receive"
     exchange: ProgramId
-    peer_public_key: str = Field(min_length=1)
+    peer_public_keys: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1, max_length=4)
     wires: int = Field(gt=0, le=8)
     shift_probabilities: list[Annotated[float, Field(ge=0, le=1)]]
     wait_seconds: Seconds = 30.0
@@ -413,6 +420,48 @@ class EchoRequest(Request[EchoReply]):
 EchoReply.model_rebuild()
 
 
+# -- attestation -----------------------------------------------------------------------------
+
+Base64 = Annotated[str, Field(min_length=1, max_length=8192, pattern=r"^[A-Za-z0-9+/]+={0,2}$")]
+Sha256Hex = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+
+
+class AttestReply(Message):
+    """A TPM 2.0 quote of the agent's measurement PCRs (qorch.channel.attestation): the
+    TPMS_ATTEST and its signature by the attestation key, in base64. `nonce`, `publicKey`
+    (the ML-DSA key the quote binds) and `pcrs` (index -> hex value) are the agent's
+    claims; they name what went wrong when the quote does not verify, nothing more."""
+
+    quote: Base64
+    signature: Base64
+    nonce: Base64
+    public_key: Base64
+    pcrs: dict[str, Sha256Hex] = Field(default_factory=dict, max_length=24)
+
+
+class AttestRequest(Request[AttestReply]):
+    """Quote the measurement PCRs with qualifying data SHA-256(nonce || the agent's ML-DSA
+    public key). A NoTpm error from an agent without a TPM; TpmFailed when the TPM refuses
+    or does not answer in time."""
+
+    op: Literal[Op.ATTEST] = Field(default=Op.ATTEST, exclude=True)
+    nonce: Annotated[Base64, Field(min_length=24, max_length=88)]
+
+    @property
+    def nonce_bytes(self) -> bytes:
+        return base64.b64decode(self.nonce)
+
+    @model_validator(mode="after")
+    def _nonce_decodes(self) -> AttestRequest:
+        try:
+            size = len(self.nonce_bytes)
+        except binascii.Error:
+            raise ValueError("nonce is not base64") from None
+        if not 16 <= size <= 64:
+            raise ValueError(f"nonce of {size} bytes (16 to 64)")
+        return self
+
+
 # -- between agents (LOCC) ------------------------------------------------------------------
 
 
@@ -456,7 +505,8 @@ AgentRequest = Annotated[
     | HealthRequest
     | CalibrateRequest
     | ProbeLinkRequest
-    | EchoRequest,
+    | EchoRequest
+    | AttestRequest,
     Field(discriminator="op"),
 ]
 _REQUEST: TypeAdapter[AgentRequest] = TypeAdapter(AgentRequest)

@@ -9,43 +9,55 @@ import logging
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
 from qorch.settings import Settings
 
+if TYPE_CHECKING:
+    from qorch.api import QuantumNode
+    from qorch.api.manifests import Manifests
+    from qorch.pipeline.authorization import AuthorizationPolicy
 
-def _cmd_run(args: argparse.Namespace) -> int:
+
+def _load_manifests(command: str, args: argparse.Namespace) -> Manifests | None:
+    """The manifests (and a check of the policy's YAML), before the pipeline's heavy
+    imports: unusable ones end the command at once (None, after saying why)."""
     from qorch.api.manifests import ManifestError, load_manifests
     from qorch.api.yamlload import YamlLoadError, load_file
 
-    # Manifests (and the policy's YAML) first, before the pipeline's heavy imports: unusable
-    # ones end the run at once.
     try:
         manifests = load_manifests(args.paths)
     except ManifestError as exc:
         print("error: unusable manifests:", file=sys.stderr)
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
-        return 2
+        return None
     try:
         if args.policy:
             load_file(args.policy)
     except YamlLoadError as exc:
-        print(f"run: policy {exc}", file=sys.stderr)
-        return 2
+        print(f"{command}: policy {exc}", file=sys.stderr)
+        return None
     except OSError as exc:
-        print(f"run: cannot read policy {args.policy}: {exc}", file=sys.stderr)
+        print(f"{command}: cannot read policy {args.policy}: {exc}", file=sys.stderr)
+        return None
+    return manifests
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    manifests = _load_manifests("run", args)
+    if manifests is None:
         return 2
 
-    from qorch.channel.identity import Identity, load_public_key
+    from qorch.channel.identity import Identity
     from qorch.local.runner import run
-    from qorch.pipeline.authorization import AuthorizationPolicy
     from qorch.pipeline.job import PipelineSettings
     from qorch.sanitizer import PolicyError, SanitizerPolicyFile, load_policy
 
     try:
-        trusted = tuple(load_public_key(path) for path in args.trusted_submitter)
+        authorization = _run_authorization(args)
         identity = Identity.load(args.identity_key) if args.identity_key else None
         policy = load_policy(args.policy) if args.policy else SanitizerPolicyFile()
     except (OSError, ValueError, PolicyError) as exc:
@@ -54,7 +66,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
     env = args.settings
     if args.fail_unverified:
         env = env.model_copy(update={"fail_unverified": True})
-    authorization = AuthorizationPolicy(require_signature=bool(trusted), trusted_keys=trusted)
     settings = PipelineSettings.from_settings(env, policy, authorization)
     return asyncio.run(
         run(
@@ -64,6 +75,61 @@ def _cmd_run(args: argparse.Namespace) -> int:
             metrics_out=args.metrics_out,
             identity=identity,
         )
+    )
+
+
+def _run_authorization(args: argparse.Namespace) -> AuthorizationPolicy:
+    """`--trusted-submitter [NAMESPACE=]PUB`: keys cluster-wide, or for one namespace."""
+    from qorch.channel.signing import TrustedKey, load_trusted_keys
+    from qorch.local.nonces import FileNonces
+    from qorch.pipeline.authorization import AuthorizationPolicy, StaticKeys
+    from qorch.pipeline.nonces import MemoryNonces
+
+    cluster: list[TrustedKey] = []
+    namespaces: dict[str, tuple[TrustedKey, ...]] = {}
+    for given in args.trusted_submitter:
+        head, equals, tail = given.partition("=")  # namespaces have no "="
+        namespace, path = (head, tail) if equals else ("", given)
+        keys = load_trusted_keys(path)
+        if equals:
+            namespaces[namespace] = (*namespaces.get(namespace, ()), *keys)
+        else:
+            cluster.extend(keys)
+    return AuthorizationPolicy(
+        require_signature=bool(args.trusted_submitter),
+        keys=StaticKeys(tuple(cluster), namespaces),
+        nonces=FileNonces(args.nonce_record) if args.nonce_record else MemoryNonces(),
+        max_validity_seconds=args.settings.max_signature_validity_seconds,
+    )
+
+
+def _duration(text: str) -> float:
+    """`90`, `90s`, `30m`, `24h` or `7d`, as seconds."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    number, unit = (text[:-1], text[-1]) if text and text[-1] in units else (text, "s")
+    try:
+        return float(number) * units[unit]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a duration like 90s, 30m, 24h, 7d"
+        ) from None
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    manifests = _load_manifests("plan", args)
+    if manifests is None:
+        return 2
+    from qorch.local.plan import plan
+    from qorch.pipeline.job import PipelineSettings
+    from qorch.sanitizer import PolicyError, SanitizerPolicyFile, load_policy
+
+    try:
+        policy = load_policy(args.policy) if args.policy else SanitizerPolicyFile()
+    except (OSError, ValueError, PolicyError) as exc:
+        print(f"plan: {exc}", file=sys.stderr)
+        return 2
+    return plan(
+        manifests, args.output, settings=PipelineSettings.from_settings(args.settings, policy)
     )
 
 
@@ -106,18 +172,90 @@ def _load_node(args: argparse.Namespace):  # -> QuantumNode
 def _cmd_qpu_agent(args: argparse.Namespace) -> int:
     node = _load_node(args)  # before the simulator's imports: a bad manifest ends at once
 
-    from qorch.channel.identity import Identity, load_public_key
     from qorch.qpu.agent import serve
+    from qorch.qpu.agent_keys import AgentKeys
 
+    if args.tpm:
+        return _tpm_agent(args, node)
     if not args.identity_key or not args.trusted_client_key:
         print(
             "qpu-agent: needs --identity-key and at least one --trusted-client-key", file=sys.stderr
         )
         return 2
-    identity = Identity.load(args.identity_key)
-    trusted = [load_public_key(path) for path in args.trusted_client_key]
+    try:
+        keys = AgentKeys.load(args.identity_key, args.trusted_client_key)
+    except (OSError, ValueError) as exc:
+        print(f"qpu-agent: {exc}", file=sys.stderr)
+        return 2
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(node, args.host, args.port, identity, trusted, node_file=args.node_file))
+        asyncio.run(serve(node, args.host, args.port, keys, node_file=args.node_file))
+    return 0
+
+
+def _tpm_agent(args: argparse.Namespace, node: QuantumNode) -> int:
+    """The agent with a TPM: its code and node file measured, its key unsealed by the TPM."""
+    from qorch.qpu.agent import serve
+    from qorch.qpu.agent_keys import AgentKeys
+    from qorch.qpu.attestor import Attestor, SealedIdentityError
+    from qorch.qpu.tpm import Tpm, TpmError
+
+    if not args.sealed_identity or not args.node_file or not args.trusted_client_key:
+        print(
+            "qpu-agent: --tpm needs --sealed-identity (from `qorch tpm enroll`), --node-file"
+            " and at least one --trusted-client-key",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        attestor, identity = Attestor.start(
+            Tpm(args.tpm, args.tpm_timeout), Path(args.sealed_identity), Path(args.node_file)
+        )
+    except (TpmError, SealedIdentityError, OSError, ValueError) as exc:
+        print(f"qpu-agent: no identity: {exc}", file=sys.stderr)
+        return 3
+    try:
+        keys = AgentKeys.unsealed(identity, args.trusted_client_key)
+    except (OSError, ValueError) as exc:
+        print(f"qpu-agent: {exc}", file=sys.stderr)
+        return 2
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(
+            serve(node, args.host, args.port, keys, node_file=args.node_file, attestor=attestor)
+        )
+    return 0
+
+
+def _cmd_tpm_enroll(args: argparse.Namespace) -> int:
+    import yaml
+
+    from qorch.channel.errors import ProviderUnavailable
+    from qorch.channel.identity import Identity
+    from qorch.qpu.attestor import enroll
+    from qorch.qpu.tpm import Tpm, TpmError
+
+    _load_node(args)  # a node file the agent could not run is refused here, not at its start
+    try:
+        identity = Identity.load(args.identity_key) if args.identity_key else Identity.generate()
+        enrolment = enroll(
+            Tpm(args.tpm, args.tpm_timeout), identity, Path(args.node_file), Path(args.out)
+        )
+    except (TpmError, OSError, ValueError, ProviderUnavailable) as exc:
+        print(f"tpm enroll: {exc}", file=sys.stderr)
+        return 1
+    print(f"# sealed identity: {args.out} (mode 0600); its key is released only by this TPM,")
+    print("# while the agent runs this code with this node file. Pin in the QuantumNode:")
+
+    class Dumper(yaml.SafeDumper):
+        """PEM keys as literal blocks, as one pastes them."""
+
+    Dumper.add_representer(
+        str,
+        lambda dumper, text: dumper.represent_scalar(
+            "tag:yaml.org,2002:str", text, style="|" if "\n" in text else None
+        ),
+    )
+    fragment = {"spec": {"identity": enrolment.identity_fragment()}}
+    print(yaml.dump(fragment, Dumper=Dumper, sort_keys=False), end="")
     return 0
 
 
@@ -176,7 +314,14 @@ def _cmd_sign(args: argparse.Namespace) -> int:
     from qorch.api.distributed_job import stored_spec
     from qorch.channel.signing import sign_command
 
-    return sign_command(args.job, args.key, normalize=stored_spec)
+    return sign_command(
+        args.job,
+        args.key,
+        normalize=stored_spec,
+        namespace=args.namespace,
+        valid_for_seconds=args.valid_for,
+        max_validity_seconds=args.settings.max_signature_validity_seconds,
+    )
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
@@ -185,7 +330,13 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     from qorch.api.distributed_job import stored_spec
     from qorch.channel.signing import verify_command
 
-    return verify_command(args.job, args.trusted, normalize=stored_spec)
+    return verify_command(
+        args.job,
+        args.trusted,
+        normalize=stored_spec,
+        namespace=args.namespace,
+        max_validity_seconds=args.settings.max_signature_validity_seconds,
+    )
 
 
 def build_parser(env: Settings | None = None) -> argparse.ArgumentParser:
@@ -216,10 +367,28 @@ def build_parser(env: Settings | None = None) -> argparse.ArgumentParser:
         "--trusted-submitter",
         action="append",
         default=[],
-        metavar="PUB",
-        help="require jobs signed by one of these public keys (PREFIX.pub); repeatable",
+        metavar="[NAMESPACE=]PUB",
+        help="require jobs signed by a trusted key: PREFIX.pub (its window in PREFIX.notBefore"
+        " and PREFIX.notAfter, if there) or a folder of them, trusted in every namespace, or"
+        " with NAMESPACE= only there; repeatable",
+    )
+    p.add_argument(
+        "--nonce-record",
+        metavar="FILE",
+        help="remember used signatures in this file, so a signed job is refused when run"
+        " again (NonceReused); in memory for this run when unset",
     )
     p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser(
+        "plan",
+        help="print every job's candidate strategies from the manifests' declared figures;"
+        " runs nothing",
+    )
+    p.add_argument("paths", nargs="+", help="manifest files or folders")
+    p.add_argument("--output", "-o", choices=["text", "json"], default="text")
+    p.add_argument("--policy", help="sanitizer policy YAML (default: the built-in policy)")
+    p.set_defaults(func=_cmd_plan)
 
     p = sub.add_parser("crds", help="write the CustomResourceDefinitions from the API models")
     p.add_argument("--out", default="crds", help="output folder (default: crds)")
@@ -237,16 +406,43 @@ def build_parser(env: Settings | None = None) -> argparse.ArgumentParser:
     p.add_argument(
         "--identity-key",
         default=env.identity_key_file,
-        help="the node's ML-DSA-65 private key file (env QORCH_IDENTITY_KEY_FILE)",
+        help="the node's ML-DSA-65 private key file (env QORCH_IDENTITY_KEY_FILE); re-read"
+        " when it changes, so the node's key rotates without a restart",
     )
     p.add_argument(
         "--trusted-client-key",
         action="append",
         default=[k for k in env.trusted_client_key_files.split(":") if k],
-        help="public key file of an operator allowed to connect; repeatable"
-        " (env QORCH_TRUSTED_CLIENT_KEY_FILES, colon-separated)",
+        help="file of operator public keys allowed to connect, one per line; repeatable"
+        " (env QORCH_TRUSTED_CLIENT_KEY_FILES, colon-separated); re-read when it changes",
+    )
+    p.add_argument(
+        "--tpm",
+        metavar="TCTI",
+        help="the node's TPM 2.0 (e.g. swtpm:host=127.0.0.1,port=2321 or device:/dev/tpmrm0):"
+        " measure code and node file into PCR 23, unseal --sealed-identity, answer attest",
+    )
+    p.add_argument("--sealed-identity", help="sealed identity file from `qorch tpm enroll`")
+    p.add_argument(
+        "--tpm-timeout", type=float, default=10.0, help="seconds allowed per TPM command"
     )
     p.set_defaults(func=_cmd_qpu_agent)
+
+    p = sub.add_parser("tpm", help="TPM 2.0 attestation of QPU nodes")
+    tpm = p.add_subparsers(dest="tpm_command", required=True)
+    p = tpm.add_parser(
+        "enroll",
+        help="provision the TPM (AK certified by the EK), seal the node's ML-DSA key to its"
+        " measurements; prints the spec.identity to pin",
+    )
+    p.add_argument("--tpm", required=True, metavar="TCTI", help="the node's TPM 2.0")
+    p.add_argument("--node-file", required=True, help="the QuantumNode manifest the agent runs")
+    p.add_argument(
+        "--identity-key", help="the node's ML-DSA-65 private key (PREFIX.key); a new one if unset"
+    )
+    p.add_argument("--out", required=True, help="where to write the sealed identity file")
+    p.add_argument("--tpm-timeout", type=float, default=10.0, help="seconds per TPM command")
+    p.set_defaults(func=_cmd_tpm_enroll, node_json=None)
 
     p = sub.add_parser("operator", help="run the Kubernetes operator (kopf)")
     p.add_argument(
@@ -290,6 +486,20 @@ def build_parser(env: Settings | None = None) -> argparse.ArgumentParser:
     p = sub.add_parser("sign", help="sign the DistributedJobs of a manifest; prints the YAML")
     p.add_argument("job", help="manifest with one or more DistributedJobs")
     p.add_argument("--key", required=True, help="the submitter's private key (PREFIX.key)")
+    p.add_argument(
+        "--namespace",
+        "-n",
+        help="namespace the jobs will be submitted in, for jobs whose manifest names none"
+        " (default: default, as kubectl)",
+    )
+    p.add_argument(
+        "--valid-for",
+        type=_duration,
+        default=24 * 3600,
+        metavar="DURATION",
+        help="how long the signature admits the job, e.g. 30m, 24h (default 24h; at most"
+        " QORCH_MAX_SIGNATURE_VALIDITY_SECONDS, 7d by default)",
+    )
     p.set_defaults(func=_cmd_sign)
 
     p = sub.add_parser("verify", help="verify the signatures of a manifest's DistributedJobs")
@@ -298,7 +508,14 @@ def build_parser(env: Settings | None = None) -> argparse.ArgumentParser:
         "--trusted",
         action="append",
         required=True,
-        help="a trusted submitter public key (PREFIX.pub); repeatable",
+        help="a trusted submitter public key (PREFIX.pub, with its window files if any)"
+        " or a folder of them; repeatable",
+    )
+    p.add_argument(
+        "--namespace",
+        "-n",
+        help="namespace the jobs will be submitted in, for jobs whose manifest names none"
+        " (default: default)",
     )
     p.set_defaults(func=_cmd_verify)
     return parser

@@ -71,7 +71,14 @@ class Settings(BaseModel):
     )
     identity_secret: str = Field(
         "qorch-operator-identity",
-        description="Secret holding the operator's identity (QORCH_IDENTITY_SECRET).",
+        description="Secret holding the operator's identity (QORCH_IDENTITY_SECRET); during a"
+        " rotation of the operator's key it also holds `next.pub`, the next key.",
+    )
+    next_identity_public_key_file: str | None = Field(
+        None,
+        description="With identity_key_file: the operator's next public key (PREFIX.pub)"
+        " during a rotation of its key; new agents are told to trust it beside the current"
+        " one (QORCH_NEXT_IDENTITY_PUBLIC_KEY_FILE).",
     )
     operator_namespace: str | None = Field(
         None,
@@ -80,14 +87,44 @@ class Settings(BaseModel):
     )
     trusted_submitters_dir: str | None = Field(
         None,
-        description="Folder of trusted submitter public keys (*.pub), e.g. a mounted Secret;"
-        " when set, every DistributedJob must carry a valid signature by one of them"
-        " (QORCH_TRUSTED_SUBMITTERS_DIR).",
+        description="Folder of cluster-wide trusted submitter public keys (*.pub, each with"
+        " optional .notBefore/.notAfter), e.g. a mounted Secret, re-read at each admission;"
+        " when set, every DistributedJob must carry a valid signature by one of them or by a"
+        " key trusted for its namespace (QORCH_TRUSTED_SUBMITTERS_DIR).",
+    )
+    require_signed_jobs: bool = Field(
+        False,
+        description="Require a valid submitter signature on every DistributedJob even when"
+        " no cluster-wide keys are set, i.e. with per-namespace keys only"
+        " (QORCH_REQUIRE_SIGNED_JOBS).",
+    )
+    max_signature_validity_seconds: int = Field(
+        7 * 24 * 3600,
+        ge=60,
+        description="Longest a job signature may still be valid for when checked; one"
+        " expiring later is refused, and `qorch sign --valid-for` stops there too"
+        " (QORCH_MAX_SIGNATURE_VALIDITY_SECONDS).",
+    )
+    nonce_record_config_map: str = Field(
+        "qorch-submitter-nonces",
+        description="ConfigMap in the operator's namespace recording the nonces of admitted"
+        " signed jobs until they expire (QORCH_NONCE_RECORD_CONFIG_MAP).",
+    )
+    nonce_record_max_entries: int = Field(
+        2000,
+        ge=1,
+        description="Most unexpired nonces recorded; beyond, new signed jobs are refused"
+        " as NonceRecordFull (QORCH_NONCE_RECORD_MAX_ENTRIES).",
     )
     fail_unverified: bool = Field(
         False,
         description="Fail a job whose result misses its verification threshold"
         " (QORCH_FAIL_UNVERIFIED).",
+    )
+    require_attestation: bool = Field(
+        False,
+        description="Treat a QuantumNode without spec.identity.attestation as Unreachable"
+        " (AttestationRequired): only TPM-attested nodes get work (QORCH_REQUIRE_ATTESTATION).",
     )
     max_sampling_overhead: float = Field(
         1000.0,

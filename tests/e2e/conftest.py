@@ -111,9 +111,20 @@ def namespace(cluster: Cluster) -> Iterator[str]:
 class OperatorProcess:
     """`qorch operator` as a real child process, so a test can kill it."""
 
-    def __init__(self, cluster: Cluster, namespace: str, log: Path, key_file: Path) -> None:
+    def __init__(
+        self,
+        cluster: Cluster,
+        namespace: str,
+        log: Path,
+        key_file: Path,
+        *,
+        more_namespaces: tuple[str, ...] = (),
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         self.cluster, self.namespace, self.log = cluster, namespace, log
         self.key_file = key_file
+        self.more_namespaces = more_namespaces
+        self.extra_env = extra_env or {}
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             self.liveness = f"http://127.0.0.1:{sock.getsockname()[1]}/healthz"
@@ -128,7 +139,9 @@ class OperatorProcess:
             "QORCH_METRICS_PORT": "0",
             "QORCH_CAPACITY_RETRY_SECONDS": "0.5",
             "QORCH_IDENTITY_KEY_FILE": str(self.key_file),
+            **self.extra_env,
         }
+        watched = [arg for ns in (self.namespace, *self.more_namespaces) for arg in ("-n", ns)]
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 [
@@ -138,8 +151,7 @@ class OperatorProcess:
                     "--log-level",
                     "INFO",
                     "operator",
-                    "--namespace",
-                    self.namespace,
+                    *watched,
                     "--liveness",
                     self.liveness,
                 ],

@@ -451,3 +451,65 @@ def test_cluster_wide_mode_grants_our_kinds_everywhere_and_still_no_listing_secr
         assert not rel.can_i(cluster, "delete", "deployments.apps", "-n", "default")
     finally:
         helm("uninstall", ns, "--namespace", ns, "--wait", env=cluster.env)
+
+
+# The operator's calls for signed jobs, run as the ServiceAccount: keys for a namespace from
+# the release namespace's ConfigMaps, and one nonce claimed twice by two jobs.
+SUBMITTER_CALLS = """
+import asyncio, json, sys
+from datetime import timedelta
+from kubernetes import config
+from qorch.channel.signing import now_utc
+from qorch.operator.submitters import ConfigMapNonces, OperatorKeys
+
+system, watched, record = sys.argv[1:4]
+config.load_kube_config()
+async def main():
+    keys = await OperatorKeys(None, system).keys_for(watched)
+    elsewhere = await OperatorKeys(None, system).keys_for("default")
+    nonces = ConfigMapNonces(system, record, 10)
+    expires = now_utc() + timedelta(hours=1)
+    first = await nonces.claim("a" * 32, f"{watched}/one/u1", expires)
+    again = await nonces.claim("a" * 32, f"{watched}/one/u1", expires)
+    other = await nonces.claim("a" * 32, f"{watched}/two/u2", expires)
+    print(json.dumps([[k.fingerprint for k in keys], len(elsewhere), first, again, other]))
+asyncio.run(main())
+"""
+
+
+def test_signed_jobs_release_lets_the_operator_read_keys_and_keep_nonces_and_no_more(
+    cluster: Cluster, operator_namespace: str, tmp_path: Path
+) -> None:
+    ns, watched = operator_namespace, f"quantum-{uuid.uuid4().hex[:8]}"
+    create_namespace(cluster, watched)
+    bob = Identity.generate()
+    install(
+        cluster,
+        ns,
+        ns,
+        f"--set=watch.namespaces={{{watched}}}",
+        f"--set=trustedSubmitters.namespaces.{watched}.bob={encode_public_key(bob.public_key)}",
+    )
+    try:
+        rel = Release(ns, ns, watched, token_kubeconfig(cluster, ns, ns, tmp_path / "kubeconfig"))
+        record = f"{ns}-submitter-nonces"
+        proc = subprocess.run(
+            [sys.executable, "-c", SUBMITTER_CALLS, ns, watched, record],
+            capture_output=True,
+            text=True,
+            env={**cluster.env, "KUBECONFIG": str(rel.kubeconfig), "PYTHONPATH": str(REPO / "src")},
+            timeout=120,
+        )
+        assert proc.returncode == 0, proc.stderr
+        keys, elsewhere, first, again, other = json.loads(proc.stdout)
+        assert keys == [bob.fingerprint] and elsewhere == 0
+        assert (first, again, other) == (None, None, f"{watched}/one/u1")
+        assert json.loads(cluster.get("configmap", record, ns)["data"]["nonces.json"])
+        # Key ConfigMaps are listed in the release namespace only; no Secret is read for them.
+        assert not rel.can_i(cluster, "list", "configmaps", "-n", watched)
+        assert not rel.can_i(cluster, "list", "configmaps", "--all-namespaces")
+        assert not rel.can_i(cluster, "update", "configmaps/unrelated", "-n", ns)
+        assert not rel.can_i(cluster, "list", "secrets", "-n", ns)
+    finally:
+        helm("uninstall", ns, "--namespace", ns, "--wait", env=cluster.env)
+        delete_namespace(cluster, watched)

@@ -168,9 +168,9 @@ async def test_a_failed_classical_path_re_routes_the_job_without_partial_data(
     def wrong_key_for_b(world: LocalWorld) -> None:
         real = world.address
 
-        def address(node: Any) -> tuple[str, bytes | None]:
-            endpoint, key = real(node)
-            return endpoint, impostor if node.metadata.name == "qpu-b" else key
+        def address(node: Any) -> tuple[str, tuple[bytes, ...]]:
+            endpoint, keys = real(node)
+            return endpoint, (impostor,) if node.metadata.name == "qpu-b" else keys
 
         monkeypatch.setattr(world, "address", address)
 

@@ -30,6 +30,7 @@ from qorch.pipeline.strategies.locc_cut import LoccCutWork
 from qorch.planner.cutting import exact_expectation_values
 from qorch.planner.locc import Shots, find_wire_cuts, plan_locc_cut
 from qorch.qpu.agent import QpuAgent, build_app
+from qorch.qpu.agent_keys import AgentKeys
 from qorch.qpu.peer import PEER_PREFIX, sign_bits
 from qorch.qpu.transport import SecureAgentClient
 
@@ -65,7 +66,8 @@ async def serve() -> AsyncIterator[Callable[[str], Coroutine[Any, Any, Served]]]
         identity = Identity.generate()
         agent = QpuAgent(node(name))
         limits = ServerLimits()
-        runner = web.AppRunner(build_app(agent, identity, [OPERATOR.public_key], limits))
+        keys = AgentKeys(None, [], identity, [OPERATOR.public_key])
+        runner = web.AppRunner(build_app(agent, keys, limits))
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
@@ -93,7 +95,10 @@ def work_between(a: Served, b: Served, wait: float = 30.0) -> LoccCutWork:
     circuit, observables = ghz_chain()
     plan = plan_locc_cut(circuit, observables, "a", "b", find_wire_cuts(circuit)[0], "a-b")
     work = LoccCutWork(circuit, plan, "a-b", wait_seconds=wait)
-    addresses = {"a": (a.endpoint, a.identity.public_key), "b": (b.endpoint, b.identity.public_key)}
+    addresses = {
+        "a": (a.endpoint, (a.identity.public_key,)),
+        "b": (b.endpoint, (b.identity.public_key,)),
+    }
     work.locate(addresses.__getitem__)
     return work
 

@@ -1,11 +1,19 @@
-"""Signed jobs: `qorch keygen`, `qorch sign`, `qorch verify`, and the Authorize step."""
+"""Signed jobs: `qorch keygen`, `qorch sign`, `qorch verify`, and the Authorize step of the
+embedded control plane, with replays refused beside a good job that still runs."""
 
 import json
 import subprocess
 import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
+from qorch.api.distributed_job import stored_spec
+from qorch.channel.identity import Identity
+from qorch.channel.signing import now_utc, sign_job
 from tests.support import REPO
 
 QUICKSTART = REPO / "examples" / "quickstart"
@@ -36,7 +44,7 @@ def test_keygen_sign_verify_round_trip_and_a_one_byte_change_fails(signed):
     keys, job = signed
     pub = str(keys / "alice.pub")
     ok = qorch("verify", str(job), "--trusted", pub)
-    assert ok.returncode == 0 and "valid, signed by sha256:" in ok.stdout
+    assert ok.returncode == 0 and "valid in namespace default, signed by sha256:" in ok.stdout
     job.write_text(job.read_text().replace("shots: 2000", "shots: 2001"))
     bad = qorch("verify", str(job), "--trusted", pub)
     assert bad.returncode == 1
@@ -100,3 +108,97 @@ def test_job_signed_by_an_unknown_key_is_rejected(signed, tmp_path):
     proc, jobs = run_with_trust(keys, job)
     assert proc.returncode == 1
     assert authorized(jobs[0])["reason"] == "UnknownSigner"
+
+
+GHZ = yaml.safe_load((QUICKSTART / "ghz-job.yaml").read_text())
+
+
+def job_signed(
+    identity: Identity,
+    name: str,
+    namespace: str = "default",
+    *,
+    signed_for: tuple[str, str] | None = None,
+    valid_for: timedelta = timedelta(hours=1),
+) -> dict[str, Any]:
+    """The quickstart job as `name` in `namespace`, signed for `signed_for` (namespace,
+    name; where it is by default), as `qorch sign` signs it."""
+    job = json.loads(json.dumps(GHZ))
+    job["metadata"] = {"name": name, "namespace": namespace}
+    where = signed_for or (namespace, name)
+    job["spec"]["signature"] = sign_job(
+        stored_spec(job["spec"]), where[0], where[1], identity, now_utc() + valid_for
+    )
+    return job
+
+
+def by_place(jobs: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(j["metadata"]["namespace"], j["metadata"]["name"]): j for j in jobs}
+
+
+def trusting(*keys: object) -> list[str]:
+    return [arg for key in keys for arg in ("--trusted-submitter", str(key))]
+
+
+def run_jobs(tmp_path: Path, jobs: list[dict[str, Any]], *flags: str):
+    manifest = tmp_path / "jobs.yaml"
+    manifest.write_text(yaml.safe_dump_all(jobs, sort_keys=False))
+    (tmp_path / "nodes.yaml").write_text((QUICKSTART / "nodes.yaml").read_text())
+    proc = qorch("run", str(tmp_path / "nodes.yaml"), str(manifest), "-o", "json", *flags)
+    assert proc.stdout, proc.stderr
+    return proc, by_place(json.loads(proc.stdout))
+
+
+def test_replays_stale_signatures_and_misplaced_keys_are_refused_beside_good_jobs(tmp_path):
+    alice, bob, carol = Identity.generate(), Identity.generate(), Identity.generate()
+    alice.save(tmp_path / "alice")
+    bob.save(tmp_path / "bob")
+    carol.save(tmp_path / "carol")
+    (tmp_path / "carol.notAfter").write_text(f"{(now_utc() - timedelta(hours=1)).isoformat()}\n")
+    good = job_signed(alice, "ghz")
+    jobs = [
+        good,
+        job_signed(alice, "ghz-renamed", signed_for=("default", "ghz")),
+        job_signed(alice, "ghz", "team-b", signed_for=("default", "ghz")),
+        job_signed(alice, "ghz-expired", valid_for=-timedelta(hours=2)),
+        job_signed(bob, "ghz-bob"),
+        job_signed(bob, "ghz-bob", "team-b"),
+        job_signed(carol, "ghz-carol"),
+    ]
+    trust = trusting(tmp_path / "alice.pub", tmp_path / "carol.pub", f"default={tmp_path}/bob.pub")
+    proc, done = run_jobs(tmp_path, jobs, *trust)
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert done["default", "ghz"]["status"]["phase"] == "Succeeded"
+    assert done["default", "ghz-bob"]["status"]["phase"] == "Succeeded"
+    refused = {
+        ("default", "ghz-renamed"): ("SignatureWrongName", "signed for the name ghz"),
+        ("team-b", "ghz"): ("SignatureWrongNamespace", "signed for namespace default"),
+        ("default", "ghz-expired"): ("SignatureExpired", "have the job signed again"),
+        ("team-b", "ghz-bob"): ("UnknownSigner", "not a trusted submitter key in namespace team-b"),
+        ("default", "ghz-carol"): ("SignerKeyOutsideWindow", "was retired at"),
+    }
+    for place, (reason, words) in refused.items():
+        job = done[place]
+        assert job["status"]["phase"] == "Rejected", place
+        cond = authorized(job)
+        assert (cond["status"], cond["reason"]) == ("False", reason), place
+        assert words in cond["message"], (place, cond["message"])
+
+
+def test_a_signed_job_run_again_is_refused_as_a_reused_nonce(tmp_path):
+    alice = Identity.generate()
+    alice.save(tmp_path / "alice")
+    flags = [*trusting(tmp_path / "alice.pub"), "--nonce-record", str(tmp_path / "nonces.json")]
+    first = job_signed(alice, "ghz")
+    proc, done = run_jobs(tmp_path, [first], *flags)
+    assert proc.returncode == 0, proc.stderr
+    # The same signed job again (a new object: a new uid), beside a freshly signed one.
+    proc, done = run_jobs(tmp_path, [first, job_signed(alice, "ghz-2")], *flags)
+    assert proc.returncode == 1, proc.stderr
+    assert done["default", "ghz-2"]["status"]["phase"] == "Succeeded"
+    replay = done["default", "ghz"]
+    assert replay["status"]["phase"] == "Rejected"
+    cond = authorized(replay)
+    assert (cond["status"], cond["reason"]) == ("False", "NonceReused")
+    assert "already admitted job default/ghz (uid " in cond["message"]

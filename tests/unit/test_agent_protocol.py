@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import re
 from typing import Any
 
 import pytest
@@ -178,3 +180,19 @@ async def test_a_reply_that_does_not_fit_is_a_bad_reply() -> None:
     assert "health reply.node: Field required" in info.value.message
     with pytest.raises(ValueError, match="4 successes out of 3 attempts"):
         ProbeLinkReply.model_validate(boasting.reply)
+
+
+@pytest.mark.parametrize(
+    ("nonce", "error"),
+    [
+        ("QUJD" * 6 + "Q", "attest: Value error, nonce is not base64"),
+        ("QUJD" * 22, "attest: Value error, nonce of 66 bytes"),
+        ("!" * 40, "attest.nonce: String should match pattern"),
+        ("QUJD" * 40, "attest.nonce: String should have at most 88 characters"),
+    ],
+)
+def test_an_attest_nonce_must_be_16_to_64_bytes_of_base64(nonce: str, error: str) -> None:
+    with pytest.raises(AgentError, match=re.escape(error)):
+        parse_request("attest", {"nonce": nonce})
+    good = base64.b64encode(bytes(32)).decode()
+    assert parse_request("attest", {"nonce": good}).nonce_bytes == bytes(32)  # type: ignore[union-attr]

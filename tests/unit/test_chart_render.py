@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from qorch.channel.identity import Identity, decode_public_key, encode_public_key
+from qorch.channel.signing import trusted_keys_from_entries
 from qorch.sanitizer import load_policy
 from tests.e2e.chart_support import (
     CHART,
@@ -325,6 +326,50 @@ def test_trusted_submitter_keys_become_a_secret_of_pub_files() -> None:
         {**v, "secret": {"secretName": v["secret"]["secretName"]}} for v in volumes if "secret" in v
     ]
     assert "QORCH_TRUSTED_SUBMITTERS_DIR" not in env_of(operator_container(render()))
+
+
+def test_key_windows_and_per_namespace_keys_render_as_operator_side_entries() -> None:
+    window = {"publicKey": SUBMITTER_KEY, "notAfter": "2026-07-01T00:00:00Z"}
+    values = {
+        "trustedSubmitters": {
+            "keys": {"alice": window},
+            "namespaces": {"team-a": {"bob": SUBMITTER_KEY}},
+        }
+    }
+    docs = render(values, namespace="qorch-system")
+    secret = one(docs, "Secret", "qorch-trusted-submitters")
+    assert secret["stringData"]["alice.notAfter"] == "2026-07-01T00:00:00Z"
+    keys, problems = trusted_keys_from_entries(secret["stringData"], "Secret")
+    assert problems == [] and keys[0].not_after is not None
+    config_map = one(docs, "ConfigMap", "qorch-submitters-team-a")
+    assert config_map["metadata"]["namespace"] == "qorch-system"
+    assert config_map["metadata"]["labels"]["qorch.dev/trusted-submitters-for"] == "team-a"
+    assert trusted_keys_from_entries(config_map["data"], "ConfigMap")[0]
+    env = env_of(operator_container(docs))
+    assert env["QORCH_REQUIRE_SIGNED_JOBS"] == "true"
+    assert env["QORCH_NONCE_RECORD_CONFIG_MAP"] == "qorch-submitter-nonces"
+    assert env["QORCH_MAX_SIGNATURE_VALIDITY_SECONDS"] == "604800"
+
+
+def test_signed_jobs_add_a_role_for_key_config_maps_and_the_nonce_record_only() -> None:
+    assert not [d for d in render() if d["metadata"]["name"] == "qorch-submitters"]
+    docs = render(VALUE_SETS["everything-on"], namespace="qorch-system")
+    role = one(docs, "Role", "qorch-submitters")
+    assert role["metadata"]["namespace"] == "qorch-system"
+    assert role["rules"] == [
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["list"]},
+        {
+            "apiGroups": [""],
+            "resources": ["configmaps"],
+            "resourceNames": ["qorch-submitter-nonces"],
+            "verbs": ["get", "update"],
+        },
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]},
+    ]
+    # No rule anywhere lists or watches ConfigMaps beyond the operator's own namespace.
+    for where, rule in rbac_rules(docs):
+        if "configmaps" in rule["resources"] and {"list", "watch"} & set(rule["verbs"]):
+            assert where == "Role/qorch-system/qorch-submitters", where
 
 
 AGENT_PODS = {"matchLabels": {"app.kubernetes.io/name": "qorch-qpu-agent"}}

@@ -23,15 +23,16 @@ def test_exact_distribution_follows_clbits_across_registers():
     assert exact_distribution(qc) == {"100": 1.0}
 
 
-def test_mid_circuit_measurement_and_feed_forward_are_not_verified():
+def test_mid_circuit_measurement_and_feed_forward_are_verified_by_deferred_measurement():
     qc = QuantumCircuit(2, 2)
     qc.h(0)
     qc.measure(0, 0)
     with qc.if_test((qc.clbits[0], 1)):
         qc.x(1)
     qc.measure(1, 1)
-    assert exact_distribution(qc) is None
-    assert verify_counts(qc, {"00": 5, "11": 5}, 1.0).method.startswith("none; measurements")
+    assert exact_distribution(qc) is None  # final measurements only
+    got = verify_counts(qc, {"00": 5, "11": 5}, 1.0)
+    assert got.method == "deferred measurement" and got.hellinger_fidelity == 1.0
 
 
 def test_ideal_counts_pass_and_wrong_counts_fail():

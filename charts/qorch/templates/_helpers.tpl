@@ -74,6 +74,34 @@ app.kubernetes.io/component: operator
 {{- end }}
 {{- end }}
 
+{{/* "true" when DistributedJobs must be signed (some trusted submitter key is configured). */}}
+{{- define "qorch.signedJobs" -}}
+{{- $t := .Values.trustedSubmitters }}
+{{- if or $t.keys $t.existingSecret $t.namespaces $t.required }}true{{ end }}
+{{- end }}
+
+{{/* The ConfigMap recording the nonces of admitted signed jobs. */}}
+{{- define "qorch.nonceRecordName" -}}
+{{- printf "%s-submitter-nonces" (include "qorch.fullname" .) }}
+{{- end }}
+
+{{/* Trusted key entries (<name>.pub, .notBefore, .notAfter) of a map of keys. */}}
+{{- define "qorch.trustedKeyEntries" -}}
+{{- range $name, $key := . }}
+{{- if kindIs "map" $key }}
+{{ printf "%s.pub" $name }}: {{ $key.publicKey | trim | quote }}
+{{- with $key.notBefore }}
+{{ printf "%s.notBefore" $name }}: {{ . | quote }}
+{{- end }}
+{{- with $key.notAfter }}
+{{ printf "%s.notAfter" $name }}: {{ . | quote }}
+{{- end }}
+{{- else }}
+{{ printf "%s.pub" $name }}: {{ $key | trim | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+
 {{/* Watched namespaces as a JSON list (namespaced mode); the release namespace by default. */}}
 {{- define "qorch.watchedNamespaces" -}}
 {{- $namespaces := .Values.watch.namespaces | default (list .Release.Namespace) }}

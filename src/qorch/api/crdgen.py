@@ -7,6 +7,7 @@ server prunes unknown fields instead, and kubectl's strict validation refuses th
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import yaml
 
 from .base import GROUP, VERSION, ApiModel
 from .crd_info import CrdInfo
+from .distributed_job import immutable_spec_rule
 
 # Rules the OpenAPI schema cannot say, checked by the API server in CEL.
 CEL_RULES: dict[str, list[dict[str, str]]] = {
@@ -25,8 +27,9 @@ CEL_RULES: dict[str, list[dict[str, str]]] = {
     ],
     "DistributedJobSpec": [
         {
-            "rule": "self == oldSelf",
-            "message": "a DistributedJob's spec is immutable; create a new job",
+            "rule": immutable_spec_rule(),
+            "message": "a DistributedJob's spec is immutable but for spec.suspend; create a"
+            " new job",
         }
     ],
     "EntanglementLinkSpec": [
@@ -76,7 +79,8 @@ def _convert(node: dict[str, Any], defs: dict[str, Any], *, keep_defaults: bool)
         elif key == "prefixItems":
             continue
         else:
-            out[key] = value
+            # A copy: a definition used twice must not become a YAML alias in the CRD.
+            out[key] = copy.deepcopy(value)
     if isinstance(node.get("additionalProperties"), dict):
         out["additionalProperties"] = _convert(
             node["additionalProperties"], defs, keep_defaults=keep_defaults

@@ -118,12 +118,20 @@ class DistributedJobSpec(ApiModel):
     )
     timeout_seconds: int = Field(600, ge=1, description="Give up after this long.")
     signature: str | None = Field(
-        None, description="Submitter's ML-DSA-65 signature over the canonical spec."
+        None,
+        description="Submitter's ML-DSA-65 signature (`qorch sign`) binding the spec to this"
+        " namespace and name, a nonce and an expiry, which it carries.",
     )
     mitigation: Literal["none", "readout"] = Field(
         "none",
         description="readout: also correct the result with the nodes' latest readout"
         " calibration; the raw result is kept beside the mitigated one.",
+    )
+    suspend: bool | None = Field(
+        None,
+        description="true: admit and plan the job, then hold it in phase Planned with its"
+        " candidates in status.plan, reserving nothing; set it to false to run the plan (or"
+        " a new one if the resources it depended on changed). A running job is not stopped.",
     )
 
     @model_validator(mode="after")
@@ -132,6 +140,27 @@ class DistributedJobSpec(ApiModel):
             if not obs or set(obs) - set("IXYZ"):
                 raise ValueError(f"observable {obs!r} must be a non-empty string of I, X, Y, Z")
         return self
+
+
+#: Spec fields that may change after creation: the rest is immutable (a CEL rule says so).
+MUTABLE_SPEC_FIELDS = frozenset({"suspend"})
+
+
+def immutable_spec_rule() -> str:
+    """The CEL rule that keeps every spec field but the mutable ones as created."""
+    parts = []
+    for name, info in DistributedJobSpec.model_fields.items():
+        if name in MUTABLE_SPEC_FIELDS:
+            continue
+        key = info.alias or name
+        if info.is_required():
+            parts.append(f"self.{key} == oldSelf.{key}")
+        else:
+            parts.append(
+                f"has(self.{key}) == has(oldSelf.{key})"
+                f" && (!has(self.{key}) || self.{key} == oldSelf.{key})"
+            )
+    return " && ".join(parts)
 
 
 def stored_spec(spec: dict[str, Any]) -> dict[str, Any]:
@@ -194,6 +223,19 @@ class StrategyEstimate(ApiModel):
     estimated_fidelity: float = Field(description="Estimated end-to-end fidelity, 0..1.")
     feasible: bool = Field(description="Whether the strategy can run the job now.")
     reason: str = Field("", description="What limits it, or why it cannot run.")
+    placement: list[Placement] = Field(
+        default_factory=list, description="Qubits per node, for a feasible strategy."
+    )
+    bell_pairs: list[LinkUse] = Field(
+        default_factory=list, description="Bell pairs per shot per link it would consume."
+    )
+    subexperiments: int | None = Field(None, description="Cutting subexperiments, in all.")
+    sampling_overhead: float | None = Field(None, description="Cutting sampling overhead.")
+    estimated_seconds: float | None = Field(
+        None,
+        description="Estimated device time of all its shots, from the nodes' declared gate"
+        " times and the links' pair rates; classical work is not counted.",
+    )
 
 
 class Plan(ApiModel):
@@ -306,6 +348,11 @@ class Timings(ApiModel):
     finished_at: str | None = Field(None, description="RFC 3339 time of the terminal phase.")
     sanitize_seconds: float | None = Field(None, description="Time spent in the sanitizer.")
     plan_seconds: float | None = Field(None, description="Time spent planning.")
+    resumed_at: str | None = Field(
+        None,
+        description="RFC 3339 time spec.suspend was last set to false; timeoutSeconds counts"
+        " from here for a job that was suspended.",
+    )
     execute_seconds: float | None = Field(None, description="Wall time of dispatch and collect.")
 
 

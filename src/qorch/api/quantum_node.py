@@ -68,11 +68,90 @@ class BackendSpec(ApiModel):
         return self
 
 
+class PcrValue(ApiModel):
+    """The expected value of one PCR."""
+
+    index: int = Field(ge=0, le=23, description="PCR index (the agent measures into 23).")
+    sha256: str = Field(
+        pattern=r"^[0-9a-f]{64}$", description="Expected SHA-256 bank value, lowercase hex."
+    )
+
+
+class AttestationSpec(ApiModel):
+    """The node's TPM 2.0, as pinned at enrolment (`qorch tpm enroll` prints it)."""
+
+    ek_public: str = Field(
+        description="PEM public endorsement key (EK) of the node's TPM; the AK was shown to"
+        " live in the same TPM by credential activation at enrolment.",
+        max_length=4096,
+    )
+    ak_public: str = Field(
+        description="PEM public attestation key (AK) that signs the node's quotes.",
+        max_length=4096,
+    )
+    pcrs: list[PcrValue] = Field(
+        min_length=1,
+        max_length=24,
+        description="Expected PCR values while the agent runs its enrolled code and node file.",
+    )
+
+    @model_validator(mode="after")
+    def _distinct_pcrs(self) -> Self:
+        indexes = [p.index for p in self.pcrs]
+        if len(set(indexes)) != len(indexes):
+            raise ValueError(f"attestation.pcrs names a PCR twice: {indexes}")
+        return self
+
+
+class KeyRotation(ApiModel):
+    """A change of the node's key with an overlap window: `nextPublicKey` is accepted from
+    `notBefore`, `publicKey` until `notAfter`, both in between. Once the window has passed,
+    finish by moving the next key into `publicKey` and removing `rotation`.
+
+    Checked when the node is: a key that is not base64 ML-DSA-65, a next key equal to the
+    current one, or a window that ends before it starts makes the node Unreachable with
+    reason InvalidIdentity; a node presenting a key outside its window, KeyRetired or
+    KeyNotYetValid.
+    """
+
+    next_public_key: str = Field(
+        description="Base64 ML-DSA-65 public key the node rotates to (`qorch keygen` writes it"
+        " as PREFIX.pub); must differ from publicKey."
+    )
+    not_before: str | None = Field(
+        None,
+        description="RFC 3339 time from which nextPublicKey is accepted; at once when unset.",
+    )
+    not_after: str | None = Field(
+        None,
+        description="RFC 3339 time after which publicKey is retired and refused; when unset,"
+        " both keys are accepted until the spec changes. Must be after notBefore.",
+    )
+
+
 class IdentitySpec(ApiModel):
     """The node's pinned identity."""
 
     public_key: str | None = Field(
         None, description="Base64 ML-DSA-65 public key of the node; pinned, never learned."
+    )
+    attestation: AttestationSpec | None = Field(
+        None,
+        description="The node's TPM: when set, the operator challenges the agent for a quote"
+        " binding publicKey to these PCR values, and a node that fails is Unreachable.",
+    )
+
+    @model_validator(mode="after")
+    def _attestation_binds_a_pinned_key(self) -> Self:
+        if self.attestation is not None and not self.public_key:
+            raise ValueError("identity.attestation needs identity.publicKey: the quote binds it")
+        return self
+
+    rotation: KeyRotation | None = Field(
+        None,
+        description="A rotation of publicKey with an overlap window: nextPublicKey is accepted"
+        " from notBefore, publicKey until notAfter, both in between. Needs publicKey; once the"
+        " window has passed, move nextPublicKey into publicKey and remove rotation.",
     )
 
 
@@ -143,7 +222,15 @@ class QuantumNodeStatus(ApiModel):
     allocated_qubits: int = Field(0, description="Qubits reserved by running jobs.")
     last_heartbeat: str | None = Field(None, description="RFC 3339 time of the last health check.")
     identity_fingerprint: str | None = Field(
-        None, description="SHA-256 fingerprint of the node's public key."
+        None,
+        description="SHA-256 fingerprint of the node key that authenticated the last call"
+        " that got through (before any did, the key pinned first): during a rotation, which"
+        " of the two keys the node uses.",
+    )
+    accepted_fingerprints: list[str] = Field(
+        default_factory=list,
+        description="SHA-256 fingerprints of the node keys accepted now: two inside a"
+        " rotation window, one otherwise.",
     )
 
 

@@ -7,6 +7,7 @@ PLANNED = "Planned"
 DISPATCHED = "Dispatched"
 VERIFIED = "Verified"
 SUCCEEDED = "Succeeded"  # the job's summary condition
+SUSPENDED = "Suspended"  # also the reason while spec.suspend holds the job
 
 # QuantumNode / EntanglementLink summary condition, and the node's specific ones.
 READY = "Ready"
@@ -49,3 +50,12 @@ REROUTING = "Rerouting"
 NO_HEALTHY_RESOURCES = "NoHealthyResources"
 QUEUED = "Queued"
 AGENT_FAILED = "AgentFailed"
+ATTESTATION_FAILED = "AttestationFailed"
+ATTESTATION_REQUIRED = "AttestationRequired"
+RESUMING = "Resuming"
+RESUMED = "Resumed"
+REPLANNED = "Replanned"
+# The node's identity (spec.identity and its rotation window).
+INVALID_IDENTITY = "InvalidIdentity"
+KEY_RETIRED = "KeyRetired"  # the node presented a key whose rotation window has ended
+KEY_NOT_YET_VALID = "KeyNotYetValid"  # ... or has not begun

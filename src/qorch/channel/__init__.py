@@ -8,7 +8,8 @@ Handshake (one suite, never negotiated:
 
     operator -> node  ClientHello   suite id, random, ephemeral ML-KEM-768 and
                                     X25519 public keys, SHA-256 of the operator
-                                    key, SHA-256 of the pinned node key
+                                    key, SHA-256 of each pinned node key
+                                    (two while the node's key rotates)
     node -> operator  HelloRetry    suite id, cookie: an HMAC over the hello, the
                                     operator's address and a time window, which
                                     the node can check without keeping any state
@@ -43,7 +44,8 @@ no in-session key update). Inside records travels JSON:
 {"op", "payload", "trace"} out, {"ok", "result" | "error"} back.
 
 Modules: `provider` (crypto back ends), `identity` (keys, files, fingerprints),
-`suite`, `handshake` and `session` (sans-IO protocol), `admission` (what a peer
+`pins` (the node keys a client accepts, in rotation windows), `suite`, `handshake` and
+`session` (sans-IO protocol), `admission` (what a peer
 without a key can make a node spend), `envelope` (JSON and trace context),
 `http` (aiohttp binding, `ServerLimits`), `signing` (signed DistributedJob specs).
 """
@@ -54,6 +56,8 @@ from qorch.channel.errors import (
     ChannelError,
     ChannelTimeout,
     HandshakeError,
+    KeyNotYetValid,
+    KeyRetired,
     MalformedMessage,
     OutOfOrderMessage,
     PeerKeyMismatch,
@@ -78,6 +82,7 @@ from qorch.channel.identity import (
     fingerprint,
     load_public_key,
 )
+from qorch.channel.pins import KeyPins, PinnedKey
 from qorch.channel.provider import (
     CryptographyProvider,
     CryptoProvider,
@@ -87,12 +92,13 @@ from qorch.channel.provider import (
 from qorch.channel.session import Session, SessionLimits
 from qorch.channel.signing import (
     SignatureError,
+    TrustedKey,
     VerifiedSigner,
-    canonical_spec,
+    canonical_job,
     sign_command,
-    sign_spec,
+    sign_job,
     verify_command,
-    verify_spec,
+    verify_job,
 )
 
 __all__ = [
@@ -106,11 +112,15 @@ __all__ = [
     "CryptographyProvider",
     "HandshakeError",
     "Identity",
+    "KeyNotYetValid",
+    "KeyPins",
+    "KeyRetired",
     "LiboqsProvider",
     "MalformedMessage",
     "OutOfOrderMessage",
     "PeerKeyMismatch",
     "PendingSession",
+    "PinnedKey",
     "ProviderUnavailable",
     "RecordError",
     "RemoteError",
@@ -124,11 +134,12 @@ __all__ = [
     "TamperedMessage",
     "Throttled",
     "TransportError",
+    "TrustedKey",
     "UnknownSession",
     "UnsupportedSuite",
     "UntrustedPeer",
     "VerifiedSigner",
-    "canonical_spec",
+    "canonical_job",
     "current_trace",
     "decode_public_key",
     "encode_public_key",
@@ -136,7 +147,7 @@ __all__ = [
     "get_provider",
     "load_public_key",
     "sign_command",
-    "sign_spec",
+    "sign_job",
     "verify_command",
-    "verify_spec",
+    "verify_job",
 ]

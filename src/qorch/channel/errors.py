@@ -31,6 +31,23 @@ class PeerKeyMismatch(HandshakeError):
     """The node presented (or expects) a key other than the pinned one."""
 
 
+class KeyRetired(PeerKeyMismatch):
+    """The node presented a pinned key whose rotation window has ended."""
+
+
+class KeyNotYetValid(PeerKeyMismatch):
+    """The node presented a pinned key whose rotation window has not begun."""
+
+
+class SessionRefused(HandshakeError):
+    """The client's own check of a new session failed (see ChannelClient `vet`); `reason`
+    is a CamelCase constant saying which check."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 class AuthenticationFailed(HandshakeError):
     """A handshake signature did not verify, or the peer is not trusted."""
 

@@ -7,7 +7,8 @@ fixed sizes, no trailing bytes), so every message has exactly one encoding.
 
     ClientHello  (0x01) = suite id, client random (32), ML-KEM-768 public key,
                           X25519 public key, SHA-256(client key),
-                          SHA-256(pinned node key) [, cookie]
+                          SHA-256 of each pinned node key (1 to 4, concatenated)
+                          [, cookie]
     HelloRetry   (0x04) = suite id, cookie (at most 64 bytes)
     ServerHello  (0x02) = suite id, server random (32), ML-KEM-768 ciphertext,
                           X25519 public key, session id (16), max age (ms, u32),
@@ -34,10 +35,12 @@ with a ServerHello, and the client takes that too.
          = client->server key (32) || server->client key (32)
            || client->server IV (12) || server->client IV (12)
 
-The client checks the node's fingerprint against its pin and the node's
+The client checks the node's fingerprint against its pins and the node's
 signature before it produces ClientFinish, so a wrong node learns nothing but
-the ClientHello. The node refuses unknown clients at ClientHello, before any
-key-agreement work, and accepts the session only once ClientFinish verifies.
+the ClientHello. A client pins one key, or several while the node's key rotates
+(`qorch.channel.pins`); the node answers with its key when the hello pins it.
+The node refuses unknown clients at ClientHello, before any key-agreement work,
+and accepts the session only once ClientFinish verifies.
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ from qorch.channel.errors import (
     UntrustedPeer,
 )
 from qorch.channel.identity import FINGERPRINT_PREFIX, Identity, fingerprint, fingerprint_digest
+from qorch.channel.pins import MAX_PINNED_KEYS, KeyPins
 from qorch.channel.provider import KemPrivateKey
 from qorch.channel.session import (
     IV_SIZE,
@@ -202,12 +206,13 @@ def _check_identity(identity: Identity, suite: Suite) -> None:
 
 
 class ClientHandshake:
-    """The operator's side: pins the node key, authenticates with its own identity."""
+    """The operator's side: pins the node key (or the keys of a rotation), authenticates
+    with its own identity."""
 
     def __init__(
         self,
         identity: Identity,
-        pinned_server_key: bytes,
+        pinned_server_key: bytes | KeyPins,
         *,
         suite: Suite | None = None,
         limits: SessionLimits | None = None,
@@ -215,10 +220,10 @@ class ClientHandshake:
     ) -> None:
         self._suite = suite or hybrid_suite()
         _check_identity(identity, self._suite)
-        self._suite.signatures.check_public_key(pinned_server_key)
+        self._pins = KeyPins.of(pinned_server_key)
+        for pin in self._pins.keys:
+            self._suite.signatures.check_public_key(pin.public_key)
         self._identity = identity
-        self._pinned = pinned_server_key
-        self._pinned_digest = fingerprint_digest(pinned_server_key)
         self._limits = limits
         self._clock = clock
         self._kem_keys: list[KemPrivateKey] = []
@@ -236,7 +241,7 @@ class ClientHandshake:
                 secrets.token_bytes(RANDOM_SIZE),
                 *(key.public_bytes() for key in self._kem_keys),
                 fingerprint_digest(self._identity.public_key),
-                self._pinned_digest,
+                b"".join(self._pins.offered()),
             ],
         )
         return self._hello
@@ -283,17 +288,12 @@ class ClientHandshake:
         )
         ciphertexts = fields[2 : 2 + len(kems)]
         session_id, max_age_ms, max_requests, node_digest, signature = fields[2 + len(kems) :]
-        if node_digest != self._pinned_digest:
-            raise PeerKeyMismatch(
-                f"node presented key {_hex(node_digest)}, "
-                f"but the pinned key is {_hex(self._pinned_digest)}"
-            )
+        # A known key outside its rotation window is refused here, with the reason.
+        node_key = self._pins.key_for(node_digest)
         signed = _transcript_hash(self._hello, encode_message(SERVER_HELLO, fields[:-1]))
-        if not self._suite.signatures.verify(
-            self._pinned, signature, signed, SERVER_SIGNATURE_CONTEXT
-        ):
+        if not self._suite.signatures.verify(node_key, signature, signed, SERVER_SIGNATURE_CONTEXT):
             raise AuthenticationFailed(
-                f"node signature does not verify with the pinned key {_hex(self._pinned_digest)}"
+                f"node signature does not verify with the pinned key {_hex(node_digest)}"
             )
         try:
             shared = [
@@ -313,7 +313,7 @@ class ClientHandshake:
             session_id=session_id,
             keys=_traffic_keys(self._suite, shared, transcript, client=True),
             limits=limits,
-            peer_fingerprint=fingerprint(self._pinned),
+            peer_fingerprint=fingerprint(node_key),
             clock=self._clock,
         )
         self._kem_keys = []  # ephemeral secrets are not needed any more
@@ -381,28 +381,37 @@ class ServerHandshake:
         clock: Clock = time.monotonic,
     ) -> None:
         self._suite = suite or hybrid_suite()
+        self.rekey(identity)
+        self.trust(trusted_client_keys)
+        self.limits = limits or SessionLimits()
+        self._clock = clock
+
+    def rekey(self, identity: Identity) -> None:
+        """Answer later hellos with this identity (a node switching to its next key)."""
         _check_identity(identity, self._suite)
         self._identity = identity
         self._own_digest = fingerprint_digest(identity.public_key)
-        self._trusted: dict[bytes, bytes] = {}
+
+    def trust(self, trusted_client_keys: Iterable[bytes]) -> None:
+        """Admit later hellos from these client keys only (e.g. the operator's current and
+        next key while it rotates); every key is checked before any is taken up."""
+        trusted: dict[bytes, bytes] = {}
         for key in trusted_client_keys:
             self._suite.signatures.check_public_key(key)
-            self._trusted[fingerprint_digest(key)] = bytes(key)
-        self.limits = limits or SessionLimits()
-        self._clock = clock
+            trusted[fingerprint_digest(key)] = bytes(key)
+        self._trusted = trusted
+
+    @property
+    def identity(self) -> Identity:
+        return self._identity
+
+    @property
+    def trusted_keys(self) -> list[bytes]:
+        return list(self._trusted.values())
 
     @property
     def suite(self) -> Suite:
         return self._suite
-
-    def trust(self, client_key: bytes) -> None:
-        """Admit one more client key from now on (a peer named by a trusted party)."""
-        self._suite.signatures.check_public_key(client_key)
-        self._trusted[fingerprint_digest(client_key)] = bytes(client_key)
-
-    def distrust(self, client_key: bytes) -> None:
-        """Admit that key no more; sessions it opened live out their limits."""
-        self._trusted.pop(fingerprint_digest(client_key), None)
 
     def screen(self, client_hello: bytes) -> ScreenedHello:
         """The checks that cost no public-key operation: shape, suite, pin, trusted client.
@@ -416,7 +425,7 @@ class ServerHandshake:
             RANDOM_SIZE,
             *(kem.kem_public_key_size for kem in kems),
             DIGEST_SIZE,
-            DIGEST_SIZE,
+            None,
         ]
         cookie = None
         if len(fields) == len(shape) + 1:
@@ -424,11 +433,18 @@ class ServerHandshake:
             if not 0 < len(cookie) <= MAX_COOKIE_SIZE:
                 raise MalformedMessage(f"ClientHello cookie is {len(cookie)} bytes")
         _check_shape(fields, shape, "ClientHello")
-        client_digest, pinned_digest = fields[-2:]
-        if pinned_digest != self._own_digest:
+        client_digest, pinned = fields[-2:]
+        count, rest = divmod(len(pinned), DIGEST_SIZE)
+        if rest or not 0 < count <= MAX_PINNED_KEYS:
+            raise MalformedMessage(
+                f"ClientHello pins {len(pinned)} bytes of key digests: 1 to {MAX_PINNED_KEYS}"
+                f" digests of {DIGEST_SIZE} bytes"
+            )
+        digests = [pinned[i : i + DIGEST_SIZE] for i in range(0, len(pinned), DIGEST_SIZE)]
+        if self._own_digest not in digests:
+            shown = ", ".join(_hex(d) for d in digests)
             raise PeerKeyMismatch(
-                f"client pinned node key {_hex(pinned_digest)}, "
-                f"but this node's key is {_hex(self._own_digest)}"
+                f"client pinned node key {shown}, but this node's key is {_hex(self._own_digest)}"
             )
         client_key = self._trusted.get(client_digest)
         if client_key is None:

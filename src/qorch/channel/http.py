@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import time
@@ -89,7 +90,8 @@ from qorch.channel.handshake import (
     finish_session_id,
     message_type,
 )
-from qorch.channel.identity import Identity
+from qorch.channel.identity import Identity, fingerprint
+from qorch.channel.pins import KeyPins
 from qorch.channel.session import MIN_RECORD_SIZE, Clock, RecordHeader, Session, SessionLimits
 from qorch.channel.suite import Suite
 
@@ -197,6 +199,10 @@ class ServerLimits:
         }
 
 
+def _client_of(session: Session | PendingSession) -> str:
+    return session.peer_fingerprint if isinstance(session, Session) else session.client_fingerprint
+
+
 def _peer(request: web.Request) -> str:
     return request.remote or "unknown"
 
@@ -258,6 +264,9 @@ class ChannelServer:
 
     Only clients whose public key is in `trusted_client_keys` (the operator's)
     can open a session. `handler(op, payload)` runs with `current_trace` set.
+    `refresh_keys`, when given, runs before each hello and each call is looked at: the
+    place to take up a new identity or trusted set (`rekey`, `trust`) as their files
+    change, so that a node's new key is met on the next call.
     `server_limits` bounds what any peer can make the node spend; serve the app
     with `web.AppRunner(app, **server.server_limits.runner_options())`.
     """
@@ -276,7 +285,9 @@ class ChannelServer:
         max_pending_handshakes: int = 256,
         suite: Suite | None = None,
         clock: Clock = time.monotonic,
+        refresh_keys: Callable[[], None] | None = None,
     ) -> None:
+        self._refresh_keys = refresh_keys
         self._handshake = ServerHandshake(
             identity, trusted_client_keys, suite=suite, limits=limits, clock=clock
         )
@@ -330,12 +341,30 @@ class ChannelServer:
             "throttled": 0,
         }
 
-    def trust(self, client_key: bytes) -> None:
-        """Admit one more client key (`ServerHandshake.trust`)."""
-        self._handshake.trust(client_key)
+    @property
+    def identity(self) -> Identity:
+        return self._handshake.identity
 
-    def distrust(self, client_key: bytes) -> None:
-        self._handshake.distrust(client_key)
+    def rekey(self, identity: Identity) -> None:
+        """Serve new sessions with `identity`. Sessions opened with the previous key are
+        forgotten: a client's next call on one is refused as unknown and it re-handshakes
+        (once, at once), so it meets the new key now rather than when its sessions expire.
+        Nothing a handler runs is tied to a session, so no work is lost."""
+        if identity.public_key == self._handshake.identity.public_key:
+            return
+        self._handshake.rekey(identity)
+        self._pending.clear()
+        self._sessions.clear()
+        logger.info("channel identity is now %s", identity.fingerprint)
+
+    def trust(self, trusted_client_keys: Iterable[bytes]) -> None:
+        """Open sessions only for these client keys; sessions of a key no longer trusted
+        are forgotten."""
+        self._handshake.trust(trusted_client_keys)
+        kept = {fingerprint(key) for key in self._handshake.trusted_keys}
+        for table in (self._sessions, self._pending):
+            for session_id in [i for i, s in table.items() if _client_of(s) not in kept]:
+                del table[session_id]
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post(f"{self._prefix}/handshake", self._handle_handshake)
@@ -378,6 +407,8 @@ class ChannelServer:
                 self._handshake_queue.leave(peer)
 
     def _hello(self, body: bytes, peer: str) -> web.Response:
+        if self._refresh_keys is not None:
+            self._refresh_keys()
         screened = self._handshake.screen(body)
         if not self._cookies.valid(screened.cookie, screened.without_cookie, peer):
             # Stateless: nothing is kept until the hello returns with this cookie.
@@ -425,6 +456,8 @@ class ChannelServer:
     async def _handle_call(self, request: web.Request) -> web.StreamResponse:
         peer = _peer(request)
         bounds = self.server_limits
+        if self._refresh_keys is not None:
+            self._refresh_keys()  # a new key forgets the sessions: this call re-handshakes
         if not self._call_slots.acquire(peer):
             return await self._refuse(_Busy("too many calls in flight"), request)
         claimed: bytes | None = None  # the session this request holds while it runs
@@ -548,19 +581,29 @@ class ChannelServer:
         return response
 
 
+# A call over one given session, and a check a client runs on each new session before
+# anything else uses it (given that call and the fingerprint of the node key that
+# authenticated the session); it raises SessionRefused to refuse the session.
+SessionCall = Callable[[str, JSONDict], Awaitable[JSONDict]]
+SessionVet = Callable[[SessionCall, str], Awaitable[None]]
+
+
 class ChannelClient:
     """Operator side: `await client.call(op, payload)` to one node, over pooled sessions.
 
     The handshake runs lazily on the first call and again whenever a session
     nears its limits. Several calls may run concurrently: each takes its own
     session (one request in flight per session keeps sequence numbers strict).
+    The node's pins may change (`pin`, e.g. as its key rotates): a pooled session is
+    used only while the key it was opened with is still accepted. With `vet` set, every
+    new session is checked by it first (a TPM quote bound to the session's key, say).
     """
 
     def __init__(
         self,
         endpoint: str,
         identity: Identity,
-        pinned_server_key: bytes,
+        pinned_server_key: bytes | KeyPins,
         *,
         timeout: float | None = 30.0,
         connect_timeout: float = 10.0,
@@ -576,7 +619,7 @@ class ChannelClient:
         self.endpoint = endpoint
         self._handshake_url, self._call_url = f"{base}/handshake", f"{base}/call"
         self._identity = identity
-        self._pinned = bytes(pinned_server_key)
+        self._pins = KeyPins.of(pinned_server_key)
         self._timeout = timeout
         # Only the connection has a timeout of its own: how long a reply may take is the
         # call's `timeout` alone (aiohttp's default would cap every request at 300 s).
@@ -591,8 +634,22 @@ class ChannelClient:
         self._idle: list[Session] = []
         self._closed = False
         self.handshakes = 0
+        self.vet: SessionVet | None = None
+        # Fingerprint of the node key that authenticated the session of the last call.
+        self.peer_fingerprint: str | None = None
         # Fail at construction, not at the first call, on a malformed pin or identity.
-        ClientHandshake(identity, self._pinned, suite=suite)
+        ClientHandshake(identity, self._pins, suite=suite)
+
+    @property
+    def pins(self) -> KeyPins:
+        return self._pins
+
+    def pin(self, pins: bytes | KeyPins) -> None:
+        """Pin other node keys from the next handshake on; pooled sessions opened with a
+        key no longer accepted are dropped when next reached for."""
+        pins = KeyPins.of(pins)
+        ClientHandshake(self._identity, pins, suite=self._suite)  # refuse a malformed pin now
+        self._pins = pins
 
     async def __aenter__(self) -> ChannelClient:
         return self
@@ -645,15 +702,19 @@ class ChannelClient:
 
     async def _exchange(self, request: bytes) -> bytes:
         for attempt in (1, 2):
-            session = await self._acquire()
+            session = await (self._acquire() if attempt == 1 else self._new_session())
             try:
                 reply = session.open(await self._post(self._call_url, session.seal(request)))
             except (UnknownSession, SessionExpired) as exc:
                 if attempt == 2:
                     raise
+                if isinstance(exc, UnknownSession):
+                    # The node restarted or took a new key: its other sessions are gone too.
+                    self._idle.clear()
                 logger.info("channel session %s refused (%s); new handshake", session.short_id, exc)
                 continue
             self._release(session)
+            self.peer_fingerprint = session.peer_fingerprint
             return reply
         raise AssertionError("unreachable")
 
@@ -661,7 +722,8 @@ class ChannelClient:
         while self._idle:
             session = self._idle.pop()
             margin = min(5.0, 0.1 * session.limits.max_age_seconds)
-            if not session.near_expiry(margin):
+            # A session of a key retired meanwhile (or unpinned) is not used again.
+            if not session.near_expiry(margin) and self._pins.accepts(session.peer_fingerprint):
                 return session
         return await self._new_session()
 
@@ -670,18 +732,44 @@ class ChannelClient:
             self._idle.append(session)
 
     async def _new_session(self) -> Session:
-        handshake = ClientHandshake(
-            self._identity, self._pinned, suite=self._suite, limits=self._limits, clock=self._clock
+        for attempt in (1, 2):
+            handshake = ClientHandshake(
+                self._identity,
+                self._pins,
+                suite=self._suite,
+                limits=self._limits,
+                clock=self._clock,
+            )
+            server_hello = await self._post(self._handshake_url, handshake.hello())
+            if message_type(server_hello) == HELLO_RETRY:  # the node wants its cookie first
+                server_hello = await self._post(self._handshake_url, handshake.retry(server_hello))
+            # Pin and signature are checked here, before anything but the hello has been sent.
+            client_finish, session = handshake.finish(server_hello)
+            try:
+                await self._post(self._handshake_url, client_finish)
+            except UnknownSession:
+                # The node forgot the handshake (it took a new key, or restarted) between
+                # its ServerHello and this Finish: once more, from the start.
+                if attempt == 2:
+                    raise
+                continue
+            self.handshakes += 1
+            logger.debug("channel session %s opened to %s", session.short_id, self.endpoint)
+            if self.vet is not None:
+                await self.vet(functools.partial(self._call_on, session), session.peer_fingerprint)
+            return session
+        raise AssertionError("unreachable")
+
+    async def _call_on(self, session: Session, op: str, payload: JSONDict) -> JSONDict:
+        """`op(payload)` over `session` itself (for `vet`; `call` picks its own session)."""
+        request = encode_request(op, payload, current_trace.get())
+        result, error = decode_reply(
+            session.open(await self._post(self._call_url, session.seal(request)))
         )
-        server_hello = await self._post(self._handshake_url, handshake.hello())
-        if message_type(server_hello) == HELLO_RETRY:  # the node wants its cookie back first
-            server_hello = await self._post(self._handshake_url, handshake.retry(server_hello))
-        # Pin and signature are checked here, before anything but the hello has been sent.
-        client_finish, session = handshake.finish(server_hello)
-        await self._post(self._handshake_url, client_finish)
-        self.handshakes += 1
-        logger.debug("channel session %s opened to %s", session.short_id, self.endpoint)
-        return session
+        if error is not None:
+            raise RemoteError(op, *error)
+        assert result is not None
+        return result
 
     async def _post(self, url: str, body: bytes) -> bytes:
         """POST `body`; a throttled request was refused before the node did anything with

@@ -10,6 +10,9 @@ Files written by `Identity.save(prefix)` (`write_key_pair`), e.g. by `qorch keyg
   public key (2604 characters), mode 0644. The same string goes into a QuantumNode's
   `spec.identity.publicKey` and into trusted-key lists.
 
+A file of trusted keys (`load_public_keys`, e.g. the operator keys an agent answers) holds
+one such line per key, so that it can hold the current and the next key of a rotation.
+
 A fingerprint is `sha256:` + the hex SHA-256 of the raw public key.
 """
 
@@ -57,6 +60,35 @@ def load_public_key(path: str | os.PathLike[str], scheme: SignatureScheme | None
         return decode_public_key(Path(path).read_bytes(), scheme)
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from None
+
+
+def load_public_keys(
+    path: str | os.PathLike[str], scheme: SignatureScheme | None = None
+) -> list[bytes]:
+    """The keys of a file with one base64 key per line (blank lines and `#` comments
+    skipped); a `PREFIX.pub` file is such a file with one line, and a single key wrapped
+    over several lines is read as `load_public_key` reads it."""
+    data = Path(path).read_bytes()
+    try:
+        return [decode_public_key(data, scheme)]
+    except ValueError:
+        pass
+    try:
+        text = data.decode("ascii")
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a file of base64 public keys") from None
+    keys: list[bytes] = []
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            keys.append(decode_public_key(line, scheme))
+        except ValueError as exc:
+            raise ValueError(f"{path}, line {number}: {exc}") from None
+    if not keys:
+        raise ValueError(f"{path}: holds no public key")
+    return keys
 
 
 class Identity:

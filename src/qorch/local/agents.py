@@ -32,12 +32,19 @@ class AgentProcess:
         trusted: list[Path],
         telemetry_dir: Path | None = None,
         node_file: Path | None = None,
+        threads: int | None = None,
     ) -> AgentProcess:
         """Start the agent with its private key file and the operator keys it answers;
         with a telemetry folder, it writes its stats and spans there, as in its pod. With a
         node file, the manifest is written there and the agent follows later changes to it
-        (as to a mounted ConfigMap)."""
-        env = {**os.environ, "QORCH_TELEMETRY_DIR": str(telemetry_dir)} if telemetry_dir else None
+        (as to a mounted ConfigMap). With `threads`, Aer uses at most that many."""
+        env = dict(os.environ)
+        if telemetry_dir:
+            env["QORCH_TELEMETRY_DIR"] = str(telemetry_dir)
+        if threads:
+            # Aer's OpenMP threads spin while they wait: agents sharing the cores each take
+            # every core otherwise, and small noisy circuits run 3x slower.
+            env["OMP_NUM_THREADS"] = str(threads)
         manifest = node.model_dump_json(by_alias=True, exclude_none=True)
         if node_file is not None:
             node_file.write_text(manifest)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import sys
 import tempfile
@@ -16,7 +17,7 @@ from qorch.api import TERMINAL_PHASES, DistributedJob, QuantumNode
 from qorch.api.manifests import Manifests
 from qorch.api.phases import JobPhases, NodePhases
 from qorch.channel.identity import Identity
-from qorch.pipeline.job import JobPipeline, PipelineSettings
+from qorch.pipeline.job import JobPipeline, PipelineSettings, suspended
 from qorch.pipeline.reservations import Reservations
 from qorch.pipeline.resources import calibrate_node, check_link, check_node, observe_link
 from qorch.settings import Settings
@@ -60,7 +61,9 @@ async def _drive(
         job.status = result.status
         if job.status.phase != before:
             progress(name, f"{job.status.phase:<10} {job.status.message}")
-        elif result.requeue_after is not None:
+        if suspended(job.status):
+            break  # held by spec.suspend: nothing in this run will resume it
+        if job.status.phase == before and result.requeue_after is not None:
             waits.waiting += 1
             changed = await pipeline.reservations.changed(result.requeue_after)
             waits.waiting -= 1
@@ -130,12 +133,15 @@ class EmbeddedControlPlane:
         self.progress("control-plane", f"starting {len(aer)} QPU agent(s) on loopback")
         _, operator_pub = self.world.connections.identity.save(self.workdir / "operator")
         starts = []
+        threads = max(1, (os.cpu_count() or 1) // max(1, len(aer)))  # the cores, shared out
         for node in aer:
             identity = Identity.generate()
             key_file, _ = identity.save(self.workdir / ".".join(ref(node)))
             self.world.node_keys[ref(node)] = identity.public_key
             starts.append(
-                AgentProcess.start(node, key_file, [operator_pub], self.telemetry_dir(node))
+                AgentProcess.start(
+                    node, key_file, [operator_pub], self.telemetry_dir(node), threads=threads
+                )
             )
         started = await asyncio.gather(*starts, return_exceptions=True)
         self.agents = [a for a in started if isinstance(a, AgentProcess)]
@@ -297,4 +303,5 @@ async def _run(
         out.write("\n")
     else:
         _summary(jobs, out)
-    return EXIT_OK if all(j.status.phase == JobPhases.SUCCEEDED for j in jobs) else EXIT_FAILED
+    done = all(j.status.phase == JobPhases.SUCCEEDED or suspended(j.status) for j in jobs)
+    return EXIT_OK if done else EXIT_FAILED

@@ -9,7 +9,7 @@ from qorch.api import DistributedJob, EntanglementLink, QuantumNode
 from qorch.api.base import now_rfc3339
 from qorch.api.manifests import Manifests
 from qorch.channel.identity import Identity
-from qorch.pipeline.identity import pinned_key
+from qorch.pipeline.identity import accepted_keys, node_agent
 from qorch.qpu.transport import AgentClient, AgentConnections
 from qorch.telemetry.instrument import instrument_agent_client
 
@@ -71,15 +71,13 @@ class LocalWorld:
         return self._config_maps.get((namespace, name), {}).get(key)
 
     def agent(self, node: QuantumNode) -> AgentClient:
-        client = self.connections.get(
-            node.metadata.name,
-            self.endpoint_of(node),
-            pinned_key(node, self.node_keys.get(ref(node))),
+        client = node_agent(
+            self.connections, node, self.endpoint_of(node), self.node_keys.get(ref(node))
         )
         return instrument_agent_client(node.metadata.namespace, node.metadata.name, client)
 
-    def address(self, node: QuantumNode) -> tuple[str, bytes | None]:
-        return self.endpoint_of(node), pinned_key(node, self.node_keys.get(ref(node)))
+    def address(self, node: QuantumNode) -> tuple[str, tuple[bytes, ...]]:
+        return self.endpoint_of(node), accepted_keys(node, self.node_keys.get(ref(node)))
 
     def event(self, job: DistributedJob, type_: str, reason: str, message: str) -> None:
         self.events.append(

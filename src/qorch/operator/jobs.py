@@ -82,7 +82,7 @@ async def run_job(
     world = KubeWorld(qnodes, qlinks, state)
     pipeline = JobPipeline(world, state.reservations, state.pipeline_settings)
     try:
-        await _drive(job, pipeline, state, logger)
+        await _drive(job, body, pipeline, state, logger)
     except BaseException:
         # Stopped or failed mid-step (kopf retries later): hold no place in the queue
         # meanwhile; a running plan keeps its reservation, which its status records.
@@ -91,10 +91,13 @@ async def run_job(
 
 
 async def _drive(
-    job: DistributedJob, pipeline: JobPipeline, state: OperatorState, logger: Any
+    job: DistributedJob, body: kopf.Body, pipeline: JobPipeline, state: OperatorState, logger: Any
 ) -> None:
     namespace, name = job.metadata.namespace, job.metadata.name
     while job.status.phase not in TERMINAL_PHASES:
+        # The daemon's body is live: spec.suspend is the one field read again while the job
+        # moves (kubectl patch ... spec.suspend=false resumes a held plan).
+        job.spec.suspend = (body.get("spec") or {}).get("suspend") is True
         before = job.status
         result = await pipeline.step(job)
         if result.status != before:

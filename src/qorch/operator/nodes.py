@@ -12,8 +12,6 @@ from qorch.api import reasons as R
 from qorch.api.base import get_condition
 from qorch.api.phases import NodePhases
 from qorch.api.quantum_node import QuantumNodeStatus
-from qorch.channel.identity import fingerprint
-from qorch.pipeline.identity import pinned_key
 from qorch.pipeline.reservations import node_resource
 from qorch.pipeline.resources import calibrate_node, check_node
 from qorch.settings import Settings
@@ -56,7 +54,7 @@ async def ensure_workload(body: kopf.Body, memo: Any, logger: Any, **_: Any) -> 
     if node.spec.backend.type != "aer":
         return
     state: OperatorState = memo.state
-    key = await ensure_node_identity(node, state.agents.identity, body)
+    key = await ensure_node_identity(node, state.operator_keys, body)
     state.node_keys[(node.metadata.namespace, node.metadata.name)] = key
     for manifest in (
         build_deployment(node, state.settings, key),
@@ -92,9 +90,8 @@ async def node_health(body: kopf.Body, name: str, memo: Any, patch: kopf.Patch, 
         agent_client(state, node),
         agent_endpoint(node, state.settings),
         int(state.reservations.allocated(node_resource(node.metadata.namespace, name))),
+        require_attestation=state.settings.require_attestation,
     )
-    key = pinned_key(node, state.node_keys.get((node.metadata.namespace, name)))
-    status.identity_fingerprint = fingerprint(key) if key else None
     patch.status.update(status.wire())
     _announce(body, node, status)
 

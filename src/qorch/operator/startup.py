@@ -8,7 +8,7 @@ from typing import Any
 
 import kopf
 
-from qorch.channel.identity import load_public_key
+from qorch.channel.identity import fingerprint
 from qorch.pipeline.authorization import AuthorizationPolicy
 from qorch.pipeline.job import PipelineSettings
 from qorch.qpu.transport import AgentConnections
@@ -20,18 +20,27 @@ from qorch.telemetry.tracing import configure_tracing, shutdown_tracing
 from . import kube
 from .identity import NamespaceMissing, operator_identity
 from .state import OperatorState
+from .submitters import ConfigMapNonces, OperatorKeys
 
 log = logging.getLogger(__name__)
 
 
-def _authorization(settings: Settings) -> AuthorizationPolicy:
-    if not settings.trusted_submitters_dir:
+def _authorization(settings: Settings, namespace: str) -> AuthorizationPolicy:
+    """Signed jobs when cluster-wide keys are given or signatures are asked for; keys and
+    the nonce record are read at each admission (see submitters.py)."""
+    folder = settings.trusted_submitters_dir
+    if not (folder or settings.require_signed_jobs):
         return AuthorizationPolicy()
-    folder = Path(settings.trusted_submitters_dir)
-    keys = tuple(load_public_key(path) for path in sorted(folder.glob("*.pub")))
-    if not keys:
-        raise kopf.PermanentError(f"no *.pub keys in {settings.trusted_submitters_dir}")
-    return AuthorizationPolicy(require_signature=True, trusted_keys=keys)
+    if folder and not any(Path(folder).glob("*.pub")):
+        raise kopf.PermanentError(f"no *.pub keys in {folder}")
+    return AuthorizationPolicy(
+        require_signature=True,
+        keys=OperatorKeys(folder, namespace),
+        nonces=ConfigMapNonces(
+            namespace, settings.nonce_record_config_map, settings.nonce_record_max_entries
+        ),
+        max_validity_seconds=settings.max_signature_validity_seconds,
+    )
 
 
 def _policy(settings: Settings) -> SanitizerPolicyFile:
@@ -61,7 +70,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     qorch = Settings.from_env()
     namespace, source = kube.own_namespace(qorch.operator_namespace, in_cluster)
     try:
-        identity = await operator_identity(qorch, namespace)
+        keys = await operator_identity(qorch, namespace)
     except NamespaceMissing:
         log.error(
             'namespace "%s" (%s) does not exist, and the operator keeps its identity there:'
@@ -74,6 +83,9 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
         # Not kopf.PermanentError: kopf would log it with a traceback and the command print
         # another. Nothing runs yet (kopf watches only after start-up), so exit right here.
         raise SystemExit(2) from None
+    identity = keys.identity
+    for key in keys.trusted[1:]:
+        log.info("next operator key %s published: new agents trust it too", fingerprint(key))
     if qorch.identity_key_file:
         log.info("operator identity %s from %s", identity.fingerprint, qorch.identity_key_file)
     else:
@@ -93,8 +105,9 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     memo.state = OperatorState(
         settings=qorch,
         agents=AgentConnections(identity),
+        operator_keys=keys,
         pipeline_settings=PipelineSettings.from_settings(
-            qorch, _policy(qorch), _authorization(qorch)
+            qorch, _policy(qorch), _authorization(qorch, namespace)
         ),
     )
 

@@ -14,11 +14,15 @@ from qorch.pipeline.reservations import Reservations
 from qorch.qpu.transport import AgentConnections
 from qorch.settings import Settings
 
+from .identity import OperatorKeys
+
 
 @dataclass
 class OperatorState:
     settings: Settings
     agents: AgentConnections
+    # The operator's key and, while it rotates, its next one: what new agents trust.
+    operator_keys: OperatorKeys
     reservations: Reservations = field(default_factory=Reservations)
     pipeline_settings: PipelineSettings = field(default_factory=PipelineSettings)
     # Public keys of the `aer` nodes' identities, as recorded on their Deployments.

@@ -8,7 +8,7 @@ from typing import Any, cast
 import kopf
 
 from qorch.api import DistributedJob, EntanglementLink, QuantumNode
-from qorch.pipeline.identity import pinned_key
+from qorch.pipeline.identity import accepted_keys, node_agent
 from qorch.qpu.transport import AgentClient
 from qorch.telemetry.instrument import instrument_agent_client
 
@@ -18,12 +18,13 @@ from .state import OperatorState
 
 
 def agent_client(state: OperatorState, node: QuantumNode) -> AgentClient:
-    """The channel to the node's agent, pinned to its spec key or its Secret's key."""
+    """The channel to the node's agent, pinned to its spec keys or its Secret's key."""
     ns, name = node.metadata.namespace, node.metadata.name
-    client = state.agents.get(
-        name,
+    client = node_agent(
+        state.agents,
+        node,
         agent_endpoint(node, state.settings),
-        pinned_key(node, state.node_keys.get((ns, name))),
+        state.node_keys.get((ns, name)),
     )
     return instrument_agent_client(ns, name, client)
 
@@ -57,10 +58,10 @@ class KubeWorld:
     def agent(self, node: QuantumNode) -> AgentClient:
         return agent_client(self._state, node)
 
-    def address(self, node: QuantumNode) -> tuple[str, bytes | None]:
+    def address(self, node: QuantumNode) -> tuple[str, tuple[bytes, ...]]:
         ns, name = node.metadata.namespace, node.metadata.name
         endpoint = agent_endpoint(node, self._state.settings)
-        return endpoint, pinned_key(node, self._state.node_keys.get((ns, name)))
+        return endpoint, accepted_keys(node, self._state.node_keys.get((ns, name)))
 
     def event(self, job: DistributedJob, type_: str, reason: str, message: str) -> None:
         ref = {

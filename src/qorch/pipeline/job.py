@@ -12,9 +12,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from qiskit import QuantumCircuit
 
@@ -34,6 +35,7 @@ from qorch.api.distributed_job import (
     ProgramProgress,
     Reroute,
     SanitizerStatus,
+    StrategyEstimate,
 )
 from qorch.api.phases import JobPhases, LinkPhases, NodePhases
 from qorch.planner.strategies import Candidate, Demand
@@ -45,6 +47,7 @@ from qorch.telemetry.metrics import METRICS
 from qorch.telemetry.tracing import step_span
 
 from .authorization import AuthorizationPolicy, authorize
+from .candidates import considered
 from .planning import capacity, plan_status, reservation, slots
 from .ports import World
 from .reservations import QueueEntry, Reservations
@@ -107,6 +110,25 @@ class PipelineSettings:
         )
 
 
+class Estimate(NamedTuple):
+    """Every strategy's candidate, the choice among them (or why none), and the candidates
+    as the status records them."""
+
+    candidates: list[Candidate]
+    choice: Candidate | str
+    considered: list[StrategyEstimate]
+
+
+def suspended(status: DistributedJobStatus) -> bool:
+    """Whether the job holds a plan while spec.suspend is true (it reserves nothing then)."""
+    held = get_condition(status.conditions, R.SUSPENDED)
+    return status.phase == JobPhases.PLANNED and held is not None and held.status == "True"
+
+
+def _same_plan(a: Plan, b: Plan) -> bool:
+    return (a.strategy, a.placement, a.bell_pairs) == (b.strategy, b.placement, b.bell_pairs)
+
+
 def reservation_key(namespace: str, name: str, uid: str | None) -> str:
     """Reservations are per object instance: a re-created job with the same name is new."""
     return f"{namespace}/{name}/{uid or ''}"
@@ -127,7 +149,7 @@ def _left(job: DistributedJob, kind: str) -> set[str]:
 
 
 #: The address of a node that no longer exists.
-ABSENT = ("http://absent.invalid", None)
+ABSENT: tuple[str, tuple[bytes, ...]] = ("http://absent.invalid", ())
 #: A program failed for its exchange with another agent (an LOCC cut): the job re-routes.
 PEER_FAILURES = frozenset(
     {
@@ -162,7 +184,9 @@ class JobPipeline:
         self._programs: dict[str, Work] = {}
         # Estimates per job, by what they read: a waiting job woken by every reservation
         # change re-plans without estimating again until its nodes, links or free share move.
-        self._estimates: dict[str, dict[tuple, tuple[list[Candidate], Candidate | str]]] = {}
+        self._estimates: dict[str, dict[tuple, Estimate]] = {}
+        #: Told the candidates each planning considered first (`qorch plan` prints them).
+        self.on_considered: Callable[[DistributedJob, list[StrategyEstimate]], None] | None = None
 
     @instrument_step
     async def step(self, job: DistributedJob) -> StepResult:
@@ -176,6 +200,13 @@ class JobPipeline:
         if phase in (JobPhases.PENDING, JobPhases.ADMITTED):
             return await self._plan(job)
         if phase == JobPhases.PLANNED:
+            # spec.suspend is read here and in _plan only; a job already Running is not
+            # stopped. A signature does not cover suspend (channel/signing.py), so a queue
+            # controller may flip it on a signed job.
+            if suspended(job.status) and job.spec.suspend:
+                return StepResult(job.status, requeue_after=self.settings.capacity_retry_seconds)
+            if suspended(job.status) or job.spec.suspend:
+                return await self._plan(job)  # resume, or suspend a plan not yet started
             return self._start_attempt(job)
         return await self._collect(job)
 
@@ -315,7 +346,7 @@ class JobPipeline:
         warnings = len(result.report.violations)
         self._cond(job, status, R.SANITIZED, "True", R.POLICY_PASSED, f"{warnings} warning(s)")
         with step_span("authorize"):
-            decision = authorize(job, self.settings.authorization)
+            decision = await authorize(job, self.settings.authorization)
         if not decision.allowed:
             self._cond(job, status, R.AUTHORIZED, "False", decision.reason, decision.message)
             return self._finish(job, status, JobPhases.REJECTED, decision.reason, decision.message)
@@ -335,7 +366,7 @@ class JobPipeline:
         circuit: QuantumCircuit,
         nodes: list[QuantumNode],
         free: dict[str, float],
-    ) -> tuple[list[Candidate], Candidate | str]:
+    ) -> Estimate:
         node_slots, link_slots = slots(nodes, self._links(job), free)
         key = (
             job.metadata.generation,
@@ -361,7 +392,8 @@ class JobPipeline:
             if len(cache) >= _ESTIMATES_KEPT:
                 cache.pop(next(iter(cache)))
             choice = choose_candidate(candidates, job.spec.fidelity_budget, job.spec.strategy)
-            cache[key] = (candidates, choice)
+            details = await asyncio.to_thread(considered, candidates, demand)
+            cache[key] = Estimate(candidates, choice, details)
         return cache[key]
 
     def _queue_entry(self, job: DistributedJob, status: DistributedJobStatus) -> QueueEntry:
@@ -386,11 +418,21 @@ class JobPipeline:
         status = self._status(job)
         started = time.perf_counter()
         circuit = await self._circuit(job)
-        if self._remaining_seconds(job, status) <= 0:
+        hold = bool(job.spec.suspend)
+        if not hold and suspended(status):
+            status.timings.resumed_at = now_rfc3339()  # suspended time is not run time
+            msg = "spec.suspend is false: planning again against the resources now"
+            self._cond(job, status, R.SUSPENDED, "False", R.RESUMING, msg)
+        if not hold and self._remaining_seconds(job, status) <= 0:
             msg = f"not placed within timeoutSeconds={job.spec.timeout_seconds}: {status.message}"
             return self._finish(job, status, JobPhases.FAILED, R.TIMED_OUT, msg)
         entry = self._queue_entry(job, status)
-        ahead = self.reservations.ahead_of(entry)
+        if hold:
+            # A suspended job neither holds nor waits for anything: it plans as if the
+            # nodes it may use were idle, and keeps no place in the queue.
+            self.reservations.release(job_key(job))
+            self._programs.pop(job_key(job), None)
+        ahead = [] if hold else self.reservations.ahead_of(entry)
         if ahead:
             self.reservations.enqueue(entry)
             # A message that does not change as the queue moves: no status write per move.
@@ -401,14 +443,16 @@ class JobPipeline:
         self.reservations.drop_hold(job_key(job))
         nodes = self._candidates(job)
         limits = capacity(nodes, self._links(job))
-        free = self.reservations.free(limits)
-        candidates, choice = await self._estimate(job, circuit, nodes, free)
+        free = {} if hold else self.reservations.free(limits)
+        candidates, choice, details = await self._estimate(job, circuit, nodes, free)
+        if self.on_considered is not None:
+            self.on_considered(job, details)
         if isinstance(choice, str):
             # Wait while the job would fit once nodes are Ready and free; give up when even
             # every selected node, idle and Ready, could not run it (_finish also takes the
             # job out of the queue).
             everything = self._selected(job)
-            _, ideal = await self._estimate(job, circuit, everything, {})
+            ideal = (await self._estimate(job, circuit, everything, {})).choice
             not_ready = [_not_ready(n) for n in everything if not node_is_ready(n)]
             if status.reroutes and isinstance(ideal, str):
                 left = ", ".join(f"{r.resource} ({r.reason})" for r in status.reroutes)
@@ -427,7 +471,7 @@ class JobPipeline:
                 return self._wait(
                     job, status, R.NODE_NOT_READY, "no QuantumNode matches the nodeSelector yet"
                 )
-            _, idle = await self._estimate(job, circuit, nodes, {})
+            idle = (await self._estimate(job, circuit, nodes, {})).choice
             if isinstance(idle, str):  # only nodes that are not Ready could run it
                 self.reservations.leave_queue(job_key(job))
                 detail = "; ".join([choice, *not_ready])
@@ -438,7 +482,9 @@ class JobPipeline:
             )
         strategy = strategy_named(choice.strategy)
         ns, shots, timeout = job.metadata.namespace, job.spec.shots, job.spec.timeout_seconds
-        plan = plan_status(choice, candidates, strategy.shape(choice, circuit, shots))
+        plan = plan_status(choice, candidates, strategy.shape(choice, circuit, shots), details)
+        if hold:
+            return self._suspend(job, status, plan, started)
         work = strategy.work(choice, circuit, self._context(job, nodes, free))
         want = reservation(ns, plan, work, shots, timeout)
         lean = work.lean()
@@ -451,6 +497,7 @@ class JobPipeline:
             self.reservations.enqueue(entry)
             return self._wait(job, status, R.WAITING_FOR_CAPACITY, "reservation lost to a peer")
         plan.reservation = want
+        self._resumed(job, status, plan)
         status.plan = plan
         self._programs[job_key(job)] = work
         status.timings.plan_seconds = round(time.perf_counter() - started, 6)
@@ -459,6 +506,39 @@ class JobPipeline:
         self._cond(job, status, R.PLANNED, "True", R.PLACED, status.plan.reason)
         self.world.event(job, "Normal", R.PLACED, f"{status.message}: {status.plan.reason}")
         return StepResult(status)
+
+    def _suspend(
+        self, job: DistributedJob, status: DistributedJobStatus, plan: Plan, started: float
+    ) -> StepResult:
+        """Hold the plan in phase Planned, reserving nothing, until spec.suspend is false."""
+        status.plan = plan
+        status.timings.plan_seconds = round(time.perf_counter() - started, 6)
+        status.phase = JobPhases.PLANNED
+        status.message = (
+            f"suspended: would run {plan.strategy} on {plan.nodes}; holds nothing until"
+            " spec.suspend is false"
+        )
+        self._cond(job, status, R.PLANNED, "True", R.PLACED, plan.reason)
+        self._cond(job, status, R.SUSPENDED, "True", R.SUSPENDED, status.message)
+        self.world.event(job, "Normal", R.SUSPENDED, status.message)
+        return StepResult(status)
+
+    def _resumed(self, job: DistributedJob, status: DistributedJobStatus, plan: Plan) -> None:
+        """On the first placement after a resume: say whether the held plan still stood."""
+        resuming = get_condition(status.conditions, R.SUSPENDED)
+        if resuming is None or resuming.reason != R.RESUMING or status.plan is None:
+            return
+        held = status.plan
+        if _same_plan(held, plan):
+            reason, msg = R.RESUMED, f"runs the plan held while suspended ({plan.strategy})"
+        else:
+            reason = R.REPLANNED
+            msg = (
+                f"the resources changed while suspended: held {held.strategy} on {held.nodes},"
+                f" now {plan.strategy} on {plan.nodes}"
+            )
+        self._cond(job, status, R.SUSPENDED, "False", reason, msg)
+        self.world.event(job, "Normal", reason, msg)
 
     def _context(
         self, job: DistributedJob, nodes: list[QuantumNode], free: dict[str, float]
@@ -499,8 +579,9 @@ class JobPipeline:
         return StepResult(status)
 
     def _remaining_seconds(self, job: DistributedJob, status: DistributedJobStatus) -> float:
-        """timeoutSeconds counts from admission: waiting for capacity uses it up too."""
-        since = status.timings.admitted_at or status.timings.started_at
+        """timeoutSeconds counts from admission (from the resume, for a job that was
+        suspended): waiting for capacity uses it up too."""
+        since = status.timings.resumed_at or status.timings.admitted_at or status.timings.started_at
         if not since:
             return float(job.spec.timeout_seconds)
         begun = datetime.strptime(since, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)

@@ -98,9 +98,15 @@ def recorded_partition(plan: Plan) -> Partition:
     )
 
 
-def plan_status(candidate: Candidate, candidates: list[Candidate], shape: Shape) -> Plan:
-    """The Plan recorded in the job's status."""
-    estimates = [
+def plan_status(
+    candidate: Candidate,
+    candidates: list[Candidate],
+    shape: Shape,
+    estimates: list[StrategyEstimate] | None = None,
+) -> Plan:
+    """The Plan recorded in the job's status; `estimates` are the candidates in detail
+    (`candidates.considered`), or their bare figures when None."""
+    estimates = estimates or [
         StrategyEstimate(
             strategy=c.strategy,
             estimated_fidelity=round(c.estimated_fidelity, 6),

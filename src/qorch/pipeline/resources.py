@@ -19,10 +19,13 @@ from qorch.api.entanglement_link import EntanglementLinkStatus
 from qorch.api.phases import LinkPhases, NodePhases
 from qorch.api.quantum_node import Calibration, QuantumNodeStatus
 from qorch.qpu.link_probe import expected_fidelity
-from qorch.qpu.transport import AgentClient
+from qorch.qpu.transport import AgentClient, authenticated_fingerprint
 from qorch.telemetry.feedforward import probe_link_feedforward
 from qorch.telemetry.instrument import observed_node_check, record_link
 from qorch.telemetry.metrics import METRICS
+
+from .attestation import attest, bound_key
+from .identity import InvalidIdentity, node_pins, record_identity
 
 HEALTH_TIMEOUT_SECONDS = 5.0
 CALIBRATION_TIMEOUT_SECONDS = 120.0
@@ -62,21 +65,46 @@ def _summarize(node: QuantumNode, status: QuantumNodeStatus) -> QuantumNodeStatu
 
 @observed_node_check
 async def check_node(
-    node: QuantumNode, client: AgentClient, endpoint: str, allocated: int
+    node: QuantumNode,
+    client: AgentClient,
+    endpoint: str,
+    allocated: int,
+    *,
+    require_attestation: bool = False,
 ) -> QuantumNodeStatus:
-    """Ask the node's agent for its health; the answer becomes the node's status."""
+    """Ask the node's agent for its health; the answer becomes the node's status. A node
+    with `spec.identity.attestation` must also answer a fresh TPM challenge (`attest_node`);
+    with `require_attestation`, a node without it is not talked to at all."""
     status = node.status.model_copy(deep=True)
     status.observed_generation = node.metadata.generation
     status.endpoint = endpoint
     status.allocated_qubits = allocated
     gen = node.metadata.generation
+    if require_attestation and node.spec.identity.attestation is None:
+        msg = (
+            "policy requires TPM attestation (QORCH_REQUIRE_ATTESTATION) and"
+            " spec.identity.attestation is not set: enrol the node with `qorch tpm enroll`"
+        )
+        status.conditions = set_condition(
+            status.conditions, R.REACHABLE, "False", R.ATTESTATION_REQUIRED, msg, gen
+        )
+        return _summarize(node, status)
     try:
         health = await ask(client, HealthRequest(), timeout=HEALTH_TIMEOUT_SECONDS)
     except AgentError as exc:
-        # A refused identity (PeerKeyMismatch, UntrustedPeer...) keeps its own reason.
+        record_identity(status, client)
+        # A refused identity (PeerKeyMismatch, KeyRetired, InvalidIdentity...) keeps its
+        # own reason.
         reason = R.AGENT_UNREACHABLE if exc.code in _UNANSWERED else exc.code
         status.conditions = set_condition(
             status.conditions, R.REACHABLE, "False", reason, exc.message, gen
+        )
+        return _summarize(node, status)
+    record_identity(status, client)
+    failure = await attest_node(node, client)
+    if failure is not None:
+        status.conditions = set_condition(
+            status.conditions, R.REACHABLE, "False", R.ATTESTATION_FAILED, failure, gen
         )
         return _summarize(node, status)
     if health.qubits != node.spec.qubits:
@@ -85,15 +113,32 @@ async def check_node(
             status.conditions, R.CALIBRATED, "False", R.SPEC_MISMATCH, msg, gen
         )
     status.last_heartbeat = now_rfc3339()
+    attested = " with a verified TPM quote" if node.spec.identity.attestation else ""
     status.conditions = set_condition(
         status.conditions,
         R.REACHABLE,
         "True",
         R.AGENT_HEALTHY,
-        f"agent at {endpoint} answers",
+        f"agent at {endpoint} answers{attested}",
         gen,
     )
     return _summarize(node, status)
+
+
+async def attest_node(node: QuantumNode, client: AgentClient) -> str | None:
+    """Challenge the agent for a TPM quote (see qorch.pipeline.attestation) bound to the key
+    its channel authenticated; None when it holds, else what failed. Nothing to do for a
+    node without `spec.identity.attestation`."""
+    pinned = node.spec.identity.attestation
+    if pinned is None:
+        return None
+    try:
+        pins = node_pins(node, None)
+    except InvalidIdentity as exc:
+        return str(exc)
+    if pins is None:
+        return "spec.identity.publicKey is not set: the quote has no key to bind"
+    return await attest(pinned, bound_key(pins, authenticated_fingerprint(client)), client)
 
 
 @observed_node_check

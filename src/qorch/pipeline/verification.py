@@ -2,6 +2,8 @@
 
 Two simulations: a statevector up to MAX_STATEVECTOR_QUBITS, and, wider, a stabilizer tableau
 for circuits of Clifford gates (`clifford_of`). Either needs every measurement to come last.
+A dynamic circuit (mid-circuit measurement, reset, feed-forward, bounded loops) is simulated
+exactly by deferred measurement (`dynamic_probabilities`) up to MAX_DEFERRED_QUBITS.
 
 The statevector's outcome probabilities come from Aer (`save_probabilities`, 4-10x faster
 than `quantum_info.Statevector` at 20-24 qubits) as one array; the counts are turned into
@@ -24,15 +26,18 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 from qiskit import QuantumCircuit, transpile
+from qiskit.circuit import Gate
+from qiskit.circuit.library import SwapGate, XGate
 from qiskit.quantum_info import Clifford
 from qiskit_aer import AerSimulator
 
 from qorch.api.distributed_job import Verification
 from qorch.planner.cutting import clifford_of
+from qorch.planner.unroll import Test, predicated_steps, unroll
 
 #: Widest statevector verified: 2^26 amplitudes are 1 GiB, their probabilities 0.5 GiB more.
 MAX_STATEVECTOR_QUBITS = 26
@@ -393,7 +398,19 @@ def verify_distribution(
         )
     affine = stabilizer_distribution(circuit)
     if affine is None:
-        return Verification(method=unverifiable(circuit))
+        # Mid-circuit measurement, reset, control flow or delays: deferred measurement.
+        dynamic = dynamic_probabilities(circuit) if _final_measurements(circuit) is None else None
+        if not isinstance(dynamic, ExactProbabilities):
+            return Verification(method=dynamic or unverifiable(circuit))
+        p = dynamic.of(keys)
+        return _judged(
+            "deferred measurement",
+            float(np.sqrt(p * weights).sum()) ** 2,
+            dynamic.support,
+            float(weights[p > _IMPOSSIBLE].sum()),
+            shots,
+            estimated_fidelity,
+        )
     inside = affine.contains(keys)
     # (sum over the support of sqrt(q_x 2^-k))^2, with 2^-k applied last: it underflows
     # alone for k past 1074, the product only when the fidelity itself is that small.
@@ -408,10 +425,224 @@ def verify_distribution(
     )
 
 
+#: Widest deferred-measurement circuit verified: the circuit's qubits plus one per mid-circuit
+#: measurement, reset and negated multi-bit test; 2^20 amplitudes are 16 MiB and take well
+#: under a second, small next to the shot-by-shot simulation a dynamic circuit needs.
+MAX_DEFERRED_QUBITS = 20
+
+
+class _Deferred:
+    """A dynamic circuit as one unitary circuit on more qubits (deferred measurement).
+
+    Measuring q into c copies q onto a fresh qubit with a CX (or reads q itself when nothing
+    but measurements touches q afterwards); resetting q swaps it with a fresh |0> qubit that
+    keeps the old state out of the way; an operation under a classical test becomes the
+    operation controlled on the qubits holding the bits tested. Tracing out the extra qubits
+    gives the dynamic circuit's joint distribution of the final clbit values exactly: the
+    principle of deferred measurement (Nielsen and Chuang, 4.4).
+    """
+
+    def __init__(self, num_qubits: int) -> None:
+        self.width = num_qubits
+        self.ops: list[tuple[Any, list[int]]] = []
+        self.source: dict[int, int] = {}  # clbit -> qubit holding its value
+
+    def fresh(self) -> int:
+        self.width += 1
+        if self.width > MAX_DEFERRED_QUBITS:
+            raise _TooWide
+        return self.width - 1
+
+    def controls(self, predicate: Sequence[Test]) -> list[tuple[int, int]] | None:
+        """(qubit, value) pairs that hold exactly when the predicate does; None if it never
+        can."""
+        out: list[tuple[int, int]] = []
+        for test in predicate:
+            if test.expression is not None:
+                flag = self.truth_table(test)
+                if flag is None:  # the expression is constant on the bits as they stand
+                    if test.passes(0):
+                        continue
+                    return None
+                out.append((flag, int(test.holds)))
+                continue
+            pairs: list[tuple[int, int]] = []
+            impossible = False
+            for k, bit in enumerate(test.bits):
+                want = (test.value >> k) & 1
+                if bit in self.source:
+                    pairs.append((self.source[bit], want))
+                elif want:
+                    impossible = True  # never written: the bit reads 0
+            if test.value >> len(test.bits):
+                impossible = True
+            merged = _merge(pairs)
+            if test.holds:
+                if impossible or merged is None:
+                    return None
+                out.extend(merged)
+            elif impossible or merged is None:
+                continue  # the test never holds, so its negation always does
+            elif not merged:
+                return None  # the test always holds
+            elif len(merged) == 1:
+                out.append((merged[0][0], 1 - merged[0][1]))
+            else:
+                flag = self.fresh()
+                self.controlled(XGate(), merged, [flag])
+                out.append((flag, 0))
+        return _merge(out)
+
+    def truth_table(self, test: Test) -> int | None:
+        """A fresh qubit set to whether the expression of `test` holds, one multi-controlled X
+        per accepted reading (readings exclude each other, so the XORs add up to an OR); None
+        when no bit it reads has been measured, the expression then being constant."""
+        read = [(k, self.source[bit]) for k, bit in enumerate(test.bits) if bit in self.source]
+        if not read:
+            return None
+        flag = self.fresh()
+        free = {k for k, _ in read}
+        for reading in sorted(test.accepts):
+            if any((reading >> k) & 1 for k in range(len(test.bits)) if k not in free):
+                continue  # needs a 1 from a bit never written
+            controls = _merge([(q, (reading >> k) & 1) for k, q in read])
+            if controls is not None:
+                self.controlled(XGate(), controls, [flag])
+        return flag
+
+    def controlled(self, op: Any, controls: Sequence[tuple[int, int]], qubits: list[int]) -> None:
+        if not controls:
+            self.ops.append((op, qubits))
+            return
+        state = sum(v << i for i, (_, v) in enumerate(controls))
+        gate = op.control(len(controls), ctrl_state=state)
+        self.ops.append((gate, [q for q, _ in controls] + qubits))
+
+    def measure(self, qubit: int, clbit: int, controls: list[tuple[int, int]], final: bool) -> None:
+        """c = q under the controls, c unchanged otherwise."""
+        if not controls and final:
+            self.source[clbit] = qubit
+            return
+        a = self.fresh()
+        now = _merge([*controls, (qubit, 1)])
+        if now is not None:
+            self.controlled(XGate(), now, [a])
+        old = self.source.get(clbit)
+        if controls and old is not None:
+            both = _merge([*self.controls_not(controls), (old, 1)])
+            if both is not None:
+                self.controlled(XGate(), both, [a])
+        self.source[clbit] = a
+
+    def controls_not(self, controls: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        if len(controls) == 1:
+            return [(controls[0][0], 1 - controls[0][1])]
+        flag = self.fresh()
+        self.controlled(XGate(), controls, [flag])
+        return [(flag, 0)]
+
+    def reset(self, qubit: int, controls: list[tuple[int, int]]) -> None:
+        junk = self.fresh()
+        self.controlled(SwapGate(), controls, [qubit, junk])
+
+
+class _TooWide(Exception):
+    pass
+
+
+def _merge(pairs: Sequence[tuple[int, int]]) -> list[tuple[int, int]] | None:
+    """Controls with each qubit once; None when two ask one qubit for different values."""
+    seen: dict[int, int] = {}
+    for q, v in pairs:
+        if seen.setdefault(q, v) != v:
+            return None
+    return list(seen.items())
+
+
+def _deferred_circuit(circuit: QuantumCircuit) -> tuple[QuantumCircuit, dict[int, int]] | str:
+    """The deferred-measurement circuit and clbit -> qubit holding it, or why there is none."""
+    try:
+        steps = predicated_steps(unroll(circuit))
+    except ValueError as exc:
+        return f"none; {exc}"
+    later: dict[int, int] = {}  # qubit -> index of its last step other than a measurement
+    for i, step in enumerate(steps):
+        if step.operation.name not in ("measure", "barrier"):
+            for q in step.qubits:
+                later[q] = i
+    deferred = _Deferred(circuit.num_qubits)
+    try:
+        if circuit.num_qubits > MAX_DEFERRED_QUBITS:
+            raise _TooWide
+        for i, step in enumerate(steps):
+            op, name = step.operation, step.operation.name
+            if name in ("barrier", "delay", "id"):
+                continue
+            controls = deferred.controls(step.predicate)
+            if controls is None:
+                continue  # never runs
+            if name == "measure":
+                (q,), (c,) = step.qubits, step.clbits
+                final = later.get(q, -1) < i
+                deferred.measure(q, c, controls, final)
+            elif name == "reset":
+                deferred.reset(step.qubits[0], controls)
+            elif isinstance(op, Gate) and not step.clbits:
+                deferred.controlled(op, controls, list(step.qubits))
+            else:
+                return f"none; {name!r} has no exact deferred form"
+    except _TooWide:
+        return (
+            f"none; {circuit.num_qubits} qubits with their mid-circuit measurements, resets"
+            f" and feed-forward need more than {MAX_DEFERRED_QUBITS} qubits for an exact"
+            " deferred-measurement simulation"
+        )
+    out = QuantumCircuit(deferred.width)
+    for op, qubits in deferred.ops:
+        out.append(op, qubits)
+    return out, deferred.source
+
+
+def dynamic_probabilities(circuit: QuantumCircuit) -> ExactProbabilities | str:
+    """Exact final clbit probabilities of a dynamic circuit by deferred measurement (see
+    `_Deferred`), bounded by MAX_DEFERRED_QUBITS; or why there are none."""
+    built = _deferred_circuit(circuit)
+    if isinstance(built, str):
+        return built
+    unitary, source = built
+    qubits = sorted(set(source.values()))
+    if not qubits:
+        return "none; nothing measured"
+    position = {q: i for i, q in enumerate(qubits)}
+    simulator = AerSimulator(method="statevector")
+
+    def probabilities_of(program: QuantumCircuit) -> Any:
+        program.save_probabilities(qubits)
+        return simulator.run(program).result()
+
+    try:
+        try:
+            result = probabilities_of(unitary.copy())
+        except Exception:  # controlled gates Aer does not know by name: expand them
+            # A fixed basis: transpiling for the simulator builds its target, ~0.4 s.
+            result = probabilities_of(
+                transpile(unitary, basis_gates=["u", "cx"], optimization_level=0)
+            )
+        probabilities = np.asarray(result.data()["probabilities"], dtype=float)
+    except Exception as exc:  # no exact answer, not a crash
+        return f"none; the deferred-measurement simulation failed: {exc}"
+    clbit_index = np.array(
+        [position[source[c]] if c in source else -1 for c in range(circuit.num_clbits)],
+        dtype=np.int64,
+    )
+    return ExactProbabilities(circuit.num_clbits, probabilities, clbit_index)
+
+
 def unverifiable(circuit: QuantumCircuit) -> str:
     """Why there is no exact distribution for a circuit, as the method `none` says it."""
     if _final_measurements(circuit) is None:
-        return "none; measurements before the end or classical control flow"
+        built = _deferred_circuit(circuit)
+        return built if isinstance(built, str) else "none; measurements before the end"
     if circuit.num_qubits > MAX_STATEVECTOR_QUBITS:
         gib = statevector_bytes(circuit.num_qubits) / 2**30
         return (

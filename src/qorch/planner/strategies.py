@@ -32,11 +32,13 @@ from qorch.qpu.noise import TWO_QUBIT_GATES
 from .circuits import for_distribution
 from .cutting import CutPlan, plan_cut
 from .estimate import FidelityEstimate
+from .feed_forward import cut_refusal, is_dynamic
 from .fidelity import fidelity_factors, noisy_profile
 from .locc import MAX_WIRES, LoccCutPlan, find_wire_cuts, gamma, lo_gamma, plan_locc_cut
 from .model import LinkSlot, NodeSlot
 from .partition import Partition, partition
 from .teleport import TeleportProgram, compile_teleport
+from .unroll import unroll
 
 #: Subexperiments per node whose fidelity is computed exactly; the rest share their gates.
 _WORST_SAMPLED = 3
@@ -126,11 +128,15 @@ def estimate_teleport(demand: Demand) -> Candidate:
     circuit, nodes, links = demand.circuit, demand.nodes, demand.links
     shots, timeout_seconds = demand.shots, demand.timeout_seconds
     max_qubits = demand.max_cosimulated_qubits
-    placed = partition(circuit, nodes, links, require_links=True, min_nodes=2)
+    try:
+        static = unroll(circuit)  # placed as it runs: each loop iteration's gates count
+    except ValueError as exc:
+        return Candidate("teleport", 0.0, False, str(exc))
+    placed = partition(static, nodes, links, require_links=True, min_nodes=2)
     if placed is None:
         return Candidate("teleport", 0.0, False, _why_unplaced(circuit, nodes, 1))
     try:
-        program = compile_teleport(circuit, placed, nodes, links)
+        program = compile_teleport(static, placed, nodes, links)
     except ValueError as exc:
         return Candidate("teleport", 0.0, False, str(exc), partition=placed)
     fidelity, limit = program.estimated_fidelity, program.fidelity.limited_by()
@@ -159,6 +165,11 @@ def estimate_teleport(demand: Demand) -> Candidate:
         f"{placed.nonlocal_gates} nonlocal gate(s) over {len(placed.nodes)} nodes,"
         f" {pairs} Bell pair(s) per shot ready in {slowest:.3g} s"
     )
+    if program.conditional_messages:
+        reason += (
+            f", {program.conditional_messages} classical message(s) per shot carry measured"
+            " bits to conditionals on other nodes"
+        )
     if limit:
         reason += f"; limited by {limit}"
     return Candidate("teleport", fidelity, True, reason, program, placed, limit)
@@ -173,6 +184,9 @@ def estimate_cut(demand: Demand) -> Candidate:
             "cut", 0.0, False, "cutting reconstructs expectation values: no observables"
         )
     placed = partition(circuit, nodes, links, require_links=False, min_nodes=2)
+    if placed is not None and is_dynamic(circuit):
+        reason = cut_refusal(circuit, placed.assignment)
+        return Candidate("cut", 0.0, False, reason, partition=placed)
     if placed is None:
         return Candidate("cut", 0.0, False, _why_unplaced(circuit, nodes, 0))
     try:

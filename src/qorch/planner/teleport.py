@@ -39,6 +39,14 @@ Every other two-qubit gate is first decomposed into CX/CZ and one-qubit gates. W
 is in flight, the qubits alive on both nodes (and the waiting half of the pair) idle for the
 link's classical latency; a marker charges thermal relaxation for it. The whole program is
 simulated by one agent with `qorch.qpu.composite_noise`.
+
+Dynamic circuits. Loops are unrolled and switches become if/else chains (`.unroll`); every
+operation of an `if`/`else` body then runs under its condition on the node holding its
+qubits. A remote gate in a body keeps its gadget unconditional, since the entangler and
+disentangler with nothing between them are the identity; only the gate is conditional. A
+conditional that reads bits measured on another node waits for them: one message per source
+node (carrying every bit it has measured that the reader lacks), idling the reader's qubits
+for the link's latency like the gadgets' messages.
 """
 
 from __future__ import annotations
@@ -52,7 +60,8 @@ from typing import Any
 
 import numpy as np
 from qiskit import ClassicalRegister, QuantumCircuit, QuantumRegister
-from qiskit.circuit import Gate
+from qiskit.circuit import Clbit, Gate
+from qiskit.circuit.classical import expr
 from qiskit.circuit.library import (
     CXGate,
     CZGate,
@@ -76,12 +85,13 @@ from qorch.qpu.composite_noise import (
 )
 from qorch.qpu.noise import TWO_QUBIT_GATES
 
-from .circuits import NON_GATES, REMOTE_GATES, for_distribution, has_control_flow, translate
+from .circuits import NON_GATES, REMOTE_GATES, for_distribution, translate
 from .estimate import FidelityEstimate
 from .fidelity import bell_pair_survival, fidelity_factors, idle_survival, noisy_profile
 from .model import LinkSlot, NodeSlot
 from .network import LinkIndex
 from .partition import Partition
+from .unroll import Step, Test, UnrollLimits, predicated_steps, unroll
 
 COMM_REGISTER = "qorch_comm"
 BELL_STATE = [1 / math.sqrt(2), 0, 0, 1 / math.sqrt(2)]
@@ -108,7 +118,10 @@ class TeleportProgram:
     the free qubits that teledata lands on) and a feed-forward register; its counts compare
     with the monolithic circuit's through `original_counts`. Bell pairs, attempts and
     generation seconds are per shot. `nonlocal_gates` counts the CX/CZ that span two nodes as
-    placed (one Bell pair each without sharing); `teledata` the qubit moves the program makes.
+    placed (one Bell pair each without sharing); `teledata` the qubit moves the program makes;
+    `conditional_messages` the classical messages that carry the circuit's own measured bits
+    to a node whose conditional operation reads them (per shot, each charged the link's
+    classical latency as idling).
     """
 
     circuit: QuantumCircuit
@@ -124,6 +137,7 @@ class TeleportProgram:
     original_num_clbits: int = 0
     nonlocal_gates: int = 0
     teledata: int = 0
+    conditional_messages: int = 0
 
     def original_counts(self, counts: Mapping[str, int]) -> dict[str, int]:
         """Counts over the original circuit's classical bits, keyed as Aer keys its counts."""
@@ -201,14 +215,14 @@ class _Unit:
     operation: Any = None
     clbits: tuple[int, ...] = ()
     phases: tuple[Any, ...] = ()
+    predicate: tuple[Test, ...] = ()
 
 
 def _phase_block(
     i: int,
     a: int,
     b: int,
-    data: Sequence[Any],
-    qubits: Sequence[tuple[int, ...]],
+    data: Sequence[Step],
     touches: Mapping[int, list[int]],
     consumed: set[int],
 ) -> tuple[int, list[int]] | None:
@@ -229,7 +243,9 @@ def _phase_block(
         j = min(x for x in (na, nb) if x is not None)
         ia += na == j
         ib += nb == j
-        op, qs = data[j].operation, qubits[j]
+        op, qs = data[j].operation, data[j].qubits
+        if data[j].predicate:
+            return None  # a conditional gate ends the block
         if op.name == "cx" and qs == (a, b) and j not in consumed:
             return j, phases
         if b in qs:
@@ -249,23 +265,24 @@ def _phase_block(
 
 def _units(logical: QuantumCircuit) -> list[_Unit]:
     """The logical circuit as units, phase blocks merged; see `_Unit`."""
-    data = logical.data
-    qubits = [tuple(logical.find_bit(q).index for q in inst.qubits) for inst in data]
+    data = predicated_steps(logical)
     touches: dict[int, list[int]] = {q: [] for q in range(logical.num_qubits)}
-    for i, qs in enumerate(qubits):
-        for q in qs:
+    for i, step in enumerate(data):
+        for q in step.qubits:
             touches[q].append(i)
     consumed: set[int] = set()
     units: list[_Unit] = []
-    for i, inst in enumerate(data):
+    for i, step in enumerate(data):
         if i in consumed:
             continue
-        op, qs = inst.operation, qubits[i]
+        op, qs, predicate = step.operation, step.qubits, step.predicate
         if op.name == "barrier":
             units.append(_Unit("barrier", qs, (True,) * len(qs), _plain(op)))
-        elif op.name in REMOTE_GATES and len(qs) == 2 and not inst.clbits:
+        elif op.name in REMOTE_GATES and len(qs) == 2 and not step.clbits:
             block = (
-                _phase_block(i, *qs, data, qubits, touches, consumed) if op.name == "cx" else None
+                _phase_block(i, *qs, data, touches, consumed)
+                if op.name == "cx" and not predicate
+                else None
             )
             if block is not None:
                 closing, phases = block
@@ -273,23 +290,25 @@ def _units(logical: QuantumCircuit) -> list[_Unit]:
                 ops = tuple(_plain(data[k].operation) for k in phases)
                 units.append(_Unit("zz", qs, (True, True), phases=ops))
             else:
-                units.append(_Unit(op.name, qs, (True, op.name == "cz")))
+                units.append(_Unit(op.name, qs, (True, op.name == "cz"), predicate=predicate))
         else:
             diagonal = len(qs) == 1 and _is_diagonal(op)
-            clbits = tuple(logical.find_bit(c).index for c in inst.clbits)
-            units.append(_Unit("op", qs, (diagonal,) * len(qs), _plain(op), clbits))
+            units.append(
+                _Unit("op", qs, (diagonal,) * len(qs), _plain(op), step.clbits, predicate=predicate)
+            )
     return units
 
 
 @dataclass(frozen=True)
 class _Record:
     """One program instruction on program qubit and clbit indices; `condition` is the
-    feed-forward bit an `if` tests."""
+    feed-forward bit an `if` tests, `predicate` the circuit's own tests around it."""
 
     operation: Any
     qubits: tuple[int, ...]
     clbits: tuple[int, ...] = ()
     condition: int | None = None
+    predicate: tuple[Test, ...] = ()
 
 
 class _Writer:
@@ -370,6 +389,11 @@ class _Builder:
         self.idle_qubits: dict[str, set[int]] = {}
         self.teledata = 0
         self.position = 0
+        # The circuit's own clbits: the node whose measurement last wrote each, and the nodes
+        # that have since received its value (a conditional elsewhere waits for a message).
+        self.bit_home: dict[int, str] = {}
+        self.bit_known: dict[int, set[str]] = {}
+        self.conditional_messages = 0
 
     # -- the schedule -----------------------------------------------------------------------
 
@@ -390,9 +414,18 @@ class _Builder:
         phys = tuple(self.where[q] for q in unit.qubits)
         if unit.kind in ("op", "barrier"):
             nodes = {self.owner[p] for p in phys}
-            if len(nodes) > 1 and unit.kind != "barrier":
+            if unit.kind == "barrier":
+                self._emit(unit.operation, phys)
+                return
+            if len(nodes) > 1:
                 raise ValueError(f"nonlocal {unit.operation.name!r} cannot be teleported")
-            self._emit(unit.operation, phys, unit.clbits)
+            (node,) = nodes
+            self._deliver(unit.predicate, node)
+            self._emit(unit.operation, phys, unit.clbits, predicate=unit.predicate)
+            if unit.operation.name == "measure":
+                for bit in unit.clbits:
+                    self.bit_home[bit] = node
+                    self.bit_known[bit] = {node}
             return
         x, y = unit.qubits
         if self.owner[phys[0]] == self.owner[phys[1]]:
@@ -412,11 +445,14 @@ class _Builder:
     def _gate(self, unit: _Unit, first: int, second: int) -> None:
         """The unit on program qubits `first` (the control, or a mirror) and `second`. A CZ or
         phase block is symmetric, so either qubit's mirror may come first; the phases then go
-        on the other one."""
+        on the other one. A conditional gate runs where `second` is, once its bits are there;
+        the gadget around it runs whatever the condition, as it is the identity without it."""
         if unit.kind == "cx":
-            self._emit(CXGate(), (first, second))
+            self._deliver(unit.predicate, self.owner[second])
+            self._emit(CXGate(), (first, second), predicate=unit.predicate)
         elif unit.kind == "cz":
-            self._emit(CZGate(), (first, second))
+            self._deliver(unit.predicate, self.owner[second])
+            self._emit(CZGate(), (first, second), predicate=unit.predicate)
         else:
             self._emit(CXGate(), (first, second))
             for op in unit.phases:
@@ -536,6 +572,29 @@ class _Builder:
         self._emit(ZGate(), (d,), condition=self.ff[1])
         self.teledata += 1
 
+    def _deliver(self, predicate: Sequence[Test], node: str) -> None:
+        """Send the bits a conditional on `node` reads from the nodes that measured them: one
+        message per source node, its latency idling `node`'s qubits as they wait for it. A
+        message carries every bit its source has measured that `node` lacks."""
+        sources: set[str] = set()
+        for test in predicate:
+            for bit in test.bits:
+                home = self.bit_home.get(bit)  # never measured: reads 0 everywhere
+                if home is not None and node not in self.bit_known[bit]:
+                    sources.add(home)
+        for home in sorted(sources):
+            link = self.index.between(home, node)
+            if link is None:
+                raise ValueError(
+                    f"a conditional operation on {node} reads bits measured on {home}, which no"
+                    " link connects"
+                )
+            self._wait(link, (node,), None)
+            self.conditional_messages += 1
+            for bit, source in self.bit_home.items():
+                if source == home:
+                    self.bit_known[bit].add(node)
+
     # -- emission ---------------------------------------------------------------------------
 
     def _emit(
@@ -544,8 +603,9 @@ class _Builder:
         qubits: tuple[int, ...],
         clbits: tuple[int, ...] = (),
         condition: int | None = None,
+        predicate: tuple[Test, ...] = (),
     ) -> None:
-        self.records.append(_Record(op, qubits, clbits, condition))
+        self.records.append(_Record(op, qubits, clbits, condition, predicate))
 
     def _noise(self, qubit: int) -> NoiseSpec:
         return self.slots[self.owner[qubit]].noise
@@ -553,9 +613,10 @@ class _Builder:
     def _marker(self, link: LinkSlot) -> int:
         return self.marker_ids.setdefault(link.name, len(self.marker_ids))
 
-    def _wait(self, link: LinkSlot, nodes: tuple[str, str], extra: int | None) -> None:
-        """Idle marker on every qubit alive on both nodes while a message travels: data
-        qubits, open mirrors, and `extra` (the half of a pair waiting for its correction)."""
+    def _wait(self, link: LinkSlot, nodes: tuple[str, ...], extra: int | None) -> None:
+        """Idle marker on every qubit alive on `nodes` while a message travels (both ends for
+        a gadget, the receiver for a conditional's bits): data qubits, open mirrors, and
+        `extra` (the half of a pair waiting for its correction)."""
         for node in nodes:
             self.messages[(link.name, node)] += 1
         if link.classical_latency_us <= 0:
@@ -591,19 +652,62 @@ class _Builder:
         for rec in self.records:
             targets = [qubits[q] for q in rec.qubits]
             steps, phase = writer.steps(rec.operation)
-            if rec.condition is None:
+            bits = [clbits[c] for c in rec.clbits]
+            if rec.condition is None and not rec.predicate:
                 program.global_phase += phase
                 for op, where in steps:
-                    program.append(op, [targets[i] for i in where], [clbits[c] for c in rec.clbits])
-            else:
-                with program.if_test((clbits[rec.condition], 1)):
-                    for op, where in steps:
-                        program.append(op, [targets[i] for i in where])
+                    program.append(op, [targets[i] for i in where], bits)
+                continue
+            # A phase inside a branch is global to that branch of the mixture: dropped.
+            condition = (
+                (clbits[rec.condition], 1)
+                if rec.condition is not None
+                else _condition(rec.predicate, program)
+            )
+            with program.if_test(condition):
+                for op, where in steps:
+                    program.append(op, [targets[i] for i in where], bits)
         return program
 
     def fits(self) -> bool:
         used = Counter(self.owner)
         return all(used[n] <= self.slots[n].free_qubits for n in used)
+
+
+def _condition(predicate: Sequence[Test], program: QuantumCircuit) -> Any:
+    """The predicate as an `if` condition on the program's bits: a (bit or register, value)
+    pair when it is one test that holds, a classical expression otherwise."""
+    terms: list[Any] = []
+    for test in predicate:
+        if test.expression is not None:  # on the circuit's own bits, which the program keeps
+            if len(predicate) == 1 and test.holds:
+                return test.expression
+            terms.append(test.expression if test.holds else expr.logic_not(test.expression))
+            continue
+        bits = [program.clbits[b] for b in test.bits]
+        register = next((r for r in program.cregs if list(r) == bits), None)
+        if len(predicate) == 1 and test.holds and (len(bits) == 1 or register is not None):
+            return (bits[0] if len(bits) == 1 else register, test.value)
+        if len(bits) == 1:
+            term = expr.lift(bits[0]) if test.value else expr.logic_not(bits[0])
+        elif register is not None:
+            term = expr.equal(register, test.value)
+        else:
+            term = _bits_equal(bits, test.value)
+        terms.append(term if test.holds else expr.logic_not(term))
+    condition = terms[0]
+    for term in terms[1:]:
+        condition = expr.logic_and(condition, term)
+    return condition
+
+
+def _bits_equal(bits: Sequence[Clbit], value: int) -> Any:
+    """bits (least significant first) == value, as a classical expression."""
+    out: Any = None
+    for k, bit in enumerate(bits):
+        term = expr.lift(bit) if (value >> k) & 1 else expr.logic_not(bit)
+        out = term if out is None else expr.logic_and(out, term)
+    return out
 
 
 @dataclass(frozen=True)
@@ -796,13 +900,14 @@ def compile_teleport(
     links: Sequence[LinkSlot],
     *,
     teledata: bool = True,
+    limits: UnrollLimits | None = None,
 ) -> TeleportProgram:
     """The co-simulated program of `circuit` placed by `partition`; ValueError if impossible.
 
-    `teledata=False` keeps every qubit on its node (cat sharing only), for comparison.
+    `teledata=False` keeps every qubit on its node (cat sharing only), for comparison. Loops
+    are unrolled within `limits` (the sanitizer's defaults) and `if`/`else` becomes
+    conditional operations, their bits sent to the node that acts on them.
     """
-    if has_control_flow(circuit):
-        raise ValueError("teleport does not support classical control flow in the circuit")
     missing = [q for q in range(circuit.num_qubits) if q not in partition.assignment]
     if missing:
         raise ValueError(f"the partition places no node for qubits {missing}")
@@ -819,7 +924,7 @@ def compile_teleport(
     owner = [partition.assignment[q] for q in range(circuit.num_qubits)]
     index = LinkIndex(links)
     try:
-        logical = for_distribution(circuit, one_qubit)
+        logical = for_distribution(unroll(circuit, limits), one_qubit)
         units = _units(logical)
         builder = _schedule(
             units, owner, slots, index, partition.nodes, logical.num_clbits, teledata
@@ -859,4 +964,5 @@ def compile_teleport(
             if u.kind in ("cx", "cz", "zz") and owner[u.qubits[0]] != owner[u.qubits[1]]
         ),
         teledata=builder.teledata,
+        conditional_messages=builder.conditional_messages,
     )

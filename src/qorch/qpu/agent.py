@@ -20,6 +20,8 @@ from qiskit import QuantumCircuit
 from qorch.agent_protocol import (
     AgentError,
     AgentRequest,
+    AttestReply,
+    AttestRequest,
     CalibrateRequest,
     CalibrationReply,
     CancelReply,
@@ -39,10 +41,11 @@ from qorch.agent_protocol import (
 )
 from qorch.api.quantum_node import QuantumNode
 from qorch.channel.http import ChannelServer, ServerLimits
-from qorch.channel.identity import Identity
 from qorch.telemetry.agent import AgentTelemetry, declared_calibration
 from qorch.telemetry.feedforward import echo_reply
 
+from .agent_keys import AgentKeys
+from .attestor import Attestor
 from .calibration import SHOTS as CALIBRATION_SHOTS
 from .calibration import calibration_circuits, figures
 from .circuits import decode_circuit
@@ -111,11 +114,18 @@ class QpuAgent:
     """Runs programs one at a time, as a processor does; a repeated program id is not re-run.
 
     With `node_file`, the node's manifest is re-read whenever that file changes (see
-    `refresh`), so its noise can drift while the agent runs.
+    `refresh`), so its noise can drift while the agent runs. With `attestor`, it answers
+    `attest` challenges with TPM quotes (qorch.qpu.attestor).
     """
 
-    def __init__(self, node: QuantumNode, node_file: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        node: QuantumNode,
+        node_file: str | Path | None = None,
+        attestor: Attestor | None = None,
+    ) -> None:
         self.node = node
+        self.attestor = attestor
         self.executor = NodeExecutor(node.spec)
         self.started = time.time()
         self.programs_run = 0
@@ -166,6 +176,8 @@ class QpuAgent:
                 return await self.probe_link(request)
             case EchoRequest():  # feed-forward latency probes between linked nodes
                 return echo_reply(request)
+            case AttestRequest():
+                return await self.attest(request)
             case _:
                 assert_never(request)
 
@@ -177,6 +189,11 @@ class QpuAgent:
             busy=self._qpu.locked() or self._program.locked(),
             uptime_seconds=round(time.time() - self.started, 3),
         )
+
+    async def attest(self, request: AttestRequest) -> AttestReply:
+        if self.attestor is None:
+            raise AgentError(ErrorCode.NO_TPM, f"node {self.node.metadata.name} runs without a TPM")
+        return await self.attestor.attest(request)
 
     def refresh(self) -> None:
         """Take up the node file's manifest if the file changed since the last look.
@@ -595,20 +612,23 @@ def _retrieve(task: asyncio.Task[Any]) -> None:
 
 
 def build_app(
-    agent: QpuAgent,
-    identity: Identity,
-    trusted: list[bytes],
-    server_limits: ServerLimits | None = None,
+    agent: QpuAgent, keys: AgentKeys, server_limits: ServerLimits | None = None
 ) -> web.Application:
     """Programs and results only over the authenticated channel; /healthz says nothing more
     than that the process is up, for the kubelet's probes. Serve it with
-    `server_limits.runner_options()` (see `serve`)."""
+    `server_limits.runner_options()` (see `serve`). The channel's keys follow their files
+    (a key rotation without a restart, see qorch.qpu.agent_keys)."""
     app = web.Application()
     server = ChannelServer(
-        identity, trusted, agent.telemetry.traced(agent.handle), server_limits=server_limits
+        keys.identity,
+        keys.trusted,
+        agent.telemetry.traced(agent.handle),
+        server_limits=server_limits,
+        refresh_keys=keys.refresh,
     )
+    keys.attach(server)
     agent.telemetry.attach(server).add_routes(app)
-    agent.peers = PeerMessaging(identity, agent.telemetry, server_limits)
+    agent.peers = PeerMessaging(lambda: keys.identity, agent.telemetry, server_limits)
     agent.peers.add_routes(app)
 
     async def healthz(_: web.Request) -> web.Response:
@@ -622,19 +642,21 @@ async def serve(
     node: QuantumNode,
     host: str,
     port: int,
-    identity: Identity,
-    trusted: list[bytes],
+    keys: AgentKeys,
     node_file: str | Path | None = None,
+    attestor: Attestor | None = None,
 ) -> None:
     """Serve until cancelled; prints the bound URL so a launcher can find a port-0 agent.
-    With `node_file`, the node follows changes to that manifest (see `QpuAgent.refresh`)."""
-    if not trusted:
+    With `node_file`, the node follows changes to that manifest (see `QpuAgent.refresh`);
+    the keys follow their files (see qorch.qpu.agent_keys); with `attestor`, it answers
+    `attest` challenges."""
+    if not keys.trusted:
         raise ValueError("no trusted operator key: the agent would answer nobody")
-    agent = QpuAgent(node, node_file=node_file)
+    agent = QpuAgent(node, node_file=node_file, attestor=attestor)
     agent.telemetry.configure_tracing()  # here, not in QpuAgent: in-process agents keep theirs
     limits = ServerLimits()
     runner = web.AppRunner(
-        build_app(agent, identity, trusted, limits), access_log=None, **limits.runner_options()
+        build_app(agent, keys, server_limits=limits), access_log=None, **limits.runner_options()
     )
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=limits.listen_backlog)

@@ -57,6 +57,7 @@ from qorch.channel import (
 )
 from qorch.channel.http import ChannelClient, ChannelServer, ServerLimits
 from qorch.channel.identity import Identity
+from qorch.channel.pins import KeyPins, PinnedKey
 
 if TYPE_CHECKING:
     from qorch.telemetry.agent import AgentTelemetry
@@ -111,19 +112,30 @@ def sign_bits(message: PeerBitsRequest, identity: Identity) -> PeerBitsRequest:
     return message.model_copy(update={"signature": base64.b64encode(signature).decode()})
 
 
-def signed_by(message: PeerBitsRequest, public_key: bytes) -> bool:
+def signed_by(message: PeerBitsRequest, public_keys: Sequence[bytes]) -> bool:
+    """Whether one of `public_keys` signed the message."""
     try:
         raw = base64.b64decode(message.signature, validate=True)
     except (binascii.Error, ValueError):
         return False
-    return bool(get_provider().verify(public_key, raw, message.signed_bytes(), SIGNATURE_CONTEXT))
+    signed = message.signed_bytes()
+    return any(get_provider().verify(k, raw, signed, SIGNATURE_CONTEXT) for k in public_keys)
+
+
+def decode_keys(texts: Sequence[str]) -> tuple[bytes, ...]:
+    """The pinned keys of a run request's `locc`; a BadRequest naming the field if one is
+    not a key."""
+    try:
+        return tuple(decode_public_key(text) for text in texts)
+    except ValueError as exc:
+        raise AgentError(ErrorCode.BAD_REQUEST, f"run.locc.peerPublicKeys: {exc}") from None
 
 
 @dataclass
 class _Inbound:
     """One exchange this agent receives: whose key signs it, and what came so far."""
 
-    key: bytes
+    keys: tuple[bytes, ...]
     queue: asyncio.Queue[PeerBitsRequest | AgentError] = field(default_factory=asyncio.Queue)
     next_seq: int = 0
     last_accepted: bytes | None = None
@@ -151,35 +163,54 @@ class PeerMessaging:
 
     def __init__(
         self,
-        identity: Identity,
+        identity: Identity | Callable[[], Identity],
         telemetry: AgentTelemetry | None = None,
         server_limits: ServerLimits | None = None,
     ) -> None:
-        self.identity = identity
+        # The agent's current identity: a callable follows its key through a rotation.
+        self._identity = identity if callable(identity) else lambda: identity
         self.telemetry = telemetry
         self.server = ChannelServer(
-            identity, [], self._handle, prefix=PEER_PREFIX, server_limits=server_limits
+            self.identity,
+            [],
+            self._handle,
+            prefix=PEER_PREFIX,
+            server_limits=server_limits,
+            refresh_keys=lambda: self.server.rekey(self.identity),
         )
         self.counters = PeerCounters()
         self._inbound: dict[str, _Inbound] = {}
+
+    @property
+    def identity(self) -> Identity:
+        return self._identity()
 
     def add_routes(self, app: Any) -> None:
         self.server.add_routes(app)
 
     # -- receiving -------------------------------------------------------------------------
 
-    def expect(self, exchange: str, sender_key: bytes) -> _Inbound:
-        """Admit the sender's key and hold its messages for `exchange`."""
+    def expect(self, exchange: str, sender_keys: tuple[bytes, ...]) -> _Inbound:
+        """Admit the sender's keys and hold its messages for `exchange`."""
         if exchange in self._inbound:
             raise AgentError(ErrorCode.BAD_REQUEST, f"exchange {exchange} is already open")
-        self.server.trust(sender_key)
-        inbound = self._inbound[exchange] = _Inbound(sender_key)
+        inbound = _Inbound(sender_keys)
+        self._inbound[exchange] = inbound
+        try:
+            self._admit()
+        except ValueError as exc:
+            del self._inbound[exchange]
+            raise AgentError(ErrorCode.BAD_REQUEST, f"run.locc.peerPublicKeys: {exc}") from None
         return inbound
 
     def close_exchange(self, exchange: str) -> None:
-        inbound = self._inbound.pop(exchange, None)
-        if inbound is not None and all(i.key != inbound.key for i in self._inbound.values()):
-            self.server.distrust(inbound.key)
+        """Forget the exchange; its sender is admitted no more unless another names it."""
+        if self._inbound.pop(exchange, None) is not None:
+            self._admit()
+
+    def _admit(self) -> None:
+        """The peer channel admits exactly the senders of the open exchanges."""
+        self.server.trust({key for i in self._inbound.values() for key in i.keys})
 
     async def _handle(self, op: str, payload: dict[str, Any]) -> dict[str, Any]:
         received = time.time_ns()
@@ -194,7 +225,7 @@ class PeerMessaging:
             )
         if inbound.failed is not None:
             raise inbound.failed
-        if not signed_by(message, inbound.key):
+        if not signed_by(message, inbound.keys):
             self._refused()
             raise inbound.fail(
                 AgentError(
@@ -319,12 +350,9 @@ class PeerMessaging:
     ) -> tuple[list[dict[str, int]], LoccReceipt]:
         """Run each circuit, then send its shots' cut-wire outcomes in order, a chunk to a
         message; the receiver works on one subexperiment while the next one runs here."""
-        try:
-            peer_key = decode_public_key(spec.peer_public_key)
-        except ValueError as exc:
-            raise AgentError(ErrorCode.BAD_REQUEST, f"run.locc.peerPublicKey: {exc}") from None
+        pins = KeyPins(tuple(PinnedKey(key) for key in decode_keys(spec.peer_public_keys)))
         client = ChannelClient(
-            spec.peer_endpoint, self.identity, peer_key, prefix=PEER_PREFIX, timeout=None
+            spec.peer_endpoint, self.identity, pins, prefix=PEER_PREFIX, timeout=None
         )
         rng = np.random.default_rng(request.seed)
         results: list[dict[str, int]] = []
@@ -412,11 +440,7 @@ class PeerMessaging:
         assert spec is not None
         started = time.perf_counter()
         if isinstance(spec, LoccReceive):
-            try:
-                sender_key = decode_public_key(spec.peer_public_key)
-            except ValueError as exc:
-                raise AgentError(ErrorCode.BAD_REQUEST, f"run.locc.peerPublicKey: {exc}") from None
-            inbound = self.expect(spec.exchange, sender_key)
+            inbound = self.expect(spec.exchange, decode_keys(spec.peer_public_keys))
             try:
                 async with program:
                     counts, receipt = await self.receive(request, spec, circuits, inbound, run)

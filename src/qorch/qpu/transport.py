@@ -3,8 +3,8 @@ wire form of the requests and replies of qorch.agent_protocol (whose `ask` sends
 request through it and reads the typed reply).
 
 Every call travels over the post-quantum authenticated channel (qorch.channel): the
-pipeline holds the operator's identity and pins each node's public key; an agent answers
-only the operator's key.
+pipeline holds the operator's identity and pins each node's public key (two, each in its
+window, while the node's key rotates); an agent answers only the operator keys it trusts.
 
 A `run` may last as long as its job allows, but no single exchange with the agent does:
 the agent answers a run after at most `ProgressPolling.wait_seconds` with the program's
@@ -34,14 +34,17 @@ from qorch.agent_protocol import (
     field_errors,
 )
 from qorch.channel import ChannelError, ChannelTimeout, RemoteError, TransportError
-from qorch.channel.http import ChannelClient
+from qorch.channel.errors import SessionRefused
+from qorch.channel.http import ChannelClient, SessionCall, SessionVet
 from qorch.channel.identity import Identity
+from qorch.channel.pins import KeyPins
 
 __all__ = [
     "AgentClient",
     "AgentConnections",
     "AgentError",
     "ProgressPolling",
+    "RefusingAgent",
     "SecureAgentClient",
     "UnpinnedAgent",
 ]
@@ -70,6 +73,13 @@ class AgentClient(Caller, Protocol):
     async def close(self) -> None: ...
 
 
+def authenticated_fingerprint(client: object) -> str | None:
+    """Fingerprint of the node key that authenticated the client's last call, if it has a
+    channel (a wrapper passes the attribute on)."""
+    value = getattr(client, "peer_fingerprint", None)
+    return value if isinstance(value, str) else None
+
+
 class SecureAgentClient:
     """A channel client whose failures are AgentErrors with a code the pipeline can act on.
     A `run` is followed by progress polling (see `ProgressPolling`)."""
@@ -78,13 +88,31 @@ class SecureAgentClient:
         self,
         endpoint: str,
         identity: Identity,
-        pinned_key: bytes,
+        pinned_key: bytes | KeyPins,
         *,
         polling: ProgressPolling | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.polling = polling or ProgressPolling()
         self._channel = ChannelClient(endpoint, identity, pinned_key, timeout=None)
+
+    @property
+    def pins(self) -> KeyPins:
+        return self._channel.pins
+
+    def pin(self, pins: bytes | KeyPins) -> None:
+        """New pins for the node from the next handshake on; calls in flight (a `run` being
+        followed) carry on over them."""
+        self._channel.pin(pins)
+
+    @property
+    def peer_fingerprint(self) -> str | None:
+        """The node key that authenticated the last call's session."""
+        return self._channel.peer_fingerprint
+
+    def vet_sessions(self, vet: SessionVet | None) -> None:
+        """Check every new session with `vet` before a call uses it (None: no check)."""
+        self._channel.vet = vet
 
     async def call(
         self, op: str, payload: dict[str, Any], *, timeout: float | None = None
@@ -153,11 +181,40 @@ class SecureAgentClient:
             raise AgentError(ErrorCode.TIMEOUT, str(exc)) from exc
         except TransportError as exc:
             raise AgentError(ErrorCode.UNREACHABLE, str(exc)) from exc
+        except SessionRefused as exc:
+            raise AgentError(exc.reason, str(exc)) from exc
         except ChannelError as exc:
             raise AgentError(type(exc).__name__, str(exc)) from exc
 
     async def close(self) -> None:
         await self._channel.close()
+
+
+class SessionCaller:
+    """A call over one channel session (what a session `vet` is given), with the failures
+    a SecureAgentClient gives."""
+
+    def __init__(self, call: SessionCall, fingerprint: str) -> None:
+        self._call = call
+        self.peer_fingerprint = fingerprint
+
+    async def call(
+        self, op: str, payload: dict[str, Any], *, timeout: float | None = None
+    ) -> dict[str, Any]:
+        try:
+            async with asyncio.timeout(timeout):
+                return await self._call(op, payload)
+        except TimeoutError:
+            raise AgentError(ErrorCode.TIMEOUT, f"{op}: no reply within {timeout:g} s") from None
+        except RemoteError as exc:
+            raise AgentError(exc.error_type, exc.remote_message) from exc
+        except TransportError as exc:
+            raise AgentError(ErrorCode.UNREACHABLE, str(exc)) from exc
+        except ChannelError as exc:
+            raise AgentError(type(exc).__name__, str(exc)) from exc
+
+    async def close(self) -> None:
+        return None
 
 
 def _progress(report: RunProgress | None) -> str:
@@ -173,39 +230,56 @@ def _still_running(program_id: str, budget: float | None, report: RunProgress | 
     )
 
 
-class UnpinnedAgent:
-    """A node whose key is not pinned: nothing is sent to it, no trust on first use."""
+class RefusingAgent:
+    """A node qorch sends nothing to, and the error every call gets instead."""
 
-    def __init__(self, node: str) -> None:
-        self.node = node
+    peer_fingerprint = None
+
+    def __init__(self, code: str, message: str) -> None:
+        self.code, self.message = code, message
 
     async def call(
         self, op: str, payload: dict[str, Any], *, timeout: float | None = None
     ) -> dict[str, Any]:
-        raise AgentError(
-            ErrorCode.IDENTITY_NOT_PINNED,
-            f"QuantumNode {self.node!r} has no spec.identity.publicKey; qorch talks only to"
-            " nodes whose key is pinned",
-        )
+        raise AgentError(self.code, self.message)
 
     async def close(self) -> None:
         return None
 
 
+class UnpinnedAgent(RefusingAgent):
+    """A node whose key is not pinned: nothing is sent to it, no trust on first use."""
+
+    def __init__(self, node: str) -> None:
+        super().__init__(
+            ErrorCode.IDENTITY_NOT_PINNED,
+            f"QuantumNode {node!r} has no spec.identity.publicKey; qorch talks only to"
+            " nodes whose key is pinned",
+        )
+        self.node = node
+
+
 class AgentConnections:
-    """One channel per (endpoint, pinned key), shared by every caller of the process."""
+    """One channel per node (and endpoint), shared by every caller of the process. When the
+    node's pins change (its key rotates) the same channel takes them up, so a program
+    being followed over it carries on across the rotation."""
 
     def __init__(self, identity: Identity) -> None:
         self.identity = identity
-        self._clients: dict[tuple[str, bytes], SecureAgentClient] = {}
+        self._clients: dict[tuple[str, str, str], SecureAgentClient] = {}
 
-    def get(self, node: str, endpoint: str, pinned_key: bytes | None) -> AgentClient:
-        if pinned_key is None:
+    def get(
+        self, node: str, endpoint: str, pins: bytes | KeyPins | None, namespace: str = ""
+    ) -> AgentClient:
+        if pins is None:
             return UnpinnedAgent(node)
-        key = (endpoint, pinned_key)
+        pins = KeyPins.of(pins)
+        key = (namespace, node, endpoint)
         client = self._clients.get(key)
         if client is None:
-            client = self._clients[key] = SecureAgentClient(endpoint, self.identity, pinned_key)
+            client = self._clients[key] = SecureAgentClient(endpoint, self.identity, pins)
+        elif client.pins != pins:
+            client.pin(pins)
         return client
 
     async def close(self) -> None:

@@ -43,7 +43,16 @@ STEP_NAMES = {
 }
 # Codes of failed agent calls that are authentication failures of the channel.
 AUTH_FAILURE_CODES = frozenset(
-    {"PeerKeyMismatch", "AuthenticationFailed", "UntrustedPeer", ErrorCode.IDENTITY_NOT_PINNED}
+    {
+        "PeerKeyMismatch",
+        "AuthenticationFailed",
+        "UntrustedPeer",
+        ErrorCode.IDENTITY_NOT_PINNED,
+        # A node key outside its rotation window, or an identity spec that cannot be pinned.
+        "KeyRetired",
+        "KeyNotYetValid",
+        "InvalidIdentity",
+    }
 )
 # Result codes a label may take; anything else an agent sends becomes "Other".
 KNOWN_CODES = frozenset(
@@ -55,6 +64,7 @@ KNOWN_CODES = frozenset(
         "ChannelError",
         "CancelledError",
         *REFUSAL_CODES,
+        *AUTH_FAILURE_CODES,
     }
 )
 

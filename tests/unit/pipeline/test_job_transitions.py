@@ -8,6 +8,7 @@ phase, the condition that explains it and what the reservation book holds.
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -17,8 +18,8 @@ from qorch.api import DistributedJob, get_condition
 from qorch.api import reasons as R
 from qorch.api.distributed_job import stored_spec
 from qorch.channel.identity import Identity
-from qorch.channel.signing import UNKNOWN_SIGNER, sign_spec
-from qorch.pipeline.authorization import AuthorizationPolicy
+from qorch.channel.signing import UNKNOWN_SIGNER, TrustedKey, now_utc, sign_job
+from qorch.pipeline.authorization import AuthorizationPolicy, StaticKeys
 from qorch.pipeline.job import JobPipeline, PipelineSettings, StepResult
 from qorch.pipeline.reservations import QueueEntry, Reservations
 from qorch.sanitizer import SanitizerPolicy, SanitizerPolicyFile
@@ -184,10 +185,12 @@ async def test_a_circuit_whose_configmap_key_is_missing_is_rejected(pipeline, wo
 async def test_a_signature_by_an_untrusted_submitter_is_refused(world, book):
     world.add_node("a", 4)
     alice, bob = Identity.generate(), Identity.generate()
-    policy = AuthorizationPolicy(require_signature=True, trusted_keys=(bob.public_key,))
+    keys = StaticKeys((TrustedKey(bob.public_key),))
+    policy = AuthorizationPolicy(require_signature=True, keys=keys)
     pipeline = JobPipeline(world, book, PipelineSettings(authorization=policy))
     spec = stored_spec({"circuit": {"qasm": BELL}, "shots": SHOTS})
-    job = make_job("j", BELL, shots=SHOTS, signature=sign_spec(spec, alice))
+    signature = sign_job(spec, NAMESPACE, "j", alice, now_utc() + timedelta(hours=1))
+    job = make_job("j", BELL, shots=SHOTS, signature=signature)
     await step(pipeline, job)
     assert job.status.phase == "Rejected"
     assert condition(job, R.SANITIZED) == ("True", R.POLICY_PASSED)
@@ -200,10 +203,12 @@ async def test_a_signature_by_an_untrusted_submitter_is_refused(world, book):
 async def test_a_signature_by_a_trusted_submitter_is_admitted(world, book):
     world.add_node("a", 4)
     alice = Identity.generate()
-    policy = AuthorizationPolicy(require_signature=True, trusted_keys=(alice.public_key,))
+    keys = StaticKeys((TrustedKey(alice.public_key),))
+    policy = AuthorizationPolicy(require_signature=True, keys=keys)
     pipeline = JobPipeline(world, book, PipelineSettings(authorization=policy))
     spec = stored_spec({"circuit": {"qasm": BELL}, "shots": SHOTS})
-    job = make_job("j", BELL, shots=SHOTS, signature=sign_spec(spec, alice))
+    signature = sign_job(spec, NAMESPACE, "j", alice, now_utc() + timedelta(hours=1))
+    job = make_job("j", BELL, shots=SHOTS, signature=signature)
     await step(pipeline, job)
     assert job.status.phase == "Admitted", job.status.message
     assert condition(job, R.AUTHORIZED) == ("True", R.SIGNATURE_VALID)

@@ -155,16 +155,6 @@ def test_deferred_and_literal_feed_forward_agree_under_noise() -> None:
     assert hellinger_fidelity(deferred, literal) >= 0.98
 
 
-def test_circuits_with_feed_forward_are_refused() -> None:
-    qc = QuantumCircuit(2, 1)
-    qc.measure(0, 0)
-    with qc.if_test((qc.clbits[0], 1)):
-        qc.x(1)
-    placed = Partition({0: "a", 1: "b"}, 0, {}, ("a", "b"))
-    with pytest.raises(ValueError, match="control flow"):
-        compile_teleport(qc, placed, [node("a", 2), node("b", 2)], [link("a", "b")])
-
-
 def test_a_gate_between_unlinked_nodes_is_refused() -> None:
     placed = Partition({0: "a", 1: "b"}, 1, {}, ("a", "b"))
     qc = QuantumCircuit(2)

@@ -51,8 +51,9 @@ PEER_WAIT_SECONDS = 30.0
 #: Shots' outcomes per message.
 CHUNK_SHOTS = 1024
 
-#: Where a node's agent is reached, and its pinned key (None: not pinned).
-Address = tuple[str, bytes | None]
+#: Where a node's agent is reached, and the keys pinned for it now (none: not pinned; two
+#: while its key rotates).
+Address = tuple[str, tuple[bytes, ...]]
 
 
 def _seed(key: str) -> int:
@@ -73,22 +74,22 @@ class LoccCutWork(Work):
         for node in (self.knitting.sender, self.knitting.receiver):
             self.peers[node] = where(node)
 
-    def _peer(self, node: str) -> tuple[str, str]:
-        """Endpoint and base64 key of a node's agent. A node without a pinned key gets a key
-        no agent can read: its peer's program is refused with BadRequest naming the field,
-        as the node's own is with IdentityNotPinned."""
+    def _peer(self, node: str) -> tuple[str, list[str]]:
+        """Endpoint and base64 keys of a node's agent. A node without a pinned key gets a
+        key no agent can read: its peer's program is refused with BadRequest naming the
+        field, as the node's own is with IdentityNotPinned."""
         if node not in self.peers:
             raise ValueError(f"the pipeline did not say where {node}'s agent is")
-        endpoint, key = self.peers[node]
-        return endpoint, encode_public_key(key) if key is not None else "unpinned"
+        endpoint, keys = self.peers[node]
+        return endpoint, [encode_public_key(k) for k in keys] or ["unpinned"]
 
     def shots_per_subexperiment(self, shots: int) -> int:
         return max(1, shots // bases(self.knitting.wires))
 
     def payloads(self, shots: int, key: str) -> dict[str, RunRequest]:
         plan = self.knitting
-        receiver_endpoint, receiver_key = self._peer(plan.receiver)
-        _, sender_key = self._peer(plan.sender)
+        receiver_endpoint, receiver_keys = self._peer(plan.receiver)
+        _, sender_keys = self._peer(plan.sender)
         exchange = f"{key}/locc"
         per_sub = self.shots_per_subexperiment(shots)
         seed = _seed(exchange)
@@ -101,7 +102,7 @@ class LoccCutWork(Work):
             locc=LoccSend(
                 exchange=exchange,
                 peer_endpoint=receiver_endpoint,
-                peer_public_key=receiver_key,
+                peer_public_keys=receiver_keys,
                 wires=plan.wires,
                 chunk_shots=CHUNK_SHOTS,
                 wait_seconds=wait,
@@ -114,7 +115,7 @@ class LoccCutWork(Work):
             seed=seed + 1,
             locc=LoccReceive(
                 exchange=exchange,
-                peer_public_key=sender_key,
+                peer_public_keys=sender_keys,
                 wires=plan.wires,
                 shift_probabilities=[float(p) for p in shift_probabilities(plan.wires)],
                 wait_seconds=wait,

@@ -1,0 +1,94 @@
+"""What a candidate asks of the hardware besides fidelity: device time and subexperiments.
+
+Device time, not wall time: compiling, simulating and knitting are left out. One shot of a
+circuit takes its depth in layers of the node's slowest gate plus one measurement, the
+figure the decoherence factor of `fidelity` uses; without declared gate times there is no
+estimate (None). A teleport shot also waits for its Bell pairs
+(links herald in parallel, so the slowest link counts) and one feed-forward message per
+pair; a cut runs each subexperiment for every shot, the nodes in parallel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from qiskit import QuantumCircuit
+
+from qorch.api.quantum_node import NoiseSpec
+from qorch.qpu.noise import TWO_QUBIT_GATES
+
+from .circuits import for_distribution
+from .cutting import CutPlan
+from .fidelity import noisy_profile
+from .model import NodeSlot
+from .strategies import Candidate, Demand
+from .teleport import TeleportProgram
+
+
+@dataclass(frozen=True)
+class Workload:
+    """Estimated device seconds of all shots (None when the plan's kind is unknown here) and
+    the number of subexperiments (cutting only)."""
+
+    seconds: float | None = None
+    subexperiments: int | None = None
+
+
+def _layer_ns(noises: Sequence[NoiseSpec]) -> float:
+    """The slowest gate among the nodes; 0 when none declares a gate time."""
+    return max(
+        max(n.two_qubit_gate_nanoseconds or 0, n.single_qubit_gate_nanoseconds or 0) for n in noises
+    )
+
+
+def shot_seconds(circuit: QuantumCircuit, noises: Sequence[NoiseSpec]) -> float | None:
+    """One shot of `circuit` (already in the executing basis) at the slowest nodes' pace;
+    None when none of the nodes declares a gate time."""
+    layer = _layer_ns(noises)
+    if not layer:
+        return None
+    measure = max(n.measure_nanoseconds or 0 for n in noises)
+    return (noisy_profile(circuit).depth * layer + measure) / 1e9
+
+
+def _native(circuit: QuantumCircuit, node: NodeSlot) -> QuantumCircuit:
+    return for_distribution(circuit, [g for g in node.basis_gates if g not in TWO_QUBIT_GATES])
+
+
+def workload(candidate: Candidate, demand: Demand) -> Workload:
+    """The workload of a feasible candidate; an empty one for an infeasible candidate."""
+    if not candidate.feasible:
+        return Workload()
+    nodes = {n.name: n for n in demand.nodes}
+    plan, shots = candidate.plan, demand.shots
+    if isinstance(plan, str) and plan in nodes:
+        node = nodes[plan]
+        if not _layer_ns([node.noise]):
+            return Workload()  # nothing to count: spare the translation
+        per_shot = shot_seconds(_native(demand.circuit, node), [node.noise])
+        return Workload(None if per_shot is None else shots * per_shot)
+    if isinstance(plan, TeleportProgram) and candidate.partition is not None:
+        noises = [nodes[n].noise for n in candidate.partition.nodes if n in nodes]
+        links = {x.name: x for x in demand.links}
+        pairs = max(plan.expected_generation_seconds.values(), default=0.0)
+        messages = max(
+            (n * links[k].classical_latency_us / 1e6 for k, n in plan.bell_pairs.items()),
+            default=0.0,
+        )
+        gates = shot_seconds(plan.circuit, noises or [NoiseSpec()])
+        return Workload(None if gates is None else shots * (gates + pairs + messages))
+    if isinstance(plan, CutPlan):
+        busiest: float | None = 0.0
+        for name, subs in plan.subexperiments.items():
+            if not subs or name not in nodes or busiest is None:
+                continue
+            if not _layer_ns([nodes[name].noise]):
+                busiest = None
+                continue
+            # Subexperiments differ in a few QPD gates: the largest stands for them all.
+            largest = max(subs, key=lambda c: c.size())
+            per_shot = shot_seconds(_native(largest, nodes[name]), [nodes[name].noise])
+            busiest = None if per_shot is None else max(busiest, len(subs) * shots * per_shot)
+        return Workload(busiest, plan.num_subexperiments)
+    return Workload()
