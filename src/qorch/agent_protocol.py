@@ -15,6 +15,11 @@ fields an agent does not know are ignored, so either side may be newer.
     echo        EchoRequest        EchoReply
     attest      AttestRequest      AttestReply
 
+An LOCC wire cut adds one operation between two agents, on their own channel (a sender
+agent to a receiving agent, never through the operator; qorch.qpu.peer):
+
+    peer_bits   PeerBitsRequest    PeerBitsReply
+
 The agent reads a request with `parse_request`, which refuses a malformed one with a
 BadRequest naming the field (`run.shots: Input should be greater than 0`); a caller sends
 one with `ask`, which reads the reply into its model. A refusal or a failure travels as an
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 from collections.abc import Awaitable, Mapping
 from enum import StrEnum
 from typing import Annotated, Any, Generic, Literal, Protocol, Self, TypeVar, get_args
@@ -55,6 +61,12 @@ class Op(StrEnum):
     ATTEST = "attest"
 
 
+class PeerOp(StrEnum):
+    """The operations an agent serves to other agents, on its peer channel only."""
+
+    PEER_BITS = "peer_bits"
+
+
 class ErrorCode(StrEnum):
     """The `code` of an AgentError, as sent on the wire."""
 
@@ -72,6 +84,11 @@ class ErrorCode(StrEnum):
     UNREACHABLE = "Unreachable"
     IDENTITY_NOT_PINNED = "IdentityNotPinned"
     BAD_REPLY = "BadReply"  # the reply does not fit its model
+    # An LOCC exchange between two agents (qorch.qpu.peer) failed; the job re-routes.
+    PEER_MESSAGE_MISSING = "PeerMessageMissing"  # a classical message did not come in time
+    PEER_BAD_SIGNATURE = "PeerBadSignature"  # not signed by the sender the operator named
+    PEER_OUT_OF_ORDER = "PeerOutOfOrder"  # a message's sequence number is not the next one
+    PEER_UNREACHABLE = "PeerUnreachable"  # the receiving agent did not take the messages
 
 
 class AgentError(Exception):
@@ -155,9 +172,21 @@ class Request(Message, Generic[ReplyT]):
 # -- run and wait ----------------------------------------------------------------------------
 
 
+class LoccReceipt(Message):
+    """What one side of an LOCC exchange saw, shot by shot in the order the sender sent the
+    shots: per subexperiment the outcome of each shot (the sender's full bitstring, or the
+    receiver's), the receiver's draw of each shot's shift, and the classical messages."""
+
+    outcomes: list[list[str]]
+    shifts: list[list[int]] | None = omitted()
+    messages: int = Field(ge=0)
+    # Sender: one-way time of each message, half its round trip less the receiver's hold.
+    message_seconds: list[float] = Field(default_factory=list)
+
+
 class RunResult(Message):
     """A finished program: `counts` of its one circuit, or `results`, the counts of each
-    circuit of a batch, in order."""
+    circuit of a batch, in order; an LOCC program adds its per-shot `locc` receipt."""
 
     program_id: ProgramId
     node: str
@@ -166,6 +195,7 @@ class RunResult(Message):
     simulate_seconds: float
     counts: Counts | None = omitted()
     results: list[Counts] | None = omitted()
+    locc: LoccReceipt | None = omitted()
 
     @model_validator(mode="after")
     def _one_of(self) -> RunResult:
@@ -202,6 +232,47 @@ RunReply = Annotated[
 RUN_REPLY: TypeAdapter[RunResult | RunProgress] = TypeAdapter(RunReply)
 
 
+class LoccSend(Message):
+    """This program is the sending side of an LOCC wire cut: each circuit's first `wires`
+    clbits are the cut wires' outcome, sent shot by shot, `chunk_shots` to a message, to
+    the agent at `peer_endpoint` whose key is one of `peer_public_keys` (pinned, base64;
+    two while the receiver's key rotates)."""
+
+    role: Literal["send"] = "send"
+    exchange: ProgramId
+    peer_endpoint: str = Field(pattern=r"^https?://")
+    peer_public_keys: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1, max_length=4)
+    wires: int = Field(gt=0, le=8)
+    chunk_shots: int = Field(default=1024, gt=0)
+    wait_seconds: Seconds = 30.0
+
+
+class LoccReceive(Message):
+    """This program is the receiving side: the circuits are d = 2^wires prepared variants
+    per subexperiment; each received shot with outcome i runs variant i xor r, the shifts r
+    of a message's shots spread in proportion to `shift_probabilities`. Messages must be
+    signed by one of `peer_public_keys` (the sender's pinned keys, base64) and arrive in
+    order, each within `wait_seconds`."""
+
+    role: Literal["receive"] = "receive"
+    exchange: ProgramId
+    peer_public_keys: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1, max_length=4)
+    wires: int = Field(gt=0, le=8)
+    shift_probabilities: list[Annotated[float, Field(ge=0, le=1)]]
+    wait_seconds: Seconds = 30.0
+
+    @model_validator(mode="after")
+    def _one_per_shift(self) -> LoccReceive:
+        if len(self.shift_probabilities) != 2**self.wires:
+            raise ValueError(f"shiftProbabilities needs {2**self.wires} entries")
+        if abs(sum(self.shift_probabilities) - 1) > 1e-9:
+            raise ValueError("shiftProbabilities must sum to 1")
+        return self
+
+
+LoccRole = Annotated[LoccSend | LoccReceive, Field(discriminator="role")]
+
+
 class RunRequest(Request[RunResult]):
     """Run a program once per id: one circuit (`circuit`) or a batch (`circuits`, e.g. cut
     subexperiments), each a QPY circuit in base64 (qorch.qpu.circuits). With `noise`, a
@@ -218,6 +289,7 @@ class RunRequest(Request[RunResult]):
     noise: dict[str, Any] | None = omitted()
     seed: int | None = omitted()
     wait_seconds: Seconds | None = omitted()
+    locc: LoccRole | None = omitted()
 
     @model_validator(mode="after")
     def _one_of(self) -> RunRequest:
@@ -388,6 +460,40 @@ class AttestRequest(Request[AttestReply]):
         if not 16 <= size <= 64:
             raise ValueError(f"nonce of {size} bytes (16 to 64)")
         return self
+
+
+# -- between agents (LOCC) ------------------------------------------------------------------
+
+
+class PeerBitsReply(Message):
+    """The receiving agent took the message (ns since the epoch, its clock)."""
+
+    seq: int
+    received_at_ns: int
+    sent_at_ns: int
+
+
+class PeerBitsRequest(Request[PeerBitsReply]):
+    """Measured cut-wire outcomes of consecutive shots of one subexperiment, one int per
+    shot (bit j: wire j). `seq` counts the exchange's messages from 0; `last` marks its
+    final one. `signature` is the sender's ML-DSA signature over `signed_bytes()`."""
+
+    op: Literal[PeerOp.PEER_BITS] = Field(default=PeerOp.PEER_BITS, exclude=True)
+    exchange: ProgramId
+    seq: int = Field(ge=0)
+    subexperiment: int = Field(ge=0)
+    bits: list[Annotated[int, Field(ge=0)]] = Field(max_length=1_000_000)
+    last: bool = False
+    sent_at_ns: int | None = omitted()
+    signature: str = ""
+
+    def signed_bytes(self) -> bytes:
+        """What the signature covers: every field but itself and the send time."""
+        fields = self.model_dump(mode="json", by_alias=True, exclude={"signature", "sent_at_ns"})
+        return json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
+
+
+PEER_REQUESTS: dict[str, type[PeerBitsRequest]] = {PeerOp.PEER_BITS: PeerBitsRequest}
 
 
 # -- every request ---------------------------------------------------------------------------

@@ -53,7 +53,7 @@ async def test_a_suspended_job_is_planned_holds_nothing_and_runs_when_unsuspende
     assert plan["nodes"] == "first" and plan["strategy"] == "single"
     assert plan.get("reservation", {}) == {}
     candidates = {c["strategy"]: c for c in plan["candidates"]}
-    assert set(candidates) == {"single", "teleport", "cut"}
+    assert set(candidates) == {"single", "teleport", "cut", "locc-cut"}
     assert candidates["single"]["placement"] == [{"node": "first", "qubits": list(range(10))}]
     assert not candidates["cut"]["feasible"] and candidates["cut"]["reason"]
     assert condition(job, "Suspended")["reason"] == "Suspended"

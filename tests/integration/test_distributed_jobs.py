@@ -149,7 +149,7 @@ def test_auto_records_every_candidate_and_picks_the_best_feasible(tmp_path):
     code, jobs = run(tmp_path, job("wide", shots=2000, strategy="auto", circuit={"qasm": ghz(10)}))
     plan = jobs["wide"]["status"]["plan"]
     estimates = {c["strategy"]: c for c in plan["candidates"]}
-    assert set(estimates) == {"single", "teleport", "cut"}
+    assert set(estimates) == {"single", "teleport", "cut", "locc-cut"}
     assert not estimates["single"]["feasible"]  # 10 qubits fit neither 6-qubit node
     assert not estimates["cut"]["feasible"]  # no observables to reconstruct
     assert plan["strategy"] == "teleport" and code == 0

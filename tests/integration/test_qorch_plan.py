@@ -68,7 +68,7 @@ spec:
 
 CHAIN6 = "h q[0];\n" + "".join(f"cx q[{i}], q[{i + 1}];\n" for i in range(5))
 JOBS = (
-    # Wider than a node, with observables: cut and teleport both can, single cannot.
+    # Wider than a node, with observables: cut, the LOCC cut and teleport can, single cannot.
     job("cuttable", CHAIN6, 6, creg=False, observables=["ZZZZZZ", "ZIIIIZ"])
     # Wider than a node, measured: only teleport.
     + job("teleportable", CHAIN6 + "measure q -> c;\n", 6)
@@ -101,16 +101,17 @@ def test_json_lists_every_candidate_with_its_figures_or_why_not(manifests):
     assert "declared figures" in report["basis"]
     jobs = {j["name"]: j for j in report["jobs"]}
     assert {n: j["chosen"] for n, j in jobs.items()} == {
-        "cuttable": "cut",
+        "cuttable": "locc-cut",  # one wire, overhead 9 as the gate cut, fewer gates a side
         "teleportable": "teleport",
         "single": "single",
     }
     for j in jobs.values():
         assert j["phase"] == "Planned"
-        assert [c["strategy"] for c in j["candidates"]] == ["single", "teleport", "cut"]
+        assert [c["strategy"] for c in j["candidates"]] == ["single", "teleport", "cut", "locc-cut"]
         for c in j["candidates"]:
             if c["feasible"]:
-                placed = sorted(q for p in c["placement"] for q in p["qubits"])
+                # An LOCC cut's wire is on both nodes, one after the other.
+                placed = sorted({q for p in c["placement"] for q in p["qubits"]})
                 width = 2 if j["name"] == "single" else 6
                 assert placed == list(range(width)), c
                 assert c["estimatedSeconds"] > 0 and 0 < c["estimatedFidelity"] <= 1
@@ -131,12 +132,13 @@ def test_text_names_each_job_its_choice_and_every_candidate(manifests):
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert out.startswith("# planned from the manifests' declared figures")
-    assert "cuttable (default, 1000 shots): cut on qpu-a,qpu-b" in out
+    assert "cuttable (default, 1000 shots): locc-cut on qpu-a,qpu-b" in out
     assert "teleportable (default, 1000 shots): teleport on qpu-a,qpu-b" in out
     assert "single (default, 1000 shots): single on qpu-a" in out
     assert "    single    infeasible: no node has 6 free qubits (most: qpu-a with 4)" in out
     assert "infeasible: cutting reconstructs expectation values: no observables" in out
-    assert "  * cut       fidelity " in out and "sampling overhead 9" in out
+    assert "    cut       fidelity " in out and "sampling overhead 9" in out
+    assert "  * locc-cut  fidelity " in out and "without communication 16" in out
     assert "Bell pairs per shot: a-b=" in out
     assert "device time " in out
 

@@ -69,7 +69,7 @@ class LabelSelector(ApiModel):
 
 #: Strategies a job may name. The built-in ones are the CRD's enum; the pipeline may register
 #: more (`qorch.pipeline.strategies.register`), which the models accept from then on.
-STRATEGIES: list[str] = ["single", "teleport", "cut"]
+STRATEGIES: list[str] = ["single", "teleport", "cut", "locc-cut"]
 
 
 def _strategy(name: str) -> str:

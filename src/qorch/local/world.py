@@ -9,7 +9,7 @@ from qorch.api import DistributedJob, EntanglementLink, QuantumNode
 from qorch.api.base import now_rfc3339
 from qorch.api.manifests import Manifests
 from qorch.channel.identity import Identity
-from qorch.pipeline.identity import node_agent
+from qorch.pipeline.identity import accepted_keys, node_agent
 from qorch.qpu.transport import AgentClient, AgentConnections
 from qorch.telemetry.instrument import instrument_agent_client
 
@@ -75,6 +75,9 @@ class LocalWorld:
             self.connections, node, self.endpoint_of(node), self.node_keys.get(ref(node))
         )
         return instrument_agent_client(node.metadata.namespace, node.metadata.name, client)
+
+    def address(self, node: QuantumNode) -> tuple[str, tuple[bytes, ...]]:
+        return self.endpoint_of(node), accepted_keys(node, self.node_keys.get(ref(node)))
 
     def event(self, job: DistributedJob, type_: str, reason: str, message: str) -> None:
         self.events.append(

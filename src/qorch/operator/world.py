@@ -8,7 +8,7 @@ from typing import Any, cast
 import kopf
 
 from qorch.api import DistributedJob, EntanglementLink, QuantumNode
-from qorch.pipeline.identity import node_agent
+from qorch.pipeline.identity import accepted_keys, node_agent
 from qorch.qpu.transport import AgentClient
 from qorch.telemetry.instrument import instrument_agent_client
 
@@ -57,6 +57,11 @@ class KubeWorld:
 
     def agent(self, node: QuantumNode) -> AgentClient:
         return agent_client(self._state, node)
+
+    def address(self, node: QuantumNode) -> tuple[str, tuple[bytes, ...]]:
+        ns, name = node.metadata.namespace, node.metadata.name
+        endpoint = agent_endpoint(node, self._state.settings)
+        return endpoint, accepted_keys(node, self._state.node_keys.get((ns, name)))
 
     def event(self, job: DistributedJob, type_: str, reason: str, message: str) -> None:
         ref = {

@@ -109,6 +109,16 @@ def node_agent(
     return client
 
 
+def accepted_keys(node: QuantumNode, managed_key: bytes | None) -> tuple[bytes, ...]:
+    """The node's keys pinned and accepted now (two inside a rotation window), for another
+    agent to pin; none when the node has no pin or an invalid identity spec."""
+    try:
+        pins = node_pins(node, managed_key)
+    except InvalidIdentity:
+        return ()
+    return tuple(key.public_key for key in pins.accepted()) if pins is not None else ()
+
+
 def record_identity(status: QuantumNodeStatus, client: AgentClient) -> None:
     """Into a node's status: the keys its pins accept now, and the key that authenticated
     the last call that got through (before any did, the key pinned first)."""

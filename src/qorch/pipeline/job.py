@@ -148,6 +148,19 @@ def _left(job: DistributedJob, kind: str) -> set[str]:
     return {r.resource[len(prefix) :] for r in job.status.reroutes if r.resource.startswith(prefix)}
 
 
+#: The address of a node that no longer exists.
+ABSENT: tuple[str, tuple[bytes, ...]] = ("http://absent.invalid", ())
+#: A program failed for its exchange with another agent (an LOCC cut): the job re-routes.
+PEER_FAILURES = frozenset(
+    {
+        ErrorCode.PEER_MESSAGE_MISSING,
+        ErrorCode.PEER_BAD_SIGNATURE,
+        ErrorCode.PEER_OUT_OF_ORDER,
+        ErrorCode.PEER_UNREACHABLE,
+    }
+)
+
+
 def _returned(call: asyncio.Future[RunResult]) -> bool:
     return call.done() and not call.cancelled() and call.exception() is None
 
@@ -597,6 +610,9 @@ class JobPipeline:
             job_key(job), want, capacity(list(nodes.values()), self.world.links(ns))
         ):
             log.warning("%s runs without its reservation: another job holds it", job_key(job))
+        # Where each agent is, for work whose agents talk to each other; a node gone is
+        # found below and re-routes the job.
+        work.locate(lambda name: self.world.address(nodes[name]) if name in nodes else ABSENT)
         payloads = work.payloads(job.spec.shots, f"{job_key(job)}/{status.attempt}")
         started = time.perf_counter()
 
@@ -693,6 +709,19 @@ class JobPipeline:
             call = calls[program.id]
             if call.done() and not call.cancelled():
                 exc = call.exception()
+                if isinstance(exc, AgentError) and exc.code in PEER_FAILURES:
+                    # The classical path between two agents failed: plan without it.
+                    used = [u.link for u in plan.bell_pairs]
+                    resource = (
+                        f"EntanglementLink/{used[0]}" if used else f"QuantumNode/{program.node}"
+                    )
+                    found[resource] = Reroute(
+                        attempt=attempt,
+                        resource=resource,
+                        reason=exc.code,
+                        message=exc.message,
+                        time=now,
+                    )
                 if isinstance(exc, AgentError) and exc.code == ErrorCode.UNREACHABLE:
                     resource = f"QuantumNode/{program.node}"
                     found[resource] = Reroute(

@@ -27,6 +27,11 @@ class World(Protocol):
         """A connection to the node's agent (cached by the driver)."""
         ...
 
+    def address(self, node: QuantumNode) -> tuple[str, tuple[bytes, ...]]:
+        """The node agent's endpoint and the keys pinned for it now, for other agents to
+        reach it (none when it has no pinned key)."""
+        ...
+
     def event(self, job: DistributedJob, type_: str, reason: str, message: str) -> None:
         """Record a Kubernetes-style Event about the job."""
         ...

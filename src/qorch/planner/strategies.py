@@ -10,6 +10,13 @@ the executing node's gates (`fidelity.noisy_profile`), so the three strategies c
   and the co-simulated program fits one agent's statevector;
 - cut: the fidelity of the worst subexperiment on its node; its sampling overhead is a
   separate cost, bounded by `max_sampling_overhead`. Only with observables.
+- locc-cut: wires cut from a sender node to a receiver node with one-way classical messages
+  (`locc`); the worst of the two sides' subexperiments, sampling overhead gamma^2 with
+  gamma = 2^(n+1) - 1 for n wires (9 for one, against 16 without communication), and the
+  link's classical latency once per shot. Needs a link between the two nodes (its
+  classical path carries the messages) and observables.
+
+At equal estimated fidelity the lower sampling overhead wins, then the strategy's preference.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from .cutting import CutPlan, plan_cut
 from .estimate import FidelityEstimate
 from .feed_forward import cut_refusal, is_dynamic
 from .fidelity import fidelity_factors, noisy_profile
+from .locc import MAX_WIRES, LoccCutPlan, find_wire_cuts, gamma, lo_gamma, plan_locc_cut
 from .model import LinkSlot, NodeSlot
 from .partition import Partition, partition
 from .teleport import TeleportProgram, compile_teleport
@@ -63,7 +71,7 @@ class Candidate:
     estimated_fidelity: float
     feasible: bool
     reason: str
-    plan: str | TeleportProgram | CutPlan | None = None
+    plan: str | TeleportProgram | CutPlan | LoccCutPlan | None = None
     partition: Partition | None = None
     limited_by: str = ""
     sampling_overhead: float | None = None
@@ -209,6 +217,115 @@ def estimate_cut(demand: Demand) -> Candidate:
     )
 
 
+LOCC_CUT = "locc-cut"
+
+
+def estimate_locc_cut(demand: Demand) -> Candidate:
+    """Wires cut with one-way classical communication between two linked nodes."""
+    circuit, observables, nodes = demand.circuit, demand.observables, demand.nodes
+    if not observables:
+        return Candidate(
+            LOCC_CUT, 0.0, False, "cutting reconstructs expectation values: no observables"
+        )
+    cuts = [c for c in find_wire_cuts(circuit) if len(c.wires) <= MAX_WIRES]
+    if not cuts:
+        return Candidate(
+            LOCC_CUT,
+            0.0,
+            False,
+            f"no split of the gate order hands at most {MAX_WIRES} wires from one part to the"
+            " other",
+        )
+    free = {n.name: n for n in nodes}
+    pairs = [(link.a, link.b, link) for link in demand.links] + [
+        (link.b, link.a, link) for link in demand.links
+    ]
+    pairs = [(a, b, link) for a, b, link in pairs if a in free and b in free]
+    if not pairs:
+        return Candidate(
+            LOCC_CUT,
+            0.0,
+            False,
+            "no link joins two usable nodes: the messages need a classical path",
+        )
+    for cut in cuts:
+        fitting = [
+            (a, b, link)
+            for a, b, link in pairs
+            if free[a].free_qubits >= len(cut.sender_qubits)
+            and free[b].free_qubits >= len(cut.receiver_qubits)
+        ]
+        if fitting:
+            break
+    else:
+        smallest = cuts[0]
+        return Candidate(
+            LOCC_CUT,
+            0.0,
+            False,
+            f"no linked pair of nodes has {len(smallest.sender_qubits)} and"
+            f" {len(smallest.receiver_qubits)} free qubits for the smallest wire cut",
+        )
+    wires = len(cut.wires)
+    overhead = float(gamma(wires) ** 2)
+    if overhead > demand.max_sampling_overhead:
+        return Candidate(
+            LOCC_CUT,
+            0.0,
+            False,
+            f"{wires} wire(s) cost a sampling overhead of {overhead:g}, above the bound"
+            f" {demand.max_sampling_overhead:g}",
+        )
+    best: tuple[float, Candidate] | None = None
+    for a, b, link in fitting:
+        plan = plan_locc_cut(circuit, observables, a, b, cut, link.name)
+        estimate = min(
+            (
+                _on_node(plan.sender_circuits[0], free[a], f"on {a}"),
+                _on_node(max(plan.receiver_circuits, key=lambda c: c.size()), free[b], f"on {b}"),
+            ),
+            key=lambda e: e.value,
+        )
+        latency = link.classical_latency_us * 1e-6
+        seconds = latency * demand.shots
+        limit = estimate.limited_by()
+        if seconds > demand.timeout_seconds:
+            candidate = Candidate(
+                LOCC_CUT,
+                estimate.value,
+                False,
+                f"link {link.name} carries a message per shot at {link.classical_latency_us:g} us:"
+                f" {seconds:.3g} s > timeoutSeconds {demand.timeout_seconds:g}",
+                limited_by=limit,
+            )
+        else:
+            reason = (
+                f"{wires} wire(s) cut from {a} to {b} with classical messages over link"
+                f" {link.name} ({link.classical_latency_us:g} us each): sampling overhead"
+                f" {overhead:g} (without communication {lo_gamma(wires) ** 2:g}; bound"
+                f" {demand.max_sampling_overhead:g}), {plan.num_subexperiments} subexperiments"
+            )
+            if limit:
+                reason += f"; limited by {limit}"
+            assignment = {q: a for q in cut.sender_qubits} | {q: b for q in cut.receiver_qubits}
+            placed = Partition(assignment, 0, {}, (a, b))
+            candidate = Candidate(
+                LOCC_CUT,
+                estimate.value,
+                True,
+                reason,
+                plan,
+                placed,
+                limit,
+                sampling_overhead=overhead,
+            )
+        key = estimate.value + (1.0 if candidate.feasible else 0.0)
+        if best is None or key > best[0]:
+            best = (key, candidate)
+    assert best is not None
+    return best[1]
+
+
 def choose(
     candidates: Sequence[Candidate],
     fidelity_budget: float | None,
@@ -229,7 +346,14 @@ def choose(
     feasible = [c for c in pool if c.feasible]
     if not feasible:
         return "no feasible plan: " + "; ".join(f"{c.strategy}: {c.reason}" for c in pool)
-    best = max(feasible, key=lambda c: (c.estimated_fidelity, -rank.get(c.strategy, 0)))
+    best = max(
+        feasible,
+        key=lambda c: (
+            c.estimated_fidelity,
+            -(c.sampling_overhead or 1.0),
+            -rank.get(c.strategy, 0),
+        ),
+    )
     if fidelity_budget is not None and best.estimated_fidelity < fidelity_budget:
         limit = f", limited by {best.limited_by}" if best.limited_by else ""
         others = [c for c in pool if c is not best]

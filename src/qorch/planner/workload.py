@@ -5,7 +5,8 @@ circuit takes its depth in layers of the node's slowest gate plus one measuremen
 figure the decoherence factor of `fidelity` uses; without declared gate times there is no
 estimate (None). A teleport shot also waits for its Bell pairs
 (links herald in parallel, so the slowest link counts) and one feed-forward message per
-pair; a cut runs each subexperiment for every shot, the nodes in parallel.
+pair; a cut runs each subexperiment for every shot, the nodes in parallel; an LOCC cut's
+shot is the sender's part, one classical message, then the receiver's part.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from qorch.qpu.noise import TWO_QUBIT_GATES
 from .circuits import for_distribution
 from .cutting import CutPlan
 from .fidelity import noisy_profile
+from .locc import LoccCutPlan, bases
 from .model import NodeSlot
 from .strategies import Candidate, Demand
 from .teleport import TeleportProgram
@@ -91,4 +93,15 @@ def workload(candidate: Candidate, demand: Demand) -> Workload:
             per_shot = shot_seconds(_native(largest, nodes[name]), [nodes[name].noise])
             busiest = None if per_shot is None else max(busiest, len(subs) * shots * per_shot)
         return Workload(busiest, plan.num_subexperiments)
+    if isinstance(plan, LoccCutPlan) and plan.sender in nodes and plan.receiver in nodes:
+        sender, receiver = nodes[plan.sender], nodes[plan.receiver]
+        send = shot_seconds(_native(plan.sender_circuits[0], sender), [sender.noise])
+        largest = max(plan.receiver_circuits, key=lambda c: c.size())
+        receive = shot_seconds(_native(largest, receiver), [receiver.noise])
+        link = next((x for x in demand.links if x.name == plan.link), None)
+        message = link.classical_latency_us / 1e6 if link is not None else 0.0
+        runs = plan.num_subexperiments * max(1, shots // bases(plan.wires))
+        if send is None or receive is None:
+            return Workload(None, plan.num_subexperiments)
+        return Workload(runs * (send + message + receive), plan.num_subexperiments)
     return Workload()

@@ -57,6 +57,7 @@ from .composite_noise import (
 )
 from .executor import Execution, NodeExecutor, ProgramRejected, Sample
 from .link_probe import probe
+from .peer import PeerMessaging
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +152,8 @@ class QpuAgent:
         # Unset, so the first check reads the file: it may have changed since `node` was read.
         self._node_file_state: tuple[int, int, int] | str | None = None
         self.telemetry = AgentTelemetry.from_env(node)
+        # The channel to other agents (LOCC wire cuts); `build_app` opens it.
+        self.peers: PeerMessaging | None = None
 
     async def handle(self, op: str, payload: dict[str, Any]) -> dict[str, Any]:
         """One channel call: its request read (a malformed one is a BadRequest naming the
@@ -413,6 +416,8 @@ class QpuAgent:
         program_id, shots = request.program_id, request.shots
         noise, seed = request.noise, request.seed
         circuits = _circuits(request)
+        if request.locc is not None:
+            return await self._locc(request, circuits)
         if noise is not None:
             try:
                 parse_description(noise)  # refuse a malformed description up front
@@ -454,6 +459,22 @@ class QpuAgent:
             results=[r.counts for r in results] if batch else None,
             counts=None if batch else results[0].counts,
         )
+
+    async def _locc(self, request: RunRequest, circuits: list[QuantumCircuit]) -> RunResult:
+        """One side of an LOCC wire cut, its messages straight to or from the peer agent."""
+        if self.peers is None:
+            raise AgentError(ErrorCode.PROGRAM_REJECTED, "this agent serves no peer channel")
+        program_id = request.program_id
+
+        async def run(circuit: QuantumCircuit, shots: int, seed: int | None) -> dict[str, int]:
+            return (await self._run_one(program_id, circuit, shots, seed, None)).counts
+
+        result = await self.peers.execute(
+            request, circuits, self.node.metadata.name, self._program, run
+        )
+        self.programs_run += 1
+        self.telemetry.program_finished(shots=request.shots * len(circuits))
+        return result
 
     async def _run_one(
         self,
@@ -636,6 +657,8 @@ def build_app(
     )
     keys.attach(server)
     agent.telemetry.attach(server).add_routes(app)
+    agent.peers = PeerMessaging(lambda: keys.identity, agent.telemetry, server_limits)
+    agent.peers.add_routes(app)
 
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"ok": True})

@@ -115,6 +115,8 @@ class AgentTelemetry:
         self.requests: dict[str, int] = {}
         self.calibration = {k: v for k, v in (calibration or {}).items() if v is not None}
         self._server: Any = None
+        # Classical messages of LOCC cuts, agent to agent (qorch.qpu.peer).
+        self.peer: dict[str, Any] = {"sent": 0, "received": 0, "refused": 0}
         self.spool: SpoolSpanExporter | None = None
 
     @property
@@ -215,6 +217,18 @@ class AgentTelemetry:
         self._last.append(round(seconds, 6))
         self.write()
 
+    def peer_traffic(self, counters: Any) -> None:
+        """The peer channel's counters (qorch.qpu.peer.PeerCounters): messages sent to and
+        received from other agents, refused ones, and the one-way seconds of those sent."""
+        sent = list(counters.message_seconds)
+        self.peer = {
+            "sent": counters.sent,
+            "received": counters.received,
+            "refused": counters.refused,
+            "messageSeconds": {"sum": round(sum(sent), 9), "count": len(sent)},
+        }
+        self.write()
+
     def program_failed(self) -> None:
         self.program_errors += 1
         self.write()
@@ -252,6 +266,7 @@ class AgentTelemetry:
             "lastProgramSeconds": list(self._last),
             "requests": dict(self.requests),
             "channel": channel,
+            "peer": dict(self.peer),
             "calibration": dict(self.calibration),
             "spansDropped": self.spool.dropped if self.spool else 0,
         }

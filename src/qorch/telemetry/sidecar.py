@@ -24,6 +24,8 @@ Metrics (labels `namespace`, `node`; all read from the stats file unless noted):
     qorch_agent_channel_refusals_total        records and handshakes it refused
     qorch_agent_channel_auth_failures_total   of those, authentication failures
     qorch_agent_channel_sessions              live channel sessions
+    qorch_agent_peer_messages_total{direction} LOCC messages to and from other agents
+                                              (sent, received, refused)
     qorch_agent_calibration_fidelity_ratio    calibration fidelity, 0..1
     qorch_agent_gate_error_ratio{gate}        error per gate / readout
     qorch_agent_spans_dropped_total           spans the agent's spool refused
@@ -126,6 +128,11 @@ class AgentStatsCollector(Collector):
             _add(f.refusals, labels, channel.get("refusals"))
             _add(f.auth_failures, labels, channel.get("authFailures"))
             _add(f.sessions, labels, channel.get("sessions"))
+            peer = stats.get("peer") or {}
+            for direction in ("sent", "received", "refused"):
+                value = _number(peer.get(direction))
+                if value is not None:
+                    f.peer_messages.add_metric([*labels, direction], value)
             calibration = stats.get("calibration") or {}
             _add(f.calibration, labels, calibration.get("fidelity"))
             for gate, key in GATE_KEYS.items():
@@ -184,6 +191,12 @@ class _Families:
         self.sessions = g(
             "qorch_agent_channel_sessions", "Live channel sessions of the agent.", labels=LABELS
         )
+        self.peer_messages = c(
+            "qorch_agent_peer_messages",
+            "Classical messages of LOCC cuts this agent sent to, received from or refused from"
+            " other agents (never through the operator).",
+            labels=[*LABELS, "direction"],
+        )
         self.calibration = g(
             "qorch_agent_calibration_fidelity_ratio",
             "Calibration fidelity the agent reports, 0..1.",
@@ -215,6 +228,7 @@ class _Families:
             self.refusals,
             self.auth_failures,
             self.sessions,
+            self.peer_messages,
             self.calibration,
             self.gate_error,
             self.spans_dropped,

@@ -552,6 +552,30 @@ async def test_an_agent_that_fails_mid_program_reroutes_the_job(pipeline, world,
     assert book.total() == 0
 
 
+@pytest.mark.parametrize(
+    "code",
+    [
+        ErrorCode.PEER_MESSAGE_MISSING,
+        ErrorCode.PEER_BAD_SIGNATURE,
+        ErrorCode.PEER_OUT_OF_ORDER,
+        ErrorCode.PEER_UNREACHABLE,
+    ],
+)
+async def test_a_failed_exchange_between_agents_reroutes_the_job(pipeline, world, book, code):
+    """An LOCC program's classical messages went wrong: named, re-routed, never assembled."""
+    world.add_node("a", 4)
+    world.add_node("spare", 4, **NOISY)
+    world.fail("a", AgentError(code, "exchange x: message 3 of the peer"))
+    job = await running(pipeline)
+    await step(pipeline, job)
+    assert job.status.phase == "Pending", job.status.message
+    assert job.status.result is None
+    [reroute] = job.status.reroutes
+    # A plan without a link names its node; an LOCC plan names the link (its classical path).
+    assert (reroute.resource, reroute.reason) == ("QuantumNode/a", code)
+    assert book.total() == 0
+
+
 async def test_a_node_deleted_mid_program_reroutes_the_job(pipeline, world, book):
     world.add_node("a", 4)
     world.add_node("spare", 4, **NOISY)

@@ -67,7 +67,7 @@ async def test_a_suspended_job_is_planned_and_holds_nothing(pipeline, world, boo
     assert book.total() == 0 and queued(book, "clean", "noisy") == []
     # Every strategy considered is in status, the chosen one with its placement.
     by_name = {c.strategy: c for c in plan.candidates}
-    assert set(by_name) == {"single", "teleport", "cut"}
+    assert set(by_name) == {"single", "teleport", "cut", "locc-cut"}
     assert [(p.node, p.qubits) for p in by_name["single"].placement] == [("clean", [0, 1])]
     assert not by_name["cut"].feasible and "no observables" in by_name["cut"].reason
     # Held: stepping again changes nothing and sends nothing.

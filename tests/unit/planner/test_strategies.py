@@ -36,7 +36,7 @@ def _candidates(
         timeout_seconds=timeout,
         max_sampling_overhead=overhead,
     )
-    assert [c.strategy for c in found] == ["single", "teleport", "cut"]
+    assert [c.strategy for c in found] == ["single", "teleport", "cut", "locc-cut"]
     return {c.strategy: c for c in found}
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, ClassVar
 
 from prometheus_client import CollectorRegistry
@@ -89,6 +90,7 @@ def write_full_stats(folder: Path, node: str = "qpu-a") -> AgentTelemetry:
     telemetry.program_finished(shots=1000, transpile_seconds=0.01, simulate_seconds=0.08)
     telemetry.program_finished(shots=500, transpile_seconds=0.02, simulate_seconds=1.5)
     telemetry.program_failed()
+    telemetry.peer_traffic(SimpleNamespace(sent=4, received=3, refused=1, message_seconds=[1e-3]))
     assert (folder / STATS_FILE).is_file()
     return telemetry
 

@@ -59,7 +59,7 @@ def test_nothing_secret_or_user_written_is_in_the_stats(tmp_path: Path) -> None:
     assert keys == {
         "version", "node", "writtenAt", "startedAt", "programs", "programErrors", "shots",
         "busySeconds", "programSeconds", "lastProgramSeconds", "requests", "channel",
-        "calibration", "spansDropped",
+        "calibration", "spansDropped", "peer",
     }  # fmt: skip
 
 

@@ -43,6 +43,9 @@ def test_the_agents_stats_become_the_nodes_metrics(tmp_path: Path) -> None:
     assert r.get_sample_value("qorch_agent_channel_refusals_total", NODE) == 2
     assert r.get_sample_value("qorch_agent_channel_auth_failures_total", NODE) == 1
     assert r.get_sample_value("qorch_agent_channel_sessions", NODE) == 1
+    peer = {**NODE, "direction": "received"}
+    assert r.get_sample_value("qorch_agent_peer_messages_total", peer) == 3
+    assert r.get_sample_value("qorch_agent_peer_messages_total", {**NODE, "direction": "sent"}) == 4
     assert r.get_sample_value("qorch_agent_calibration_fidelity_ratio", NODE) == 0.99
     gate = {**NODE, "gate": "two_qubit"}
     assert r.get_sample_value("qorch_agent_gate_error_ratio", gate) == 8e-3

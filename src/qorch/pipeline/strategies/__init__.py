@@ -15,6 +15,7 @@ from qorch.planner.strategies import Candidate, Demand, choose
 
 from .base import Context, Returned, Shape, Strategy, Work
 from .cut import Cut
+from .locc_cut import LoccCut
 from .single import Single
 from .teleport import Teleport
 
@@ -86,5 +87,5 @@ def _guarded(strategy: Strategy, demand: Demand) -> Candidate:
         return Candidate(strategy.name, 0.0, False, reason)
 
 
-for _builtin in (Single(), Teleport(), Cut()):
+for _builtin in (Single(), Teleport(), Cut(), LoccCut()):
     register(_builtin)

@@ -73,6 +73,12 @@ class Work(ABC):
         """Qubits each node gives the plan (communication qubits included)."""
         return {p.node: len(p.qubits) for p in plan.placement}
 
+    def locate(self, where: Callable[[str], tuple[str, tuple[bytes, ...]]]) -> None:
+        """Told, before `payloads`, where each node's agent is and the keys pinned for it,
+        for work whose agents talk to each other (`where(node)` -> endpoint, keys); most
+        ignore it."""
+        return None
+
     def bell_pairs_per_shot(self) -> dict[str, int]:
         """Bell pairs each link supplies per shot."""
         return {}
