@@ -72,4 +72,6 @@ def test_readout_mitigation_corrects_expectation_values_of_a_single_job(tmp_path
     for r, m, e in zip(raw, mitigated, errors, strict=True):
         # A misread bit flips a parity: (1 - 2 * 0.08)^k of it survives for k qubits read.
         assert r < 0.9
-        assert abs(m - 1) < max(4 * e, 0.05) and abs(m - 1) < abs(r - 1) / 2, (r, m, e)
+        # Shots are not seeded through `qorch run`: 5 standard errors (or 0.06, for the
+        # calibration's own sampling error, which e leaves out) misses less than 1 in 10^5.
+        assert abs(m - 1) < max(5 * e, 0.06) and abs(m - 1) < abs(r - 1) / 2, (r, m, e)
