@@ -36,7 +36,8 @@ from qorch.api.distributed_job import (
     SanitizerStatus,
 )
 from qorch.api.phases import JobPhases, LinkPhases, NodePhases
-from qorch.planner.strategies import Candidate, Demand
+from qorch.planner.cut_distribution import output_request
+from qorch.planner.strategies import OUTPUT_WIDTH, Candidate, Demand
 from qorch.qpu.circuits import measures
 from qorch.sanitizer import SanitizerPolicy, SanitizerPolicyFile, TargetTiming, sanitize
 from qorch.settings import Settings
@@ -84,6 +85,8 @@ class PipelineSettings:
     capacity_retry_seconds: float = _DEFAULTS.capacity_retry_seconds
     # Cutting multiplies the shots needed by this factor; beyond it a cut is refused.
     max_sampling_overhead: float = _DEFAULTS.max_sampling_overhead
+    # A cut job reconstructs full distributions up to this many output bits.
+    max_distribution_bits: int = _DEFAULTS.max_distribution_bits
     # How often a running job looks at the health of its nodes and links.
     watch_seconds: float = _DEFAULTS.job_watch_seconds
     # The "quantum hallucination" guard: a result that fails verification fails the job.
@@ -102,6 +105,7 @@ class PipelineSettings:
             authorization=authorization or AuthorizationPolicy(),
             capacity_retry_seconds=settings.capacity_retry_seconds,
             max_sampling_overhead=settings.max_sampling_overhead,
+            max_distribution_bits=settings.max_distribution_bits,
             watch_seconds=settings.job_watch_seconds,
             fail_unverified=settings.fail_unverified,
         )
@@ -343,6 +347,8 @@ class JobPipeline:
                 shots=job.spec.shots,
                 timeout_seconds=job.spec.timeout_seconds,
                 max_sampling_overhead=self.settings.max_sampling_overhead,
+                output=output_request(job.spec.output),
+                max_distribution_bits=self.settings.max_distribution_bits,
             )
             candidates = await asyncio.to_thread(estimate_candidates, demand, job.spec.strategy)
             if len(cache) >= _ESTIMATES_KEPT:
@@ -404,7 +410,11 @@ class JobPipeline:
                 return self._finish(job, status, JobPhases.FAILED, R.NO_HEALTHY_RESOURCES, msg)
             if everything and isinstance(ideal, str):
                 reason = (
-                    R.FIDELITY_BUDGET_NOT_MET if "fidelityBudget" in choice else R.UNSCHEDULABLE
+                    R.FIDELITY_BUDGET_NOT_MET
+                    if "fidelityBudget" in choice
+                    else R.OUTPUT_TOO_WIDE
+                    if any(c.limited_by == OUTPUT_WIDTH for c in candidates)
+                    else R.UNSCHEDULABLE
                 )
                 self._cond(job, status, R.PLANNED, "False", reason, choice)
                 return self._finish(job, status, JobPhases.REJECTED, reason, choice)
@@ -456,6 +466,8 @@ class JobPipeline:
             links=self._links(job),
             max_sampling_overhead=self.settings.max_sampling_overhead,
             free=free,
+            output=output_request(job.spec.output),
+            max_distribution_bits=self.settings.max_distribution_bits,
         )
 
     async def _work(self, job: DistributedJob, plan: Plan) -> Work:
@@ -592,7 +604,9 @@ class JobPipeline:
         summary = (
             f"{sum(status.result.counts.values())} shots collected"
             if status.result.counts
-            else f"{len(status.result.expectation_values or [])} expectation value(s) estimated"
+            else f"{len(status.result.expectation_values)} expectation value(s) estimated"
+            if status.result.expectation_values
+            else "output distribution reconstructed"
         )
         return self._finish(job, status, JobPhases.SUCCEEDED, R.COMPLETED, summary)
 

@@ -449,3 +449,51 @@ def _judged(
         hellinger_fidelity=round(fidelity, 6),
         threshold=round(max(0.0, threshold), 6),
     )
+
+
+def exact_outcome_probabilities(
+    circuit: QuantumCircuit, qubits: Sequence[int], outcomes: np.ndarray
+) -> tuple[np.ndarray, int] | None:
+    """Exact probability of each outcome of the measured `qubits` (bit j of an outcome is
+    qubits[j]), summed over the other measured qubits, and how many outcomes of those qubits
+    are possible; None when there is no exact statevector for the circuit."""
+    exact = exact_probabilities(circuit)
+    measured = _final_measurements(circuit)
+    if exact is None or measured is None:
+        return None
+    position = {q: i for i, q in enumerate(sorted(set(measured.values())))}
+    width = len(position)
+    # Axis a of the tensor is bit width - 1 - a of the index; summing the other axes leaves
+    # the kept bits in descending order, so bit j of the flat index is the j-th kept, ascending.
+    kept = sorted(position[q] for q in qubits)
+    if [position[q] for q in qubits] != kept:
+        raise ValueError("qubits must be listed in ascending order")
+    tensor = exact.probabilities.reshape([2] * width)
+    others = tuple(a for a in range(width) if width - 1 - a not in kept)
+    marginal = tensor.sum(axis=others).reshape(-1) if others else exact.probabilities
+    return marginal[outcomes], int(np.count_nonzero(marginal > _IMPOSSIBLE))
+
+
+def verify_outcomes(
+    circuit: QuantumCircuit,
+    qubits: Sequence[int],
+    outcomes: np.ndarray,
+    weights: np.ndarray,
+    shots: int,
+    estimated_fidelity: float | None,
+) -> Verification:
+    """`verify_distribution` for non-negative `weights` on `outcomes` of the measured `qubits`
+    (a reconstructed distribution or marginal), against the exact marginal of those qubits."""
+    exact = exact_outcome_probabilities(circuit, qubits, outcomes)
+    if exact is None:
+        return Verification(method=unverifiable(circuit))
+    p, support = exact
+    normalised = weights / weights.sum() if weights.sum() > 0 else weights
+    return _judged(
+        "statevector",
+        float(np.sqrt(p * normalised).sum()) ** 2,
+        support,
+        float(normalised[p > _IMPOSSIBLE].sum()),
+        shots,
+        estimated_fidelity,
+    )
