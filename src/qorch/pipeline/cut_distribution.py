@@ -52,6 +52,13 @@ def effective_shots(plan: DistributionPlan, nodes: Sequence[NodeTerms]) -> int:
     return max(1, math.floor(spent / plan.knitting.sampling_overhead))
 
 
+def normalised(values: np.ndarray) -> np.ndarray:
+    """Quasi-probabilities scaled to sum to 1. Their sum is the knitted identity, 1 up to shot
+    noise; the nearest distribution is defined for quasi-probabilities that sum to 1."""
+    total = float(values.sum())
+    return values / total if total > 0 else values
+
+
 def listed(
     quasi: Quasi,
     bits: Sequence[int],
@@ -95,7 +102,7 @@ def _distribution(
     shots: int,
     estimated_fidelity: float | None,
 ) -> ReconstructedDistribution:
-    probabilities = nearest_probabilities(quasi.values)
+    probabilities = nearest_probabilities(normalised(quasi.values))
     out = listed(quasi, bits, plan.clbit_qubit, probabilities)
     out.verification = verify_outcomes(
         circuit, quasi.qubits, quasi.outcomes, probabilities, shots, estimated_fidelity

@@ -348,6 +348,7 @@ class JobPipeline:
                 timeout_seconds=job.spec.timeout_seconds,
                 max_sampling_overhead=self.settings.max_sampling_overhead,
                 output=output_request(job.spec.output),
+                strategy=job.spec.strategy,
                 max_distribution_bits=self.settings.max_distribution_bits,
             )
             candidates = await asyncio.to_thread(estimate_candidates, demand, job.spec.strategy)

@@ -66,10 +66,10 @@ class OutputRequest:
         return not self.marginals and self.top_k is None
 
 
-def output_request(spec: OutputSpec | None) -> OutputRequest:
-    """The request of a job's `spec.output` (absent: the full distribution)."""
+def output_request(spec: OutputSpec | None) -> OutputRequest | None:
+    """The request of a job's `spec.output`; None when it has none."""
     if spec is None:
-        return OutputRequest()
+        return None
     return OutputRequest(tuple(tuple(m) for m in spec.marginals or ()), spec.top_k)
 
 

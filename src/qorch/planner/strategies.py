@@ -10,8 +10,8 @@ the executing node's gates (`fidelity.noisy_profile`), so the three strategies c
   and the co-simulated program fits one agent's statevector;
 - cut: the fidelity of the worst subexperiment on its node; its sampling overhead is a
   separate cost, bounded by `max_sampling_overhead`. Without observables it reconstructs the
-  output distribution (`cut_distribution`), refused when the full distribution asked for is
-  wider than `max_distribution_bits`.
+  output distribution (`cut_distribution`) when the job names `cut` or sets `spec.output`,
+  refused when the full distribution asked for is wider than `max_distribution_bits`.
 """
 
 from __future__ import annotations
@@ -59,7 +59,9 @@ class Demand:
     timeout_seconds: float
     max_sampling_overhead: float
     max_cosimulated_qubits: int = MAX_COSIMULATED_QUBITS
-    output: OutputRequest = OutputRequest()
+    #: The job's `spec.output`, and the strategy it names ("auto" when it names none).
+    output: OutputRequest | None = None
+    strategy: str = "auto"
     max_distribution_bits: int = DEFAULT_MAX_DISTRIBUTION_BITS
 
 
@@ -176,9 +178,19 @@ def estimate_cut(demand: Demand) -> Candidate:
     observables, the output distribution) reconstructed."""
     circuit, observables, nodes = demand.circuit, demand.observables, demand.nodes
     links, max_sampling_overhead = demand.links, demand.max_sampling_overhead
+    request = demand.output or OutputRequest()
     if not observables:
+        if demand.output is None and demand.strategy != "cut":
+            # Counts from single or teleport need no sampling overhead: the better default.
+            return Candidate(
+                "cut",
+                0.0,
+                False,
+                "no observables: cutting reconstructs the output distribution only when the"
+                " job asks for it (strategy: cut, or spec.output)",
+            )
         try:  # before placing: a request too wide to hold is refused whatever the nodes
-            check_request(circuit, demand.output, demand.max_distribution_bits)
+            check_request(circuit, request, demand.max_distribution_bits)
         except OutputTooWide as exc:
             return Candidate("cut", 0.0, False, str(exc), limited_by=OUTPUT_WIDTH)
         except ValueError as exc:
@@ -192,7 +204,7 @@ def estimate_cut(demand: Demand) -> Candidate:
             plan = knitted = plan_cut(circuit, observables, placed, max_sampling_overhead)
         else:
             knitted = plan_cut_distribution(
-                circuit, placed, max_sampling_overhead, demand.output, demand.max_distribution_bits
+                circuit, placed, max_sampling_overhead, request, demand.max_distribution_bits
             )
             plan = knitted.knitting
     except OutputTooWide as exc:

@@ -38,7 +38,7 @@ class Context:
     links: list[EntanglementLink]
     max_sampling_overhead: float
     free: dict[str, float] = field(default_factory=dict)
-    output: OutputRequest = OutputRequest()
+    output: OutputRequest | None = None
     max_distribution_bits: int = DEFAULT_MAX_DISTRIBUTION_BITS
 
 

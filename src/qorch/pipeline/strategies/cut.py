@@ -112,9 +112,8 @@ class CutDistributionWork(CutWork):
 def _distribution_work(
     circuit: QuantumCircuit, plan: DistributionPlan, context: Context
 ) -> CutDistributionWork:
-    return CutDistributionWork(
-        circuit, plan.knitting, plan, context.output, context.max_distribution_bits
-    )
+    request = context.output or OutputRequest()
+    return CutDistributionWork(circuit, plan.knitting, plan, request, context.max_distribution_bits)
 
 
 class Cut(Strategy):
@@ -150,8 +149,9 @@ class Cut(Strategy):
         part = recorded_partition(plan)
         overhead = context.max_sampling_overhead
         if not context.observables:
+            request = context.output or OutputRequest()
             distribution = plan_cut_distribution(
-                circuit, part, overhead, context.output, context.max_distribution_bits
+                circuit, part, overhead, request, context.max_distribution_bits
             )
             return _distribution_work(circuit, distribution, context)
         return CutWork(circuit, plan_cut(circuit, context.observables, part, overhead))
