@@ -166,9 +166,9 @@ def aggregate_distribution(
         checks.append(result.distribution.verification)
     if request.marginals:
         result.marginals = []
-        for bits in request.marginals:
-            quasi = knit(nodes, coefficients, marginal_qubits(bits, plan.clbit_qubit))
-            marginal = _distribution(circuit, quasi, bits, plan, shots, estimated_fidelity)
+        for named in request.marginals:
+            quasi = knit(nodes, coefficients, marginal_qubits(named, plan.clbit_qubit))
+            marginal = _distribution(circuit, quasi, named, plan, shots, estimated_fidelity)
             result.marginals.append(marginal)
             checks.append(marginal.verification)
     if request.top_k is not None:

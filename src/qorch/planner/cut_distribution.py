@@ -170,9 +170,9 @@ class NodeTerms:
     @property
     def variance(self) -> np.ndarray:
         """Variance of each mean in `quasi`."""
-        return np.maximum(self.frequency - self.quasi**2, 0.0) / np.maximum(self.shots - 1, 1)[
-            :, None
-        ]
+        return (
+            np.maximum(self.frequency - self.quasi**2, 0.0) / np.maximum(self.shots - 1, 1)[:, None]
+        )
 
 
 def reduce_node(
@@ -187,9 +187,7 @@ def reduce_node(
     rows: list[dict[int, tuple[int, int]]] = []
     shots = np.zeros(len(circuits))
     for i, (circuit, got) in enumerate(zip(circuits, counts, strict=True)):
-        registers = {
-            reg.name: [circuit.find_bit(b).index for b in reg] for reg in circuit.cregs
-        }
+        registers = {reg.name: [circuit.find_bit(b).index for b in reg] for reg in circuit.cregs}
         # With no output qubit on the node, the cutter still measures one: not an output.
         obs_bits = registers.get(OBSERVABLE_REGISTER, [])[: len(qubits)]
         qpd_bits = registers.get(QPD_REGISTER, [])
@@ -316,9 +314,7 @@ def knit(
     for distinct, _, _ in projected:  # nodes own disjoint qubits: outcomes add
         outcomes = (outcomes[:, None] | distinct[None, :]).reshape(-1)
     keep = (values != 0) | (second != 0)
-    return Quasi(
-        tuple(qubits), outcomes[keep], values[keep], np.maximum(second - first, 0.0)[keep]
-    )
+    return Quasi(tuple(qubits), outcomes[keep], values[keep], np.maximum(second - first, 0.0)[keep])
 
 
 def nearest_probabilities(values: np.ndarray) -> np.ndarray:
@@ -381,8 +377,9 @@ def top_outcomes(
     )
 
 
-def bitstrings(outcomes: np.ndarray, qubits: Sequence[int], bits: Sequence[int],
-               clbit_qubit: Mapping[int, int]) -> list[str]:
+def bitstrings(
+    outcomes: np.ndarray, qubits: Sequence[int], bits: Sequence[int], clbit_qubit: Mapping[int, int]
+) -> list[str]:
     """Keys over the classical `bits` (the first rightmost) of outcomes over `qubits`: a
     bit reads its qubit's value, or 0 when no measurement writes it."""
     position = {q: j for j, q in enumerate(qubits)}

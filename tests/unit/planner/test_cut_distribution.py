@@ -14,6 +14,7 @@ import pytest
 from qiskit import QuantumCircuit
 from qiskit.result import QuasiDistribution
 
+from qorch.pipeline.verification import exact_outcome_probabilities
 from qorch.planner import cut_distribution
 from qorch.planner.cut_distribution import (
     DistributionPlan,
@@ -28,7 +29,6 @@ from qorch.planner.cut_distribution import (
     top_outcomes,
 )
 from qorch.planner.cutting import CutInfeasible
-from qorch.pipeline.verification import exact_outcome_probabilities
 
 from .cut_circuits import ghz, halves, qaoa_ring, random_circuit, run
 
