@@ -9,6 +9,8 @@ Verification: the Hellinger fidelity of the nearest probability distribution to 
 (marginal) distribution, judged like measured counts (`verification._judged`) with the
 shots a cut is worth: the subexperiments spend T x N shots (T terms, N shots each), and a
 sampling overhead of gamma^2 divides that into T N / gamma^2 shots of the uncut circuit.
+The allowance for sampling is the larger of that and one from the propagated standard
+errors (`verify_outcomes`), since knitting also puts noise on impossible outcomes.
 Top-k outcomes, a partial list, are judged by their largest absolute error against exact
 probabilities: within 5 standard errors plus what noise can do (a state of fidelity F moves
 any outcome's probability by at most the trace distance, sqrt(1 - F)).
@@ -105,7 +107,13 @@ def _distribution(
     probabilities = nearest_probabilities(normalised(quasi.values))
     out = listed(quasi, bits, plan.clbit_qubit, probabilities)
     out.verification = verify_outcomes(
-        circuit, quasi.qubits, quasi.outcomes, probabilities, shots, estimated_fidelity
+        circuit,
+        quasi.qubits,
+        quasi.outcomes,
+        probabilities,
+        shots,
+        estimated_fidelity,
+        quasi.standard_errors,
     )
     return out
 

@@ -428,13 +428,16 @@ def _judged(
     in_support: float,
     shots: int,
     estimated_fidelity: float | None,
+    sampling_allowance: float = 0.0,
 ) -> Verification:
     """The Verification of a Hellinger fidelity to an exact distribution of `outcomes`
-    outcomes; `in_support` (the observed weight on them) is only reported."""
+    outcomes; `in_support` (the observed weight on them) is only reported. A larger
+    `sampling_allowance` replaces the one of `shots` multinomial samples."""
     expected = estimated_fidelity if estimated_fidelity is not None else 1.0
     # `outcomes` stays an int: 2^k overflows a float past k = 1023, long after the
     # allowance has taken any threshold to 0.
     allowance = (outcomes - 1) / (4 * shots) if outcomes < 1 << 1000 else math.inf
+    allowance = max(allowance, sampling_allowance)
     threshold = expected - allowance - VERIFY_SLACK
     if threshold <= 0:
         # Only stabilizer supports, 2^k outcomes, grow past the statevector's 2^20.
@@ -481,14 +484,25 @@ def verify_outcomes(
     weights: np.ndarray,
     shots: int,
     estimated_fidelity: float | None,
+    standard_errors: np.ndarray | None = None,
 ) -> Verification:
     """`verify_distribution` for non-negative `weights` on `outcomes` of the measured `qubits`
-    (a reconstructed distribution or marginal), against the exact marginal of those qubits."""
+    (a reconstructed distribution or marginal), against the exact marginal of those qubits.
+
+    With the `standard_errors` of reconstructed weights, the sampling allowance is also at
+    least sum_x min(s_x, s_x^2 / (4 w_x)): an outcome of weight w lowers the fidelity by
+    about s^2 / (4 w), but noise on an impossible outcome costs its whole kept weight, of
+    the order of s.
+    """
     exact = exact_outcome_probabilities(circuit, qubits, outcomes)
     if exact is None:
         return Verification(method=unverifiable(circuit))
     p, support = exact
     normalised = weights / weights.sum() if weights.sum() > 0 else weights
+    spread = 0.0
+    if standard_errors is not None:
+        floor = np.maximum(normalised, _IMPOSSIBLE)
+        spread = float(np.minimum(standard_errors, standard_errors**2 / (4 * floor)).sum())
     return _judged(
         "statevector",
         float(np.sqrt(p * normalised).sum()) ** 2,
@@ -496,4 +510,5 @@ def verify_outcomes(
         float(normalised[p > _IMPOSSIBLE].sum()),
         shots,
         estimated_fidelity,
+        spread,
     )
