@@ -229,7 +229,7 @@ def width_row(width: int) -> list[str]:
                 cwd=REPO,
             )
         except subprocess.TimeoutExpired:
-            return [str(width), "-", "-", "-", "timed out (600 s)", "-"]
+            return [str(width), "-", "-", "-", "timed out (600 s)", "-", "-"]
         seconds = time.perf_counter() - started
     status = json.loads(proc.stdout)[0]["status"] if proc.stdout else {}
     result = status.get("result") or {}
@@ -243,13 +243,15 @@ def width_row(width: int) -> list[str]:
     elif verification.get("absoluteError") is not None:
         check = f"max error {verification['absoluteError']:.4f} <= {verification['threshold']:.4f}"
     what = "full" if "distribution" in result else "marginal (8 bits) + top 10"
+    timings = status.get("timings", {})
     return [
         str(width),
         what,
         status.get("phase", f"exit {proc.returncode}"),
         str(shown.get("outcomes", "-")),
         f"{seconds:.1f}",
-        check.split(";")[0],
+        f"{timings.get('planSeconds', 0):.1f} / {timings.get('executeSeconds', 0):.1f}",
+        check.split(";")[0] + ("; weak (threshold 0)" if "weak check" in check else ""),
     ]
 
 
@@ -299,8 +301,8 @@ def main() -> None:
             " wall time of the whole `qorch run` process (start-up, planning, agents, knitting,"
             " verification).",
             "",
-            "| width | output | phase | outcomes | seconds | verification |",
-            "|---|---|---|---|---|---|",
+            "| width | output | phase | outcomes | seconds | plan / execute s | verification |",
+            "|---|---|---|---|---|---|---|",
             *("| " + " | ".join(r) + " |" for r in rows),
             "",
         ]

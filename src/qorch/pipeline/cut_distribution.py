@@ -38,7 +38,13 @@ from qorch.planner.cut_distribution import (
     top_outcomes,
 )
 
-from .verification import exact_outcome_probabilities, unverifiable, verify_outcomes
+from .verification import (
+    ExactProbabilities,
+    exact_outcome_probabilities,
+    exact_probabilities,
+    unverifiable,
+    verify_outcomes,
+)
 
 #: Outcomes listed per distribution (a status is stored whole: ~3 x 45 bytes each); the
 #: rest are counted and their weight summed.
@@ -103,6 +109,7 @@ def _distribution(
     plan: DistributionPlan,
     shots: int,
     estimated_fidelity: float | None,
+    exact: ExactProbabilities | None,
 ) -> ReconstructedDistribution:
     probabilities = nearest_probabilities(normalised(quasi.values))
     out = listed(quasi, bits, plan.clbit_qubit, probabilities)
@@ -114,14 +121,18 @@ def _distribution(
         shots,
         estimated_fidelity,
         quasi.standard_errors,
+        exact,
     )
     return out
 
 
 def _verify_top(
-    circuit: QuantumCircuit, quasi: Quasi, estimated_fidelity: float | None
+    circuit: QuantumCircuit,
+    quasi: Quasi,
+    estimated_fidelity: float | None,
+    simulation: ExactProbabilities | None,
 ) -> Verification:
-    exact = exact_outcome_probabilities(circuit, quasi.qubits, quasi.outcomes)
+    exact = exact_outcome_probabilities(circuit, quasi.qubits, quasi.outcomes, simulation)
     if exact is None:
         return Verification(method=unverifiable(circuit))
     if not len(quasi.values):
@@ -166,17 +177,20 @@ def aggregate_distribution(
     coefficients = [c for c, _ in plan.knitting.coefficients]
     shots = effective_shots(plan, nodes)
     result = JobResult()
+    exact = exact_probabilities(circuit)  # once: it is the costly part of verifying
     checks: list[Verification | None] = []
     if request.full:
         quasi = knit(nodes, coefficients, plan.qubits)
         bits = list(range(plan.num_clbits))
-        result.distribution = _distribution(circuit, quasi, bits, plan, shots, estimated_fidelity)
+        result.distribution = _distribution(
+            circuit, quasi, bits, plan, shots, estimated_fidelity, exact
+        )
         checks.append(result.distribution.verification)
     if request.marginals:
         result.marginals = []
         for named in request.marginals:
             quasi = knit(nodes, coefficients, marginal_qubits(named, plan.clbit_qubit))
-            marginal = _distribution(circuit, quasi, named, plan, shots, estimated_fidelity)
+            marginal = _distribution(circuit, quasi, named, plan, shots, estimated_fidelity, exact)
             result.marginals.append(marginal)
             checks.append(marginal.verification)
     if request.top_k is not None:
@@ -184,7 +198,7 @@ def aggregate_distribution(
         quasi = top_outcomes(nodes, coefficients, plan.qubits, request.top_k, chunk)
         bits = list(range(plan.num_clbits))
         result.top_outcomes = listed(quasi, bits, plan.clbit_qubit, None)
-        result.top_outcomes.verification = _verify_top(circuit, quasi, estimated_fidelity)
+        result.top_outcomes.verification = _verify_top(circuit, quasi, estimated_fidelity, exact)
         checks.append(result.top_outcomes.verification)
     result.verification = _worst(checks)
     return result

@@ -455,12 +455,16 @@ def _judged(
 
 
 def exact_outcome_probabilities(
-    circuit: QuantumCircuit, qubits: Sequence[int], outcomes: np.ndarray
+    circuit: QuantumCircuit,
+    qubits: Sequence[int],
+    outcomes: np.ndarray,
+    exact: ExactProbabilities | None = None,
 ) -> tuple[np.ndarray, int] | None:
     """Exact probability of each outcome of the measured `qubits` (bit j of an outcome is
     qubits[j]), summed over the other measured qubits, and how many outcomes of those qubits
-    are possible; None when there is no exact statevector for the circuit."""
-    exact = exact_probabilities(circuit)
+    are possible; None when there is no exact statevector for the circuit. `exact`, the
+    circuit's `exact_probabilities` when already simulated, saves simulating again."""
+    exact = exact if exact is not None else exact_probabilities(circuit)
     measured = _final_measurements(circuit)
     if exact is None or measured is None:
         return None
@@ -485,6 +489,7 @@ def verify_outcomes(
     shots: int,
     estimated_fidelity: float | None,
     standard_errors: np.ndarray | None = None,
+    exact_simulation: ExactProbabilities | None = None,
 ) -> Verification:
     """`verify_distribution` for non-negative `weights` on `outcomes` of the measured `qubits`
     (a reconstructed distribution or marginal), against the exact marginal of those qubits.
@@ -494,7 +499,7 @@ def verify_outcomes(
     about s^2 / (4 w), but noise on an impossible outcome costs its whole kept weight, of
     the order of s.
     """
-    exact = exact_outcome_probabilities(circuit, qubits, outcomes)
+    exact = exact_outcome_probabilities(circuit, qubits, outcomes, exact_simulation)
     if exact is None:
         return Verification(method=unverifiable(circuit))
     p, support = exact
