@@ -50,6 +50,7 @@ from qorch.planner.cut_distribution import (
     plan_cut_distribution,
     reduce_results,
 )
+from qorch.planner.cutting import CutInfeasible
 from qorch.planner.model import NodeSlot
 from qorch.planner.partition import partition
 
@@ -153,7 +154,12 @@ def fidelity_rows() -> list[list[str]]:
         placed = partition(circuit, nodes, [], require_links=False, min_nodes=2)
         assert placed is not None, name
         started = time.perf_counter()
-        plan = plan_cut_distribution(circuit, placed, MAX_OVERHEAD, OutputRequest())
+        try:
+            plan = plan_cut_distribution(circuit, placed, MAX_OVERHEAD, OutputRequest())
+        except CutInfeasible as exc:
+            rows.append([name, str(circuit.num_clbits), f"not cut: {exc}", *["-"] * 7])
+            print(" | ".join(rows[-1]), flush=True)
+            continue
         results = run_subexperiments(plan, seed=17)
         knitted = time.perf_counter()
         terms = reduce_results(plan, results)

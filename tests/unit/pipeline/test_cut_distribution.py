@@ -3,12 +3,21 @@ verification against the exact distribution."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from qiskit import QuantumCircuit
 
+from qorch.api import NoiseSpec
+from qorch.api.quantum_node import DEFAULT_BASIS_GATES
 from qorch.pipeline import cut_distribution
 from qorch.pipeline.cut_distribution import aggregate_distribution
-from qorch.planner.cut_distribution import OutputRequest, plan_cut_distribution
+from qorch.pipeline.planning import plan_status
+from qorch.pipeline.strategies import Context, strategy_named
+from qorch.pipeline.strategies.cut import CutDistributionWork
+from qorch.planner.cut_distribution import DistributionPlan, OutputRequest, plan_cut_distribution
+from qorch.planner.model import NodeSlot
+from qorch.planner.strategies import OUTPUT_WIDTH, Demand, estimate_cut
 from tests.unit.planner.cut_circuits import ghz, halves, qaoa_ring, run
 
 SHOTS = 2000
@@ -85,3 +94,60 @@ def test_top_outcomes_are_verified_by_their_largest_error() -> None:
     check = top.verification
     assert check is not None and check.absolute_error is not None
     assert check.threshold is not None and check.absolute_error <= check.threshold
+
+
+def _demand(**changes: object) -> Demand:
+    nodes = [NodeSlot(n, 3, NoiseSpec(), tuple(DEFAULT_BASIS_GATES)) for n in ("a", "b")]
+    demand = Demand(
+        ghz(6), None, nodes, [], shots=100, timeout_seconds=60, max_sampling_overhead=100
+    )
+    return replace(demand, **changes)
+
+
+def test_cut_reconstructs_a_distribution_only_when_asked() -> None:
+    auto = estimate_cut(_demand())
+    assert not auto.feasible and "no observables" in auto.reason
+    for asked in (_demand(strategy="cut"), _demand(output=OutputRequest(top_k=3))):
+        candidate = estimate_cut(asked)
+        assert candidate.feasible and isinstance(candidate.plan, DistributionPlan)
+        assert candidate.sampling_overhead == pytest.approx(9)
+
+
+def test_too_wide_is_infeasible_before_placement_and_says_why() -> None:
+    candidate = estimate_cut(_demand(strategy="cut", max_distribution_bits=4))
+    assert not candidate.feasible and candidate.limited_by == OUTPUT_WIDTH
+    assert "6 bits" in candidate.reason and "limit of 4" in candidate.reason
+    marginal = OutputRequest(marginals=((0, 1, 2, 3),))
+    assert estimate_cut(_demand(output=marginal, max_distribution_bits=4)).feasible
+
+
+def _shape(subexperiments: dict[str, list[QuantumCircuit]]) -> dict[str, list[list[tuple]]]:
+    """Each instruction's name, parameters, qubit and clbit indices."""
+    return {
+        node: [
+            [
+                (
+                    inst.operation.name,
+                    tuple(map(float, inst.operation.params)),
+                    tuple(c.find_bit(q).index for q in inst.qubits),
+                    tuple(c.find_bit(b).index for b in inst.clbits),
+                )
+                for inst in c.data
+            ]
+            for c in circuits
+        ]
+        for node, circuits in subexperiments.items()
+    }
+
+
+def test_a_restarted_driver_rebuilds_the_same_subexperiments() -> None:
+    circuit = ghz(6)
+    candidate = estimate_cut(_demand(strategy="cut"))
+    cut = strategy_named("cut")
+    plan = plan_status(candidate, [candidate], cut.shape(candidate, circuit, 100))
+    context = Context(observables=None, nodes=[], links=[], max_sampling_overhead=100)
+    built, rebuilt = cut.work(candidate, circuit, context), cut.rebuild(plan, circuit, context)
+    assert isinstance(rebuilt, CutDistributionWork) and isinstance(built, CutDistributionWork)
+    assert _shape(built.knitting.subexperiments) == _shape(rebuilt.knitting.subexperiments)
+    assert built.knitting.coefficients == rebuilt.knitting.coefficients
+    assert built.distribution.node_qubits == rebuilt.distribution.node_qubits
