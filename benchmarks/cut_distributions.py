@@ -241,13 +241,13 @@ def width_row(width: int) -> list[str]:
     result = status.get("result") or {}
     shown = result.get("distribution") or result.get("topOutcomes") or {}
     verification = result.get("verification") or {}
-    check = verification.get("method", "-")
+    method = verification.get("method", "-")
+    check = method.split(";")[0]
+    threshold = verification.get("threshold", 0.0)
     if verification.get("hellingerFidelity") is not None:
-        check = (
-            f"Hellinger {verification['hellingerFidelity']:.4f} >= {verification['threshold']:.4f}"
-        )
+        check = f"Hellinger {verification['hellingerFidelity']:.4f} >= {threshold:.4f}"
     elif verification.get("absoluteError") is not None:
-        check = f"max error {verification['absoluteError']:.4f} <= {verification['threshold']:.4f}"
+        check = f"max error {verification['absoluteError']:.4f} <= {threshold:.4f}"
     what = "full" if "distribution" in result else "marginal (8 bits) + top 10"
     timings = status.get("timings", {})
     return [
@@ -257,7 +257,7 @@ def width_row(width: int) -> list[str]:
         str(shown.get("outcomes", "-")),
         f"{seconds:.1f}",
         f"{timings.get('planSeconds', 0):.1f} / {timings.get('executeSeconds', 0):.1f}",
-        check.split(";")[0] + ("; weak (threshold 0)" if "weak check" in check else ""),
+        check + ("; weak: threshold 0" if "weak check" in method else ""),
     ]
 
 
