@@ -29,6 +29,7 @@ from qorch.api import (
 from qorch.api import reasons as R
 from qorch.api.base import ConditionStatus, get_condition, now_rfc3339, set_condition
 from qorch.api.distributed_job import (
+    JobResult,
     Plan,
     Program,
     ProgramProgress,
@@ -138,6 +139,14 @@ def _not_ready(node: QuantumNode) -> str:
     ready = get_condition(node.status.conditions, R.READY)
     why = f" ({ready.reason}: {ready.message})" if ready and ready.message else ""
     return f"{node.metadata.name} is {node.status.phase}{why}"
+
+
+def _summary(result: JobResult) -> str:
+    if result.counts:
+        return f"{sum(result.counts.values())} shots collected"
+    if result.distribution or result.marginals or result.top_outcomes:
+        return "output distribution reconstructed"
+    return f"{len(result.expectation_values or [])} expectation value(s) estimated"
 
 
 class JobPipeline:
@@ -602,14 +611,7 @@ class JobPipeline:
             return self._finish(
                 job, status, JobPhases.FAILED, R.VERIFICATION_FAILED, verified.message
             )
-        summary = (
-            f"{sum(status.result.counts.values())} shots collected"
-            if status.result.counts
-            else f"{len(status.result.expectation_values)} expectation value(s) estimated"
-            if status.result.expectation_values
-            else "output distribution reconstructed"
-        )
-        return self._finish(job, status, JobPhases.SUCCEEDED, R.COMPLETED, summary)
+        return self._finish(job, status, JobPhases.SUCCEEDED, R.COMPLETED, _summary(status.result))
 
     def _trouble(
         self,
