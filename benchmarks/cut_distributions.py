@@ -25,7 +25,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
+import signal
 import subprocess
 import sys
 import tempfile
@@ -226,18 +228,23 @@ def width_row(width: int) -> list[str]:
         Path(folder, "nodes.yaml").write_text(nodes)
         Path(folder, "job.yaml").write_text(job)
         started = time.perf_counter()
+        # A session of its own: on timeout the agents it started go with it.
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "qorch", "run", folder, "-o", "json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            cwd=REPO,
+            start_new_session=True,
+        )
         try:
-            proc = subprocess.run(
-                [sys.executable, "-m", "qorch", "run", folder, "-o", "json"],
-                capture_output=True,
-                text=True,
-                timeout=600,
-                cwd=REPO,
-            )
+            stdout, _ = proc.communicate(timeout=600)
         except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
             return [str(width), "-", "-", "-", "timed out (600 s)", "-", "-"]
         seconds = time.perf_counter() - started
-    status = json.loads(proc.stdout)[0]["status"] if proc.stdout else {}
+    status = json.loads(stdout)[0]["status"] if stdout else {}
     result = status.get("result") or {}
     shown = result.get("distribution") or result.get("topOutcomes") or {}
     verification = result.get("verification") or {}
