@@ -167,13 +167,6 @@ class NodeTerms:
     frequency: np.ndarray
     shots: np.ndarray
 
-    @property
-    def variance(self) -> np.ndarray:
-        """Variance of each mean in `quasi`."""
-        return (
-            np.maximum(self.frequency - self.quasi**2, 0.0) / np.maximum(self.shots - 1, 1)[:, None]
-        )
-
 
 def reduce_node(
     qubits: Sequence[int],
@@ -281,7 +274,7 @@ def _knit(coefficients: np.ndarray, factors: Sequence[np.ndarray]) -> np.ndarray
     step = max(1, _KNIT_CHUNK // max(head, 1))
     for start in range(0, terms, step):
         block = slice(start, start + step)
-        left = coefficients[block, None] * np.ones((1, 1))
+        left = coefficients[block, None]
         for factor in factors[:-1]:
             left = (left[:, :, None] * factor[block, None, :]).reshape(left.shape[0], -1)
         out += (left.T @ factors[-1][block]).reshape(-1)
