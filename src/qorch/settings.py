@@ -130,6 +130,13 @@ class Settings(BaseModel):
         1000.0,
         description="Largest sampling overhead a cut may cost (QORCH_MAX_SAMPLING_OVERHEAD).",
     )
+    max_distribution_bits: int = Field(
+        24,
+        ge=1,
+        le=30,
+        description="Widest full output distribution a cut job may reconstruct; wider ones"
+        " ask for marginals or top-k outcomes (QORCH_MAX_DISTRIBUTION_BITS).",
+    )
     sanitizer_policy_file: str | None = Field(
         None,
         description="YAML sanitizer policy; the built-in policy when unset."

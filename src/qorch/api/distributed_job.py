@@ -92,6 +92,39 @@ StrategyChoice = Annotated[
 ]
 
 
+#: Most outcomes a cut job may ask for by `output.topK`, and marginals it may list.
+MAX_TOP_K = 1024
+MAX_MARGINALS = 64
+
+
+class OutputSpec(ApiModel):
+    """What a cut job without observables returns in place of its full distribution."""
+
+    marginals: list[list[int]] | None = Field(
+        None,
+        max_length=MAX_MARGINALS,
+        description="Lists of classical bit indices; each gets its marginal distribution (the"
+        " first bit listed is the rightmost character of a key).",
+    )
+    top_k: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_TOP_K,
+        description="The k most probable outcomes over all classical bits, found by CutQC's"
+        " dynamic definition without holding the full distribution.",
+    )
+
+    @model_validator(mode="after")
+    def _bits(self) -> Self:
+        for bits in self.marginals or []:
+            if not bits or min(bits) < 0 or len(set(bits)) != len(bits):
+                raise ValueError(
+                    f"marginal {bits} must be a non-empty list of distinct classical bit"
+                    " indices (0 or more)"
+                )
+        return self
+
+
 class DistributedJobSpec(ApiModel):
     """Desired state of a job."""
 
@@ -126,6 +159,11 @@ class DistributedJobSpec(ApiModel):
         "none",
         description="readout: also correct the result with the nodes' latest readout"
         " calibration; the raw result is kept beside the mitigated one.",
+    )
+    output: OutputSpec | None = Field(
+        None,
+        description="For a cut job without observables: marginals or top-k outcomes instead of"
+        " the full distribution (which is refused above QORCH_MAX_DISTRIBUTION_BITS bits).",
     )
     suspend: bool | None = Field(
         None,
@@ -314,6 +352,36 @@ class MitigatedResult(ApiModel):
     )
 
 
+class ReconstructedDistribution(ApiModel):
+    """An output distribution knitted from a cut job's subexperiments."""
+
+    bits: list[int] = Field(
+        description="Classical bits the keys read; the first is the rightmost character."
+    )
+    quasi_probabilities: dict[str, float] = Field(
+        description="Reconstructed quasi-probabilities (may be slightly negative), largest in"
+        " magnitude first."
+    )
+    standard_errors: dict[str, float] = Field(
+        description="Standard error of each quasi-probability from shot noise."
+    )
+    probabilities: dict[str, float] | None = Field(
+        None,
+        description="The nearest probability distribution (Smolin-Gambetta-Smith); absent for"
+        " topK, a partial list.",
+    )
+    outcomes: int = Field(description="Outcomes with a nonzero quasi-probability.")
+    omitted_outcomes: int = Field(
+        0, description="Outcomes not listed (the smallest), beyond the listing limit."
+    )
+    omitted_weight: float = Field(
+        0.0, description="Probability of the omitted outcomes in the nearest distribution."
+    )
+    verification: Verification | None = Field(
+        None, description="This distribution checked against exact simulation."
+    )
+
+
 class JobResult(ApiModel):
     """Result of the job."""
 
@@ -327,6 +395,15 @@ class JobResult(ApiModel):
     verification: Verification | None = Field(None, description="Check against exact simulation.")
     mitigated: MitigatedResult | None = Field(
         None, description="With spec.mitigation: the readout-corrected result."
+    )
+    distribution: ReconstructedDistribution | None = Field(
+        None, description="Cut without observables: the full output distribution."
+    )
+    marginals: list[ReconstructedDistribution] | None = Field(
+        None, description="Cut with spec.output.marginals: one per list, in order."
+    )
+    top_outcomes: ReconstructedDistribution | None = Field(
+        None, description="Cut with spec.output.topK: the most probable outcomes."
     )
 
 

@@ -59,3 +59,4 @@ REPLANNED = "Replanned"
 INVALID_IDENTITY = "InvalidIdentity"
 KEY_RETIRED = "KeyRetired"  # the node presented a key whose rotation window has ended
 KEY_NOT_YET_VALID = "KeyNotYetValid"  # ... or has not begun
+OUTPUT_TOO_WIDE = "OutputTooWide"

@@ -30,6 +30,7 @@ from qorch.api import (
 from qorch.api import reasons as R
 from qorch.api.base import ConditionStatus, get_condition, now_rfc3339, set_condition
 from qorch.api.distributed_job import (
+    JobResult,
     Plan,
     Program,
     ProgramProgress,
@@ -38,7 +39,8 @@ from qorch.api.distributed_job import (
     StrategyEstimate,
 )
 from qorch.api.phases import JobPhases, LinkPhases, NodePhases
-from qorch.planner.strategies import Candidate, Demand
+from qorch.planner.cut_distribution import output_request
+from qorch.planner.strategies import OUTPUT_WIDTH, Candidate, Demand
 from qorch.qpu.circuits import measures
 from qorch.sanitizer import SanitizerPolicy, SanitizerPolicyFile, TargetTiming, sanitize
 from qorch.settings import Settings
@@ -87,6 +89,8 @@ class PipelineSettings:
     capacity_retry_seconds: float = _DEFAULTS.capacity_retry_seconds
     # Cutting multiplies the shots needed by this factor; beyond it a cut is refused.
     max_sampling_overhead: float = _DEFAULTS.max_sampling_overhead
+    # A cut job reconstructs full distributions up to this many output bits.
+    max_distribution_bits: int = _DEFAULTS.max_distribution_bits
     # How often a running job looks at the health of its nodes and links.
     watch_seconds: float = _DEFAULTS.job_watch_seconds
     # The "quantum hallucination" guard: a result that fails verification fails the job.
@@ -105,6 +109,7 @@ class PipelineSettings:
             authorization=authorization or AuthorizationPolicy(),
             capacity_retry_seconds=settings.capacity_retry_seconds,
             max_sampling_overhead=settings.max_sampling_overhead,
+            max_distribution_bits=settings.max_distribution_bits,
             watch_seconds=settings.job_watch_seconds,
             fail_unverified=settings.fail_unverified,
         )
@@ -169,6 +174,14 @@ def _not_ready(node: QuantumNode) -> str:
     ready = get_condition(node.status.conditions, R.READY)
     why = f" ({ready.reason}: {ready.message})" if ready and ready.message else ""
     return f"{node.metadata.name} is {node.status.phase}{why}"
+
+
+def _summary(result: JobResult) -> str:
+    if result.counts:
+        return f"{sum(result.counts.values())} shots collected"
+    if result.distribution or result.marginals or result.top_outcomes:
+        return "output distribution reconstructed"
+    return f"{len(result.expectation_values or [])} expectation value(s) estimated"
 
 
 class JobPipeline:
@@ -387,6 +400,9 @@ class JobPipeline:
                 shots=job.spec.shots,
                 timeout_seconds=job.spec.timeout_seconds,
                 max_sampling_overhead=self.settings.max_sampling_overhead,
+                output=output_request(job.spec.output),
+                strategy=job.spec.strategy,
+                max_distribution_bits=self.settings.max_distribution_bits,
             )
             candidates = await asyncio.to_thread(estimate_candidates, demand, job.spec.strategy)
             if len(cache) >= _ESTIMATES_KEPT:
@@ -461,7 +477,11 @@ class JobPipeline:
                 return self._finish(job, status, JobPhases.FAILED, R.NO_HEALTHY_RESOURCES, msg)
             if everything and isinstance(ideal, str):
                 reason = (
-                    R.FIDELITY_BUDGET_NOT_MET if "fidelityBudget" in choice else R.UNSCHEDULABLE
+                    R.FIDELITY_BUDGET_NOT_MET
+                    if "fidelityBudget" in choice
+                    else R.OUTPUT_TOO_WIDE
+                    if any(c.limited_by == OUTPUT_WIDTH for c in candidates)
+                    else R.UNSCHEDULABLE
                 )
                 self._cond(job, status, R.PLANNED, "False", reason, choice)
                 return self._finish(job, status, JobPhases.REJECTED, reason, choice)
@@ -549,6 +569,8 @@ class JobPipeline:
             links=self._links(job),
             max_sampling_overhead=self.settings.max_sampling_overhead,
             free=free,
+            output=output_request(job.spec.output),
+            max_distribution_bits=self.settings.max_distribution_bits,
         )
 
     async def _work(self, job: DistributedJob, plan: Plan) -> Work:
@@ -686,12 +708,7 @@ class JobPipeline:
             return self._finish(
                 job, status, JobPhases.FAILED, R.VERIFICATION_FAILED, verified.message
             )
-        summary = (
-            f"{sum(status.result.counts.values())} shots collected"
-            if status.result.counts
-            else f"{len(status.result.expectation_values or [])} expectation value(s) estimated"
-        )
-        return self._finish(job, status, JobPhases.SUCCEEDED, R.COMPLETED, summary)
+        return self._finish(job, status, JobPhases.SUCCEEDED, R.COMPLETED, _summary(status.result))
 
     def _trouble(
         self,

@@ -659,13 +659,16 @@ def _judged(
     in_support: float,
     shots: int,
     estimated_fidelity: float | None,
+    sampling_allowance: float = 0.0,
 ) -> Verification:
     """The Verification of a Hellinger fidelity to an exact distribution of `outcomes`
-    outcomes; `in_support` (the observed weight on them) is only reported."""
+    outcomes; `in_support` (the observed weight on them) is only reported. A larger
+    `sampling_allowance` replaces the one of `shots` multinomial samples."""
     expected = estimated_fidelity if estimated_fidelity is not None else 1.0
     # `outcomes` stays an int: 2^k overflows a float past k = 1023, long after the
     # allowance has taken any threshold to 0.
     allowance = (outcomes - 1) / (4 * shots) if outcomes < 1 << 1000 else math.inf
+    allowance = max(allowance, sampling_allowance)
     threshold = expected - allowance - VERIFY_SLACK
     if threshold <= 0:
         # Only stabilizer supports, 2^k outcomes, grow past the statevector's 2^20.
@@ -679,4 +682,69 @@ def _judged(
         method=method,
         hellinger_fidelity=round(fidelity, 6),
         threshold=round(max(0.0, threshold), 6),
+    )
+
+
+def exact_outcome_probabilities(
+    circuit: QuantumCircuit,
+    qubits: Sequence[int],
+    outcomes: np.ndarray,
+    exact: ExactProbabilities | None = None,
+) -> tuple[np.ndarray, int] | None:
+    """Exact probability of each outcome of the measured `qubits` (bit j of an outcome is
+    qubits[j]), summed over the other measured qubits, and how many outcomes of those qubits
+    are possible; None when there is no exact statevector for the circuit. `exact`, the
+    circuit's `exact_probabilities` when already simulated, saves simulating again."""
+    exact = exact if exact is not None else exact_probabilities(circuit)
+    measured = _final_measurements(circuit)
+    if exact is None or measured is None:
+        return None
+    position = {q: i for i, q in enumerate(sorted(set(measured.values())))}
+    width = len(position)
+    # Axis a of the tensor is bit width - 1 - a of the index; summing the other axes leaves
+    # the kept bits in descending order, so bit j of the flat index is the j-th kept, ascending.
+    kept = sorted(position[q] for q in qubits)
+    if [position[q] for q in qubits] != kept:
+        raise ValueError("qubits must be listed in ascending order")
+    tensor = exact.probabilities.reshape([2] * width)
+    others = tuple(a for a in range(width) if width - 1 - a not in kept)
+    marginal = tensor.sum(axis=others).reshape(-1) if others else exact.probabilities
+    return marginal[outcomes], int(np.count_nonzero(marginal > _IMPOSSIBLE))
+
+
+def verify_outcomes(
+    circuit: QuantumCircuit,
+    qubits: Sequence[int],
+    outcomes: np.ndarray,
+    weights: np.ndarray,
+    shots: int,
+    estimated_fidelity: float | None,
+    standard_errors: np.ndarray | None = None,
+    exact_simulation: ExactProbabilities | None = None,
+) -> Verification:
+    """`verify_distribution` for non-negative `weights` on `outcomes` of the measured `qubits`
+    (a reconstructed distribution or marginal), against the exact marginal of those qubits.
+
+    With the `standard_errors` of reconstructed weights, the sampling allowance is also at
+    least sum_x min(s_x, s_x^2 / (4 w_x)): an outcome of weight w lowers the fidelity by
+    about s^2 / (4 w), but noise on an impossible outcome costs its whole kept weight, of
+    the order of s.
+    """
+    exact = exact_outcome_probabilities(circuit, qubits, outcomes, exact_simulation)
+    if exact is None:
+        return Verification(method=unverifiable(circuit))
+    p, support = exact
+    normalised = weights / weights.sum() if weights.sum() > 0 else weights
+    spread = 0.0
+    if standard_errors is not None:
+        floor = np.maximum(normalised, _IMPOSSIBLE)
+        spread = float(np.minimum(standard_errors, standard_errors**2 / (4 * floor)).sum())
+    return _judged(
+        "statevector",
+        float(np.sqrt(p * normalised).sum()) ** 2,
+        support,
+        float(normalised[p > _IMPOSSIBLE].sum()),
+        shots,
+        estimated_fidelity,
+        spread,
     )

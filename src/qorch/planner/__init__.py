@@ -4,6 +4,8 @@
 - `partition`: qubits to linked nodes with few Bell pairs (`partition`, `naive_partition`);
 - `teleport`: nonlocal gates by cat-entanglement, one co-simulated program (`compile_teleport`);
 - `cutting`: circuit knitting with qiskit-addon-cutting (`plan_cut`, `CutPlan.reconstruct`);
+- `cut_distribution`: output distributions, marginals and top-k outcomes knitted from a cut
+  (`plan_cut_distribution`, `knit`, `top_outcomes`);
 - `strategies`: estimates for single / teleport / cut and the `auto` rule (`choose`);
 - `fidelity`, `estimate`: the survival-probability model every estimate shares.
 

@@ -9,7 +9,9 @@ the executing node's gates (`fidelity.noisy_profile`), so the three strategies c
   Bell pairs x shots within the timeout (links work in parallel, so the slowest one counts)
   and the co-simulated program fits one agent's statevector;
 - cut: the fidelity of the worst subexperiment on its node; its sampling overhead is a
-  separate cost, bounded by `max_sampling_overhead`. Only with observables.
+  separate cost, bounded by `max_sampling_overhead`. Without observables it reconstructs the
+  output distribution (`cut_distribution`) when the job names `cut` or sets `spec.output`,
+  refused when the full distribution asked for is wider than `max_distribution_bits`.
 - locc-cut: wires cut from a sender node to a receiver node with one-way classical messages
   (`locc`); the worst of the two sides' subexperiments, sampling overhead gamma^2 with
   gamma = 2^(n+1) - 1 for n wires (9 for one, against 16 without communication), and the
@@ -30,6 +32,14 @@ from qorch.qpu.composite_noise import MAX_COSIMULATED_QUBITS
 from qorch.qpu.noise import TWO_QUBIT_GATES
 
 from .circuits import for_distribution
+from .cut_distribution import (
+    DEFAULT_MAX_DISTRIBUTION_BITS,
+    DistributionPlan,
+    OutputRequest,
+    OutputTooWide,
+    check_request,
+    plan_cut_distribution,
+)
 from .cutting import CutPlan, plan_cut
 from .estimate import FidelityEstimate
 from .feed_forward import cut_refusal, is_dynamic
@@ -42,6 +52,8 @@ from .unroll import unroll
 
 #: Subexperiments per node whose fidelity is computed exactly; the rest share their gates.
 _WORST_SAMPLED = 3
+#: `Candidate.limited_by` of a cut refused because the distribution asked for is too wide.
+OUTPUT_WIDTH = "output width"
 
 
 @dataclass(frozen=True)
@@ -57,13 +69,18 @@ class Demand:
     timeout_seconds: float
     max_sampling_overhead: float
     max_cosimulated_qubits: int = MAX_COSIMULATED_QUBITS
+    #: The job's `spec.output`, and the strategy it names ("auto" when it names none).
+    output: OutputRequest | None = None
+    strategy: str = "auto"
+    max_distribution_bits: int = DEFAULT_MAX_DISTRIBUTION_BITS
 
 
 @dataclass(frozen=True)
 class Candidate:
     """One strategy's plan, or why there is none.
 
-    `plan` is the node name for single, a TeleportProgram or a CutPlan; None when infeasible.
+    `plan` is the node name for single, a TeleportProgram, a CutPlan (with observables) or a
+    DistributionPlan (cut without); None when infeasible.
     `reason` says what limits a feasible plan, or why it is infeasible.
     """
 
@@ -71,7 +88,7 @@ class Candidate:
     estimated_fidelity: float
     feasible: bool
     reason: str
-    plan: str | TeleportProgram | CutPlan | LoccCutPlan | None = None
+    plan: str | TeleportProgram | CutPlan | DistributionPlan | LoccCutPlan | None = None
     partition: Partition | None = None
     limited_by: str = ""
     sampling_overhead: float | None = None
@@ -176,21 +193,44 @@ def estimate_teleport(demand: Demand) -> Candidate:
 
 
 def estimate_cut(demand: Demand) -> Candidate:
-    """Circuit knitting: subexperiments per node, expectation values reconstructed."""
+    """Circuit knitting: subexperiments per node, expectation values (or, without
+    observables, the output distribution) reconstructed."""
     circuit, observables, nodes = demand.circuit, demand.observables, demand.nodes
     links, max_sampling_overhead = demand.links, demand.max_sampling_overhead
+    request = demand.output or OutputRequest()
     if not observables:
-        return Candidate(
-            "cut", 0.0, False, "cutting reconstructs expectation values: no observables"
-        )
+        if demand.output is None and demand.strategy != "cut":
+            # Counts from single or teleport need no sampling overhead: the better default.
+            return Candidate(
+                "cut",
+                0.0,
+                False,
+                "no observables: cutting reconstructs the output distribution only when the"
+                " job asks for it (strategy: cut, or spec.output)",
+            )
+        try:  # before placing: a request too wide to hold is refused whatever the nodes
+            check_request(circuit, request, demand.max_distribution_bits)
+        except OutputTooWide as exc:
+            return Candidate("cut", 0.0, False, str(exc), limited_by=OUTPUT_WIDTH)
+        except ValueError as exc:
+            return Candidate("cut", 0.0, False, str(exc))
     placed = partition(circuit, nodes, links, require_links=False, min_nodes=2)
     if placed is not None and is_dynamic(circuit):
         reason = cut_refusal(circuit, placed.assignment)
         return Candidate("cut", 0.0, False, reason, partition=placed)
     if placed is None:
         return Candidate("cut", 0.0, False, _why_unplaced(circuit, nodes, 0))
+    knitted: CutPlan | DistributionPlan
     try:
-        plan = plan_cut(circuit, observables, placed, max_sampling_overhead)
+        if observables:
+            plan = knitted = plan_cut(circuit, observables, placed, max_sampling_overhead)
+        else:
+            knitted = plan_cut_distribution(
+                circuit, placed, max_sampling_overhead, request, demand.max_distribution_bits
+            )
+            plan = knitted.knitting
+    except OutputTooWide as exc:
+        return Candidate("cut", 0.0, False, str(exc), partition=placed, limited_by=OUTPUT_WIDTH)
     except ValueError as exc:
         return Candidate("cut", 0.0, False, str(exc), partition=placed)
     slots = {n.name: n for n in nodes}
@@ -213,7 +253,14 @@ def estimate_cut(demand: Demand) -> Candidate:
     if limit:
         reason += f", limited by {limit}"
     return Candidate(
-        "cut", fidelity, True, reason, plan, placed, limit, sampling_overhead=plan.sampling_overhead
+        "cut",
+        fidelity,
+        True,
+        reason,
+        knitted,
+        placed,
+        limit,
+        sampling_overhead=plan.sampling_overhead,
     )
 
 

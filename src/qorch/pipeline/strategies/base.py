@@ -20,6 +20,7 @@ from qiskit import QuantumCircuit
 from qorch.agent_protocol import RunRequest, RunResult
 from qorch.api import EntanglementLink, QuantumNode
 from qorch.api.distributed_job import JobResult, LinkUse, MitigatedResult, Placement, Plan, Program
+from qorch.planner.cut_distribution import DEFAULT_MAX_DISTRIBUTION_BITS, OutputRequest
 from qorch.planner.strategies import Candidate, Demand
 
 #: The agent's reply to one program.
@@ -29,13 +30,16 @@ Reply = RunResult
 @dataclass(frozen=True)
 class Context:
     """What building work may read besides the plan: the job's observables, the namespace's
-    nodes and links, the free share of each resource, and the policy's overhead bound."""
+    nodes and links, the free share of each resource, the policy's overhead bound, and what
+    output a job without observables asks for (with the policy's width limit)."""
 
     observables: list[str] | None
     nodes: list[QuantumNode]
     links: list[EntanglementLink]
     max_sampling_overhead: float
     free: dict[str, float] = field(default_factory=dict)
+    output: OutputRequest | None = None
+    max_distribution_bits: int = DEFAULT_MAX_DISTRIBUTION_BITS
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 """`cut`: circuit knitting; each node runs its subexperiments on its own agent, and the
-expectation values are reconstructed classically."""
+expectation values (or, for a job without observables, the output distribution) are
+reconstructed classically."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ from qiskit import QuantumCircuit
 
 from qorch.agent_protocol import RunRequest
 from qorch.api.distributed_job import JobResult, MitigatedResult, Plan, Program, Verification
+from qorch.planner.cut_distribution import DistributionPlan, OutputRequest, plan_cut_distribution
 from qorch.planner.cutting import CutPlan, exact_expectations, plan_cut
 from qorch.planner.strategies import Candidate, estimate_cut
 from qorch.qpu.circuits import encode_circuit
 
+from ..cut_distribution import aggregate_distribution
 from ..mitigation import mitigate_cut
 from ..planning import placement_of, recorded_partition
 from ..verification import MAX_EXPECTATION_QUBITS
@@ -81,6 +84,38 @@ class CutWork(Work):
         )
 
 
+@dataclass(frozen=True)
+class CutDistributionWork(CutWork):
+    """A cut without observables: the subexperiments measure every output qubit, and their
+    joint outcomes are knitted into the output distribution (`cut_distribution`)."""
+
+    distribution: DistributionPlan
+    output: OutputRequest
+    max_bits: int
+
+    def aggregate(self, returned: Returned) -> JobResult:
+        return aggregate_distribution(
+            self.distribution,
+            self.circuit,
+            self._results(returned.replies),
+            self.output,
+            returned.plan.estimated_fidelity,
+            self.max_bits,
+        )
+
+    def mitigate(self, returned: Returned, result: JobResult) -> MitigatedResult:
+        return MitigatedResult(
+            method="none; readout correction of a reconstructed distribution is not implemented"
+        )
+
+
+def _distribution_work(
+    circuit: QuantumCircuit, plan: DistributionPlan, context: Context
+) -> CutDistributionWork:
+    request = context.output or OutputRequest()
+    return CutDistributionWork(circuit, plan.knitting, plan, request, context.max_distribution_bits)
+
+
 class Cut(Strategy):
     name = "cut"
     preference = 2
@@ -88,6 +123,8 @@ class Cut(Strategy):
 
     def shape(self, candidate: Candidate, circuit: QuantumCircuit, shots: int) -> Shape:
         knitting, part = candidate.plan, candidate.partition
+        if isinstance(knitting, DistributionPlan):
+            knitting = knitting.knitting
         assert isinstance(knitting, CutPlan) and part is not None
         return Shape(
             placement=placement_of(part),
@@ -103,10 +140,18 @@ class Cut(Strategy):
         )
 
     def work(self, candidate: Candidate, circuit: QuantumCircuit, context: Context) -> CutWork:
+        if isinstance(candidate.plan, DistributionPlan):
+            return _distribution_work(circuit, candidate.plan, context)
         assert isinstance(candidate.plan, CutPlan)
         return CutWork(circuit, candidate.plan)
 
     def rebuild(self, plan: Plan, circuit: QuantumCircuit, context: Context) -> CutWork:
         part = recorded_partition(plan)
-        observables = context.observables or []
-        return CutWork(circuit, plan_cut(circuit, observables, part, context.max_sampling_overhead))
+        overhead = context.max_sampling_overhead
+        if not context.observables:
+            request = context.output or OutputRequest()
+            distribution = plan_cut_distribution(
+                circuit, part, overhead, request, context.max_distribution_bits
+            )
+            return _distribution_work(circuit, distribution, context)
+        return CutWork(circuit, plan_cut(circuit, context.observables, part, overhead))
