@@ -36,7 +36,7 @@ from qiskit.quantum_info import Clifford
 from qiskit_aer import AerSimulator
 
 from qorch.api.distributed_job import Verification
-from qorch.planner.cutting import clifford_of
+from qorch.planner.cutting import clifford_of, exact_expectations
 from qorch.planner.unroll import Test, predicated_steps, unroll
 
 #: Widest statevector verified: 2^26 amplitudes are 1 GiB, their probabilities 0.5 GiB more.
@@ -747,4 +747,29 @@ def verify_outcomes(
         shots,
         estimated_fidelity,
         spread,
+    )
+
+
+def verify_expectations(
+    circuit: QuantumCircuit,
+    observables: Sequence[str],
+    values: Sequence[float],
+    errors: Sequence[float],
+    estimated_fidelity: float | None,
+) -> Verification:
+    """Largest absolute error of knitted expectation values against exact ones, judged
+    against 3 standard errors plus what noise can do: a state of fidelity F moves a Pauli
+    expectation by at most 2 (1 - F). Exact values by statevector up to
+    MAX_EXPECTATION_QUBITS, by stabilizer simulation beyond for a Clifford circuit."""
+    exact = exact_expectations(
+        circuit, list(observables), max_statevector_qubits=MAX_EXPECTATION_QUBITS
+    )
+    if exact is None:
+        return Verification(method="none")
+    method, expected = exact
+    fidelity = estimated_fidelity if estimated_fidelity is not None else 1.0
+    return Verification(
+        method=method,
+        absolute_error=round(max(abs(v - e) for v, e in zip(values, expected, strict=True)), 6),
+        threshold=round(3 * max(errors, default=0.0) + 2 * (1 - fidelity), 6),
     )

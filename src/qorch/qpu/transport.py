@@ -80,6 +80,19 @@ def authenticated_fingerprint(client: object) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def agent_error(exc: RemoteError | ChannelError) -> AgentError:
+    """A channel's failure as the AgentError the pipeline acts on."""
+    if isinstance(exc, RemoteError):
+        return AgentError(exc.error_type, exc.remote_message)
+    if isinstance(exc, ChannelTimeout):
+        return AgentError(ErrorCode.TIMEOUT, str(exc))
+    if isinstance(exc, TransportError):
+        return AgentError(ErrorCode.UNREACHABLE, str(exc))
+    if isinstance(exc, SessionRefused):
+        return AgentError(exc.reason, str(exc))
+    return AgentError(type(exc).__name__, str(exc))
+
+
 class SecureAgentClient:
     """A channel client whose failures are AgentErrors with a code the pipeline can act on.
     A `run` is followed by progress polling (see `ProgressPolling`)."""
@@ -175,16 +188,8 @@ class SecureAgentClient:
     ) -> dict[str, Any]:
         try:
             return await self._channel.call(op, payload, timeout=timeout)
-        except RemoteError as exc:
-            raise AgentError(exc.error_type, exc.remote_message) from exc
-        except ChannelTimeout as exc:
-            raise AgentError(ErrorCode.TIMEOUT, str(exc)) from exc
-        except TransportError as exc:
-            raise AgentError(ErrorCode.UNREACHABLE, str(exc)) from exc
-        except SessionRefused as exc:
-            raise AgentError(exc.reason, str(exc)) from exc
-        except ChannelError as exc:
-            raise AgentError(type(exc).__name__, str(exc)) from exc
+        except (RemoteError, ChannelError) as exc:
+            raise agent_error(exc) from exc
 
     async def close(self) -> None:
         await self._channel.close()
@@ -204,14 +209,10 @@ class SessionCaller:
         try:
             async with asyncio.timeout(timeout):
                 return await self._call(op, payload)
+        except (RemoteError, ChannelError) as exc:
+            raise agent_error(exc) from exc
         except TimeoutError:
             raise AgentError(ErrorCode.TIMEOUT, f"{op}: no reply within {timeout:g} s") from None
-        except RemoteError as exc:
-            raise AgentError(exc.error_type, exc.remote_message) from exc
-        except TransportError as exc:
-            raise AgentError(ErrorCode.UNREACHABLE, str(exc)) from exc
-        except ChannelError as exc:
-            raise AgentError(type(exc).__name__, str(exc)) from exc
 
     async def close(self) -> None:
         return None

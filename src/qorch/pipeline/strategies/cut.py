@@ -12,14 +12,14 @@ from qiskit import QuantumCircuit
 from qorch.agent_protocol import RunRequest
 from qorch.api.distributed_job import JobResult, MitigatedResult, Plan, Program, Verification
 from qorch.planner.cut_distribution import DistributionPlan, OutputRequest, plan_cut_distribution
-from qorch.planner.cutting import CutPlan, exact_expectations, plan_cut
+from qorch.planner.cutting import CutPlan, plan_cut
 from qorch.planner.strategies import Candidate, estimate_cut
 from qorch.qpu.circuits import encode_circuit
 
 from ..cut_distribution import aggregate_distribution
 from ..mitigation import mitigate_cut
 from ..planning import placement_of, recorded_partition
-from ..verification import MAX_EXPECTATION_QUBITS
+from ..verification import verify_expectations
 from .base import Context, Reply, Returned, Shape, Strategy, Work
 
 _PREFIX = "cut-"
@@ -64,23 +64,8 @@ class CutWork(Work):
     def verify(
         self, values: list[float], errors: list[float], estimated_fidelity: float | None
     ) -> Verification:
-        """Largest absolute error against exact values, judged against 3 standard errors
-        plus what noise can do: a state of fidelity F moves a Pauli expectation by at most
-        2 (1 - F). Exact values by statevector up to MAX_EXPECTATION_QUBITS, by stabilizer
-        simulation beyond for a Clifford circuit."""
-        exact = exact_expectations(
-            self.circuit,
-            list(self.knitting.observables),
-            max_statevector_qubits=MAX_EXPECTATION_QUBITS,
-        )
-        if exact is None:
-            return Verification(method="none")
-        method, expected = exact
-        fidelity = estimated_fidelity if estimated_fidelity is not None else 1.0
-        return Verification(
-            method=method,
-            absolute_error=round(max(abs(v - e) for v, e in zip(values, expected, strict=True)), 6),
-            threshold=round(3 * max(errors, default=0.0) + 2 * (1 - fidelity), 6),
+        return verify_expectations(
+            self.circuit, self.knitting.observables, values, errors, estimated_fidelity
         )
 
 

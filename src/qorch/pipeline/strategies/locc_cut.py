@@ -27,7 +27,6 @@ from qorch.api.distributed_job import (
     Verification,
 )
 from qorch.channel.identity import encode_public_key
-from qorch.planner.cutting import exact_expectations
 from qorch.planner.locc import (
     LoccCutPlan,
     Shots,
@@ -40,7 +39,7 @@ from qorch.planner.strategies import LOCC_CUT, Candidate, estimate_locc_cut
 from qorch.qpu.circuits import encode_circuit
 from qorch.telemetry import metrics as m
 
-from ..verification import MAX_EXPECTATION_QUBITS
+from ..verification import verify_expectations
 from .base import Context, Reply, Returned, Shape, Strategy, Work
 
 SEND = "locc-send"
@@ -159,21 +158,8 @@ class LoccCutWork(Work):
     def verify(
         self, values: list[float], errors: list[float], estimated_fidelity: float | None
     ) -> Verification:
-        """As the gate cut's: the largest error against exact values, judged against 3
-        standard errors plus the 2 (1 - F) noise can move a Pauli expectation."""
-        exact = exact_expectations(
-            self.circuit,
-            list(self.knitting.observables),
-            max_statevector_qubits=MAX_EXPECTATION_QUBITS,
-        )
-        if exact is None:
-            return Verification(method="none")
-        method, expected = exact
-        fidelity = estimated_fidelity if estimated_fidelity is not None else 1.0
-        return Verification(
-            method=method,
-            absolute_error=round(max(abs(v - e) for v, e in zip(values, expected, strict=True)), 6),
-            threshold=round(3 * max(errors, default=0.0) + 2 * (1 - fidelity), 6),
+        return verify_expectations(
+            self.circuit, self.knitting.observables, values, errors, estimated_fidelity
         )
 
     def mitigate(self, returned: Returned, result: JobResult) -> MitigatedResult:
