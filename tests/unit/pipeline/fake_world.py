@@ -20,9 +20,12 @@ from qorch.api.quantum_node import Calibration
 from qorch.qpu.transport import AgentError
 
 NAMESPACE = "default"
+# How often a running job looks at its nodes in these tests.
+WATCH_SECONDS = 0.002
 
 #: What a node's agent does with a `run` payload.
 Run = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+
 
 
 @dataclass(frozen=True)

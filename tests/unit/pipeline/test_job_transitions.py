@@ -24,7 +24,7 @@ from qorch.pipeline.job import JobPipeline, PipelineSettings, StepResult
 from qorch.pipeline.reservations import QueueEntry, Reservations
 from qorch.sanitizer import SanitizerPolicy, SanitizerPolicyFile
 
-from .fake_world import NAMESPACE, FakeWorld, make_job, result
+from .fake_world import NAMESPACE, WATCH_SECONDS, make_job, result
 
 BELL = (
     'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[2];\ncreg c[2];\n'
@@ -40,7 +40,6 @@ SHOTS = sum(BELL_COUNTS.values())
 #: Long before any test runs: a budget counted from then is spent.
 LONG_AGO = "2000-01-01T00:00:00Z"
 NOISY = {"twoQubitError": 0.05, "readoutError": 0.05}
-WATCH_SECONDS = 0.002
 
 
 def key(job: DistributedJob, attempt: int | None = None) -> str:
@@ -63,26 +62,6 @@ def queued(book: Reservations, *nodes: str) -> list[str]:
     """Jobs waiting in the queue for any of these nodes (everyone ranks before this probe)."""
     probe = QueueEntry.of("probe", -(10**9), "~", frozenset(f"{NAMESPACE}/{n}" for n in nodes))
     return [e.job for e in book.ahead_of(probe)]
-
-
-@pytest.fixture
-def world() -> FakeWorld:
-    return FakeWorld()
-
-
-@pytest.fixture
-def book() -> Reservations:
-    return Reservations()
-
-
-@pytest.fixture
-def settings() -> PipelineSettings:
-    return PipelineSettings(watch_seconds=WATCH_SECONDS, capacity_retry_seconds=0.01)
-
-
-@pytest.fixture
-def pipeline(world: FakeWorld, book: Reservations, settings: PipelineSettings) -> JobPipeline:
-    return JobPipeline(world, book, settings)
 
 
 @pytest.fixture(autouse=True)

@@ -4,14 +4,11 @@ spec.suspend turns false; then it runs the plan it held, or a new one if its res
 
 from __future__ import annotations
 
-import pytest
-
 from qorch.api import get_condition
 from qorch.api import reasons as R
-from qorch.pipeline.job import JobPipeline, PipelineSettings, suspended
-from qorch.pipeline.reservations import Reservations
+from qorch.pipeline.job import JobPipeline, suspended
 
-from .fake_world import FakeWorld, make_job
+from .fake_world import make_job
 from .test_job_transitions import (
     BELL,
     BELL_COUNTS,
@@ -19,33 +16,12 @@ from .test_job_transitions import (
     LONG_AGO,
     NOISY,
     SHOTS,
-    WATCH_SECONDS,
     condition,
     qubits,
     queued,
     step,
     step_to,
 )
-
-
-@pytest.fixture
-def world() -> FakeWorld:
-    return FakeWorld()
-
-
-@pytest.fixture
-def book() -> Reservations:
-    return Reservations()
-
-
-@pytest.fixture
-def settings() -> PipelineSettings:
-    return PipelineSettings(watch_seconds=WATCH_SECONDS, capacity_retry_seconds=0.01)
-
-
-@pytest.fixture
-def pipeline(world: FakeWorld, book: Reservations, settings: PipelineSettings) -> JobPipeline:
-    return JobPipeline(world, book, settings)
 
 
 async def held(pipeline: JobPipeline, name: str = "j", qasm: str = BELL, **spec):
