@@ -27,7 +27,6 @@ WATCH_SECONDS = 0.002
 Run = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
-
 @dataclass(frozen=True)
 class AgentCall:
     node: str
