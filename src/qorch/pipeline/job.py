@@ -42,6 +42,7 @@ from qorch.api.phases import JobPhases, LinkPhases, NodePhases
 from qorch.planner.cut_distribution import output_request
 from qorch.planner.strategies import OUTPUT_WIDTH, Candidate, Demand
 from qorch.qpu.circuits import measures
+from qorch.qpu.simulation_process import SimulationProcess
 from qorch.sanitizer import SanitizerPolicy, SanitizerPolicyFile, TargetTiming, sanitize
 from qorch.settings import Settings
 from qorch.telemetry.instrument import instrument_step
@@ -61,6 +62,7 @@ from .strategies import (
     estimate_candidates,
     strategy_named,
 )
+from .verification import ExactProbabilities, exact_beside
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +172,24 @@ def _returned(call: asyncio.Future[RunResult]) -> bool:
     return call.done() and not call.cancelled() and call.exception() is None
 
 
+def _failed(call: asyncio.Future[RunResult]) -> bool:
+    return call.done() and (call.cancelled() or call.exception() is not None)
+
+
+async def _result(
+    exact: asyncio.Future[ExactProbabilities | None] | None,
+) -> ExactProbabilities | None:
+    """The exact simulation started beside the programs; None (verification simulates
+    again) when there was none or it failed."""
+    if exact is None:
+        return None
+    try:
+        return await exact
+    except Exception as exc:  # verification runs it again and reports what fails
+        log.warning("exact simulation beside the programs failed: %s", type(exc).__name__)
+        return None
+
+
 def _not_ready(node: QuantumNode) -> str:
     ready = get_condition(node.status.conditions, R.READY)
     why = f" ({ready.reason}: {ready.message})" if ready and ready.message else ""
@@ -194,6 +214,8 @@ class JobPipeline:
         self.reservations = reservations
         self.settings = settings or PipelineSettings()
         self._circuits: dict[str, tuple[int, QuantumCircuit]] = {}
+        # Exact simulations for verification too wide to run in the operator's process.
+        self.simulation = SimulationProcess()
         self._programs: dict[str, Work] = {}
         # Estimates per job, by what they read: a waiting job woken by every reservation
         # change re-plans without estimating again until its nodes, links or free share move.
@@ -645,6 +667,12 @@ class JobPipeline:
             return await ask(self.world.agent(node), payloads[program.id], timeout=remaining)
 
         calls = {p.id: asyncio.ensure_future(run(p)) for p in plan.programs}
+        # Verification's exact simulation runs while the agents do.
+        exact = (
+            asyncio.ensure_future(exact_beside(work.circuit, self.simulation))
+            if work.verifies_by_statevector
+            else None
+        )
         try:
             trouble: list[Reroute] = []
             while not trouble:
@@ -662,6 +690,8 @@ class JobPipeline:
         finally:
             for call in calls.values():
                 call.cancel()  # ours only: an agent keeps what it accepted
+        if (trouble or any(_failed(c) for c in calls.values())) and exact is not None:
+            exact.cancel()  # a thread or the process finishes it; nobody reads it
         if trouble:
             unfinished = [p for p in plan.programs if not _returned(calls[p.id])]
             return await self._reroute(job, status, trouble, unfinished)
@@ -693,7 +723,7 @@ class JobPipeline:
             for p, o in zip(plan.programs, outcomes, strict=True)
             if isinstance(o, RunResult)
         }
-        returned = Returned(plan, replies, nodes, job.spec.observables)
+        returned = Returned(plan, replies, nodes, job.spec.observables, await _result(exact))
         with step_span("aggregate"):  # exact verification can take a second: off the loop
             status.result = await asyncio.to_thread(work.aggregate, returned)
         if job.spec.mitigation != "none":

@@ -63,7 +63,8 @@ from .simulation_process import IN_PROCESS_SECONDS, SimulationInterrupted, Simul
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-# A chunk's expected seconds for its shots, and its sampler in the simulation process.
+# A chunk's work for its shots (units of `_shot_cost`), and its sampler in the simulation
+# process.
 InChild = tuple[Callable[[int], float], Callable[[int, int | None], Awaitable[Sample]]]
 
 # Results kept for idempotent re-delivery of a program after a pipeline restart.
@@ -79,10 +80,10 @@ CANCELLED_CACHE_SIZE = RESULT_CACHE_SIZE
 # chunk runs: the first is small enough for a deep circuit to keep health checks answered.
 FIRST_CHUNK_SHOTS = 8
 CHUNK_SECONDS = 0.5
-# Seconds per unit of `_shot_cost` of one statevector simulation: QFT-20 on 2 idle cores
-# takes 2e-10; an unsplit run expected beyond IN_PROCESS_SECONDS at 5x that goes to the
-# simulation process.
-SIMULATION_RATE = 1e-9
+# Seconds per unit of `_shot_cost` of one statevector simulation before any was measured:
+# QFT-20 on 2 idle cores takes 2e-10, 10x is for a loaded machine. The agent's own runs
+# raise it (see `_simulation_rate`).
+SIMULATION_RATE = 2e-9
 # A seeded program's chunks grow by this factor instead of by time (see `next_chunk_shots`).
 SEEDED_CHUNK_GROWTH = 4
 # Longest a `run` or `wait` holds its request before answering with the program's progress:
@@ -158,6 +159,9 @@ class QpuAgent:
         # Seconds per shot and unit of `_shot_cost`, from the last chunk simulated shot by
         # shot: it sizes an unseeded program's first chunk, saving the small pricing chunk.
         self._shot_rate: float | None = None
+        # The same for one simulation of a run of all shots at once (a chunk that goes to
+        # the simulation process when expected long): the last measured, or SIMULATION_RATE.
+        self._simulation_rate = SIMULATION_RATE
         self.node_file = Path(node_file) if node_file is not None else None
         # Unset, so the first check reads the file: it may have changed since `node` was read.
         self._node_file_state: tuple[int, int, int] | str | None = None
@@ -530,12 +534,12 @@ class QpuAgent:
                 async def sample_in_child(shots: int, seed: int | None) -> Sample:
                     return await self.simulation.sample(executor_now(), compiled, shots, seed)
 
-                def expected_seconds(shots: int) -> float:
-                    return SIMULATION_RATE * cost * compiler.simulations(compiled, shots)
+                def work_units(shots: int) -> float:
+                    return cost * compiler.simulations(compiled, shots)
 
                 # Chunks simulated shot by shot are sized to CHUNK_SECONDS: only a chunk of
                 # all the shots may take long.
-                in_child = (expected_seconds, sample_in_child) if at_once else None
+                in_child = (work_units, sample_in_child) if at_once else None
 
             else:
                 if circuit.num_qubits > MAX_COSIMULATED_QUBITS:
@@ -581,8 +585,9 @@ class QpuAgent:
     ) -> tuple[dict[str, int], float]:
         """All `shots`, a chunk per step, the first of `first` shots; the counts and the
         seconds spent simulating. With the circuit's `cost`, chunks simulated shot by shot
-        update the agent's rate. With `in_child` (expected seconds of a chunk, and its sampler
-        in the simulation process), a chunk expected beyond IN_PROCESS_SECONDS runs there."""
+        update the agent's rate. With `in_child` (a chunk's work in units of `_shot_cost`, and
+        its sampler in the simulation process), a chunk expected beyond IN_PROCESS_SECONDS
+        runs there."""
         counts: Counter[str] = Counter()
         seconds = 0.0
         done = 0
@@ -592,11 +597,14 @@ class QpuAgent:
             # keeps the chunks' shots distinct, and a run simulated shot by shot gets the
             # same counts however it is split.
             chunk_seed = None if seed is None else seed + done
-            if in_child is not None and in_child[0](size) > IN_PROCESS_SECONDS:
+            units = in_child[0](size) if in_child is not None else 0.0
+            if in_child is not None and self._simulation_rate * units > IN_PROCESS_SECONDS:
                 child_work = functools.partial(in_child[1], size, chunk_seed)
                 chunk = await self._step_in_child(program_id, child_work)
             else:
                 chunk = await self._step(program_id, functools.partial(sample, size, chunk_seed))
+            if units > 0 and chunk.seconds > 0:
+                self._simulation_rate = max(SIMULATION_RATE, chunk.seconds / units)
             counts.update(chunk.counts)
             seconds += chunk.seconds
             if cost and not chunk.sampled and chunk.seconds > 0:

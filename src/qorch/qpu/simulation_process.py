@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from typing import Any, TypeVar
 
 from qiskit import QuantumCircuit
 
@@ -22,9 +24,10 @@ from .executor import NodeExecutor, Sample
 
 # Steps expected to be shorter run in a worker thread: the child's round trip (a pickled
 # circuit each way) costs about a millisecond, its start about as long as importing Aer.
-# Well under the operator's 5 s health timeout, and above the 0.5 s a chunk of shots
-# simulated one by one is sized to, so those stay in the agent.
-IN_PROCESS_SECONDS = 2.0
+# A tenth of the operator's 5 s health timeout, so an estimate 10x too low still answers.
+IN_PROCESS_SECONDS = 0.5
+
+T = TypeVar("T")
 
 # In the child: the executor of the node spec last asked for (a node file may change it).
 _executor: tuple[str, NodeExecutor] | None = None
@@ -42,7 +45,8 @@ class SimulationInterrupted(RuntimeError):
 
 
 class SimulationProcess:
-    """One child process that runs `NodeExecutor.sample` for the agent, a step at a time."""
+    """One child process that runs simulations for the agent (or the operator's exact
+    verification), a step at a time."""
 
     def __init__(self) -> None:
         self._pool: ProcessPoolExecutor | None = None
@@ -50,14 +54,18 @@ class SimulationProcess:
     async def sample(
         self, executor: NodeExecutor, compiled: QuantumCircuit, shots: int, seed: int | None
     ) -> Sample:
+        spec = executor.spec.model_dump_json(by_alias=True)
+        return await self.call(_sample, spec, compiled, shots, seed)
+
+    async def call(self, function: Callable[..., T], *args: Any) -> T:
+        """`function(*args)` in the child; both must pickle (a module-level function)."""
         if self._pool is None:
             # spawn: forking a process that runs an event loop and threads is unsafe.
             context = multiprocessing.get_context("spawn")
             self._pool = ProcessPoolExecutor(max_workers=1, mp_context=context)
-        spec = executor.spec.model_dump_json(by_alias=True)
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._pool, _sample, spec, compiled, shots, seed)
+            return await loop.run_in_executor(self._pool, function, *args)
         except BrokenProcessPool as exc:
             self._pool = None
             raise SimulationInterrupted("the simulation process stopped mid-run") from exc
