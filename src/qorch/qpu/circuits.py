@@ -79,11 +79,13 @@ def defer_measurements(circuit: QuantumCircuit, max_qubits: int) -> QuantumCircu
 
     A measurement whose outcome no gate reads acts on its qubit as a CNOT onto a fresh
     ancilla does (both leave the Z-basis information outside the qubit), and measuring that
-    ancilla at the end gives the outcome with the same joint distribution. Aer then draws
-    every shot from one simulation. Only for noiseless gates (the CNOT is not a gate of the
-    node), without resets or control flow, and where no later measurement writes the same bit.
+    ancilla at the end gives the outcome with the same joint distribution; an outcome a
+    later measurement overwrites is not measured at all. Aer then draws every shot from one
+    simulation. Only for noiseless gates (the CNOT is not a gate of the node), and without
+    resets or control flow. (Verification's deferred form in qorch.pipeline.verification
+    also carries those, through the planner's unrolling, which this layer cannot use.)
     """
-    deferred: set[int] = set()
+    deferred: dict[int, bool] = {}  # instruction index -> whether its outcome is kept
     gate_after: set[object] = set()  # qubits a gate acts on later in the circuit
     written_after: set[object] = set()  # bits a measurement writes later in the circuit
     for index in range(len(circuit.data) - 1, -1, -1):
@@ -94,9 +96,7 @@ def defer_measurements(circuit: QuantumCircuit, max_qubits: int) -> QuantumCircu
         if name == "measure":
             bit = instruction.clbits[0]
             if instruction.qubits[0] in gate_after:
-                if bit in written_after:
-                    return None
-                deferred.add(index)
+                deferred[index] = bit not in written_after
             written_after.add(bit)
         elif name != "barrier":
             gate_after.update(instruction.qubits)
@@ -110,9 +110,10 @@ def defer_measurements(circuit: QuantumCircuit, max_qubits: int) -> QuantumCircu
         if index in deferred:
             ancilla = ancillas[len(finals)]
             out.cx(instruction.qubits[0], ancilla)
-            finals.append((ancilla, instruction.clbits[0]))
+            finals.append((ancilla, instruction.clbits[0] if deferred[index] else None))
         else:
             out.append(instruction)
     for ancilla, bit in finals:
-        out.measure(ancilla, bit)
+        if bit is not None:
+            out.measure(ancilla, bit)
     return out

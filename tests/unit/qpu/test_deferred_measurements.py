@@ -53,6 +53,21 @@ def test_deferred_measurements_keep_the_joint_distribution() -> None:
     assert same_distribution(literal(circuit, 1), literal(deferred, 2)) > 1e-4
 
 
+def test_an_outcome_a_later_measurement_overwrites_is_deferred_unmeasured() -> None:
+    overwritten = QuantumCircuit(2, 2)  # the later measurement stays the bit's last word
+    overwritten.h(0)
+    overwritten.measure(0, 0)
+    overwritten.h(0)  # after a measurement, H gives 0 or 1 evenly; without one, always 0
+    overwritten.cx(0, 1)
+    overwritten.measure([0, 1], [0, 1])
+    deferred = defer_measurements(overwritten, 4)
+    assert deferred is not None and measures_only_at_end(deferred)
+    assert deferred.count_ops()["measure"] == 2
+    counts = literal(deferred, 6)
+    assert set(counts) == {"00", "11"}
+    assert same_distribution(literal(overwritten, 5), counts) > 1e-4
+
+
 def test_the_executor_samples_a_mid_measured_circuit_at_once_with_the_same_counts() -> None:
     executor = NodeExecutor(make_node("defer", 6).spec)
     compiled = executor.compile(measured_twice())
@@ -76,12 +91,6 @@ def test_circuits_whose_result_deferral_would_change_keep_their_form() -> None:
         branching.x(1)
     branching.measure(1, 1)
     assert defer_measurements(branching, 8) is None
-    overwritten = QuantumCircuit(1, 1)  # the later measurement must stay the bit's last word
-    overwritten.h(0)
-    overwritten.measure(0, 0)
-    overwritten.h(0)
-    overwritten.measure(0, 0)
-    assert defer_measurements(overwritten, 8) is None
     final_only = QuantumCircuit(2, 2)
     final_only.measure([0, 1], [0, 1])
     assert defer_measurements(final_only, 8) is None  # nothing to defer
