@@ -416,7 +416,8 @@ def test_the_plan_reserves_the_pairs_the_program_consumes() -> None:
     plan = plan_status(choice, candidates, strategy_named("teleport").shape(choice, circuit, 1000))
     assert plan.nonlocal_gates == choice.partition.nonlocal_gates
     assert [(u.link, u.bell_pairs, u.raw_bell_pairs) for u in plan.bell_pairs] == [
-        (name, n, n) for name, n in choice.plan.bell_pairs.items()  # raw: nothing purified
+        (name, n, n)
+        for name, n in choice.plan.bell_pairs.items()  # raw: nothing purified
     ]
     assert sum(u.bell_pairs for u in plan.bell_pairs) < plan.nonlocal_gates
     want = reservation("ns", plan, TeleportWork(circuit, choice.plan), 1000, 10)
