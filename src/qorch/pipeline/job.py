@@ -40,7 +40,7 @@ from qorch.api.distributed_job import (
 )
 from qorch.api.phases import JobPhases, LinkPhases, NodePhases
 from qorch.planner.cut_distribution import output_request
-from qorch.planner.strategies import OUTPUT_WIDTH, Candidate, Demand
+from qorch.planner.strategies import OUTPUT_WIDTH, PURIFICATION, Candidate, Demand
 from qorch.qpu.circuits import measures
 from qorch.qpu.simulation_process import SimulationProcess
 from qorch.sanitizer import SanitizerPolicy, SanitizerPolicyFile, TargetTiming, sanitize
@@ -425,6 +425,7 @@ class JobPipeline:
                 output=output_request(job.spec.output),
                 strategy=job.spec.strategy,
                 max_distribution_bits=self.settings.max_distribution_bits,
+                fidelity_budget=job.spec.fidelity_budget,
             )
             candidates = await asyncio.to_thread(estimate_candidates, demand, job.spec.strategy)
             if len(cache) >= _ESTIMATES_KEPT:
@@ -499,7 +500,9 @@ class JobPipeline:
                 return self._finish(job, status, JobPhases.FAILED, R.NO_HEALTHY_RESOURCES, msg)
             if everything and isinstance(ideal, str):
                 reason = (
-                    R.FIDELITY_BUDGET_NOT_MET
+                    R.PURIFICATION_CANNOT_CONVERGE
+                    if any(c.limited_by == PURIFICATION and c.reason in choice for c in candidates)
+                    else R.FIDELITY_BUDGET_NOT_MET
                     if "fidelityBudget" in choice
                     else R.OUTPUT_TOO_WIDE
                     if any(c.limited_by == OUTPUT_WIDTH for c in candidates)

@@ -91,8 +91,9 @@ class Work(ABC):
         ignore it."""
         return None
 
-    def bell_pairs_per_shot(self) -> dict[str, int]:
-        """Bell pairs each link supplies per shot."""
+    def bell_pairs_per_shot(self) -> dict[str, float]:
+        """Bell pairs each link supplies per shot (expected raw pairs: heralded, before
+        purification consumes them)."""
         return {}
 
     def lean(self) -> tuple[Work, str] | None:
