@@ -15,15 +15,13 @@ import argparse
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import yaml
 from qiskit import qasm2
-from qiskit_aer import AerSimulator
 
 sys.path.insert(0, str(Path(__file__).parent))
-from planner_cut_scaling import SHOTS, ansatz
+from planner_cut_scaling import SHOTS, ansatz, monolithic
 from speed_single_node import LINE
 
 MONOLITHIC_MAX = 28
@@ -75,20 +73,8 @@ def qorch_cut(folder: Path) -> tuple[float, str]:
     return seen["Succeeded"] - seen["Admitted"], "".join(out)
 
 
-def monolithic(half: int) -> float | None:
-    width = 2 * half
-    if width > MONOLITHIC_MAX:
-        return None
-    circuit = ansatz(width)
-    z = circuit.measure_all(inplace=False)
-    x = circuit.copy()
-    x.h(range(width))
-    x.measure_all()
-    simulator = AerSimulator(method="statevector")
-    start = time.perf_counter()
-    for measured in (z, x):
-        assert simulator.run(measured, shots=SHOTS, seed_simulator=1).result().success
-    return time.perf_counter() - start
+def monolithic_seconds(half: int) -> float | None:
+    return monolithic(half)["seconds"] if 2 * half <= MONOLITHIC_MAX else None
 
 
 def main() -> None:
@@ -104,7 +90,7 @@ def main() -> None:
             (folder / "job.yaml").write_text(yaml.safe_dump_all(manifests(half)))
             print(f"N = {half}: qorch run of the cut job ...", flush=True)
             ours, _ = qorch_cut(folder)
-            theirs = monolithic(half)
+            theirs = monolithic_seconds(half)
             rows.append((half, ours, theirs))
             shown = "refused (memory)" if theirs is None else f"{theirs:.1f} s"
             print(f"N = {half}: qorch cut {ours:.1f} s, one {2 * half}-qubit Aer run {shown}")
