@@ -24,7 +24,8 @@ At equal estimated fidelity the lower sampling overhead wins, then the strategy'
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import cached_property
 
 from qiskit import QuantumCircuit
 
@@ -47,6 +48,7 @@ from .fidelity import fidelity_factors, noisy_profile
 from .locc import MAX_WIRES, LoccCutPlan, find_wire_cuts, gamma, lo_gamma, plan_locc_cut
 from .model import LinkSlot, NodeSlot
 from .partition import Partition, partition
+from .prediction import IdealOutput, ideal_output, predict_on_node, predict_program
 from .teleport import TeleportProgram, compile_teleport
 from .unroll import unroll
 
@@ -73,6 +75,11 @@ class Demand:
     output: OutputRequest | None = None
     strategy: str = "auto"
     max_distribution_bits: int = DEFAULT_MAX_DISTRIBUTION_BITS
+
+    @cached_property
+    def ideal(self) -> IdealOutput | None:
+        """The circuit's exact output distribution, simulated once for every prediction."""
+        return ideal_output(self.circuit)
 
 
 @dataclass(frozen=True)
@@ -119,6 +126,11 @@ def estimate_single(demand: Demand) -> Candidate:
     estimates = {n.name: _on_node(circuit, n, f"on {n.name}") for n in fits}
     best = min(fits, key=lambda n: (-estimates[n.name].value, n.name))
     estimate = estimates[best.name]
+    if demand.ideal is not None:  # the best node's prediction only: it costs a simulation
+        predicted = predict_on_node(
+            circuit, best.noise, best.basis_gates, demand.ideal, demand.shots
+        )
+        estimate = replace(estimate, predicted=predicted)
     limit = estimate.limited_by()
     reason = f"fits on {best.name}, the best of {len(fits)} node(s) with room"
     return Candidate(
@@ -156,6 +168,10 @@ def estimate_teleport(demand: Demand) -> Candidate:
         program = compile_teleport(static, placed, nodes, links)
     except ValueError as exc:
         return Candidate("teleport", 0.0, False, str(exc), partition=placed)
+    if demand.ideal is not None and program.circuit.num_qubits <= max_qubits:
+        predicted = predict_program(program.circuit, program.noise, demand.ideal, shots)
+        estimate = replace(program.fidelity, predicted=predicted)
+        program = replace(program, fidelity=estimate, estimated_fidelity=estimate.value)
     fidelity, limit = program.estimated_fidelity, program.fidelity.limited_by()
 
     def infeasible(reason: str) -> Candidate:
