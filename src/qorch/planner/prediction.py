@@ -46,7 +46,7 @@ from qorch.qpu.noise import build_noise_model
 #: Seeds of the trajectories and of the draws: the same inputs give the same estimate.
 SEED = 2026
 #: Noisy trajectories per job shot, and their bounds: their cost is that share of the job's.
-TRAJECTORY_SHARE = 1 / 12
+TRAJECTORY_SHARE = 1 / 24
 MIN_TRAJECTORIES, MAX_TRAJECTORIES = 24, 512
 #: Multinomial draws of the job's shots whose Hellinger fidelities are averaged.
 DRAWS = 24
