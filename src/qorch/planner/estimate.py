@@ -1,6 +1,5 @@
 """A fidelity estimate that remembers its factors, so a rejection can say what limits it."""
 
-
 from __future__ import annotations
 
 import math
