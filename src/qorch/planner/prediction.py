@@ -180,6 +180,11 @@ def _noisy_probabilities(
     return np.asarray(result.data()["probabilities"], dtype=float)
 
 
+def _gates_noiseless(model: NoiseModel | None) -> bool:
+    """Whether only measurements carry noise (readout, relaxation while measuring)."""
+    return model is None or not set(model.noise_instructions) - {"measure"}
+
+
 def _predict(
     program: QuantumCircuit,
     model: NoiseModel | None,
@@ -196,7 +201,7 @@ def _predict(
     if tuple(sorted(measured)) != ideal.bits:
         return None
     qubits = [measured[c] for c in ideal.bits]
-    if model is None or not set(model.noise_instructions) - {"measure"}:
+    if _gates_noiseless(model):
         q = ideal.probabilities  # the gates are noiseless: the ideal output, then readout
     else:
         noisy = _noisy_probabilities(body, qubits, model, shots)
@@ -222,10 +227,14 @@ def predict_on_node(
 ) -> float | None:
     """Expected Hellinger fidelity of `shots` shots of `circuit` on a node with this noise
     (transpiled to its gates as the node's executor does); None where it does not apply."""
+    model = _node_model(noise.model_dump_json(), tuple(basis_gates))
+    if _gates_noiseless(model):  # the ideal output misread: no simulation, no transpiling
+        channels = [_readout_channel(noise)] * len(ideal.bits)
+        q = _apply_per_bit(ideal.probabilities, channels)
+        return expected_hellinger(ideal.probabilities, q, shots)
     native = transpile(
         circuit, basis_gates=list(basis_gates), optimization_level=1, seed_transpiler=SEED
     )
-    model = _node_model(noise.model_dump_json(), tuple(basis_gates))
     return _predict(native, model, [noise] * native.num_qubits, ideal, shots)
 
 
