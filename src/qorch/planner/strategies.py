@@ -18,6 +18,10 @@ the executing node's gates (`fidelity.noisy_profile`), so the three strategies c
   link's classical latency once per shot. Needs a link between the two nodes (its
   classical path carries the messages) and observables.
 
+For single and teleport the estimate is then the prediction of `prediction`, the expected
+Hellinger fidelity of the job's counts, where it applies (final measurements only, at most
+MAX_PREDICTED_QUBITS); the product stays as the factors that say what limits a plan.
+
 At equal estimated fidelity the lower sampling overhead wins, then the strategy's preference.
 """
 
