@@ -370,7 +370,15 @@ class MitigatedResult(ApiModel):
         None, description="Mitigated expectation values of spec.observables, in order."
     )
     standard_errors: list[float] | None = Field(
-        None, description="Standard errors of the mitigated expectation values."
+        None,
+        description="Standard errors of the mitigated expectation values: shot noise and the"
+        " calibration's own sampling error.",
+    )
+    projected: list[int] = Field(
+        default_factory=list,
+        description="Indices of the expectation values the correction put outside [-1, 1],"
+        " reported on the nearest bound; their standard errors are those of the estimate"
+        " before projection.",
     )
     calibrations: list[str] = Field(
         default_factory=list, description="node@time of each readout calibration used."

@@ -18,13 +18,18 @@ the executing node's gates (`fidelity.noisy_profile`), so the three strategies c
   link's classical latency once per shot. Needs a link between the two nodes (its
   classical path carries the messages) and observables.
 
+For single and teleport the estimate is then the prediction of `prediction`, the expected
+Hellinger fidelity of the job's counts, where it applies (final measurements only, at most
+MAX_PREDICTED_QUBITS); the product stays as the factors that say what limits a plan.
+
 At equal estimated fidelity the lower sampling overhead wins, then the strategy's preference.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import cached_property
 
 from qiskit import QuantumCircuit
 
@@ -48,6 +53,7 @@ from .link_physics import PurificationError
 from .locc import MAX_WIRES, LoccCutPlan, find_wire_cuts, gamma, lo_gamma, plan_locc_cut
 from .model import LinkSlot, NodeSlot
 from .partition import Partition, partition
+from .prediction import IdealOutput, ideal_output, predict_on_node, predict_program
 from .teleport import TeleportProgram, compile_teleport
 from .unroll import unroll
 
@@ -78,6 +84,11 @@ class Demand:
     max_distribution_bits: int = DEFAULT_MAX_DISTRIBUTION_BITS
     #: The job's `spec.fidelityBudget`: what links with a purification policy purify for.
     fidelity_budget: float | None = None
+
+    @cached_property
+    def ideal(self) -> IdealOutput | None:
+        """The circuit's exact output distribution, simulated once for every prediction."""
+        return ideal_output(self.circuit)
 
 
 @dataclass(frozen=True)
@@ -124,6 +135,11 @@ def estimate_single(demand: Demand) -> Candidate:
     estimates = {n.name: _on_node(circuit, n, f"on {n.name}") for n in fits}
     best = min(fits, key=lambda n: (-estimates[n.name].value, n.name))
     estimate = estimates[best.name]
+    if demand.ideal is not None:  # the best node's prediction only: it costs a simulation
+        predicted = predict_on_node(
+            circuit, best.noise, best.basis_gates, demand.ideal, demand.shots
+        )
+        estimate = replace(estimate, predicted=predicted)
     limit = estimate.limited_by()
     reason = f"fits on {best.name}, the best of {len(fits)} node(s) with room"
     return Candidate(
@@ -176,6 +192,10 @@ def estimate_teleport(demand: Demand) -> Candidate:
         return Candidate("teleport", 0.0, False, why, partition=placed, limited_by=PURIFICATION)
     except ValueError as exc:
         return Candidate("teleport", 0.0, False, str(exc), partition=placed)
+    if demand.ideal is not None and program.circuit.num_qubits <= max_qubits:
+        predicted = predict_program(program.circuit, program.noise, demand.ideal, shots)
+        estimate = replace(program.fidelity, predicted=predicted)
+        program = replace(program, fidelity=estimate, estimated_fidelity=estimate.value)
     fidelity, limit = program.estimated_fidelity, program.fidelity.limited_by()
 
     def infeasible(reason: str) -> Candidate:
