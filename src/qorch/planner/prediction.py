@@ -26,7 +26,7 @@ for others the estimate stays the lower bound.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -42,6 +42,7 @@ from qorch.qpu.composite_noise import (
     parse_description,
 )
 from qorch.qpu.noise import build_noise_model
+from qorch.qpu.simulation_process import SimulationProcess
 
 #: Seeds of the trajectories and of the draws: the same inputs give the same estimate.
 SEED = 2026
@@ -52,6 +53,14 @@ MIN_TRAJECTORIES, MAX_TRAJECTORIES = 24, 512
 DRAWS = 24
 #: Widest circuit predicted: the probabilities of 2^24 outcomes are 128 MiB per array.
 MAX_PREDICTED_QUBITS = 24
+#: Seconds per operation, amplitude (density-matrix entry) and trajectory of a simulation
+#: (10x QFT-20 on 2 idle cores, for a loaded machine); one expected to take longer than
+#: ASIDE_SECONDS runs in the simulation process. Planning runs in a worker thread of the
+#: operator, and Aer holds the interpreter lock while it runs: there it would stall the
+#: operator's event loop.
+SIMULATION_RATE = 2e-9
+ASIDE_SECONDS = 0.5
+_ASIDE = SimulationProcess()
 
 
 #: Instructions that change nothing but a qubit's noise (markers, waits): after its final
@@ -116,10 +125,37 @@ def ideal_output(circuit: QuantumCircuit) -> IdealOutput | None:
     # No coupling map: the qubits keep their indices.
     native = transpile(body, basis_gates=_SIMULATED, optimization_level=0)
     native.save_probabilities([measured[c] for c in bits])
-    result = AerSimulator(method="statevector").run(native, shots=1).result()
+    probabilities = _aside_if_long(_simulate, native, None, 1, "statevector")
+    return None if probabilities is None else IdealOutput(bits, probabilities)
+
+
+def _simulate(
+    circuit: QuantumCircuit, model: NoiseModel | None, runs: int, method: str
+) -> np.ndarray | None:
+    """The mean of the probabilities `circuit` saves over `runs` seeded runs."""
+    # Single precision with noise: about twice as fast, and 1e-7 on a probability is far
+    # below the shot noise the estimate is about.
+    precision = "double" if model is None else "single"
+    simulator = AerSimulator(method=method, noise_model=model, precision=precision)
+    result = simulator.run(circuit, shots=runs, seed_simulator=SEED).result()
     if not result.success:
         return None
-    return IdealOutput(bits, np.asarray(result.data()["probabilities"], dtype=float))
+    return np.asarray(result.data()["probabilities"], dtype=float)
+
+
+def _aside_if_long(
+    simulate: Callable[[QuantumCircuit, NoiseModel | None, int, str], np.ndarray | None],
+    circuit: QuantumCircuit,
+    model: NoiseModel | None,
+    runs: int,
+    method: str,
+) -> np.ndarray | None:
+    """`simulate(...)` here, or in the simulation process when expected to take long."""
+    width = 2 * circuit.num_qubits if method == "density_matrix" else circuit.num_qubits
+    expected = SIMULATION_RATE * len(circuit.data) * 2**width * runs
+    if expected > ASIDE_SECONDS:
+        return _ASIDE.call_blocking(simulate, circuit, model, runs, method)
+    return simulate(circuit, model, runs, method)
 
 
 def _readout_channel(noise: NoiseSpec) -> np.ndarray:
@@ -167,17 +203,9 @@ def _noisy_probabilities(
     body = body.copy()
     body.save_probabilities(qubits)
     runs = max(MIN_TRAJECTORIES, min(MAX_TRAJECTORIES, round(shots * TRAJECTORY_SHARE)))
-    # Single precision: about twice as fast, and 1e-7 on a probability is far below the
-    # shot noise the estimate is about.
     if 2**body.num_qubits <= runs:
-        simulator = AerSimulator(method="density_matrix", noise_model=model, precision="single")
-        runs = 1
-    else:
-        simulator = AerSimulator(noise_model=model, precision="single")
-    result = simulator.run(body, shots=runs, seed_simulator=SEED).result()
-    if not result.success:
-        return None
-    return np.asarray(result.data()["probabilities"], dtype=float)
+        return _aside_if_long(_simulate, body, model, 1, "density_matrix")
+    return _aside_if_long(_simulate, body, model, runs, "automatic")
 
 
 def _gates_noiseless(model: NoiseModel | None) -> bool:

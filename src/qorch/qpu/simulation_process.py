@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import threading
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -50,6 +51,15 @@ class SimulationProcess:
 
     def __init__(self) -> None:
         self._pool: ProcessPoolExecutor | None = None
+        self._starting = threading.Lock()
+
+    def _started(self) -> ProcessPoolExecutor:
+        with self._starting:
+            if self._pool is None:
+                # spawn: forking a process that runs an event loop and threads is unsafe.
+                context = multiprocessing.get_context("spawn")
+                self._pool = ProcessPoolExecutor(max_workers=1, mp_context=context)
+            return self._pool
 
     async def sample(
         self, executor: NodeExecutor, compiled: QuantumCircuit, shots: int, seed: int | None
@@ -59,13 +69,17 @@ class SimulationProcess:
 
     async def call(self, function: Callable[..., T], *args: Any) -> T:
         """`function(*args)` in the child; both must pickle (a module-level function)."""
-        if self._pool is None:
-            # spawn: forking a process that runs an event loop and threads is unsafe.
-            context = multiprocessing.get_context("spawn")
-            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=context)
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._pool, function, *args)
+            return await loop.run_in_executor(self._started(), function, *args)
+        except BrokenProcessPool as exc:
+            self._pool = None
+            raise SimulationInterrupted("the simulation process stopped mid-run") from exc
+
+    def call_blocking(self, function: Callable[..., T], *args: Any) -> T:
+        """`call` for a worker thread: it waits without holding the interpreter lock."""
+        try:
+            return self._started().submit(function, *args).result()
         except BrokenProcessPool as exc:
             self._pool = None
             raise SimulationInterrupted("the simulation process stopped mid-run") from exc
