@@ -26,6 +26,7 @@ for others the estimate stays the lower bound.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -54,12 +55,13 @@ DRAWS = 24
 #: Widest circuit predicted: the probabilities of 2^24 outcomes are 128 MiB per array.
 MAX_PREDICTED_QUBITS = 24
 #: Seconds per operation, amplitude (density-matrix entry) and trajectory of a simulation
-#: (10x QFT-20 on 2 idle cores, for a loaded machine); one expected to take longer than
-#: ASIDE_SECONDS runs in the simulation process. Planning runs in a worker thread of the
-#: operator, and Aer holds the interpreter lock while it runs: there it would stall the
-#: operator's event loop.
-SIMULATION_RATE = 2e-9
+#: before one was measured (QFT-20 on 2 idle cores); then the last one measured, never less.
+#: A simulation expected to take longer than ASIDE_SECONDS runs in the simulation process:
+#: planning runs in a worker thread of the operator, and Aer holds the interpreter lock
+#: while it runs, so there it would stall the operator's event loop.
+SIMULATION_RATE = 2e-10
 ASIDE_SECONDS = 0.5
+_rate = SIMULATION_RATE
 _ASIDE = SimulationProcess()
 
 
@@ -122,10 +124,14 @@ def ideal_output(circuit: QuantumCircuit) -> IdealOutput | None:
         return None
     body, measured = split
     bits = tuple(sorted(measured))
-    # No coupling map: the qubits keep their indices.
-    native = transpile(body, basis_gates=_SIMULATED, optimization_level=0)
-    native.save_probabilities([measured[c] for c in bits])
-    probabilities = _aside_if_long(_simulate, native, None, 1, "statevector")
+    qubits = [measured[c] for c in bits]
+    # As written where Aer knows every gate (transpiling costs more than the simulation).
+    known = AerSimulator().configuration().basis_gates
+    if not all(inst.operation.name in known for inst in body.data):
+        # No coupling map: the qubits keep their indices.
+        body = transpile(body, basis_gates=_SIMULATED, optimization_level=0)
+    body.save_probabilities(qubits)
+    probabilities = _aside_if_long(_simulate, body, None, 1, "statevector")
     return None if probabilities is None else IdealOutput(bits, probabilities)
 
 
@@ -151,11 +157,16 @@ def _aside_if_long(
     method: str,
 ) -> np.ndarray | None:
     """`simulate(...)` here, or in the simulation process when expected to take long."""
+    global _rate
     width = 2 * circuit.num_qubits if method == "density_matrix" else circuit.num_qubits
-    expected = SIMULATION_RATE * len(circuit.data) * 2**width * runs
-    if expected > ASIDE_SECONDS:
-        return _ASIDE.call_blocking(simulate, circuit, model, runs, method)
-    return simulate(circuit, model, runs, method)
+    units = len(circuit.data) * 2**width * runs
+    began = time.perf_counter()
+    if _rate * units > ASIDE_SECONDS:
+        probabilities = _ASIDE.call_blocking(simulate, circuit, model, runs, method)
+    else:
+        probabilities = simulate(circuit, model, runs, method)
+    _rate = max(SIMULATION_RATE, (time.perf_counter() - began) / max(units, 1))
+    return probabilities
 
 
 def _readout_channel(noise: NoiseSpec) -> np.ndarray:
