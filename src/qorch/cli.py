@@ -16,6 +16,8 @@ from pydantic import ValidationError
 from qorch.settings import Settings
 
 if TYPE_CHECKING:
+    from collections.abc import Coroutine
+
     from qorch.api import QuantumNode
     from qorch.api.manifests import Manifests
     from qorch.pipeline.authorization import AuthorizationPolicy
@@ -270,15 +272,35 @@ def _cmd_operator(args: argparse.Namespace) -> int:
 
     import qorch.operator  # noqa: F401  (registers the handlers)
 
-    asyncio.run(
-        kopf.operator(
+    def operate() -> Coroutine[None, None, None]:
+        return kopf.operator(
             clusterwide=not args.namespace,
             namespaces=args.namespace,
             liveness_endpoint=args.liveness,
             standalone=args.peering is None,
             peering_name=args.peering,
         )
-    )
+
+    if not args.leader_election:
+        asyncio.run(operate())
+        return 0
+    from qorch.operator import kube
+    from qorch.operator.leader import LeaderElector, LeaseTiming, default_identity, run_as_leader
+
+    settings = Settings.from_env()
+    try:
+        timing = LeaseTiming(
+            settings.lease_duration_seconds,
+            settings.lease_renew_deadline_seconds,
+            settings.lease_retry_seconds,
+        )
+    except ValueError as exc:
+        print(f"operator: {exc}", file=sys.stderr)
+        return 2
+    in_cluster = kube.load_credentials()
+    namespace, _ = kube.own_namespace(settings.operator_namespace, in_cluster)
+    elector = LeaderElector(namespace, settings.leader_election_lease, default_identity(), timing)
+    asyncio.run(run_as_leader(elector, args.liveness, operate))
     return 0
 
 
@@ -459,6 +481,13 @@ def build_parser(env: Settings | None = None) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--peering", default=None, help="kopf peering name; standalone (no peering) when unset"
+    )
+    p.add_argument(
+        "--leader-election",
+        action=argparse.BooleanOptionalAction,
+        default=env.leader_election,
+        help="operate only while holding the Lease QORCH_LEADER_ELECTION_LEASE in the"
+        " operator's namespace; wait as a standby otherwise",
     )
     p.set_defaults(func=_cmd_operator)
 

@@ -137,6 +137,34 @@ class Settings(BaseModel):
         description="Widest full output distribution a cut job may reconstruct; wider ones"
         " ask for marginals or top-k outcomes (QORCH_MAX_DISTRIBUTION_BITS).",
     )
+    leader_election: bool = Field(
+        False,
+        description="Run only while holding the Lease leader_election_lease in the operator's"
+        " namespace; a standby replica waits for it (QORCH_LEADER_ELECTION).",
+    )
+    leader_election_lease: str = Field(
+        "qorch-operator",
+        description="Name of the leader-election Lease (QORCH_LEADER_ELECTION_LEASE).",
+    )
+    lease_duration_seconds: float = Field(
+        15.0,
+        ge=2,
+        description="How long a standby waits after the last renewal it saw before it takes"
+        " the Lease (QORCH_LEASE_DURATION_SECONDS).",
+    )
+    lease_renew_deadline_seconds: float = Field(
+        10.0,
+        ge=1,
+        description="The leader stops (exits) when it has not renewed the Lease for this long;"
+        " shorter than the duration, so it stops before a standby may start"
+        " (QORCH_LEASE_RENEW_DEADLINE_SECONDS).",
+    )
+    lease_retry_seconds: float = Field(
+        2.0,
+        gt=0,
+        description="How often the leader renews and a standby tries the Lease"
+        " (QORCH_LEASE_RETRY_SECONDS).",
+    )
     sanitizer_policy_file: str | None = Field(
         None,
         description="YAML sanitizer policy; the built-in policy when unset."
