@@ -68,7 +68,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     env = args.settings
     if args.fail_unverified:
         env = env.model_copy(update={"fail_unverified": True})
-    settings = PipelineSettings.from_settings(env, policy, authorization)
+    try:
+        settings = PipelineSettings.from_settings(env, policy, authorization)
+    except ValueError as exc:
+        print(f"run: {exc}", file=sys.stderr)
+        return 2
     return asyncio.run(
         run(
             manifests,

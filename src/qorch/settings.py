@@ -137,6 +137,18 @@ class Settings(BaseModel):
         description="Widest full output distribution a cut job may reconstruct; wider ones"
         " ask for marginals or top-k outcomes (QORCH_MAX_DISTRIBUTION_BITS).",
     )
+    priority_classes: str = Field(
+        "",
+        description="Priority classes jobs may name in spec.priorityClassName, as JSON:"
+        ' {"<name>": {"value": 1000, "preemptionPolicy": "PreemptLowerPriority"|"Never"}}'
+        " (QORCH_PRIORITY_CLASSES).",
+    )
+    max_preemptions: int = Field(
+        2,
+        ge=0,
+        description="How often one job may be preempted; then it runs to the end"
+        " (QORCH_MAX_PREEMPTIONS).",
+    )
     leader_election: bool = Field(
         False,
         description="Run only while holding the Lease leader_election_lease in the operator's"

@@ -60,3 +60,7 @@ INVALID_IDENTITY = "InvalidIdentity"
 KEY_RETIRED = "KeyRetired"  # the node presented a key whose rotation window has ended
 KEY_NOT_YET_VALID = "KeyNotYetValid"  # ... or has not begun
 OUTPUT_TOO_WIDE = "OutputTooWide"
+# Preemption in the built-in reservation book.
+PREEMPTED = "Preempted"
+PREEMPTING = "Preempting"
+INVALID_PRIORITY_CLASS = "InvalidPriorityClass"
