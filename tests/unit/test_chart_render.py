@@ -45,6 +45,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     "everything-on": {
         "watch": {"namespaces": ["quantum-a"]},
         "peering": {"enabled": True},
+        "priorityClasses": {"urgent": {"value": 1000, "preemptionPolicy": "PreemptLowerPriority"}},
         "sanitizerPolicy": {"default": {"maxQubits": 64}, "namespaces": {"quantum-a": {}}},
         "trustedSubmitters": {"keys": {"alice": SUBMITTER_KEY}},
         "serviceMonitor": {"enabled": True, "labels": {"release": "monitoring"}},
@@ -91,6 +92,7 @@ def test_helm_lint_is_clean(name: str) -> None:
     ("values", "complaint"),
     [
         ({"replicas": 0}, "/replicas"),
+        ({"priorityClasses": {"urgent": {"value": 1, "preemptionPolicy": "Always"}}}, "urgent"),
         ({"leaderElection": {"leaseDurationSeconds": 1}}, "/leaderElection/leaseDurationSeconds"),
         ({"watch": {"namespaces": ["Not_A_Namespace"]}}, "/watch/namespaces/0"),
         ({"image": {"pullPolicy": "Sometimes"}}, "/image/pullPolicy"),
@@ -237,6 +239,14 @@ def test_leader_election_gets_its_lease_only_and_a_disruption_budget() -> None:
     )  # fmt: skip
     assert proc.returncode != 0
     assert "replicas above 1 need leaderElection.enabled" in proc.stderr
+
+
+def test_priority_classes_reach_the_operator_as_json() -> None:
+    classes = {"urgent": {"value": 1000, "preemptionPolicy": "PreemptLowerPriority"}}
+    env = env_of(operator_container(render({"priorityClasses": classes, "maxPreemptions": 1})))
+    assert json.loads(env["QORCH_PRIORITY_CLASSES"]) == classes
+    assert env["QORCH_MAX_PREEMPTIONS"] == "1"
+    assert "QORCH_PRIORITY_CLASSES" not in env_of(operator_container(render()))
 
 
 def test_operator_watches_the_release_namespace_by_default() -> None:
