@@ -692,11 +692,10 @@ class JobPipeline:
         finally:
             for call in calls.values():
                 call.cancel()  # ours only: an agent keeps what it accepted
-        if preempted and not trouble:
-            unfinished = [p for p in plan.programs if not _returned(calls[p.id])]
+        unfinished = [p for p in plan.programs if not _returned(calls[p.id])]
+        if preempted and not trouble and unfinished:  # a complete attempt just finishes
             return await self._make_room(job, status, preempted, unfinished)
         if trouble:
-            unfinished = [p for p in plan.programs if not _returned(calls[p.id])]
             return await self._reroute(job, status, trouble, unfinished)
         outcomes = [calls[p.id].exception() or calls[p.id].result() for p in plan.programs]
         status.timings.execute_seconds = round(time.perf_counter() - started, 6)
