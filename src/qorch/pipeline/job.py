@@ -874,7 +874,9 @@ class JobPipeline:
         """Preempted: cancel the attempt's programs, release the reservation, and wait to be
         planned again. What the attempt returned is discarded: a result comes from one
         placement, so the next attempt runs every program again."""
+        stopped_what = "its plan, not started yet, was"
         if status.phase == JobPhases.RUNNING:
+            stopped_what = f"attempt {status.attempt} cancelled and its reservation"
             await self._cancel(job, status.attempt, unfinished)
             stopped = {p.id for p in unfinished}
             for progress in status.progress:
@@ -889,8 +891,8 @@ class JobPipeline:
         self._programs.pop(job_key(job), None)
         left = self.settings.max_preemptions - status.preemptions
         msg = (
-            f"preempted by {by.split('/')[1]} (higher priority): attempt {status.attempt}"
-            f" cancelled and its reservation released; waiting to be planned again"
+            f"preempted by {by.split('/')[1]} (higher priority): {stopped_what}"
+            " released; waiting to be planned again"
             f" ({left} more preemption(s) allowed)"
         )
         self._cond(job, status, R.PLANNED, "False", R.PREEMPTED, msg)

@@ -89,3 +89,21 @@ async def test_an_unknown_class_is_rejected_at_admission(pipeline: JobPipeline, 
     assert job.status.phase == "Rejected"
     assert condition(job, R.SUCCEEDED) == ("False", R.INVALID_PRIORITY_CLASS)
     assert "'urgnet' is not a priority class (known: high, urgent)" in job.status.message
+
+
+async def test_a_planned_job_not_started_yet_is_preempted_without_a_cancel(
+    pipeline: JobPipeline, world: FakeWorld, book: Reservations
+):
+    world.add_node("a", 4)
+    low = make_job("low", GHZ3, shots=1000)
+    await step_to(pipeline, low, "Planned")
+    urgent = make_job("urgent", GHZ3, shots=1000, priorityClassName="urgent")
+    await step_to(pipeline, urgent, "Admitted")
+    await step(pipeline, urgent)
+    assert condition(urgent, R.PLANNED) == ("False", R.PREEMPTING)
+    await step(pipeline, low)
+    assert low.status.phase == "Pending"
+    assert (low.status.attempt, low.status.preemptions) == (0, 1)
+    assert "its plan, not started yet, was released" in low.status.message
+    assert world.sent("cancel") == []
+    assert book.allocated("qn/default/a") == 0
