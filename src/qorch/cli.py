@@ -285,14 +285,14 @@ def _cmd_operator(args: argparse.Namespace) -> int:
             peering_name=args.peering,
         )
 
-    if not args.leader_election:
-        asyncio.run(operate())
-        return 0
     from qorch.operator import kube
     from qorch.operator.leader import LeaderElector, LeaseTiming, default_identity, run_as_leader
+    from qorch.pipeline.priority import PriorityClasses
 
     settings = Settings.from_env()
     try:
+        # Refused here, before a standby waits for the Lease with a table it cannot use.
+        PriorityClasses.parse(settings.priority_classes)
         timing = LeaseTiming(
             settings.lease_duration_seconds,
             settings.lease_renew_deadline_seconds,
@@ -301,6 +301,9 @@ def _cmd_operator(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"operator: {exc}", file=sys.stderr)
         return 2
+    if not args.leader_election:
+        asyncio.run(operate())
+        return 0
     in_cluster = kube.load_credentials()
     namespace, _ = kube.own_namespace(settings.operator_namespace, in_cluster)
     elector = LeaderElector(namespace, settings.leader_election_lease, default_identity(), timing)
