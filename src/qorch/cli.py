@@ -16,6 +16,8 @@ from pydantic import ValidationError
 from qorch.settings import Settings
 
 if TYPE_CHECKING:
+    from collections.abc import Coroutine
+
     from qorch.api import QuantumNode
     from qorch.api.manifests import Manifests
     from qorch.pipeline.authorization import AuthorizationPolicy
@@ -66,7 +68,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     env = args.settings
     if args.fail_unverified:
         env = env.model_copy(update={"fail_unverified": True})
-    settings = PipelineSettings.from_settings(env, policy, authorization)
+    try:
+        settings = PipelineSettings.from_settings(env, policy, authorization)
+    except ValueError as exc:
+        print(f"run: {exc}", file=sys.stderr)
+        return 2
     return asyncio.run(
         run(
             manifests,
@@ -270,15 +276,38 @@ def _cmd_operator(args: argparse.Namespace) -> int:
 
     import qorch.operator  # noqa: F401  (registers the handlers)
 
-    asyncio.run(
-        kopf.operator(
+    def operate() -> Coroutine[None, None, None]:
+        return kopf.operator(
             clusterwide=not args.namespace,
             namespaces=args.namespace,
             liveness_endpoint=args.liveness,
             standalone=args.peering is None,
             peering_name=args.peering,
         )
-    )
+
+    from qorch.operator import kube
+    from qorch.operator.leader import LeaderElector, LeaseTiming, default_identity, run_as_leader
+    from qorch.pipeline.priority import PriorityClasses
+
+    settings = Settings.from_env()
+    try:
+        # Refused here, before a standby waits for the Lease with a table it cannot use.
+        PriorityClasses.parse(settings.priority_classes)
+        timing = LeaseTiming(
+            settings.lease_duration_seconds,
+            settings.lease_renew_deadline_seconds,
+            settings.lease_retry_seconds,
+        )
+    except ValueError as exc:
+        print(f"operator: {exc}", file=sys.stderr)
+        return 2
+    if not args.leader_election:
+        asyncio.run(operate())
+        return 0
+    in_cluster = kube.load_credentials()
+    namespace, _ = kube.own_namespace(settings.operator_namespace, in_cluster)
+    elector = LeaderElector(namespace, settings.leader_election_lease, default_identity(), timing)
+    asyncio.run(run_as_leader(elector, args.liveness, operate))
     return 0
 
 
@@ -459,6 +488,13 @@ def build_parser(env: Settings | None = None) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--peering", default=None, help="kopf peering name; standalone (no peering) when unset"
+    )
+    p.add_argument(
+        "--leader-election",
+        action=argparse.BooleanOptionalAction,
+        default=env.leader_election,
+        help="operate only while holding the Lease QORCH_LEADER_ELECTION_LEASE in the"
+        " operator's namespace; wait as a standby otherwise",
     )
     p.set_defaults(func=_cmd_operator)
 

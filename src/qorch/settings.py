@@ -137,6 +137,46 @@ class Settings(BaseModel):
         description="Widest full output distribution a cut job may reconstruct; wider ones"
         " ask for marginals or top-k outcomes (QORCH_MAX_DISTRIBUTION_BITS).",
     )
+    priority_classes: str = Field(
+        "",
+        description="Priority classes jobs may name in spec.priorityClassName, as JSON:"
+        ' {"<name>": {"value": 1000, "preemptionPolicy": "PreemptLowerPriority"|"Never"}}'
+        " (QORCH_PRIORITY_CLASSES).",
+    )
+    max_preemptions: int = Field(
+        2,
+        ge=0,
+        description="How often one job may be preempted; then it runs to the end"
+        " (QORCH_MAX_PREEMPTIONS).",
+    )
+    leader_election: bool = Field(
+        False,
+        description="Run only while holding the Lease leader_election_lease in the operator's"
+        " namespace; a standby replica waits for it (QORCH_LEADER_ELECTION).",
+    )
+    leader_election_lease: str = Field(
+        "qorch-operator",
+        description="Name of the leader-election Lease (QORCH_LEADER_ELECTION_LEASE).",
+    )
+    lease_duration_seconds: float = Field(
+        15.0,
+        ge=2,
+        description="How long a standby waits after the last renewal it saw before it takes"
+        " the Lease (QORCH_LEASE_DURATION_SECONDS).",
+    )
+    lease_renew_deadline_seconds: float = Field(
+        10.0,
+        ge=1,
+        description="The leader stops (exits) when it has not renewed the Lease for this long;"
+        " shorter than the duration, so it stops before a standby may start"
+        " (QORCH_LEASE_RENEW_DEADLINE_SECONDS).",
+    )
+    lease_retry_seconds: float = Field(
+        2.0,
+        gt=0,
+        description="How often the leader renews and a standby tries the Lease"
+        " (QORCH_LEASE_RETRY_SECONDS).",
+    )
     sanitizer_policy_file: str | None = Field(
         None,
         description="YAML sanitizer policy; the built-in policy when unset."

@@ -100,8 +100,10 @@ def test_install_creates_the_objects_and_uninstall_removes_them(
     assert names(cluster, "role,rolebinding", selector, ns) == {
         f"{kind}.rbac.authorization.k8s.io/{release}{suffix}"
         for kind in ("role", "rolebinding")
-        for suffix in ("", "-kopf", "-identity")
+        for suffix in ("", "-kopf", "-identity", "-leader")
     }
+    pdb = f"poddisruptionbudget.policy/{release}"
+    assert names(cluster, "poddisruptionbudget", selector, ns) == {pdb}
     assert names(cluster, "clusterrole,clusterrolebinding", selector) == {
         f"clusterrole.rbac.authorization.k8s.io/{release}-kopf",
         f"clusterrolebinding.rbac.authorization.k8s.io/{release}-kopf",
@@ -114,15 +116,19 @@ def test_install_creates_the_objects_and_uninstall_removes_them(
         "pods",
         "",
         ns,
-        lambda o: [p["status"].get("phase") for p in o["items"]] == ["Running"],
+        # Two replicas: the leader and a standby.
+        lambda o: [p["status"].get("phase") for p in o["items"]] == ["Running"] * 2,
         timeout=60,
         selector=f"{selector},app.kubernetes.io/component=operator",
     )
-    (pod,) = pods["items"]
-    assert pod["spec"]["serviceAccountName"] == release
+    for pod in pods["items"]:
+        assert pod["spec"]["serviceAccountName"] == release
 
     helm("uninstall", release, "--namespace", ns, "--wait", env=cluster.env)
-    everything = "deployment,serviceaccount,service,networkpolicy,role,rolebinding,configmap,secret"
+    everything = (
+        "deployment,serviceaccount,service,networkpolicy,role,rolebinding,configmap,secret,"
+        "poddisruptionbudget"
+    )
     assert names(cluster, everything, selector, ns) == set()
     assert names(cluster, "clusterrole,clusterrolebinding", selector) == set()
     # Helm never deletes CRDs (and with them every user's objects).
@@ -361,6 +367,9 @@ ALLOWED = [
     (WATCHED, "get", "configmaps"),
     (WATCHED, "create", "events"),
     (OPERATOR, "get", "secrets/{identity}"),
+    (OPERATOR, "get", "leases.coordination.k8s.io/{lease}"),
+    (OPERATOR, "update", "leases.coordination.k8s.io/{lease}"),
+    (OPERATOR, "create", "leases.coordination.k8s.io"),
     (CLUSTER, "watch", "customresourcedefinitions.apiextensions.k8s.io"),
 ]
 
@@ -377,6 +386,11 @@ DENIED = [
     (OPERATOR, "list", "secrets"),
     (OPERATOR, "get", "secrets/someone-elses"),
     (CLUSTER, "list", "secrets", "--all-namespaces"),
+    # The Lease: its own, by name, in its own namespace; never deleted.
+    (OPERATOR, "update", "leases.coordination.k8s.io/someone-elses"),
+    (OPERATOR, "delete", "leases.coordination.k8s.io/{lease}"),
+    (OPERATOR, "list", "leases.coordination.k8s.io"),
+    (WATCHED, "create", "leases.coordination.k8s.io"),
     # Nothing outside the watched namespaces.
     (OTHER, "list", "quantumnodes.qorch.dev"),
     (OTHER, "create", "deployments.apps"),
@@ -400,7 +414,13 @@ DENIED = [
 def can_i(cluster: Cluster, rel: Release, where: str, verb: str, what: str, *extra: str) -> bool:
     namespaces = {WATCHED: rel.watched, OPERATOR: rel.namespace, OTHER: "default"}
     scope = ["-n", namespaces[where]] if where in namespaces else []
-    return rel.can_i(cluster, verb, what.format(identity=f"{rel.name}-identity"), *extra, *scope)
+    return rel.can_i(
+        cluster,
+        verb,
+        what.format(identity=f"{rel.name}-identity", lease=f"{rel.name}-leader"),
+        *extra,
+        *scope,
+    )
 
 
 @pytest.mark.parametrize("check", ALLOWED, ids=lambda c: " ".join(c))

@@ -45,6 +45,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     "everything-on": {
         "watch": {"namespaces": ["quantum-a"]},
         "peering": {"enabled": True},
+        "priorityClasses": {"urgent": {"value": 1000, "preemptionPolicy": "PreemptLowerPriority"}},
         "sanitizerPolicy": {"default": {"maxQubits": 64}, "namespaces": {"quantum-a": {}}},
         "trustedSubmitters": {"keys": {"alice": SUBMITTER_KEY}},
         "serviceMonitor": {"enabled": True, "labels": {"release": "monitoring"}},
@@ -90,7 +91,9 @@ def test_helm_lint_is_clean(name: str) -> None:
 @pytest.mark.parametrize(
     ("values", "complaint"),
     [
-        ({"replicas": 2}, "additional properties 'replicas' not allowed"),
+        ({"replicas": 0}, "/replicas"),
+        ({"priorityClasses": {"urgent": {"value": 1, "preemptionPolicy": "Always"}}}, "urgent"),
+        ({"leaderElection": {"leaseDurationSeconds": 1}}, "/leaderElection/leaseDurationSeconds"),
         ({"watch": {"namespaces": ["Not_A_Namespace"]}}, "/watch/namespaces/0"),
         ({"image": {"pullPolicy": "Sometimes"}}, "/image/pullPolicy"),
         ({"agent": {"port": 70000}}, "/agent/port"),
@@ -171,13 +174,14 @@ def test_every_pod_and_container_runs_restricted(rendered: list[dict[str, Any]])
         assert mounts_tmp, f"{where}: no writable /tmp on a read-only root filesystem"
 
 
-def test_operator_is_one_recreated_replica_with_kopf_liveness(
+def test_operator_is_two_replicas_electing_a_leader_with_kopf_liveness(
     rendered: list[dict[str, Any]],
 ) -> None:
     deployment = one(rendered, "Deployment")
-    assert deployment["spec"]["replicas"] == 1
-    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
     container = operator_container(rendered)
+    assert "--leader-election" in container["args"]
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     liveness = [a for a in container["args"] if a.startswith("--liveness=")]
     assert liveness == [f"--liveness=http://0.0.0.0:{ports['liveness']}/healthz"]
@@ -188,6 +192,61 @@ def test_operator_is_one_recreated_replica_with_kopf_liveness(
     assert env["QORCH_OPERATOR_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
     assert env["QORCH_IDENTITY_SECRET"] == "qorch-identity"
     assert env["QORCH_AGENT_IMAGE"] == container["image"] == "ghcr.io/qorch/qorch:0.1.0"
+
+
+def test_leader_election_gets_its_lease_only_and_a_disruption_budget() -> None:
+    docs = render()
+    env = env_of(operator_container(docs))
+    assert env["QORCH_LEADER_ELECTION_LEASE"] == "qorch-leader"
+    assert (env["QORCH_LEASE_DURATION_SECONDS"], env["QORCH_LEASE_RENEW_DEADLINE_SECONDS"]) == (
+        "15",
+        "10",
+    )
+    leases = [(w, r) for w, r in rbac_rules(docs) if "leases" in r["resources"]]
+    assert leases == [
+        (
+            "Role/qorch-system/qorch-leader",
+            {
+                "apiGroups": ["coordination.k8s.io"],
+                "resources": ["leases"],
+                "resourceNames": ["qorch-leader"],
+                "verbs": ["get", "update"],
+            },
+        ),
+        (
+            "Role/qorch-system/qorch-leader",
+            {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+        ),
+    ]
+    pdb = one(docs, "PodDisruptionBudget")
+    pod = one(docs, "Deployment")["spec"]["template"]
+    assert pdb["spec"]["minAvailable"] == 1
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    anti = pod["spec"]["affinity"]["podAntiAffinity"]
+    assert anti["preferredDuringSchedulingIgnoredDuringExecution"][0]["weight"] == 100
+    # One replica: no budget (it would block every drain), no anti-affinity.
+    single = render({"replicas": 1})
+    assert by_kind(single, "PodDisruptionBudget") == []
+    assert "affinity" not in one(single, "Deployment")["spec"]["template"]["spec"]
+    # Without leader election: one replica, recreated, and no Lease rule.
+    alone = render({"replicas": 1, "leaderElection": {"enabled": False}})
+    assert one(alone, "Deployment")["spec"]["strategy"] == {"type": "Recreate"}
+    assert "--leader-election" not in operator_container(alone)["args"]
+    assert not [r for _, r in rbac_rules(alone) if "leases" in r["resources"]]
+    proc = helm(
+        "template", "qorch", str(CHART), *set_args({"leaderElection": {"enabled": False}}),
+        check=False,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    assert "replicas above 1 need leaderElection.enabled" in proc.stderr
+
+
+def test_priority_classes_reach_the_operator_as_json() -> None:
+    classes = {"urgent": {"value": 1000, "preemptionPolicy": "PreemptLowerPriority"}}
+    env = env_of(operator_container(render({"priorityClasses": classes, "maxPreemptions": 1})))
+    assert json.loads(env["QORCH_PRIORITY_CLASSES"]) == classes
+    assert env["QORCH_MAX_PREEMPTIONS"] == "1"
+    assert "QORCH_PRIORITY_CLASSES" not in env_of(operator_container(render()))
 
 
 def test_operator_watches_the_release_namespace_by_default() -> None:

@@ -143,3 +143,8 @@ matchExpressions:
 {{- end }}
 {{- join "," $pairs }}
 {{- end }}
+
+{{/* The operator's leader-election Lease, in the release namespace. */}}
+{{- define "qorch.leaseName" -}}
+{{ include "qorch.fullname" . }}-leader
+{{- end }}

@@ -147,7 +147,15 @@ class DistributedJobSpec(ApiModel):
     priority: int = Field(
         0,
         description="Higher is placed first when capacity is short; equal priorities in"
-        " admission order. Running jobs are never preempted.",
+        " admission order. A job without priorityClassName never preempts another.",
+    )
+    priority_class_name: str | None = Field(
+        None,
+        max_length=253,
+        description="A priority class of the operator's configuration (QORCH_PRIORITY_CLASSES):"
+        " its value is the job's priority, and with preemptionPolicy PreemptLowerPriority a"
+        " job that waits for capacity preempts running jobs of lower priority"
+        " (docs/preemption.md).",
     )
     timeout_seconds: int = Field(600, ge=1, description="Give up after this long.")
     signature: str | None = Field(
@@ -487,6 +495,11 @@ class DistributedJobStatus(ApiModel):
         default_factory=list,
         description="Re-plans away from failed or degraded resources; the job does not return"
         " to them.",
+    )
+    preemptions: int = Field(
+        0,
+        description="Times a job of higher priority preempted this one; past"
+        " QORCH_MAX_PREEMPTIONS it is not preempted again.",
     )
 
 

@@ -62,3 +62,7 @@ KEY_NOT_YET_VALID = "KeyNotYetValid"  # ... or has not begun
 OUTPUT_TOO_WIDE = "OutputTooWide"
 # A link's purification policy asked of pairs at fidelity <= 1/2, where it cannot converge.
 PURIFICATION_CANNOT_CONVERGE = "PurificationCannotConverge"
+# Preemption in the built-in reservation book.
+PREEMPTED = "Preempted"
+PREEMPTING = "Preempting"
+INVALID_PRIORITY_CLASS = "InvalidPriorityClass"

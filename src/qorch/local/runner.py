@@ -201,7 +201,8 @@ class EmbeddedControlPlane:
 
     async def run_jobs(self, settings: PipelineSettings) -> list[DistributedJob]:
         pipeline = JobPipeline(self.world, Reservations(), settings)
-        jobs = sorted(self.world.jobs.values(), key=lambda j: -j.spec.priority)
+        classes = settings.priority_classes
+        jobs = sorted(self.world.jobs.values(), key=lambda j: -classes.of(j).value)
         waits = _Waits(len(jobs))
         watcher = asyncio.create_task(self.watch(self.settings))
         try:

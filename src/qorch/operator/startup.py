@@ -102,13 +102,18 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
         )
     memo.metrics_server = start_metrics_server(qorch.metrics_port)
     log.info("metrics on port %d at /metrics", memo.metrics_server.port)
+    try:
+        pipeline_settings = PipelineSettings.from_settings(
+            qorch, _policy(qorch), _authorization(qorch, namespace)
+        )
+    except ValueError as exc:  # QORCH_PRIORITY_CLASSES; nothing runs yet, as above
+        log.error("%s", exc)
+        raise SystemExit(2) from None
     memo.state = OperatorState(
         settings=qorch,
         agents=AgentConnections(identity),
         operator_keys=keys,
-        pipeline_settings=PipelineSettings.from_settings(
-            qorch, _policy(qorch), _authorization(qorch, namespace)
-        ),
+        pipeline_settings=pipeline_settings,
     )
 
 

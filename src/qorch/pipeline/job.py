@@ -53,7 +53,8 @@ from .authorization import AuthorizationPolicy, authorize
 from .candidates import considered
 from .planning import capacity, plan_status, reservation, slots
 from .ports import World
-from .reservations import QueueEntry, Reservations
+from .priority import Priority, PriorityClasses
+from .reservations import Holder, QueueEntry, Reservations
 from .strategies import (
     Context,
     Returned,
@@ -97,6 +98,9 @@ class PipelineSettings:
     watch_seconds: float = _DEFAULTS.job_watch_seconds
     # The "quantum hallucination" guard: a result that fails verification fails the job.
     fail_unverified: bool = _DEFAULTS.fail_unverified
+    # Named priorities, and which of them preempt; how often one job may be preempted.
+    priority_classes: PriorityClasses = field(default_factory=PriorityClasses)
+    max_preemptions: int = _DEFAULTS.max_preemptions
 
     @classmethod
     def from_settings(
@@ -114,6 +118,8 @@ class PipelineSettings:
             max_distribution_bits=settings.max_distribution_bits,
             watch_seconds=settings.job_watch_seconds,
             fail_unverified=settings.fail_unverified,
+            priority_classes=PriorityClasses.parse(settings.priority_classes),
+            max_preemptions=settings.max_preemptions,
         )
 
 
@@ -234,6 +240,9 @@ class JobPipeline:
         # Admitted, waiting or re-routed: (re)plan.
         if phase in (JobPhases.PENDING, JobPhases.ADMITTED):
             return await self._plan(job)
+        preempted = self.reservations.preempted_by(job_key(job))
+        if phase == JobPhases.PLANNED and preempted and not suspended(job.status):
+            return await self._make_room(job, self._status(job), preempted, [])
         if phase == JobPhases.PLANNED:
             # spec.suspend is read here and in _plan only; a job already Running is not
             # stopped. A signature does not cover suspend (channel/signing.py), so a queue
@@ -348,6 +357,10 @@ class JobPipeline:
 
     async def _admit(self, job: DistributedJob) -> StepResult:
         status = self._status(job)
+        wrong_class = self.settings.priority_classes.problem(job)
+        if wrong_class is not None:
+            reason = R.INVALID_PRIORITY_CLASS
+            return self._finish(job, status, JobPhases.REJECTED, reason, wrong_class)
         source = await self._source(job)
         if source is None:
             ref = job.spec.circuit.config_map_ref
@@ -439,8 +452,16 @@ class JobPipeline:
         ns = job.metadata.namespace
         nodes = frozenset(f"{ns}/{n.metadata.name}" for n in self._selected(job))
         return QueueEntry.of(
-            job_key(job), job.spec.priority, status.timings.admitted_at or "", nodes
+            job_key(job), self._priority(job).value, status.timings.admitted_at or "", nodes
         )
+
+    def _priority(self, job: DistributedJob) -> Priority:
+        return self.settings.priority_classes.of(job)
+
+    def _holder(self, job: DistributedJob, status: DistributedJobStatus) -> Holder:
+        """The job as preemption sees its hold: preemptible until preempted often enough."""
+        preemptible = status.preemptions < self.settings.max_preemptions
+        return Holder(self._priority(job).value, preemptible)
 
     def _wait(
         self, job: DistributedJob, status: DistributedJobStatus, reason: str, detail: str
@@ -522,6 +543,10 @@ class JobPipeline:
                 detail = "; ".join([choice, *not_ready])
                 return self._wait(job, status, R.NODE_NOT_READY, f"waiting for nodes: {detail}")
             self.reservations.enqueue(entry)
+            if self._priority(job).preempts:
+                preempting = await self._preempt_for(job, circuit, nodes, idle)
+                if preempting:
+                    return self._wait(job, status, R.PREEMPTING, preempting)
             return self._wait(
                 job, status, R.WAITING_FOR_CAPACITY, f"waiting for capacity: {choice}"
             )
@@ -538,7 +563,7 @@ class JobPipeline:
             work, note = lean
             want = reservation(ns, plan, work, shots, timeout)
             plan.reason += f"; {note}"
-        if not self.reservations.try_reserve(job_key(job), want, limits):
+        if not self.reservations.try_reserve(job_key(job), want, limits, self._holder(job, status)):
             self.reservations.enqueue(entry)
             return self._wait(job, status, R.WAITING_FOR_CAPACITY, "reservation lost to a peer")
         plan.reservation = want
@@ -654,7 +679,10 @@ class JobPipeline:
             ns, plan, work, job.spec.shots, job.spec.timeout_seconds
         )
         if not self.reservations.try_reserve(
-            job_key(job), want, capacity(list(nodes.values()), self.world.links(ns))
+            job_key(job),
+            want,
+            capacity(list(nodes.values()), self.world.links(ns)),
+            self._holder(job, status),
         ):
             log.warning("%s runs without its reservation: another job holds it", job_key(job))
         # Where each agent is, for work whose agents talk to each other; a node gone is
@@ -676,9 +704,10 @@ class JobPipeline:
             if work.verifies_by_statevector
             else None
         )
+        preempted: str | None = None
         try:
             trouble: list[Reroute] = []
-            while not trouble:
+            while not trouble and not preempted:
                 pending = [c for c in calls.values() if not c.done()]
                 if not pending:
                     break
@@ -690,13 +719,17 @@ class JobPipeline:
                 if all(_returned(c) for c in calls.values()):
                     break  # complete: a node degrading now does not undo what it returned
                 trouble = self._trouble(job, plan, status.attempt, calls)
+                preempted = self.reservations.preempted_by(job_key(job))
         finally:
             for call in calls.values():
                 call.cancel()  # ours only: an agent keeps what it accepted
-        if (trouble or any(_failed(c) for c in calls.values())) and exact is not None:
+        unfinished = [p for p in plan.programs if not _returned(calls[p.id])]
+        stopped = trouble or (preempted and unfinished) or any(_failed(c) for c in calls.values())
+        if stopped and exact is not None:
             exact.cancel()  # a thread or the process finishes it; nobody reads it
+        if preempted and not trouble and unfinished:  # a complete attempt just finishes
+            return await self._make_room(job, status, preempted, unfinished)
         if trouble:
-            unfinished = [p for p in plan.programs if not _returned(calls[p.id])]
             return await self._reroute(job, status, trouble, unfinished)
         outcomes = [calls[p.id].exception() or calls[p.id].result() for p in plan.programs]
         status.timings.execute_seconds = round(time.perf_counter() - started, 6)
@@ -840,6 +873,67 @@ class JobPipeline:
         status.phase = JobPhases.PENDING
         status.message = msg
         self.world.event(job, "Warning", R.REROUTING, msg)
+        return StepResult(status)
+
+    async def _preempt_for(
+        self,
+        job: DistributedJob,
+        circuit: QuantumCircuit,
+        nodes: list[QuantumNode],
+        idle: Candidate,
+    ) -> str | None:
+        """Preempt the running jobs of lower priority that hold what the job's plan on idle
+        nodes needs; what the job waits for then, or None when preempting cannot make room."""
+        ns = job.metadata.namespace
+        strategy = strategy_named(idle.strategy)
+        work = strategy.work(idle, circuit, self._context(job, nodes, {}))
+        plan = plan_status(idle, [idle], strategy.shape(idle, circuit, job.spec.shots))
+        want = reservation(ns, plan, work, job.spec.shots, job.spec.timeout_seconds)
+        limits = capacity(nodes, self._links(job))
+        key, priority = job_key(job), self._priority(job).value
+        victims = self.reservations.victims(key, want, limits, priority)
+        if not victims:
+            return None
+        self.reservations.preempt(victims, key)
+        names = ", ".join(v.split("/")[1] for v in victims)
+        return f"preempting {names} (lower priority) for {idle.strategy} on {plan.nodes}"
+
+    async def _make_room(
+        self,
+        job: DistributedJob,
+        status: DistributedJobStatus,
+        by: str,
+        unfinished: list[Program],
+    ) -> StepResult:
+        """Preempted: cancel the attempt's programs, release the reservation, and wait to be
+        planned again. What the attempt returned is discarded: a result comes from one
+        placement, so the next attempt runs every program again."""
+        stopped_what = "its plan, not started yet, was"
+        if status.phase == JobPhases.RUNNING:
+            stopped_what = f"attempt {status.attempt} cancelled and its reservation"
+            await self._cancel(job, status.attempt, unfinished)
+            stopped = {p.id for p in unfinished}
+            for progress in status.progress:
+                progress.state = "Cancelled"
+                progress.message = (
+                    "cancelled: the job was preempted"
+                    if progress.id in stopped
+                    else "returned, but discarded: the job was preempted"
+                )
+        status.preemptions += 1
+        self.reservations.release(job_key(job))
+        self._programs.pop(job_key(job), None)
+        left = self.settings.max_preemptions - status.preemptions
+        msg = (
+            f"preempted by {by.split('/')[1]} (higher priority): {stopped_what}"
+            " released; waiting to be planned again"
+            f" ({left} more preemption(s) allowed)"
+        )
+        self._cond(job, status, R.PLANNED, "False", R.PREEMPTED, msg)
+        self._cond(job, status, R.DISPATCHED, "False", R.PREEMPTED, msg)
+        status.phase = JobPhases.PENDING
+        status.message = msg
+        self.world.event(job, "Warning", R.PREEMPTED, msg)
         return StepResult(status)
 
     async def _cancel(self, job: DistributedJob, attempt: int, programs: list[Program]) -> None:

@@ -39,6 +39,15 @@ class QueueEntry:
         return cls((-priority, admitted_at, job), job, nodes)
 
 
+@dataclass(frozen=True)
+class Holder:
+    """Who holds a reservation, as preemption judges it: its priority, and whether it may
+    still be preempted (docs/preemption.md)."""
+
+    priority: int
+    preemptible: bool
+
+
 class Reservations:
     """All-or-nothing reservations keyed by job, and the queue of jobs waiting for them."""
 
@@ -47,6 +56,13 @@ class Reservations:
         self._queue: dict[str, QueueEntry] = {}
         self._lock = threading.Lock()
         self._changed: asyncio.Event | None = None
+        # Preemption: each holder's priority (a hold restored after a restart has none until
+        # its job reserves again, and is not preempted meanwhile), the order of the holds,
+        # and the jobs asked to stop, each with the job it makes room for.
+        self._holders: dict[str, Holder] = {}
+        self._reserved_at: dict[str, int] = {}
+        self._reserves = 0
+        self._preempted: dict[str, str] = {}
 
     def allocated(self, resource: str) -> float:
         with self._lock:
@@ -67,10 +83,19 @@ class Reservations:
                     used[resource] = used.get(resource, 0) + n
         return {r: cap - used.get(r, 0) for r, cap in capacity.items()}
 
-    def try_reserve(self, job: str, want: dict[str, float], capacity: dict[str, float]) -> bool:
+    def try_reserve(
+        self,
+        job: str,
+        want: dict[str, float],
+        capacity: dict[str, float],
+        holder: Holder | None = None,
+    ) -> bool:
         """Reserve every resource in `want` for `job`, or nothing; re-reserving is a no-op.
-        A job that gets its reservation leaves the queue."""
+        A job that gets its reservation leaves the queue. `holder`: what preemption needs to
+        know of the job; without it the hold is never preempted."""
         with self._lock:
+            if holder is not None and job in self._held:
+                self._holders[job] = holder
             if self._held.get(job) == want:
                 return True
             others = [h for k, h in self._held.items() if k != job]
@@ -81,6 +106,10 @@ class Reservations:
                     return False
             self._held[job] = dict(want)
             self._queue.pop(job, None)
+            self._reserves += 1
+            self._reserved_at[job] = self._reserves
+            if holder is not None:
+                self._holders[job] = holder
             load = {r: round(sum(h.get(r, 0) for h in self._held.values()), 6) for r in want}
             log.info(
                 "reserved %s: %s",
@@ -98,6 +127,8 @@ class Reservations:
         with self._lock:
             self._held[job] = dict(held)
             self._queue.pop(job, None)
+            self._reserves += 1
+            self._reserved_at[job] = self._reserves
         log.info("restored %s: %s", job, ", ".join(f"{r} {n}" for r, n in held.items()))
 
     def drop_hold(self, job: str) -> None:
@@ -105,15 +136,77 @@ class Reservations:
         in the queue and nobody is woken (it was never visible as free capacity)."""
         with self._lock:
             self._held.pop(job, None)
+            self._forget(job)
 
     def release(self, job: str) -> None:
         with self._lock:
             held = self._held.pop(job, None)
             queued = self._queue.pop(job, None)
+            self._forget(job)
         if held is not None:
             log.info("released %s", job)
         if held is not None or queued is not None:
             self._notify()
+
+    def _forget(self, job: str) -> None:
+        self._holders.pop(job, None)
+        self._reserved_at.pop(job, None)
+        self._preempted.pop(job, None)
+
+    # -- preemption ------------------------------------------------------------------------
+
+    def victims(
+        self, job: str, want: dict[str, float], capacity: dict[str, float], priority: int
+    ) -> list[str] | None:
+        """The holds to preempt so that `want` fits: [] when it fits already, None when no
+        set of preemptible holds of lower priority frees enough. Lowest priority first, then
+        the most recently reserved (the least work lost); no more than needed."""
+        with self._lock:
+            used: dict[str, float] = {}
+            for key, held in self._held.items():
+                if key != job:
+                    for resource, n in held.items():
+                        used[resource] = used.get(resource, 0) + n
+            short = {
+                r: used.get(r, 0) + n - capacity.get(r, 0)
+                for r, n in want.items()
+                if used.get(r, 0) + n > capacity.get(r, 0) + 1e-9
+            }
+            if not short:
+                return []
+            eligible = sorted(
+                (h.priority, -self._reserved_at.get(key, 0), key)
+                for key, h in self._holders.items()
+                if key != job
+                and key in self._held
+                and h.preemptible
+                and h.priority < priority
+                and any(self._held[key].get(r) for r in short)
+            )
+            chosen = []
+            for _, _, key in eligible:
+                chosen.append(key)
+                for resource in short:
+                    short[resource] -= self._held[key].get(resource, 0)
+                if all(left <= 1e-9 for left in short.values()):
+                    return chosen
+            return None
+
+    def preempt(self, victims: list[str], by: str) -> None:
+        """Ask the holders `victims` to stop and release what they hold, for job `by`."""
+        with self._lock:
+            asked = [v for v in victims if v in self._held and v not in self._preempted]
+            for victim in asked:
+                self._preempted[victim] = by
+        for victim in asked:
+            log.info("preempting %s for %s", victim, by)
+        if asked:
+            self._notify()
+
+    def preempted_by(self, job: str) -> str | None:
+        """The job that `job` must make room for, if it was preempted."""
+        with self._lock:
+            return self._preempted.get(job)
 
     # -- queue -----------------------------------------------------------------------------
 

@@ -3,7 +3,7 @@
 import asyncio
 import random
 
-from qorch.pipeline.reservations import QueueEntry, Reservations
+from qorch.pipeline.reservations import Holder, QueueEntry, Reservations
 
 CAPACITY = {"qn/a": 6.0, "qn/b": 6.0, "qlink/ab": 100.0}
 
@@ -88,3 +88,71 @@ def test_same_node_names_in_two_namespaces_are_different_resources():
     book = Reservations()
     assert book.try_reserve("team-a/j", {"qn/team-a/qpu-1": 5}, limits)
     assert book.try_reserve("team-b/j", {"qn/team-b/qpu-1": 5}, limits)
+
+
+# -- preemption --------------------------------------------------------------------------
+
+
+def test_victims_are_the_fewest_lowest_priority_latest_holds_that_make_room():
+    book = Reservations()
+    assert book.try_reserve("old-low", {"qn/a": 2}, CAPACITY, Holder(1, True))
+    assert book.try_reserve("new-low", {"qn/a": 2}, CAPACITY, Holder(1, True))
+    assert book.try_reserve("mid", {"qn/a": 2}, CAPACITY, Holder(5, True))
+    # Fits already: nobody is preempted.
+    assert book.victims("urgent", {"qn/b": 6}, CAPACITY, 10) == []
+    # 2 qubits short on a: the most recent of the lowest priority makes room.
+    assert book.victims("urgent", {"qn/a": 2}, CAPACITY, 10) == ["new-low"]
+    # 4 short: both low ones, before the one of priority 5.
+    assert book.victims("urgent", {"qn/a": 4}, CAPACITY, 10) == ["new-low", "old-low"]
+    # Only strictly lower priorities: a job of priority 5 cannot preempt "mid".
+    assert book.victims("five", {"qn/a": 6}, CAPACITY, 5) is None
+    # Holds on other resources do not help.
+    assert book.try_reserve("b-user", {"qn/b": 6}, CAPACITY, Holder(0, True))
+    assert book.victims("urgent", {"qn/a": 6, "qn/b": 1}, CAPACITY, 10) == [
+        "b-user",
+        "new-low",
+        "old-low",
+        "mid",
+    ]
+
+
+def test_a_hold_preempted_often_enough_or_of_unknown_priority_is_never_a_victim():
+    book = Reservations()
+    assert book.try_reserve("spent", {"qn/a": 6}, CAPACITY, Holder(0, False))
+    assert book.victims("urgent", {"qn/a": 1}, CAPACITY, 10) is None
+    book.release("spent")
+    # Restored after a restart: no priority known until the job reserves again.
+    book.restore("restored", {"qn/a": 6})
+    assert book.victims("urgent", {"qn/a": 1}, CAPACITY, 10) is None
+    assert book.try_reserve("restored", {"qn/a": 6}, CAPACITY, Holder(0, True))
+    assert book.victims("urgent", {"qn/a": 1}, CAPACITY, 10) == ["restored"]
+
+
+async def test_preempting_tells_the_victim_once_and_its_release_wakes_the_waiter():
+    book = Reservations()
+    assert book.try_reserve("low", {"qn/a": 6}, CAPACITY, Holder(0, True))
+    book.preempt(["low", "not-holding"], "urgent")
+    assert book.preempted_by("low") == "urgent"
+    assert book.preempted_by("not-holding") is None
+    book.preempt(["low"], "another")  # asked already: the first asker stands
+    assert book.preempted_by("low") == "urgent"
+    waiter = asyncio.ensure_future(book.changed(5))
+    await asyncio.sleep(0)
+    book.release("low")
+    assert await waiter
+    assert book.preempted_by("low") is None
+    assert book.try_reserve("urgent", {"qn/a": 6}, CAPACITY)
+
+
+def test_no_later_job_backfills_past_a_large_waiting_job_of_its_priority():
+    """A large job waiting for a whole node is not starved by smaller jobs that would fit
+    now: each waits behind it while it waits for some of the same nodes."""
+    book = Reservations()
+    assert book.try_reserve("running", {"qn/a": 4}, CAPACITY)
+    large = entry("large", 0, "2026-01-01T00:00:00Z", "a")
+    book.enqueue(large)
+    small = entry("small", 0, "2026-01-01T00:00:01Z", "a")
+    assert [e.job for e in book.ahead_of(small)] == ["large"]
+    # Of higher priority, it goes first: priority is strict.
+    urgent = entry("urgent", 1, "2026-01-01T00:00:02Z", "a")
+    assert book.ahead_of(urgent) == []

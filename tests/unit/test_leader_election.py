@@ -1,0 +1,138 @@
+"""Leader election over a Lease, against an in-memory Lease API with optimistic concurrency
+and a clock the test moves: who may take the Lease, and when."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from kubernetes.client.exceptions import ApiException
+
+from qorch.operator import leader
+from qorch.operator.leader import LeaderElector, LeaseTiming
+
+TIMING = LeaseTiming(duration=15, renew_deadline=10, retry=2)
+
+
+def _time(text: str | None) -> datetime | None:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ") if text else None
+
+
+class FakeLeases:
+    """One Lease, as the API server keeps it: a write must name the version it read."""
+
+    def __init__(self) -> None:
+        self.spec: dict[str, Any] | None = None
+        self.version = 0
+
+    def _lease(self) -> SimpleNamespace:
+        if self.spec is None:
+            raise ApiException(status=404)
+        spec = self.spec
+        return SimpleNamespace(
+            metadata=SimpleNamespace(resource_version=str(self.version)),
+            spec=SimpleNamespace(
+                holder_identity=spec.get("holderIdentity"),
+                lease_duration_seconds=spec.get("leaseDurationSeconds"),
+                acquire_time=_time(spec.get("acquireTime")),
+                renew_time=_time(spec.get("renewTime")),
+                lease_transitions=spec.get("leaseTransitions"),
+            ),
+        )
+
+    def read_namespaced_lease(self, name: str, namespace: str, **_: Any) -> SimpleNamespace:
+        return self._lease()
+
+    def create_namespaced_lease(self, namespace: str, body: dict, **_: Any) -> None:
+        if self.spec is not None:
+            raise ApiException(status=409)
+        self.spec, self.version = dict(body["spec"]), self.version + 1
+
+    def replace_namespaced_lease(self, name: str, namespace: str, body: dict, **_: Any) -> None:
+        if body["metadata"]["resourceVersion"] != str(self.version):
+            raise ApiException(status=409)
+        self.spec, self.version = dict(body["spec"]), self.version + 1
+
+
+@pytest.fixture
+def leases(monkeypatch: pytest.MonkeyPatch) -> FakeLeases:
+    fake = FakeLeases()
+    monkeypatch.setattr(leader.client, "CoordinationV1Api", lambda: fake)
+    return fake
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    now = [1000.0]
+    monkeypatch.setattr(leader.time, "monotonic", lambda: now[0])
+    return now
+
+
+def elector(identity: str) -> LeaderElector:
+    return LeaderElector("qorch-system", "qorch-leader", identity, TIMING)
+
+
+def test_a_standby_takes_the_lease_only_once_it_went_unrenewed_for_its_duration(
+    leases: FakeLeases, clock: list[float]
+) -> None:
+    a, b = elector("a"), elector("b")
+    assert a.try_acquire_or_renew()  # created
+    assert leases.spec and leases.spec["holderIdentity"] == "a"
+    assert not b.try_acquire_or_renew()
+    assert b.holder == "a"
+    for _ in range(20):  # a renews every 2 s: b never gets it
+        clock[0] += 2
+        assert a.try_acquire_or_renew()
+        assert not b.try_acquire_or_renew()
+    # a dies: b waits out the duration from the last change it saw.
+    clock[0] += 14.9
+    assert not b.try_acquire_or_renew()
+    clock[0] += 0.2
+    assert b.try_acquire_or_renew()
+    assert (leases.spec["holderIdentity"], leases.spec["leaseTransitions"]) == ("b", 1)
+    # a, back, sees b as holder and renews no more.
+    assert not a.try_acquire_or_renew()
+    assert a.holder == "b"
+
+
+def test_expiry_is_judged_by_the_standbys_clock_not_the_renew_time_written(
+    leases: FakeLeases, clock: list[float]
+) -> None:
+    """A leader whose wall clock is an hour behind still keeps the Lease while it renews."""
+    a, b = elector("a"), elector("b")
+    assert a.try_acquire_or_renew()
+    leases.spec["renewTime"] = "2000-01-01T00:00:00.000000Z"  # far in the past
+    leases.version += 1
+    assert not b.try_acquire_or_renew()  # b's first look: it starts counting now
+
+
+def test_a_released_lease_is_taken_at_once(leases: FakeLeases, clock: list[float]) -> None:
+    a, b = elector("a"), elector("b")
+    assert a.try_acquire_or_renew()
+    assert not b.try_acquire_or_renew()
+    a.release()
+    assert leases.spec.get("holderIdentity") is None
+    assert b.try_acquire_or_renew()
+
+
+def test_two_writers_of_one_version_elect_one(leases: FakeLeases, clock: list[float]) -> None:
+    a, b = elector("a"), elector("b")
+    assert a.try_acquire_or_renew()
+    a.release()
+    # Both read the released Lease; the second write names a stale version and loses.
+    lease = leases.read_namespaced_lease("qorch-leader", "qorch-system")
+    original = leases.read_namespaced_lease
+    leases.read_namespaced_lease = lambda *_, **__: lease  # type: ignore[method-assign]
+    assert b.try_acquire_or_renew()
+    assert not elector("c").try_acquire_or_renew()
+    leases.read_namespaced_lease = original  # type: ignore[method-assign]
+    assert leases.spec["holderIdentity"] == "b"
+
+
+def test_timings_that_could_elect_two_leaders_are_refused() -> None:
+    with pytest.raises(ValueError, match="retry < renew deadline < duration"):
+        LeaseTiming(duration=10, renew_deadline=10, retry=2)
+    with pytest.raises(ValueError, match="QORCH_LEASE_RETRY_SECONDS"):
+        LeaseTiming(duration=15, renew_deadline=10, retry=10)
