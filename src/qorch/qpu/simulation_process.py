@@ -10,7 +10,11 @@ never pay for it) and a cancel kills it mid-run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import multiprocessing
+import os
+import signal
 import threading
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -41,6 +45,15 @@ def _sample(spec_json: str, compiled: QuantumCircuit, shots: int, seed: int | No
     return _executor[1].sample(compiled, shots, seed)
 
 
+def _die_with_parent(parent: int) -> None:
+    """The child must not outlive the process that started it, however that one ends (a
+    SIGKILL too): it would simulate on for nobody."""
+    with contextlib.suppress(Exception):  # Linux only; elsewhere it ends at its next task
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # it ended before the line above
+        os._exit(1)
+
+
 class SimulationInterrupted(RuntimeError):
     """The child was killed (a cancel) or died while it ran the step."""
 
@@ -58,7 +71,12 @@ class SimulationProcess:
             if self._pool is None:
                 # spawn: forking a process that runs an event loop and threads is unsafe.
                 context = multiprocessing.get_context("spawn")
-                self._pool = ProcessPoolExecutor(max_workers=1, mp_context=context)
+                self._pool = ProcessPoolExecutor(
+                    max_workers=1,
+                    mp_context=context,
+                    initializer=_die_with_parent,
+                    initargs=(os.getpid(),),
+                )
             return self._pool
 
     async def sample(

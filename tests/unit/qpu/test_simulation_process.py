@@ -4,7 +4,11 @@ answering while it runs, and a cancel stops it at once. Real Aer, in a real chil
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 from qiskit import QuantumCircuit
@@ -75,3 +79,44 @@ async def test_the_agent_answers_while_a_long_run_is_in_the_child_and_a_cancel_s
         assert agent.health().programs_run == 3
     finally:
         agent.close()
+
+
+PARENT = """
+import sys, time
+from qorch.qpu.simulation_process import SimulationProcess
+
+if __name__ == "__main__":
+    process = SimulationProcess()
+    process.call_blocking(int, 0)  # started
+    print(next(iter(process._pool._processes)), flush=True)
+    process._pool.submit(time.sleep, 600)  # busy: it would not notice a closed pipe
+    time.sleep(600)
+"""
+
+
+def gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(")")[-1].split()[0] == "Z"  # exited, not yet reaped
+    except FileNotFoundError:
+        return True
+
+
+def test_the_simulation_process_dies_with_its_parent_even_by_sigkill(tmp_path: Path) -> None:
+    script = tmp_path / "parent.py"
+    script.write_text(PARENT)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    parent = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        assert parent.stdout is not None
+        child = int(parent.stdout.readline())
+        assert not gone(child)
+    finally:
+        parent.kill()
+        parent.wait(timeout=30)
+    deadline = time.monotonic() + 30
+    while not gone(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert gone(child)
