@@ -25,6 +25,7 @@ for others the estimate stays the lower bound.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -43,7 +44,7 @@ from qorch.qpu.composite_noise import (
     parse_description,
 )
 from qorch.qpu.noise import build_noise_model
-from qorch.qpu.simulation_process import SimulationProcess
+from qorch.qpu.simulation_process import SimulationInterrupted, SimulationProcess
 
 #: Seeds of the trajectories and of the draws: the same inputs give the same estimate.
 SEED = 2026
@@ -161,9 +162,13 @@ def _aside_if_long(
     width = 2 * circuit.num_qubits if method == "density_matrix" else circuit.num_qubits
     units = len(circuit.data) * 2**width * runs
     began = time.perf_counter()
+    done = False
     if _rate * units > ASIDE_SECONDS:
-        probabilities = _ASIDE.call_blocking(simulate, circuit, model, runs, method)
-    else:
+        # The process dies with the thread that started it: then simulate here after all.
+        with contextlib.suppress(SimulationInterrupted):
+            probabilities = _ASIDE.call_blocking(simulate, circuit, model, runs, method)
+            done = True
+    if not done:
         probabilities = simulate(circuit, model, runs, method)
     _rate = max(SIMULATION_RATE, (time.perf_counter() - began) / max(units, 1))
     return probabilities

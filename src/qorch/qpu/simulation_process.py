@@ -47,7 +47,8 @@ def _sample(spec_json: str, compiled: QuantumCircuit, shots: int, seed: int | No
 
 def _die_with_parent(parent: int) -> None:
     """The child must not outlive the process that started it, however that one ends (a
-    SIGKILL too): it would simulate on for nobody."""
+    SIGKILL too): it would simulate on for nobody. Strictly, it dies with the thread that
+    started it: callers from worker threads fall back to simulating themselves."""
     with contextlib.suppress(Exception):  # Linux only; elsewhere it ends at its next task
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     if os.getppid() != parent:  # it ended before the line above
