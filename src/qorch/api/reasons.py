@@ -60,3 +60,11 @@ INVALID_IDENTITY = "InvalidIdentity"
 KEY_RETIRED = "KeyRetired"  # the node presented a key whose rotation window has ended
 KEY_NOT_YET_VALID = "KeyNotYetValid"  # ... or has not begun
 OUTPUT_TOO_WIDE = "OutputTooWide"
+# Admission through an external queue (Kueue): the QuotaReserved condition and its reasons.
+QUOTA_RESERVED = "QuotaReserved"
+ADMITTED_BY_QUEUE = "AdmittedByQueue"
+WAITING_FOR_ADMISSION = "WaitingForAdmission"
+LOCAL_QUEUE_NOT_FOUND = "LocalQueueNotFound"
+EXCEEDS_LARGEST_FLAVOR = "ExceedsLargestFlavor"
+QUEUE_UNAVAILABLE = "KueueUnavailable"
+EVICTED = "Evicted"

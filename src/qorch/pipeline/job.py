@@ -51,7 +51,8 @@ from qorch.telemetry.tracing import step_span
 from .authorization import AuthorizationPolicy, authorize
 from .candidates import considered
 from .planning import capacity, plan_status, reservation, slots
-from .ports import World
+from .ports import ExternalQueue, World
+from .queued import pause_evicted, plan_queued
 from .reservations import QueueEntry, Reservations
 from .strategies import (
     Context,
@@ -188,11 +189,17 @@ class JobPipeline:
     """Drives one DistributedJob at a time through admit, plan, dispatch, collect, aggregate."""
 
     def __init__(
-        self, world: World, reservations: Reservations, settings: PipelineSettings | None = None
+        self,
+        world: World,
+        reservations: Reservations,
+        settings: PipelineSettings | None = None,
+        queue: ExternalQueue | None = None,
     ) -> None:
         self.world = world
         self.reservations = reservations
         self.settings = settings or PipelineSettings()
+        #: Admits the jobs it manages (Kueue) in place of the reservation book's queue.
+        self.queue = queue
         self._circuits: dict[str, tuple[int, QuantumCircuit]] = {}
         self._programs: dict[str, Work] = {}
         # Estimates per job, by what they read: a waiting job woken by every reservation
@@ -209,6 +216,10 @@ class JobPipeline:
             return StepResult(job.status)
         if phase == JobPhases.PENDING and not job.status.timings.admitted_at:
             return await self._admit(job)
+        if self.queue is not None and self.queue.manages(job):
+            queued = await self._step_queued(job, self.queue)
+            if queued is not None:
+                return queued
         # Admitted, waiting or re-routed: (re)plan.
         if phase in (JobPhases.PENDING, JobPhases.ADMITTED):
             return await self._plan(job)
@@ -222,6 +233,16 @@ class JobPipeline:
                 return await self._plan(job)  # resume, or suspend a plan not yet started
             return self._start_attempt(job)
         return await self._collect(job)
+
+    async def _step_queued(self, job: DistributedJob, queue: ExternalQueue) -> StepResult | None:
+        """The steps that differ for a job an external queue admits; None: the usual one."""
+        phase = job.status.phase
+        if phase in (JobPhases.PENDING, JobPhases.ADMITTED):
+            return await plan_queued(self, job, queue)
+        why = queue.evicted(job)
+        if why is None and phase == JobPhases.PLANNED and job.spec.suspend:
+            why = "spec.suspend is true"  # not started yet: give the admission back
+        return None if why is None else await pause_evicted(self, job, queue, why)
 
     def abandon(self, job: DistributedJob, why: str) -> StepResult:
         """End a job that waits for capacity nothing will free (the embedded control plane
@@ -645,6 +666,7 @@ class JobPipeline:
             return await ask(self.world.agent(node), payloads[program.id], timeout=remaining)
 
         calls = {p.id: asyncio.ensure_future(run(p)) for p in plan.programs}
+        evicted: str | None = None
         try:
             trouble: list[Reroute] = []
             while not trouble:
@@ -659,9 +681,14 @@ class JobPipeline:
                 if all(_returned(c) for c in calls.values()):
                     break  # complete: a node degrading now does not undo what it returned
                 trouble = self._trouble(job, plan, status.attempt, calls)
+                evicted = self.queue.evicted(job) if self.queue is not None else None
+                if evicted is not None:
+                    break
         finally:
             for call in calls.values():
                 call.cancel()  # ours only: an agent keeps what it accepted
+        if evicted is not None and self.queue is not None:
+            return await pause_evicted(self, job, self.queue, evicted)
         if trouble:
             unfinished = [p for p in plan.programs if not _returned(calls[p.id])]
             return await self._reroute(job, status, trouble, unfinished)
