@@ -275,9 +275,7 @@ class LocalKueue:
     def start(self, timeout: float = 180) -> LocalKueue:
         for name in ("kueue", "kueue-crds.yaml", "kueue-webhooks.yaml"):
             if not (self.tools_dir / name).exists():
-                raise RuntimeError(
-                    f"{self.tools_dir / name} not found: run `make tools`"
-                )
+                raise RuntimeError(f"{self.tools_dir / name} not found: run `make tools`")
         self.webhook_port, self.health_port = _free_ports(2)
         self.install()
         self.spawn(timeout)
@@ -353,9 +351,21 @@ class LocalKueue:
             "kueue-mutating-webhook-configuration", "kueue-validating-webhook-configuration",
             "--ignore-not-found", "--wait=true",
         )  # fmt: skip
-        names = [
-            f"crd/{d['metadata']['name']}"
-            for d in yaml.safe_load_all((self.tools_dir / "kueue-crds.yaml").read_text())
-            if d
+        crds = [
+            d for d in yaml.safe_load_all((self.tools_dir / "kueue-crds.yaml").read_text()) if d
         ]
+        # Kueue's finalizers (resource-in-use) would hold its objects, and so its CRDs, with
+        # no controller left to remove them.
+        for crd in crds:
+            kind = crd["metadata"]["name"]
+            out = self.kubectl("get", kind, "-A", "-o", "json", check=False)
+            for item in json.loads(out or '{"items": []}').get("items", []):
+                meta = item["metadata"]
+                if meta.get("finalizers"):
+                    where = ["-n", meta["namespace"]] if meta.get("namespace") else []
+                    self.kubectl(
+                        "patch", kind, meta["name"], *where, "--type=merge",
+                        "-p", '{"metadata":{"finalizers":null}}', check=False,
+                    )  # fmt: skip
+        names = [f"crd/{d['metadata']['name']}" for d in crds]
         self.kubectl("delete", *names, "--ignore-not-found", "--wait=true", "--timeout=120s")
