@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the local test control plane (kube-apiserver, kube-controller-manager,
-# kube-scheduler, kubectl, etcd) plus helm, kwok and Kueue from Go modules, once per
+# kube-scheduler, kubectl, etcd) plus helm and kwok from Go modules, once per
 # version, into ${QORCH_CACHE:-~/.cache/qorch}/tools/<name>-<version>/, and
 # links the binaries into <repo>/.tools/bin. Cached versions are skipped.
 set -euo pipefail
@@ -129,6 +129,9 @@ build_kueue() {
   for f in "$src"/config/components/crd/bases/*.yaml; do
     echo "---" && cat "$f"
   done >"$1/kueue-crds.yaml"
+  # Its webhook configurations (config/components/webhook), which hack/kueue_local.py
+  # points at the local process.
+  cp "$src/config/components/webhook/manifests.yaml" "$1/kueue-webhooks.yaml"
 }
 
 tool etcd "$ETCD_VERSION" build_etcd

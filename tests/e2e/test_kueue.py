@@ -5,6 +5,7 @@ are Kueue's; the tests check that the operator follows them."""
 from __future__ import annotations
 
 import json
+import time
 import uuid
 
 import pytest
@@ -97,11 +98,14 @@ async def test_a_labelled_job_runs_once_kueue_admits_it_on_the_assigned_flavor(
     )
     assert finished["spec"]["queueName"] == lq
 
+    # Deleted with its job: the job owns it, so garbage collection takes it.
     cluster.kubectl("delete", "djob", "queued", "-n", namespace, "--wait=true", "--timeout=60s")
-    out = cluster.kubectl(
+    deadline = time.monotonic() + 120
+    while "NotFound" not in cluster.kubectl(
         "get", "workloads.kueue.x-k8s.io", wl["metadata"]["name"], "-n", namespace, check=False
-    )
-    assert "NotFound" in out
+    ):
+        assert time.monotonic() < deadline, "the Workload outlived its job"
+        time.sleep(0.5)
 
 
 async def test_kueue_preemption_pauses_the_running_job_and_it_finishes_after_readmission(

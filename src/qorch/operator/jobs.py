@@ -141,8 +141,6 @@ async def release(
     its reservations freed."""
     key = reservation_key(namespace or "", name, uid)
     state: OperatorState = memo.state
-    if ((body.get("metadata") or {}).get("labels") or {}).get(kueue_admission.QUEUE_LABEL):
-        await kueue_admission.delete(namespace or "", name, uid)
     try:
         job = DistributedJob.model_validate(plain(body))
     except ValidationError:

@@ -10,7 +10,8 @@ ResourceFlavors carry those labels as nodeLabels, one per QuantumNode and link, 
 Kueue assigns to a pod set names the node or link it gets. Kueue's Workload controller and
 scheduler do the rest (quota, cohorts, fair sharing, priority, preemption); this module
 reads the outcome from a kopf index of Workloads, and writes back what Kueue expects of a
-job controller: the Workload cleared after an eviction, and finished with the job.
+job controller: the Workload cleared after an eviction, and finished with the job. The
+Workload is owned by the job: garbage collection deletes it with the job.
 """
 
 from __future__ import annotations
@@ -550,20 +551,3 @@ async def finish(job: DistributedJob) -> None:
         return True
 
     await update_status(job, change)
-
-
-async def delete(namespace: str, name: str, uid: str | None) -> None:
-    """The job was deleted: so is its Workload (its owner reference would see to it too,
-    later, where a garbage collector runs)."""
-    try:
-        await _call(
-            _api().delete_namespaced_custom_object,
-            GROUP,
-            VERSION,
-            namespace,
-            "workloads",
-            workload_name(name, uid),
-        )
-    except ApiException as exc:
-        if exc.status != 404:
-            raise
