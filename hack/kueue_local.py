@@ -48,14 +48,7 @@ CA_NAME = "kueue-ca"
 #: The custom workload kind, as Configuration.integrations.externalFrameworks spells it.
 EXTERNAL_FRAMEWORK = "DistributedJob.v1alpha1.qorch.dev"
 #: CRDs that serve two versions and convert through the webhook (config/components/crd).
-CONVERTED = (
-    "clusterqueues",
-    "cohorts",
-    "localqueues",
-    "multikueueclusters",
-    "resourceflavors",
-    "workloads",
-)
+CONVERTED = ("clusterqueues", "cohorts", "localqueues", "multikueueclusters", "workloads")
 
 
 def _free_ports(n: int) -> list[int]:

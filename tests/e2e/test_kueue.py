@@ -122,19 +122,46 @@ async def test_kueue_preemption_pauses_the_running_job_and_it_finishes_after_rea
 
     priority = "kueue.x-k8s.io/priority-class"
     submit(cluster, namespace, "low", lq, SLOW_CIRCUIT, shots=40000, labels={priority: low})
-    cluster.wait_for(
-        "djob", "low", namespace, lambda o: o.get("status", {}).get("phase") == "Running"
-    )
+    try:
+        cluster.wait_for(
+            "djob", "low", namespace, lambda o: o.get("status", {}).get("phase") == "Running"
+        )
+    except AssertionError:
+        st = cluster.get("djob", "low", namespace)["status"]
+        st.get("plan", {}).pop("candidates", None)
+        print("DEBUG low", json.dumps(st)[:3000])
+        print(
+            "DEBUG wl",
+            cluster.kubectl("get", "workloads.kueue.x-k8s.io", "-n", namespace, "-o", "yaml")[
+                -5000:
+            ],
+        )
+        print("DEBUG kueue", kueue.tail(40))
+        print("DEBUG op", operator.output()[-4000:])
+        raise
     submit(cluster, namespace, "high", lq, labels={priority: high})
 
     # Kueue evicts `low` for `high`; the operator pauses it (cancelled, quota given back).
-    paused = cluster.wait_for(
-        "djob",
-        "low",
-        namespace,
-        lambda o: has_condition(o, "QuotaReserved", "Evicted"),
-        timeout=120,
-    )
+    try:
+        paused = cluster.wait_for(
+            "djob",
+            "low",
+            namespace,
+            lambda o: has_condition(o, "QuotaReserved", "Evicted"),
+            timeout=120,
+        )
+    except AssertionError:
+        print("DEBUG low", json.dumps(cluster.get("djob", "low", namespace)["status"])[:3000])
+        print("DEBUG high", json.dumps(cluster.get("djob", "high", namespace).get("status"))[:3000])
+        print(
+            "DEBUG wl",
+            cluster.kubectl("get", "workloads.kueue.x-k8s.io", "-n", namespace, "-o", "yaml")[
+                -6000:
+            ],
+        )
+        print("DEBUG kueue", kueue.tail(60))
+        print("DEBUG op", operator.output()[-4000:])
+        raise
     assert "Preempted" in condition(paused, "QuotaReserved")["message"]
     first_high = cluster.wait_for("djob", "high", namespace, succeeded, timeout=180)
     assert first_high["status"]["phase"] == "Succeeded", first_high["status"]["message"]

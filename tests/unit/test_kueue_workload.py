@@ -33,13 +33,13 @@ def allowed(pod_set: dict) -> list[str]:
 
 def test_a_one_node_plan_may_go_to_any_candidate_node():
     wl = kueue.workload_manifest(
-        job(**{kueue.PRIORITY_LABEL: "high"}), QueueRequest({"qn/lab/a": 3.0}, ("a", "b"))
+        job(**{kueue.PRIORITY_LABEL: "high"}), QueueRequest({"qn/lab/a": 3.0}, ("a", "b")), 100
     )
     assert wl["metadata"]["name"] == "djob-j-abcde"
     assert wl["metadata"]["ownerReferences"][0]["controller"] is True
     spec = wl["spec"]
     assert spec["queueName"] == "team-a" and spec["active"] is False  # suspended
-    assert spec["priorityClassRef"]["name"] == "high"
+    assert spec["priorityClassRef"]["name"] == "high" and spec["priority"] == 100
     [pod_set] = spec["podSets"]
     assert requests(pod_set) == {"qorch.dev/qubits": "3"}
     assert allowed(pod_set) == ["lab.a", "lab.b"]

@@ -17,6 +17,7 @@ Workload is owned by the job: garbage collection deletes it with the job.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 import time
@@ -146,7 +147,9 @@ def _pod_set(name: str, resource: str, amount: int, label: str, allowed: list[st
     }
 
 
-def workload_manifest(job: DistributedJob, request: QueueRequest) -> dict[str, Any]:
+def workload_manifest(
+    job: DistributedJob, request: QueueRequest, priority: int | None = None
+) -> dict[str, Any]:
     """A pod set per node and link of the plan. A plan on one node may move to any of the
     candidate nodes (Kueue picks among their flavors); a plan over several stays on the
     nodes it was planned on, which its links join."""
@@ -170,13 +173,15 @@ def workload_manifest(job: DistributedJob, request: QueueRequest) -> dict[str, A
         "podSets": pod_sets,
         "active": not job.spec.suspend,
     }
-    priority = job.metadata.labels.get(PRIORITY_LABEL)
-    if priority:
+    priority_class = job.metadata.labels.get(PRIORITY_LABEL)
+    if priority_class:
+        # Kueue's job integrations copy the class's value too; its webhook requires both.
         spec["priorityClassRef"] = {
             "group": GROUP,
             "kind": "WorkloadPriorityClass",
-            "name": priority,
+            "name": priority_class,
         }
+        spec["priority"] = priority or 0
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "Workload",
@@ -196,6 +201,13 @@ def workload_manifest(job: DistributedJob, request: QueueRequest) -> dict[str, A
         },
         "spec": spec,
     }
+
+
+def _reason(exc: ApiException) -> str:
+    try:
+        return str(json.loads(exc.body or "{}").get("message") or exc.reason)
+    except ValueError:
+        return str(exc.reason)
 
 
 def _api() -> client.CustomObjectsApi:
@@ -356,7 +368,9 @@ class KueueQueue:
                     return rejected
         name = workload_name(job.metadata.name, job.metadata.uid)
         if wl is None:
-            await self._create(job, request)
+            missing = await self._create(job, request)
+            if missing is not None:
+                return QueueDecision("waiting", R.WAITING_FOR_ADMISSION, missing)
             if local_queue is None:
                 return self._no_queue(ns, queue_name)
             return QueueDecision(
@@ -415,8 +429,19 @@ class KueueQueue:
                 )
         return None
 
-    async def _create(self, job: DistributedJob, request: QueueRequest) -> None:
-        body = workload_manifest(job, request)
+    async def _create(self, job: DistributedJob, request: QueueRequest) -> str | None:
+        """Create the Workload; or say which WorkloadPriorityClass is missing."""
+        priority = None
+        priority_class = job.metadata.labels.get(PRIORITY_LABEL)
+        if priority_class:
+            found = await _get("workloadpriorityclasses", priority_class)
+            if found is None:
+                return (
+                    f"WorkloadPriorityClass {priority_class} (label {PRIORITY_LABEL}) does not"
+                    " exist: create it, or remove the label"
+                )
+            priority = int(found.get("value", 0))
+        body = workload_manifest(job, request, priority)
         try:
             await _call(
                 _api().create_namespaced_custom_object,
@@ -427,10 +452,14 @@ class KueueQueue:
                 body,
             )
         except ApiException as exc:
-            if exc.status != 409:  # made before the index saw it
-                raise
+            if exc.status == 409:  # made before the index saw it
+                return None
+            if exc.status in (400, 403, 422):  # Kueue's webhooks or RBAC said no: say why
+                return f"Kueue refused Workload {body['metadata']['name']}: {_reason(exc)}"
+            raise
         else:
             log.info("created Workload %s/%s", job.metadata.namespace, body["metadata"]["name"])
+        return None
 
     async def _patch(self, ns: str, name: str, patch: dict[str, Any]) -> None:
         try:
