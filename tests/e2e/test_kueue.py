@@ -121,48 +121,14 @@ async def test_kueue_preemption_pauses_the_running_job_and_it_finishes_after_rea
     apply(cluster, local_queue(namespace, lq, cq))
 
     priority = "kueue.x-k8s.io/priority-class"
-    submit(cluster, namespace, "low", lq, SLOW_CIRCUIT, shots=40000, labels={priority: low})
-    try:
-        cluster.wait_for(
-            "djob", "low", namespace, lambda o: o.get("status", {}).get("phase") == "Running"
-        )
-    except AssertionError:
-        st = cluster.get("djob", "low", namespace)["status"]
-        st.get("plan", {}).pop("candidates", None)
-        print("DEBUG low", json.dumps(st)[:3000])
-        print(
-            "DEBUG wl",
-            cluster.kubectl("get", "workloads.kueue.x-k8s.io", "-n", namespace, "-o", "yaml")[
-                -5000:
-            ],
-        )
-        print("DEBUG kueue", kueue.tail(40))
-        print("DEBUG op", operator.output()[-4000:])
-        raise
+    submit(cluster, namespace, "low", lq, SLOW_CIRCUIT, shots=20000, labels={priority: low})
+    cluster.wait_for(
+        "djob", "low", namespace, lambda o: o.get("status", {}).get("phase") == "Running"
+    )
     submit(cluster, namespace, "high", lq, labels={priority: high})
 
-    # Kueue evicts `low` for `high`; the operator pauses it (cancelled, quota given back).
-    try:
-        paused = cluster.wait_for(
-            "djob",
-            "low",
-            namespace,
-            lambda o: has_condition(o, "QuotaReserved", "Evicted"),
-            timeout=120,
-        )
-    except AssertionError:
-        print("DEBUG low", json.dumps(cluster.get("djob", "low", namespace)["status"])[:3000])
-        print("DEBUG high", json.dumps(cluster.get("djob", "high", namespace).get("status"))[:3000])
-        print(
-            "DEBUG wl",
-            cluster.kubectl("get", "workloads.kueue.x-k8s.io", "-n", namespace, "-o", "yaml")[
-                -6000:
-            ],
-        )
-        print("DEBUG kueue", kueue.tail(60))
-        print("DEBUG op", operator.output()[-4000:])
-        raise
-    assert "Preempted" in condition(paused, "QuotaReserved")["message"]
+    # Kueue evicts `low` for `high`; the operator pauses it (cancelled, quota given back)
+    # and `high` runs at once on the node `low` left.
     first_high = cluster.wait_for("djob", "high", namespace, succeeded, timeout=180)
     assert first_high["status"]["phase"] == "Succeeded", first_high["status"]["message"]
     assert first_high["status"]["plan"]["nodes"] == "first"
@@ -171,8 +137,11 @@ async def test_kueue_preemption_pauses_the_running_job_and_it_finishes_after_rea
     status = done["status"]
     assert status["phase"] == "Succeeded", (status["message"], operator.output()[-3000:])
     assert status["attempt"] == 2  # re-planned and re-run from scratch once re-admitted
-    assert sum(status["result"]["counts"].values()) == 40000
+    assert sum(status["result"]["counts"].values()) == 20000
     assert ("DistributedJob", "Evicted") in warning_reasons(cluster, namespace)
+    events = json.loads(cluster.kubectl("get", "events", "-n", namespace, "-o", "json"))
+    evicted = [e["message"] for e in events["items"] if e["reason"] == "Evicted"]
+    assert any("Preempted" in m for m in evicted), evicted
     wl = workload_of(cluster, namespace, "low")
     assert has_condition(wl, "Requeued") and has_condition(wl, "Finished", "Succeeded")
     # high once, low's second attempt once; the first was cancelled.
