@@ -115,10 +115,7 @@ def kueue_objects() -> list[dict[str, Any]]:
                     "resourceGroups": [
                         {"coveredResources": ["qorch.dev/qubits"], "flavors": flavors}
                     ],
-                    "preemption": {
-                        "reclaimWithinCohort": "Any",
-                        "borrowWithinCohort": {"policy": "LowerPriority"},
-                    },
+                    "preemption": {"reclaimWithinCohort": "Any"},
                 },
             }
         )

@@ -198,8 +198,10 @@ async def test_kueue_uninstalled_while_a_job_waits_it_waits_with_a_condition_unt
     await two_nodes(cluster, namespace, start_agent)
     cq, lq = queue_names
     apply(cluster, node_flavor(namespace, "first"))
-    # No quota at all: the job waits in the queue.
-    apply(cluster, cluster_queue(cq, {f"qn.{namespace}.first": 0}), local_queue(namespace, lq, cq))
+    # A ClusterQueue on hold: the job waits in the queue.
+    held = cluster_queue(cq, {f"qn.{namespace}.first": 10})
+    held["spec"]["stopPolicy"] = "Hold"
+    apply(cluster, held, local_queue(namespace, lq, cq))
     submit(cluster, namespace, "stranded", lq)
     cluster.wait_for(
         "djob",
