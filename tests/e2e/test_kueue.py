@@ -22,6 +22,8 @@ from tests.e2e.test_operator import SLOW_CIRCUIT, succeeded
 from tests.e2e.test_reroute import programs_run, two_nodes, warning_reasons
 from tests.e2e.test_suspend import GHZ10, condition
 
+pytestmark = pytest.mark.e2e
+
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 
 
