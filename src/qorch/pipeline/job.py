@@ -200,6 +200,8 @@ class JobPipeline:
         self.settings = settings or PipelineSettings()
         #: Admits the jobs it manages (Kueue) in place of the reservation book's queue.
         self.queue = queue
+        # What each queued job asks the queue for, by the view of its nodes it was shaped on.
+        self._queue_requests: dict[str, tuple[tuple, object]] = {}
         self._circuits: dict[str, tuple[int, QuantumCircuit]] = {}
         self._programs: dict[str, Work] = {}
         # Estimates per job, by what they read: a waiting job woken by every reservation

@@ -10,7 +10,7 @@ cancelled, its resources released, and it waits for admission again.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from qorch.api import DistributedJob, QuantumNode
 from qorch.api import reasons as R
@@ -68,7 +68,19 @@ async def plan_queued(p: JobPipeline, job: DistributedJob, queue: ExternalQueue)
     everything = p._selected(job)
     if not everything:
         return p._wait(job, status, R.NODE_NOT_READY, "no QuantumNode matches the nodeSelector yet")
-    ideal = await _shape(p, job, everything, {})
+    # What the job asks for, shaped once per view of its nodes: a waiting job is stepped
+    # at every change of the queue, and building a plan's work can take milliseconds.
+    view = (
+        job.metadata.generation,
+        tuple((n.metadata.name, n.spec.qubits, n.status.phase) for n in everything),
+        tuple((x.metadata.name, x.status.phase) for x in p._links(job)),
+    )
+    cached = p._queue_requests.get(job_key(job))
+    if cached is not None and cached[0] == view:
+        ideal = cast("tuple[Plan, Work, dict[str, float]] | str", cached[1])
+    else:
+        ideal = await _shape(p, job, everything, {})
+        p._queue_requests[job_key(job)] = (view, ideal)
     if isinstance(ideal, str):
         reason = R.OUTPUT_TOO_WIDE if ideal.startswith(R.OUTPUT_TOO_WIDE) else R.UNSCHEDULABLE
         if "fidelityBudget" in ideal:
