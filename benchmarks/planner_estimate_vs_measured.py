@@ -1,9 +1,12 @@
-"""Benchmark (c): the planner's estimated fidelity against the fidelity measured under noise.
+"""Benchmark (c): the planner's estimated fidelity against the fidelity the job measures.
 
-For each circuit and strategy, the estimate comes from `estimate_candidates` (noise
-parameters only, before anything runs); the measurement is the Hellinger fidelity of counts
-sampled with the same noise (the node's Aer noise model; the composite model for teleport)
-to the exact distribution.
+For each circuit, strategy and noise level, the estimate is the `estimatedFidelity` that
+`estimate_candidates` gives before anything runs; the measurement is the job's own
+verification (`verify_counts`: the Hellinger fidelity of its counts to the exact
+distribution) after running it as the job would: `NodeExecutor` for single,
+`simulate_composite` for the co-simulated teleport program. Both are seeded. The table also
+gives the estimate's cost as a share of the job's simulation time, and the old estimate
+(the probability that no error happens, `FidelityEstimate.lower_bound`).
 
     PYTHONPATH=src python benchmarks/planner_estimate_vs_measured.py [--shots 4000] [--write]
 """
@@ -12,32 +15,71 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import time
+from collections.abc import Callable
 from pathlib import Path
 
+from mqt.bench import BenchmarkLevel, get_benchmark
 from qiskit import QuantumCircuit, qasm2
-from qiskit.quantum_info import hellinger_fidelity
+from qiskit.circuit.random import random_circuit
 
 from qorch.api import QuantumNodeSpec
 from qorch.api.quantum_node import NoiseSpec
 from qorch.pipeline.strategies import estimate_candidates
-from qorch.pipeline.verification import exact_distribution, flatten
+from qorch.pipeline.verification import verify_counts
 from qorch.planner.model import LinkSlot, NodeSlot
+from qorch.planner.prediction import ideal_output, predict_on_node, predict_program
 from qorch.planner.strategies import Demand
+from qorch.planner.strategies import _on_node as on_node
 from qorch.planner.teleport import TeleportProgram
 from qorch.qpu.composite_noise import simulate_composite
 from qorch.qpu.executor import NodeExecutor
 
-NOISE = NoiseSpec(
-    t1_microseconds=120,
-    t2_microseconds=90,
-    single_qubit_error=0.0005,
-    two_qubit_error=0.008,
-    readout_error=0.015,
-    single_qubit_gate_nanoseconds=35,
-    two_qubit_gate_nanoseconds=300,
-    measure_nanoseconds=1200,
+TIMES = {
+    "single_qubit_gate_nanoseconds": 35,
+    "two_qubit_gate_nanoseconds": 300,
+    "measure_nanoseconds": 1200,
+}
+#: From none to the default spec.safety.maxErrorRate (0.1), reached by the readout error.
+NOISE = {
+    "ideal": NoiseSpec(),
+    "low": NoiseSpec(
+        t1_microseconds=300,
+        t2_microseconds=250,
+        single_qubit_error=0.0002,
+        two_qubit_error=0.002,
+        readout_error=0.005,
+        **TIMES,
+    ),
+    "mid": NoiseSpec(
+        t1_microseconds=120,
+        t2_microseconds=90,
+        single_qubit_error=0.0005,
+        two_qubit_error=0.008,
+        readout_error=0.015,
+        **TIMES,
+    ),
+    "max": NoiseSpec(
+        t1_microseconds=80,
+        t2_microseconds=60,
+        single_qubit_error=0.002,
+        two_qubit_error=0.03,
+        readout_error=0.1,
+        **TIMES,
+    ),
+}
+LINK_FIDELITY = {"ideal": 1.0, "low": 0.99, "mid": 0.97, "max": 0.92}
+COST_NOTE = (
+    "Cost. Where Aer simulates the job shot by shot on the statevector (wide non-Clifford"
+    " circuits, teleport programs too wide for a density matrix) the estimate is a small share"
+    " of the job. Where Aer simulates the whole job as one density matrix (its choice when the"
+    " shots outnumber 2^n: up to 11 qubits at 4000 shots), or shot by shot on the stabilizer"
+    " method (Clifford circuits, cheap per shot), the prediction costs about as much as the"
+    " job: it is the same density matrix, or trajectories that each compute the probability of"
+    " every outcome. The 20% target holds only in the first case."
 )
 BASIS = ("id", "rz", "sx", "x", "cx", "measure", "reset", "delay")
+SEED = 11
 
 
 def ghz(n: int) -> QuantumCircuit:
@@ -61,67 +103,155 @@ def qft_roundtrip(n: int) -> QuantumCircuit:
     return qasm2.loads("\n".join(lines), custom_instructions=qasm2.LEGACY_CUSTOM_INSTRUCTIONS)
 
 
-def measure(circuit: QuantumCircuit, plan: object, shots: int) -> float:
-    exact = exact_distribution(circuit)
-    assert exact is not None
+def mqt(name: str) -> Callable[[int], QuantumCircuit]:
+    def build(n: int) -> QuantumCircuit:
+        qc = get_benchmark(name, BenchmarkLevel.ALG, n)
+        if qc.num_clbits == 0:
+            qc.measure_all()
+        return qc
+
+    return build
+
+
+def random(n: int) -> QuantumCircuit:
+    return random_circuit(n, 6, max_operands=2, measure=True, seed=n)
+
+
+#: (label, builder, width, strategies, noise levels).
+CASES: list[tuple[str, Callable[[int], QuantumCircuit], int, tuple[str, ...], tuple[str, ...]]] = [
+    ("GHZ", ghz, 4, ("single", "teleport"), ("ideal", "max")),
+    ("GHZ", ghz, 12, ("single", "teleport"), ("mid",)),
+    ("GHZ", ghz, 20, ("single",), ("low", "max")),
+    ("QFT round trip", qft_roundtrip, 6, ("single", "teleport"), ("mid", "max")),
+    ("QFT (MQT)", mqt("qft"), 5, ("single", "teleport"), ("low",)),
+    ("QFT (MQT)", mqt("qft"), 12, ("single",), ("mid",)),
+    ("QAOA (MQT)", mqt("qaoa"), 6, ("single", "teleport"), ("mid",)),
+    ("QAOA (MQT)", mqt("qaoa"), 10, ("single",), ("ideal", "max")),
+    ("random", random, 4, ("single", "teleport"), ("max",)),
+    ("random", random, 8, ("single", "teleport"), ("low",)),
+    ("random", random, 16, ("single",), ("mid",)),
+    ("W state (MQT)", mqt("wstate"), 8, ("single", "teleport"), ("mid",)),
+    ("graph state (MQT)", mqt("graphstate"), 10, ("single",), ("low", "max")),
+    ("QPE exact (MQT)", mqt("qpeexact"), 8, ("single", "teleport"), ("mid",)),
+    ("VQE real amplitudes (MQT)", mqt("vqe_real_amp"), 6, ("single",), ("max",)),
+    ("Deutsch-Jozsa (MQT)", mqt("dj"), 10, ("single", "teleport"), ("max",)),
+]
+
+
+def run_job(
+    circuit: QuantumCircuit, plan: object, noise: NoiseSpec, shots: int
+) -> tuple[float, float]:
+    """The job's measured Hellinger fidelity and its simulation seconds."""
     if isinstance(plan, TeleportProgram):
-        counts = plan.original_counts(simulate_composite(plan.circuit, plan.noise, shots, seed=11))
+        start = time.perf_counter()
+        raw = simulate_composite(plan.circuit, plan.noise, shots, seed=SEED)
+        seconds = time.perf_counter() - start
+        counts = plan.original_counts(raw)
     else:
-        spec = QuantumNodeSpec(qubits=circuit.num_qubits, noise=NOISE)
-        counts = NodeExecutor(spec).run(circuit, shots, seed=11).counts
-    return hellinger_fidelity(flatten(counts), exact)
+        spec = QuantumNodeSpec(qubits=circuit.num_qubits, noise=noise, basis_gates=list(BASIS))
+        execution = NodeExecutor(spec).run(circuit, shots, seed=SEED)
+        counts, seconds = execution.counts, execution.simulate_seconds
+    fidelity = verify_counts(circuit, counts, None).hellinger_fidelity
+    assert fidelity is not None
+    return fidelity, seconds
+
+
+def estimate_again(
+    circuit: QuantumCircuit, plan: object, node: NodeSlot, shots: int
+) -> tuple[float, float]:
+    """The no-error probability, and the seconds the fidelity estimate takes on its own: the
+    exact distribution and the prediction (for single, also the product of the factors; the
+    teleport compiler computes those as it writes the program)."""
+    start = time.perf_counter()
+    ideal = ideal_output(circuit)
+    assert ideal is not None
+    if isinstance(plan, TeleportProgram):
+        predict_program(plan.circuit, plan.noise, ideal, shots)
+        lower = plan.fidelity.lower_bound
+    else:
+        lower = on_node(circuit, node, "").lower_bound
+        predict_on_node(circuit, node.noise, node.basis_gates, ideal, shots)
+    return lower, time.perf_counter() - start
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--shots", type=int, default=4000)
     parser.add_argument("--write", action="store_true")
+    parser.add_argument("--only", default="", help="run the circuits whose label has this")
     args = parser.parse_args()
-    circuits = {"GHZ 4": ghz(4), "GHZ 8": ghz(8), "QFT round trip 6": qft_roundtrip(6)}
-    link = LinkSlot("a-b", "a", "b", 0.97, 1e6, 0.5, 10.0)
-    rows, ratios = [], []
-    for name, circuit in circuits.items():
-        width = circuit.num_qubits
-        big = [NodeSlot("a", width + 1, NOISE, BASIS)]
-        halves = [NodeSlot(n, width // 2 + 1, NOISE, BASIS) for n in ("a", "b")]
-        for strategy, nodes in (("single", big), ("teleport", halves)):
-            demand = Demand(circuit, None, nodes, [link], args.shots, 600, 1000)
-            candidates = estimate_candidates(demand, strategy)
-            (chosen,) = [c for c in candidates if c.strategy == strategy]
-            if not chosen.feasible:
-                rows.append(f"| {name} | {strategy} | - | - | - | {chosen.reason} |")
-                continue
-            measured = measure(circuit, chosen.plan, args.shots)
-            ratios.append(measured - chosen.estimated_fidelity)
-            rows.append(
-                f"| {name} | {strategy} | {chosen.estimated_fidelity:.4f} | {measured:.4f} |"
-                f" {measured - chosen.estimated_fidelity:+.4f} | {chosen.limited_by} |"
-            )
+    warm = Demand(ghz(3), None, [NodeSlot("a", 4, NOISE["mid"], BASIS)], [], 10, 60, 1)
+    estimate_candidates(warm, "single")  # imports and first-call set-up, in no row
+    run_job(ghz(3), "a", NOISE["mid"], 10)
+    rows, gaps, old_gaps, shares = [], [], [], []
+    for label, build, width, strategies, levels in CASES:
+        if args.only not in f"{label} {width}":
+            continue
+        circuit = build(width)
+        for level in levels:
+            noise = NOISE[level]
+            link = LinkSlot("a-b", "a", "b", LINK_FIDELITY[level], 1e6, 0.5, 1.0)
+            for strategy in strategies:
+                if strategy == "single":
+                    nodes = [NodeSlot("a", width + 1, noise, BASIS)]
+                else:
+                    nodes = [NodeSlot(n, width // 2 + 2, noise, BASIS) for n in ("a", "b")]
+                demand = Demand(circuit, None, nodes, [link], args.shots, 3600, 1000)
+                (chosen,) = [c for c in estimate_candidates(demand, strategy)]
+                name = f"{label} {width}"
+                if not chosen.feasible:
+                    rows.append(
+                        f"| {name} | {strategy} | {level} | - | - | - | - | - | {chosen.reason} |"
+                    )
+                    continue
+                lower, estimate_seconds = estimate_again(circuit, chosen.plan, nodes[0], args.shots)
+                measured, job_seconds = run_job(circuit, chosen.plan, noise, args.shots)
+                gap = chosen.estimated_fidelity - measured
+                gaps.append(gap)
+                old_gaps.append(lower - measured)
+                share = estimate_seconds / job_seconds
+                shares.append(share)
+                rows.append(
+                    f"| {name} | {strategy} | {level} | {chosen.estimated_fidelity:.4f} |"
+                    f" {measured:.4f} | {gap:+.4f} | {lower:.4f} | {estimate_seconds:.2f} s /"
+                    f" {job_seconds:.2f} s = {100 * share:.0f}% | {chosen.limited_by} |"
+                )
+                print(rows[-1], flush=True)
+    errors = sorted(abs(g) for g in gaps)
     table = "\n".join(
         [
-            "| circuit | strategy | estimated | measured (Hellinger) | measured - estimated |"
-            " limited by |",
-            "|---|---|---:|---:|---:|---|",
+            "| circuit | strategy | noise | estimated | measured | estimated - measured |"
+            " no-error probability | estimate / job simulation | limited by |",
+            "|---|---|---|---:|---:|---:|---:|---:|---|",
             *rows,
         ]
     )
     summary = (
-        f"measured - estimated: median {statistics.median(ratios):+.4f}, range"
-        f" {min(ratios):+.4f} to {max(ratios):+.4f} over {len(ratios)} runs ({args.shots} shots)"
+        f"{len(gaps)} runs of {args.shots} shots. |estimated - measured|: median"
+        f" {statistics.median(errors):.4f}, worst {max(errors):.4f}. The no-error probability"
+        f" (the estimate before): median |gap| {statistics.median(abs(g) for g in old_gaps):.4f},"
+        f" worst {max(abs(g) for g in old_gaps):.4f}. Estimate cost: median"
+        f" {100 * statistics.median(shares):.0f}%, worst {100 * max(shares):.0f}% of the job's"
+        " simulation time"
     )
     print(table)
     print(summary)
     if args.write:
         out = Path(__file__).parent / "results" / "planner_estimate_vs_measured.md"
         out.write_text(
-            "# Planner: estimated vs measured fidelity under noise\n\n"
+            "# Planner: estimated vs measured fidelity\n\n"
             f"Command: `PYTHONPATH=src python benchmarks/planner_estimate_vs_measured.py"
             f" --shots {args.shots} --write`\n\n"
-            "The estimate counts the probability that no error happens (gates, readout,"
-            " decoherence, Bell pairs, feed-forward waits); measurement cannot lower fidelity and"
-            " many errors leave the outcome distribution intact, so the measured Hellinger"
-            " fidelity is expected at or above the estimate.\n\n"
-            f"{table}\n\n**{summary}.**\n"
+            "Estimated: `estimatedFidelity` before the job runs (`planner.prediction`: the"
+            " job's noisy output distribution simulated once, exactly by density matrix or"
+            " averaged over seeded trajectories, then the expected Hellinger fidelity of its"
+            " shots). Measured: the job's own verification, the Hellinger fidelity of its"
+            " counts to the exact distribution. Noise from none to the default maxErrorRate"
+            " (0.1, reached by the readout error of `max`); link fidelity 1, 0.99, 0.97, 0.92"
+            " with the levels. The cost compares the fidelity estimate (exact distribution,"
+            " no-error product and prediction; not the placement and compilation that every"
+            " plan needs) with the job's simulation time, both on the same loaded machine.\n\n"
+            f"{table}\n\n**{summary}.**\n\n{COST_NOTE}\n"
         )
 
 

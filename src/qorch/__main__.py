@@ -1,3 +1,5 @@
 from qorch.cli import main
 
-raise SystemExit(main())
+# Guarded: a spawned simulation process imports this module again.
+if __name__ == "__main__":
+    raise SystemExit(main())

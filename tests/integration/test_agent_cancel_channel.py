@@ -13,10 +13,13 @@ from qorch.qpu.circuits import encode_circuit
 from tests.support import make_node
 
 QUBITS = 10
+# Gate noise: every shot is simulated on its own (a noiseless node defers the mid-circuit
+# measurement and draws all shots from one simulation).
+SHOT_BY_SHOT = {"twoQubitError": 0.001}
 
 
 def slow_circuit() -> QuantumCircuit:
-    """Non-Clifford with a mid-circuit measurement: simulated shot by shot, ~1 ms a shot."""
+    """Non-Clifford with a mid-circuit measurement: ~1 ms a shot on a SHOT_BY_SHOT node."""
     qc = QuantumCircuit(QUBITS, QUBITS)
     for layer in range(4):
         for q in range(QUBITS):
@@ -30,7 +33,7 @@ def slow_circuit() -> QuantumCircuit:
 
 
 async def test_cancelled_programs_fail_with_cancelled_for_every_caller(start_agent):
-    agent = await start_agent(make_node("cancel-me", QUBITS))
+    agent = await start_agent(make_node("cancel-me", QUBITS, noise=SHOT_BY_SHOT))
     runner, queuer, operator = agent.client(), agent.client(), agent.client()
     encoded = encode_circuit(slow_circuit())
 

@@ -14,7 +14,7 @@ import pytest
 from qorch.agent_protocol import AgentError, ErrorCode
 from qorch.qpu.circuits import encode_circuit
 from qorch.qpu.transport import ProgressPolling, SecureAgentClient
-from tests.integration.test_agent_cancel_channel import QUBITS, slow_circuit
+from tests.integration.test_agent_cancel_channel import QUBITS, SHOT_BY_SHOT, slow_circuit
 from tests.support import make_node
 
 # Small numbers stand in for the defaults (5 s and 30 s). The liveness limit still leaves
@@ -57,7 +57,7 @@ async def until_busy(agent: Any) -> None:
 
 
 async def test_a_run_outlasting_the_liveness_limit_succeeds(start_agent) -> None:
-    agent = await start_agent(make_node("marathon", QUBITS))
+    agent = await start_agent(make_node("marathon", QUBITS, noise=SHOT_BY_SHOT))
     client = client_for(agent)
     loop = asyncio.get_running_loop()
     try:
@@ -75,7 +75,7 @@ async def test_a_run_outlasting_the_liveness_limit_succeeds(start_agent) -> None
 async def test_an_agent_that_stops_answering_is_detected_within_the_liveness_limit(
     start_agent,
 ) -> None:
-    agent = await start_agent(make_node("frozen", QUBITS))
+    agent = await start_agent(make_node("frozen", QUBITS, noise=SHOT_BY_SHOT))
     client = client_for(agent)
     pid = agent.process.proc.pid
     loop = asyncio.get_running_loop()
@@ -101,7 +101,7 @@ async def test_an_agent_that_stops_answering_is_detected_within_the_liveness_lim
 async def test_a_program_outliving_its_budget_times_out_saying_how_far_it_got(
     start_agent,
 ) -> None:
-    agent = await start_agent(make_node("deadline", QUBITS))
+    agent = await start_agent(make_node("deadline", QUBITS, noise=SHOT_BY_SHOT))
     client = client_for(agent)
     try:
         with pytest.raises(AgentError) as info:

@@ -238,11 +238,39 @@ class Placement(ApiModel):
     qubits: list[int] = Field(description="Logical qubit indices of the circuit on this node.")
 
 
+class PurificationUse(ApiModel):
+    """The purification a plan runs on one link's pairs."""
+
+    protocol: Literal["dejmps", "bbpssw"] = Field(description="Protocol.")
+    rounds: int = Field(description="Rounds per pair used; each consumes two pairs.")
+    input_fidelity: float = Field(
+        description="Fidelity of a raw pair when purification starts (after its memory wait)."
+    )
+    output_fidelity: float = Field(description="Fidelity of a purified pair.")
+    success_probabilities: list[float] = Field(
+        default_factory=list, description="Probability that each round succeeds."
+    )
+
+
 class LinkUse(ApiModel):
     """Bell pairs a plan consumes on one link."""
 
     link: str = Field(description="EntanglementLink name.")
     bell_pairs: int = Field(description="Bell pairs consumed per shot.")
+    raw_bell_pairs: float | None = Field(
+        None,
+        description="Expected raw (heralded) pairs per shot the link makes for them:"
+        " bellPairs, times what purification consumes per pair.",
+    )
+    pair_fidelity: float | None = Field(
+        None,
+        description="Fidelity of a pair as the program uses it: heralded, aged in memory while"
+        " waiting for its partner, purified.",
+    )
+    generation_seconds: float | None = Field(
+        None, description="Expected time to herald the raw pairs of one shot."
+    )
+    purification: PurificationUse | None = Field(None, description="Purification, if any.")
 
 
 class Program(ApiModel):
@@ -342,7 +370,15 @@ class MitigatedResult(ApiModel):
         None, description="Mitigated expectation values of spec.observables, in order."
     )
     standard_errors: list[float] | None = Field(
-        None, description="Standard errors of the mitigated expectation values."
+        None,
+        description="Standard errors of the mitigated expectation values: shot noise and the"
+        " calibration's own sampling error.",
+    )
+    projected: list[int] = Field(
+        default_factory=list,
+        description="Indices of the expectation values the correction put outside [-1, 1],"
+        " reported on the nearest bound; their standard errors are those of the estimate"
+        " before projection.",
     )
     calibrations: list[str] = Field(
         default_factory=list, description="node@time of each readout calibration used."

@@ -10,6 +10,29 @@ from .base import API_VERSION, ApiModel, Condition, ObjectMeta
 from .crd_info import CrdInfo, PrinterColumn
 from .phases import LinkPhase
 
+#: Most purification rounds a link may ask for: each at least doubles the raw pairs.
+MAX_PURIFICATION_ROUNDS = 4
+
+
+class PurificationSpec(ApiModel):
+    """Entanglement purification of the link's pairs before jobs use them."""
+
+    protocol: Literal["auto", "dejmps", "bbpssw"] = Field(
+        "auto",
+        description="DEJMPS or BBPSSW; auto lets the planner pick the one that needs fewer raw"
+        " pairs for the job.",
+    )
+    rounds: int | None = Field(
+        None,
+        ge=0,
+        le=MAX_PURIFICATION_ROUNDS,
+        description="Rounds on every pair; unset, the planner chooses up to maxRounds when a"
+        " job's fidelityBudget needs better pairs than the link makes raw.",
+    )
+    max_rounds: int = Field(
+        2, ge=0, le=MAX_PURIFICATION_ROUNDS, description="Most rounds the planner may choose."
+    )
+
 
 class EntanglementLinkSpec(ApiModel):
     """Desired state of a link."""
@@ -26,6 +49,11 @@ class EntanglementLinkSpec(ApiModel):
     )
     classical_latency_microseconds: float = Field(
         0, ge=0, description="One-way latency of the classical channel for feed-forward."
+    )
+    purification: PurificationSpec | None = Field(
+        None,
+        description="Purify pairs (each round consumes two and succeeds with the protocol's"
+        " probability); needs a raw fidelity above 0.5.",
     )
 
     @model_validator(mode="after")

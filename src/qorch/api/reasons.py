@@ -60,6 +60,8 @@ INVALID_IDENTITY = "InvalidIdentity"
 KEY_RETIRED = "KeyRetired"  # the node presented a key whose rotation window has ended
 KEY_NOT_YET_VALID = "KeyNotYetValid"  # ... or has not begun
 OUTPUT_TOO_WIDE = "OutputTooWide"
+# A link's purification policy asked of pairs at fidelity <= 1/2, where it cannot converge.
+PURIFICATION_CANNOT_CONVERGE = "PurificationCannotConverge"
 # Admission through an external queue (Kueue): the QuotaReserved condition and its reasons.
 QUOTA_RESERVED = "QuotaReserved"
 ADMITTED_BY_QUEUE = "AdmittedByQueue"

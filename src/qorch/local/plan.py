@@ -20,7 +20,7 @@ from typing import Any, TextIO
 from qorch.api import TERMINAL_PHASES, DistributedJob, QuantumNode
 from qorch.api import reasons as R
 from qorch.api.base import ConditionStatus, get_condition, set_condition
-from qorch.api.distributed_job import StrategyEstimate
+from qorch.api.distributed_job import LinkUse, StrategyEstimate
 from qorch.api.manifests import Manifests
 from qorch.api.phases import NodePhases
 from qorch.channel.identity import Identity
@@ -128,6 +128,14 @@ def _seconds(value: float | None) -> str:
     return f"{value:.3g} s"
 
 
+def _raw(use: LinkUse) -> str:
+    """The raw pairs behind purified ones, and the rounds that consume them."""
+    if use.purification is None or use.raw_bell_pairs is None:
+        return ""
+    p = use.purification
+    return f" ({use.raw_bell_pairs:.4g} raw, {p.rounds} round(s) of {p.protocol})"
+
+
 def _candidate_lines(c: StrategyEstimate, chosen: bool) -> list[str]:
     mark = "*" if chosen else " "
     if not c.feasible:
@@ -146,7 +154,7 @@ def _candidate_lines(c: StrategyEstimate, chosen: bool) -> list[str]:
             "      on " + " ".join(f"{p.node}[{','.join(map(str, p.qubits))}]" for p in c.placement)
         )
     if c.bell_pairs:
-        pairs = ", ".join(f"{u.link}={u.bell_pairs}" for u in c.bell_pairs)
+        pairs = ", ".join(f"{u.link}={u.bell_pairs}{_raw(u)}" for u in c.bell_pairs)
         lines.append(f"      Bell pairs per shot: {pairs}")
     lines.append(f"      {c.reason}")
     return lines

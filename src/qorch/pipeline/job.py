@@ -40,8 +40,9 @@ from qorch.api.distributed_job import (
 )
 from qorch.api.phases import JobPhases, LinkPhases, NodePhases
 from qorch.planner.cut_distribution import output_request
-from qorch.planner.strategies import OUTPUT_WIDTH, Candidate, Demand
+from qorch.planner.strategies import OUTPUT_WIDTH, PURIFICATION, Candidate, Demand
 from qorch.qpu.circuits import measures
+from qorch.qpu.simulation_process import SimulationProcess
 from qorch.sanitizer import SanitizerPolicy, SanitizerPolicyFile, TargetTiming, sanitize
 from qorch.settings import Settings
 from qorch.telemetry.instrument import instrument_step
@@ -62,6 +63,7 @@ from .strategies import (
     estimate_candidates,
     strategy_named,
 )
+from .verification import ExactProbabilities, exact_beside
 
 log = logging.getLogger(__name__)
 
@@ -171,6 +173,24 @@ def _returned(call: asyncio.Future[RunResult]) -> bool:
     return call.done() and not call.cancelled() and call.exception() is None
 
 
+def _failed(call: asyncio.Future[RunResult]) -> bool:
+    return call.done() and (call.cancelled() or call.exception() is not None)
+
+
+async def _result(
+    exact: asyncio.Future[ExactProbabilities | None] | None,
+) -> ExactProbabilities | None:
+    """The exact simulation started beside the programs; None (verification simulates
+    again) when there was none or it failed."""
+    if exact is None:
+        return None
+    try:
+        return await exact
+    except Exception as exc:  # verification runs it again and reports what fails
+        log.warning("exact simulation beside the programs failed: %s", type(exc).__name__)
+        return None
+
+
 def _not_ready(node: QuantumNode) -> str:
     ready = get_condition(node.status.conditions, R.READY)
     why = f" ({ready.reason}: {ready.message})" if ready and ready.message else ""
@@ -203,6 +223,8 @@ class JobPipeline:
         # What each queued job asks the queue for, by the view of its nodes it was shaped on.
         self._queue_requests: dict[str, tuple[tuple, object]] = {}
         self._circuits: dict[str, tuple[int, QuantumCircuit]] = {}
+        # Exact simulations for verification too wide to run in the operator's process.
+        self.simulation = SimulationProcess()
         self._programs: dict[str, Work] = {}
         # Estimates per job, by what they read: a waiting job woken by every reservation
         # change re-plans without estimating again until its nodes, links or free share move.
@@ -426,6 +448,7 @@ class JobPipeline:
                 output=output_request(job.spec.output),
                 strategy=job.spec.strategy,
                 max_distribution_bits=self.settings.max_distribution_bits,
+                fidelity_budget=job.spec.fidelity_budget,
             )
             candidates = await asyncio.to_thread(estimate_candidates, demand, job.spec.strategy)
             if len(cache) >= _ESTIMATES_KEPT:
@@ -500,7 +523,9 @@ class JobPipeline:
                 return self._finish(job, status, JobPhases.FAILED, R.NO_HEALTHY_RESOURCES, msg)
             if everything and isinstance(ideal, str):
                 reason = (
-                    R.FIDELITY_BUDGET_NOT_MET
+                    R.PURIFICATION_CANNOT_CONVERGE
+                    if any(c.limited_by == PURIFICATION and c.reason in choice for c in candidates)
+                    else R.FIDELITY_BUDGET_NOT_MET
                     if "fidelityBudget" in choice
                     else R.OUTPUT_TOO_WIDE
                     if any(c.limited_by == OUTPUT_WIDTH for c in candidates)
@@ -669,6 +694,12 @@ class JobPipeline:
 
         calls = {p.id: asyncio.ensure_future(run(p)) for p in plan.programs}
         evicted: str | None = None
+        # Verification's exact simulation runs while the agents do.
+        exact = (
+            asyncio.ensure_future(exact_beside(work.circuit, self.simulation))
+            if work.verifies_by_statevector
+            else None
+        )
         try:
             trouble: list[Reroute] = []
             while not trouble:
@@ -689,6 +720,9 @@ class JobPipeline:
         finally:
             for call in calls.values():
                 call.cancel()  # ours only: an agent keeps what it accepted
+        stopped = trouble or evicted is not None or any(_failed(c) for c in calls.values())
+        if stopped and exact is not None:
+            exact.cancel()  # a thread or the process finishes it; nobody reads it
         if evicted is not None and self.queue is not None:
             return await pause_evicted(self, job, self.queue, evicted)
         if trouble:
@@ -722,7 +756,7 @@ class JobPipeline:
             for p, o in zip(plan.programs, outcomes, strict=True)
             if isinstance(o, RunResult)
         }
-        returned = Returned(plan, replies, nodes, job.spec.observables)
+        returned = Returned(plan, replies, nodes, job.spec.observables, await _result(exact))
         with step_span("aggregate"):  # exact verification can take a second: off the loop
             status.result = await asyncio.to_thread(work.aggregate, returned)
         if job.spec.mitigation != "none":

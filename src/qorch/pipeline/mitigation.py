@@ -13,15 +13,21 @@ p(1|0) = p(0|1), and the method says so.
   read 0 and keep the identity. M3 works in the subspace of the observed bitstrings, with
   corrections up to Hamming distance 3 (its default), so it scales with the distinct outcomes
   rather than 2^bits.
-- Expectation values (single, teleport): each basis circuit's counts are corrected with M3
-  as the counts are, bit q reading qubit q on its owner, and the values read from the
-  quasi-probabilities; standard errors are scaled by M3's mitigation overhead.
+- Expectation values (single, teleport): each basis circuit's bits are corrected with the
+  inverse of their node's assignment matrix, which is exact for the +/-1 products of bits
+  a Pauli observable reads (`_basis_expectations`); the shot noise is the sample variance
+  of those products.
 - Expectation values (cut): the bits of every subexperiment, observable and QPD bits alike,
   are corrected with the tensored inverse of their node's assignment matrix before the
-  knitting (`CutPlan.reconstruct(readout=...)`); standard errors include the spread the
-  correction adds to the job's shot noise, not the calibration's own sampling error (about
-  0.004 on each figure from 2000 shots on 4 qubits). M3 is not used there: the knitting
-  needs only +/-1 products of bits, on which the tensored inverse factorises exactly per bit.
+  knitting (`CutPlan.reconstruct(readout=...)`). M3 is not used there: the knitting needs
+  only +/-1 products of bits, on which the tensored inverse factorises exactly per bit.
+
+Uncertainty. The figures are themselves estimates (SHOTS shots on up to READOUT_QUBITS
+qubits per calibration, about 0.003 on a figure of 0.08), and an error in them biases every
+corrected value the same way. Standard errors of expectation values therefore add, to the
+shot noise, the calibration's sampling error carried through the correction (delta method,
+`_calibration_spread`). A corrected value outside [-1, 1] is reported on the bound and its
+index listed in `projected`.
 
 Corrected: classical assignment errors of final measurements, asymmetric ones included, and
 relaxation during a final measurement (indistinguishable from them). Not corrected: gate,
@@ -41,7 +47,9 @@ run them off an event loop.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 
 import numpy as np
 from qiskit import QuantumCircuit
@@ -49,8 +57,10 @@ from qiskit import QuantumCircuit
 from qorch.agent_protocol import RunResult
 from qorch.api import QuantumNode
 from qorch.api.distributed_job import JobResult, MitigatedResult, Verification
-from qorch.planner.cutting import CutPlan, ReadoutErrors
-from qorch.planner.observables import MeasurementBasis, sign
+from qorch.planner.cutting import IDEAL_FACTORS, CutPlan, ReadoutErrors
+from qorch.planner.observables import MeasurementBasis
+from qorch.qpu.calibration import READOUT_QUBITS
+from qorch.qpu.calibration import SHOTS as CALIBRATION_SHOTS
 
 from .verification import flatten, verify_distribution
 
@@ -69,30 +79,106 @@ def mitigate_bases(
     mitigated: MitigatedResult,
 ) -> None:
     """Expectation values from measurement-basis circuits' counts (bit q reads qubit q, on
-    `qubit_owners[q]`), corrected like the job's counts, added to `mitigated`."""
+    `qubit_owners[q]`), corrected per bit by its node's figures, added to `mitigated`."""
     calibrated = _calibrated(set(qubit_owners), nodes)
     if isinstance(calibrated, str):
         return
     errors = calibrated[0]
-    matrices = [_assignment_matrix(errors.get(n)) for n in qubit_owners]
-    values = [0.0] * len(observables)
-    deviations = [0.0] * len(observables)
+
+    def corrected(figures: Mapping[str, ReadoutErrors]) -> tuple[np.ndarray, np.ndarray]:
+        return _basis_expectations(bases, counts, qubit_owners, figures, observables)
+
+    values, shot_variances = corrected(errors)
+    spread = _calibration_spread(lambda f: corrected(f)[0], errors, _readings(errors, nodes))
+    deviations = np.sqrt(shot_variances + spread**2)
+    mitigated.expectation_values, mitigated.projected = _projected(values)
+    mitigated.standard_errors = [round(float(e), 6) for e in deviations]
+    mitigated.method += (
+        "; expectation values from the basis circuits' counts, each bit corrected with the"
+        " inverse of its node's assignment matrix (exact for products of bits); standard"
+        " errors include the calibration's own sampling error"
+    )
+
+
+def _basis_expectations(
+    bases: tuple[MeasurementBasis, ...],
+    counts: list[dict[str, int]],
+    qubit_owners: list[str],
+    errors: Mapping[str, ReadoutErrors],
+    observables: list[str],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Corrected values and the variances of their shot noise.
+
+    A bit read as b contributes the factor f_b with E[f_b] = (-1)^x for the bit x prepared
+    (`ReadoutErrors.factors`), so the product of the factors of an observable's bits is an
+    unbiased estimate of its value, and the sample variance of that product over the shots
+    is the shot noise of the estimate, whatever the value (the binomial 1 - v^2 is not: it
+    vanishes as a corrected v reaches +/-1).
+    """
+    factors = [
+        errors[owner].factors() if owner in errors else IDEAL_FACTORS for owner in qubit_owners
+    ]
+    values = np.zeros(len(observables))
+    variances = np.zeros(len(observables))
     for basis, flat in zip(bases, counts, strict=True):
-        if len(flat) > MAX_DISTINCT_OUTCOMES:
-            return
-        quasi, overhead, _ = _m3(flat, matrices)
         shots = sum(flat.values())
         for i in basis.observables:
-            v = sum(q * sign(key, observables[i]) for key, q in quasi.items())
-            values[i] = v
-            # M3's overhead scales the shot-noise variance of its estimates.
-            deviations[i] = float(np.sqrt(overhead * max(0.0, 1 - v * v) / shots))
-    mitigated.expectation_values = [round(v, 6) for v in values]
-    mitigated.standard_errors = [round(e, 6) for e in deviations]
-    mitigated.method += (
-        "; expectation values from the basis circuits' counts corrected the same way"
-        " (standard errors scaled by M3's mitigation overhead)"
-    )
+            read = [q for q, c in enumerate(reversed(observables[i])) if c != "I"]
+            first = second = 0.0
+            for key, hits in flat.items():
+                bits = key.replace(" ", "")
+                weight = math.prod(factors[q][bits[len(bits) - 1 - q] == "1"] for q in read)
+                first += hits * weight
+                second += hits * weight * weight
+            mean = first / shots
+            values[i] = mean
+            variances[i] = max(0.0, second / shots - mean * mean) / shots
+    return values, variances
+
+
+def _readings(
+    errors: Mapping[str, ReadoutErrors], nodes: Mapping[str, QuantumNode]
+) -> dict[str, int]:
+    """Bits each node's calibration read per figure: SHOTS shots on up to READOUT_QUBITS."""
+    return {n: CALIBRATION_SHOTS * min(nodes[n].spec.qubits, READOUT_QUBITS) for n in errors}
+
+
+def _calibration_spread(
+    values_of: Callable[[Mapping[str, ReadoutErrors]], Sequence[float] | np.ndarray],
+    errors: Mapping[str, ReadoutErrors],
+    readings: Mapping[str, int],
+) -> np.ndarray:
+    """Standard deviation the calibration's own sampling error gives the corrected values.
+
+    Delta method: each figure p is a binomial mean of n readings (standard deviation
+    sqrt(p (1 - p) / n), with p at least 1/n: a figure of 0 from n readings is not known
+    to be 0), and moves the values by its derivative, taken by central differences.
+    """
+    variance = np.zeros(len(values_of(errors)))
+    for name, figures in errors.items():
+        n = readings[name]
+        for field in ("zero_to_one", "one_to_zero"):
+            p = getattr(figures, field)
+            sd = math.sqrt(max(p, 1 / n) * (1 - max(p, 1 / n)) / n)
+            step = sd / 8
+            moved = [
+                {**errors, name: replace(figures, **{field: p + sign * step})} for sign in (1, -1)
+            ]
+            slope = (np.asarray(values_of(moved[0])) - np.asarray(values_of(moved[1]))) / (2 * step)
+            variance += (slope * sd) ** 2
+    return np.sqrt(variance)
+
+
+def _projected(values: Sequence[float] | np.ndarray) -> tuple[list[float], list[int]]:
+    """Values rounded and put back into [-1, 1], and the indices of those that were outside:
+    a corrected Pauli expectation value beyond its physical bound is closer to the truth on
+    the bound."""
+    out, moved = [], []
+    for i, v in enumerate(values):
+        if abs(v) > 1:
+            moved.append(i)
+        out.append(round(max(-1.0, min(1.0, float(v))), 6))
+    return out, moved
 
 
 def _calibrated(
@@ -226,20 +312,28 @@ def mitigate_cut(
         return MitigatedResult(method=f"unavailable: {calibrated}")
     errors, stamps, notes = calibrated
     results = {program_id.removeprefix("cut-"): reply.runs for program_id, reply in replies.items()}
-    values, deviations = cut.reconstruct(results, readout=errors)
+
+    def knitted(figures: Mapping[str, ReadoutErrors]) -> list[float]:
+        return cut.reconstruct(results, readout=figures)[0]
+
+    values, shot_errors = cut.reconstruct(results, readout=errors)
+    spread = _calibration_spread(knitted, errors, _readings(errors, nodes))
+    deviations = [float(e) for e in np.sqrt(np.asarray(shot_errors) ** 2 + spread**2)]
     method = (
         "readout: every measured bit of each node's subexperiments (observable and QPD bits)"
         " corrected with the tensored inverse of its node's assignment matrix"
-        f" ({_describe(errors)}) before knitting; relaxation during mid-circuit QPD"
-        " measurements is not corrected"
+        f" ({_describe(errors)}) before knitting; standard errors include the calibration's"
+        " own sampling error; relaxation during mid-circuit QPD measurements is not corrected"
     )
     if notes:
         method += "; " + "; ".join(notes)
-    verification = verify(values, deviations) if _verified(result.verification) else None
+    projected, moved = _projected(values)
+    verification = verify(projected, deviations) if _verified(result.verification) else None
     return MitigatedResult(
         method=method,
-        expectation_values=[round(v, 6) for v in values],
+        expectation_values=projected,
         standard_errors=[round(e, 6) for e in deviations],
+        projected=moved,
         calibrations=stamps,
         verification=verification,
     )

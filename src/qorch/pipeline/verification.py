@@ -22,6 +22,7 @@ the unmeasured qubits, with the signs carried through each row product.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ from qiskit_aer import AerSimulator
 from qorch.api.distributed_job import Verification
 from qorch.planner.cutting import clifford_of, exact_expectations
 from qorch.planner.unroll import Test, predicated_steps, unroll
+from qorch.qpu.simulation_process import SimulationProcess
 
 #: Widest statevector verified: 2^26 amplitudes are 1 GiB, their probabilities 0.5 GiB more.
 MAX_STATEVECTOR_QUBITS = 26
@@ -148,6 +150,24 @@ def exact_probabilities(circuit: QuantumCircuit) -> ExactProbabilities | None:
         dtype=np.int64,
     )
     return ExactProbabilities(circuit.num_clbits, probabilities, clbit_index)
+
+
+#: From this width the exact simulation starts when the programs are sent, beside them, and
+#: runs in a simulation process: Aer holds the interpreter lock while it runs (a second at
+#: 22 qubits, minutes at 26), which in a thread would stall the operator's event loop.
+EXACT_IN_PROCESS_QUBITS = 23
+
+
+async def exact_beside(
+    circuit: QuantumCircuit, process: SimulationProcess
+) -> ExactProbabilities | None:
+    """`exact_probabilities` of a circuit, started while its programs run: in a thread, or
+    in `process` from EXACT_IN_PROCESS_QUBITS qubits."""
+    if _final_measurements(circuit) is None:
+        return None  # not a statevector verification: nothing to start early
+    if circuit.num_qubits >= EXACT_IN_PROCESS_QUBITS:
+        return await process.call(exact_probabilities, circuit)
+    return await asyncio.to_thread(exact_probabilities, circuit)
 
 
 def exact_distribution(circuit: QuantumCircuit) -> dict[str, float] | None:
@@ -358,7 +378,10 @@ def flatten(counts: Mapping[str, N]) -> dict[str, N]:
 
 
 def verify_counts(
-    circuit: QuantumCircuit, counts: dict[str, int], estimated_fidelity: float | None
+    circuit: QuantumCircuit,
+    counts: dict[str, int],
+    estimated_fidelity: float | None,
+    exact: ExactProbabilities | None = None,
 ) -> Verification:
     """Hellinger fidelity to the exact distribution, and the threshold it is judged against.
 
@@ -366,9 +389,10 @@ def verify_counts(
     is at least the state fidelity, which the plan estimates as F. Finite sampling lowers
     the empirical Hellinger fidelity by about (K - 1) / (4 N) for K outcomes and N shots;
     a further 0.05 absorbs the roughness of the estimate of F. When K is not small next to
-    N this takes the threshold to 0 and the check is weak; the method says so.
+    N this takes the threshold to 0 and the check is weak; the method says so. `exact`, the
+    circuit's `exact_probabilities` when already simulated, saves simulating again.
     """
-    return verify_distribution(circuit, counts, sum(counts.values()), estimated_fidelity)
+    return verify_distribution(circuit, counts, sum(counts.values()), estimated_fidelity, exact)
 
 
 def verify_distribution(
@@ -376,6 +400,7 @@ def verify_distribution(
     distribution: Mapping[str, float],
     shots: int,
     estimated_fidelity: float | None,
+    exact: ExactProbabilities | None = None,
 ) -> Verification:
     """`verify_counts` for outcome weights that are not counts (a mitigated distribution,
     normalised or not) drawn from `shots` shots."""
@@ -385,7 +410,7 @@ def verify_distribution(
     keys = list(flat)
     weights = np.array([flat[key] for key in keys], dtype=float)
     weights /= weights.sum()
-    exact = exact_probabilities(circuit)
+    exact = exact if exact is not None else exact_probabilities(circuit)
     if exact is not None:
         p = exact.of(keys)
         return _judged(

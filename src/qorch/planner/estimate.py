@@ -8,13 +8,23 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class FidelityEstimate:
-    """Product of survival probabilities, one per named source of error."""
+    """Product of survival probabilities, one per named source of error, and where it could
+    be simulated, the predicted Hellinger fidelity of the job's counts (`prediction`), which
+    is then the value."""
 
     factors: dict[str, float] = field(default_factory=dict)
+    predicted: float | None = None
+
+    @property
+    def lower_bound(self) -> float:
+        """The probability that no error happens at all."""
+        return max(0.0, min(1.0, math.prod(self.factors.values())))
 
     @property
     def value(self) -> float:
-        return max(0.0, min(1.0, math.prod(self.factors.values())))
+        if self.predicted is not None:
+            return max(0.0, min(1.0, self.predicted))
+        return self.lower_bound
 
     def limited_by(self) -> str:
         """The factor that loses the most fidelity, for humans; "" when nothing is lost."""

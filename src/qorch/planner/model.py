@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from qorch.api import EntanglementLink, QuantumNode
 from qorch.api.quantum_node import NoiseSpec
 
+from .link_physics import PurificationPolicy
+
 
 @dataclass(frozen=True)
 class NodeSlot:
@@ -39,6 +41,7 @@ class LinkSlot:
     generation_rate_hz: float
     success_probability: float
     classical_latency_us: float
+    purification: PurificationPolicy | None = None
 
     @classmethod
     def of(cls, link: EntanglementLink) -> LinkSlot:
@@ -51,6 +54,7 @@ class LinkSlot:
             generation_rate_hz=spec.generation_rate_hz,
             success_probability=spec.success_probability,
             classical_latency_us=spec.classical_latency_microseconds,
+            purification=_policy(link),
         )
 
     @property
@@ -65,3 +69,10 @@ class LinkSlot:
 
     def joins(self, x: str, y: str) -> bool:
         return {x, y} == {self.a, self.b}
+
+
+def _policy(link: EntanglementLink) -> PurificationPolicy | None:
+    spec = link.spec.purification
+    if spec is None:
+        return None
+    return PurificationPolicy(spec.protocol, spec.rounds, spec.max_rounds)

@@ -18,13 +18,18 @@ the executing node's gates (`fidelity.noisy_profile`), so the three strategies c
   link's classical latency once per shot. Needs a link between the two nodes (its
   classical path carries the messages) and observables.
 
+For single and teleport the estimate is then the prediction of `prediction`, the expected
+Hellinger fidelity of the job's counts, where it applies (final measurements only, at most
+MAX_PREDICTED_QUBITS); the product stays as the factors that say what limits a plan.
+
 At equal estimated fidelity the lower sampling overhead wins, then the strategy's preference.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import cached_property
 
 from qiskit import QuantumCircuit
 
@@ -44,9 +49,11 @@ from .cutting import CutPlan, plan_cut
 from .estimate import FidelityEstimate
 from .feed_forward import cut_refusal, is_dynamic
 from .fidelity import fidelity_factors, noisy_profile
+from .link_physics import PurificationError
 from .locc import MAX_WIRES, LoccCutPlan, find_wire_cuts, gamma, lo_gamma, plan_locc_cut
 from .model import LinkSlot, NodeSlot
 from .partition import Partition, partition
+from .prediction import IdealOutput, ideal_output, predict_on_node, predict_program
 from .teleport import TeleportProgram, compile_teleport
 from .unroll import unroll
 
@@ -54,6 +61,8 @@ from .unroll import unroll
 _WORST_SAMPLED = 3
 #: `Candidate.limited_by` of a cut refused because the distribution asked for is too wide.
 OUTPUT_WIDTH = "output width"
+#: `Candidate.limited_by` of a teleport plan whose links' pairs cannot be purified.
+PURIFICATION = "purification"
 
 
 @dataclass(frozen=True)
@@ -73,6 +82,13 @@ class Demand:
     output: OutputRequest | None = None
     strategy: str = "auto"
     max_distribution_bits: int = DEFAULT_MAX_DISTRIBUTION_BITS
+    #: The job's `spec.fidelityBudget`: what links with a purification policy purify for.
+    fidelity_budget: float | None = None
+
+    @cached_property
+    def ideal(self) -> IdealOutput | None:
+        """The circuit's exact output distribution, simulated once for every prediction."""
+        return ideal_output(self.circuit)
 
 
 @dataclass(frozen=True)
@@ -119,6 +135,11 @@ def estimate_single(demand: Demand) -> Candidate:
     estimates = {n.name: _on_node(circuit, n, f"on {n.name}") for n in fits}
     best = min(fits, key=lambda n: (-estimates[n.name].value, n.name))
     estimate = estimates[best.name]
+    if demand.ideal is not None:  # the best node's prediction only: it costs a simulation
+        predicted = predict_on_node(
+            circuit, best.noise, best.basis_gates, demand.ideal, demand.shots
+        )
+        estimate = replace(estimate, predicted=predicted)
     limit = estimate.limited_by()
     reason = f"fits on {best.name}, the best of {len(fits)} node(s) with room"
     return Candidate(
@@ -140,6 +161,11 @@ def _why_unplaced(circuit: QuantumCircuit, nodes: Sequence[NodeSlot], per_node: 
     return "no placement on two or more nodes keeps every nonlocal gate on a linked pair"
 
 
+def _count(pairs: float) -> str:
+    """Whole pairs as an integer, an expected number of raw pairs to four digits."""
+    return str(int(pairs)) if float(pairs).is_integer() else f"{pairs:.4g}"
+
+
 def estimate_teleport(demand: Demand) -> Candidate:
     """Nonlocal gates by Bell pairs, the program co-simulated on one agent."""
     circuit, nodes, links = demand.circuit, demand.nodes, demand.links
@@ -153,9 +179,23 @@ def estimate_teleport(demand: Demand) -> Candidate:
     if placed is None:
         return Candidate("teleport", 0.0, False, _why_unplaced(circuit, nodes, 1))
     try:
-        program = compile_teleport(static, placed, nodes, links)
+        program = compile_teleport(
+            static,
+            placed,
+            nodes,
+            links,
+            fidelity_budget=demand.fidelity_budget,
+            max_seconds=timeout_seconds / shots,
+        )
+    except PurificationError as exc:
+        why = str(exc)
+        return Candidate("teleport", 0.0, False, why, partition=placed, limited_by=PURIFICATION)
     except ValueError as exc:
         return Candidate("teleport", 0.0, False, str(exc), partition=placed)
+    if demand.ideal is not None and program.circuit.num_qubits <= max_qubits:
+        predicted = predict_program(program.circuit, program.noise, demand.ideal, shots)
+        estimate = replace(program.fidelity, predicted=predicted)
+        program = replace(program, fidelity=estimate, estimated_fidelity=estimate.value)
     fidelity, limit = program.estimated_fidelity, program.fidelity.limited_by()
 
     def infeasible(reason: str) -> Candidate:
@@ -170,11 +210,11 @@ def estimate_teleport(demand: Demand) -> Candidate:
     by_name = {link.name: link for link in links}
     for name, seconds in sorted(program.generation_seconds(shots).items()):
         if seconds > timeout_seconds:
-            pairs = program.bell_pairs[name]
+            raw = program.raw_pairs().get(name, program.bell_pairs[name])
             return infeasible(
-                f"link {name} must herald {pairs * shots} Bell pairs ({pairs} per shot x {shots}"
-                f" shots) at {by_name[name].seconds_per_pair:.3g} s each: {seconds:.3g} s >"
-                f" timeoutSeconds {timeout_seconds:g}"
+                f"link {name} must herald {_count(raw * shots)} Bell pairs ({_count(raw)} per"
+                f" shot x {shots} shots) at {by_name[name].seconds_per_pair:.3g} s each:"
+                f" {seconds:.3g} s > timeoutSeconds {timeout_seconds:g}"
             )
     slowest = max(program.generation_seconds(shots).values(), default=0.0)
     pairs = sum(program.bell_pairs.values())
@@ -182,6 +222,14 @@ def estimate_teleport(demand: Demand) -> Candidate:
         f"{placed.nonlocal_gates} nonlocal gate(s) over {len(placed.nodes)} nodes,"
         f" {pairs} Bell pair(s) per shot ready in {slowest:.3g} s"
     )
+    purified = [
+        f"{name}: {u.purified.rounds} round(s) of {u.purified.protocol} from {u.raw_pairs:.3g}"
+        f" raw pair(s), F={u.fidelity:.4g}"
+        for name, u in sorted(program.link_pairs.items())
+        if u.purified.rounds
+    ]
+    if purified:
+        reason += f"; purified ({', '.join(purified)})"
     if program.conditional_messages:
         reason += (
             f", {program.conditional_messages} classical message(s) per shot carry measured"

@@ -51,6 +51,7 @@ for the link's latency like the gadgets' messages.
 
 from __future__ import annotations
 
+import itertools
 import math
 from bisect import bisect_right
 from collections import Counter
@@ -82,12 +83,25 @@ from qorch.qpu.composite_noise import (
     BellPairNoise,
     CompositeNoise,
     IdleNoise,
+    MemoryFactors,
 )
 from qorch.qpu.noise import TWO_QUBIT_GATES
 
 from .circuits import NON_GATES, REMOTE_GATES, for_distribution, translate
 from .estimate import FidelityEstimate
 from .fidelity import bell_pair_survival, fidelity_factors, idle_survival, noisy_profile
+from .link_physics import (
+    CONVERGENCE_FIDELITY,
+    BellDiagonal,
+    MemoryDecay,
+    Protocol,
+    PurificationError,
+    Purified,
+    aged,
+    heralding_wait,
+    mean_wait_seconds,
+    purify,
+)
 from .model import LinkSlot, NodeSlot
 from .network import LinkIndex
 from .partition import Partition
@@ -121,7 +135,8 @@ class TeleportProgram:
     placed (one Bell pair each without sharing); `teledata` the qubit moves the program makes;
     `conditional_messages` the classical messages that carry the circuit's own measured bits
     to a node whose conditional operation reads them (per shot, each charged the link's
-    classical latency as idling).
+    classical latency as idling). `link_pairs` says how each link's pairs are made (heralded,
+    aged in memory, purified); attempts and generation seconds count raw pairs.
     """
 
     circuit: QuantumCircuit
@@ -138,6 +153,15 @@ class TeleportProgram:
     nonlocal_gates: int = 0
     teledata: int = 0
     conditional_messages: int = 0
+    link_pairs: Mapping[str, LinkPairs] = field(default_factory=dict)
+
+    def purification(self) -> dict[str, tuple[Protocol | None, int]]:
+        """The purification the program was compiled with, to compile it again alike."""
+        return {k: (u.purified.protocol, u.purified.rounds) for k, u in self.link_pairs.items()}
+
+    def raw_pairs(self) -> dict[str, float]:
+        """Expected heralded pairs per shot per link, purification's consumption included."""
+        return {k: u.raw_pairs for k, u in self.link_pairs.items()}
 
     def original_counts(self, counts: Mapping[str, int]) -> dict[str, int]:
         """Counts over the original circuit's classical bits, keyed as Aer keys its counts."""
@@ -509,12 +533,14 @@ class _Builder:
         return self._comm(node)
 
     def _pair(self, link: LinkSlot, a: int, b: int) -> None:
-        """A Bell pair on (a, b), its Werner noise carried by b."""
+        """A Bell pair on (a, b), its noise carried by the half on the link's first node: the
+        half that waits in memory for its partner's herald (`link_physics`)."""
         self.pairs[link.name] += 1
         self._emit(Initialize(BELL_STATE), (a, b))
-        if link.fidelity < 1:
-            self._emit(IGate(label=f"qorch_bell_{self._marker(link)}"), (b,))
-            self.bell_qubits.setdefault(link.name, set()).add(b)
+        waiting = a if self.owner[a] == link.a else b
+        if link.fidelity < 1 or self._noise(waiting).t1_microseconds:
+            self._emit(IGate(label=f"qorch_bell_{self._marker(link)}"), (waiting,))
+            self.bell_qubits.setdefault(link.name, set()).add(waiting)
 
     def _open(self, control: int, there: str) -> None:
         """Cat-entangler: the communication qubit of `there` becomes a copy of `control`."""
@@ -834,11 +860,107 @@ def _schedule(
     return best
 
 
+@dataclass(frozen=True)
+class LinkPairs:
+    """How one link's pairs reach a program: heralded, aged while the half on `waiting_node`
+    waits for its partner, then purified (`link_physics`). Counts are per shot."""
+
+    link: str
+    pairs: int
+    raw_fidelity: float  # the link's Werner fidelity at the herald
+    waiting_node: str
+    memory: MemoryDecay
+    purified: Purified
+    seconds_per_pair: float
+    attempts_per_pair: float
+
+    @property
+    def fidelity(self) -> float:
+        """Fidelity of a pair as the gadgets use it."""
+        return self.purified.state.fidelity
+
+    @property
+    def raw_pairs(self) -> float:
+        """Expected heralded pairs the link makes for one shot's pairs."""
+        return self.pairs * self.purified.raw_pairs
+
+    @property
+    def generation_seconds(self) -> float:
+        return self.raw_pairs * self.seconds_per_pair
+
+    def noise(self, label: str, qubits: Sequence[int]) -> BellPairNoise:
+        """The marker's noise: the raw pair exactly (Werner, then the memory's relaxation),
+        or the purified pair's Bell-diagonal weights."""
+        if self.purified.rounds:
+            state = self.purified.state
+            return BellPairNoise(
+                label=label,
+                link=self.link,
+                fidelity=state.fidelity,
+                qubits=sorted(qubits),
+                paulis=list(state.paulis()),
+            )
+        memory = self.memory
+        return BellPairNoise(
+            label=label,
+            link=self.link,
+            fidelity=self.raw_fidelity,
+            qubits=sorted(qubits),
+            memory=None
+            if memory.is_identity()
+            else MemoryFactors(
+                population_decay=memory.population, coherence_decay=memory.coherence
+            ),
+        )
+
+
+#: (protocol, rounds) per link name; a link not named is used raw.
+PurificationChoice = Mapping[str, tuple[Protocol | None, int]]
+#: Most combinations of per-link purification options the planner compares.
+MAX_PURIFICATION_CHOICES = 256
+
+
+def link_pairs(
+    link: LinkSlot, pairs: int, noise: NoiseSpec, protocol: Protocol | None, rounds: int
+) -> LinkPairs:
+    """The pairs of `link` as a program gets them, the waiting half in a memory with `noise`;
+    PurificationError when `rounds` are asked of pairs at fidelity <= 1/2."""
+    memory = heralding_wait(noise, link.generation_rate_hz, link.success_probability)
+    raw = aged(BellDiagonal.werner(link.fidelity), memory)
+    if rounds and link.fidelity <= CONVERGENCE_FIDELITY:
+        raise PurificationError(
+            f"link {link.name}: purification needs pairs of fidelity above"
+            f" {CONVERGENCE_FIDELITY:g}, and the link makes {link.fidelity:.4g}, so it cannot"
+            " converge (raise the link's fidelity or remove spec.purification)"
+        )
+    try:
+        purified = purify(raw, protocol, rounds)
+    except PurificationError:
+        wait = mean_wait_seconds(link.generation_rate_hz, link.success_probability)
+        raise PurificationError(
+            f"link {link.name}: purification needs pairs of fidelity above"
+            f" {CONVERGENCE_FIDELITY:g}, and its pairs of {link.fidelity:.4g} fall to"
+            f" {raw.fidelity:.4g} waiting {wait * 1e6:.3g} us for their herald in the memory"
+            f" of {link.a}, so it cannot converge (a faster link, or longer T1/T2)"
+        ) from None
+    return LinkPairs(
+        link=link.name,
+        pairs=pairs,
+        raw_fidelity=link.fidelity,
+        waiting_node=link.a,
+        memory=memory,
+        purified=purified,
+        seconds_per_pair=link.seconds_per_pair,
+        attempts_per_pair=link.expected_attempts_per_pair,
+    )
+
+
 def _noise_description(
     builder: _Builder,
     basis: list[str],
     used: Sequence[NodeSlot],
     link_by_name: Mapping[str, LinkSlot],
+    pairs: Mapping[str, LinkPairs],
 ) -> CompositeNoise:
     """What the agent needs to rebuild the program's noise: nodes per qubit, link markers."""
     return CompositeNoise(
@@ -846,12 +968,7 @@ def _noise_description(
         nodes={n.name: n.noise for n in used},
         qubit_owner=builder.owner,
         bell_pairs=[
-            BellPairNoise(
-                label=f"qorch_bell_{builder.marker_ids[name]}",
-                link=name,
-                fidelity=link_by_name[name].fidelity,
-                qubits=sorted(qubits),
-            )
+            pairs[name].noise(f"qorch_bell_{builder.marker_ids[name]}", sorted(qubits))
             for name, qubits in builder.bell_qubits.items()
         ],
         idle=[
@@ -866,23 +983,19 @@ def _noise_description(
     )
 
 
-def _estimate(
+def _work_factors(
     program: QuantumCircuit,
     builder: _Builder,
     slots: Mapping[str, NodeSlot],
     link_by_name: Mapping[str, LinkSlot],
-) -> FidelityEstimate:
-    """Each node's own work, then F per Bell pair, then idling per feed-forward message."""
+) -> dict[str, float]:
+    """Each node's own work, then idling per feed-forward message: what the pairs leave."""
     factors: dict[str, float] = {}
     for node in sorted(set(builder.owner)):
         mine = {q for q, n in enumerate(builder.owner) if n == node}
         for kind, f in fidelity_factors(noisy_profile(program, mine), slots[node].noise).items():
             if f < 1:
                 factors[f"{kind} on {node}"] = f
-    for name, count in sorted(builder.pairs.items()):
-        f = link_by_name[name].fidelity
-        if f < 1:
-            factors[f"{count} Bell pair(s) over {name} at F={f:g}"] = bell_pair_survival(f, count)
     for (name, node), waits in sorted(builder.messages.items()):
         latency = link_by_name[name].classical_latency_us
         survival = idle_survival(slots[node].noise, latency) ** waits
@@ -890,7 +1003,68 @@ def _estimate(
             factors[f"feed-forward waits on {node} ({waits} x {latency:g} us over {name})"] = (
                 survival
             )
-    return FidelityEstimate(factors)
+    return factors
+
+
+def _pair_factors(pairs: Mapping[str, LinkPairs]) -> dict[str, float]:
+    """F per Bell pair, as the program gets it."""
+    factors: dict[str, float] = {}
+    for name, use in sorted(pairs.items()):
+        f = use.fidelity
+        if f >= 1:
+            continue
+        how = (
+            f", {use.purified.rounds} round(s) of {use.purified.protocol}"
+            if use.purified.rounds
+            else ""
+        )
+        if not use.memory.is_identity():
+            how = f", aged waiting for the herald on {use.waiting_node}" + how
+        factors[f"{use.pairs} Bell pair(s) over {name} at F={f:.4g}{how}"] = bell_pair_survival(
+            f, use.pairs
+        )
+    return factors
+
+
+def _choices(
+    links: Sequence[LinkSlot], fixed: PurificationChoice | None
+) -> list[dict[str, tuple[Protocol | None, int]]]:
+    """Purification choices to compare: the given one, or every combination of the links'
+    policy options (their first options alone past MAX_PURIFICATION_CHOICES), fewest rounds
+    first."""
+    if fixed is not None:
+        return [{x.name: fixed.get(x.name, (None, 0)) for x in links}]
+    options = {x.name: x.purification.options() if x.purification else [(None, 0)] for x in links}
+    names = sorted(options)
+    combos = [dict(zip(names, c, strict=True)) for c in itertools.product(*options.values())]
+    if len(combos) > MAX_PURIFICATION_CHOICES:
+        combos = [{n: options[n][0] for n in names}]
+    return combos
+
+
+def _choose(
+    compiled: Sequence[tuple[dict[str, LinkPairs], FidelityEstimate]],
+    fidelity_budget: float | None,
+    max_seconds: float | None,
+) -> int:
+    """Index of the choice to plan: without a budget the first (fewest rounds); with one,
+    the fewest raw pairs among those that meet it in time, else the best estimate in time."""
+    if fidelity_budget is None or len(compiled) == 1:
+        return 0
+
+    def seconds(i: int) -> float:
+        return max((u.generation_seconds for u in compiled[i][0].values()), default=0.0)
+
+    def raw(i: int) -> float:
+        return sum(u.raw_pairs for u in compiled[i][0].values())
+
+    in_time = [i for i in range(len(compiled)) if max_seconds is None or seconds(i) <= max_seconds]
+    meets = [i for i in in_time if compiled[i][1].value >= fidelity_budget]
+    if meets:
+        return min(meets, key=lambda i: (raw(i), -compiled[i][1].value, i))
+    if in_time:
+        return max(in_time, key=lambda i: (compiled[i][1].value, -i))
+    return 0
 
 
 def compile_teleport(
@@ -901,12 +1075,20 @@ def compile_teleport(
     *,
     teledata: bool = True,
     limits: UnrollLimits | None = None,
+    purification: PurificationChoice | None = None,
+    fidelity_budget: float | None = None,
+    max_seconds: float | None = None,
 ) -> TeleportProgram:
     """The co-simulated program of `circuit` placed by `partition`; ValueError if impossible.
 
     `teledata=False` keeps every qubit on its node (cat sharing only), for comparison. Loops
     are unrolled within `limits` (the sanitizer's defaults) and `if`/`else` becomes
     conditional operations, their bits sent to the node that acts on them.
+
+    Pairs are purified as `purification` says, or as the links' policies allow: the fewest
+    rounds without a `fidelity_budget`; with one, the fewest raw pairs that meet it with
+    every link's pairs of one shot heralded within `max_seconds` (see `_choose`).
+    PurificationError (a ValueError) when purification is needed of pairs at fidelity <= 1/2.
     """
     missing = [q for q in range(circuit.num_qubits) if q not in partition.assignment]
     if missing:
@@ -939,20 +1121,36 @@ def compile_teleport(
         raise ValueError(f"the program does not fit its nodes: {detail}")
 
     link_by_name = {link.name: link for link in links}
-    noise = _noise_description(builder, basis, used, link_by_name)
-    estimate = _estimate(program, builder, slots, link_by_name)
+    used_links = [link_by_name[name] for name in sorted(builder.pairs)]
+    base = _work_factors(program, builder, slots, link_by_name)
+    compiled: list[tuple[dict[str, LinkPairs], FidelityEstimate]] = []
+    refused: PurificationError | None = None
+    for choice in _choices(used_links, purification):
+        try:
+            uses = {
+                x.name: link_pairs(x, builder.pairs[x.name], slots[x.a].noise, *choice[x.name])
+                for x in used_links
+            }
+        except PurificationError as exc:
+            refused = refused or exc
+            continue
+        compiled.append((uses, FidelityEstimate({**base, **_pair_factors(uses)})))
+    if not compiled:
+        assert refused is not None
+        raise refused
+    best = _choose(compiled, fidelity_budget, max_seconds)
+    uses, estimate = compiled[best]
+    if refused is not None and fidelity_budget is not None and estimate.value < fidelity_budget:
+        raise refused  # the budget needs purification the link cannot give
+    noise = _noise_description(builder, basis, used, link_by_name, uses)
     pairs = dict(sorted(builder.pairs.items()))
     return TeleportProgram(
         circuit=program,
         noise=noise.model_dump(mode="json", by_alias=True, exclude_none=True),
         qubit_owner=builder.owner,
         bell_pairs=pairs,
-        expected_attempts={
-            k: v * link_by_name[k].expected_attempts_per_pair for k, v in pairs.items()
-        },
-        expected_generation_seconds={
-            k: v * link_by_name[k].seconds_per_pair for k, v in pairs.items()
-        },
+        expected_attempts={k: u.raw_pairs * u.attempts_per_pair for k, u in uses.items()},
+        expected_generation_seconds={k: u.generation_seconds for k, u in uses.items()},
         estimated_fidelity=estimate.value,
         note=CO_SIMULATION_NOTE,
         fidelity=estimate,
@@ -965,4 +1163,5 @@ def compile_teleport(
         ),
         teledata=builder.teledata,
         conditional_messages=builder.conditional_messages,
+        link_pairs=uses,
     )

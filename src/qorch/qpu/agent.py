@@ -8,7 +8,7 @@ import logging
 import os
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar, assert_never
 
@@ -58,10 +58,14 @@ from .composite_noise import (
 from .executor import Execution, NodeExecutor, ProgramRejected, Sample
 from .link_probe import probe
 from .peer import PeerMessaging
+from .simulation_process import IN_PROCESS_SECONDS, SimulationInterrupted, SimulationProcess
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+# A chunk's work for its shots (units of `_shot_cost`), and its sampler in the simulation
+# process.
+InChild = tuple[Callable[[int], float], Callable[[int, int | None], Awaitable[Sample]]]
 
 # Results kept for idempotent re-delivery of a program after a pipeline restart.
 RESULT_CACHE_SIZE = 256
@@ -76,6 +80,10 @@ CANCELLED_CACHE_SIZE = RESULT_CACHE_SIZE
 # chunk runs: the first is small enough for a deep circuit to keep health checks answered.
 FIRST_CHUNK_SHOTS = 8
 CHUNK_SECONDS = 0.5
+# Seconds per unit of `_shot_cost` of one statevector simulation before any was measured:
+# QFT-20 on 2 idle cores takes 2e-10, 10x is for a loaded machine. The agent's own runs
+# raise it (see `_simulation_rate`).
+SIMULATION_RATE = 2e-9
 # A seeded program's chunks grow by this factor instead of by time (see `next_chunk_shots`).
 SEEDED_CHUNK_GROWTH = 4
 # Longest a `run` or `wait` holds its request before answering with the program's progress:
@@ -140,6 +148,9 @@ class QpuAgent:
         # cancel marks it in `_stopping` and it stops at its next step.
         self._stepping: str | None = None
         self._stopping: set[str] = set()
+        # Long chunks run there instead (see qorch.qpu.simulation_process).
+        self.simulation = SimulationProcess()
+        self._in_child: str | None = None
         # Shots done and to do of each program not finished yet; the one holding `_program`.
         self._shots: dict[str, list[int]] = {}
         self._running: str | None = None
@@ -148,12 +159,19 @@ class QpuAgent:
         # Seconds per shot and unit of `_shot_cost`, from the last chunk simulated shot by
         # shot: it sizes an unseeded program's first chunk, saving the small pricing chunk.
         self._shot_rate: float | None = None
+        # The same for one simulation of a run of all shots at once (a chunk that goes to
+        # the simulation process when expected long): the last measured, or SIMULATION_RATE.
+        self._simulation_rate = SIMULATION_RATE
         self.node_file = Path(node_file) if node_file is not None else None
         # Unset, so the first check reads the file: it may have changed since `node` was read.
         self._node_file_state: tuple[int, int, int] | str | None = None
         self.telemetry = AgentTelemetry.from_env(node)
         # The channel to other agents (LOCC wire cuts); `build_app` opens it.
         self.peers: PeerMessaging | None = None
+
+    def close(self) -> None:
+        """Stop the simulation process, if one started."""
+        self.simulation.close()
 
     async def handle(self, op: str, payload: dict[str, Any]) -> dict[str, Any]:
         """One channel call: its request read (a malformed one is a BadRequest naming the
@@ -282,6 +300,8 @@ class QpuAgent:
                 continue
             if self._stepping == program_id:
                 self._stopping.add(program_id)
+                if self._in_child == program_id:
+                    self.simulation.kill()
             else:
                 # Waiting for the QPU (or not started): it never gets it.
                 task.cancel()
@@ -496,20 +516,30 @@ class QpuAgent:
                     return executor, compiled, time.perf_counter() - begun
 
                 compiler, compiled, transpile_seconds = await self._step(program_id, compile_)
-                # One simulation serves every shot: a first small chunk would cost a second.
+                # One simulation (or one per branch) serves every shot: a first small chunk
+                # would cost a second.
                 cost = _shot_cost(compiled)
-                first = (
-                    shots
-                    if compiler.samples_at_once(compiled)
-                    else self._first_chunk(shots, seed, cost)
-                )
+                at_once = compiler.samples_at_once(compiled)
+                first = shots if at_once else self._first_chunk(shots, seed, cost)
 
-                def sample(shots: int, seed: int | None) -> Sample:
+                def executor_now() -> NodeExecutor:
                     # A reloaded manifest's noise applies from the next chunk on; a changed
                     # target would not fit the compiled circuit, so it waits for the next program.
                     current = self.executor
-                    executor = current if current.same_target(compiler) else compiler
-                    return executor.sample(compiled, shots, seed)
+                    return current if current.same_target(compiler) else compiler
+
+                def sample(shots: int, seed: int | None) -> Sample:
+                    return executor_now().sample(compiled, shots, seed)
+
+                async def sample_in_child(shots: int, seed: int | None) -> Sample:
+                    return await self.simulation.sample(executor_now(), compiled, shots, seed)
+
+                def work_units(shots: int) -> float:
+                    return cost * compiler.simulations(compiled, shots)
+
+                # Chunks simulated shot by shot are sized to CHUNK_SECONDS: only a chunk of
+                # all the shots may take long.
+                in_child = (work_units, sample_in_child) if at_once else None
 
             else:
                 if circuit.num_qubits > MAX_COSIMULATED_QUBITS:
@@ -522,6 +552,7 @@ class QpuAgent:
                 sampled = build_composite_noise_model(parse_description(noise)).is_ideal()
                 transpile_seconds = 0.0
                 first, cost = self.first_chunk_shots, None
+                in_child = None
 
                 def sample(shots: int, seed: int | None) -> Sample:
                     begun = time.perf_counter()
@@ -529,7 +560,7 @@ class QpuAgent:
                     return Sample(counts, time.perf_counter() - begun, sampled)
 
             counts, seconds = await self._sample_in_chunks(
-                program_id, sample, shots, seed, first, cost
+                program_id, sample, shots, seed, first, cost, in_child
             )
             return Execution(counts, transpile_seconds, seconds)
         except AgentError:
@@ -550,10 +581,13 @@ class QpuAgent:
         seed: int | None,
         first: int,
         cost: float | None = None,
+        in_child: InChild | None = None,
     ) -> tuple[dict[str, int], float]:
         """All `shots`, a chunk per step, the first of `first` shots; the counts and the
         seconds spent simulating. With the circuit's `cost`, chunks simulated shot by shot
-        update the agent's rate."""
+        update the agent's rate. With `in_child` (a chunk's work in units of `_shot_cost`, and
+        its sampler in the simulation process), a chunk expected beyond IN_PROCESS_SECONDS
+        runs there."""
         counts: Counter[str] = Counter()
         seconds = 0.0
         done = 0
@@ -563,7 +597,14 @@ class QpuAgent:
             # keeps the chunks' shots distinct, and a run simulated shot by shot gets the
             # same counts however it is split.
             chunk_seed = None if seed is None else seed + done
-            chunk = await self._step(program_id, functools.partial(sample, size, chunk_seed))
+            units = in_child[0](size) if in_child is not None else 0.0
+            if in_child is not None and self._simulation_rate * units > IN_PROCESS_SECONDS:
+                child_work = functools.partial(in_child[1], size, chunk_seed)
+                chunk = await self._step_in_child(program_id, child_work)
+            else:
+                chunk = await self._step(program_id, functools.partial(sample, size, chunk_seed))
+            if units > 0 and chunk.seconds > 0:
+                self._simulation_rate = max(SIMULATION_RATE, chunk.seconds / units)
             counts.update(chunk.counts)
             seconds += chunk.seconds
             if cost and not chunk.sampled and chunk.seconds > 0:
@@ -590,6 +631,22 @@ class QpuAgent:
             return min(shots, self.first_chunk_shots)
         estimate = int(self.chunk_seconds / (self._shot_rate * cost))
         return max(min(shots, self.first_chunk_shots), min(shots, estimate))
+
+    async def _step_in_child(self, program_id: str, work: Callable[[], Awaitable[T]]) -> T:
+        """`_step`, its work in the simulation process: a cancel kills it there."""
+        async with self._qpu:
+            if program_id in self._stopping:
+                raise _cancelled(program_id)
+            self.refresh()
+            self._stepping = self._in_child = program_id
+            try:
+                return await work()
+            except SimulationInterrupted:
+                if program_id in self._stopping:
+                    raise _cancelled(program_id) from None
+                raise
+            finally:
+                self._stepping = self._in_child = None
 
     async def _step(self, program_id: str, work: Callable[[], T]) -> T:
         """One step of a program on the QPU, in a worker thread, behind whoever holds the QPU.
@@ -696,3 +753,4 @@ async def serve(
         await asyncio.Event().wait()
     finally:
         await runner.cleanup()
+        agent.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import io
 
-from qiskit import QuantumCircuit, qpy
+from qiskit import QuantumCircuit, QuantumRegister, qpy
 
 
 def encode_circuit(circuit: QuantumCircuit) -> str:
@@ -50,3 +50,70 @@ def measures_only_at_end(circuit: QuantumCircuit) -> bool:
         elif name != "barrier" and measured.intersection(instruction.qubits):
             return False
     return True
+
+
+def mid_circuit_measurements(circuit: QuantumCircuit) -> int:
+    """Measurements followed by more operations on their qubit, resets, and measurements
+    inside control flow: each may split the shots into branches."""
+    count = 0
+    pending: dict[object, int] = {}  # measured qubit -> measurements not yet followed
+    for instruction in circuit.data:
+        operation = instruction.operation
+        blocks = getattr(operation, "blocks", ())
+        if blocks:
+            count += 1 + sum(mid_circuit_measurements(b) for b in blocks)
+        if operation.name == "reset":
+            count += 1
+        if operation.name == "measure":
+            for qubit in instruction.qubits:
+                pending[qubit] = pending.get(qubit, 0) + 1
+        elif operation.name != "barrier":
+            for qubit in instruction.qubits:
+                count += pending.pop(qubit, 0)
+    return count
+
+
+def defer_measurements(circuit: QuantumCircuit, max_qubits: int) -> QuantumCircuit | None:
+    """The circuit with each mid-circuit measurement deferred, or None where that does not
+    apply or would exceed `max_qubits`.
+
+    A measurement whose outcome no gate reads acts on its qubit as a CNOT onto a fresh
+    ancilla does (both leave the Z-basis information outside the qubit), and measuring that
+    ancilla at the end gives the outcome with the same joint distribution; an outcome a
+    later measurement overwrites is not measured at all. Aer then draws every shot from one
+    simulation. Only for noiseless gates (the CNOT is not a gate of the node), and without
+    resets or control flow. (Verification's deferred form in qorch.pipeline.verification
+    also carries those, through the planner's unrolling, which this layer cannot use.)
+    """
+    deferred: dict[int, bool] = {}  # instruction index -> whether its outcome is kept
+    gate_after: set[object] = set()  # qubits a gate acts on later in the circuit
+    written_after: set[object] = set()  # bits a measurement writes later in the circuit
+    for index in range(len(circuit.data) - 1, -1, -1):
+        instruction = circuit.data[index]
+        name = instruction.operation.name
+        if name == "reset" or getattr(instruction.operation, "blocks", ()):
+            return None
+        if name == "measure":
+            bit = instruction.clbits[0]
+            if instruction.qubits[0] in gate_after:
+                deferred[index] = bit not in written_after
+            written_after.add(bit)
+        elif name != "barrier":
+            gate_after.update(instruction.qubits)
+    if not deferred or circuit.num_qubits + len(deferred) > max_qubits:
+        return None
+    ancillas = QuantumRegister(len(deferred), "deferred")
+    out = circuit.copy_empty_like()
+    out.add_register(ancillas)
+    finals: list[tuple[object, object]] = []
+    for index, instruction in enumerate(circuit.data):
+        if index in deferred:
+            ancilla = ancillas[len(finals)]
+            out.cx(instruction.qubits[0], ancilla)
+            finals.append((ancilla, instruction.clbits[0] if deferred[index] else None))
+        else:
+            out.append(instruction)
+    for ancilla, bit in finals:
+        if bit is not None:
+            out.measure(ancilla, bit)
+    return out

@@ -8,7 +8,9 @@ planner, sent beside the program) and turned into one Aer NoiseModel here:
   that owns it (the helpers of `qorch.qpu.noise`, attached to specific qubits instead of all);
   two-qubit gate errors apply to pairs within one node only;
 - Bell pairs: a Werner state of fidelity F, i.e. X, Y and Z each with probability (1-F)/3 on
-  one half of the pair, attached to a marker;
+  one half of the pair (or the Pauli weights of a purified, Bell-diagonal pair), then the
+  relaxation of that half while it waited in memory for its partner's herald, attached to a
+  marker (the planner computes both: `qorch.planner.link_physics`);
 - feed-forward: thermal relaxation for the classical latency, with the owner's T1/T2, on the
   qubits that wait for the message, attached to a marker.
 
@@ -49,6 +51,7 @@ Example description (JSON, camelCase)::
 from __future__ import annotations
 
 import itertools
+import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, Self
@@ -70,8 +73,10 @@ from qiskit_aer.noise import (
     NoiseModel,
     QuantumError,
     ReadoutError,
+    amplitude_damping_error,
     depolarizing_error,
     pauli_error,
+    phase_damping_error,
 )
 
 from qorch.api.base import ApiModel
@@ -98,13 +103,50 @@ GATE_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
 MAX_IDLE_MICROSECONDS = 3.6e9
 
 
+class MemoryFactors(ApiModel):
+    """Relaxation of a waiting half: its |1> population and its coherence are multiplied by
+    these factors (the expected ones over the heralding wait)."""
+
+    population_decay: float = Field(ge=0, le=1, description="Factor on the |1> population.")
+    coherence_decay: float = Field(ge=0, le=1, description="Factor on the coherence.")
+
+    @model_validator(mode="after")
+    def _physical(self) -> Self:
+        if self.coherence_decay**2 > self.population_decay * (1 + 1e-9) + 1e-12:
+            raise ValueError(
+                "coherenceDecay^2 must not exceed populationDecay (T2 <= 2 T1), got"
+                f" {self.coherence_decay} and {self.population_decay}"
+            )
+        return self
+
+
 class BellPairNoise(ApiModel):
-    """Werner noise of the Bell pairs one link delivers, on the halves named in `qubits`."""
+    """Noise of the Bell pairs one link delivers, on the halves named in `qubits`: Werner of
+    `fidelity` (or the Pauli weights `paulis`), then the `memory` relaxation, if any."""
 
     label: str = Field(pattern=MARKER_PATTERN, description="Marker label, qorch_bell_<i>.")
     link: str = Field(min_length=1, max_length=253, description="EntanglementLink name.")
     fidelity: float = Field(gt=0.25, le=1, description="Fidelity of a delivered pair.")
     qubits: list[int] = Field(min_length=1, description="Program qubits the marker sits on.")
+    paulis: list[float] | None = Field(
+        None,
+        min_length=3,
+        max_length=3,
+        description="Probabilities of X, Y, Z on the half (a Bell-diagonal pair); Werner"
+        " weights from fidelity when absent.",
+    )
+    memory: MemoryFactors | None = Field(
+        None, description="Relaxation of the half while it waited for its partner's herald."
+    )
+
+    @model_validator(mode="after")
+    def _weights(self) -> Self:
+        weights = self.paulis
+        if weights is not None and (
+            any(not 0 <= p <= 1 for p in weights) or sum(weights) > 1 + 1e-9
+        ):
+            raise ValueError(f"paulis must be probabilities summing to <= 1, got {self.paulis}")
+        return self
 
 
 class IdleNoise(ApiModel):
@@ -183,6 +225,28 @@ def werner_error(fidelity: float) -> QuantumError:
     return pauli_error([("I", 1.0 - 3.0 * p), ("X", p), ("Y", p), ("Z", p)])
 
 
+def memory_error(memory: MemoryFactors) -> QuantumError | None:
+    """Relaxation with these population and coherence factors: amplitude damping, then the
+    dephasing that brings the coherence from sqrt(population) down to its factor."""
+    e1, e2 = memory.population_decay, memory.coherence_decay
+    if e1 >= 1 and e2 >= 1:
+        return None
+    damping = amplitude_damping_error(1.0 - e1)
+    remaining = min(1.0, e2 / math.sqrt(e1)) if e1 > 0 else 0.0
+    return damping.compose(phase_damping_error(1.0 - remaining**2))
+
+
+def bell_pair_error(bell: BellPairNoise) -> QuantumError | None:
+    """The marker's channel: Werner or Bell-diagonal weights, then the memory's relaxation."""
+    if bell.paulis is not None:
+        px, py, pz = bell.paulis
+        pauli = pauli_error([("I", max(0.0, 1.0 - px - py - pz)), ("X", px), ("Y", py), ("Z", pz)])
+        weights: QuantumError | None = None if px == py == pz == 0 else pauli
+    else:
+        weights = werner_error(bell.fidelity) if bell.fidelity < 1 else None
+    return _compose(weights, memory_error(bell.memory) if bell.memory else None)
+
+
 def _add_node_noise(
     model: NoiseModel, noise: NoiseSpec, qubits: list[int], basis_gates: Sequence[str]
 ) -> None:
@@ -240,9 +304,10 @@ def build_composite_noise_model(
     for node, qubits in owned.items():
         _add_node_noise(model, desc.nodes[node], qubits, basis)
     for bell in desc.bell_pairs:
-        if bell.fidelity < 1:
+        error = bell_pair_error(bell)
+        if error is not None:
             for q in sorted(set(bell.qubits)):
-                model.add_quantum_error(werner_error(bell.fidelity), bell.label, [q])
+                model.add_quantum_error(error, bell.label, [q])
     for idle in desc.idle:
         for q in sorted(set(idle.qubits)):
             noise = desc.nodes[desc.qubit_owner[q]]

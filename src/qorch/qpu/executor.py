@@ -12,7 +12,7 @@ from qiskit_aer import AerSimulator
 
 from qorch.api.quantum_node import QuantumNodeSpec
 
-from .circuits import measures, measures_only_at_end
+from .circuits import defer_measurements, measures, measures_only_at_end, mid_circuit_measurements
 from .noise import build_noise_model
 
 # Feed-forward the simulator runs natively beside the node's gates.
@@ -34,6 +34,13 @@ def node_target(spec: QuantumNodeSpec) -> Target:
     for name, op in CONTROL_FLOW.items():
         target.add_instruction(op, name=name)
     return target
+
+
+# Mid-circuit measurements deferred to ancillas at most: each doubles the statevector, and
+# beyond a few, shot branching (one simulation per branch) is cheaper. Nor wider than
+# 24 qubits in all (a 256 MiB statevector).
+DEFERRED_QUBITS = 4
+DEFERRED_WIDTH = 24
 
 
 class ProgramRejected(ValueError):
@@ -64,12 +71,17 @@ class NodeExecutor:
     def __init__(self, spec: QuantumNodeSpec) -> None:
         self.spec = spec
         self.noise_model = build_noise_model(spec.noise, spec.basis_gates)
-        self.simulator = AerSimulator(noise_model=self.noise_model)
         self.target = node_target(spec)
         # Readout error is applied to sampled outcomes; any gate noise makes Aer simulate
         # every shot on its own.
         gates_only = spec.noise.model_copy(update={"readout_error": None})
         self.noiseless_gates = build_noise_model(gates_only, spec.basis_gates) is None
+        # Without gate noise, shots part ways only at mid-circuit measurements: shot
+        # branching simulates each distinct branch once instead of every shot (a cut's
+        # measuring subexperiments, dynamic circuits).
+        self.simulator = AerSimulator(
+            noise_model=self.noise_model, shot_branching_enable=self.noiseless_gates
+        )
 
     def same_target(self, other: NodeExecutor) -> bool:
         """Whether a circuit compiled by `other` fits this node as it is (its noise aside)."""
@@ -100,8 +112,28 @@ class NodeExecutor:
         )
 
     def samples_at_once(self, compiled: QuantumCircuit) -> bool:
-        """Whether Aer will draw every shot of `compiled` from one simulation."""
-        return self.noiseless_gates and measures_only_at_end(compiled)
+        """Whether one Aer run of `compiled` costs about the same for any number of shots:
+        every shot drawn from one simulation (final measurements) or from one per branch
+        (mid-circuit measurements, at most 2^measurements of them)."""
+        return self.noiseless_gates
+
+    def simulations(self, compiled: QuantumCircuit, shots: int) -> float:
+        """About how many simulations of `compiled`'s size Aer runs for `shots` shots."""
+        if not self.noiseless_gates:
+            return shots
+        if measures_only_at_end(compiled):
+            return 1
+        if (deferred := self._deferred(compiled)) is not None:
+            return 2.0 ** (deferred.num_qubits - compiled.num_qubits)
+        return min(shots, 2 ** min(mid_circuit_measurements(compiled), 30))
+
+    def _deferred(self, compiled: QuantumCircuit) -> QuantumCircuit | None:
+        """`compiled` with its mid-circuit measurements deferred to ancillas, where the
+        gates are noiseless and the wider statevector stays within a few qubits more."""
+        if not self.noiseless_gates or measures_only_at_end(compiled):
+            return None
+        width = min(compiled.num_qubits + DEFERRED_QUBITS, DEFERRED_WIDTH)
+        return defer_measurements(compiled, max_qubits=width)
 
     def sample(self, compiled: QuantumCircuit, shots: int, seed: int | None = None) -> Sample:
         """Run a circuit from `compile` (of this executor or one with the same target)."""
@@ -110,7 +142,8 @@ class NodeExecutor:
         start = time.perf_counter()
         if not measures(compiled):  # nothing to count (a circuit run for its basis circuits)
             return Sample({}, 0.0, False)
-        result = self.simulator.run(compiled, shots=shots, seed_simulator=seed).result()
+        runnable = self._deferred(compiled) or compiled
+        result = self.simulator.run(runnable, shots=shots, seed_simulator=seed).result()
         if not result.success:
             raise RuntimeError(f"simulation failed: {result.status}")
         counts = {k: int(v) for k, v in result.get_counts().items()}

@@ -171,10 +171,11 @@ def record_job_outcome(
         record("qorch_coherence_window_usage_ratio", float(seconds) / t2, strategy=strategy)
     shots = sum(p.shots for p in plan.programs) or job.spec.shots
     for use in plan.bell_pairs:
-        if use.bell_pairs * shots > 0:
+        consumed = (use.raw_bell_pairs or use.bell_pairs) * shots  # purification's included
+        if consumed > 0:
             record(
                 "qorch_bell_pairs_consumed_total",
-                use.bell_pairs * shots,
+                consumed,
                 namespace=job.metadata.namespace,
                 link=use.link,
             )

@@ -69,6 +69,27 @@ def test_idle_marker_relaxes_with_the_owner_t1() -> None:
     assert all(k[0] == "1" for k in counts)  # b has no T1: its qubit does not decay
 
 
+PAIR = {"label": "qorch_bell_0", "link": "ab", "fidelity": 0.9, "qubits": [0]}
+
+
+def test_purified_and_aged_pairs_round_trip_through_json() -> None:
+    description = _description(
+        bellPairs=[
+            {**PAIR, "paulis": [0.01, 0.02, 0.07]},
+            {
+                **PAIR,
+                "label": "qorch_bell_1",
+                "qubits": [1],
+                "memory": {"populationDecay": 0.9, "coherenceDecay": 0.8},
+            },
+        ]
+    )
+    parsed = parse_description(json.loads(json.dumps(description)))
+    assert parsed.model_dump(mode="json", by_alias=True, exclude_none=True) == description
+    model = build_composite_noise_model(description)
+    assert {"qorch_bell_0", "qorch_bell_1"} <= set(model.noise_instructions)
+
+
 def test_description_round_trips_through_json() -> None:
     description = _description()
     parsed = parse_description(json.loads(json.dumps(description)))
@@ -94,6 +115,13 @@ def test_description_round_trips_through_json() -> None:
         ({"nodes": {"a": {"t1Microseconds": 10, "t2Microseconds": 50}}, "qubitOwner": ["a"],
           "bellPairs": []}, "t2Microseconds"),
         ({"basisGates": ["cx; drop"]}, "basisGates"),
+        ({"bellPairs": [{**PAIR, "paulis": [0.5, 0.4, 0.3]}]}, "paulis"),
+        ({"bellPairs": [{**PAIR, "paulis": [-0.1, 0.1, 0.1]}]}, "paulis"),
+        ({"bellPairs": [{**PAIR, "paulis": [0.1, 0.1]}]}, "paulis"),
+        ({"bellPairs": [{**PAIR, "memory": {"populationDecay": 0.5, "coherenceDecay": 0.9}}]},
+         "coherenceDecay"),
+        ({"bellPairs": [{**PAIR, "memory": {"populationDecay": 1.5, "coherenceDecay": 0.9}}]},
+         "populationDecay"),
         ({"surprise": 1}, "surprise"),
         ({"version": 2}, "version"),
     ],

@@ -119,9 +119,13 @@ def test_a_forced_strategy_is_considered_alone() -> None:
 def test_equal_estimates_prefer_the_simpler_strategy() -> None:
     nodes = [node("a", 6), node("b", 6), node("big", 12)]
     found = list(_candidates(ghz(10), nodes, [link("a", "b")]).values())
-    best = choose_candidate(found, fidelity_budget=1.0)
+    # Noiseless: single and teleport predict the same, the expected Hellinger fidelity of
+    # finite shots of the exact distribution, just under 1.
+    by_name = {c.strategy: c for c in found}
+    assert by_name["single"].estimated_fidelity == by_name["teleport"].estimated_fidelity
+    best = choose_candidate(found, fidelity_budget=0.999)
     assert isinstance(best, Candidate) and best.strategy == "single"
-    assert best.estimated_fidelity == 1.0
+    assert best.estimated_fidelity == pytest.approx(1.0, abs=1e-3)
 
 
 def test_a_mid_circuit_measurement_before_a_remote_gate_is_teleported_correctly() -> None:

@@ -21,8 +21,14 @@ SLOW_QUBITS = 10
 SLOW_SHOTS = 1500
 
 
+def slow_node(name: str, qubits: int = SLOW_QUBITS) -> Any:
+    """Gate noise: Aer simulates every shot of a circuit on its own (without it, shots split
+    only at mid-circuit measurements, and shot branching runs each branch once)."""
+    return make_node(name, qubits, noise={"twoQubitError": 0.001})
+
+
 def slow_circuit(n: int = SLOW_QUBITS, layers: int = 4) -> QuantumCircuit:
-    """Non-Clifford, with a mid-circuit measurement: Aer simulates every shot on its own."""
+    """Non-Clifford, with a mid-circuit measurement; slow on a `slow_node`."""
     qc = QuantumCircuit(n, n)
     for layer in range(layers):
         for q in range(n):
@@ -50,7 +56,7 @@ async def until_busy(agent: QpuAgent) -> None:
 
 
 async def test_a_queued_program_cancelled_never_runs() -> None:
-    agent = QpuAgent(make_node("queue", SLOW_QUBITS))
+    agent = QpuAgent(slow_node("queue"))
     running = start(agent, payload("long", slow_circuit(), SLOW_SHOTS))
     await until_busy(agent)
     queued = start(agent, payload("queued", ghz(3), 100))
@@ -81,7 +87,7 @@ async def test_a_queued_program_cancelled_never_runs() -> None:
 
 
 async def test_a_running_program_stops_at_its_next_chunk() -> None:
-    agent = QpuAgent(make_node("stop", SLOW_QUBITS))
+    agent = QpuAgent(slow_node("stop"))
     agent.chunk_seconds = 0.1
     began = time.perf_counter()
     await agent.handle("run", payload("whole", slow_circuit(), SLOW_SHOTS))
@@ -106,7 +112,7 @@ async def test_a_running_program_stops_at_its_next_chunk() -> None:
 
 
 async def test_a_calibration_gets_in_between_the_chunks_of_a_long_program() -> None:
-    agent = QpuAgent(make_node("interleave", SLOW_QUBITS))
+    agent = QpuAgent(slow_node("interleave"))
     program = start(agent, payload("long", slow_circuit(), 2 * SLOW_SHOTS))
     await until_busy(agent)
 

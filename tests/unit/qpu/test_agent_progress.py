@@ -10,7 +10,7 @@ import pytest
 from qorch.agent_protocol import AgentError, ErrorCode, WaitRequest
 from qorch.qpu.agent import MAX_WAIT_SECONDS, QpuAgent, _wait_seconds
 from tests.support import ghz, make_node
-from tests.unit.qpu.test_agent_cancel import SLOW_QUBITS, SLOW_SHOTS, payload, slow_circuit
+from tests.unit.qpu.test_agent_cancel import SLOW_SHOTS, payload, slow_circuit, slow_node
 
 
 async def follow(agent: QpuAgent, program_id: str, wait: float) -> list[dict[str, Any]]:
@@ -24,7 +24,7 @@ async def follow(agent: QpuAgent, program_id: str, wait: float) -> list[dict[str
 
 
 async def test_a_run_answers_with_progress_and_wait_follows_it_to_the_result() -> None:
-    agent = QpuAgent(make_node("progress", SLOW_QUBITS))
+    agent = QpuAgent(slow_node("progress"))
     agent.chunk_seconds = 0.1
     first = await agent.handle("run", payload("long", slow_circuit(), SLOW_SHOTS, waitSeconds=0.05))
     assert first["pending"] is True and first["state"] == "Running"
@@ -64,7 +64,7 @@ async def test_waiting_for_a_program_the_agent_does_not_hold_says_so() -> None:
 
 
 async def test_waiting_for_a_cancelled_program_says_it_was_cancelled() -> None:
-    agent = QpuAgent(make_node("cancelled", SLOW_QUBITS))
+    agent = QpuAgent(slow_node("cancelled"))
     agent.chunk_seconds = 0.1
     await agent.handle("run", payload("doomed", slow_circuit(), SLOW_SHOTS, waitSeconds=0.05))
     await agent.handle("cancel", {"programIds": ["doomed"]})

@@ -95,9 +95,13 @@ async def test_without_a_node_file_nothing_is_reloaded(tmp_path: Path) -> None:
     assert await readout_error(agent) < 0.05
 
 
+# Gate noise makes Aer simulate every shot on its own (without it, shot branching runs the
+# reset's two branches once), so a long program runs in many chunks.
+SHOT_BY_SHOT = {"twoQubitError": 0.001}
+
+
 def zeros_shot_by_shot() -> QuantumCircuit:
-    """Always 0000 without noise; the reset makes Aer simulate every shot on its own, so a
-    program of many shots runs in many chunks."""
+    """Always 0000 without readout error: it has no two-qubit gate for the gate noise."""
     qc = QuantumCircuit(QUBITS, QUBITS)
     qc.measure(0, 0)
     qc.reset(0)
@@ -118,12 +122,12 @@ async def test_a_program_running_across_a_reload_takes_the_new_noise_from_its_ne
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "node.yaml"
-    write(path, manifest())
+    write(path, manifest(**SHOT_BY_SHOT))
     agent = agent_on(path)
     agent.chunk_seconds = 0.1
     program = await start_long_program(agent, "across")
 
-    write(path, manifest(readoutError=0.3))  # seen by the program's next chunk
+    write(path, manifest(readoutError=0.3, **SHOT_BY_SHOT))  # seen by the program's next chunk
     await asyncio.sleep(0.2)
     assert not program.done(), "the program ended before the reload; give it more shots"
 
@@ -137,13 +141,13 @@ async def test_a_program_keeps_its_target_when_a_reload_changes_the_node_shape(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "node.yaml"
-    write(path, manifest())
+    write(path, manifest(**SHOT_BY_SHOT))
     agent = agent_on(path)
     agent.chunk_seconds = 0.1
     program = await start_long_program(agent, "reshaped")
 
     # Compiled for 4 qubits: the wider, recoupled node's noise waits for the next program.
-    changed = manifest(readoutError=0.3)
+    changed = manifest(readoutError=0.3, **SHOT_BY_SHOT)
     changed["spec"]["qubits"] = QUBITS + 2
     changed["spec"]["couplingMap"] = [[0, 1], [1, 2], [2, 3], [3, 4], [4, 5]]
     write(path, changed)

@@ -1,5 +1,6 @@
-"""A circuit whose measurements all come last is simulated once for all its shots; any
-other circuit, or gate noise, is run shot by shot in chunks. Real Aer, in process."""
+"""Without gate noise a circuit runs in one chunk: simulated once for all its shots when its
+measurements all come last, once per branch otherwise (shot branching). With gate noise,
+shot by shot in chunks. Real Aer, in process."""
 
 from __future__ import annotations
 
@@ -41,9 +42,10 @@ def mid_measured(width: int) -> QuantumCircuit:
         ({}, ghz(4), True),
         ({"readoutError": 0.05}, ghz(4), True),  # readout error applies to samples
         (NOISY, ghz(4), False),  # gate noise: every shot is its own trajectory
-        ({}, mid_measured(4), False),
+        ({}, mid_measured(4), True),  # shot branching: one simulation per branch
+        (NOISY, mid_measured(4), False),
     ],
-    ids=["noiseless", "readout-only", "gate-noise", "mid-circuit-measurement"],
+    ids=["noiseless", "readout-only", "gate-noise", "branching", "branching-with-gate-noise"],
 )
 async def test_one_simulation_serves_every_shot_only_when_aer_can_sample(
     noise: dict, circuit: QuantumCircuit, once: bool

@@ -23,6 +23,8 @@ from qorch.api.distributed_job import JobResult, LinkUse, MitigatedResult, Place
 from qorch.planner.cut_distribution import DEFAULT_MAX_DISTRIBUTION_BITS, OutputRequest
 from qorch.planner.strategies import Candidate, Demand
 
+from ..verification import ExactProbabilities
+
 #: The agent's reply to one program.
 Reply = RunResult
 
@@ -51,6 +53,9 @@ class Returned:
     replies: Mapping[str, Reply]
     nodes: Mapping[str, QuantumNode]
     observables: list[str] | None
+    #: `exact_probabilities` of the work's circuit, computed while the programs ran, for
+    #: work that `verifies_by_statevector`.
+    exact: ExactProbabilities | None = None
 
 
 @dataclass(frozen=True)
@@ -67,6 +72,9 @@ class Work(ABC):
     """The programs of one plan and how their replies become the result."""
 
     circuit: QuantumCircuit
+    #: Whether `aggregate` verifies against the exact probabilities of `circuit`, so that
+    #: the pipeline may simulate them while the programs run (`Returned.exact`).
+    verifies_by_statevector: ClassVar[bool] = False
 
     @abstractmethod
     def payloads(self, shots: int, key: str) -> dict[str, RunRequest]:
@@ -83,8 +91,9 @@ class Work(ABC):
         ignore it."""
         return None
 
-    def bell_pairs_per_shot(self) -> dict[str, int]:
-        """Bell pairs each link supplies per shot."""
+    def bell_pairs_per_shot(self) -> dict[str, float]:
+        """Bell pairs each link supplies per shot (expected raw pairs: heralded, before
+        purification consumes them)."""
         return {}
 
     def lean(self) -> tuple[Work, str] | None:

@@ -33,6 +33,7 @@ class SampledWork(Work):
 
     circuit: QuantumCircuit
     bases: tuple[MeasurementBasis, ...]
+    verifies_by_statevector = True
 
     @abstractmethod
     def program_circuits(self) -> list[QuantumCircuit]:
@@ -79,7 +80,7 @@ class SampledWork(Work):
         replies, observables = returned.replies, returned.observables
         counts = {key: int(n) for key, n in self.counts(_runs(replies)[0]).items()}
         verification = (
-            verify_counts(self.circuit, counts, returned.plan.estimated_fidelity)
+            verify_counts(self.circuit, counts, returned.plan.estimated_fidelity, returned.exact)
             if counts
             else Verification(method="none; the circuit measures nothing")
         )

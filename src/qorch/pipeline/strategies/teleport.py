@@ -11,8 +11,9 @@ from typing import Any
 
 from qiskit import QuantumCircuit
 
-from qorch.api.distributed_job import LinkUse, Plan, Program
+from qorch.api.distributed_job import LinkUse, Plan, Program, PurificationUse
 from qorch.planner.circuits import measured_clbits
+from qorch.planner.link_physics import Protocol
 from qorch.planner.observables import MeasurementBasis
 from qorch.planner.partition import Partition
 from qorch.planner.strategies import Candidate, estimate_teleport
@@ -55,10 +56,11 @@ class TeleportWork(SampledWork):
     def qubits_per_node(self, plan: Plan) -> dict[str, int]:
         return self.program.qubits_per_node()
 
-    def bell_pairs_per_shot(self) -> dict[str, int]:
+    def bell_pairs_per_shot(self) -> dict[str, float]:
+        # Raw heralded pairs: what the link makes, purification's consumption included.
         pairs: Counter[str] = Counter()
         for program in (self.program, *self.compiled_bases):  # each runs every shot
-            pairs.update(program.bell_pairs)
+            pairs.update(program.raw_pairs() or program.bell_pairs)
         return dict(pairs)
 
     def lean(self) -> tuple[Work, str] | None:
@@ -89,9 +91,7 @@ class Teleport(Strategy):
                 )
             ],
             nonlocal_gates=part.nonlocal_gates,
-            bell_pairs=[
-                LinkUse(link=k, bell_pairs=n) for k, n in sorted(program.bell_pairs.items())
-            ],
+            bell_pairs=[_link_use(program, k, n) for k, n in sorted(program.bell_pairs.items())],
         )
 
     def work(self, candidate: Candidate, circuit: QuantumCircuit, context: Context) -> TeleportWork:
@@ -102,7 +102,9 @@ class Teleport(Strategy):
         part = recorded_partition(plan)
         used = [n for n in context.nodes if n.metadata.name in part.nodes]
         node_slots, link_slots = slots(used, context.links, {})
-        program = compile_teleport(circuit, part, node_slots, link_slots)
+        program = compile_teleport(
+            circuit, part, node_slots, link_slots, purification=recorded_purification(plan)
+        )
         return _with_bases(TeleportWork(circuit, program), part, context)
 
 
@@ -115,7 +117,11 @@ def _with_bases(work: TeleportWork, part: Partition, context: Context) -> Telepo
     used = [n for n in context.nodes if n.metadata.name in part.nodes]
     node_slots, link_slots = slots(used, context.links, context.free)
     try:
-        compiled = tuple(compile_teleport(b.circuit, part, node_slots, link_slots) for b in bases)
+        choice = work.program.purification()
+        compiled = tuple(
+            compile_teleport(b.circuit, part, node_slots, link_slots, purification=choice)
+            for b in bases
+        )
     except ValueError:
         return work
     if any(p.noise != work.program.noise for p in compiled):
@@ -127,3 +133,35 @@ def _cosimulating_node(program: TeleportProgram) -> str:
     """The node whose agent runs a co-simulated program: the one holding most of it."""
     share = program.qubits_per_node()
     return max(sorted(share), key=lambda n: share[n])
+
+
+def _link_use(program: TeleportProgram, link: str, pairs: int) -> LinkUse:
+    """What the plan takes of one link, as the status records it."""
+    use = program.link_pairs.get(link)
+    if use is None:
+        return LinkUse(link=link, bell_pairs=pairs)
+    purified = use.purified
+    return LinkUse(
+        link=link,
+        bell_pairs=pairs,
+        raw_bell_pairs=round(use.raw_pairs, 6),
+        pair_fidelity=round(use.fidelity, 6),
+        generation_seconds=round(use.generation_seconds, 9),
+        purification=PurificationUse(
+            protocol=purified.protocol,
+            rounds=purified.rounds,
+            input_fidelity=round(purified.raw.fidelity, 6),
+            output_fidelity=round(purified.state.fidelity, 6),
+            success_probabilities=[round(p, 6) for p in purified.success_probabilities],
+        )
+        if purified.protocol is not None
+        else None,
+    )
+
+
+def recorded_purification(plan: Plan) -> dict[str, tuple[Protocol | None, int]]:
+    """The purification a recorded plan chose per link (raw where it records none)."""
+    return {
+        u.link: (u.purification.protocol, u.purification.rounds) if u.purification else (None, 0)
+        for u in plan.bell_pairs
+    }

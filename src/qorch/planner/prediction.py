@@ -1,0 +1,280 @@
+"""Predicted Hellinger fidelity: what a job's own counts will score against the exact answer.
+
+The product of survival probabilities (`fidelity`) is a lower bound: many errors leave the
+output distribution alone (a Z before a measurement), others move weight to outcomes the
+ideal circuit also has. And a job's verification compares its *counts*, a finite sample, with
+the exact distribution, which lowers the fidelity again where the outcomes are many. The
+prediction therefore simulates, once, what the job will sample from, and computes the
+expected Hellinger fidelity of that many shots of it:
+
+1. The circuit as the node runs it (transpiled to its gates; for teleport, the co-simulated
+   program with its feed-forward deferred, as `simulate_composite` runs it), its final
+   measurements replaced by the probabilities of the measured qubits, under the same Aer
+   noise model as the job: exactly with the density-matrix method while 4^n stays small next
+   to the job's own shots x 2^n, otherwise averaged over seeded noisy trajectories (each one
+   contributes its whole outcome distribution, not one sample), a fraction of the job's
+   shots.
+2. The final measurements' classical errors (relaxation while measuring, then the readout
+   flip) applied per bit with the measuring node's figures.
+3. The expected (sum_x sqrt(p_x N_x / S))^2 for N multinomial with S shots over that
+   distribution, by seeded draws, p the exact distribution.
+
+It needs circuits whose only measurements come last (after deferral for teleport programs);
+for others the estimate stays the lower bound.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+from qiskit import QuantumCircuit, transpile
+from qiskit_aer import AerSimulator
+from qiskit_aer.noise import NoiseModel
+
+from qorch.api.quantum_node import NoiseSpec
+from qorch.qpu.composite_noise import (
+    build_composite_noise_model,
+    defer_feed_forward,
+    parse_description,
+)
+from qorch.qpu.noise import build_noise_model
+from qorch.qpu.simulation_process import SimulationProcess
+
+#: Seeds of the trajectories and of the draws: the same inputs give the same estimate.
+SEED = 2026
+#: Noisy trajectories per job shot, and their bounds: their cost is that share of the job's.
+TRAJECTORY_SHARE = 1 / 24
+MIN_TRAJECTORIES, MAX_TRAJECTORIES = 24, 512
+#: Multinomial draws of the job's shots whose Hellinger fidelities are averaged.
+DRAWS = 24
+#: Widest circuit predicted: the probabilities of 2^24 outcomes are 128 MiB per array.
+MAX_PREDICTED_QUBITS = 24
+#: Seconds per operation, amplitude (density-matrix entry) and trajectory of a simulation
+#: (10x QFT-20 on 2 idle cores, for a loaded machine); one expected to take longer than
+#: ASIDE_SECONDS runs in the simulation process. Planning runs in a worker thread of the
+#: operator, and Aer holds the interpreter lock while it runs: there it would stall the
+#: operator's event loop.
+SIMULATION_RATE = 2e-9
+ASIDE_SECONDS = 0.5
+_ASIDE = SimulationProcess()
+
+
+#: Instructions that change nothing but a qubit's noise (markers, waits): after its final
+#: measurement they are dropped, not a reason to give up.
+_AFTER_MEASURE = frozenset({"id", "delay", "barrier"})
+
+
+#: Gates the exact simulation is written in.
+_SIMULATED = ["u", "cx", "reset", "delay"]
+
+
+@dataclass(frozen=True)
+class IdealOutput:
+    """Exact probabilities of a circuit's measured clbits (bit j of an index is `bits[j]`)."""
+
+    bits: tuple[int, ...]
+    probabilities: np.ndarray
+
+
+def _split_final_measurements(
+    circuit: QuantumCircuit,
+) -> tuple[QuantumCircuit, dict[int, int]] | None:
+    """The circuit without its final measurements, and clbit -> qubit for them; None when a
+    measurement or control flow remains before the end (the prediction does not apply)."""
+    last: dict[int, int] = {}  # qubit -> index of the last instruction acting on it
+    for i, inst in enumerate(circuit.data):
+        if inst.operation.name not in _AFTER_MEASURE:
+            for q in inst.qubits:
+                last[circuit.find_bit(q).index] = i
+    body = circuit.copy_empty_like()
+    measured: dict[int, int] = {}
+    for i, inst in enumerate(circuit.data):
+        op = inst.operation
+        qubits = [circuit.find_bit(q).index for q in inst.qubits]
+        if op.name == "measure" and last[qubits[0]] == i:
+            clbit = circuit.find_bit(inst.clbits[0]).index
+            if clbit in measured:
+                return None
+            measured[clbit] = qubits[0]
+            continue
+        if op.name == "measure" or getattr(op, "blocks", None) or inst.clbits:
+            return None
+        if op.name in _AFTER_MEASURE and set(qubits) & set(measured.values()):
+            continue  # noise on a qubit already read cannot change its bit
+        if op.name != "barrier":
+            body.append(op, inst.qubits)
+    if not measured or len(set(measured.values())) != len(measured):
+        return None
+    return body, measured
+
+
+def ideal_output(circuit: QuantumCircuit) -> IdealOutput | None:
+    """The exact distribution of the measured clbits, or None (mid-circuit measurements,
+    control flow, nothing measured, or too wide)."""
+    if circuit.num_qubits > MAX_PREDICTED_QUBITS:
+        return None
+    split = _split_final_measurements(circuit)
+    if split is None:
+        return None
+    body, measured = split
+    bits = tuple(sorted(measured))
+    # No coupling map: the qubits keep their indices.
+    native = transpile(body, basis_gates=_SIMULATED, optimization_level=0)
+    native.save_probabilities([measured[c] for c in bits])
+    probabilities = _aside_if_long(_simulate, native, None, 1, "statevector")
+    return None if probabilities is None else IdealOutput(bits, probabilities)
+
+
+def _simulate(
+    circuit: QuantumCircuit, model: NoiseModel | None, runs: int, method: str
+) -> np.ndarray | None:
+    """The mean of the probabilities `circuit` saves over `runs` seeded runs."""
+    # Single precision with noise: about twice as fast, and 1e-7 on a probability is far
+    # below the shot noise the estimate is about.
+    precision = "double" if model is None else "single"
+    simulator = AerSimulator(method=method, noise_model=model, precision=precision)
+    result = simulator.run(circuit, shots=runs, seed_simulator=SEED).result()
+    if not result.success:
+        return None
+    return np.asarray(result.data()["probabilities"], dtype=float)
+
+
+def _aside_if_long(
+    simulate: Callable[[QuantumCircuit, NoiseModel | None, int, str], np.ndarray | None],
+    circuit: QuantumCircuit,
+    model: NoiseModel | None,
+    runs: int,
+    method: str,
+) -> np.ndarray | None:
+    """`simulate(...)` here, or in the simulation process when expected to take long."""
+    width = 2 * circuit.num_qubits if method == "density_matrix" else circuit.num_qubits
+    expected = SIMULATION_RATE * len(circuit.data) * 2**width * runs
+    if expected > ASIDE_SECONDS:
+        return _ASIDE.call_blocking(simulate, circuit, model, runs, method)
+    return simulate(circuit, model, runs, method)
+
+
+def _readout_channel(noise: NoiseSpec) -> np.ndarray:
+    """M[read, true] of one final measurement: relaxation while measuring, then the flip."""
+    flip = noise.readout_error or 0.0
+    decay = 0.0
+    if noise.t1_microseconds and noise.measure_nanoseconds:
+        decay = 1 - math.exp(-noise.measure_nanoseconds / (noise.t1_microseconds * 1e3))
+    one_to_zero = decay * (1 - flip) + (1 - decay) * flip
+    return np.array([[1 - flip, one_to_zero], [flip, 1 - one_to_zero]])
+
+
+def _apply_per_bit(q: np.ndarray, channels: Sequence[np.ndarray]) -> np.ndarray:
+    """Each bit j of the index through channels[j]."""
+    k = len(channels)
+    tensor = q.reshape([2] * k)
+    for j, m in enumerate(channels):
+        if np.allclose(m, np.eye(2)):
+            continue
+        axis = k - 1 - j  # C order: the first axis is the highest bit
+        tensor = np.moveaxis(np.tensordot(m, tensor, axes=([1], [axis])), 0, axis)
+    return tensor.reshape(-1)
+
+
+def expected_hellinger(p: np.ndarray, q: np.ndarray, shots: int) -> float:
+    """Expected Hellinger fidelity to `p` of the counts of `shots` draws from `q`."""
+    q = np.clip(q, 0.0, None)
+    q = q / q.sum()
+    support = np.flatnonzero(q > 1e-15)
+    weights = q[support] / q[support].sum()
+    roots = np.sqrt(p[support] / shots)
+    rng = np.random.default_rng(SEED)
+    draws = rng.multinomial(shots, weights, size=DRAWS)
+    return float(np.mean((np.sqrt(draws) @ roots) ** 2))
+
+
+def _noisy_probabilities(
+    body: QuantumCircuit, qubits: list[int], model: NoiseModel, shots: int
+) -> np.ndarray | None:
+    """Outcome probabilities of `qubits` at the end of `body` under `model`, for a job of
+    `shots` shots: exact (density matrix) when that costs no more than the trajectories
+    would, else the mean over seeded trajectories, a `TRAJECTORY_SHARE` of the job's shots,
+    each simulated the way Aer would simulate the job's shots (stabilizer for Clifford
+    circuits, statevector otherwise)."""
+    body = body.copy()
+    body.save_probabilities(qubits)
+    runs = max(MIN_TRAJECTORIES, min(MAX_TRAJECTORIES, round(shots * TRAJECTORY_SHARE)))
+    if 2**body.num_qubits <= runs:
+        return _aside_if_long(_simulate, body, model, 1, "density_matrix")
+    return _aside_if_long(_simulate, body, model, runs, "automatic")
+
+
+def _gates_noiseless(model: NoiseModel | None) -> bool:
+    """Whether only measurements carry noise (readout, relaxation while measuring)."""
+    return model is None or not set(model.noise_instructions) - {"measure"}
+
+
+def _predict(
+    program: QuantumCircuit,
+    model: NoiseModel | None,
+    noise_of_qubit: Sequence[NoiseSpec],
+    ideal: IdealOutput,
+    shots: int,
+) -> float | None:
+    if program.num_qubits > MAX_PREDICTED_QUBITS:
+        return None
+    split = _split_final_measurements(program)
+    if split is None:
+        return None
+    body, measured = split
+    if tuple(sorted(measured)) != ideal.bits:
+        return None
+    qubits = [measured[c] for c in ideal.bits]
+    if _gates_noiseless(model):
+        q = ideal.probabilities  # the gates are noiseless: the ideal output, then readout
+    else:
+        noisy = _noisy_probabilities(body, qubits, model, shots)
+        if noisy is None:
+            return None
+        q = noisy
+    q = _apply_per_bit(q, [_readout_channel(noise_of_qubit[x]) for x in qubits])
+    return expected_hellinger(ideal.probabilities, q, shots)
+
+
+@lru_cache(maxsize=64)
+def _node_model(noise_json: str, basis_gates: tuple[str, ...]) -> NoiseModel | None:
+    """A node's noise model, built once per noise figures (the planner asks for each job)."""
+    return build_noise_model(NoiseSpec.model_validate_json(noise_json), list(basis_gates))
+
+
+def predict_on_node(
+    circuit: QuantumCircuit,
+    noise: NoiseSpec,
+    basis_gates: Sequence[str],
+    ideal: IdealOutput,
+    shots: int,
+) -> float | None:
+    """Expected Hellinger fidelity of `shots` shots of `circuit` on a node with this noise
+    (transpiled to its gates as the node's executor does); None where it does not apply."""
+    model = _node_model(noise.model_dump_json(), tuple(basis_gates))
+    if _gates_noiseless(model):  # the ideal output misread: no simulation, no transpiling
+        channels = [_readout_channel(noise)] * len(ideal.bits)
+        q = _apply_per_bit(ideal.probabilities, channels)
+        return expected_hellinger(ideal.probabilities, q, shots)
+    native = transpile(
+        circuit, basis_gates=list(basis_gates), optimization_level=1, seed_transpiler=SEED
+    )
+    return _predict(native, model, [noise] * native.num_qubits, ideal, shots)
+
+
+def predict_program(
+    program: QuantumCircuit,
+    description: Mapping[str, object],
+    ideal: IdealOutput,
+    shots: int,
+) -> float | None:
+    """The same for a co-simulated program and its composite noise description."""
+    desc = parse_description(description)
+    model = build_composite_noise_model(desc)
+    deferred = defer_feed_forward(program, keep_resets=not model.is_ideal())
+    noises = [desc.nodes[owner] for owner in desc.qubit_owner]
+    return _predict(deferred, model, noises, ideal, shots)

@@ -1,0 +1,96 @@
+"""Long simulations in a child process, so that the agent keeps answering while Aer runs.
+
+Aer holds the interpreter lock for a whole run: a step of several seconds in a thread leaves
+health checks, cancels and progress queries unanswered for as long, and a node that misses
+a health check is Unreachable. A step the agent expects to take longer than
+`IN_PROCESS_SECONDS` runs in one child process instead. It starts on first need (small jobs
+never pay for it) and a cancel kills it mid-run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import threading
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, TypeVar
+
+from qiskit import QuantumCircuit
+
+from qorch.api.quantum_node import QuantumNodeSpec
+
+from .executor import NodeExecutor, Sample
+
+# Steps expected to be shorter run in a worker thread: the child's round trip (a pickled
+# circuit each way) costs about a millisecond, its start about as long as importing Aer.
+# A tenth of the operator's 5 s health timeout, so an estimate 10x too low still answers.
+IN_PROCESS_SECONDS = 0.5
+
+T = TypeVar("T")
+
+# In the child: the executor of the node spec last asked for (a node file may change it).
+_executor: tuple[str, NodeExecutor] | None = None
+
+
+def _sample(spec_json: str, compiled: QuantumCircuit, shots: int, seed: int | None) -> Sample:
+    global _executor
+    if _executor is None or _executor[0] != spec_json:
+        _executor = (spec_json, NodeExecutor(QuantumNodeSpec.model_validate_json(spec_json)))
+    return _executor[1].sample(compiled, shots, seed)
+
+
+class SimulationInterrupted(RuntimeError):
+    """The child was killed (a cancel) or died while it ran the step."""
+
+
+class SimulationProcess:
+    """One child process that runs simulations for the agent (or the operator's exact
+    verification), a step at a time."""
+
+    def __init__(self) -> None:
+        self._pool: ProcessPoolExecutor | None = None
+        self._starting = threading.Lock()
+
+    def _started(self) -> ProcessPoolExecutor:
+        with self._starting:
+            if self._pool is None:
+                # spawn: forking a process that runs an event loop and threads is unsafe.
+                context = multiprocessing.get_context("spawn")
+                self._pool = ProcessPoolExecutor(max_workers=1, mp_context=context)
+            return self._pool
+
+    async def sample(
+        self, executor: NodeExecutor, compiled: QuantumCircuit, shots: int, seed: int | None
+    ) -> Sample:
+        spec = executor.spec.model_dump_json(by_alias=True)
+        return await self.call(_sample, spec, compiled, shots, seed)
+
+    async def call(self, function: Callable[..., T], *args: Any) -> T:
+        """`function(*args)` in the child; both must pickle (a module-level function)."""
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._started(), function, *args)
+        except BrokenProcessPool as exc:
+            self._pool = None
+            raise SimulationInterrupted("the simulation process stopped mid-run") from exc
+
+    def call_blocking(self, function: Callable[..., T], *args: Any) -> T:
+        """`call` for a worker thread: it waits without holding the interpreter lock."""
+        try:
+            return self._started().submit(function, *args).result()
+        except BrokenProcessPool as exc:
+            self._pool = None
+            raise SimulationInterrupted("the simulation process stopped mid-run") from exc
+
+    def kill(self) -> None:
+        """Stop the running step now; the next step starts a new child."""
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        for process in list(getattr(pool, "_processes", {}).values()):
+            process.kill()
+        pool.shutdown(wait=False, cancel_futures=True)
+
+    close = kill

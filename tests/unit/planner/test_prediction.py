@@ -1,0 +1,107 @@
+"""The predicted Hellinger fidelity of a job's counts against what the job then measures."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from qiskit import QuantumCircuit
+
+from qorch.api import QuantumNodeSpec
+from qorch.api.quantum_node import NoiseSpec
+from qorch.pipeline.verification import verify_counts
+from qorch.planner.prediction import (
+    expected_hellinger,
+    ideal_output,
+    predict_on_node,
+    predict_program,
+)
+from qorch.planner.strategies import Demand, estimate_single, estimate_teleport
+from qorch.planner.teleport import TeleportProgram
+from qorch.qpu.composite_noise import simulate_composite
+from qorch.qpu.executor import NodeExecutor
+from tests.support import ghz
+
+from .support import BASIS, link, node
+
+NOISY = NoiseSpec(
+    t1_microseconds=120,
+    t2_microseconds=90,
+    single_qubit_error=0.0005,
+    two_qubit_error=0.01,
+    readout_error=0.03,
+    single_qubit_gate_nanoseconds=35,
+    two_qubit_gate_nanoseconds=300,
+    measure_nanoseconds=1200,
+)
+
+
+def test_a_certain_outcome_sampled_is_always_fidelity_one() -> None:
+    p = np.array([0.0, 1.0, 0.0, 0.0])
+    assert expected_hellinger(p, p, 100) == pytest.approx(1.0)
+
+
+def test_many_outcomes_lose_what_finite_sampling_loses() -> None:
+    """K equally likely outcomes, N shots: about 1 - (K - 1) / (4 N) while K << N, and about
+    N / K times a constant once every shot lands on an outcome of its own."""
+    p = np.full(64, 1 / 64)
+    assert expected_hellinger(p, p, 4000) == pytest.approx(1 - 63 / 16000, abs=2e-3)
+    wide = np.full(2**16, 2.0**-16)
+    assert expected_hellinger(wide, wide, 100) < 0.01
+
+
+def test_readout_alone_on_ghz_is_the_analytic_fidelity() -> None:
+    """Each of n bits misread with probability e: the two GHZ outcomes keep (1 - e)^n + e^n
+    of the weight between them, and that is the Hellinger fidelity (up to sampling)."""
+    n, e = 5, 0.05
+    circuit = ghz(n)
+    ideal = ideal_output(circuit)
+    assert ideal is not None
+    predicted = predict_on_node(circuit, NoiseSpec(readout_error=e), BASIS, ideal, 200_000)
+    assert predicted == pytest.approx((1 - e) ** n + e**n, abs=2e-3)
+
+
+def test_the_prediction_is_repeatable_and_needs_final_measurements() -> None:
+    circuit = ghz(6)
+    ideal = ideal_output(circuit)
+    assert ideal is not None
+    first = predict_on_node(circuit, NOISY, BASIS, ideal, 4000)
+    assert first == predict_on_node(circuit, NOISY, BASIS, ideal, 4000)
+    dynamic = QuantumCircuit(2, 2)
+    dynamic.h(0)
+    dynamic.measure(0, 0)
+    dynamic.cx(0, 1)
+    dynamic.measure(1, 1)
+    assert ideal_output(dynamic) is None
+
+
+@pytest.mark.parametrize("width", [5, 9])  # density matrix; trajectories
+def test_single_estimate_predicts_the_measured_fidelity(width: int) -> None:
+    circuit = ghz(width)
+    demand = Demand(circuit, None, [node("a", width, NOISY)], [], 4000, 600, 100)
+    candidate = estimate_single(demand)
+    spec = QuantumNodeSpec(qubits=width, noise=NOISY, basis_gates=list(BASIS))
+    counts = NodeExecutor(spec).run(circuit, 4000, seed=3).counts
+    measured = verify_counts(circuit, counts, None).hellinger_fidelity
+    assert measured is not None
+    # The measurement's own shot noise is about 0.01 here; the no-error probability misses
+    # by more than the prediction may.
+    assert candidate.estimated_fidelity == pytest.approx(measured, abs=0.04)
+
+
+def test_teleport_estimate_predicts_the_measured_fidelity() -> None:
+    circuit = ghz(4)
+    nodes = [node("a", 3, NOISY), node("b", 3, NOISY)]
+    demand = Demand(circuit, None, nodes, [link("a", "b", 0.95)], 4000, 600, 100)
+    candidate = estimate_teleport(demand)
+    program = candidate.plan
+    assert candidate.feasible and isinstance(program, TeleportProgram)
+    raw = simulate_composite(program.circuit, program.noise, 4000, seed=3)
+    counts = program.original_counts(raw)
+    measured = verify_counts(circuit, counts, None).hellinger_fidelity
+    assert measured is not None
+    assert candidate.estimated_fidelity == pytest.approx(measured, abs=0.04)
+    assert program.fidelity.lower_bound < candidate.estimated_fidelity
+    ideal = ideal_output(circuit)
+    assert ideal is not None
+    again = predict_program(program.circuit, program.noise, ideal, 4000)
+    assert again == candidate.estimated_fidelity

@@ -1,0 +1,77 @@
+"""A long unsplit simulation runs in the agent's simulation process: the agent keeps
+answering while it runs, and a cancel stops it at once. Real Aer, in a real child process."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from qiskit import QuantumCircuit
+
+import qorch.qpu.agent as agent_module
+from qorch.agent_protocol import AgentError, ErrorCode
+from qorch.qpu.agent import QpuAgent
+from tests.support import make_node
+from tests.unit.qpu.test_agent_cancel import payload, start, until_busy
+
+QUBITS = 18
+
+
+def deep_circuit(layers: int = 60) -> QuantumCircuit:
+    """Noiseless and measured at the end: one simulation, a few seconds long."""
+    qc = QuantumCircuit(QUBITS, QUBITS)
+    for layer in range(layers):
+        for q in range(QUBITS):
+            qc.rx(0.1 * (q + layer + 1), q)
+        for q in range(layer % 2, QUBITS - 1, 2):
+            qc.cx(q, q + 1)
+    qc.measure(range(QUBITS), range(QUBITS))
+    return qc
+
+
+async def longest_stall(task: asyncio.Task) -> float:
+    """The longest the event loop went unanswered while `task` ran."""
+    worst = 0.0
+    while not task.done():
+        before = time.perf_counter()
+        await asyncio.sleep(0.02)
+        worst = max(worst, time.perf_counter() - before - 0.02)
+    return worst
+
+
+@pytest.fixture
+def every_unsplit_run_in_the_child(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(agent_module, "IN_PROCESS_SECONDS", 0.0)
+
+
+@pytest.mark.usefixtures("every_unsplit_run_in_the_child")
+async def test_the_agent_answers_while_a_long_run_is_in_the_child_and_a_cancel_stops_it() -> None:
+    agent = QpuAgent(make_node("child", QUBITS))
+    try:
+        await agent.handle("run", payload("warm", deep_circuit(layers=1), 10))  # starts it
+        began = time.perf_counter()
+        whole = start(agent, payload("whole", deep_circuit(), 1000))
+        stall = await longest_stall(whole)
+        assert sum((await whole)["counts"].values()) == 1000
+        elapsed = time.perf_counter() - began
+        # In a thread Aer would hold the interpreter lock for the whole run.
+        assert stall < 0.5 * elapsed, (stall, elapsed)
+
+        began = time.perf_counter()
+        stopped = start(agent, payload("stopped", deep_circuit(), 1000))
+        await until_busy(agent)
+        await asyncio.sleep(0.2 * elapsed)
+        reply = await agent.handle("cancel", {"programIds": ["stopped"]})
+        assert reply["cancelled"] == ["stopped"]
+        with pytest.raises(AgentError) as info:
+            await stopped
+        assert info.value.code == ErrorCode.CANCELLED
+        assert time.perf_counter() - began < 0.6 * elapsed, elapsed
+
+        # The next program gets a new child and runs as usual.
+        again = await agent.handle("run", payload("again", deep_circuit(layers=2), 100))
+        assert sum(again["counts"].values()) == 100
+        assert agent.health().programs_run == 3
+    finally:
+        agent.close()
