@@ -38,7 +38,7 @@ dashboards: setup ## regenerate charts/qorch/dashboards/ from hack/dashboards.py
 system-deps: ## Debian packages the tests use as real peers (promtool, swtpm, tpm2-tools)
 	bash hack/install-system-deps.sh
 
-tools: ## build the test control plane (kube-apiserver, etcd, kubectl, helm, kwok) into the cache
+tools: ## build the test control plane (kube-apiserver, etcd, kubectl, helm, kwok) and Kueue into the cache
 	bash hack/build-tools.sh
 
 cluster-up: setup tools ## start a local control plane; kubeconfig in .cluster/kubeconfig

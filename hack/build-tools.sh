@@ -11,6 +11,7 @@ KUBE_VERSION=${KUBE_VERSION:-v1.36.4}
 ETCD_VERSION=${ETCD_VERSION:-v3.6.16}
 HELM_VERSION=${HELM_VERSION:-v3.22.0}
 KWOK_VERSION=${KWOK_VERSION:-v0.8.0}
+KUEUE_VERSION=${KUEUE_VERSION:-v0.17.0}
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cache=${QORCH_CACHE:-$HOME/.cache/qorch}
@@ -116,9 +117,27 @@ build_kwok() {
   done >"$1/kwok-stages.yaml"
 }
 
+build_kueue() {
+  # The version stamps Kueue's Makefile sets; its main module has no replace
+  # lines, so `go install` builds the manager directly.
+  local pkg=sigs.k8s.io/kueue/pkg/version
+  local ldflags="-s -w -X $pkg.GitVersion=$KUEUE_VERSION -X $pkg.BuildDate=1970-01-01T00:00:00Z"
+  GOBIN=$1 "$GO" install -p "$jobs" -trimpath -ldflags "$ldflags" "sigs.k8s.io/kueue/cmd/kueue@$KUEUE_VERSION"
+  # Its CRDs, as its own config/components/crd installs them.
+  local src f
+  src=$(modfield "sigs.k8s.io/kueue@$KUEUE_VERSION" Dir)
+  for f in "$src"/config/components/crd/bases/*.yaml; do
+    echo "---" && cat "$f"
+  done >"$1/kueue-crds.yaml"
+  # Its webhook configurations (config/components/webhook), which hack/kueue_local.py
+  # points at the local process.
+  cp "$src/config/components/webhook/manifests.yaml" "$1/kueue-webhooks.yaml"
+}
+
 tool etcd "$ETCD_VERSION" build_etcd
 tool kubernetes "$KUBE_VERSION" build_kubernetes \
   "kube-apiserver, kube-controller-manager, kube-scheduler, kubectl"
 tool helm "$HELM_VERSION" build_helm
 tool kwok "$KWOK_VERSION" build_kwok
+tool kueue "$KUEUE_VERSION" build_kueue
 echo "tools linked into $bin"

@@ -292,7 +292,9 @@ def test_namespaced_mode_keeps_secrets_out_of_cluster_roles() -> None:
     for where, rule in rbac_rules(docs):
         if where.startswith("ClusterRole/"):
             assert "secrets" not in rule["resources"], where
-            assert set(rule["apiGroups"]) <= {"", "apiextensions.k8s.io"}, where
+            assert set(rule["apiGroups"]) <= {"", "apiextensions.k8s.io", "kueue.x-k8s.io"}, where
+            if "kueue.x-k8s.io" in rule["apiGroups"]:  # Kueue's cluster-scoped objects, read
+                assert set(rule["verbs"]) <= {"get", "list"}, where
     secret_roles = {
         where
         for where, rule in rbac_rules(docs)

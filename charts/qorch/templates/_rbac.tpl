@@ -47,4 +47,16 @@
 - apiGroups: [""]
   resources: [configmaps]
   verbs: [get]
+# Jobs queued in Kueue (docs/kueue.md): a Workload per job, watched, finished with the job
+# (deleted with it by garbage collection: it is owned), its admission given back after an
+# eviction; the LocalQueue it names.
+- apiGroups: [kueue.x-k8s.io]
+  resources: [workloads]
+  verbs: [get, list, watch, create, patch]
+- apiGroups: [kueue.x-k8s.io]
+  resources: [workloads/status]
+  verbs: [get, update]
+- apiGroups: [kueue.x-k8s.io]
+  resources: [localqueues]
+  verbs: [get]
 {{- end }}

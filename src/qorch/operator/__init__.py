@@ -1,5 +1,5 @@
 """The kopf operator: thin handlers over the shared pipeline. Importing registers them."""
 
-from . import jobs, links, nodes, startup
+from . import jobs, kueue, links, nodes, startup
 
-__all__ = ["jobs", "links", "nodes", "startup"]
+__all__ = ["jobs", "kueue", "links", "nodes", "startup"]

@@ -13,6 +13,7 @@ from qorch.pipeline.job import JobPipeline, reservation_key
 from qorch.telemetry.metrics import METRICS
 
 from . import kube
+from . import kueue as kueue_admission
 from .state import OperatorState, plain
 from .world import KubeWorld
 
@@ -57,6 +58,7 @@ async def run_job(
     qnodes: kopf.Index,
     qlinks: kopf.Index,
     holds: kopf.Index,
+    workloads: kopf.Index,
     logger: Any,
     **_: Any,
 ) -> None:
@@ -67,9 +69,10 @@ async def run_job(
     """
     state: OperatorState = memo.state
     restore_reservations(state, holds)
-    if (body.get("status") or {}).get("phase") in TERMINAL_PHASES:
-        return
     assert namespace is not None  # DistributedJobs are namespaced
+    if (body.get("status") or {}).get("phase") in TERMINAL_PHASES:
+        await _finish_workload(body)  # in case the operator stopped before it did
+        return
     try:
         job = DistributedJob.model_validate(plain(body))
     except ValidationError as exc:
@@ -80,9 +83,12 @@ async def run_job(
         )
         return
     world = KubeWorld(qnodes, qlinks, state)
-    pipeline = JobPipeline(world, state.reservations, state.pipeline_settings)
+    queue = kueue_admission.KueueQueue(workloads, state)
+    pipeline = JobPipeline(world, state.reservations, state.pipeline_settings, queue=queue)
     try:
         await _drive(job, body, pipeline, state, logger)
+        if kueue_admission.managed(job):
+            await kueue_admission.finish(job)
     except BaseException:
         # Stopped or failed mid-step (kopf retries later): hold no place in the queue
         # meanwhile; a running plan keeps its reservation, which its status records.
@@ -96,8 +102,11 @@ async def _drive(
     namespace, name = job.metadata.namespace, job.metadata.name
     while job.status.phase not in TERMINAL_PHASES:
         # The daemon's body is live: spec.suspend is the one field read again while the job
-        # moves (kubectl patch ... spec.suspend=false resumes a held plan).
+        # moves (kubectl patch ... spec.suspend=false resumes a held plan), and the labels
+        # (the Kueue queue a waiting job asks).
         job.spec.suspend = (body.get("spec") or {}).get("suspend") is True
+        if job.status.phase in (JobPhases.PENDING, JobPhases.ADMITTED):
+            job.metadata.labels = dict((body.get("metadata") or {}).get("labels") or {})
         before = job.status
         result = await pipeline.step(job)
         if result.status != before:
@@ -106,6 +115,15 @@ async def _drive(
             logger.info("phase %s: %s", job.status.phase, job.status.message)
         if result.requeue_after is not None:
             await state.reservations.changed(result.requeue_after)
+
+
+async def _finish_workload(body: kopf.Body) -> None:
+    try:
+        job = DistributedJob.model_validate(plain(body))
+    except ValidationError:
+        return
+    if kueue_admission.managed(job):
+        await kueue_admission.finish(job)
 
 
 @kopf.on.delete(*DJOB, id="release")  # type: ignore[arg-type]

@@ -52,8 +52,9 @@ from qorch.telemetry.tracing import step_span
 from .authorization import AuthorizationPolicy, authorize
 from .candidates import considered
 from .planning import capacity, plan_status, reservation, slots
-from .ports import World
+from .ports import ExternalQueue, World
 from .priority import Priority, PriorityClasses
+from .queued import pause_evicted, plan_queued
 from .reservations import Holder, QueueEntry, Reservations
 from .strategies import (
     Context,
@@ -214,11 +215,19 @@ class JobPipeline:
     """Drives one DistributedJob at a time through admit, plan, dispatch, collect, aggregate."""
 
     def __init__(
-        self, world: World, reservations: Reservations, settings: PipelineSettings | None = None
+        self,
+        world: World,
+        reservations: Reservations,
+        settings: PipelineSettings | None = None,
+        queue: ExternalQueue | None = None,
     ) -> None:
         self.world = world
         self.reservations = reservations
         self.settings = settings or PipelineSettings()
+        #: Admits the jobs it manages (Kueue) in place of the reservation book's queue.
+        self.queue = queue
+        # What each queued job asks the queue for, by the view of its nodes it was shaped on.
+        self._queue_requests: dict[str, tuple[tuple, object]] = {}
         self._circuits: dict[str, tuple[int, QuantumCircuit]] = {}
         # Exact simulations for verification too wide to run in the operator's process.
         self.simulation = SimulationProcess()
@@ -237,6 +246,10 @@ class JobPipeline:
             return StepResult(job.status)
         if phase == JobPhases.PENDING and not job.status.timings.admitted_at:
             return await self._admit(job)
+        if self.queue is not None and self.queue.manages(job):
+            queued = await self._step_queued(job, self.queue)
+            if queued is not None:
+                return queued
         # Admitted, waiting or re-routed: (re)plan.
         if phase in (JobPhases.PENDING, JobPhases.ADMITTED):
             return await self._plan(job)
@@ -253,6 +266,16 @@ class JobPipeline:
                 return await self._plan(job)  # resume, or suspend a plan not yet started
             return self._start_attempt(job)
         return await self._collect(job)
+
+    async def _step_queued(self, job: DistributedJob, queue: ExternalQueue) -> StepResult | None:
+        """The steps that differ for a job an external queue admits; None: the usual one."""
+        phase = job.status.phase
+        if phase in (JobPhases.PENDING, JobPhases.ADMITTED):
+            return await plan_queued(self, job, queue)
+        why = queue.evicted(job)
+        if why is None and phase == JobPhases.PLANNED and job.spec.suspend:
+            why = "spec.suspend is true"  # not started yet: give the admission back
+        return None if why is None else await pause_evicted(self, job, queue, why)
 
     def abandon(self, job: DistributedJob, why: str) -> StepResult:
         """End a job that waits for capacity nothing will free (the embedded control plane
@@ -698,6 +721,7 @@ class JobPipeline:
             return await ask(self.world.agent(node), payloads[program.id], timeout=remaining)
 
         calls = {p.id: asyncio.ensure_future(run(p)) for p in plan.programs}
+        evicted: str | None = None
         # Verification's exact simulation runs while the agents do.
         exact = (
             asyncio.ensure_future(exact_beside(work.circuit, self.simulation))
@@ -720,13 +744,23 @@ class JobPipeline:
                     break  # complete: a node degrading now does not undo what it returned
                 trouble = self._trouble(job, plan, status.attempt, calls)
                 preempted = self.reservations.preempted_by(job_key(job))
+                evicted = self.queue.evicted(job) if self.queue is not None else None
+                if evicted is not None:
+                    break
         finally:
             for call in calls.values():
                 call.cancel()  # ours only: an agent keeps what it accepted
         unfinished = [p for p in plan.programs if not _returned(calls[p.id])]
-        stopped = trouble or (preempted and unfinished) or any(_failed(c) for c in calls.values())
+        stopped = (
+            trouble
+            or evicted is not None
+            or (preempted and unfinished)
+            or any(_failed(c) for c in calls.values())
+        )
         if stopped and exact is not None:
             exact.cancel()  # a thread or the process finishes it; nobody reads it
+        if evicted is not None and self.queue is not None:
+            return await pause_evicted(self, job, self.queue, evicted)
         if preempted and not trouble and unfinished:  # a complete attempt just finishes
             return await self._make_room(job, status, preempted, unfinished)
         if trouble:

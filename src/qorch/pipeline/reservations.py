@@ -231,6 +231,11 @@ class Reservations:
 
     # -- waiting ---------------------------------------------------------------------------
 
+    def wake(self) -> None:
+        """Wake the jobs waiting in `changed`: something they wait for outside the book (a
+        queue's admission) may have changed."""
+        self._notify()
+
     def _notify(self) -> None:
         event, self._changed = self._changed, None
         if event is not None:
