@@ -13,6 +13,8 @@ SUSPENDED = "Suspended"  # also the reason while spec.suspend holds the job
 READY = "Ready"
 REACHABLE = "Reachable"
 CALIBRATED = "Calibrated"
+# EntanglementLink: the verdict of its last probe of Bell pairs (False: Degraded).
+PROBED = "Probed"
 
 # Reasons.
 POLICY_PASSED = "PolicyPassed"
@@ -60,3 +62,4 @@ INVALID_IDENTITY = "InvalidIdentity"
 KEY_RETIRED = "KeyRetired"  # the node presented a key whose rotation window has ended
 KEY_NOT_YET_VALID = "KeyNotYetValid"  # ... or has not begun
 OUTPUT_TOO_WIDE = "OutputTooWide"
+FIDELITY_WITHIN_SPEC = "FidelityWithinSpec"

@@ -50,7 +50,7 @@ from qorch.telemetry.tracing import step_span
 
 from .authorization import AuthorizationPolicy, authorize
 from .candidates import considered
-from .planning import capacity, plan_status, reservation, slots
+from .planning import capacity, plan_figures, plan_status, reservation, slots
 from .ports import World
 from .reservations import QueueEntry, Reservations
 from .strategies import (
@@ -503,6 +503,7 @@ class JobPipeline:
         strategy = strategy_named(choice.strategy)
         ns, shots, timeout = job.metadata.namespace, job.spec.shots, job.spec.timeout_seconds
         plan = plan_status(choice, candidates, strategy.shape(choice, circuit, shots), details)
+        plan.figures = plan_figures(plan, nodes, self._links(job))
         if hold:
             return self._suspend(job, status, plan, started)
         work = strategy.work(choice, circuit, self._context(job, nodes, free))

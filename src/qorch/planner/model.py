@@ -20,6 +20,8 @@ class NodeSlot:
     free_qubits: int
     noise: NoiseSpec
     basis_gates: tuple[str, ...]
+    # Where `noise` comes from: "declared" (the spec) or "calibrated" (qorch.pipeline.figures).
+    figures: str = "declared"
 
     @classmethod
     def of(cls, node: QuantumNode, free_qubits: int | None = None) -> NodeSlot:
@@ -30,7 +32,13 @@ class NodeSlot:
 
 @dataclass(frozen=True)
 class LinkSlot:
-    """A link as the planner sees it: Bell-pair quality, supply rate and feed-forward latency."""
+    """A link as the planner sees it: Bell-pair quality, supply rate and feed-forward latency.
+
+    `classical_latency_us` is the link's physical latency, the only one charged as idle
+    decoherence; `measured_latency_us`, the classical path between the agents as measured,
+    counts only towards the time a job takes. `figures` says where fidelity and rates come
+    from: "declared" or "measured" (qorch.pipeline.figures).
+    """
 
     name: str
     a: str
@@ -39,6 +47,8 @@ class LinkSlot:
     generation_rate_hz: float
     success_probability: float
     classical_latency_us: float
+    measured_latency_us: float | None = None
+    figures: str = "declared"
 
     @classmethod
     def of(cls, link: EntanglementLink) -> LinkSlot:
@@ -62,6 +72,12 @@ class LinkSlot:
     def seconds_per_pair(self) -> float:
         """Expected time to herald one Bell pair at the link's attempt rate."""
         return self.expected_attempts_per_pair / self.generation_rate_hz
+
+    @property
+    def message_latency_us(self) -> float:
+        """How long one classical message takes now: the measured path where it is slower
+        than the physical latency (a job-time figure, never a decoherence one)."""
+        return max(self.classical_latency_us, self.measured_latency_us or 0.0)
 
     def joins(self, x: str, y: str) -> bool:
         return {x, y} == {self.a, self.b}

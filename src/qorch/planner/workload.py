@@ -5,7 +5,8 @@ circuit takes its depth in layers of the node's slowest gate plus one measuremen
 figure the decoherence factor of `fidelity` uses; without declared gate times there is no
 estimate (None). A teleport shot also waits for its Bell pairs
 (links herald in parallel, so the slowest link counts) and one feed-forward message per
-pair; a cut runs each subexperiment for every shot, the nodes in parallel; an LOCC cut's
+pair (the slower of the link's physical latency and its classical path as measured between
+the agents); a cut runs each subexperiment for every shot, the nodes in parallel; an LOCC cut's
 shot is the sender's part, one classical message, then the receiver's part.
 """
 
@@ -75,7 +76,7 @@ def workload(candidate: Candidate, demand: Demand) -> Workload:
         links = {x.name: x for x in demand.links}
         pairs = max(plan.expected_generation_seconds.values(), default=0.0)
         messages = max(
-            (n * links[k].classical_latency_us / 1e6 for k, n in plan.bell_pairs.items()),
+            (n * links[k].message_latency_us / 1e6 for k, n in plan.bell_pairs.items()),
             default=0.0,
         )
         gates = shot_seconds(plan.circuit, noises or [NoiseSpec()])
@@ -99,7 +100,7 @@ def workload(candidate: Candidate, demand: Demand) -> Workload:
         largest = max(plan.receiver_circuits, key=lambda c: c.size())
         receive = shot_seconds(_native(largest, receiver), [receiver.noise])
         link = next((x for x in demand.links if x.name == plan.link), None)
-        message = link.classical_latency_us / 1e6 if link is not None else 0.0
+        message = link.message_latency_us / 1e6 if link is not None else 0.0
         runs = plan.num_subexperiments * max(1, shots // bases(plan.wires))
         if send is None or receive is None:
             return Workload(None, plan.num_subexperiments)
