@@ -18,6 +18,8 @@ from qorch.api.base import ConditionStatus, get_condition, now_rfc3339, set_cond
 from qorch.api.entanglement_link import EntanglementLinkStatus, LinkProbe
 from qorch.api.phases import LinkPhases, NodePhases
 from qorch.api.quantum_node import Calibration, QuantumNodeStatus
+from qorch.qpu.calibration import READOUT_QUBITS
+from qorch.qpu.calibration import SHOTS as CALIBRATION_SHOTS
 from qorch.qpu.link_probe import CONFIDENCE, fidelity_interval
 from qorch.qpu.transport import AgentClient, authenticated_fingerprint
 from qorch.telemetry.feedforward import probe_link_feedforward
@@ -290,7 +292,14 @@ async def _probe_pairs(
     agreements = result.agreements
     if agreements is None:  # an agent from before agreements: back from its fidelity
         agreements = round(result.successes * (2 * result.measured_fidelity + 1) / 3)
-    fidelity, low, high = fidelity_interval(agreements, result.successes, readout)
+    calibrated = any(n.status.calibration is not None for n in (a, b))
+    worst = max(readout)
+    # A calibrated readout error is an estimate too (qorch.qpu.calibration): its sampling
+    # error widens the interval.
+    spread = (worst * (1 - worst) / (2 * READOUT_QUBITS * CALIBRATION_SHOTS)) ** 0.5
+    fidelity, low, high = fidelity_interval(
+        agreements, result.successes, readout, readout_std_error=spread if calibrated else 0.0
+    )
     now = now_rfc3339()
     status.measured_fidelity = round(fidelity, 6)
     status.measured_success_rate = round(result.success_rate, 6)

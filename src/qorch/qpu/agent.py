@@ -134,6 +134,7 @@ class QpuAgent:
         # Probes without a seed of their own draw from this counter: an agent's sequence of
         # probes is the same on every run.
         self._probes = 0
+        self._calibrations = 0
         self.attestor = attestor
         self.executor = NodeExecutor(node.spec)
         self.started = time.time()
@@ -311,10 +312,14 @@ class QpuAgent:
         started = time.perf_counter()
         circuits = calibration_circuits(self.node.spec.qubits, self.calibration_pair())
         counts: dict[str, dict[str, int]] = {}
+        # Seeded from a counter, as probes are: an agent's calibrations are the same on every
+        # run, so the figures planned with (qorch.pipeline.figures) are too.
+        seed = self._calibrations * 1_000_003
+        self._calibrations += 1
         async with self._qpu:
-            for name, circuit in circuits.items():
+            for index, (name, circuit) in enumerate(circuits.items()):
                 execution = await asyncio.to_thread(
-                    self.executor.run, circuit, CALIBRATION_SHOTS, None, 0
+                    self.executor.run, circuit, CALIBRATION_SHOTS, seed + index * 7919, 0
                 )
                 counts[name] = execution.counts
         result = figures(counts, self.node.spec.qubits)

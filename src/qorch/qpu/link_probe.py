@@ -81,10 +81,12 @@ def probe(
     attempts = rng.geometric(success_probability, size=pairs)
     simulator = AerSimulator(noise_model=_readout_model(readout_errors))
     agreements = 0
-    for basis, shots in (("zz", pairs - pairs // 2), ("xx", pairs // 2)):
+    for index, (basis, shots) in enumerate((("zz", pairs - pairs // 2), ("xx", pairs // 2))):
         if shots:
+            # One seed per basis: the same seed would draw the two halves alike.
+            basis_seed = None if seed is None else 2 * seed + index
             result = simulator.run(
-                _pair_circuit(fidelity, basis), shots=shots, seed_simulator=seed
+                _pair_circuit(fidelity, basis), shots=shots, seed_simulator=basis_seed
             ).result()
             agreements += _agreements(result.get_counts())
     p = agreements / pairs
@@ -118,12 +120,22 @@ def pair_fidelity(agreement: float, readout_errors: tuple[float, float]) -> floa
 
 
 def fidelity_interval(
-    agreements: int, pairs: int, readout_errors: tuple[float, float], z: float = Z
+    agreements: int,
+    pairs: int,
+    readout_errors: tuple[float, float],
+    z: float = Z,
+    readout_std_error: float = 0.0,
 ) -> tuple[float, float, float]:
-    """Estimate, lower and upper bound of the pairs' fidelity from a probe's agreements."""
+    """Estimate, lower and upper bound of the pairs' fidelity from a probe's agreements.
+    With `readout_std_error` (of readout errors that were themselves measured), the bounds
+    also take the readout errors `z` standard errors lower and higher: a larger readout
+    error takes more out, so it lifts the fidelity."""
     low, high = wilson_interval(agreements, pairs, z)
     estimate = pair_fidelity(agreements / pairs if pairs else 0.5, readout_errors)
-    return estimate, pair_fidelity(low, readout_errors), pair_fidelity(high, readout_errors)
+    spread = z * readout_std_error
+    less = (max(0.0, readout_errors[0] - spread), max(0.0, readout_errors[1] - spread))
+    more = (min(0.5, readout_errors[0] + spread), min(0.5, readout_errors[1] + spread))
+    return estimate, pair_fidelity(low, less), pair_fidelity(high, more)
 
 
 def expected_fidelity(fidelity: float, readout_errors: tuple[float, float]) -> float:
