@@ -158,3 +158,23 @@ async def test_a_link_that_drifts_mid_job_is_found_degraded_and_the_job_reroutes
         assert sum(job.status.result.counts.values()) == 20000
     finally:
         await plane.close()
+
+
+def test_an_agent_with_an_unusable_link_file_does_not_start(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    (tmp_path / "node.json").write_text(json.dumps(node("a")))
+    (tmp_path / "link.yaml").write_text("spec: {fidelity: [unclosed")
+    key, _ = Identity.generate().save(tmp_path / "node")
+    _, operator = Identity.generate().save(tmp_path / "operator")
+    args = ["--node-file", str(tmp_path / "node.json"), "--link-file", str(tmp_path / "link.yaml")]
+    args += ["--identity-key", str(key), "--trusted-client-key", str(operator), "--port", "0"]
+    done = subprocess.run(
+        [sys.executable, "-m", "qorch", "qpu-agent", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "link.yaml: not YAML or JSON" in done.stderr
