@@ -36,8 +36,9 @@ class LinkSlot:
 
     `classical_latency_us` is the link's physical latency, the only one charged as idle
     decoherence; `measured_latency_us`, the classical path between the agents as measured,
-    counts only towards the time a job takes. `figures` says where fidelity and rates come
-    from: "declared" or "measured" (qorch.pipeline.figures).
+    counts only towards the time of a job whose messages take that path (an LOCC cut's).
+    `figures` says where fidelity and rates come from: "declared" or "measured"
+    (qorch.pipeline.figures).
     """
 
     name: str
@@ -72,12 +73,6 @@ class LinkSlot:
     def seconds_per_pair(self) -> float:
         """Expected time to herald one Bell pair at the link's attempt rate."""
         return self.expected_attempts_per_pair / self.generation_rate_hz
-
-    @property
-    def message_latency_us(self) -> float:
-        """How long one classical message takes now: the measured path where it is slower
-        than the physical latency (a job-time figure, never a decoherence one)."""
-        return max(self.classical_latency_us, self.measured_latency_us or 0.0)
 
     def joins(self, x: str, y: str) -> bool:
         return {x, y} == {self.a, self.b}
