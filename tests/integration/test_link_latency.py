@@ -13,10 +13,12 @@ from aiohttp import web
 
 from qorch.agent_protocol import AgentError
 from qorch.api import QuantumNode
+from qorch.channel import ChannelClient, RemoteError, UntrustedPeer
 from qorch.channel.http import ServerLimits
 from qorch.channel.identity import Identity
 from qorch.qpu.agent import QpuAgent, build_app
 from qorch.qpu.agent_keys import AgentKeys
+from qorch.qpu.peer import PEER_PREFIX
 from qorch.qpu.transport import SecureAgentClient
 from qorch.telemetry.feedforward import measure_feedforward_latency
 
@@ -83,9 +85,29 @@ async def test_the_classical_path_is_measured_between_the_agents(serve: Any) -> 
     # loopback between two agents: more than nothing, far less than a timeout
     assert all(0 < s < 0.05 for s in result.samples_seconds)
     assert b.agent.peers is not None
-    # the last echo closed the exchange: b admits the measuring key no more
     assert b.agent.peers.counters.received == 0  # echoes are not LOCC traffic
-    assert not b.agent.peers._inbound
+    # the last echo closed the exchange: b admits the measuring key no more
+    async with ChannelClient(
+        b.endpoint, a.identity, b.identity.public_key, prefix=PEER_PREFIX
+    ) as late:
+        with pytest.raises(UntrustedPeer):
+            await late.call("peer_echo", {"exchange": "again", "seq": 0})
+
+
+async def test_an_echo_exchange_carries_no_bits(serve: Any) -> None:
+    a, b = await serve("a"), await serve("b")
+    assert b.agent.peers is not None
+    b.agent.peers.answer_echoes("x", (a.identity.public_key,), 10)
+    async with ChannelClient(
+        b.endpoint, a.identity, b.identity.public_key, prefix=PEER_PREFIX
+    ) as peer:
+        bits = {"exchange": "x", "seq": 0, "subexperiment": 0, "bits": [1]}
+        with pytest.raises(RemoteError) as caught:
+            await peer.call("peer_bits", bits)
+        assert caught.value.error_type == "BadRequest"
+        assert "does not take peer_bits" in caught.value.remote_message
+        reply = await peer.call("peer_echo", {"exchange": "x", "seq": 0, "last": True})
+        assert reply["seq"] == 0
 
 
 async def test_an_agent_answers_only_the_key_the_operator_named(serve: Any) -> None:
