@@ -81,10 +81,11 @@ def probe(
     attempts = rng.geometric(success_probability, size=pairs)
     simulator = AerSimulator(noise_model=_readout_model(readout_errors))
     agreements = 0
-    for index, (basis, shots) in enumerate((("zz", pairs - pairs // 2), ("xx", pairs // 2))):
+    for basis, shots in (("zz", pairs - pairs // 2), ("xx", pairs // 2)):
         if shots:
-            # One seed per basis: the same seed would draw the two halves alike.
-            basis_seed = None if seed is None else 2 * seed + index
+            # Aer seeds shot i with seed + i: seeds drawn far apart keep the two halves, and
+            # consecutive probes, independent.
+            basis_seed = None if seed is None else int(rng.integers(2**31))
             result = simulator.run(
                 _pair_circuit(fidelity, basis), shots=shots, seed_simulator=basis_seed
             ).result()
