@@ -380,7 +380,9 @@ class JobPipeline:
         nodes: list[QuantumNode],
         free: dict[str, float],
     ) -> Estimate:
-        node_slots, link_slots = slots(nodes, self._links(job), free)
+        # Off the loop: a calibrated node's figures are compared with a simulation of its
+        # declared noise, a second or two the first time (cached per noise).
+        node_slots, link_slots = await asyncio.to_thread(slots, nodes, self._links(job), free)
         key = (
             job.metadata.generation,
             tuple(
