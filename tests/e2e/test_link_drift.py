@@ -94,7 +94,9 @@ async def test_a_link_drifting_mid_job_turns_degraded_and_the_job_moves(
         probe = up["status"]["probe"]
         assert probe["pairs"] == 1000 and probe["fidelityUpper"] >= 0.9
 
-    cluster.kubectl("apply", "-n", namespace, "-f", "-", stdin=json.dumps(layered_job(6, 6, 4000)))
+    cluster.kubectl(
+        "apply", "-n", namespace, "-f", "-", stdin=json.dumps(layered_job(6, 18, 24000))
+    )
     running = cluster.wait_for(
         "djob", "layers", namespace, lambda o: o.get("status", {}).get("phase") == "Running"
     )
@@ -123,7 +125,7 @@ async def test_a_link_drifting_mid_job_turns_degraded_and_the_job_moves(
     assert (reroute["resource"], reroute["reason"]) == (f"EntanglementLink/{used}", "Degraded")
     other = "b-c" if used == "a-b" else "a-b"
     assert [u["link"] for u in status["plan"]["bellPairs"]] == [other]
-    assert sum(status["result"]["counts"].values()) == 4000
+    assert sum(status["result"]["counts"].values()) == 24000
     assert ("DistributedJob", "Rerouting") in warning_reasons(cluster, namespace)
     # A probe (and the latency echoes before it) waits for the agents between chunks of the
     # running program: a seeded program's chunks grow fourfold, and Aer holds the agent's

@@ -117,7 +117,7 @@ async def test_a_link_that_drifts_mid_job_is_found_degraded_and_the_job_reroutes
         node("c"),
         link("a-b", "a", "b", 0.98),
         link("b-c", "b", "c", 0.96),
-        layered_job(6, 6, 4000),
+        layered_job(6, 18, 24000),
     ]
     plane = await start_plane(tmp_path, docs)
     try:
@@ -160,7 +160,7 @@ async def test_a_link_that_drifts_mid_job_is_found_degraded_and_the_job_reroutes
         assert reroute.reason == "Degraded"
         await step_until(pipeline, job, "Succeeded")
         assert [u.link for u in job.status.plan.bell_pairs] == [other]
-        assert sum(job.status.result.counts.values()) == 4000
+        assert sum(job.status.result.counts.values()) == 24000
     finally:
         await plane.close()
 
