@@ -68,17 +68,26 @@ async def start_agent(
     started: list[AgentProcess] = []
 
     async def start(
-        node: QuantumNode, *, reloadable: bool = False, trusted: list[Path] | None = None
+        node: QuantumNode,
+        *,
+        reloadable: bool = False,
+        trusted: list[Path] | None = None,
+        link_files: list[Path] | None = None,
     ) -> RunningAgent:
         """With `reloadable`, the agent follows its manifest file (RunningAgent.node_file),
         as a real QPU's error rates drift without a restart. `trusted`: the files of
-        operator keys it answers (the session's operator key by default)."""
+        operator keys it answers (the session's operator key by default). `link_files`:
+        the physical state of its links, which it follows too."""
         identity = Identity.generate()
         stem = tmp_path / f"{node.metadata.name}-{len(started)}"
         key_file, _ = identity.save(stem)
         node_file = stem.with_suffix(".node.json") if reloadable else None
         process = await AgentProcess.start(
-            node, key_file, trusted or [operator_key.pub_file], node_file=node_file
+            node,
+            key_file,
+            trusted or [operator_key.pub_file],
+            node_file=node_file,
+            link_files=link_files,
         )
         started.append(process)
         return RunningAgent(process, identity, operator_key, node_file, key_file)

@@ -14,11 +14,14 @@ fields an agent does not know are ignored, so either side may be newer.
     probe_link  ProbeLinkRequest   ProbeLinkReply
     echo        EchoRequest        EchoReply
     attest      AttestRequest      AttestReply
+    link_latency LinkLatencyRequest LinkLatencyReply
 
 An LOCC wire cut adds one operation between two agents, on their own channel (a sender
-agent to a receiving agent, never through the operator; qorch.qpu.peer):
+agent to a receiving agent, never through the operator; qorch.qpu.peer), and measuring a
+link's classical latency another (the measuring agent to the answering one):
 
     peer_bits   PeerBitsRequest    PeerBitsReply
+    peer_echo   PeerEchoRequest    PeerEchoReply
 
 The agent reads a request with `parse_request`, which refuses a malformed one with a
 BadRequest naming the field (`run.shots: Input should be greater than 0`); a caller sends
@@ -59,12 +62,14 @@ class Op(StrEnum):
     PROBE_LINK = "probe_link"
     ECHO = "echo"
     ATTEST = "attest"
+    LINK_LATENCY = "link_latency"
 
 
 class PeerOp(StrEnum):
     """The operations an agent serves to other agents, on its peer channel only."""
 
     PEER_BITS = "peer_bits"
+    PEER_ECHO = "peer_echo"
 
 
 class ErrorCode(StrEnum):
@@ -369,16 +374,26 @@ class CalibrateRequest(Request[CalibrationReply]):
 
 
 class ProbeLinkReply(Message):
+    """`successes` heralded pairs out of `attempts`, each measured in ZZ or XX;
+    `agreements` of them read the parity a perfect pair gives (absent from older agents).
+    `source` says whose figures the pairs were made with: `linkState`, the link's physical
+    state as the agent holds it (its link file), or `request`, the figures the request
+    carried (an agent without a state for the link)."""
+
     measured_fidelity: float
     fidelity_std_error: float
     attempts: int = Field(gt=0)
     successes: int = Field(ge=0)
     mean_generation_seconds: float
+    agreements: int | None = omitted(ge=0)
+    source: Literal["linkState", "request"] = "request"
 
     @model_validator(mode="after")
     def _heralded(self) -> ProbeLinkReply:
         if self.successes > self.attempts:
             raise ValueError(f"{self.successes} successes out of {self.attempts} attempts")
+        if self.agreements is not None and self.agreements > self.successes:
+            raise ValueError(f"{self.agreements} agreements out of {self.successes} pairs")
         return self
 
     @property
@@ -398,6 +413,10 @@ class ProbeLinkRequest(Request[ProbeLinkReply]):
     readout_errors: list[Annotated[float, Field(ge=0, le=1)]] = Field(
         default_factory=lambda: [0.0, 0.0], min_length=2, max_length=2
     )
+    # The link probed: an agent holding its physical state (qorch.qpu.link_state) makes the
+    # pairs with that state rather than with the figures above.
+    link: str | None = omitted(min_length=1, max_length=253)
+    seed: int | None = omitted(ge=0)
 
 
 class EchoReply(Message):
@@ -418,6 +437,35 @@ class EchoRequest(Request[EchoReply]):
 
 
 EchoReply.model_rebuild()
+
+
+class LinkLatencyReply(Message):
+    """The measuring side: one-way times of the classical path to the peer agent, in
+    seconds (half of each round trip less the time the peer held the echo). The answering
+    side: none."""
+
+    samples_seconds: list[Seconds] = Field(default_factory=list, max_length=100)
+
+
+class LinkLatencyRequest(Request[LinkLatencyReply]):
+    """Measure the classical path of a link agent to agent (qorch.qpu.peer), never through
+    the operator. `answer`: admit the peer keys `peer_public_keys` for `exchange` for
+    `wait_seconds`. `measure`: send `samples` echoes (after one warm-up) to the agent at
+    `peer_endpoint` whose key is one of `peer_public_keys`."""
+
+    op: Literal[Op.LINK_LATENCY] = Field(default=Op.LINK_LATENCY, exclude=True)
+    exchange: ProgramId
+    role: Literal["measure", "answer"]
+    peer_public_keys: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1, max_length=4)
+    peer_endpoint: str | None = omitted(pattern=r"^https?://")
+    samples: int = Field(default=5, gt=0, le=100)
+    wait_seconds: Seconds = Field(default=10.0, le=60)
+
+    @model_validator(mode="after")
+    def _measure_has_a_peer(self) -> LinkLatencyRequest:
+        if self.role == "measure" and self.peer_endpoint is None:
+            raise ValueError("peerEndpoint is needed to measure")
+        return self
 
 
 # -- attestation -----------------------------------------------------------------------------
@@ -493,7 +541,28 @@ class PeerBitsRequest(Request[PeerBitsReply]):
         return json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
 
 
-PEER_REQUESTS: dict[str, type[PeerBitsRequest]] = {PeerOp.PEER_BITS: PeerBitsRequest}
+class PeerEchoReply(Message):
+    """The answering agent's receive and send times of an echo (ns since the epoch, its
+    clock; only their difference is used)."""
+
+    seq: int
+    received_at_ns: int
+    sent_at_ns: int
+
+
+class PeerEchoRequest(Request[PeerEchoReply]):
+    """One echo of a link latency measurement; `last` ends the exchange."""
+
+    op: Literal[PeerOp.PEER_ECHO] = Field(default=PeerOp.PEER_ECHO, exclude=True)
+    exchange: ProgramId
+    seq: int = Field(ge=0)
+    last: bool = False
+
+
+PEER_REQUESTS: dict[str, type[PeerBitsRequest] | type[PeerEchoRequest]] = {
+    PeerOp.PEER_BITS: PeerBitsRequest,
+    PeerOp.PEER_ECHO: PeerEchoRequest,
+}
 
 
 # -- every request ---------------------------------------------------------------------------
@@ -506,7 +575,8 @@ AgentRequest = Annotated[
     | CalibrateRequest
     | ProbeLinkRequest
     | EchoRequest
-    | AttestRequest,
+    | AttestRequest
+    | LinkLatencyRequest,
     Field(discriminator="op"),
 ]
 _REQUEST: TypeAdapter[AgentRequest] = TypeAdapter(AgentRequest)

@@ -180,6 +180,13 @@ def _cmd_qpu_agent(args: argparse.Namespace) -> int:
 
     from qorch.qpu.agent import serve
     from qorch.qpu.agent_keys import AgentKeys
+    from qorch.qpu.link_state import LinkFileError, LinkStates
+
+    try:
+        LinkStates(args.link_file)  # a link file unusable at start ends it at once
+    except LinkFileError as exc:
+        print(f"qpu-agent: {exc}", file=sys.stderr)
+        return 2
 
     if args.tpm:
         return _tpm_agent(args, node)
@@ -194,7 +201,16 @@ def _cmd_qpu_agent(args: argparse.Namespace) -> int:
         print(f"qpu-agent: {exc}", file=sys.stderr)
         return 2
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(node, args.host, args.port, keys, node_file=args.node_file))
+        asyncio.run(
+            serve(
+                node,
+                args.host,
+                args.port,
+                keys,
+                node_file=args.node_file,
+                link_files=args.link_file,
+            )
+        )
     return 0
 
 
@@ -226,7 +242,15 @@ def _tpm_agent(args: argparse.Namespace, node: QuantumNode) -> int:
         return 2
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(
-            serve(node, args.host, args.port, keys, node_file=args.node_file, attestor=attestor)
+            serve(
+                node,
+                args.host,
+                args.port,
+                keys,
+                node_file=args.node_file,
+                attestor=attestor,
+                link_files=args.link_file,
+            )
         )
     return 0
 
@@ -430,6 +454,13 @@ def build_parser(env: Settings | None = None) -> argparse.ArgumentParser:
         " ConfigMap, so the node's noise can change without a restart",
     )
     p.add_argument("--node-json", help="QuantumNode manifest as a JSON string")
+    p.add_argument(
+        "--link-file",
+        action="append",
+        default=[],
+        help="EntanglementLink manifest whose spec is the link's physical state now, which"
+        " link probes measure; re-read when it changes, so the link can drift; repeatable",
+    )
     p.add_argument("--host", default=env.agent_host)
     p.add_argument("--port", type=int, default=env.agent_port)
     p.add_argument(

@@ -332,6 +332,12 @@ class Plan(ApiModel):
     candidates: list[StrategyEstimate] = Field(
         default_factory=list, description="Every strategy's estimate, the chosen one included."
     )
+    figures: dict[str, str] = Field(
+        default_factory=dict,
+        description="Where the figures it was planned with come from, per qn/<node> and"
+        " qlink/<link>: declared (the spec), calibrated (a node's calibration) or measured"
+        " (a link's probe).",
+    )
 
 
 class ProgramProgress(ApiModel):

@@ -48,7 +48,18 @@ class EntanglementLinkSpec(ApiModel):
         gt=0, le=1, description="Probability that one generation attempt succeeds."
     )
     classical_latency_microseconds: float = Field(
-        0, ge=0, description="One-way latency of the classical channel for feed-forward."
+        0,
+        ge=0,
+        description="Physical one-way latency of the link's classical channel for feed-forward"
+        " (fibre and controller time): what simulated programs charge as idle decoherence."
+        " The latency of the control plane's own path is measured (status) and never added.",
+    )
+    min_fidelity: float | None = Field(
+        None,
+        gt=0.25,
+        le=1,
+        description="Lowest Bell-pair fidelity tolerated: a probe whose whole confidence"
+        " interval lies below it turns the link Degraded. Default: fidelity.",
     )
     purification: PurificationSpec | None = Field(
         None,
@@ -63,19 +74,42 @@ class EntanglementLinkSpec(ApiModel):
         return self
 
 
+class LinkProbe(ApiModel):
+    """The last probe of the link's Bell pairs: what was measured, with its uncertainty."""
+
+    pairs: int = Field(description="Heralded pairs measured (half in ZZ, half in XX).")
+    attempts: int = Field(description="Generation attempts it took to herald them.")
+    fidelity: float = Field(description="Pair fidelity, the ends' readout errors taken out.")
+    fidelity_lower: float = Field(description="Lower bound of the fidelity's interval.")
+    fidelity_upper: float = Field(description="Upper bound of the fidelity's interval.")
+    confidence: float = Field(description="Confidence of the interval (Wilson score).")
+    success_rate: float = Field(description="Heralded successes per attempt.")
+    pair_rate_hz: float = Field(description="Heralded pairs per second of generation.")
+    source: str = Field(
+        description="linkState: pairs of the link's physical state, as its agent holds it;"
+        " request: the agent holds no state for the link and made pairs of the declared"
+        " figures, so the probe measured nothing of the link."
+    )
+    time: str = Field(description="RFC 3339 time of the probe.")
+
+
 class EntanglementLinkStatus(ApiModel):
     """Observed state of a link."""
 
     phase: LinkPhase = Field("Establishing", description="Summary for humans.")
     conditions: list[Condition] = Field(default_factory=list, description="Observations.")
     observed_generation: int = Field(0, description="Generation last reconciled.")
-    measured_fidelity: float | None = Field(None, description="Bell-pair fidelity from probes.")
+    measured_fidelity: float | None = Field(
+        None, description="Bell-pair fidelity from the last probe (readout errors taken out)."
+    )
     measured_success_rate: float | None = Field(None, description="Success rate from probes.")
+    probe: LinkProbe | None = Field(None, description="The last probe, with its uncertainty.")
     bell_pairs_consumed: int = Field(0, description="Bell pairs consumed by jobs so far.")
     feedforward_latency_microseconds: float | None = Field(
         None,
-        description="Measured one-way feed-forward latency: half the round trip of timestamped"
-        " messages between the two nodes' agents, plus the declared classical latency.",
+        description="Measured one-way latency of the classical path between the two nodes'"
+        " agents, agent to agent over their post-quantum channel (median of timestamped"
+        " echoes; no operator hop). A job-time input, never charged as decoherence.",
     )
     last_probe_time: str | None = Field(None, description="RFC 3339 time of the last probe.")
 

@@ -13,6 +13,8 @@ SUSPENDED = "Suspended"  # also the reason while spec.suspend holds the job
 READY = "Ready"
 REACHABLE = "Reachable"
 CALIBRATED = "Calibrated"
+# EntanglementLink: the verdict of its last probe of Bell pairs (False: Degraded).
+PROBED = "Probed"
 
 # Reasons.
 POLICY_PASSED = "PolicyPassed"
@@ -74,3 +76,4 @@ LOCAL_QUEUE_NOT_FOUND = "LocalQueueNotFound"
 EXCEEDS_LARGEST_FLAVOR = "ExceedsLargestFlavor"
 QUEUE_UNAVAILABLE = "KueueUnavailable"
 EVICTED = "Evicted"
+FIDELITY_WITHIN_SPEC = "FidelityWithinSpec"

@@ -33,11 +33,13 @@ class AgentProcess:
         telemetry_dir: Path | None = None,
         node_file: Path | None = None,
         threads: int | None = None,
+        link_files: list[Path] | None = None,
     ) -> AgentProcess:
         """Start the agent with its private key file and the operator keys it answers;
         with a telemetry folder, it writes its stats and spans there, as in its pod. With a
         node file, the manifest is written there and the agent follows later changes to it
-        (as to a mounted ConfigMap). With `threads`, Aer uses at most that many."""
+        (as to a mounted ConfigMap); so it does to each of `link_files`, the physical state
+        of its links. With `threads`, Aer uses at most that many."""
         env = dict(os.environ)
         if telemetry_dir:
             env["QORCH_TELEMETRY_DIR"] = str(telemetry_dir)
@@ -52,6 +54,7 @@ class AgentProcess:
         else:
             source = ["--node-json", manifest]
         trust = [arg for path in trusted for arg in ("--trusted-client-key", str(path))]
+        links = [arg for path in link_files or () for arg in ("--link-file", str(path))]
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -62,6 +65,7 @@ class AgentProcess:
             "--port",
             "0",
             *source,
+            *links,
             "--identity-key",
             str(key_file),
             *trust,

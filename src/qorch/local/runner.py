@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from qorch.api import TERMINAL_PHASES, DistributedJob, QuantumNode
+from qorch.api import TERMINAL_PHASES, DistributedJob, EntanglementLink, QuantumNode
 from qorch.api.manifests import Manifests
 from qorch.api.phases import JobPhases, NodePhases
 from qorch.channel.identity import Identity
@@ -127,6 +127,23 @@ class EmbeddedControlPlane:
     def telemetry_dir(self, node: QuantumNode) -> Path:
         return self.workdir / "telemetry" / ".".join(ref(node))
 
+    def link_file(self, link: EntanglementLink) -> Path:
+        """Where the agents of the link's nodes read its physical state: the manifest as
+        declared at start; change it to make the simulated link drift."""
+        return self.workdir / "links" / (".".join(ref(link)) + ".json")
+
+    def _link_files(self, node: QuantumNode) -> list[Path]:
+        out = []
+        for link in self.world.links(node.metadata.namespace):
+            if node.metadata.name in link.spec.nodes:
+                path = self.link_file(link)
+                if not path.exists():
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    manifest = link.model_copy(update={"status": None})
+                    path.write_text(manifest.model_dump_json(by_alias=True, exclude_none=True))
+                out.append(path)
+        return out
+
     async def start_agents(self) -> list[str]:
         """One agent per `aer` node, each with a fresh ML-DSA-65 identity; errors if any."""
         aer = [n for n in self.world.all_nodes() if n.spec.backend.type == "aer"]
@@ -140,7 +157,12 @@ class EmbeddedControlPlane:
             self.world.node_keys[ref(node)] = identity.public_key
             starts.append(
                 AgentProcess.start(
-                    node, key_file, [operator_pub], self.telemetry_dir(node), threads=threads
+                    node,
+                    key_file,
+                    [operator_pub],
+                    self.telemetry_dir(node),
+                    threads=threads,
+                    link_files=self._link_files(node),
                 )
             )
         started = await asyncio.gather(*starts, return_exceptions=True)
@@ -176,13 +198,13 @@ class EmbeddedControlPlane:
             nodes = {n.metadata.name: n for n in world.nodes(link.metadata.namespace)}
             was = link.status.phase
             if probe_links:
-                link.status = await observe_link(link, nodes, world.agent)
+                link.status = await observe_link(link, nodes, world.agent, world.address)
             else:
                 link.status = check_link(link, nodes)
             if self.observed and was == link.status.phase:
                 continue
             latency = link.status.feedforward_latency_microseconds
-            detail = f" feed-forward {latency:.0f} us (measured)" if latency else ""
+            detail = f" classical path {latency:.0f} us (measured)" if latency else ""
             self.progress(f"qlink/{link.metadata.name}", f"{link.status.phase}{detail}")
         self.observed = True
 

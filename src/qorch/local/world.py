@@ -25,7 +25,7 @@ class Event:
     time: str
 
 
-def ref(obj: QuantumNode) -> tuple[str, str]:
+def ref(obj: QuantumNode | EntanglementLink) -> tuple[str, str]:
     return (obj.metadata.namespace, obj.metadata.name)
 
 

@@ -16,7 +16,7 @@ from qorch.telemetry.instrument import timed_reconcile
 from qorch.telemetry.metrics import METRICS
 
 from .state import announce_phase, plain
-from .world import agent_client
+from .world import agent_address, agent_client
 
 QLINK = (GROUP, VERSION, "entanglementlinks")
 _SETTINGS = Settings.from_env()
@@ -58,13 +58,18 @@ async def link_probe(
     patch: kopf.Patch,
     **_: Any,
 ) -> None:
-    """Phase and Ready condition from the two nodes; for an Up link, the feed-forward
-    latency measured between their agents."""
+    """Phase and Ready condition from the two nodes; for an Up link, the latency of the
+    classical path measured agent to agent, and a probe of its Bell pairs."""
     link = parse(body)
     if link is None:
         return
     nodes = {n.metadata.name: n for n in qnodes.get(namespace, ())}
-    status = await observe_link(link, nodes, lambda node: agent_client(memo.state, node))
+    status = await observe_link(
+        link,
+        nodes,
+        lambda node: agent_client(memo.state, node),
+        lambda node: agent_address(memo.state, node),
+    )
     patch.status.update(status.wire())
     ready = get_condition(status.conditions, R.READY)
     if ready is not None:

@@ -29,6 +29,14 @@ def agent_client(state: OperatorState, node: QuantumNode) -> AgentClient:
     return instrument_agent_client(ns, name, client)
 
 
+def agent_address(state: OperatorState, node: QuantumNode) -> tuple[str, tuple[bytes, ...]]:
+    """Where other agents reach the node's agent, and the keys pinned for it now."""
+    ns, name = node.metadata.namespace, node.metadata.name
+    return agent_endpoint(node, state.settings), accepted_keys(
+        node, state.node_keys.get((ns, name))
+    )
+
+
 def _values(index: Mapping[Any, Any], namespace: str) -> list[Any]:
     return list(index.get(namespace, ()))
 
@@ -59,9 +67,7 @@ class KubeWorld:
         return agent_client(self._state, node)
 
     def address(self, node: QuantumNode) -> tuple[str, tuple[bytes, ...]]:
-        ns, name = node.metadata.namespace, node.metadata.name
-        endpoint = agent_endpoint(node, self._state.settings)
-        return endpoint, accepted_keys(node, self._state.node_keys.get((ns, name)))
+        return agent_address(self._state, node)
 
     def event(self, job: DistributedJob, type_: str, reason: str, message: str) -> None:
         ref = {

@@ -51,7 +51,7 @@ from qorch.telemetry.tracing import step_span
 
 from .authorization import AuthorizationPolicy, authorize
 from .candidates import considered
-from .planning import capacity, plan_status, reservation, slots
+from .planning import capacity, plan_figures, plan_status, reservation, slots
 from .ports import ExternalQueue, World
 from .priority import Priority, PriorityClasses
 from .queued import pause_evicted, plan_queued
@@ -438,7 +438,9 @@ class JobPipeline:
         nodes: list[QuantumNode],
         free: dict[str, float],
     ) -> Estimate:
-        node_slots, link_slots = slots(nodes, self._links(job), free)
+        # Off the loop: a calibrated node's figures are compared with a simulation of its
+        # declared noise, a second or two the first time (cached per noise).
+        node_slots, link_slots = await asyncio.to_thread(slots, nodes, self._links(job), free)
         key = (
             job.metadata.generation,
             tuple(
@@ -576,6 +578,7 @@ class JobPipeline:
         strategy = strategy_named(choice.strategy)
         ns, shots, timeout = job.metadata.namespace, job.spec.shots, job.spec.timeout_seconds
         plan = plan_status(choice, candidates, strategy.shape(choice, circuit, shots), details)
+        plan.figures = plan_figures(plan, nodes, self._links(job))
         if hold:
             return self._suspend(job, status, plan, started)
         work = strategy.work(choice, circuit, self._context(job, nodes, free))

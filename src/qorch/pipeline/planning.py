@@ -16,18 +16,11 @@ from qorch.planner.model import LinkSlot, NodeSlot
 from qorch.planner.partition import Partition
 from qorch.planner.strategies import Candidate
 
+from .figures import figures_of, link_slot, node_slot
 from .reservations import link_resource, node_resource
 
 if TYPE_CHECKING:
     from .strategies.base import Shape, Work
-
-
-def link_slot(link: EntanglementLink) -> LinkSlot:
-    """The link as planned: its feed-forward latency as measured between its agents (the
-    declared latency included), or as declared before the first measurement."""
-    slot = LinkSlot.of(link)
-    measured = link.status.feedforward_latency_microseconds
-    return dataclasses.replace(slot, classical_latency_us=measured) if measured else slot
 
 
 def slots(
@@ -35,10 +28,11 @@ def slots(
 ) -> tuple[list[NodeSlot], list[LinkSlot]]:
     """Ready nodes with their free qubits, and the Up links between them with the share of
     their Bell-pair rate no other job holds (`free` as from Reservations.free; a resource
-    missing from it is wholly free)."""
+    missing from it is wholly free). Their figures are declared or measured, as
+    qorch.pipeline.figures decides."""
     names = {n.metadata.name for n in nodes}
     node_slots = [
-        NodeSlot.of(n, int(free.get(node_resource(*_ref(n)), n.spec.qubits))) for n in nodes
+        node_slot(n, int(free.get(node_resource(*_ref(n)), n.spec.qubits))) for n in nodes
     ]
     link_slots = []
     for link in links:
@@ -53,6 +47,16 @@ def slots(
             slot = dataclasses.replace(slot, generation_rate_hz=slot.generation_rate_hz * share)
         link_slots.append(slot)
     return node_slots, link_slots
+
+
+def plan_figures(
+    plan: Plan, nodes: list[QuantumNode], links: list[EntanglementLink]
+) -> dict[str, str]:
+    """Which figures (declared, calibrated, measured) planned the placed nodes and the
+    links between them."""
+    placed = {p.node for p in plan.placement}
+    node_slots, link_slots = slots([n for n in nodes if n.metadata.name in placed], links, {})
+    return figures_of(node_slots, [x for x in link_slots if {x.a, x.b} <= placed])
 
 
 def pair_rate(link: EntanglementLink) -> float:

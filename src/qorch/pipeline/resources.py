@@ -15,10 +15,12 @@ from qorch.agent_protocol import (
 from qorch.api import EntanglementLink, QuantumNode
 from qorch.api import reasons as R
 from qorch.api.base import ConditionStatus, get_condition, now_rfc3339, set_condition
-from qorch.api.entanglement_link import EntanglementLinkStatus
+from qorch.api.entanglement_link import EntanglementLinkStatus, LinkProbe
 from qorch.api.phases import LinkPhases, NodePhases
 from qorch.api.quantum_node import Calibration, QuantumNodeStatus
-from qorch.qpu.link_probe import expected_fidelity
+from qorch.qpu.calibration import READOUT_QUBITS
+from qorch.qpu.calibration import SHOTS as CALIBRATION_SHOTS
+from qorch.qpu.link_probe import CONFIDENCE, fidelity_interval
 from qorch.qpu.transport import AgentClient, authenticated_fingerprint
 from qorch.telemetry.feedforward import probe_link_feedforward
 from qorch.telemetry.instrument import observed_node_check, record_link
@@ -179,7 +181,9 @@ async def calibrate_node(node: QuantumNode, client: AgentClient) -> QuantumNodeS
 
 
 def check_link(link: EntanglementLink, nodes: dict[str, QuantumNode]) -> EntanglementLinkStatus:
-    """A link is Up when both of its nodes exist and are Ready."""
+    """A link is Up when both of its nodes exist and are Ready, and its last probe found
+    its pairs within spec; Degraded when that probe did not (until a probe finds them
+    within again)."""
     status = link.status.model_copy(deep=True)
     status.observed_generation = link.metadata.generation
     gen = link.metadata.generation
@@ -187,6 +191,7 @@ def check_link(link: EntanglementLink, nodes: dict[str, QuantumNode]) -> Entangl
     not_ready = [
         n for n in link.spec.nodes if n in nodes and nodes[n].status.phase != NodePhases.READY
     ]
+    probed = get_condition(status.conditions, R.PROBED)
     if missing:
         status.phase = LinkPhases.DOWN
         msg = f"QuantumNode(s) {', '.join(missing)} do not exist"
@@ -199,6 +204,11 @@ def check_link(link: EntanglementLink, nodes: dict[str, QuantumNode]) -> Entangl
         status.conditions = set_condition(
             status.conditions, R.READY, "False", R.NODE_NOT_READY, msg, gen
         )
+    elif probed is not None and probed.status == "False":
+        status.phase = LinkPhases.DEGRADED
+        status.conditions = set_condition(
+            status.conditions, R.READY, "False", probed.reason, probed.message, gen
+        )
     else:
         status.phase = LinkPhases.UP
         status.conditions = set_condition(
@@ -210,24 +220,43 @@ def check_link(link: EntanglementLink, nodes: dict[str, QuantumNode]) -> Entangl
 PROBE_PAIRS = 1000
 PROBE_TIMEOUT_SECONDS = 60.0
 
+Address = tuple[str, tuple[bytes, ...]]
+
 
 async def observe_link(
     link: EntanglementLink,
     nodes: dict[str, QuantumNode],
     agent_for: Callable[[QuantumNode], AgentClient],
+    address_for: Callable[[QuantumNode], Address] | None = None,
 ) -> EntanglementLinkStatus:
-    """check_link; for a link whose nodes are Ready, the feed-forward latency measured
-    between their agents and a probe of its Bell pairs. A link that delivers pairs below
-    the fidelity jobs were planned with (beyond three standard errors) turns Degraded."""
+    """check_link; for a link whose nodes are Ready, the latency of the classical path
+    measured agent to agent (with `address_for`, where each agent is reached and its pinned
+    keys) and a probe of its Bell pairs. A link whose pairs measure below its minimum
+    fidelity, the whole confidence interval, turns Degraded."""
     status = check_link(link, nodes)
-    if status.phase == LinkPhases.UP:
+    if status.phase in (LinkPhases.UP, LinkPhases.DEGRADED):
         a, b = (nodes[name] for name in link.spec.nodes)
-        measured = await probe_link_feedforward(link, agent_for(a), agent_for(b))
-        if measured is not None:
-            status.feedforward_latency_microseconds = round(measured.feedforward_microseconds, 3)
-        await _probe_pairs(link, status, a, b, agent_for(a))
+        if address_for is not None:
+            measured = await probe_link_feedforward(
+                link, agent_for(a), agent_for(b), address_for(a), address_for(b)
+            )
+            if measured is not None:
+                status.feedforward_latency_microseconds = round(
+                    measured.feedforward_microseconds, 3
+                )
+        if await _probe_pairs(link, status, a, b, agent_for(a)):
+            link_with = link.model_copy(update={"status": status})
+            status = check_link(link_with, nodes)
     record_link(link, status, nodes)
     return status
+
+
+def readout_error(node: QuantumNode) -> float:
+    """The node's readout error as last calibrated, else as declared."""
+    calibration = node.status.calibration
+    if calibration is not None and calibration.readout_error is not None:
+        return calibration.readout_error
+    return node.spec.noise.readout_error or 0.0
 
 
 async def _probe_pairs(
@@ -236,35 +265,69 @@ async def _probe_pairs(
     a: QuantumNode,
     b: QuantumNode,
     client: AgentClient,
-) -> None:
-    readout = (a.spec.noise.readout_error or 0.0, b.spec.noise.readout_error or 0.0)
+) -> bool:
+    """Probe the link's pairs into `status`; False when the agent gave no usable answer
+    (the link keeps its last figures)."""
+    readout = (readout_error(a), readout_error(b))
     request = ProbeLinkRequest(
         fidelity=link.spec.fidelity,
         success_probability=link.spec.success_probability,
         generation_rate_hz=link.spec.generation_rate_hz,
         pairs=PROBE_PAIRS,
         readout_errors=list(readout),
+        link=link.metadata.name,
     )
     try:
         # A reply whose counts do not add up (more successes than attempts) is a BadReply.
         result = await ask(client, request, timeout=PROBE_TIMEOUT_SECONDS)
     except AgentError:
-        return  # the node checks report the agent; the link keeps its last figures
+        return False  # the node checks report the agent; the link keeps its last figures
+    if result.successes == 0:
+        return False
     ns, name, gen = link.metadata.namespace, link.metadata.name, link.metadata.generation
     METRICS.record("qorch_entanglement_attempts_total", result.attempts, namespace=ns, link=name)
     METRICS.record("qorch_entanglement_successes_total", result.successes, namespace=ns, link=name)
     latency = result.mean_generation_seconds
     METRICS.record("qorch_entanglement_latency_seconds", latency, namespace=ns, link=name)
-    status.measured_fidelity = result.measured_fidelity
+    agreements = result.agreements
+    if agreements is None:  # an agent from before agreements: back from its fidelity
+        agreements = round(result.successes * (2 * result.measured_fidelity + 1) / 3)
+    calibrated = any(n.status.calibration is not None for n in (a, b))
+    worst = max(readout)
+    # A calibrated readout error is an estimate too (qorch.qpu.calibration): its sampling
+    # error widens the interval.
+    spread = (worst * (1 - worst) / (2 * READOUT_QUBITS * CALIBRATION_SHOTS)) ** 0.5
+    fidelity, low, high = fidelity_interval(
+        agreements, result.successes, readout, readout_std_error=spread if calibrated else 0.0
+    )
+    now = now_rfc3339()
+    status.measured_fidelity = round(fidelity, 6)
     status.measured_success_rate = round(result.success_rate, 6)
-    status.last_probe_time = now_rfc3339()
-    floor = expected_fidelity(link.spec.fidelity, readout) - 3 * result.fidelity_std_error
-    if status.measured_fidelity < floor:
-        status.phase = LinkPhases.DEGRADED
-        msg = (
-            f"measured Bell-pair fidelity {status.measured_fidelity:.4f} is below"
-            f" {floor:.4f}, what fidelity {link.spec.fidelity} allows for"
-        )
-        status.conditions = set_condition(
-            status.conditions, R.READY, "False", R.FIDELITY_BELOW_SPEC, msg, gen
-        )
+    status.last_probe_time = now
+    status.probe = LinkProbe(
+        pairs=result.successes,
+        attempts=result.attempts,
+        fidelity=round(fidelity, 6),
+        fidelity_lower=round(low, 6),
+        fidelity_upper=round(high, 6),
+        confidence=CONFIDENCE,
+        success_rate=round(result.success_rate, 6),
+        pair_rate_hz=round(1 / latency, 6) if latency > 0 else 0.0,
+        source=result.source,
+        time=now,
+    )
+    floor = link.spec.min_fidelity or link.spec.fidelity
+    interval = (
+        f"{fidelity:.4f} ({CONFIDENCE:.2%} interval {low:.4f}..{high:.4f},"
+        f" {result.successes} pairs)"
+    )
+    if high < floor:
+        value: ConditionStatus = "False"
+        reason, msg = R.FIDELITY_BELOW_SPEC, f"measured Bell-pair fidelity {interval} < {floor}"
+    else:
+        value, reason = "True", R.FIDELITY_WITHIN_SPEC
+        msg = f"measured Bell-pair fidelity {interval}, at least {floor} within the interval"
+    if result.source == "request":
+        msg += "; the agent holds no state of this link: it measured the declared figures"
+    status.conditions = set_condition(status.conditions, R.PROBED, value, reason, msg, gen)
+    return True

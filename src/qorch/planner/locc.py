@@ -43,6 +43,8 @@ from .cutting import CUTTABLE, ONE_QUBIT, parse_observables
 
 #: Wires cut jointly at most; the MUBs are tabulated up to this many.
 MAX_WIRES = 2
+#: Shots' outcomes per classical message between the two agents.
+SHOTS_PER_MESSAGE = 1024
 CUT_REGISTER = "cut"
 OBSERVABLE_REGISTER = "obs"
 

@@ -22,6 +22,8 @@ class NodeSlot:
     free_qubits: int
     noise: NoiseSpec
     basis_gates: tuple[str, ...]
+    # Where `noise` comes from: "declared" (the spec) or "calibrated" (qorch.pipeline.figures).
+    figures: str = "declared"
 
     @classmethod
     def of(cls, node: QuantumNode, free_qubits: int | None = None) -> NodeSlot:
@@ -32,7 +34,14 @@ class NodeSlot:
 
 @dataclass(frozen=True)
 class LinkSlot:
-    """A link as the planner sees it: Bell-pair quality, supply rate and feed-forward latency."""
+    """A link as the planner sees it: Bell-pair quality, supply rate and feed-forward latency.
+
+    `classical_latency_us` is the link's physical latency, the only one charged as idle
+    decoherence; `measured_latency_us`, the classical path between the agents as measured,
+    counts only towards the time of a job whose messages take that path (an LOCC cut's).
+    `figures` says where fidelity and rates come from: "declared" or "measured"
+    (qorch.pipeline.figures).
+    """
 
     name: str
     a: str
@@ -42,6 +51,8 @@ class LinkSlot:
     success_probability: float
     classical_latency_us: float
     purification: PurificationPolicy | None = None
+    measured_latency_us: float | None = None
+    figures: str = "declared"
 
     @classmethod
     def of(cls, link: EntanglementLink) -> LinkSlot:

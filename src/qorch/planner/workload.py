@@ -5,12 +5,16 @@ circuit takes its depth in layers of the node's slowest gate plus one measuremen
 figure the decoherence factor of `fidelity` uses; without declared gate times there is no
 estimate (None). A teleport shot also waits for its Bell pairs
 (links herald in parallel, so the slowest link counts) and one feed-forward message per
-pair; a cut runs each subexperiment for every shot, the nodes in parallel; an LOCC cut's
-shot is the sender's part, one classical message, then the receiver's part.
+pair at the link's physical latency (a co-simulated program sends no message over the
+control plane); a cut runs each subexperiment for every shot, the nodes in parallel; an LOCC
+cut's shot is the sender's part, one classical message at the physical latency, then the
+receiver's part, and its outcomes also cross the agents' own path, SHOTS_PER_MESSAGE to a
+message, each at the latency measured between the agents.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -22,7 +26,7 @@ from qorch.qpu.noise import TWO_QUBIT_GATES
 from .circuits import for_distribution
 from .cutting import CutPlan
 from .fidelity import noisy_profile
-from .locc import LoccCutPlan, bases
+from .locc import SHOTS_PER_MESSAGE, LoccCutPlan, bases
 from .model import NodeSlot
 from .strategies import Candidate, Demand
 from .teleport import TeleportProgram
@@ -100,8 +104,13 @@ def workload(candidate: Candidate, demand: Demand) -> Workload:
         receive = shot_seconds(_native(largest, receiver), [receiver.noise])
         link = next((x for x in demand.links if x.name == plan.link), None)
         message = link.classical_latency_us / 1e6 if link is not None else 0.0
-        runs = plan.num_subexperiments * max(1, shots // bases(plan.wires))
+        path = (link.measured_latency_us or 0.0) / 1e6 if link is not None else 0.0
+        per_sub = max(1, shots // bases(plan.wires))
+        runs = plan.num_subexperiments * per_sub
+        messages = plan.num_subexperiments * math.ceil(per_sub / SHOTS_PER_MESSAGE)
         if send is None or receive is None:
             return Workload(None, plan.num_subexperiments)
-        return Workload(runs * (send + message + receive), plan.num_subexperiments)
+        return Workload(
+            runs * (send + message + receive) + messages * path, plan.num_subexperiments
+        )
     return Workload()

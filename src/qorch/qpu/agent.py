@@ -8,7 +8,7 @@ import logging
 import os
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar, assert_never
 
@@ -30,6 +30,8 @@ from qorch.agent_protocol import (
     ErrorCode,
     HealthReply,
     HealthRequest,
+    LinkLatencyReply,
+    LinkLatencyRequest,
     Message,
     ProbeLinkReply,
     ProbeLinkRequest,
@@ -57,7 +59,8 @@ from .composite_noise import (
 )
 from .executor import Execution, NodeExecutor, ProgramRejected, Sample
 from .link_probe import probe
-from .peer import PeerMessaging
+from .link_state import LinkStates
+from .peer import PeerMessaging, decode_keys
 from .simulation_process import IN_PROCESS_SECONDS, SimulationInterrupted, SimulationProcess
 
 log = logging.getLogger(__name__)
@@ -122,8 +125,9 @@ class QpuAgent:
     """Runs programs one at a time, as a processor does; a repeated program id is not re-run.
 
     With `node_file`, the node's manifest is re-read whenever that file changes (see
-    `refresh`), so its noise can drift while the agent runs. With `attestor`, it answers
-    `attest` challenges with TPM quotes (qorch.qpu.attestor).
+    `refresh`), so its noise can drift while the agent runs; with `link_files`, so can the
+    physical state of its links (qorch.qpu.link_state), which link probes measure. With
+    `attestor`, it answers `attest` challenges with TPM quotes (qorch.qpu.attestor).
     """
 
     def __init__(
@@ -131,8 +135,14 @@ class QpuAgent:
         node: QuantumNode,
         node_file: str | Path | None = None,
         attestor: Attestor | None = None,
+        link_files: Sequence[str | Path] = (),
     ) -> None:
         self.node = node
+        self.links = LinkStates(link_files)
+        # Probes without a seed of their own draw from this counter: an agent's sequence of
+        # probes is the same on every run.
+        self._probes = 0
+        self._calibrations = 0
         self.attestor = attestor
         self.executor = NodeExecutor(node.spec)
         self.started = time.time()
@@ -199,6 +209,8 @@ class QpuAgent:
                 return echo_reply(request)
             case AttestRequest():
                 return await self.attest(request)
+            case LinkLatencyRequest():
+                return await self.link_latency(request)
             case _:
                 assert_never(request)
 
@@ -320,10 +332,14 @@ class QpuAgent:
         started = time.perf_counter()
         circuits = calibration_circuits(self.node.spec.qubits, self.calibration_pair())
         counts: dict[str, dict[str, int]] = {}
+        # Seeded from a counter, as probes are: an agent's calibrations are the same on every
+        # run, so the figures planned with (qorch.pipeline.figures) are too.
+        seed = self._calibrations * 1_000_003
+        self._calibrations += 1
         async with self._qpu:
-            for name, circuit in circuits.items():
+            for index, (name, circuit) in enumerate(circuits.items()):
                 execution = await asyncio.to_thread(
-                    self.executor.run, circuit, CALIBRATION_SHOTS, None, 0
+                    self.executor.run, circuit, CALIBRATION_SHOTS, seed + index * 7919, 0
                 )
                 counts[name] = execution.counts
         result = figures(counts, self.node.spec.qubits)
@@ -346,16 +362,21 @@ class QpuAgent:
         )
 
     async def probe_link(self, request: ProbeLinkRequest) -> ProbeLinkReply:
-        """Generate and measure Bell pairs shared with a linked node (co-simulated here)."""
+        """Generate and measure Bell pairs shared with a linked node (co-simulated here):
+        of the link's physical state where this agent holds it (its link file), else of
+        the figures the request carries, as the reply's `source` says."""
         a, b = request.readout_errors
+        state = self.links.spec(request.link) if request.link is not None else None
+        fidelity, success, rate = (
+            (state.fidelity, state.success_probability, state.generation_rate_hz)
+            if state is not None
+            else (request.fidelity, request.success_probability, request.generation_rate_hz)
+        )
+        seed = request.seed if request.seed is not None else self._probes
+        self._probes += 1
         async with self._qpu:
             result = await asyncio.to_thread(
-                probe,
-                request.fidelity,
-                request.success_probability,
-                request.generation_rate_hz,
-                request.pairs,
-                (a, b),
+                probe, fidelity, success, rate, request.pairs, (a, b), seed
             )
         return ProbeLinkReply(
             measured_fidelity=round(result.measured_fidelity, 6),
@@ -363,7 +384,24 @@ class QpuAgent:
             attempts=result.attempts,
             successes=result.successes,
             mean_generation_seconds=result.mean_generation_seconds,
+            agreements=result.agreements,
+            source="request" if state is None else "linkState",
         )
+
+    async def link_latency(self, request: LinkLatencyRequest) -> LinkLatencyReply:
+        """Measure the classical path to a linked node's agent over the peer channel, or
+        admit that agent's echoes (qorch.qpu.peer)."""
+        if self.peers is None:
+            raise AgentError(ErrorCode.PROGRAM_REJECTED, "this agent serves no peer channel")
+        keys = decode_keys(request.peer_public_keys, "link_latency.peerPublicKeys")
+        if request.role == "answer":
+            self.peers.answer_echoes(request.exchange, keys, request.wait_seconds)
+            return LinkLatencyReply()
+        assert request.peer_endpoint is not None  # the request's validator
+        samples = await self.peers.measure_latency(
+            request.exchange, request.peer_endpoint, keys, request.samples, request.wait_seconds
+        )
+        return LinkLatencyReply(samples_seconds=samples)
 
     async def run(self, request: RunRequest) -> RunResult | RunProgress:
         """Run a program (once per id) and return its result. With `waitSeconds`, answer
@@ -731,14 +769,15 @@ async def serve(
     keys: AgentKeys,
     node_file: str | Path | None = None,
     attestor: Attestor | None = None,
+    link_files: Sequence[str | Path] = (),
 ) -> None:
     """Serve until cancelled; prints the bound URL so a launcher can find a port-0 agent.
-    With `node_file`, the node follows changes to that manifest (see `QpuAgent.refresh`);
-    the keys follow their files (see qorch.qpu.agent_keys); with `attestor`, it answers
-    `attest` challenges."""
+    With `node_file`, the node follows changes to that manifest (see `QpuAgent.refresh`),
+    and its links to their `link_files` (qorch.qpu.link_state); the keys follow their files
+    (see qorch.qpu.agent_keys); with `attestor`, it answers `attest` challenges."""
     if not keys.trusted:
         raise ValueError("no trusted operator key: the agent would answer nobody")
-    agent = QpuAgent(node, node_file=node_file, attestor=attestor)
+    agent = QpuAgent(node, node_file=node_file, attestor=attestor, link_files=link_files)
     agent.telemetry.configure_tracing()  # here, not in QpuAgent: in-process agents keep theirs
     limits = ServerLimits()
     runner = web.AppRunner(

@@ -18,9 +18,13 @@ simulated node the two agree, and the sequences need no Clifford sampling.
 
 from __future__ import annotations
 
+import functools
+import json
 from dataclasses import dataclass
 
 from qiskit import QuantumCircuit
+
+from qorch.api.quantum_node import QuantumNodeSpec
 
 SINGLE_QUBIT_SEQUENCE = 200
 TWO_QUBIT_SEQUENCE = 40
@@ -138,3 +142,48 @@ def _p_bit(counts: dict[str, int], qubit: int, value: str) -> float:
     """Probability that clbit `qubit` (rightmost = 0) reads `value`."""
     total = max(1, sum(counts.values()))
     return sum(n for k, n in counts.items() if k[len(k) - 1 - qubit] == value) / total
+
+
+def standard_errors(figures: CalibrationFigures, readout_qubits: int) -> dict[str, float]:
+    """Sampling standard errors of the figures of one calibration of SHOTS shots a circuit
+    (binomial counts through the delta method), for comparing two calibrations."""
+
+    def decay(p: float, floor: float, bits: int, m: int) -> float:
+        s0 = (1 - figures.readout_error) ** bits
+        if s0 <= floor:
+            return 1.0
+        x = max((1 - p) ** m, 1e-9)
+        sm = floor + (s0 - floor) * x
+        dx = ((sm * (1 - sm) + x * x * s0 * (1 - s0)) / SHOTS) ** 0.5 / (s0 - floor)
+        return float(x ** (1 / m - 1) * dx / m)
+
+    r = figures.readout_error
+    out = {
+        "readoutError": (r * (1 - r) / (2 * readout_qubits * SHOTS)) ** 0.5,
+        "singleQubitError": decay(figures.single_qubit_error, 0.5, 1, SINGLE_QUBIT_SEQUENCE),
+    }
+    if figures.two_qubit_error is not None:
+        out["twoQubitError"] = decay(figures.two_qubit_error, 0.25, 2, TWO_QUBIT_SEQUENCE)
+    return out
+
+
+def expected_figures(spec: QuantumNodeSpec) -> CalibrationFigures:
+    """What calibration reads on a node whose noise is as `spec` declares: the calibration
+    circuits run under the declared noise, on two qubits (the noise is the same on every
+    qubit), with a fixed seed; cached per noise."""
+    return _expected(spec.noise.model_dump_json(), tuple(spec.basis_gates))
+
+
+@functools.lru_cache(maxsize=256)
+def _expected(noise_json: str, basis_gates: tuple[str, ...]) -> CalibrationFigures:
+    from .executor import NodeExecutor  # Aer: only when a node's figures are compared
+
+    spec = QuantumNodeSpec.model_validate(
+        {"qubits": 2, "basisGates": list(basis_gates), "noise": json.loads(noise_json)}
+    )
+    executor = NodeExecutor(spec)
+    counts = {
+        name: executor.run(circuit, SHOTS, 7919, 0).counts
+        for name, circuit in calibration_circuits(2, (0, 1)).items()
+    }
+    return figures(counts, 2)

@@ -2,12 +2,20 @@
 
 Each Bell pair takes a geometric number of attempts (success probability p per attempt, at
 the link's generation rate), and arrives as a Werner state of the link's fidelity F. Half
-of the pairs are measured in ZZ, half in XX, each end with its node's readout error. For a
-Werner state <ZZ> = <XX> = (4F - 1) / 3, so F = (1 + 3 <P>) / 4 for the mean parity <P>.
+of the pairs are measured in ZZ, half in XX, each end with its node's readout error. A pair
+*agrees* when its two outcomes have the parity a perfect pair gives (even, for Phi+). For a
+Werner state <ZZ> = <XX> = (4F - 1) / 3, and each end's readout error r shrinks a parity by
+(1 - 2r); so from `k` agreements out of `n` pairs
+
+    P = 2 k / n - 1,    F = 1/4 + 3/4 * P / ((1 - 2 r_a)(1 - 2 r_b)).
+
+The agreements are a binomial count: the Wilson score interval of k / n, mapped through the
+same (monotone) formula, is the confidence interval of F (`fidelity_interval`).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,6 +25,10 @@ from qiskit_aer.noise import NoiseModel, ReadoutError
 
 from .composite_noise import werner_error
 
+#: Standard normal quantile of the intervals probes state: 3 sigma, 99.73% two-sided.
+Z = 3.0
+CONFIDENCE = 0.9973
+
 
 @dataclass(frozen=True)
 class ProbeResult:
@@ -25,6 +37,7 @@ class ProbeResult:
     successes: int
     mean_generation_seconds: float
     fidelity_std_error: float
+    agreements: int = 0
 
     @property
     def success_rate(self) -> float:
@@ -50,9 +63,8 @@ def _readout_model(readout_errors: tuple[float, float]) -> NoiseModel:
     return model
 
 
-def _parity(counts: dict[str, int]) -> float:
-    total = sum(counts.values())
-    return sum(n if key.count("1") % 2 == 0 else -n for key, n in counts.items()) / total
+def _agreements(counts: dict[str, int]) -> int:
+    return sum(n for key, n in counts.items() if key.count("1") % 2 == 0)
 
 
 def probe(
@@ -63,31 +75,72 @@ def probe(
     readout_errors: tuple[float, float] = (0.0, 0.0),
     seed: int | None = None,
 ) -> ProbeResult:
-    """Generate and measure `pairs` Bell pairs on a link with these properties."""
+    """Generate and measure `pairs` Bell pairs on a link with these properties. The
+    measured fidelity is as read, readout errors included (see `fidelity_interval`)."""
     rng = np.random.default_rng(seed)
     attempts = rng.geometric(success_probability, size=pairs)
     simulator = AerSimulator(noise_model=_readout_model(readout_errors))
-    half = max(1, pairs // 2)
-    parities = []
-    for basis in ("zz", "xx"):
-        result = simulator.run(
-            _pair_circuit(fidelity, basis), shots=half, seed_simulator=seed
-        ).result()
-        parities.append(_parity(result.get_counts()))
-    mean = sum(parities) / 2
-    # Each parity is a mean of +-1 outcomes over `half` pairs.
-    std_parity = float(np.sqrt(sum(1 - p * p for p in parities) / (4 * half)))
+    agreements = 0
+    for basis, shots in (("zz", pairs - pairs // 2), ("xx", pairs // 2)):
+        if shots:
+            # Aer seeds shot i with seed + i: seeds drawn far apart keep the two halves, and
+            # consecutive probes, independent.
+            basis_seed = None if seed is None else int(rng.integers(2**31))
+            result = simulator.run(
+                _pair_circuit(fidelity, basis), shots=shots, seed_simulator=basis_seed
+            ).result()
+            agreements += _agreements(result.get_counts())
+    p = agreements / pairs
     return ProbeResult(
-        measured_fidelity=(1 + 3 * mean) / 4,
+        measured_fidelity=(3 * p - 1) / 2,
         attempts=int(attempts.sum()),
         successes=pairs,
         mean_generation_seconds=float(attempts.mean() / generation_rate_hz),
-        fidelity_std_error=0.75 * std_parity,
+        fidelity_std_error=1.5 * math.sqrt(p * (1 - p) / pairs),
+        agreements=agreements,
     )
 
 
+def wilson_interval(k: int, n: int, z: float = Z) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion k / n."""
+    if n <= 0:
+        return 0.0, 1.0
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def pair_fidelity(agreement: float, readout_errors: tuple[float, float]) -> float:
+    """The pairs' own fidelity from the fraction that agreed, readout errors taken out;
+    clamped to [0, 1] (sampling may carry it a little past either end)."""
+    shrink = (1 - 2 * readout_errors[0]) * (1 - 2 * readout_errors[1])
+    if shrink <= 0:
+        return 0.25  # the readout says nothing of the pairs
+    return max(0.0, min(1.0, 0.25 + 0.75 * (2 * agreement - 1) / shrink))
+
+
+def fidelity_interval(
+    agreements: int,
+    pairs: int,
+    readout_errors: tuple[float, float],
+    z: float = Z,
+    readout_std_error: float = 0.0,
+) -> tuple[float, float, float]:
+    """Estimate, lower and upper bound of the pairs' fidelity from a probe's agreements.
+    With `readout_std_error` (of readout errors that were themselves measured), the bounds
+    also take the readout errors `z` standard errors lower and higher: a larger readout
+    error takes more out, so it lifts the fidelity."""
+    low, high = wilson_interval(agreements, pairs, z)
+    estimate = pair_fidelity(agreements / pairs if pairs else 0.5, readout_errors)
+    spread = z * readout_std_error
+    less = (max(0.0, readout_errors[0] - spread), max(0.0, readout_errors[1] - spread))
+    more = (min(0.5, readout_errors[0] + spread), min(0.5, readout_errors[1] + spread))
+    return estimate, pair_fidelity(low, less), pair_fidelity(high, more)
+
+
 def expected_fidelity(fidelity: float, readout_errors: tuple[float, float]) -> float:
-    """What the probe should measure on a healthy link: readout errors shrink each parity
+    """What the probe should read on a healthy link: readout errors shrink each parity
     by (1 - 2 r) per end."""
     shrink = (1 - 2 * readout_errors[0]) * (1 - 2 * readout_errors[1])
     return (1 + (4 * fidelity - 1) * shrink) / 4

@@ -14,6 +14,11 @@ which trusted key opened the session). Messages carry a sequence number from 0; 
 receiver accepts exactly the next one (a repeat of the last one, as a retried call sends,
 is acknowledged again and not used twice).
 
+The same channel carries `peer_echo`, with which one agent of a link measures the latency
+of the classical path to the other (`measure_latency`): the operator first has the
+answering agent admit the measuring agent's pinned key for one exchange (`answer_echoes`),
+then asks the measuring agent to echo; no message of the measurement passes the operator.
+
 A receiver fails its program with a named ErrorCode, and never returns partial data, when a
 message does not come within `wait_seconds` (PeerMessageMissing), is not signed by the
 pinned sender (PeerBadSignature) or is not the next one (PeerOutOfOrder); a sender fails
@@ -34,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from pydantic import ValidationError
 from qiskit import QuantumCircuit
 
 from qorch.agent_protocol import (
@@ -45,8 +51,11 @@ from qorch.agent_protocol import (
     LoccSend,
     PeerBitsReply,
     PeerBitsRequest,
+    PeerEchoReply,
+    PeerEchoRequest,
     RunRequest,
     RunResult,
+    field_errors,
 )
 from qorch.channel import (
     ChannelError,
@@ -122,13 +131,13 @@ def signed_by(message: PeerBitsRequest, public_keys: Sequence[bytes]) -> bool:
     return any(get_provider().verify(k, raw, signed, SIGNATURE_CONTEXT) for k in public_keys)
 
 
-def decode_keys(texts: Sequence[str]) -> tuple[bytes, ...]:
-    """The pinned keys of a run request's `locc`; a BadRequest naming the field if one is
-    not a key."""
+def decode_keys(texts: Sequence[str], where: str = "run.locc.peerPublicKeys") -> tuple[bytes, ...]:
+    """The pinned keys of a run request's `locc` (or of the request field `where`); a
+    BadRequest naming the field if one is not a key."""
     try:
         return tuple(decode_public_key(text) for text in texts)
     except ValueError as exc:
-        raise AgentError(ErrorCode.BAD_REQUEST, f"run.locc.peerPublicKeys: {exc}") from None
+        raise AgentError(ErrorCode.BAD_REQUEST, f"{where}: {exc}") from None
 
 
 @dataclass
@@ -140,6 +149,7 @@ class _Inbound:
     next_seq: int = 0
     last_accepted: bytes | None = None
     failed: AgentError | None = None
+    echoes: bool = False  # a latency measurement's exchange: echoes only, no bits
 
     def fail(self, error: AgentError) -> AgentError:
         if self.failed is None:
@@ -223,6 +233,8 @@ class PeerMessaging:
             raise AgentError(
                 ErrorCode.UNKNOWN_PROGRAM, f"no exchange {message.exchange} is open here"
             )
+        if isinstance(message, PeerEchoRequest) or inbound.echoes:
+            return self._echo(message, inbound, received)
         if inbound.failed is not None:
             raise inbound.failed
         if not signed_by(message, inbound.keys):
@@ -256,6 +268,20 @@ class PeerMessaging:
         self.counters.received += 1
         self._report()
         return PeerBitsReply(
+            seq=message.seq, received_at_ns=received, sent_at_ns=time.time_ns()
+        ).wire()
+
+    def _echo(
+        self, message: PeerBitsRequest | PeerEchoRequest, inbound: _Inbound, received: int
+    ) -> dict[str, Any]:
+        if not (isinstance(message, PeerEchoRequest) and inbound.echoes):
+            raise AgentError(
+                ErrorCode.BAD_REQUEST,
+                f"exchange {message.exchange} does not take {message.operation()}",
+            )
+        if message.last:
+            self.close_exchange(message.exchange)
+        return PeerEchoReply(
             seq=message.seq, received_at_ns=received, sent_at_ns=time.time_ns()
         ).wire()
 
@@ -422,6 +448,59 @@ class PeerMessaging:
                 self._report()
                 return one_way
             await asyncio.sleep(min(RETRY_SECONDS, max(0.0, deadline - loop.time())))
+
+    # -- the classical path's latency -----------------------------------------------------
+
+    def answer_echoes(self, exchange: str, keys: tuple[bytes, ...], wait_seconds: float) -> None:
+        """Admit `keys` for the echoes of `exchange`, until its last echo or `wait_seconds`."""
+        self.expect(exchange, keys).echoes = True
+        asyncio.get_running_loop().call_later(wait_seconds, self.close_exchange, exchange)
+
+    async def measure_latency(
+        self,
+        exchange: str,
+        endpoint: str,
+        keys: tuple[bytes, ...],
+        samples: int,
+        wait_seconds: float,
+    ) -> list[float]:
+        """One-way seconds of `samples` echoes to the agent at `endpoint` (pinned to
+        `keys`): half of each round trip less the time the peer held it. A first echo opens
+        the channel session and is not counted (a handshake is no part of a feed-forward).
+        PeerUnreachable when the peer does not answer within `wait_seconds` in all."""
+        pins = KeyPins(tuple(PinnedKey(key) for key in keys))
+        client = ChannelClient(endpoint, self.identity, pins, prefix=PEER_PREFIX, timeout=None)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_seconds
+        out: list[float] = []
+        try:
+            for seq in range(samples + 1):
+                message = PeerEchoRequest(exchange=exchange, seq=seq, last=seq == samples)
+                left = max(0.001, deadline - loop.time())
+                started = time.perf_counter_ns()
+                raw = await client.call(message.operation(), message.wire(), timeout=left)
+                elapsed = time.perf_counter_ns() - started
+                reply = PeerEchoReply.model_validate(raw)
+                if reply.seq != seq:
+                    raise AgentError(
+                        ErrorCode.BAD_REPLY, f"echo {seq} answered with echo {reply.seq}"
+                    )
+                held = max(0, reply.sent_at_ns - reply.received_at_ns)
+                if seq:
+                    out.append(max(0, elapsed - min(held, elapsed)) / 2e9)
+        except RemoteError as exc:
+            raise AgentError(exc.error_type, exc.remote_message) from None
+        except ValidationError as exc:
+            raise AgentError(ErrorCode.BAD_REPLY, field_errors(exc, ("peer_echo reply",))) from None
+        except (ChannelTimeout, ChannelError) as exc:
+            raise AgentError(
+                ErrorCode.PEER_UNREACHABLE,
+                f"{endpoint} did not answer the echoes of exchange {exchange}:"
+                f" {type(exc).__name__}: {exc}",
+            ) from None
+        finally:
+            await client.close()
+        return out
 
     # -- a program -------------------------------------------------------------------------
 

@@ -1,20 +1,21 @@
-"""Feedforward latency, measured: timestamped echoes to the two agents of a link.
+"""Feed-forward latency, measured agent to agent over their own post-quantum channel.
 
 A feed-forward on a link carries a measurement outcome from one node's controller to the
-other's. The classical path between two agents runs through the authenticated channel, so
-its latency is measured over that channel: the pipeline sends timestamped `echo` calls to
-each agent, subtracts the time the agent spent between receiving and answering (its own
-timestamps), and takes half of the two network round trips as the one-way time from one
-agent to the other:
+other's. Two latencies belong to a link and are kept apart:
 
-    one sample   = (rtt(a) + rtt(b)) / 2 + declared classicalLatencyMicroseconds
-    the estimate = median of the samples
+- the *physical* classical latency (`spec.classicalLatencyMicroseconds`: fibre and
+  controller time, declared, since a QPU controller's feed-forward is not this Python
+  stack). It alone is charged as idle decoherence in the simulated programs, so the same
+  manifests give the same plan and estimate on every run;
+- the *measured* latency of the classical path between the two agents: one agent sends
+  timestamped echoes straight to the other over the peer channel (qorch.qpu.peer), with
+  the peer's pinned key; the operator only tells each its peer and carries no echo. One
+  sample is half a round trip less the time the peer held the echo; the estimate is their
+  median. It goes into `status.feedforwardLatencyMicroseconds`, the M3 metrics
+  (`qorch_feedforward_latency_seconds{link}` per sample, `qorch_link_feedforward_latency_seconds`
+  the estimate) and the job's time estimate, never into the physics.
 
-The declared latency stands for the part of the path the channel does not see (the link's
-own classical channel). Every sample goes into `qorch_feedforward_latency_seconds{link}`;
-the estimate is what the planner uses and `qorch_link_feedforward_latency_seconds` shows.
-
-The agent's side is `echo_reply(request)`, answering op `echo`.
+The agent's side of the older operator round trip, `echo_reply`, still answers op `echo`.
 """
 
 from __future__ import annotations
@@ -22,10 +23,18 @@ from __future__ import annotations
 import logging
 import statistics
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from qorch.agent_protocol import Caller, EchoReply, EchoRequest, ask
+from qorch.agent_protocol import (
+    Caller,
+    EchoReply,
+    EchoRequest,
+    LinkLatencyRequest,
+    ask,
+)
+from qorch.channel.identity import encode_public_key
 
 from . import metrics as m
 
@@ -33,6 +42,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_SAMPLES = 5
 ECHO_TIMEOUT_SECONDS = 5.0
+# Where a node's agent is reached, and the keys pinned for it now.
+Address = tuple[str, tuple[bytes, ...]]
 
 
 def echo_reply(request: EchoRequest) -> EchoReply:
@@ -44,68 +55,62 @@ def echo_reply(request: EchoRequest) -> EchoReply:
 
 @dataclass(frozen=True)
 class FeedforwardMeasurement:
-    """Result of one probe of a link."""
+    """One measurement of a link's classical path, agent to agent."""
 
     samples_seconds: tuple[float, ...]
-    rtt_a_seconds: tuple[float, ...]
-    rtt_b_seconds: tuple[float, ...]
-    declared_seconds: float
 
     @property
     def feedforward_seconds(self) -> float:
-        """Median one-way feedforward latency, declared latency included."""
+        """Median one-way latency of the classical path between the agents."""
         return statistics.median(self.samples_seconds)
 
     @property
     def feedforward_microseconds(self) -> float:
         return self.feedforward_seconds * 1e6
 
-    @property
-    def measured_seconds(self) -> float:
-        """The measured part alone: median of (rtt_a + rtt_b) / 2."""
-        return self.feedforward_seconds - self.declared_seconds
 
-
-async def echo_rtt(client: Caller, seq: int, timeout: float = ECHO_TIMEOUT_SECONDS) -> float:
-    """Round trip of one echo to an agent, less the time the agent held it, in seconds."""
-    sent = time.perf_counter_ns()
-    request = EchoRequest(seq=seq, sent_at_ns=time.time_ns())
-    reply = await ask(client, request, timeout=timeout)
-    elapsed = time.perf_counter_ns() - sent
-    held = 0  # an agent without timestamps: the whole round trip counts
-    if reply.sent_at_ns is not None and reply.received_at_ns is not None:
-        held = max(0, reply.sent_at_ns - reply.received_at_ns)
-    if reply.payload.seq != seq:
-        raise ValueError(f"echo {seq} answered with echo {reply.payload.seq}")
-    return max(0, elapsed - min(held, elapsed)) / 1e9
+def _keys(address: Address, which: str) -> list[str]:
+    if not address[1]:
+        raise ValueError(f"the agent of {which} has no pinned key: its peer cannot trust it")
+    return [encode_public_key(k) for k in address[1]]
 
 
 async def measure_feedforward_latency(
     client_a: Caller,
     client_b: Caller,
+    address_a: Address,
+    address_b: Address,
     *,
-    declared_latency_seconds: float = 0.0,
     samples: int = DEFAULT_SAMPLES,
     timeout: float = ECHO_TIMEOUT_SECONDS,
+    exchange: str | None = None,
 ) -> FeedforwardMeasurement:
-    """Measure the feedforward latency between the agents behind `client_a` and `client_b`.
-
-    The first echo to each agent is a warm-up (it may open a channel session, whose
-    handshake is no part of a feed-forward) and is not counted. Raises what the clients
-    raise (AgentError) when an agent does not answer.
-    """
+    """Have the agent behind `client_a` measure its classical path to the agent behind
+    `client_b`: b first admits a's key for one exchange, then a echoes to b's endpoint
+    under b's pinned key. Raises what the clients raise (AgentError) when an agent does
+    not answer, ValueError when an agent has no pinned key."""
     if samples < 1:
         raise ValueError("samples must be >= 1")
-    await echo_rtt(client_a, -1, timeout)
-    await echo_rtt(client_b, -1, timeout)
-    rtt_a, rtt_b, out = [], [], []
-    for seq in range(samples):
-        a = await echo_rtt(client_a, seq, timeout)
-        b = await echo_rtt(client_b, seq, timeout)
-        rtt_a.append(a)
-        rtt_b.append(b)
-        out.append((a + b) / 2 + declared_latency_seconds)
-    return FeedforwardMeasurement(tuple(out), tuple(rtt_a), tuple(rtt_b), declared_latency_seconds)
+    exchange = exchange or f"latency-{uuid.uuid4().hex[:16]}"
+    answer = LinkLatencyRequest(
+        exchange=exchange,
+        role="answer",
+        peer_public_keys=_keys(address_a, "the first node"),
+        wait_seconds=timeout,
+    )
+    await ask(client_b, answer, timeout=timeout)
+    measure = LinkLatencyRequest(
+        exchange=exchange,
+        role="measure",
+        peer_endpoint=address_b[0],
+        peer_public_keys=_keys(address_b, "the second node"),
+        samples=samples,
+        wait_seconds=timeout,
+    )
+    reply = await ask(client_a, measure, timeout=2 * timeout)
+    if len(reply.samples_seconds) != samples:
+        raise ValueError(f"{len(reply.samples_seconds)} samples came back, {samples} asked")
+    return FeedforwardMeasurement(tuple(reply.samples_seconds))
 
 
 def record_feedforward(
@@ -130,24 +135,25 @@ async def probe_link_feedforward(
     link: Any,
     client_a: Caller,
     client_b: Caller,
+    address_a: Address,
+    address_b: Address,
     *,
     samples: int = DEFAULT_SAMPLES,
     metrics: m.QorchMetrics | None = None,
 ) -> FeedforwardMeasurement | None:
-    """Measure an EntanglementLink's feedforward latency and record it (one-line hook).
+    """Measure an EntanglementLink's classical path agent to agent and record it.
 
-    `client_a` and `client_b` are the agents of `link.spec.nodes[0]` and `[1]`. When an
-    agent does not answer (or does not know `echo` yet) nothing is recorded, the reason is
-    logged, and the result is None: a latency that was not measured is not made up.
+    `client_a`/`address_a` are the agent of `link.spec.nodes[0]`, `b` of `[1]`. When an
+    agent does not answer (or does not know `link_latency` yet) nothing is recorded, the
+    reason is logged, and the result is None: a latency that was not measured is not made up.
     """
-    declared = float(link.spec.classical_latency_microseconds or 0.0) * 1e-6
     try:
         measurement = await measure_feedforward_latency(
-            client_a, client_b, declared_latency_seconds=declared, samples=samples
+            client_a, client_b, address_a, address_b, samples=samples
         )
     except Exception as exc:  # AgentError and the like; cancellation passes through
         log.warning(
-            "feedforward probe of link %s/%s failed: %s",
+            "feed-forward latency of link %s/%s not measured: %s",
             link.metadata.namespace,
             link.metadata.name,
             getattr(exc, "code", None) or type(exc).__name__,

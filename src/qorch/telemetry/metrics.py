@@ -210,8 +210,8 @@ TABLE: tuple[Row, ...] = (
     Row(
         Histogram,
         "qorch_feedforward_latency_seconds",
-        "M3 feedforward latency, measured: half the round trip of timestamped echoes"
-        " between the link's two agents, plus the link's declared classical latency.",
+        "M3 feedforward latency, measured agent to agent: half the round trip of"
+        " timestamped echoes from one agent of the link straight to the other.",
         LINK,
         FEEDFORWARD_BUCKETS,
     ),

@@ -151,6 +151,24 @@ class FakeWorld:
     def node(self, name: str) -> QuantumNode:
         return self._nodes[name]
 
+    def add_link(self, name: str, a: str, b: str, **spec: Any) -> EntanglementLink:
+        """An Up link between `a` and `b`; `spec` in camelCase, as a manifest writes it."""
+        link = EntanglementLink.model_validate(
+            {
+                "metadata": {"name": name, "namespace": NAMESPACE, "uid": f"uid-{name}"},
+                "spec": {
+                    "nodes": [a, b],
+                    "fidelity": 0.95,
+                    "generationRateHz": 1e6,
+                    "successProbability": 0.5,
+                    **spec,
+                },
+                "status": {"phase": "Up"},
+            }
+        )
+        self._links[name] = link
+        return link
+
     def remove_node(self, name: str) -> None:
         del self._nodes[name]
 

@@ -69,3 +69,56 @@ def test_an_infeasible_candidate_has_no_workload() -> None:
     candidate = estimate_single(demand)
     assert not candidate.feasible
     assert workload(candidate, demand).seconds is None
+
+
+def test_the_measured_classical_path_is_time_for_locc_messages_only() -> None:
+    import dataclasses
+
+    from qorch.planner.strategies import estimate_locc_cut
+
+    from .test_locc_estimate import OBSERVABLES, handover
+
+    nodes = [node("a", 3, NOISY), node("b", 3, NOISY)]
+    physical = link("a", "b", latency_us=10)
+    measured = dataclasses.replace(physical, measured_latency_us=2000.0)
+    loads = []
+    for x in (physical, measured):
+        demand = Demand(handover(), OBSERVABLES, nodes, [x], 3000, 600, 1000)
+        locc = estimate_locc_cut(demand)
+        assert locc.feasible, locc.reason
+        loads.append(workload(locc, demand).seconds)
+    plan = locc.plan
+    assert loads[0] is not None and loads[1] is not None
+    # 1000 shots per subexperiment: one message of up to 1024 outcomes each
+    messages = plan.num_subexperiments  # type: ignore[union-attr]
+    assert loads[1] - loads[0] == pytest.approx(messages * 2000e-6)
+    # a co-simulated teleport program sends nothing over that path
+    demand = _demand(ghz(4), nodes, [measured], shots=100)
+    teleport = next(
+        c
+        for c in estimate_candidates(
+            ghz(4),
+            None,
+            nodes,
+            [measured],
+            shots=100,
+            timeout_seconds=600,
+            max_sampling_overhead=100,
+        )
+        if c.strategy == "teleport"
+    )
+    plain = next(
+        c
+        for c in estimate_candidates(
+            ghz(4),
+            None,
+            nodes,
+            [physical],
+            shots=100,
+            timeout_seconds=600,
+            max_sampling_overhead=100,
+        )
+        if c.strategy == "teleport"
+    )
+    assert workload(teleport, demand).seconds == workload(plain, demand).seconds
+    assert teleport.estimated_fidelity == plain.estimated_fidelity

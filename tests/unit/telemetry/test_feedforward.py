@@ -1,14 +1,14 @@
-"""Feedforward latency is measured from timestamped echoes, not assumed."""
+"""Feed-forward latency is measured agent to agent, never through the operator, and never
+added to the link's physical latency."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import Any
 
 import pytest
 
 from qorch.agent_protocol import EchoRequest
+from qorch.channel.identity import Identity, encode_public_key
 from qorch.telemetry.feedforward import (
     echo_reply,
     measure_feedforward_latency,
@@ -17,26 +17,29 @@ from qorch.telemetry.feedforward import (
 from qorch.telemetry.metrics import QorchMetrics
 from tests.support import REPO
 
+KEY_A, KEY_B = Identity.generate().public_key, Identity.generate().public_key
+ADDRESS_A = ("http://a.test:8443", (KEY_A,))
+ADDRESS_B = ("http://b.test:8443", (KEY_B,))
 
-class EchoAgent:
-    """An agent `delay` seconds away each way that holds each echo `hold` seconds."""
 
-    def __init__(self, delay: float, hold: float = 0.0) -> None:
-        self.delay = delay
-        self.hold = hold
-        self.calls: list[dict[str, Any]] = []
+class LatencyAgent:
+    """An agent that answers `link_latency` as a real one does: the measuring side with
+    `samples` (its one-way times to the peer)."""
+
+    def __init__(self, samples: list[float] | None = None) -> None:
+        self.samples = samples or []
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.log: list[str] | None = None
 
     async def call(
         self, op: str, payload: dict[str, Any], *, timeout: float | None = None
     ) -> dict[str, Any]:
-        assert op == "echo"
-        self.calls.append(payload)
-        await asyncio.sleep(self.delay)
-        received = time.time_ns()
-        await asyncio.sleep(self.hold)
-        reply = {"payload": payload, "receivedAtNs": received, "sentAtNs": time.time_ns()}
-        await asyncio.sleep(self.delay)
-        return reply
+        self.calls.append((op, payload))
+        if self.log is not None:
+            self.log.append(f"{payload['role']} {op}")
+        if payload["role"] == "answer":
+            return {"samplesSeconds": []}
+        return {"samplesSeconds": self.samples[: payload["samples"]]}
 
 
 def test_the_agent_echoes_the_payload_with_its_timestamps() -> None:
@@ -45,67 +48,80 @@ def test_the_agent_echoes_the_payload_with_its_timestamps() -> None:
     assert 0 <= reply["sentAtNs"] - reply["receivedAtNs"] < 10**8
 
 
-async def test_half_the_round_trips_plus_the_declared_latency() -> None:
-    a, b = EchoAgent(0.004), EchoAgent(0.010)
-    result = await measure_feedforward_latency(a, b, declared_latency_seconds=0.001, samples=3)
-    # (2 * 4 ms + 2 * 10 ms) / 2 = 14 ms measured, plus 1 ms declared
-    assert result.feedforward_seconds == pytest.approx(0.015, abs=0.004)
-    assert result.measured_seconds == pytest.approx(0.014, abs=0.004)
-    assert len(result.samples_seconds) == 3
-    assert all(r >= 0.008 for r in result.rtt_a_seconds)
+async def test_the_answering_agent_admits_the_measuring_one_first_then_it_measures() -> None:
+    log: list[str] = []
+    a, b = LatencyAgent([0.003, 0.001, 0.002]), LatencyAgent()
+    a.log = b.log = log
+    result = await measure_feedforward_latency(a, b, ADDRESS_A, ADDRESS_B, samples=3)
+    assert log == ["answer link_latency", "measure link_latency"]
+    [(_, answer)] = b.calls
+    [(_, measure)] = a.calls
+    assert answer["peerPublicKeys"] == [encode_public_key(KEY_A)]
+    assert measure["peerEndpoint"] == ADDRESS_B[0]
+    assert measure["peerPublicKeys"] == [encode_public_key(KEY_B)]
+    assert answer["exchange"] == measure["exchange"]
+    # the median of the agent-to-agent samples, nothing added
+    assert result.feedforward_seconds == 0.002
+    assert result.samples_seconds == (0.003, 0.001, 0.002)
 
 
-async def test_time_the_agent_holds_an_echo_is_not_latency() -> None:
-    slow = EchoAgent(0.002, hold=0.030)
-    result = await measure_feedforward_latency(slow, slow, samples=2)
-    assert result.feedforward_seconds < 0.015
+async def test_no_echo_goes_through_the_operator() -> None:
+    a, b = LatencyAgent([0.001]), LatencyAgent()
+    await measure_feedforward_latency(a, b, ADDRESS_A, ADDRESS_B, samples=1)
+    assert {op for op, _ in a.calls + b.calls} == {"link_latency"}
 
 
-async def test_the_warm_up_echo_is_not_counted() -> None:
-    a, b = EchoAgent(0.0), EchoAgent(0.0)
-    await measure_feedforward_latency(a, b, samples=2)
-    assert [c["seq"] for c in a.calls] == [-1, 0, 1]
-
-
-async def test_a_wrong_echo_is_an_error() -> None:
-    class Liar(EchoAgent):
-        async def call(self, op: str, payload: dict[str, Any], **kw: Any) -> dict[str, Any]:
-            return {"payload": {"seq": 99}}
-
-    with pytest.raises(ValueError):
-        await measure_feedforward_latency(Liar(0), Liar(0), samples=1)
+async def test_a_short_answer_is_an_error() -> None:
+    with pytest.raises(ValueError, match="1 samples came back, 3 asked"):
+        await measure_feedforward_latency(
+            LatencyAgent([0.001]), LatencyAgent(), ADDRESS_A, ADDRESS_B, samples=3
+        )
 
 
 async def test_a_probe_records_every_sample_and_the_estimate(metrics: QorchMetrics) -> None:
     from qorch.api.manifests import load_manifests
 
-    manifests = load_manifests([str(REPO / "examples/quickstart/nodes.yaml")])
-    link = manifests.links[0]
+    link = load_manifests([str(REPO / "examples/quickstart/nodes.yaml")]).links[0]
+    samples = [0.0004, 0.0002, 0.0003, 0.0005]
     result = await probe_link_feedforward(
-        link, EchoAgent(0.001), EchoAgent(0.001), samples=4, metrics=metrics
+        link,
+        LatencyAgent(samples),
+        LatencyAgent(),
+        ADDRESS_A,
+        ADDRESS_B,
+        samples=4,
+        metrics=metrics,
     )
     assert result is not None
     labels = {"namespace": link.metadata.namespace, "link": link.metadata.name}
     r = metrics.registry
     assert r.get_sample_value("qorch_feedforward_latency_seconds_count", labels) == 4
     estimate = r.get_sample_value("qorch_link_feedforward_latency_seconds", labels)
-    assert estimate == pytest.approx(result.feedforward_seconds)
-    # the quickstart link declares 250 us of classical latency
-    assert result.declared_seconds == pytest.approx(250e-6)
-    assert estimate > 250e-6
+    assert estimate == pytest.approx(0.00035)
+    # the link's declared (physical) latency is not part of what was measured
+    assert link.spec.classical_latency_microseconds == 250
+    assert result.feedforward_microseconds == pytest.approx(350)
 
 
-async def test_a_probe_that_gets_no_answer_records_nothing(metrics: QorchMetrics) -> None:
+@pytest.mark.parametrize("missing", ["answer", "key"])
+async def test_a_probe_that_cannot_measure_records_nothing(
+    metrics: QorchMetrics, missing: str
+) -> None:
     from qorch.api.manifests import load_manifests
 
-    class Old(EchoAgent):  # an agent that does not know `echo`
+    class Old(LatencyAgent):  # an agent that does not know `link_latency`
         async def call(self, op: str, payload: dict[str, Any], **kw: Any) -> dict[str, Any]:
-            error = Exception("UnknownOperation: unknown operation 'echo'")
+            error = Exception("UnknownOperation: unknown operation 'link_latency'")
             error.code = "UnknownOperation"  # type: ignore[attr-defined]
             raise error
 
     link = load_manifests([str(REPO / "examples/quickstart/nodes.yaml")]).links[0]
-    assert await probe_link_feedforward(link, Old(0), Old(0), metrics=metrics) is None
+    if missing == "answer":
+        agents, address_a = (Old(), Old()), ADDRESS_A
+    else:  # a node without a pinned key: its peer could not trust it
+        agents, address_a = (LatencyAgent([0.001]), LatencyAgent()), ("http://a.test", ())
+    result = await probe_link_feedforward(link, *agents, address_a, ADDRESS_B, metrics=metrics)
+    assert result is None
     labels = {"namespace": "default", "link": "a-b"}
     assert (
         metrics.registry.get_sample_value("qorch_feedforward_latency_seconds_count", labels) is None

@@ -28,6 +28,7 @@ from qorch.api.distributed_job import (
 )
 from qorch.channel.identity import encode_public_key
 from qorch.planner.locc import (
+    SHOTS_PER_MESSAGE,
     LoccCutPlan,
     Shots,
     bases,
@@ -48,7 +49,7 @@ RECEIVE = "locc-receive"
 #: one (the sender) before the program fails and the job re-routes.
 PEER_WAIT_SECONDS = 30.0
 #: Shots' outcomes per message.
-CHUNK_SHOTS = 1024
+CHUNK_SHOTS = SHOTS_PER_MESSAGE
 
 #: Where a node's agent is reached, and the keys pinned for it now (none: not pinned; two
 #: while its key rotates).
