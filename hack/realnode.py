@@ -587,6 +587,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
   sandbox_image = "qorch.local/pause:3.10"
   # Pod network namespaces under the state dir, not /run/netns.
   netns_mounts_under_state_dir = true
+  # Without CAP_SYS_RESOURCE (as here) no process may lower its OOM score below its
+  # parent's, which the kubelet asks for (-998 for sandboxes): keep at containerd's.
+  restrict_oom_score_adj = true
   enable_cdi = false
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
