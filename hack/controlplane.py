@@ -575,7 +575,12 @@ class ControlPlane:
             self.url + path,
             method=method,
             data=json.dumps(body).encode() if body is not None else None,
-            headers={"Content-Type": "application/json", "Accept": "application/json"},
+            headers={
+                "Content-Type": "application/merge-patch+json"
+                if method == "PATCH"
+                else "application/json",
+                "Accept": "application/json",
+            },
         )
         return json.loads(self._open(req))
 

@@ -25,6 +25,7 @@ import subprocess
 import sys
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -201,8 +202,14 @@ class RealNodes:
         if not any(name.startswith("qorch.local/pause:") for _, name in self.cp.images):
             self.cp.images.insert(0, build_image("pause"))
         self._write_rbac()
+        # Processes start from this thread (PR_SET_PDEATHSIG is per thread); the
+        # image imports, the slow part, run side by side.
         for i, site in enumerate(self.sites):
-            self._start_node(i, site)
+            self._start_containerd(i, site)
+        with ThreadPoolExecutor(len(self.sites)) as pool:
+            list(pool.map(self._import_images, self.sites))
+        for i, site in enumerate(self.sites):
+            self._start_kubelet(i, site)
         self._start_dns()
         self._wait_proc("the real nodes to be Ready", self._ready, 120, f"kubelet-{self.sites[0]}")
 
@@ -280,6 +287,8 @@ class RealNodes:
     def _spawn(
         self, name: str, netns: str, argv: list[str], env: dict[str, str] | None = None
     ) -> None:
+        from controlplane import _die_with_parent as die_with_parent
+
         binary = shutil.which(argv[0]) or argv[0]
         log = self.cp.logs / f"{name}.log"
         with open(log, "wb") as out:
@@ -290,6 +299,7 @@ class RealNodes:
                 stderr=subprocess.STDOUT,
                 env={**os.environ, **(env or {})},
                 start_new_session=True,
+                preexec_fn=die_with_parent if self.cp.die_with_parent else None,
             )
         self.procs[name] = proc
         self._record("pids", {"pid": proc.pid, "argv0": binary}, name)
@@ -332,7 +342,7 @@ class RealNodes:
         }
         self.cp._api("POST", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", binding)
 
-    def _start_node(self, i: int, site: str) -> None:
+    def _start_containerd(self, i: int, site: str) -> None:
         name, ns = self.node_name(site), self.netns(i)
         d = self.root / site
         for sub in ("containerd", "cni", "ipam", "kubelet", "pods", "runc"):
@@ -383,9 +393,15 @@ class RealNodes:
             60,
             f"containerd-{site}",
         )
-        for archive, _name in self.cp.images:
-            _run("ctr", "-a", sock, "-n", "k8s.io", "images", "import", archive, timeout=300)
 
+    def _import_images(self, site: str) -> None:
+        sock = str(self.root / site / "containerd.sock")
+        for archive, _name in self.cp.images:
+            _run("ctr", "-a", sock, "-n", "k8s.io", "images", "import", archive, timeout=600)
+
+    def _start_kubelet(self, i: int, site: str) -> None:
+        name, ns, d = self.node_name(site), self.netns(i), self.root / site
+        sock = str(d / "containerd.sock")
         # kubelet: a client certificate for the Node authorizer, a serving certificate
         # for the API server's logs/exec calls.
         kubeconfig = self._kubeconfig(f"kubelet-{site}", f"system:node:{name}", "system:nodes")
@@ -432,7 +448,7 @@ class RealNodes:
             "serializeImagePulls": False,
         }
         (d / "kubelet.yaml").write_text(yaml.safe_dump(kubelet_config))
-        labels = f"topology.kubernetes.io/zone={site},qorch.io/site={site},type=real"
+        labels = f"topology.kubernetes.io/zone={site},qorch.dev/site={site},type=real"
         self._spawn(
             f"kubelet-{site}",
             ns,

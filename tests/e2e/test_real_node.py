@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import time
 import urllib.request
 import uuid
@@ -134,7 +133,8 @@ def run_pod(cluster: Cluster, namespace: str, manifest: dict[str, Any]) -> str:
 def real_namespace(real_cluster: Cluster) -> Iterator[str]:
     name = f"t-{uuid.uuid4().hex[:8]}"
     real_cluster.kubectl("create", "namespace", name)
-    real_cluster.kubectl("label", "namespace", name, "pod-security.kubernetes.io/enforce=restricted")
+    restricted = "pod-security.kubernetes.io/enforce=restricted"
+    real_cluster.kubectl("label", "namespace", name, restricted)
     real_cluster.wait_for(
         "serviceaccount", "default", name, lambda sa: bool(sa.get("metadata")), timeout=60
     )
@@ -144,9 +144,7 @@ def real_namespace(real_cluster: Cluster) -> Iterator[str]:
 
 def test_each_site_has_a_ready_real_node(real_cluster: Cluster) -> None:
     nodes = json.loads(real_cluster.kubectl("get", "nodes", "-l", "type=real", "-o", "json"))
-    zones = {
-        n["metadata"]["labels"]["topology.kubernetes.io/zone"]: n for n in nodes["items"]
-    }
+    zones = {n["metadata"]["labels"]["topology.kubernetes.io/zone"]: n for n in nodes["items"]}
     assert sorted(zones) == sorted(SITES)
     for node in zones.values():
         ready = [c for c in node["status"]["conditions"] if c["type"] == "Ready"]
