@@ -250,3 +250,136 @@ def test_operator_pod_is_ready_and_serves_metrics_and_liveness(
     metrics = wait_http(f"http://{ip}:9090/metrics")
     assert "qorch_" in metrics
     assert wait_http(f"http://{ip}:8081/healthz")
+
+
+def succeeded(obj: dict[str, Any]) -> bool:
+    return obj.get("status", {}).get("phase") in ("Succeeded", "Failed", "Rejected")
+
+
+def agent_pods(cluster: Cluster, namespace: str) -> dict[str, dict[str, Any]]:
+    """Running agent pods by QuantumNode name."""
+    pods = json.loads(
+        cluster.kubectl("get", "pods", "-n", namespace, "-l", "qorch.dev/node", "-o", "json")
+    )["items"]
+    return {
+        p["metadata"]["labels"]["qorch.dev/node"]: p
+        for p in pods
+        if p["status"].get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")
+    }
+
+
+def test_quickstart_runs_on_agent_pods_at_their_sites(
+    real_cluster: Cluster, operator_release: tuple[str, str]
+) -> None:
+    """`kubectl apply -f examples/quickstart/` with `aer` nodes: the operator creates each
+    node's Deployment, the agent pods (agent + telemetry sidecar) start at their sites,
+    calibration and the link probe run over the post-quantum channel between pods, and
+    the GHZ job Succeeds with the GHZ distribution."""
+    _, ns = operator_release
+    real_cluster.kubectl("apply", "-n", ns, "-f", str(REPO / "examples" / "quickstart"))
+    job = real_cluster.wait_for("djob", "ghz", ns, succeeded, timeout=240)
+    status = job["status"]
+    assert status["phase"] == "Succeeded", status.get("message")
+    counts = status["result"]["counts"]
+    assert sum(counts.values()) == 2000
+    # GHZ: all zeros or all ones, but for the modelled noise.
+    assert counts.get("0000", 0) + counts.get("1111", 0) > 0.8 * 2000, counts
+    link = real_cluster.get("qlink", "a-b", ns)
+    assert link["status"]["phase"] == "Up"
+    pods = agent_pods(real_cluster, ns)
+    for name, site in (("qpu-a", "site-a"), ("qpu-b", "site-b")):
+        pod = pods[name]
+        assert pod["spec"]["nodeName"] == f"node-{site}"
+        statuses = {c["name"]: c for c in pod["status"]["containerStatuses"]}
+        assert set(statuses) == {"qpu-agent", "telemetry"}
+        assert all(c["ready"] for c in statuses.values())
+        assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+        for c in pod["spec"]["containers"]:
+            assert c["securityContext"]["readOnlyRootFilesystem"] is True
+            assert c["securityContext"]["allowPrivilegeEscalation"] is False
+        # The sidecar serves the agent's stats it reads from the shared volume.
+        metrics = wait_http(f"http://{pod['status']['podIP']}:9090/metrics")
+        assert "qorch_" in metrics
+    real_cluster.kubectl("delete", "-n", ns, "djob", "ghz")
+
+
+def two_slow_nodes(cluster: Cluster, namespace: str) -> None:
+    """`first` (less noisy, so plans pick it) at site-a and `spare` at site-b, both Ready."""
+    for name, site, error in (("first", "site-a", 0.01), ("spare", "site-b", 0.02)):
+        node = {
+            "apiVersion": "qorch.dev/v1alpha1",
+            "kind": "QuantumNode",
+            "metadata": {"name": name, "labels": {"qorch.dev/site": site}},
+            "spec": {
+                "qubits": 10,
+                "noise": {"twoQubitError": error, "readoutError": 0.01},
+                "safety": {"maxErrorRate": 0.05},
+            },
+        }
+        cluster.kubectl("apply", "-n", namespace, "-f", "-", stdin=json.dumps(node))
+    for name in ("first", "spare"):
+        cluster.wait_for(
+            "qn",
+            name,
+            namespace,
+            lambda o: (
+                o.get("status", {}).get("phase") == "Ready" and bool(o["status"].get("calibration"))
+            ),
+            timeout=180,
+        )
+
+
+def agent_host_pid(cluster: Cluster, pod: dict[str, Any]) -> int:
+    """The host pid of the pod's qpu-agent process, from its node's containerd."""
+    import realnode
+
+    (status,) = [c for c in pod["status"]["containerStatuses"] if c["name"] == "qpu-agent"]
+    container_id = status["containerID"].removeprefix("containerd://")
+    site = pod["spec"]["nodeName"].removeprefix("node-")
+    sock = cluster.cp.state_dir / "nodes" / site / "containerd.sock"
+    out = realnode._run("ctr", "-a", str(sock), "-n", "k8s.io", "tasks", "ls")
+    for line in out.splitlines()[1:]:
+        task, pid, _status = line.split()
+        if task == container_id:
+            return int(pid)
+    raise AssertionError(f"no task {container_id} in {out}")
+
+
+@pytest.mark.parametrize("how", ["kill -9 the agent process", "kubectl delete pod"])
+def test_an_agent_killed_mid_job_moves_the_job_and_no_program_runs_twice(
+    real_cluster: Cluster, operator_release: tuple[str, str], how: str
+) -> None:
+    from tests.e2e.test_operator import SLOW_CIRCUIT
+
+    _, ns = operator_release
+    two_slow_nodes(real_cluster, ns)
+    name = f"slow-{uuid.uuid4().hex[:4]}"
+    job = {
+        "apiVersion": "qorch.dev/v1alpha1",
+        "kind": "DistributedJob",
+        "metadata": {"name": name},
+        # About 20 s of simulation on these machines: the kill lands mid-program.
+        "spec": {"shots": 1500, "strategy": "single", "circuit": {"qasm": SLOW_CIRCUIT}},
+    }
+    real_cluster.kubectl("apply", "-n", ns, "-f", "-", stdin=json.dumps(job))
+    running = real_cluster.wait_for(
+        "djob", name, ns, lambda o: o.get("status", {}).get("phase") == "Running", timeout=120
+    )
+    first = running["status"]["plan"]["nodes"]
+    assert first == "first"
+    pod = agent_pods(real_cluster, ns)[first]
+    if how.startswith("kill"):
+        os.kill(agent_host_pid(real_cluster, pod), 9)
+    else:
+        real_cluster.kubectl("delete", "pod", "-n", ns, pod["metadata"]["name"], "--wait=false")
+    done = real_cluster.wait_for("djob", name, ns, succeeded, timeout=300)
+    status = done["status"]
+    assert status["phase"] == "Succeeded", status.get("message")
+    # Killed while running: one re-plan, so the program ran once more, on the second
+    # attempt (the killed process's run died with it); the result is whole.
+    assert status["attempt"] == 2, status
+    [reroute] = status["reroutes"]
+    assert reroute["resource"] == "QuantumNode/first"
+    assert status["plan"]["nodes"] in ("first", "spare")  # moved, or resumed once back
+    assert sum(status["result"]["counts"].values()) == 1500
+    print(f"{how}: {first} -> {status['plan']['nodes']} ({reroute['reason']})")
