@@ -223,9 +223,11 @@ class RealNodes:
             record = json.loads(record_file.read_text())
         except (OSError, ValueError):
             return
+        started = time.monotonic()
         if api is not None:
             with contextlib.suppress(Exception):
                 cls._drain(api, record, state_dir)
+        drained = time.monotonic()
         for name, entry in record.get("pids", {}).items():
             _stop_pid(entry["pid"], entry["argv0"], name)
         sockets = record.get("sockets", [])
@@ -249,6 +251,9 @@ class RealNodes:
             Path("/proc/sys/net/ipv4/ip_forward").write_text(record.get("ip_forward", "0"))
         shutil.rmtree(state_dir / "nodes", ignore_errors=True)
         record_file.unlink(missing_ok=True)
+        with contextlib.suppress(OSError), open(state_dir / "logs" / "teardown.log", "a") as log:
+            took = time.monotonic() - started
+            log.write(f"pods drained in {drained - started:.1f}s, nodes removed in {took:.1f}s\n")
 
     @staticmethod
     def _drain(api: Any, record: dict[str, Any], state_dir: Path) -> None:

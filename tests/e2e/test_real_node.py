@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import time
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -383,3 +385,124 @@ def test_an_agent_killed_mid_job_moves_the_job_and_no_program_runs_twice(
     assert status["plan"]["nodes"] in ("first", "spare")  # moved, or resumed once back
     assert sum(status["result"]["counts"].values()) == 1500
     print(f"{how}: {first} -> {status['plan']['nodes']} ({reroute['reason']})")
+
+
+def panel_queries() -> list[tuple[str, str, str]]:
+    """(dashboard, panel title, PromQL with the dashboard variables filled in) of every panel."""
+    queries = []
+    for path in sorted((CHART / "dashboards").glob("*.json")):
+        dashboard = json.loads(path.read_text())
+        for panel in dashboard["panels"]:
+            for target in panel.get("targets", []):
+                expr = target["expr"]
+                for var, value in (
+                    ("__rate_interval", "1m"),
+                    ("__range", "1h"),
+                    ("namespace", ".*"),
+                    ("node", ".*"),
+                    ("link", ".*"),
+                ):
+                    expr = expr.replace("${" + var + "}", value).replace("$" + var, value)
+                queries.append((path.stem, panel.get("title", ""), expr))
+    return queries
+
+
+def prom_query(base: str, expr: str) -> list[dict[str, Any]]:
+    url = f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+    answer = json.loads(get_json(url))
+    assert answer["status"] == "success", answer
+    return list(answer["data"]["result"])
+
+
+def test_prometheus_scrapes_the_pods_and_every_dashboard_panel_has_data(
+    real_cluster: Cluster, operator_release: tuple[str, str], tmp_path: Path
+) -> None:
+    """Debian's Prometheus discovers the operator and the telemetry sidecars through
+    kubernetes_sd_configs against this API server, scrapes them over the pod network, loads
+    the chart's alert rules, and every panel query of the three dashboards has a series."""
+    import shutil
+    import socket
+
+    prometheus = shutil.which("prometheus")
+    if prometheus is None:
+        pytest.skip("prometheus not installed (bash hack/install-system-deps.sh)")
+    system, watched = operator_release
+    pki = real_cluster.cp.pki
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    config = {
+        "global": {"scrape_interval": "2s", "evaluation_interval": "2s"},
+        "rule_files": [str(CHART / "rules" / "qorch-alerts.yaml")],
+        "scrape_configs": [
+            {
+                "job_name": "qorch",
+                # The pods' own labels (namespace, node, link) are the dashboards' labels.
+                "honor_labels": True,
+                "kubernetes_sd_configs": [
+                    {
+                        "role": "pod",
+                        "api_server": real_cluster.cp.url,
+                        "namespaces": {"names": [system, watched]},
+                        "tls_config": {
+                            "ca_file": str(pki / "ca.crt"),
+                            "cert_file": str(pki / "admin.crt"),
+                            "key_file": str(pki / "admin.key"),
+                        },
+                    }
+                ],
+                "relabel_configs": [
+                    {
+                        "source_labels": ["__meta_kubernetes_pod_container_port_name"],
+                        "regex": "metrics",
+                        "action": "keep",
+                    },
+                    {
+                        "source_labels": ["__meta_kubernetes_pod_name"],
+                        "target_label": "pod",
+                    },
+                ],
+            }
+        ],
+    }
+    (tmp_path / "prometheus.yml").write_text(json.dumps(config))
+    log = (tmp_path / "prometheus.log").open("wb")
+    proc = subprocess.Popen(
+        [
+            prometheus,
+            f"--config.file={tmp_path / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp_path / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{base}/-/ready", timeout=60)
+        deadline = time.monotonic() + 90
+        while True:
+            targets = json.loads(get_json(f"{base}/api/v1/targets"))["data"]["activeTargets"]
+            up = {t["labels"].get("pod", "") for t in targets if t["health"] == "up"}
+            operator_up = any(p.startswith(system) for p in up)
+            agents_up = sum(1 for p in up if p.startswith("qpu-"))
+            if operator_up and agents_up >= 2:
+                break
+            assert time.monotonic() < deadline, json.dumps(targets)[:3000]
+            time.sleep(1)
+        groups = json.loads(get_json(f"{base}/api/v1/rules"))["data"]["groups"]
+        rules = [r for g in groups for r in g["rules"]]
+        assert rules and all(r["health"] == "ok" for r in rules), rules
+        assert any(r["type"] == "alerting" for r in rules)
+        # Rates need two samples a few seconds apart in their window.
+        time.sleep(6)
+        empty = [
+            f"{d}/{title}: {expr}"
+            for d, title, expr in panel_queries()
+            if not prom_query(base, expr)
+        ]
+        assert empty == [], "\n".join(empty)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
