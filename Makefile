@@ -41,7 +41,7 @@ system-deps: ## Debian packages the tests use as real peers (promtool, swtpm, tp
 tools: ## build the test control plane (kube-apiserver, etcd, kubectl, helm, kwok) into the cache
 	bash hack/build-tools.sh
 
-node-tools: ## the real node's kubelet, kube-proxy and CoreDNS, into the same cache
+node-tools: ## the real node's kubelet, kube-proxy, CoreDNS and Prometheus, into the same cache
 	REAL_NODE=1 bash hack/build-tools.sh
 
 cluster-up: setup tools $(if $(REAL_NODE),node-tools system-deps) ## start a local control plane (REAL_NODE=1: real nodes, the image built and loaded); kubeconfig in .cluster/kubeconfig

@@ -34,7 +34,7 @@ hash_of() { sha256sum | cut -c1-16; }
 log() { echo "$*" >&2; }
 
 # stage NAME HASH: true when layout tag NAME-HASH exists (the stage is cached).
-cached() { umoci ls --layout "$layout" | grep -qx "$1"; }
+cached() { umoci ls --layout "$layout" | grep -x "$1" >/dev/null; }
 
 # add_layer TAG FROM DIR: TAG = FROM (or a new empty image) + DIR as one layer.
 add_layer() {

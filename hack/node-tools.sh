@@ -34,3 +34,16 @@ build_coredns() {
   GOBIN=$1 "$GO" install -p "$jobs" -trimpath -ldflags "-s -w" "github.com/coredns/coredns@$COREDNS_VERSION"
 }
 tool coredns "$COREDNS_VERSION" build_coredns
+
+# Prometheus with its Kubernetes service discovery, which Debian's build leaves out; the
+# real-node tests scrape the pods with it. Module v0.3XX.Y is release v3.XX.Y.
+PROMETHEUS_VERSION=${PROMETHEUS_VERSION:-v0.309.1}
+build_prometheus() {
+  # Its go.mod has exclude directives, which `go install pkg@version` refuses.
+  local w
+  w=$(wrapper prometheus)
+  (cd "$w" && "$GO" mod edit "-require=github.com/prometheus/prometheus@$PROMETHEUS_VERSION" &&
+    "$GO" build -mod=mod -p "$jobs" -trimpath -ldflags "-s -w" -o "$1/prometheus" \
+      github.com/prometheus/prometheus/cmd/prometheus)
+}
+tool prometheus "$PROMETHEUS_VERSION" build_prometheus

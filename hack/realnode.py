@@ -58,7 +58,7 @@ HOST_COMMANDS = (
     "ip",
     "iptables",
 )
-NODE_TOOLS = ("kubelet", "kube-proxy", "coredns")
+NODE_TOOLS = ("kubelet", "kube-proxy", "coredns", "prometheus")
 
 
 class NodeUnavailable(RuntimeError):
@@ -228,8 +228,8 @@ class RealNodes:
             with contextlib.suppress(Exception):
                 cls._drain(api, record, state_dir)
         drained = time.monotonic()
-        for name, entry in record.get("pids", {}).items():
-            _stop_pid(entry["pid"], entry["argv0"], name)
+        _stop_pids({e["pid"]: e["argv0"] for e in record.get("pids", {}).values()})
+        stopped = time.monotonic()
         sockets = record.get("sockets", [])
         for pid in _pids_matching(lambda cmd: any(s in cmd for s in sockets) if sockets else False):
             _kill(pid)
@@ -242,6 +242,7 @@ class RealNodes:
         for veth in record.get("host_veths", []):
             if Path("/sys/class/net", veth).exists():
                 _run("ip", "link", "delete", veth, check=False)
+        swept = time.monotonic()
         for cg in record.get("cgroups", []):
             _remove_cgroup(cg)
         for key, value in record.get("kernel", {}).items():
@@ -253,7 +254,11 @@ class RealNodes:
         record_file.unlink(missing_ok=True)
         with contextlib.suppress(OSError), open(state_dir / "logs" / "teardown.log", "a") as log:
             took = time.monotonic() - started
-            log.write(f"pods drained in {drained - started:.1f}s, nodes removed in {took:.1f}s\n")
+            log.write(
+                f"pods drained in {drained - started:.1f}s, processes stopped in "
+                f"{stopped - drained:.1f}s, mounts and netns gone in {swept - stopped:.1f}s, "
+                f"all removed in {took:.1f}s\n"
+            )
 
     @staticmethod
     def _drain(api: Any, record: dict[str, Any], state_dir: Path) -> None:
@@ -653,30 +658,30 @@ def _kill(pid: int) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
-def _stop_pid(pid: int, argv0: str, name: str) -> None:
-    """SIGTERM, then SIGKILL after 15 s; only while pid still runs argv0."""
-
-    def alive() -> bool:
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-            if stat.rsplit(")", 1)[1].split()[0] == "Z":
-                return False
-        except (OSError, IndexError):
+def _alive(pid: int, argv0: str) -> bool:
+    """pid runs argv0 and is no zombie (pids get reused)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        if stat.rsplit(")", 1)[1].split()[0] == "Z":
             return False
-        return _cmdline(pid).split(" ")[0] == argv0
+    except (OSError, IndexError):
+        return False
+    return _cmdline(pid).split(" ")[0] == argv0
 
-    if not alive():
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 15
-    while alive() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    if alive():
-        _kill(pid)
-        deadline = time.monotonic() + 5
-        while alive() and time.monotonic() < deadline:
+
+def _stop_pids(pids: dict[int, str], timeout: float = 15) -> None:
+    """SIGTERM all at once, SIGKILL what still runs after timeout."""
+    for pid, argv0 in pids.items():
+        if _alive(pid, argv0):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+    for grace in (timeout, 5.0):
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and any(_alive(p, a) for p, a in pids.items()):
             time.sleep(0.1)
+        for pid, argv0 in pids.items():
+            if _alive(pid, argv0):
+                _kill(pid)
 
 
 def _hierarchies() -> list[Path]:
