@@ -11,7 +11,10 @@ and an admin kubeconfig (client certificate in group system:masters).
     with ControlPlane(tmp_path / "cluster") as cp:
         subprocess.run(["kubectl", "get", "nodes"], env=cp.env(), check=True)
 
-CLI: python hack/controlplane.py up [--no-pods] | down | status
+With ``real_sites`` (CLI: ``up --real-nodes``), those sites get real nodes
+instead of kwok ones: containerd + kubelet + kube-proxy each, see realnode.py.
+
+CLI: python hack/controlplane.py up [--no-pods] [--real-nodes] | down | status
 """
 
 from __future__ import annotations
@@ -304,8 +307,6 @@ class ControlPlane:
             "--allow-privileged=true",
             # logs/exec of kwok pods must go to loopback (the fake nodes' IP), never elsewhere.
             "--kubelet-preferred-address-types=InternalIP",
-            # The `kubernetes` Service can't have a loopback endpoint (validation
-            # rejects it every 10s); nothing in-cluster could reach it anyway.
             *self._api_network_flags(),
             *([] if pods else ["--disable-admission-plugins=ServiceAccount"]),
         )

@@ -226,7 +226,7 @@ class RealNodes:
         started = time.monotonic()
         if api is not None:
             with contextlib.suppress(Exception):
-                cls._drain(api, record, state_dir)
+                cls._drain(api, record)
         drained = time.monotonic()
         _stop_pids({e["pid"]: e["argv0"] for e in record.get("pids", {}).values()})
         stopped = time.monotonic()
@@ -261,7 +261,7 @@ class RealNodes:
             )
 
     @staticmethod
-    def _drain(api: Any, record: dict[str, Any], state_dir: Path) -> None:
+    def _drain(api: Any, record: dict[str, Any]) -> None:
         """Delete the nodes' pods through the API and wait until their sandboxes are gone,
         so the kubelets tear pod networking down the normal way (CNI DEL)."""
         nodes = record.get("nodes", [])
