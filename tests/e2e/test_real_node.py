@@ -391,6 +391,18 @@ def test_an_agent_killed_mid_job_moves_the_job_and_no_program_runs_twice(
     print(f"{how}: {first} -> {status['plan']['nodes']} ({reroute['reason']})")
 
 
+# Counters of events this scenario does not cause (no job fails or is rejected, no teleport,
+# no impostor on the channel, no reconcile error): their panels stay empty here.
+NOT_EXERCISED = (
+    "qorch_reconcile_errors_total",
+    "qorch_bell_pairs_consumed_total",
+    "qorch_coherence_window_usage_ratio_bucket",
+    'qorch_jobs_finished_total{phase="Failed"}',
+    "qorch_sanitizer_rejections_total",
+    "qorch_agent_channel_auth_failures_total",
+)
+
+
 def panel_queries() -> list[tuple[str, str, str]]:
     """(dashboard, panel title, PromQL with the dashboard variables filled in) of every panel."""
     queries = []
@@ -423,7 +435,8 @@ def test_prometheus_scrapes_the_pods_and_every_dashboard_panel_has_data(
 ) -> None:
     """Prometheus discovers the operator and the telemetry sidecars through
     kubernetes_sd_configs against this API server, scrapes them over the pod network, loads
-    the chart's alert rules, and every panel query of the three dashboards has a series."""
+    the chart's alert rules, and every panel query of the three dashboards evaluates and has
+    a series, but for the counters of events that never happen here (NOT_EXERCISED)."""
     import socket
 
     # Built by hack/node-tools.sh: Debian's prometheus leaves Kubernetes discovery out.
@@ -504,10 +517,12 @@ def test_prometheus_scrapes_the_pods_and_every_dashboard_panel_has_data(
         assert any(r["type"] == "alerting" for r in rules)
         # Rates need two samples a few seconds apart in their window.
         time.sleep(6)
+        queries = panel_queries()
+        assert len(queries) > 40
         empty = [
             f"{d}/{title}: {expr}"
-            for d, title, expr in panel_queries()
-            if not prom_query(base, expr)
+            for d, title, expr in queries
+            if not prom_query(base, expr) and not any(m in expr for m in NOT_EXERCISED)
         ]
         assert empty == [], "\n".join(empty)
     finally:
