@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test unit lint crds dashboards system-deps tools cluster-up cluster-down kind-up kind-down clean
+.PHONY: setup run test unit lint crds dashboards system-deps tools node-tools cluster-up cluster-down kind-up kind-down clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,7 +17,7 @@ setup: $(STAMP) ## create .venv and install qorch with its test tools
 run: setup ## run the quickstart on the embedded control plane
 	$(VENV)/bin/qorch run examples/quickstart/
 
-test: setup tools system-deps ## the whole test suite (builds the test control plane once)
+test: setup tools node-tools system-deps ## the whole test suite (builds the test control plane once)
 	$(PY) -m pytest
 
 unit: setup ## tests that need neither agents nor a cluster
@@ -41,10 +41,13 @@ system-deps: ## Debian packages the tests use as real peers (promtool, swtpm, tp
 tools: ## build the test control plane (kube-apiserver, etcd, kubectl, helm, kwok) and Kueue into the cache
 	bash hack/build-tools.sh
 
-cluster-up: setup tools ## start a local control plane; kubeconfig in .cluster/kubeconfig
-	$(PY) hack/controlplane.py up
+node-tools: ## the real node's kubelet, kube-proxy, CoreDNS and Prometheus, into the same cache
+	REAL_NODE=1 bash hack/build-tools.sh
 
-cluster-down: ## stop it
+cluster-up: setup tools $(if $(REAL_NODE),node-tools system-deps) ## start a local control plane (REAL_NODE=1: real nodes, the image built and loaded); kubeconfig in .cluster/kubeconfig
+	$(PY) hack/controlplane.py up $(if $(REAL_NODE),--real-nodes)
+
+cluster-down: ## stop it (real nodes too: processes, mounts, network namespaces, cgroups)
 	$(PY) hack/controlplane.py down
 
 kind-up: ## kind cluster with two edge sites, the image, the chart and the quickstart (WITH_MONITORING=1 adds Prometheus + Grafana)

@@ -140,4 +140,9 @@ tool kubernetes "$KUBE_VERSION" build_kubernetes \
 tool helm "$HELM_VERSION" build_helm
 tool kwok "$KWOK_VERSION" build_kwok
 tool kueue "$KUEUE_VERSION" build_kueue
+# The real node (kubelet; containerd, runc and CNI come from Debian).
+if [[ ${REAL_NODE:-} == 1 ]]; then
+  # shellcheck source=hack/node-tools.sh
+  source "$repo/hack/node-tools.sh"
+fi
 echo "tools linked into $bin"

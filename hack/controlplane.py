@@ -11,7 +11,10 @@ and an admin kubeconfig (client certificate in group system:masters).
     with ControlPlane(tmp_path / "cluster") as cp:
         subprocess.run(["kubectl", "get", "nodes"], env=cp.env(), check=True)
 
-CLI: python hack/controlplane.py up [--no-pods] | down | status
+With ``real_sites`` (CLI: ``up --real-nodes``), those sites get real nodes
+instead of kwok ones: containerd + kubelet + kube-proxy each, see realnode.py.
+
+CLI: python hack/controlplane.py up [--no-pods] [--real-nodes] | down | status
 """
 
 from __future__ import annotations
@@ -44,6 +47,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from realnode import API_SERVICE_IP, NodeUnavailable, RealNodes, build_image  # noqa: E402
+
 # Fake edge sites: one kwok Node per zone.
 SITES = ("site-a", "site-b")
 KWOK_ANNOTATION = "kwok.x-k8s.io/node"
@@ -63,6 +69,7 @@ def _cert(
     issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None = None,
     org: str | None = None,
     server: bool = False,
+    sans: list[x509.GeneralName] | None = None,
 ) -> x509.Certificate:
     attrs = [x509.NameAttribute(NameOID.COMMON_NAME, cn)]
     if org:
@@ -92,8 +99,10 @@ def _cert(
         )
         builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
     if server:
-        sans = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName(names + (sans or [])), critical=False
+        )
     return builder.sign(issuer[1] if issuer else key, hashes.SHA256())
 
 
@@ -149,7 +158,12 @@ def _tail(path: Path, lines: int = 25) -> str:
 class ControlPlane:
     """etcd + kube-apiserver (+ controller-manager, scheduler, kwok) on loopback."""
 
-    def __init__(self, state_dir: Path | None = None, tools_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        state_dir: Path | None = None,
+        tools_dir: Path | None = None,
+        real_sites: tuple[str, ...] = (),
+    ) -> None:
         self.state_dir = Path(state_dir or REPO / ".cluster").resolve()
         self.tools_dir = Path(tools_dir or REPO / ".tools" / "bin").resolve()
         self.kubeconfig = self.state_dir / "kubeconfig"
@@ -164,6 +178,12 @@ class ControlPlane:
             _prctl is not None and threading.current_thread() is threading.main_thread()
         )
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        # Sites served by real nodes (hack/realnode.py) instead of kwok, and the
+        # OCI archives (path, image name) imported into their containerd.
+        self.real_sites = real_sites
+        self.images: list[tuple[str, str]] = []
+        self.nodes: RealNodes | None = RealNodes(self, real_sites) if real_sites else None
+        self.api_port = 0
 
     # -- public API --
 
@@ -178,6 +198,8 @@ class ControlPlane:
                     f"{self.tools_dir / name} not found: run `make tools` "
                     "(bash hack/build-tools.sh) first"
                 )
+        if self.nodes:
+            self.nodes.check()
         self.stop()  # leftovers of an earlier run in the same state dir
         for sub in ("etcd", "pki", "logs", "kwok"):
             shutil.rmtree(self.state_dir / sub, ignore_errors=True)
@@ -191,6 +213,12 @@ class ControlPlane:
 
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM every recorded process, SIGKILL what is left after timeout."""
+        # Real nodes first, while the API server can still delete their pods.
+        if (self.state_dir / "nodes.json").exists():
+            if not self.url and self.kubeconfig.exists():
+                config = yaml.safe_load(self.kubeconfig.read_text())
+                self.url = config["clusters"][0]["cluster"]["server"]
+            RealNodes.teardown(self.state_dir, self._api if self.url else None)
         pids = {name: p.pid for name, p in self._procs.items()} or self._recorded()
         adopted = [] if self._procs else list(pids.values())
         # etcd goes last: kube-apiserver's shutdown hangs while etcd is gone.
@@ -230,8 +258,11 @@ class ControlPlane:
     # -- startup --
 
     def _start(self, pods: bool) -> None:
+        if self.nodes:
+            self.nodes.setup_network()
         self._write_pki()
         etcd_port, peer_port, api_port, kcm_port, sched_port = _free_ports(5)
+        self.api_port = api_port
         etcd_url = f"http://127.0.0.1:{etcd_port}"
         peer_url = f"http://127.0.0.1:{peer_port}"
         self.url = f"https://127.0.0.1:{api_port}"
@@ -268,7 +299,7 @@ class ControlPlane:
             f"--tls-cert-file={pki / 'serving.crt'}",
             f"--tls-private-key-file={pki / 'serving.key'}",
             f"--client-ca-file={pki / 'ca.crt'}",
-            "--authorization-mode=RBAC",
+            f"--authorization-mode={'Node,RBAC' if self.nodes else 'RBAC'}",
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-account-key-file={pki / 'sa.pub'}",
             f"--service-account-signing-key-file={pki / 'sa.key'}",
@@ -276,9 +307,7 @@ class ControlPlane:
             "--allow-privileged=true",
             # logs/exec of kwok pods must go to loopback (the fake nodes' IP), never elsewhere.
             "--kubelet-preferred-address-types=InternalIP",
-            # The `kubernetes` Service can't have a loopback endpoint (validation
-            # rejects it every 10s); nothing in-cluster could reach it anyway.
-            "--endpoint-reconciler-type=none",
+            *self._api_network_flags(),
             *([] if pods else ["--disable-admission-plugins=ServiceAccount"]),
         )
         self._write_kubeconfig(self.kubeconfig, "admin")
@@ -328,8 +357,11 @@ class ControlPlane:
             env={"HOME": str(kwok_home)},  # else kwok also loads ~/.kwok/kwok.yaml
         )
         for site in SITES:
-            self._api("POST", "/api/v1/nodes", self._node(site))
+            if site not in self.real_sites:
+                self._api("POST", "/api/v1/nodes", self._node(site))
         self._wait("the fake nodes to be Ready", self._nodes_ready, 60, "kwok")
+        if self.nodes:
+            self.nodes.start()
         # Pods can't be created in a namespace before its default ServiceAccount.
         sa = "/api/v1/namespaces/default/serviceaccounts/default"
         self._wait(
@@ -366,7 +398,7 @@ class ControlPlane:
             for c in n.get("status", {}).get("conditions", [])
             if c["type"] == "Ready" and c["status"] == "True"
         ]
-        return len(ready) >= len(SITES)
+        return len(ready) >= len(SITES) - len(self.real_sites)
 
     def _write_pki(self) -> None:
         self.pki.mkdir(parents=True)
@@ -376,6 +408,7 @@ class ControlPlane:
         files |= {"ca.crt": _cert_pem(ca), "ca.key": _key_pem(ca_key)}
         # One serving cert (127.0.0.1, localhost) for all components; clients
         # are told apart by CN (user) and O (group), as RBAC sees them.
+        self._ca = (ca, ca_key)
         certs = {
             "serving": ("kube-apiserver", None, True),
             "admin": ("admin", "system:masters", False),
@@ -384,7 +417,8 @@ class ControlPlane:
         }
         for name, (cn, org, server) in certs.items():
             key = ec.generate_private_key(ec.SECP256R1())
-            cert = _cert(cn, key, issuer=(ca, ca_key), org=org, server=server)
+            sans = self._api_sans() if name == "serving" else None
+            cert = _cert(cn, key, issuer=(ca, ca_key), org=org, server=server, sans=sans)
             files |= {f"{name}.crt": _cert_pem(cert), f"{name}.key": _key_pem(key)}
         sa_key = ec.generate_private_key(ec.SECP256R1())
         files["sa.key"] = _key_pem(sa_key)
@@ -395,12 +429,58 @@ class ControlPlane:
             path = self.pki / name
             path.write_bytes(data)
             path.chmod(0o600)
+        if self.nodes:
+            self._issue("kubelet-client", "kube-apiserver-kubelet-client", "system:masters")
 
-    def _write_kubeconfig(self, path: Path, user: str) -> None:
+    def _api_sans(self) -> list[x509.GeneralName]:
+        """The names pods and real nodes reach the API server by, besides loopback."""
+        if not self.nodes:
+            return []
+        ips = [self.nodes.api_ip, API_SERVICE_IP]
+        dns = ["kubernetes", "kubernetes.default", "kubernetes.default.svc"]
+        dns.append("kubernetes.default.svc.cluster.local")
+        return [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips] + [
+            x509.DNSName(d) for d in dns
+        ]
+
+    def _api_network_flags(self) -> list[str]:
+        if not self.nodes:
+            # The `kubernetes` Service can't have a loopback endpoint (validation
+            # rejects it every 10s); nothing in-cluster could reach it anyway.
+            return ["--endpoint-reconciler-type=none"]
+        # Real nodes live in their own network namespaces, behind veths: the API
+        # server listens on all addresses and advertises the host end of the first
+        # node's veth as the `kubernetes` Service's endpoint. Kubelets are authorized
+        # as nodes, and the API server authenticates to them for logs and exec.
+        return [
+            "--bind-address=0.0.0.0",
+            f"--advertise-address={self.nodes.api_ip}",
+            f"--kubelet-client-certificate={self.pki / 'kubelet-client.crt'}",
+            f"--kubelet-client-key={self.pki / 'kubelet-client.key'}",
+        ]
+
+    def _issue(
+        self,
+        name: str,
+        cn: str,
+        org: str | None,
+        server: bool = False,
+        ips: list[str] | None = None,
+    ) -> None:
+        """A certificate from the cluster CA, as pki/<name>.crt and .key."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        sans: list[x509.GeneralName] = [x509.IPAddress(ipaddress.ip_address(i)) for i in ips or []]
+        cert = _cert(cn, key, issuer=self._ca, org=org, server=server, sans=sans)
+        for suffix, data in ((".crt", _cert_pem(cert)), (".key", _key_pem(key))):
+            path = self.pki / f"{name}{suffix}"
+            path.write_bytes(data)
+            path.chmod(0o600)
+
+    def _write_kubeconfig(self, path: Path, user: str, server: str | None = None) -> None:
         def b64(name: str) -> str:
             return base64.b64encode((self.pki / name).read_bytes()).decode()
 
-        cluster = {"server": self.url, "certificate-authority-data": b64("ca.crt")}
+        cluster = {"server": server or self.url, "certificate-authority-data": b64("ca.crt")}
         creds = {
             "client-certificate-data": b64(f"{user}.crt"),
             "client-key-data": b64(f"{user}.key"),
@@ -496,7 +576,12 @@ class ControlPlane:
             self.url + path,
             method=method,
             data=json.dumps(body).encode() if body is not None else None,
-            headers={"Content-Type": "application/json", "Accept": "application/json"},
+            headers={
+                "Content-Type": "application/merge-patch+json"
+                if method == "PATCH"
+                else "application/json",
+                "Accept": "application/json",
+            },
         )
         return json.loads(self._open(req))
 
@@ -519,23 +604,33 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start a fresh cluster in the background, print its kubeconfig")
     up.add_argument("--no-pods", action="store_true", help="only etcd + kube-apiserver")
+    up.add_argument(
+        "--real-nodes",
+        action="store_true",
+        help="real nodes (containerd + kubelet) for the edge sites instead of kwok",
+    )
     sub.add_parser("down", help="stop the cluster recorded in the state dir")
     sub.add_parser("status", help="show the recorded processes and /readyz")
     args = parser.parse_args(argv)
 
-    cp = ControlPlane(args.state_dir, args.tools_dir)
+    real = SITES if args.command == "up" and args.real_nodes else ()
+    cp = ControlPlane(args.state_dir, args.tools_dir, real_sites=real)
     if args.command == "up":
         if cp.running():
             print(f"already running in {cp.state_dir}; run `down` first", file=sys.stderr)
             return 1
         cp.die_with_parent = False
         started = time.monotonic()
+        if cp.nodes:
+            cp.images.append(build_image("qorch"))
         try:
             cp.start(pods=not args.no_pods)
-        except ControlPlaneError as e:
+        except (ControlPlaneError, NodeUnavailable, RuntimeError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 1
         took = time.monotonic() - started
+        if cp.nodes:
+            print(f"qorch image: {cp.images[-1][1]}", file=sys.stderr)
         print(f"control plane up at {cp.url} in {took:.1f}s; logs in {cp.logs}", file=sys.stderr)
         print(cp.kubeconfig)
     elif args.command == "down":

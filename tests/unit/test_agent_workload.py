@@ -127,3 +127,24 @@ def test_settings_leave_the_namespace_to_the_operator_unless_set() -> None:
     assert Settings.from_env({}).operator_namespace is None
     env = {"QORCH_OPERATOR_NAMESPACE": "ops"}
     assert Settings.from_env(env).operator_namespace == "ops"
+
+
+def test_the_agent_pod_goes_to_its_site_when_the_node_names_one() -> None:
+    key = Identity.generate().public_key
+    node = make_node("qpu-a", 5)
+    node.metadata.labels["qorch.dev/site"] = "site-a"
+    pod = build_deployment(node, Settings(), key)["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"topology.kubernetes.io/zone": "site-a"}
+    anywhere = build_deployment(make_node("qpu-b", 5), Settings(), key)
+    assert "nodeSelector" not in anywhere["spec"]["template"]["spec"]
+
+
+def test_the_identity_secret_is_readable_by_the_agents_group_only() -> None:
+    """Secret files are root's: fsGroup hands them to the agent's group, mode 0400 + group
+    read, which is all a non-root agent needs to read its key."""
+    deployment = build_deployment(make_node("sim", 5), Settings(), Identity.generate().public_key)
+    pod = deployment["spec"]["template"]["spec"]
+    ctx = pod["securityContext"]
+    assert ctx["runAsUser"] == ctx["runAsGroup"] == ctx["fsGroup"] == 10001
+    (volume,) = [v for v in pod["volumes"] if "secret" in v]
+    assert volume["secret"]["defaultMode"] == 0o400

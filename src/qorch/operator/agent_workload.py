@@ -46,6 +46,15 @@ TELEMETRY_VOLUME = "telemetry"
 PUBLIC_KEY_ANNOTATION = "qorch.dev/identity-public-key"
 
 
+# A QuantumNode labelled with its edge site, and the Node label that site goes by.
+SITE_LABEL = "qorch.dev/site"
+SITE_TOPOLOGY_LABEL = "topology.kubernetes.io/zone"
+
+
+def node_site(node: QuantumNode) -> str | None:
+    return node.metadata.labels.get(SITE_LABEL) or None
+
+
 def labels(node: QuantumNode) -> dict[str, str]:
     return {
         "app.kubernetes.io/name": "qorch-qpu-agent",
@@ -129,10 +138,16 @@ def build_deployment(node: QuantumNode, settings: Settings, public_key: bytes) -
         ],
     }
     pod_spec: dict[str, Any] = {
+        # The QPU agent runs at the processor's edge site, when the QuantumNode names one.
+        **({"nodeSelector": {SITE_TOPOLOGY_LABEL: site}} if (site := node_site(node)) else {}),
         "automountServiceAccountToken": False,
         "securityContext": {
             "runAsNonRoot": True,
             "runAsUser": 10001,
+            "runAsGroup": 10001,
+            # The identity Secret's files are root's, mode 0400: the kubelet gives them to
+            # this group (and makes them group-readable), so the agent can read its key.
+            "fsGroup": 10001,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         # The sidecar shares only the telemetry volume, never the identity Secret.
