@@ -232,6 +232,21 @@ def operator_release(real_cluster: Cluster) -> Iterator[tuple[str, str]]:
     helm("uninstall", system, "--namespace", system, "--wait", env=real_cluster.env, check=False)
 
 
+def leader(cluster: Cluster, namespace: str, pods: list[dict[str, Any]]) -> dict[str, Any]:
+    """The operator pod holding the leader-election Lease (the chart's identity is the pod's
+    name); the others are standbys, which serve liveness but no metrics until they lead."""
+    by_name = {p["metadata"]["name"]: p for p in pods}
+    deadline = time.monotonic() + 60
+    while True:
+        leases = json.loads(cluster.kubectl("get", "lease", "-n", namespace, "-o", "json"))
+        holders = {lease["spec"].get("holderIdentity") for lease in leases["items"]}
+        found = [by_name[name] for name in holders if name in by_name]
+        if found:
+            return found[0]
+        assert time.monotonic() < deadline, f"no operator pod holds a Lease: {holders}"
+        time.sleep(1)
+
+
 def test_operator_pod_is_ready_and_serves_metrics_and_liveness(
     real_cluster: Cluster, operator_release: tuple[str, str]
 ) -> None:
@@ -242,16 +257,17 @@ def test_operator_pod_is_ready_and_serves_metrics_and_liveness(
         )
     )["items"]
     assert len(pods) >= 1
-    pod = pods[0]
-    assert pod["spec"]["nodeName"].startswith("node-")
-    ready = [c for c in pod["status"]["conditions"] if c["type"] == "Ready"]
-    assert ready[0]["status"] == "True"
-    ctx = pod["spec"]["containers"][0]["securityContext"]
-    assert ctx["readOnlyRootFilesystem"] is True and ctx["allowPrivilegeEscalation"] is False
-    ip = pod["status"]["podIP"]
-    metrics = wait_http(f"http://{ip}:9090/metrics")
+    for pod in pods:  # leader and standbys alike
+        assert pod["spec"]["nodeName"].startswith("node-")
+        ready = [c for c in pod["status"]["conditions"] if c["type"] == "Ready"]
+        assert ready[0]["status"] == "True"
+        ctx = pod["spec"]["containers"][0]["securityContext"]
+        assert ctx["readOnlyRootFilesystem"] is True and ctx["allowPrivilegeEscalation"] is False
+        assert wait_http(f"http://{pod['status']['podIP']}:8081/healthz")
+    metrics = wait_http(
+        f"http://{leader(real_cluster, system, pods)['status']['podIP']}:9090/metrics"
+    )
     assert "qorch_" in metrics
-    assert wait_http(f"http://{ip}:8081/healthz")
 
 
 def succeeded(obj: dict[str, Any]) -> bool:
