@@ -588,9 +588,12 @@ def build_parser(env: Settings | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+# Commands that serve until stopped, and start simulation processes whose pipes they may
+# write to after killing them (a cancel): a SIGPIPE must not end them.
+SERVING = frozenset({"run", "qpu-agent", "operator", "telemetry-sidecar"})
+
+
 def main(argv: list[str] | None = None) -> int:
-    # Piped into `head`: stop quietly when the reader goes away, as Unix tools do.
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     try:
         env = Settings.from_env()
     except ValidationError as exc:
@@ -599,5 +602,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     parser = build_parser(env)
     args = parser.parse_args(argv)
+    if argv is None and args.command not in SERVING:
+        # Piped into `head`: stop quietly when the reader goes away, as Unix tools do.
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     return int(args.func(args))

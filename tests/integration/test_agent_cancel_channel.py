@@ -66,3 +66,41 @@ async def test_cancelled_programs_fail_with_cancelled_for_every_caller(start_age
         for client in (runner, queuer, operator):
             await client.close()
     assert health["programsRun"] == 0 and not health["busy"]
+
+
+def deep_circuit(width: int = 18, layers: int = 80) -> QuantumCircuit:
+    """Noiseless with final measurements only: one long simulation, which the agent runs in
+    its simulation process."""
+    qc = QuantumCircuit(width, width)
+    for layer in range(layers):
+        for q in range(width):
+            qc.rx(0.1 * (q + layer + 1), q)
+        for q in range(layer % 2, width - 1, 2):
+            qc.cx(q, q + 1)
+    qc.measure(range(width), range(width))
+    return qc
+
+
+async def test_a_cancel_that_kills_the_simulation_process_leaves_the_agent_serving(start_agent):
+    agent = await start_agent(make_node("long-run", 18))
+    client = agent.client()
+    body = {"programId": "job/1/p0", "circuit": encode_circuit(deep_circuit()), "shots": 100}
+    try:
+        running = asyncio.create_task(client.call("run", body, timeout=300))
+        async with asyncio.timeout(60):
+            while not (await client.call("health", {}, timeout=5))["busy"]:
+                await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)  # in the simulation process by now
+        reply = await client.call("cancel", {"programIds": ["job/1/p0"]}, timeout=5)
+        assert reply["cancelled"] == ["job/1/p0"]
+        with pytest.raises(AgentError) as info:
+            await running
+        assert info.value.code == ErrorCode.CANCELLED
+        # The agent lives on and runs the next program in a new simulation process.
+        small = {"programId": "job/2/p0", "circuit": encode_circuit(deep_circuit(4, 2))}
+        done = await client.call("run", {**small, "shots": 100}, timeout=120)
+        assert sum(done["counts"].values()) == 100
+        assert (await client.call("health", {}, timeout=5))["programsRun"] == 1
+    finally:
+        await client.close()
+    assert agent.process.proc.returncode is None
