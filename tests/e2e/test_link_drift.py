@@ -9,53 +9,16 @@ import time
 from pathlib import Path
 
 from tests.e2e.test_reroute import warning_reasons
+from tests.integration.test_link_drift import NOISE, layered_job, link
 from tests.support import make_node
 
 LINK_CHECK_SECONDS = 1.0  # the operator fixture's QORCH_LINK_CHECK_SECONDS
-NOISE = {"twoQubitError": 0.01, "readoutError": 0.01, "singleQubitError": 0.001}
-
-
-def link_manifest(name: str, a: str, b: str, fidelity: float) -> dict:
-    return {
-        "apiVersion": "qorch.dev/v1alpha1",
-        "kind": "EntanglementLink",
-        "metadata": {"name": name},
-        "spec": {
-            "nodes": [a, b],
-            "fidelity": fidelity,
-            "generationRateHz": 1e6,
-            "successProbability": 0.5,
-            "minFidelity": 0.9,
-        },
-    }
-
-
-def layered_job(width: int, layers: int, shots: int) -> dict:
-    """Layers of gates across any split of the qubits: many Bell pairs a shot and
-    mid-circuit measurements, so the co-simulated program runs shot by shot, for seconds."""
-    lines = ["OPENQASM 2.0;", 'include "qelib1.inc";', f"qreg q[{width}];", f"creg c[{width}];"]
-    half = width // 2
-    for layer in range(layers):
-        lines += [f"h q[{i}];" for i in range(width)]
-        lines += [f"cx q[{i}], q[{half + (i + layer) % half}];" for i in range(half)]
-    lines.append("measure q -> c;")
-    return {
-        "apiVersion": "qorch.dev/v1alpha1",
-        "kind": "DistributedJob",
-        "metadata": {"name": "layers"},
-        "spec": {
-            "shots": shots,
-            "strategy": "teleport",
-            "timeoutSeconds": 600,
-            "circuit": {"qasm": "\n".join(lines)},
-        },
-    }
 
 
 async def test_a_link_drifting_mid_job_turns_degraded_and_the_job_moves(
     cluster, namespace, operator, start_agent, tmp_path: Path
 ):
-    links = [link_manifest("a-b", "a", "b", 0.98), link_manifest("b-c", "b", "c", 0.96)]
+    links = [link("a-b", "a", "b", 0.98), link("b-c", "b", "c", 0.96)]
     files = {}
     for manifest in links:
         path = tmp_path / f"{manifest['metadata']['name']}.json"
