@@ -52,27 +52,6 @@ def measures_only_at_end(circuit: QuantumCircuit) -> bool:
     return True
 
 
-def mid_circuit_measurements(circuit: QuantumCircuit) -> int:
-    """Measurements followed by more operations on their qubit, resets, and measurements
-    inside control flow: each may split the shots into branches."""
-    count = 0
-    pending: dict[object, int] = {}  # measured qubit -> measurements not yet followed
-    for instruction in circuit.data:
-        operation = instruction.operation
-        blocks = getattr(operation, "blocks", ())
-        if blocks:
-            count += 1 + sum(mid_circuit_measurements(b) for b in blocks)
-        if operation.name == "reset":
-            count += 1
-        if operation.name == "measure":
-            for qubit in instruction.qubits:
-                pending[qubit] = pending.get(qubit, 0) + 1
-        elif operation.name != "barrier":
-            for qubit in instruction.qubits:
-                count += pending.pop(qubit, 0)
-    return count
-
-
 def defer_measurements(circuit: QuantumCircuit, max_qubits: int) -> QuantumCircuit | None:
     """The circuit with each mid-circuit measurement deferred, or None where that does not
     apply or would exceed `max_qubits`.

@@ -12,7 +12,7 @@ from qiskit_aer import AerSimulator
 
 from qorch.api.quantum_node import QuantumNodeSpec
 
-from .circuits import defer_measurements, measures, measures_only_at_end, mid_circuit_measurements
+from .circuits import defer_measurements, measures, measures_only_at_end
 from .noise import build_noise_model
 
 # Feed-forward the simulator runs natively beside the node's gates.
@@ -125,7 +125,9 @@ class NodeExecutor:
             return 1
         if (deferred := self._deferred(compiled)) is not None:
             return 2.0 ** (deferred.num_qubits - compiled.num_qubits)
-        return min(shots, 2 ** min(mid_circuit_measurements(compiled), 30))
+        # Shot branching: the final measurements split the branches again, so up to one
+        # simulation per shot.
+        return shots
 
     def _deferred(self, compiled: QuantumCircuit) -> QuantumCircuit | None:
         """`compiled` with its mid-circuit measurements deferred to ancillas, where the
