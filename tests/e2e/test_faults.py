@@ -444,8 +444,15 @@ async def test_hundred_jobs_over_four_nodes_never_exceed_capacity(
     await kubectl(cluster, "apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump_all(crowd))
     deadline = time.monotonic() + 240
     while len(waiting := await waiting_jobs(cluster, namespace)) < CROWD:
-        assert time.monotonic() < deadline, f"only {len(waiting)} of {CROWD} crowd jobs queued"
+        if time.monotonic() > deadline:
+            phases = Counter(phase(j) for j in await jobs(cluster, namespace, "crowd"))
+            alive = operator.proc is not None and operator.proc.poll() is None
+            raise AssertionError(
+                f"only {len(waiting)} of {CROWD} crowd jobs queued; phases {dict(phases)};"
+                f" operator alive: {alive}; its log ends:\n{operator.output()[-6000:]}"
+            )
         await asyncio.sleep(1.0)
+    queued = time.monotonic() - began
     blocked = await jobs(cluster, namespace, "blocker")
     assert all(phase(b) == "Running" for b in blocked), [b["status"]["message"] for b in blocked]
     await kubectl(cluster, "delete", "djob", "-n", namespace, "-l", "faults=blocker")
@@ -478,7 +485,7 @@ async def test_hundred_jobs_over_four_nodes_never_exceed_capacity(
     queue_writes = log.count("phase Pending: queued")
     loads = {r: f"{v:g}/{CROWD_NODES[r.rsplit('/', 1)[1]]}" for r, v in sorted(peak.items())}
     print(
-        f"\ncrowd: jobs={CROWD} wall={wall:.1f}s"
+        f"\ncrowd: jobs={CROWD} queued-in={queued:.1f}s wall={wall:.1f}s"
         f" priorities={dict(sorted(by_priority.items()))}"
         f" queued-status-writes={queue_writes}"
         f" max-load={loads}"
