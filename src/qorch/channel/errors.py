@@ -112,6 +112,14 @@ class RemoteError(Exception):
         self.remote_message = message
 
 
+#: Refusals that say a peer failed to prove who it is (untrusted or mismatched key, a bad
+#: signature or key confirmation), as opposed to malformed, stale or throttled traffic.
+AUTHENTICATION_FAILURES: tuple[type[ChannelError], ...] = (
+    PeerKeyMismatch,
+    AuthenticationFailed,
+    UntrustedPeer,
+)
+
 # Error codes a server may send in a refusal; the client maps them back to classes.
 REFUSAL_CODES: dict[str, type[ChannelError]] = {
     cls.__name__: cls

@@ -65,6 +65,7 @@ from qorch.channel.envelope import (
     encode_result,
 )
 from qorch.channel.errors import (
+    AUTHENTICATION_FAILURES,
     REFUSAL_CODES,
     AuthenticationFailed,
     ChannelError,
@@ -334,6 +335,7 @@ class ChannelServer:
         self._counters = {
             "handshakes": 0,
             "refusals": 0,
+            "auth_failures": 0,
             "calls": 0,
             "handler_errors": 0,
             "hello_retries": 0,
@@ -372,9 +374,9 @@ class ChannelServer:
 
     @property
     def stats(self) -> dict[str, int]:
-        """Counters for metrics: handshakes, refusals (of which throttled), calls, handler
-        errors, hello retries (cookies sent), signatures (ServerHellos signed), live and
-        pending sessions."""
+        """Counters for metrics: handshakes, refusals (of which throttled, and of which
+        authentication failures), calls, handler errors, hello retries (cookies sent),
+        signatures (ServerHellos signed), live and pending sessions."""
         return {**self._counters, "sessions": len(self._sessions), "pending": len(self._pending)}
 
     async def _handle_handshake(self, request: web.Request) -> web.StreamResponse:
@@ -546,6 +548,8 @@ class ChannelServer:
         the rest."""
         bounds = self.server_limits
         self._counters["refusals"] += 1
+        if isinstance(exc, AUTHENTICATION_FAILURES):
+            self._counters["auth_failures"] += 1
         level = logging.WARNING
         if isinstance(exc, Throttled):
             self._counters["throttled"] += 1

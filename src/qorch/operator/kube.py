@@ -9,8 +9,15 @@ from typing import Any
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError
 
 from qorch.api import GROUP, VERSION
+
+#: Seconds any one API call may take: a stalled connection must not stall a handler forever.
+API_TIMEOUT_SECONDS = 10
+#: Answers of an API server that is overloaded or restarting, not a verdict on the request.
+TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
+STATUS_WRITE_ATTEMPTS = 4
 
 # Written into every pod that mounts a service account token, beside the token.
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
@@ -40,22 +47,41 @@ def own_namespace(configured: str | None, in_cluster: bool) -> tuple[str, str]:
 
 
 async def patch_status(plural: str, namespace: str, name: str, status: dict[str, Any]) -> None:
-    """Merge-patch the status subresource of one of our objects."""
+    """Merge-patch the status subresource of one of our objects. The patch is idempotent,
+    so one that times out or meets a busy or restarting API server is sent again, a few
+    times, before the caller sees the error (a job daemon that raises is restarted only
+    after kopf's back-off, and waits out of the queue meanwhile)."""
     api = client.CustomObjectsApi()
-    await asyncio.to_thread(
-        api.patch_namespaced_custom_object_status,
-        GROUP,
-        VERSION,
-        namespace,
-        plural,
-        name,
-        {"status": status},
-    )
+    for attempt in range(STATUS_WRITE_ATTEMPTS):
+        try:
+            await asyncio.to_thread(
+                api.patch_namespaced_custom_object_status,
+                GROUP,
+                VERSION,
+                namespace,
+                plural,
+                name,
+                {"status": status},
+                _request_timeout=API_TIMEOUT_SECONDS,
+            )
+            return
+        except ApiException as exc:
+            if exc.status not in TRANSIENT_STATUSES or attempt + 1 == STATUS_WRITE_ATTEMPTS:
+                raise
+        except HTTPError:  # timed out, or the connection failed
+            if attempt + 1 == STATUS_WRITE_ATTEMPTS:
+                raise
+        await asyncio.sleep(0.5 * 2**attempt)
 
 
 async def read_config_map_key(namespace: str, name: str, key: str) -> str | None:
     try:
-        cm = await asyncio.to_thread(client.CoreV1Api().read_namespaced_config_map, name, namespace)
+        cm = await asyncio.to_thread(
+            client.CoreV1Api().read_namespaced_config_map,
+            name,
+            namespace,
+            _request_timeout=API_TIMEOUT_SECONDS,
+        )
     except ApiException as exc:
         if exc.status == 404:
             return None
@@ -67,7 +93,10 @@ async def deployment_annotation(namespace: str, name: str, key: str) -> str | No
     """One annotation of a Deployment; None when the Deployment or the annotation is absent."""
     try:
         dep = await asyncio.to_thread(
-            client.AppsV1Api().read_namespaced_deployment, name, namespace
+            client.AppsV1Api().read_namespaced_deployment,
+            name,
+            namespace,
+            _request_timeout=API_TIMEOUT_SECONDS,
         )
     except ApiException as exc:
         if exc.status == 404:
@@ -98,15 +127,15 @@ async def apply_owned(manifest: dict[str, Any]) -> str:
     else:
         raise ValueError(f"unsupported kind {kind}")
     try:
-        current = await asyncio.to_thread(read, name, ns)
+        current = await asyncio.to_thread(read, name, ns, _request_timeout=API_TIMEOUT_SECONDS)
     except ApiException as exc:
         if exc.status != 404:
             raise
-        await asyncio.to_thread(create, ns, manifest)
+        await asyncio.to_thread(create, ns, manifest, _request_timeout=API_TIMEOUT_SECONDS)
         return "created"
     desired_hash = meta.get("annotations", {}).get("qorch.dev/spec-hash")
     current_hash = (current.metadata.annotations or {}).get("qorch.dev/spec-hash")
     if desired_hash and desired_hash == current_hash:
         return "unchanged"
-    await asyncio.to_thread(patch, name, ns, manifest)
+    await asyncio.to_thread(patch, name, ns, manifest, _request_timeout=API_TIMEOUT_SECONDS)
     return "patched"

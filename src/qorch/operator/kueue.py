@@ -33,6 +33,7 @@ from qorch.api.phases import JobPhases
 from qorch.pipeline.ports import QueueDecision, QueueRequest
 from qorch.pipeline.reservations import link_resource, node_resource
 
+from .kube import API_TIMEOUT_SECONDS
 from .state import OperatorState
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,6 @@ QUBITS = "qorch.dev/qubits"
 PAIR_RATE = "qorch.dev/millipairs-per-second"
 NODE_LABEL = "qorch.dev/quantum-node"
 LINK_LABEL = "qorch.dev/entanglement-link"
-TIMEOUT = 10  # seconds, every Kueue API call
 _FLAVOR_TTL = 30.0
 
 
@@ -215,7 +215,7 @@ def _api() -> client.CustomObjectsApi:
 
 
 async def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
-    return await asyncio.to_thread(fn, *args, _request_timeout=TIMEOUT, **kwargs)
+    return await asyncio.to_thread(fn, *args, _request_timeout=API_TIMEOUT_SECONDS, **kwargs)
 
 
 async def _get(plural: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:

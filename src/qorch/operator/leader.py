@@ -31,6 +31,8 @@ from kubernetes.client.exceptions import ApiException
 
 log = logging.getLogger(__name__)
 
+# Shorter than the other calls (operator.kube): an attempt must end well inside the renew
+# deadline, so that a leader that cannot renew stops before a standby may start.
 API_TIMEOUT_SECONDS = 5
 
 

@@ -14,6 +14,7 @@ from qorch.pipeline.job import PipelineSettings
 from qorch.qpu.transport import AgentConnections
 from qorch.sanitizer import SanitizerPolicyFile, load_policy
 from qorch.settings import Settings
+from qorch.telemetry.instrument import declare_operator_series
 from qorch.telemetry.metrics import start_metrics_server
 from qorch.telemetry.tracing import configure_tracing, shutdown_tracing
 
@@ -100,6 +101,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
             qorch.identity_secret,
             source,
         )
+    declare_operator_series()
     memo.metrics_server = start_metrics_server(qorch.metrics_port)
     log.info("metrics on port %d at /metrics", memo.metrics_server.port)
     try:

@@ -26,11 +26,12 @@ from kubernetes.client.exceptions import ApiException
 from qorch.channel.signing import TrustedKey, now_utc, trusted_keys_from_entries
 from qorch.pipeline.nonces import DEFAULT_MAX_BYTES, NonceBook
 
+from .kube import API_TIMEOUT_SECONDS
+
 log = logging.getLogger(__name__)
 
 TRUSTED_FOR_LABEL = "qorch.dev/trusted-submitters-for"
 NONCE_KEY = "nonces.json"
-API_TIMEOUT_SECONDS = 10
 _FOLDER_FILES_READ = 256
 _ENTRY_BYTES_READ = 16 * 1024 + 1
 

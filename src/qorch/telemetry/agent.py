@@ -247,6 +247,8 @@ class AgentTelemetry:
                 channel = dict(self._server.stats)
             except Exception:  # the server's stats must never break the agent
                 channel = {}
+            if "auth_failures" in channel:
+                channel["authFailures"] = channel.pop("auth_failures")
         return {
             "version": STATS_VERSION,
             "node": self.node,

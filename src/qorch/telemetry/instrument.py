@@ -28,8 +28,10 @@ from weakref import WeakKeyDictionary
 from opentelemetry.trace import Status, StatusCode
 
 from qorch.agent_protocol import OPERATIONS, ErrorCode, Op
+from qorch.api.distributed_job import STRATEGIES
 from qorch.api.phases import JobPhases, LinkPhases, NodePhases
 from qorch.channel.errors import REFUSAL_CODES
+from qorch.sanitizer.catalog import RULES
 
 from . import metrics as m
 from . import tracing
@@ -302,9 +304,11 @@ def record_link(
     link: Any, status: Any, nodes: dict[str, Any], metrics: m.QorchMetrics | None = None
 ) -> None:
     """Link metrics from an EntanglementLink, its (new) status and the nodes by name."""
-    record = (metrics or m.METRICS).record
+    metrics = metrics or m.METRICS
+    record = metrics.record
     labels = {"namespace": link.metadata.namespace, "link": link.metadata.name}
     record("qorch_link_up", 1 if status.phase == LinkPhases.UP else 0, **labels)
+    metrics.declare("qorch_bell_pairs_consumed_total", **labels)
     for phase in LINK_PHASES:
         record("qorch_link_phase", int(phase == status.phase), **labels, phase=phase)
     figures = {
@@ -431,6 +435,24 @@ def instrument_agent_client(namespace: str, node: str, client: Any) -> Any:
 # -- operator handlers ----------------------------------------------------------------------
 
 
+#: (kind, handler) of every handler `timed_reconcile` wraps, for `declare_operator_series`.
+_RECONCILERS: set[tuple[str, str]] = set()
+
+
+def declare_operator_series() -> None:
+    """The operator's series whose label values are known before the first event: jobs
+    finished (Succeeded and Failed, per strategy; M5's ratio and its burn-rate alerts),
+    sanitizer rejections per rule and handler errors per handler. Per-node and per-link
+    series appear with their objects."""
+    for strategy in STRATEGIES:
+        for phase in (JobPhases.SUCCEEDED, JobPhases.FAILED):
+            m.METRICS.declare("qorch_jobs_finished_total", phase=phase, strategy=strategy)
+    for rule in RULES:
+        m.METRICS.declare("qorch_sanitizer_rejections_total", rule=rule)
+    for kind, handler in sorted(_RECONCILERS):
+        m.METRICS.declare("qorch_reconcile_errors_total", kind=kind, handler=handler)
+
+
 def _record_reconcile(kind: str, handler: str, seconds: float, failed: bool) -> None:
     m.METRICS.record("qorch_reconcile_duration_seconds", seconds, kind=kind, handler=handler)
     if failed:
@@ -443,6 +465,7 @@ def timed_reconcile(kind: str, handler: str | None = None) -> Callable[[F], F]:
 
     def decorate(fn: F) -> F:
         name = handler or fn.__name__
+        _RECONCILERS.add((kind, name))
         if inspect.iscoroutinefunction(fn):
 
             @functools.wraps(fn)

@@ -365,6 +365,12 @@ class QorchMetrics:
         else:
             child.observe(value)
 
+    def declare(self, name: str, /, **labels: str) -> None:
+        """Export a series before anything happens to it (a counter at 0, a histogram with
+        empty buckets), so that a rate or a ratio over it reads 0 rather than no data, and
+        an alert on it can evaluate from the start."""
+        self._metrics[name].labels(**labels)
+
     def track_job_phase(self, key: str, phase: str | None) -> None:
         """The job `key` (namespace/name/uid, never exported) is now in `phase`; None or a
         terminal phase stops counting it."""

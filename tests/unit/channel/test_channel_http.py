@@ -278,6 +278,8 @@ async def test_a_node_refuses_an_operator_key_it_does_not_trust(
             await client.call("run", {})
     assert node.handler.calls == []
     assert node.server.stats["sessions"] == 0
+    # The agent's sidecar exports this as qorch_agent_channel_auth_failures_total.
+    assert (node.server.stats["refusals"], node.server.stats["auth_failures"]) == (1, 1)
 
 
 async def test_the_classical_baseline_cannot_talk_to_a_node(

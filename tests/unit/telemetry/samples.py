@@ -24,7 +24,7 @@ class FakeServer:
         "handler_errors": 1,
         "sessions": 1,
         "pending": 0,
-        "authFailures": 1,
+        "auth_failures": 1,
     }
 
 

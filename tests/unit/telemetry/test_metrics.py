@@ -199,3 +199,39 @@ def test_a_run_writes_every_components_metrics_in_one_valid_file(
         [promtool, "check", "metrics"], input=path.read_bytes(), capture_output=True
     )
     assert result.returncode == 0, (result.stdout + result.stderr).decode()
+
+
+def test_series_known_in_advance_read_zero_before_any_event(
+    metrics: QorchMetrics, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The failure ratio of M5 and its burn-rate alerts divide by Succeeded plus Failed, and
+    the on-call panels rate rejections and handler errors: with no such event yet, each
+    must read 0, not no data."""
+    import qorch.operator  # noqa: F401  (registers the operator's handlers)
+    from qorch.telemetry import instrument
+
+    monkeypatch.setattr(m, "METRICS", metrics)
+    r = metrics.registry
+    assert (
+        r.get_sample_value("qorch_jobs_finished_total", {"phase": "Failed", "strategy": "single"})
+        is None
+    )
+    instrument.declare_operator_series()
+    for strategy in ("single", "teleport", "cut", "locc-cut"):
+        for phase in ("Succeeded", "Failed"):
+            labels = {"phase": phase, "strategy": strategy}
+            assert r.get_sample_value("qorch_jobs_finished_total", labels) == 0
+    assert r.get_sample_value("qorch_sanitizer_rejections_total", {"rule": "QS006"}) == 0
+    handlers = {("QuantumNode", "health"), ("EntanglementLink", "probe")}
+    declared = {
+        (s.labels["kind"], s.labels["handler"])
+        for f in r.collect()
+        if f.name == "qorch_reconcile_errors"
+        for s in f.samples
+        if s.name == "qorch_reconcile_errors_total"
+    }
+    assert handlers <= declared, declared
+    assert all(
+        r.get_sample_value("qorch_reconcile_errors_total", {"kind": k, "handler": h}) == 0
+        for k, h in declared
+    )
