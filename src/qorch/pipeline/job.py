@@ -229,6 +229,7 @@ class JobPipeline:
         # What each queued job asks the queue for, by the view of its nodes it was shaped on.
         self._queue_requests: dict[str, tuple[tuple, object]] = {}
         self._circuits: dict[str, tuple[int, QuantumCircuit]] = {}
+        self._timings_checked: dict[str, TargetTiming] = {}
         # Exact simulations for verification too wide to run in the operator's process.
         self.simulation = SimulationProcess()
         self._programs: dict[str, Work] = {}
@@ -314,6 +315,7 @@ class JobPipeline:
         self._cond(job, status, R.SUCCEEDED, ok, reason, msg)
         self.reservations.release(job_key(job))
         self._estimates.pop(job_key(job), None)
+        self._timings_checked.pop(job_key(job), None)
         self.world.event(job, "Normal" if ok == "True" else "Warning", reason, msg)
         strategy = status.plan.strategy if status.plan else "none"
         METRICS.record("qorch_jobs_finished_total", phase=phase, strategy=strategy)
@@ -334,6 +336,40 @@ class JobPipeline:
             for x in (n.spec.noise for n in nodes)
         )
         return worst if worst.shortest_t2_us is not None else None
+
+    def _node_timing(self, job: DistributedJob) -> TargetTiming | None:
+        """What QS305 and QS401 check a circuit against: the Ready nodes the job may use,
+        else any it may use (their declared figures do not depend on being Ready)."""
+        return self._timing(self._candidates(job) or self._selected(job))
+
+    async def _check_timing(
+        self, job: DistributedJob, status: DistributedJobStatus
+    ) -> StepResult | None:
+        """A job admitted before any of its nodes was seen (one applied together with them
+        often is) skipped the rules that read the nodes' gate times and T2: they run once
+        its nodes are known. The Rejected result when the circuit fails them, else None."""
+        stats = status.sanitizer.stats if status.sanitizer else None
+        timing = self._node_timing(job)
+        if (
+            stats is None
+            or "estimatedDurationSeconds" in stats
+            or timing is None
+            or self._timings_checked.get(job_key(job)) == timing
+        ):
+            return None
+        self._timings_checked[job_key(job)] = timing
+        source = await self._source(job)
+        result = await asyncio.to_thread(
+            sanitize, source or "", self._policy(job), shots=job.spec.shots, timing=timing
+        )
+        status.sanitizer = SanitizerStatus.model_validate(result.report.to_status())
+        denied = [v for v in result.report.violations if v.severity == "deny"]
+        if not denied:
+            return None
+        msg = f"{denied[0].rule}: {denied[0].message} (checked once its nodes were seen)"
+        self._cond(job, status, R.SANITIZED, "False", denied[0].rule, msg)
+        METRICS.record("qorch_sanitizer_rejections_total", rule=denied[0].rule)
+        return self._finish(job, status, JobPhases.REJECTED, denied[0].rule, msg)
 
     def _selected(self, job: DistributedJob) -> list[QuantumNode]:
         """Nodes the job may use, whatever their phase: those its selector matches and it
@@ -391,7 +427,7 @@ class JobPipeline:
             self._cond(job, status, R.SANITIZED, "False", R.CIRCUIT_UNAVAILABLE, msg)
             return self._finish(job, status, JobPhases.REJECTED, R.CIRCUIT_UNAVAILABLE, msg)
         started = time.perf_counter()
-        timing = self._timing(self._candidates(job))
+        timing = self._node_timing(job)
         with step_span("sanitize"):  # a megabyte of hostile source must not stall other jobs
             result = await asyncio.to_thread(
                 sanitize, source, self._policy(job), shots=job.spec.shots, timing=timing
@@ -503,6 +539,8 @@ class JobPipeline:
         status = self._status(job)
         started = time.perf_counter()
         circuit = await self._circuit(job)
+        if (rejected := await self._check_timing(job, status)) is not None:
+            return rejected
         hold = bool(job.spec.suspend)
         if not hold and suspended(status):
             status.timings.resumed_at = now_rfc3339()  # suspended time is not run time
@@ -1000,6 +1038,7 @@ class JobPipeline:
             self.reservations.release(job_key(job))
             self._programs.pop(job_key(job), None)
             self._circuits.pop(job_key(job), None)
+            self._timings_checked.pop(job_key(job), None)
             self._estimates.pop(job_key(job), None)
 
     def _record_verification(self, job: DistributedJob, status: DistributedJobStatus) -> None:

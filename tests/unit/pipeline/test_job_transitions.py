@@ -290,6 +290,26 @@ async def test_a_job_applied_before_its_nodes_waits_for_them(pipeline, world, bo
     assert book.total() == 0 and queued(book, "elsewhere") == []
 
 
+async def test_a_job_seen_before_its_nodes_is_checked_against_their_coherence(pipeline, world):
+    """A job applied together with its nodes is often seen first, and admitted while no
+    node's T2 is known: QS305 applies to it once its nodes are seen, as to any other."""
+    # 200 gates of 50 ns: 10 us, ten times the node's T2.
+    job = await admitted(pipeline, "j", BELL.replace("h q[0];", "h q[0];\n" * 200))
+    assert "estimatedDurationSeconds" not in job.status.sanitizer.stats
+    world.add_node(
+        "a",
+        4,
+        t2Microseconds=1.0,
+        singleQubitGateNanoseconds=50.0,
+        twoQubitGateNanoseconds=300.0,
+        measureNanoseconds=1000.0,
+    )
+    await step(pipeline, job)
+    assert job.status.phase == "Rejected", job.status.message
+    assert job.status.message.startswith("QS305"), job.status.message
+    assert condition(job, R.SANITIZED) == ("False", "QS305")
+
+
 async def test_a_job_that_waited_past_its_timeout_fails(pipeline, world, book):
     world.add_node("a", 3)
     job = await admitted(pipeline, "j", GHZ3)
