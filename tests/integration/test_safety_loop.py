@@ -161,12 +161,13 @@ async def test_jobs_waiting_for_capacity_start_in_priority_order(tmp_path):
         async def drive(j: DistributedJob) -> None:
             while j.status.phase not in ("Succeeded", "Failed", "Rejected"):
                 before = j.status.phase
+                version = pipeline.reservations.version
                 result = await pipeline.step(j)
                 j.status = result.status
                 if j.status.phase == "Planned" and before != "Planned":
                     placed.append(j.metadata.name)
                 if result.requeue_after is not None:
-                    await pipeline.reservations.changed(result.requeue_after)
+                    await pipeline.reservations.changed(result.requeue_after, since=version)
 
         first = the_job(plane, "first")
         await step_until(pipeline, first, "Planned")

@@ -59,6 +59,7 @@ async def _drive(
     name = f"djob/{job.metadata.name}"
     while job.status.phase not in TERMINAL_PHASES:
         before = job.status.phase
+        version = pipeline.reservations.version
         result = await pipeline.step(job)
         job.status = result.status
         if job.status.phase != before:
@@ -67,9 +68,10 @@ async def _drive(
             break  # held by spec.suspend: nothing in this run will resume it
         if job.status.phase == before and result.requeue_after is not None:
             waits.waiting += 1
-            changed = await pipeline.reservations.changed(result.requeue_after)
+            changed = await pipeline.reservations.changed(result.requeue_after, since=version)
             waits.waiting -= 1
-            # Every job left waits and nothing moved meanwhile: nothing will free capacity.
+            # Every job left waits and nothing moved since this one planned: nothing will
+            # free capacity.
             if not changed and waits.waiting + 1 >= waits.active:
                 job.status = pipeline.abandon(job, "no job is left to free capacity").status
                 progress(name, f"{job.status.phase:<10} {job.status.message}")

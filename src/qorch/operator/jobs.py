@@ -108,13 +108,14 @@ async def _drive(
         if job.status.phase in (JobPhases.PENDING, JobPhases.ADMITTED):
             job.metadata.labels = dict((body.get("metadata") or {}).get("labels") or {})
         before = job.status
+        version = state.reservations.version
         result = await pipeline.step(job)
         if result.status != before:
             await kube.patch_status(DJOB[2], namespace, name, result.status.wire())
             job.status = result.status
             logger.info("phase %s: %s", job.status.phase, job.status.message)
         if result.requeue_after is not None:
-            await state.reservations.changed(result.requeue_after)
+            await state.reservations.changed(result.requeue_after, since=version)
 
 
 async def _finish_workload(body: kopf.Body) -> None:

@@ -63,6 +63,7 @@ class Reservations:
         self._reserved_at: dict[str, int] = {}
         self._reserves = 0
         self._preempted: dict[str, str] = {}
+        self._version = 0
 
     def allocated(self, resource: str) -> float:
         with self._lock:
@@ -236,13 +237,23 @@ class Reservations:
         queue's admission) may have changed."""
         self._notify()
 
+    @property
+    def version(self) -> int:
+        """Counts the changes: read it before a step, pass it to `changed` after."""
+        return self._version
+
     def _notify(self) -> None:
+        self._version += 1
         event, self._changed = self._changed, None
         if event is not None:
             event.set()
 
-    async def changed(self, timeout: float) -> bool:
-        """Whether a reservation or the queue changed within `timeout` seconds."""
+    async def changed(self, timeout: float, since: int | None = None) -> bool:
+        """Whether a reservation or the queue changed within `timeout` seconds, or already
+        after `version` was `since`: a change while the caller was still planning (its
+        capacity read before the change) is not lost."""
+        if since is not None and since != self._version:
+            return True
         if self._changed is None:
             self._changed = asyncio.Event()
         try:

@@ -74,6 +74,18 @@ async def test_waiters_wake_when_capacity_is_released():
     await asyncio.wait_for(waiter, timeout=2)
 
 
+async def test_a_release_while_a_job_still_plans_is_not_lost():
+    """A job reads the free capacity, plans, and only then waits: capacity released in
+    between wakes it at once, or it would wait out its whole timeout (and `qorch run` would
+    give it up as one no job is left to free capacity for)."""
+    book = Reservations()
+    assert book.try_reserve("j1", {"qn/a": 6}, CAPACITY)
+    seen = book.version  # the waiting job's step starts
+    book.release("j1")  # while it plans on the capacity it read
+    assert await asyncio.wait_for(book.changed(timeout=30, since=seen), timeout=1)
+    assert not await book.changed(timeout=0.01, since=book.version)
+
+
 def test_same_node_names_in_two_namespaces_are_different_resources():
     from qorch.pipeline.planning import capacity
     from tests.support import make_node
