@@ -9,7 +9,6 @@ import os
 import signal
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import TextIO
@@ -21,7 +20,6 @@ from qorch.channel.identity import Identity
 from qorch.pipeline.job import JobPipeline, PipelineSettings, suspended
 from qorch.pipeline.reservations import Reservations
 from qorch.pipeline.resources import calibrate_node, check_link, check_node, observe_link
-from qorch.qpu.executor import load_transpiler_plugins
 from qorch.settings import Settings
 from qorch.telemetry.snapshot import write_metrics_file
 from qorch.telemetry.tracing import configure_tracing, shutdown_tracing
@@ -305,7 +303,6 @@ async def _run(
     identity: Identity | None,
 ) -> int:
     configure_tracing("qorch-run")
-    threading.Thread(target=load_transpiler_plugins, name="load-transpiler", daemon=True).start()
     try:
         with tempfile.TemporaryDirectory(prefix="qorch-run-") as workdir:
             plane = EmbeddedControlPlane(

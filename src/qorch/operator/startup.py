@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,6 @@ import kopf
 from qorch.channel.identity import fingerprint
 from qorch.pipeline.authorization import AuthorizationPolicy
 from qorch.pipeline.job import PipelineSettings
-from qorch.qpu.executor import load_transpiler_plugins
 from qorch.qpu.transport import AgentConnections
 from qorch.sanitizer import SanitizerPolicyFile, load_policy
 from qorch.settings import Settings
@@ -70,8 +68,6 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.posting.level = logging.WARNING  # only warnings become Events; ours are explicit
     in_cluster = kube.load_credentials()
     configure_tracing("qorch-operator")
-    # The first plan, calibration comparison and verification transpile: not on their time.
-    threading.Thread(target=load_transpiler_plugins, name="load-transpiler", daemon=True).start()
     qorch = Settings.from_env()
     namespace, source = kube.own_namespace(qorch.operator_namespace, in_cluster)
     try:

@@ -6,7 +6,6 @@ import asyncio
 import functools
 import logging
 import os
-import threading
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
@@ -58,7 +57,7 @@ from .composite_noise import (
     parse_description,
     simulate_composite,
 )
-from .executor import Execution, NodeExecutor, ProgramRejected, Sample, load_transpiler_plugins
+from .executor import Execution, NodeExecutor, ProgramRejected, Sample
 from .link_probe import probe
 from .link_state import LinkStates
 from .peer import PeerMessaging, decode_keys
@@ -789,8 +788,6 @@ async def serve(
     await site.start()
     bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     print(f"qpu-agent {node.metadata.name} listening on http://{host}:{bound}", flush=True)
-    # While the operator connects and pins the key: the first calibration needs it.
-    threading.Thread(target=load_transpiler_plugins, name="load-transpiler", daemon=True).start()
     try:
         await asyncio.Event().wait()
     finally:

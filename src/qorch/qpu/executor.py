@@ -24,17 +24,6 @@ CONTROL_FLOW = {
 }
 
 
-def load_transpiler_plugins() -> None:
-    """What the first `transpile` of a process spends before it transpiles anything: qiskit
-    loads every installed transpiler stage plugin, and one of them imports all of
-    qiskit-ibm-runtime (a dependency of qiskit-addon-cutting), a second on 2 cores. Called
-    in a thread at start-up, it overlaps with waiting for peers instead of delaying the
-    first calibration or plan."""
-    from qiskit.transpiler.preset_passmanagers.plugin import PassManagerStagePluginManager
-
-    PassManagerStagePluginManager()
-
-
 def node_target(spec: QuantumNodeSpec) -> Target:
     """The node as a transpiler target: its gates, its coupling, and dynamic-circuit support."""
     target = Target.from_configuration(
