@@ -84,6 +84,9 @@ class ErrorCode(StrEnum):
     UNKNOWN_PROGRAM = "UnknownProgram"  # a `wait` for a program the agent does not hold
     NO_TPM = "NoTpm"  # an `attest` to an agent that runs without a TPM
     TPM_FAILED = "TpmFailed"  # the TPM refused, or did not answer in time; the message says
+    # A calibration or probe found the QPU held by a program step longer than it waits
+    # (a noiseless program runs as one step): skipped, the last figures stand.
+    BUSY = "Busy"
     # Found by the caller.
     TIMEOUT = "Timeout"
     UNREACHABLE = "Unreachable"

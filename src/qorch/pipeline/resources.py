@@ -152,6 +152,8 @@ async def calibrate_node(node: QuantumNode, client: AgentClient) -> QuantumNodeS
     try:
         figures = await ask(client, CalibrateRequest(), timeout=CALIBRATION_TIMEOUT_SECONDS)
     except AgentError as exc:
+        if exc.code == ErrorCode.BUSY:
+            return status  # a long program step holds the QPU: the last calibration stands
         reason = R.AGENT_UNREACHABLE if exc.code in _UNANSWERED else exc.code
         status.conditions = set_condition(
             status.conditions, R.REACHABLE, "False", reason, exc.message, gen

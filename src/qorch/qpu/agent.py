@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import os
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar, assert_never
 
@@ -83,6 +84,9 @@ CANCELLED_CACHE_SIZE = RESULT_CACHE_SIZE
 # chunk runs: the first is small enough for a deep circuit to keep health checks answered.
 FIRST_CHUNK_SHOTS = 8
 CHUNK_SECONDS = 0.5
+#: How long a calibration or link probe waits for the QPU: many chunks, and well inside the
+#: operator's timeouts for them.
+QPU_WAIT_SECONDS = 10.0
 # Seconds per unit of `_shot_cost` of one statevector simulation before any was measured:
 # QFT-20 on 2 idle cores takes 2e-10, 10x is for a loaded machine. The agent's own runs
 # raise it (see `_simulation_rate`).
@@ -166,6 +170,7 @@ class QpuAgent:
         self._running: str | None = None
         self.first_chunk_shots = FIRST_CHUNK_SHOTS
         self.chunk_seconds = CHUNK_SECONDS
+        self.qpu_wait_seconds = QPU_WAIT_SECONDS
         # Seconds per shot and unit of `_shot_cost`, from the last chunk simulated shot by
         # shot: it sizes an unseeded program's first chunk, saving the small pricing chunk.
         self._shot_rate: float | None = None
@@ -327,6 +332,22 @@ class QpuAgent:
             return None
         return (spec.coupling_map[0][0], spec.coupling_map[0][1]) if spec.coupling_map else (0, 1)
 
+    @contextlib.asynccontextmanager
+    async def _qpu_between_steps(self, what: str) -> AsyncIterator[None]:
+        """The QPU for a calibration or a link probe: it waits for the chunk of shots that
+        holds it, but not for a program that runs as one step (a noiseless one does, for
+        hours perhaps). Kept waiting, the operator would time out and find the node
+        unreachable, and move the very job that keeps it busy."""
+        try:
+            await asyncio.wait_for(self._qpu.acquire(), self.qpu_wait_seconds)
+        except TimeoutError:
+            msg = f"{what} skipped: a program step holds the QPU (the last figures stand)"
+            raise AgentError(ErrorCode.BUSY, msg) from None
+        try:
+            yield
+        finally:
+            self._qpu.release()
+
     async def calibrate(self) -> CalibrationReply:
         """Run the calibration circuits under this node's noise; report the figures."""
         started = time.perf_counter()
@@ -336,7 +357,7 @@ class QpuAgent:
         # run, so the figures planned with (qorch.pipeline.figures) are too.
         seed = self._calibrations * 1_000_003
         self._calibrations += 1
-        async with self._qpu:
+        async with self._qpu_between_steps("calibration"):
             for index, (name, circuit) in enumerate(circuits.items()):
                 execution = await asyncio.to_thread(
                     self.executor.run, circuit, CALIBRATION_SHOTS, seed + index * 7919, 0
@@ -374,7 +395,7 @@ class QpuAgent:
         )
         seed = request.seed if request.seed is not None else self._probes
         self._probes += 1
-        async with self._qpu:
+        async with self._qpu_between_steps("link probe"):
             result = await asyncio.to_thread(
                 probe, fidelity, success, rate, request.pairs, (a, b), seed
             )

@@ -11,10 +11,13 @@ import pytest
 from qiskit import QuantumCircuit
 
 from qorch.agent_protocol import AgentError, ErrorCode
+from qorch.pipeline.resources import calibrate_node
 from qorch.qpu.agent import QpuAgent, next_chunk_shots
 from qorch.qpu.circuits import encode_circuit
 from qorch.qpu.executor import NodeExecutor
 from tests.support import ghz, make_node
+
+from .support import InProcess
 
 # ~2 s on 2 busy cores: far longer than a chunk, short enough for a unit test.
 SLOW_QUBITS = 10
@@ -122,6 +125,40 @@ async def test_a_calibration_gets_in_between_the_chunks_of_a_long_program() -> N
     assert calibration["readoutError"] == 0
     reply = await program
     assert sum(reply["counts"].values()) == 2 * SLOW_SHOTS
+
+
+async def test_a_calibration_does_not_wait_for_a_program_that_runs_as_one_step() -> None:
+    """Without gate noise a program is one simulation: a calibration (or a link probe)
+    asked meanwhile answers Busy at once, rather than after the whole program, by which
+    time the operator would have found the node unreachable."""
+    agent = QpuAgent(make_node("one-step", 22))
+    agent.qpu_wait_seconds = 0.05
+    wide = QuantumCircuit(22, 22)
+    for layer in range(12):
+        for q in range(22):
+            wide.rx(0.3 + 0.1 * q + layer, q)
+        for q in range(layer % 2, 21, 2):
+            wide.cx(q, q + 1)
+    wide.measure(range(22), range(22))
+    program = start(agent, payload("one-step", wide, 2000))
+    async with asyncio.timeout(60):
+        # The simulation (in the agent's simulation process) holds the QPU; the compile
+        # step before it may let a calibration in, as any step boundary does.
+        while agent._in_child is None:
+            await asyncio.sleep(0.01)
+
+    with pytest.raises(AgentError) as info:
+        await agent.handle("calibrate", {})
+
+    assert info.value.code == ErrorCode.BUSY
+    # The operator keeps the node as it was: the node is busy, not unreachable.
+    node = agent.node
+    assert await calibrate_node(node, InProcess(agent)) == node.status
+    assert not program.done()
+    reply = await program
+    assert sum(reply["counts"].values()) == 2000
+    calibration = await agent.handle("calibrate", {})  # free again: it runs
+    assert calibration["readoutError"] == 0
 
 
 def noisy_node() -> Any:
