@@ -43,7 +43,13 @@ from qorch.planner.cut_distribution import output_request
 from qorch.planner.strategies import OUTPUT_WIDTH, PURIFICATION, Candidate, Demand
 from qorch.qpu.circuits import measures
 from qorch.qpu.simulation_process import SimulationProcess
-from qorch.sanitizer import SanitizerPolicy, SanitizerPolicyFile, TargetTiming, sanitize
+from qorch.sanitizer import (
+    SanitizerPolicy,
+    SanitizerPolicyFile,
+    SanitizerResult,
+    TargetTiming,
+    sanitize,
+)
 from qorch.settings import Settings
 from qorch.telemetry.instrument import instrument_step
 from qorch.telemetry.metrics import METRICS
@@ -359,17 +365,36 @@ class JobPipeline:
             return None
         self._timings_checked[job_key(job)] = timing
         source = await self._source(job)
-        result = await asyncio.to_thread(
-            sanitize, source or "", self._policy(job), shots=job.spec.shots, timing=timing
+        if source is None:
+            return None  # its ConfigMap is gone: the admitted circuit runs as it was checked
+        _, rejected = await self._sanitize(
+            job, status, source, timing, " (checked once its nodes were seen)"
         )
+        return rejected
+
+    async def _sanitize(
+        self,
+        job: DistributedJob,
+        status: DistributedJobStatus,
+        source: str,
+        timing: TargetTiming | None,
+        note: str = "",
+    ) -> tuple[SanitizerResult, StepResult | None]:
+        """The sanitizer's report on the job's source, into the status, and the Rejected
+        result when it denies the circuit (`note` ends the message)."""
+        with step_span("sanitize"):  # a megabyte of hostile source must not stall other jobs
+            result = await asyncio.to_thread(
+                sanitize, source, self._policy(job), shots=job.spec.shots, timing=timing
+            )
         status.sanitizer = SanitizerStatus.model_validate(result.report.to_status())
         denied = [v for v in result.report.violations if v.severity == "deny"]
-        if not denied:
-            return None
-        msg = f"{denied[0].rule}: {denied[0].message} (checked once its nodes were seen)"
-        self._cond(job, status, R.SANITIZED, "False", denied[0].rule, msg)
-        METRICS.record("qorch_sanitizer_rejections_total", rule=denied[0].rule)
-        return self._finish(job, status, JobPhases.REJECTED, denied[0].rule, msg)
+        if not denied and result.circuit is not None:
+            return result, None
+        rule = denied[0].rule if denied else "QS001"
+        msg = f"{rule}: {denied[0].message}{note}" if denied else "circuit rejected"
+        self._cond(job, status, R.SANITIZED, "False", rule, msg)
+        METRICS.record("qorch_sanitizer_rejections_total", rule=rule)
+        return result, self._finish(job, status, JobPhases.REJECTED, rule, msg)
 
     def _selected(self, job: DistributedJob) -> list[QuantumNode]:
         """Nodes the job may use, whatever their phase: those its selector matches and it
@@ -427,21 +452,11 @@ class JobPipeline:
             self._cond(job, status, R.SANITIZED, "False", R.CIRCUIT_UNAVAILABLE, msg)
             return self._finish(job, status, JobPhases.REJECTED, R.CIRCUIT_UNAVAILABLE, msg)
         started = time.perf_counter()
-        timing = self._node_timing(job)
-        with step_span("sanitize"):  # a megabyte of hostile source must not stall other jobs
-            result = await asyncio.to_thread(
-                sanitize, source, self._policy(job), shots=job.spec.shots, timing=timing
-            )
+        result, rejected = await self._sanitize(job, status, source, self._node_timing(job))
         status.timings.sanitize_seconds = round(time.perf_counter() - started, 6)
-        status.sanitizer = SanitizerStatus.model_validate(result.report.to_status())
-        denied = [v for v in result.report.violations if v.severity == "deny"]
-        if denied or result.circuit is None:
-            first = denied[0] if denied else None
-            rule = first.rule if first else "QS001"
-            msg = f"{rule}: {first.message}" if first else "circuit rejected"
-            self._cond(job, status, R.SANITIZED, "False", rule, msg)
-            METRICS.record("qorch_sanitizer_rejections_total", rule=rule)
-            return self._finish(job, status, JobPhases.REJECTED, rule, msg)
+        if rejected is not None:
+            return rejected
+        assert result.circuit is not None  # else rejected
         if not job.spec.observables and not measures(result.circuit):
             msg = (
                 "the circuit measures nothing, so a run would have no counts to return: add "
