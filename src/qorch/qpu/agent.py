@@ -355,9 +355,9 @@ class QpuAgent:
         counts: dict[str, dict[str, int]] = {}
         # Seeded from a counter, as probes are: an agent's calibrations are the same on every
         # run, so the figures planned with (qorch.pipeline.figures) are too.
-        seed = self._calibrations * 1_000_003
-        self._calibrations += 1
         async with self._qpu_between_steps("calibration"):
+            seed = self._calibrations * 1_000_003  # counted once run: a skipped one is not
+            self._calibrations += 1
             for index, (name, circuit) in enumerate(circuits.items()):
                 execution = await asyncio.to_thread(
                     self.executor.run, circuit, CALIBRATION_SHOTS, seed + index * 7919, 0
@@ -393,9 +393,9 @@ class QpuAgent:
             if state is not None
             else (request.fidelity, request.success_probability, request.generation_rate_hz)
         )
-        seed = request.seed if request.seed is not None else self._probes
-        self._probes += 1
         async with self._qpu_between_steps("link probe"):
+            seed = request.seed if request.seed is not None else self._probes
+            self._probes += 1
             result = await asyncio.to_thread(
                 probe, fidelity, success, rate, request.pairs, (a, b), seed
             )
