@@ -175,6 +175,12 @@ def _load_node(args: argparse.Namespace):  # -> QuantumNode
         raise SystemExit(2) from None
 
 
+def _cmd_telemetry_sidecar(args: argparse.Namespace) -> int:
+    from qorch.telemetry.sidecar import command
+
+    return command(args)
+
+
 def _cmd_qpu_agent(args: argparse.Namespace) -> int:
     node = _load_node(args)  # before the simulator's imports: a bad manifest ends at once
 
@@ -529,11 +535,11 @@ def build_parser(env: Settings | None = None) -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_operator)
 
-    from qorch.telemetry.sidecar import add_arguments, command
+    from qorch.telemetry.sidecar_options import add_arguments
 
     p = sub.add_parser("telemetry-sidecar", help="export a QPU agent's metrics and spans")
     add_arguments(p)
-    p.set_defaults(func=command)
+    p.set_defaults(func=_cmd_telemetry_sidecar)
 
     p = sub.add_parser("sanitize", help="check a circuit against the sanitizer policy")
     p.add_argument("file", help="OpenQASM 2 or 3 file")
