@@ -21,6 +21,19 @@ def make_node(name: str = "qpu", qubits: int = 8, **spec: object) -> QuantumNode
     )
 
 
+def deep_circuit(width: int, layers: int) -> QuantumCircuit:
+    """Layers of rx on every qubit and cx on alternate pairs, measured at the end: without
+    gate noise one simulation, as long as `width` and `layers` make it."""
+    qc = QuantumCircuit(width, width)
+    for layer in range(layers):
+        for q in range(width):
+            qc.rx(0.1 * (q + layer + 1), q)
+        for q in range(layer % 2, width - 1, 2):
+            qc.cx(q, q + 1)
+    qc.measure(range(width), range(width))
+    return qc
+
+
 def ghz(width: int) -> QuantumCircuit:
     """H on qubit 0, a CX chain, every qubit measured: ideally all zeros or all ones."""
     qc = QuantumCircuit(width, width)

@@ -10,7 +10,7 @@ from qiskit import QuantumCircuit
 
 from qorch.agent_protocol import AgentError, ErrorCode
 from qorch.qpu.circuits import encode_circuit
-from tests.support import make_node
+from tests.support import deep_circuit, make_node
 
 QUBITS = 10
 # Gate noise: every shot is simulated on its own (a noiseless node defers the mid-circuit
@@ -68,23 +68,10 @@ async def test_cancelled_programs_fail_with_cancelled_for_every_caller(start_age
     assert health["programsRun"] == 0 and not health["busy"]
 
 
-def deep_circuit(width: int = 18, layers: int = 80) -> QuantumCircuit:
-    """Noiseless with final measurements only: one long simulation, which the agent runs in
-    its simulation process."""
-    qc = QuantumCircuit(width, width)
-    for layer in range(layers):
-        for q in range(width):
-            qc.rx(0.1 * (q + layer + 1), q)
-        for q in range(layer % 2, width - 1, 2):
-            qc.cx(q, q + 1)
-    qc.measure(range(width), range(width))
-    return qc
-
-
 async def test_a_cancel_that_kills_the_simulation_process_leaves_the_agent_serving(start_agent):
     agent = await start_agent(make_node("long-run", 18))
     client = agent.client()
-    body = {"programId": "job/1/p0", "circuit": encode_circuit(deep_circuit()), "shots": 100}
+    body = {"programId": "job/1/p0", "circuit": encode_circuit(deep_circuit(18, 80)), "shots": 100}
     try:
         running = asyncio.create_task(client.call("run", body, timeout=300))
         async with asyncio.timeout(60):

@@ -15,7 +15,7 @@ from qorch.pipeline.resources import calibrate_node
 from qorch.qpu.agent import QpuAgent, next_chunk_shots
 from qorch.qpu.circuits import encode_circuit
 from qorch.qpu.executor import NodeExecutor
-from tests.support import ghz, make_node
+from tests.support import deep_circuit, ghz, make_node
 
 from .support import InProcess
 
@@ -133,14 +133,7 @@ async def test_a_calibration_does_not_wait_for_a_program_that_runs_as_one_step()
     time the operator would have found the node unreachable."""
     agent = QpuAgent(make_node("one-step", 22))
     agent.qpu_wait_seconds = 0.05
-    wide = QuantumCircuit(22, 22)
-    for layer in range(12):
-        for q in range(22):
-            wide.rx(0.3 + 0.1 * q + layer, q)
-        for q in range(layer % 2, 21, 2):
-            wide.cx(q, q + 1)
-    wide.measure(range(22), range(22))
-    program = start(agent, payload("one-step", wide, 2000))
+    program = start(agent, payload("one-step", deep_circuit(22, 12), 2000))
     async with asyncio.timeout(60):
         # The simulation (in the agent's simulation process) holds the QPU; the compile
         # step before it may let a calibration in, as any step boundary does.

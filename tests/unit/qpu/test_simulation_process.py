@@ -11,27 +11,14 @@ import time
 from pathlib import Path
 
 import pytest
-from qiskit import QuantumCircuit
 
 import qorch.qpu.agent as agent_module
 from qorch.agent_protocol import AgentError, ErrorCode
 from qorch.qpu.agent import QpuAgent
-from tests.support import make_node
+from tests.support import deep_circuit, make_node
 from tests.unit.qpu.test_agent_cancel import payload, start, until_busy
 
 QUBITS = 18
-
-
-def deep_circuit(layers: int = 60) -> QuantumCircuit:
-    """Noiseless and measured at the end: one simulation, a few seconds long."""
-    qc = QuantumCircuit(QUBITS, QUBITS)
-    for layer in range(layers):
-        for q in range(QUBITS):
-            qc.rx(0.1 * (q + layer + 1), q)
-        for q in range(layer % 2, QUBITS - 1, 2):
-            qc.cx(q, q + 1)
-    qc.measure(range(QUBITS), range(QUBITS))
-    return qc
 
 
 async def longest_stall(task: asyncio.Task) -> float:
@@ -53,9 +40,9 @@ def every_unsplit_run_in_the_child(monkeypatch: pytest.MonkeyPatch) -> None:
 async def test_the_agent_answers_while_a_long_run_is_in_the_child_and_a_cancel_stops_it() -> None:
     agent = QpuAgent(make_node("child", QUBITS))
     try:
-        await agent.handle("run", payload("warm", deep_circuit(layers=1), 10))  # starts it
+        await agent.handle("run", payload("warm", deep_circuit(QUBITS, 1), 10))  # starts it
         began = time.perf_counter()
-        whole = start(agent, payload("whole", deep_circuit(), 1000))
+        whole = start(agent, payload("whole", deep_circuit(QUBITS, 60), 1000))
         stall = await longest_stall(whole)
         assert sum((await whole)["counts"].values()) == 1000
         elapsed = time.perf_counter() - began
@@ -63,7 +50,7 @@ async def test_the_agent_answers_while_a_long_run_is_in_the_child_and_a_cancel_s
         assert stall < 0.5 * elapsed, (stall, elapsed)
 
         began = time.perf_counter()
-        stopped = start(agent, payload("stopped", deep_circuit(), 1000))
+        stopped = start(agent, payload("stopped", deep_circuit(QUBITS, 60), 1000))
         await until_busy(agent)
         await asyncio.sleep(0.2 * elapsed)
         reply = await agent.handle("cancel", {"programIds": ["stopped"]})
@@ -74,7 +61,7 @@ async def test_the_agent_answers_while_a_long_run_is_in_the_child_and_a_cancel_s
         assert time.perf_counter() - began < 0.6 * elapsed, elapsed
 
         # The next program gets a new child and runs as usual.
-        again = await agent.handle("run", payload("again", deep_circuit(layers=2), 100))
+        again = await agent.handle("run", payload("again", deep_circuit(QUBITS, 2), 100))
         assert sum(again["counts"].values()) == 100
         assert agent.health().programs_run == 3
     finally:
