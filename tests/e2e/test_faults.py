@@ -375,9 +375,24 @@ WAITS = ("Queued", "WaitingForCapacity")
 
 
 def blocking_circuit(width: int) -> str:
-    """A mid-circuit measurement: Aer can no longer sample, it simulates every shot."""
-    body = circuit(width, layers=100).replace("measure q -> c;", "")
-    return body + "measure q[0] -> c[0];\nreset q[0];\nh q[0];\ncx q[0], q[1];\nmeasure q -> c;"
+    """A circuit no simulation mode makes short: 100,000 shots of it take minutes to hours.
+
+    Its 2500 layers keep the depth under the default policy's 10,000. A measurement after
+    each of the first 24 layers splits every shot from the others, so neither measure
+    sampling nor shot branching shares work between shots, and the reset keeps measurements
+    from being deferred. Per shot it takes about 5 ms of an idle core at width 5 here
+    (blockers of 100 layers and one mid-circuit measurement finished within seconds, before
+    the crowd had queued).
+    """
+    head, layer_lines = 4, 2 * width + (width // 2 if width > 1 else 0)
+    lines = circuit(width, layers=2500).splitlines()[:-1]  # without the final measure
+    out = lines[:head]
+    for layer in range(2500):
+        first = head + layer * layer_lines
+        out += lines[first : first + layer_lines]
+        if layer < 24:
+            out.append(f"measure q[{layer % width}] -> c[{layer % width}];")
+    return "\n".join([*out, "reset q[0];", "measure q -> c;"])
 
 
 async def waiting_jobs(cluster, namespace: str) -> list[str]:
@@ -419,7 +434,8 @@ async def test_hundred_jobs_over_four_nodes_never_exceed_capacity(
         )
         for name, qubits in CROWD_NODES.items()
     ]
-    await kubectl(cluster, "apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump_all(blockers))
+    # create, not apply: apply's last-applied annotation cannot hold a circuit this long.
+    await kubectl(cluster, "create", "-n", namespace, "-f", "-", stdin=yaml.safe_dump_all(blockers))
 
     def all_running(obj: dict) -> bool:
         items = obj.get("items", [])
@@ -447,8 +463,13 @@ async def test_hundred_jobs_over_four_nodes_never_exceed_capacity(
         if time.monotonic() > deadline:
             phases = Counter(phase(j) for j in await jobs(cluster, namespace, "crowd"))
             alive = operator.proc is not None and operator.proc.poll() is None
+            held = [
+                (phase(b), b["status"].get("message"))
+                for b in await jobs(cluster, namespace, "blocker")
+            ]
             raise AssertionError(
                 f"only {len(waiting)} of {CROWD} crowd jobs queued; phases {dict(phases)};"
+                f" blockers {held};"
                 f" operator alive: {alive}; its log ends:\n{operator.output()[-6000:]}"
             )
         await asyncio.sleep(1.0)
