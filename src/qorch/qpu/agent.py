@@ -578,7 +578,7 @@ class QpuAgent:
                 # One simulation (or one per branch) serves every shot: a first small chunk
                 # would cost a second.
                 cost = _shot_cost(compiled)
-                at_once = compiler.samples_at_once(compiled)
+                at_once = compiler.samples_at_once(compiled, shots)
                 first = shots if at_once else self._first_chunk(shots, seed, cost)
 
                 def executor_now() -> NodeExecutor:

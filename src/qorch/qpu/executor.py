@@ -12,7 +12,7 @@ from qiskit_aer import AerSimulator
 
 from qorch.api.quantum_node import QuantumNodeSpec
 
-from .circuits import defer_measurements, measures, measures_only_at_end
+from .circuits import branching_pays, defer_measurements, measures, measures_only_at_end
 from .noise import build_noise_model
 
 # Feed-forward the simulator runs natively beside the node's gates.
@@ -76,12 +76,7 @@ class NodeExecutor:
         # every shot on its own.
         gates_only = spec.noise.model_copy(update={"readout_error": None})
         self.noiseless_gates = build_noise_model(gates_only, spec.basis_gates) is None
-        # Without gate noise, shots part ways only at mid-circuit measurements: shot
-        # branching simulates each distinct branch once instead of every shot (a cut's
-        # measuring subexperiments, dynamic circuits).
-        self.simulator = AerSimulator(
-            noise_model=self.noise_model, shot_branching_enable=self.noiseless_gates
-        )
+        self.simulator = AerSimulator(noise_model=self.noise_model)
 
     def same_target(self, other: NodeExecutor) -> bool:
         """Whether a circuit compiled by `other` fits this node as it is (its noise aside)."""
@@ -111,11 +106,15 @@ class NodeExecutor:
             seed_transpiler=seed,
         )
 
-    def samples_at_once(self, compiled: QuantumCircuit) -> bool:
+    def samples_at_once(self, compiled: QuantumCircuit, shots: int) -> bool:
         """Whether one Aer run of `compiled` costs about the same for any number of shots:
-        every shot drawn from one simulation (final measurements) or from one per branch
-        (mid-circuit measurements, at most 2^measurements of them)."""
-        return self.noiseless_gates
+        every shot drawn from one simulation (final or deferred measurements) or from one
+        per branch (mid-circuit measurements, where branches stay few)."""
+        return self.noiseless_gates and (
+            measures_only_at_end(compiled)
+            or self._deferred(compiled) is not None
+            or branching_pays(compiled, shots)
+        )
 
     def simulations(self, compiled: QuantumCircuit, shots: int) -> float:
         """About how many simulations of `compiled`'s size Aer runs for `shots` shots."""
@@ -144,8 +143,14 @@ class NodeExecutor:
         start = time.perf_counter()
         if not measures(compiled):  # nothing to count (a circuit run for its basis circuits)
             return Sample({}, 0.0, False)
-        runnable = self._deferred(compiled) or compiled
-        result = self.simulator.run(runnable, shots=shots, seed_simulator=seed).result()
+        deferred = self._deferred(compiled)
+        # Without gate noise, shots part ways only at mid-circuit measurements: shot
+        # branching simulates each distinct branch once instead of every shot (a cut's
+        # measuring subexperiments, dynamic circuits) where that pays.
+        branching = self.noiseless_gates and deferred is None and branching_pays(compiled, shots)
+        result = self.simulator.run(
+            deferred or compiled, shots=shots, seed_simulator=seed, shot_branching_enable=branching
+        ).result()
         if not result.success:
             raise RuntimeError(f"simulation failed: {result.status}")
         counts = {k: int(v) for k, v in result.get_counts().items()}

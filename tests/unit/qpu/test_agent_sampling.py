@@ -93,7 +93,7 @@ def test_final_measurements_are_told_apart_from_mid_circuit_ones() -> None:
     partial.h(1)
     partial.measure(1, 1)
     assert measures_only_at_end(partial)
-    assert NodeExecutor(make_node("x", 2).spec).samples_at_once(partial)
+    assert NodeExecutor(make_node("x", 2).spec).samples_at_once(partial, 100)
 
 
 async def test_an_unseeded_program_is_priced_by_the_chunks_before_it() -> None:

@@ -71,7 +71,7 @@ def test_an_outcome_a_later_measurement_overwrites_is_deferred_unmeasured() -> N
 def test_the_executor_samples_a_mid_measured_circuit_at_once_with_the_same_counts() -> None:
     executor = NodeExecutor(make_node("defer", 6).spec)
     compiled = executor.compile(measured_twice())
-    assert executor.samples_at_once(compiled)
+    assert executor.samples_at_once(compiled, SHOTS)
     sample = executor.sample(compiled, SHOTS, seed=3)
     assert sample.sampled  # Aer drew every shot from one simulation
     assert same_distribution(sample.counts, literal(compiled, 4)) > 1e-4
@@ -95,4 +95,4 @@ def test_circuits_whose_result_deferral_would_change_keep_their_form() -> None:
     final_only.measure([0, 1], [0, 1])
     assert defer_measurements(final_only, 8) is None  # nothing to defer
     noisy = NodeExecutor(make_node("noisy", 6, noise={"twoQubitError": 0.01}).spec)
-    assert not noisy.samples_at_once(noisy.compile(measured_twice()))
+    assert not noisy.samples_at_once(noisy.compile(measured_twice()), SHOTS)
