@@ -70,7 +70,7 @@ from .strategies import (
     estimate_candidates,
     strategy_named,
 )
-from .verification import ExactProbabilities, exact_beside
+from .verification import ExactProbabilities, exact_beside, from_ideal
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +137,9 @@ class Estimate(NamedTuple):
     candidates: list[Candidate]
     choice: Candidate | str
     considered: list[StrategyEstimate]
+    #: The estimated circuit and its exact output, where a prediction simulated it:
+    #: verification reads it.
+    exact: tuple[QuantumCircuit, ExactProbabilities] | None = None
 
 
 def suspended(status: DistributedJobStatus) -> bool:
@@ -521,8 +524,24 @@ class JobPipeline:
                 cache.pop(next(iter(cache)))
             choice = choose_candidate(candidates, job.spec.fidelity_budget, job.spec.strategy)
             details = await asyncio.to_thread(considered, candidates, demand)
-            cache[key] = Estimate(candidates, choice, details)
+            exact = None
+            if ideal := demand.__dict__.get("ideal"):  # only if a prediction simulated it
+                exact = await asyncio.to_thread(
+                    from_ideal, circuit, ideal.bits, ideal.probabilities
+                )
+            cache[key] = Estimate(
+                candidates, choice, details, None if exact is None else (circuit, exact)
+            )
         return cache[key]
+
+    def _planned_exact(
+        self, job: DistributedJob, circuit: QuantumCircuit
+    ) -> ExactProbabilities | None:
+        """The exact output an estimate of this very circuit computed, if one did."""
+        for estimate in self._estimates.get(job_key(job), {}).values():
+            if estimate.exact is not None and estimate.exact[0] is circuit:
+                return estimate.exact[1]
+        return None
 
     def _queue_entry(self, job: DistributedJob, status: DistributedJobStatus) -> QueueEntry:
         ns = job.metadata.namespace
@@ -582,7 +601,8 @@ class JobPipeline:
         nodes = self._candidates(job)
         limits = capacity(nodes, self._links(job))
         free = {} if hold else self.reservations.free(limits)
-        candidates, choice, details = await self._estimate(job, circuit, nodes, free)
+        estimate = await self._estimate(job, circuit, nodes, free)
+        candidates, choice, details = estimate.candidates, estimate.choice, estimate.considered
         if self.on_considered is not None:
             self.on_considered(job, details)
         if isinstance(choice, str):
@@ -778,12 +798,16 @@ class JobPipeline:
 
         calls = {p.id: asyncio.ensure_future(run(p)) for p in plan.programs}
         evicted: str | None = None
-        # Verification's exact simulation runs while the agents do.
-        exact = (
-            asyncio.ensure_future(exact_beside(work.circuit, self.simulation))
-            if work.verifies_by_statevector
-            else None
-        )
+        # Verification reads the exact output the plan's prediction simulated, or simulates
+        # it while the agents run.
+        exact: asyncio.Future[ExactProbabilities | None] | None = None
+        if work.verifies_by_statevector:
+            planned = self._planned_exact(job, work.circuit)
+            if planned is not None:
+                exact = asyncio.get_running_loop().create_future()
+                exact.set_result(planned)
+            else:
+                exact = asyncio.ensure_future(exact_beside(work.circuit, self.simulation))
         preempted: str | None = None
         try:
             trouble: list[Reroute] = []

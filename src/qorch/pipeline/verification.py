@@ -152,6 +152,32 @@ def exact_probabilities(circuit: QuantumCircuit) -> ExactProbabilities | None:
     return ExactProbabilities(circuit.num_clbits, probabilities, clbit_index)
 
 
+def from_ideal(
+    circuit: QuantumCircuit, bits: Sequence[int], probabilities: np.ndarray
+) -> ExactProbabilities | None:
+    """The planner's exact output of `circuit` (`planner.prediction.IdealOutput`: bit j of an
+    index is clbit bits[j]) as `exact_probabilities` would compute it, so that verification
+    need not simulate the circuit again; None where the two do not read the circuit alike
+    (a qubit measured into several clbits, measurements before the end)."""
+    measured = _final_measurements(circuit)
+    if not measured or sorted(measured) != list(bits):
+        return None
+    if len(set(measured.values())) != len(measured) or len(probabilities) != 1 << len(bits):
+        return None
+    qubits = sorted(measured.values())
+    k = len(qubits)
+    planner_bit = {measured[c]: j for j, c in enumerate(bits)}  # qubit -> bit of the index
+    # Axis a of a [2]*k tensor holds bit k-1-a; bit i of ours is qubits[i].
+    axes = [k - 1 - planner_bit[qubits[k - 1 - a]] for a in range(k)]
+    ours = probabilities.reshape([2] * k).transpose(axes).reshape(-1)
+    position = {q: i for i, q in enumerate(qubits)}
+    clbit_index = np.array(
+        [position[measured[c]] if c in measured else -1 for c in range(circuit.num_clbits)],
+        dtype=np.int64,
+    )
+    return ExactProbabilities(circuit.num_clbits, np.ascontiguousarray(ours), clbit_index)
+
+
 #: From this width the exact simulation starts when the programs are sent, beside them, and
 #: runs in a simulation process: Aer holds the interpreter lock while it runs (a second at
 #: 22 qubits, minutes at 26), which in a thread would stall the operator's event loop.

@@ -1,6 +1,7 @@
 """Verification's exact simulation starts beside the programs: in a thread for narrow
 circuits, in a simulation process from EXACT_IN_PROCESS_QUBITS (Aer holds the interpreter
-lock while it runs), and verification then reads it instead of simulating again."""
+lock while it runs), and verification then reads it instead of simulating again. Where the
+plan's prediction already simulated the circuit's exact output, verification reads that."""
 
 from __future__ import annotations
 
@@ -11,15 +12,23 @@ import numpy as np
 import pytest
 from qiskit import QuantumCircuit
 
+import qorch.pipeline.job as job_module
 import qorch.pipeline.verification as verification
+from qorch.pipeline.job import JobPipeline
 from qorch.pipeline.verification import (
     EXACT_IN_PROCESS_QUBITS,
     exact_beside,
+    exact_outcome_probabilities,
     exact_probabilities,
+    from_ideal,
     verify_counts,
 )
+from qorch.planner.prediction import ideal_output
 from qorch.qpu.simulation_process import SimulationProcess
 from tests.support import ghz
+
+from .fake_world import FakeWorld
+from .test_job_transitions import BELL_COUNTS, running, step
 
 
 async def test_a_narrow_circuit_is_simulated_in_a_thread() -> None:
@@ -73,3 +82,76 @@ def test_verification_reads_the_exact_simulation_it_is_given(
 
     monkeypatch.setattr(verification, "exact_probabilities", simulate_again)
     assert verify_counts(circuit, counts, 0.9, exact) == expected
+
+
+def scrambled(seed: int) -> QuantumCircuit:
+    """Random rotations and CNOTs on 5 qubits, measured into a shuffled subset of 7 clbits:
+    clbit order and qubit order differ, and two clbits are never written."""
+    rng = np.random.default_rng(seed)
+    qc = QuantumCircuit(5, 7)
+    for layer in range(3):
+        for q in range(5):
+            qc.ry(rng.uniform(0, np.pi), q)
+            qc.rz(rng.uniform(0, np.pi), q)
+        for q in range(layer % 2, 4, 2):
+            qc.cx(q, q + 1)
+    clbits = rng.permutation(7)[:5]
+    for q in rng.permutation(5):
+        qc.measure(int(q), int(clbits[q]))
+    return qc
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_planners_exact_output_reads_as_verifications_own(seed: int) -> None:
+    circuit = scrambled(seed)
+    ideal = ideal_output(circuit)
+    assert ideal is not None
+    planned = from_ideal(circuit, ideal.bits, ideal.probabilities)
+    own = exact_probabilities(circuit)
+    assert planned is not None and own is not None
+    keys = [format(i, "07b") for i in range(1 << 7)]
+    assert np.allclose(planned.of(keys), own.of(keys), atol=1e-12)
+    assert planned.support == own.support
+    # Marginals read the array by qubit order: the same for both.
+    outcomes = np.arange(4)
+    a = exact_outcome_probabilities(circuit, [1, 3], outcomes, planned)
+    b = exact_outcome_probabilities(circuit, [1, 3], outcomes, own)
+    assert a is not None and b is not None and np.allclose(a[0], b[0], atol=1e-12)
+
+
+def test_circuits_the_two_read_differently_are_simulated_again() -> None:
+    twice = QuantumCircuit(2, 3)
+    twice.h(0)
+    twice.cx(0, 1)
+    twice.measure([0, 1], [0, 1])
+    twice.measure(0, 2)  # one qubit into two clbits: the planner does not predict this
+    assert ideal_output(twice) is None
+    probabilities = np.full(8, 1 / 8)
+    assert from_ideal(twice, (0, 1, 2), probabilities) is None
+    mid = QuantumCircuit(2, 2)
+    mid.h(0)
+    mid.measure(0, 0)
+    mid.cx(0, 1)
+    mid.measure(1, 1)
+    assert from_ideal(mid, (0, 1), np.full(4, 0.25)) is None
+    # An output of other clbits than the circuit measures is not this circuit's.
+    assert from_ideal(ghz(3), (0, 1), np.full(4, 0.25)) is None
+
+
+async def test_a_job_whose_plan_predicted_its_output_is_verified_without_simulating_again(
+    pipeline: JobPipeline, world: FakeWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world.add_node("a", 4)
+    world.answer("a", BELL_COUNTS)
+    job = await running(pipeline)
+
+    def simulate_again(*_: object) -> None:
+        raise AssertionError("simulated again")
+
+    # Neither beside the programs nor in verification itself.
+    monkeypatch.setattr(job_module, "exact_beside", simulate_again)
+    monkeypatch.setattr(verification, "exact_probabilities", simulate_again)
+    await step(pipeline, job)
+    assert job.status.phase == "Succeeded", job.status.message
+    verified = job.status.result.verification
+    assert verified.method == "statevector" and verified.hellinger_fidelity > 0.99
