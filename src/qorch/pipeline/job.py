@@ -40,6 +40,7 @@ from qorch.api.distributed_job import (
 )
 from qorch.api.phases import JobPhases, LinkPhases, NodePhases
 from qorch.planner.cut_distribution import output_request
+from qorch.planner.prediction import IdealOutput
 from qorch.planner.strategies import OUTPUT_WIDTH, PURIFICATION, Candidate, Demand
 from qorch.qpu.circuits import measures
 from qorch.qpu.simulation_process import SimulationProcess
@@ -77,6 +78,10 @@ log = logging.getLogger(__name__)
 CANCEL_TIMEOUT_SECONDS = 5.0
 #: Estimates kept per job: one _plan reads up to three views (free, idle, every node).
 _ESTIMATES_KEPT = 4
+#: Memory for the exact outputs predictions simulated, kept for the jobs' verification
+#: (2^20 outcomes take 8 MiB). Past it a job's is dropped and simulated again beside its
+#: programs: a queue of wide jobs cannot fill the operator's memory.
+EXACT_KEPT_BYTES = 256 << 20
 
 
 @dataclass(frozen=True)
@@ -137,9 +142,6 @@ class Estimate(NamedTuple):
     candidates: list[Candidate]
     choice: Candidate | str
     considered: list[StrategyEstimate]
-    #: The estimated circuit and its exact output, where a prediction simulated it:
-    #: verification reads it.
-    exact: tuple[QuantumCircuit, ExactProbabilities] | None = None
 
 
 def suspended(status: DistributedJobStatus) -> bool:
@@ -245,6 +247,7 @@ class JobPipeline:
         # Estimates per job, by what they read: a waiting job woken by every reservation
         # change re-plans without estimating again until its nodes, links or free share move.
         self._estimates: dict[str, dict[tuple, Estimate]] = {}
+        self._exact: dict[str, tuple[QuantumCircuit, ExactProbabilities]] = {}
         #: Told the candidates each planning considered first (`qorch plan` prints them).
         self.on_considered: Callable[[DistributedJob, list[StrategyEstimate]], None] | None = None
 
@@ -324,6 +327,7 @@ class JobPipeline:
         self._cond(job, status, R.SUCCEEDED, ok, reason, msg)
         self.reservations.release(job_key(job))
         self._estimates.pop(job_key(job), None)
+        self._exact.pop(job_key(job), None)
         self._timings_checked.pop(job_key(job), None)
         self.world.event(job, "Normal" if ok == "True" else "Warning", reason, msg)
         strategy = status.plan.strategy if status.plan else "none"
@@ -524,24 +528,32 @@ class JobPipeline:
                 cache.pop(next(iter(cache)))
             choice = choose_candidate(candidates, job.spec.fidelity_budget, job.spec.strategy)
             details = await asyncio.to_thread(considered, candidates, demand)
-            exact = None
+            cache[key] = Estimate(candidates, choice, details)
             if ideal := demand.__dict__.get("ideal"):  # only if a prediction simulated it
-                exact = await asyncio.to_thread(
-                    from_ideal, circuit, ideal.bits, ideal.probabilities
-                )
-            cache[key] = Estimate(
-                candidates, choice, details, None if exact is None else (circuit, exact)
-            )
+                await self._keep_exact(job, circuit, ideal)
         return cache[key]
+
+    async def _keep_exact(
+        self, job: DistributedJob, circuit: QuantumCircuit, ideal: IdealOutput
+    ) -> None:
+        """Keep a prediction's exact output of the job's circuit for its verification."""
+        key = job_key(job)
+        if self._exact.get(key, (None,))[0] is circuit:
+            return
+        self._exact.pop(key, None)
+        used = sum(e.probabilities.nbytes for _, e in self._exact.values())
+        if used + ideal.probabilities.nbytes > EXACT_KEPT_BYTES:
+            return
+        exact = await asyncio.to_thread(from_ideal, circuit, ideal.bits, ideal.probabilities)
+        if exact is not None:
+            self._exact[key] = (circuit, exact)
 
     def _planned_exact(
         self, job: DistributedJob, circuit: QuantumCircuit
     ) -> ExactProbabilities | None:
-        """The exact output an estimate of this very circuit computed, if one did."""
-        for estimate in self._estimates.get(job_key(job), {}).values():
-            if estimate.exact is not None and estimate.exact[0] is circuit:
-                return estimate.exact[1]
-        return None
+        """The exact output a prediction of this very circuit simulated, if one did."""
+        kept = self._exact.get(job_key(job))
+        return kept[1] if kept is not None and kept[0] is circuit else None
 
     def _queue_entry(self, job: DistributedJob, status: DistributedJobStatus) -> QueueEntry:
         ns = job.metadata.namespace
@@ -601,8 +613,7 @@ class JobPipeline:
         nodes = self._candidates(job)
         limits = capacity(nodes, self._links(job))
         free = {} if hold else self.reservations.free(limits)
-        estimate = await self._estimate(job, circuit, nodes, free)
-        candidates, choice, details = estimate.candidates, estimate.choice, estimate.considered
+        candidates, choice, details = await self._estimate(job, circuit, nodes, free)
         if self.on_considered is not None:
             self.on_considered(job, details)
         if isinstance(choice, str):
@@ -1079,6 +1090,7 @@ class JobPipeline:
             self._circuits.pop(job_key(job), None)
             self._timings_checked.pop(job_key(job), None)
             self._estimates.pop(job_key(job), None)
+            self._exact.pop(job_key(job), None)
 
     def _record_verification(self, job: DistributedJob, status: DistributedJobStatus) -> None:
         v = status.result.verification if status.result else None

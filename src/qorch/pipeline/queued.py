@@ -37,8 +37,7 @@ async def _shape(
 ) -> tuple[Plan, Work, dict[str, float]] | str:
     """The plan on `nodes` with `free` resources, its work and what it holds; or why none."""
     circuit = await p._circuit(job)
-    estimate = await p._estimate(job, circuit, nodes, free)
-    candidates, choice, details = estimate.candidates, estimate.choice, estimate.considered
+    candidates, choice, details = await p._estimate(job, circuit, nodes, free)
     if isinstance(choice, str):
         if any(c.limited_by == OUTPUT_WIDTH for c in candidates):
             return f"{R.OUTPUT_TOO_WIDE}: {choice}"

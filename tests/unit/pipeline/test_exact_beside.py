@@ -155,3 +155,24 @@ async def test_a_job_whose_plan_predicted_its_output_is_verified_without_simulat
     assert job.status.phase == "Succeeded", job.status.message
     verified = job.status.result.verification
     assert verified.method == "statevector" and verified.hellinger_fidelity > 0.99
+
+
+async def test_past_the_memory_kept_for_exact_outputs_verification_simulates_again(
+    pipeline: JobPipeline, world: FakeWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(job_module, "EXACT_KEPT_BYTES", 16)  # less than 4 probabilities
+    world.add_node("a", 4)
+    world.answer("a", BELL_COUNTS)
+    job = await running(pipeline)
+    started = []
+    real = job_module.exact_beside
+
+    async def beside(circuit: QuantumCircuit, process: SimulationProcess):
+        started.append(circuit)
+        return await real(circuit, process)
+
+    monkeypatch.setattr(job_module, "exact_beside", beside)
+    await step(pipeline, job)
+    assert job.status.phase == "Succeeded", job.status.message
+    assert len(started) == 1
+    assert job.status.result.verification.hellinger_fidelity > 0.99
