@@ -78,10 +78,10 @@ log = logging.getLogger(__name__)
 CANCEL_TIMEOUT_SECONDS = 5.0
 #: Estimates kept per job: one _plan reads up to three views (free, idle, every node).
 _ESTIMATES_KEPT = 4
-#: Memory for the exact outputs predictions simulated, kept for the jobs' verification
-#: (2^20 outcomes take 8 MiB). Past it a job's is dropped and simulated again beside its
-#: programs: a queue of wide jobs cannot fill the operator's memory.
-EXACT_KEPT_BYTES = 256 << 20
+#: Memory for the exact outputs predictions simulated, kept for the jobs' later estimates
+#: and verification (2^20 outcomes take 8 MiB). Past it a job's is not kept, and simulated
+#: again: a queue of wide jobs cannot fill the operator's memory.
+IDEAL_KEPT_BYTES = 256 << 20
 
 
 @dataclass(frozen=True)
@@ -247,7 +247,9 @@ class JobPipeline:
         # Estimates per job, by what they read: a waiting job woken by every reservation
         # change re-plans without estimating again until its nodes, links or free share move.
         self._estimates: dict[str, dict[tuple, Estimate]] = {}
-        self._exact: dict[str, tuple[QuantumCircuit, ExactProbabilities]] = {}
+        #: Per job, its circuit's exact output as a prediction simulated it: later estimates
+        #: and verification read it instead of simulating the circuit again.
+        self._ideal: dict[str, tuple[QuantumCircuit, IdealOutput]] = {}
         #: Told the candidates each planning considered first (`qorch plan` prints them).
         self.on_considered: Callable[[DistributedJob, list[StrategyEstimate]], None] | None = None
 
@@ -327,7 +329,7 @@ class JobPipeline:
         self._cond(job, status, R.SUCCEEDED, ok, reason, msg)
         self.reservations.release(job_key(job))
         self._estimates.pop(job_key(job), None)
-        self._exact.pop(job_key(job), None)
+        self._ideal.pop(job_key(job), None)
         self._timings_checked.pop(job_key(job), None)
         self.world.event(job, "Normal" if ok == "True" else "Warning", reason, msg)
         strategy = status.plan.strategy if status.plan else "none"
@@ -522,6 +524,7 @@ class JobPipeline:
                 strategy=job.spec.strategy,
                 max_distribution_bits=self.settings.max_distribution_bits,
                 fidelity_budget=job.spec.fidelity_budget,
+                known_ideal=self._known_ideal(job, circuit),
             )
             candidates = await asyncio.to_thread(estimate_candidates, demand, job.spec.strategy)
             if len(cache) >= _ESTIMATES_KEPT:
@@ -530,29 +533,32 @@ class JobPipeline:
             details = await asyncio.to_thread(considered, candidates, demand)
             cache[key] = Estimate(candidates, choice, details)
             if ideal := demand.__dict__.get("ideal"):  # only if a prediction simulated it
-                await self._keep_exact(job, circuit, ideal)
+                self._keep_ideal(job, circuit, ideal)
         return cache[key]
 
-    async def _keep_exact(
-        self, job: DistributedJob, circuit: QuantumCircuit, ideal: IdealOutput
-    ) -> None:
-        """Keep a prediction's exact output of the job's circuit for its verification."""
+    def _keep_ideal(self, job: DistributedJob, circuit: QuantumCircuit, ideal: IdealOutput) -> None:
         key = job_key(job)
-        if self._exact.get(key, (None,))[0] is circuit:
+        if self._known_ideal(job, circuit) is not None:
             return
-        self._exact.pop(key, None)
-        used = sum(e.probabilities.nbytes for _, e in self._exact.values())
-        if used + ideal.probabilities.nbytes > EXACT_KEPT_BYTES:
-            return
-        exact = await asyncio.to_thread(from_ideal, circuit, ideal.bits, ideal.probabilities)
-        if exact is not None:
-            self._exact[key] = (circuit, exact)
+        self._ideal.pop(key, None)
+        used = sum(kept.probabilities.nbytes for _, kept in self._ideal.values())
+        if used + ideal.probabilities.nbytes <= IDEAL_KEPT_BYTES:
+            self._ideal[key] = (circuit, ideal)
 
-    def _planned_exact(
+    async def _exact(
         self, job: DistributedJob, circuit: QuantumCircuit
     ) -> ExactProbabilities | None:
-        """The exact output a prediction of this very circuit simulated, if one did."""
-        kept = self._exact.get(job_key(job))
+        """The exact output for verification: as the plan's prediction simulated it, or
+        simulated now."""
+        if (ideal := self._known_ideal(job, circuit)) is not None:
+            planned = await asyncio.to_thread(from_ideal, circuit, ideal.bits, ideal.probabilities)
+            if planned is not None:
+                return planned
+        return await exact_beside(circuit, self.simulation)
+
+    def _known_ideal(self, job: DistributedJob, circuit: QuantumCircuit) -> IdealOutput | None:
+        """The exact output a prediction of this very circuit simulated, if one is kept."""
+        kept = self._ideal.get(job_key(job))
         return kept[1] if kept is not None and kept[0] is circuit else None
 
     def _queue_entry(self, job: DistributedJob, status: DistributedJobStatus) -> QueueEntry:
@@ -811,14 +817,11 @@ class JobPipeline:
         evicted: str | None = None
         # Verification reads the exact output the plan's prediction simulated, or simulates
         # it while the agents run.
-        exact: asyncio.Future[ExactProbabilities | None] | None = None
-        if work.verifies_by_statevector:
-            planned = self._planned_exact(job, work.circuit)
-            if planned is not None:
-                exact = asyncio.get_running_loop().create_future()
-                exact.set_result(planned)
-            else:
-                exact = asyncio.ensure_future(exact_beside(work.circuit, self.simulation))
+        exact = (
+            asyncio.ensure_future(self._exact(job, work.circuit))
+            if work.verifies_by_statevector
+            else None
+        )
         preempted: str | None = None
         try:
             trouble: list[Reroute] = []
@@ -1090,7 +1093,7 @@ class JobPipeline:
             self._circuits.pop(job_key(job), None)
             self._timings_checked.pop(job_key(job), None)
             self._estimates.pop(job_key(job), None)
-            self._exact.pop(job_key(job), None)
+            self._ideal.pop(job_key(job), None)
 
     def _record_verification(self, job: DistributedJob, status: DistributedJobStatus) -> None:
         v = status.result.verification if status.result else None

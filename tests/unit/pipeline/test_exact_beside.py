@@ -14,7 +14,9 @@ from qiskit import QuantumCircuit
 
 import qorch.pipeline.job as job_module
 import qorch.pipeline.verification as verification
+import qorch.planner.strategies as strategies_module
 from qorch.pipeline.job import JobPipeline
+from qorch.pipeline.reservations import node_resource
 from qorch.pipeline.verification import (
     EXACT_IN_PROCESS_QUBITS,
     exact_beside,
@@ -160,7 +162,7 @@ async def test_a_job_whose_plan_predicted_its_output_is_verified_without_simulat
 async def test_past_the_memory_kept_for_exact_outputs_verification_simulates_again(
     pipeline: JobPipeline, world: FakeWorld, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(job_module, "EXACT_KEPT_BYTES", 16)  # less than 4 probabilities
+    monkeypatch.setattr(job_module, "IDEAL_KEPT_BYTES", 16)  # less than 4 probabilities
     world.add_node("a", 4)
     world.answer("a", BELL_COUNTS)
     job = await running(pipeline)
@@ -176,3 +178,20 @@ async def test_past_the_memory_kept_for_exact_outputs_verification_simulates_aga
     assert job.status.phase == "Succeeded", job.status.message
     assert len(started) == 1
     assert job.status.result.verification.hellinger_fidelity > 0.99
+
+
+async def test_a_later_estimate_of_the_same_circuit_reads_the_kept_exact_output(
+    pipeline: JobPipeline, world: FakeWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world.add_node("a", 4)
+    job = await running(pipeline)
+
+    def simulate_again(*_: object) -> None:
+        raise AssertionError("simulated again")
+
+    monkeypatch.setattr(strategies_module, "ideal_output", simulate_again)
+    # Other free capacity (3 of the node's 4 qubits): a new estimate, which predicts again.
+    circuit = await pipeline._circuit(job)
+    free = {node_resource(job.metadata.namespace, "a"): 3}
+    estimate = await pipeline._estimate(job, circuit, pipeline._candidates(job), free)
+    assert not isinstance(estimate.choice, str) and estimate.choice.estimated_fidelity > 0.99
