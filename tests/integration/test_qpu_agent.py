@@ -1,11 +1,15 @@
 """The QPU agent over real HTTP on loopback, sampling with qiskit-aer and the node's noise."""
 
+import asyncio
 import math
+import time
+from pathlib import Path
 
 import pytest
 from qiskit import QuantumCircuit
 
 from qorch.channel.identity import Identity
+from qorch.qpu.agent import WARM_SIMULATION_QUBITS
 from qorch.qpu.circuits import encode_circuit
 from qorch.qpu.transport import AgentError, SecureAgentClient
 from tests.support import ghz, make_node
@@ -146,3 +150,29 @@ async def test_unreachable_agent_is_an_agent_error(operator_key):
     finally:
         await client.close()
     assert info.value.code == "Unreachable"
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        text = (task / "children").read_text().split()
+        found += [int(p) for p in text]
+    return found
+
+
+async def test_a_wide_node_starts_its_simulation_process_with_the_agent(start_agent):
+    """Its programs are long steps, run there: the first job does not wait for Aer to load.
+    A narrow node's agent starts none until a step needs one."""
+    wide = await start_agent(make_node("wide", WARM_SIMULATION_QUBITS))
+    narrow = await start_agent(make_node("narrow", 4))
+    deadline = time.monotonic() + 60
+    while not children(wide.process.proc.pid) and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    assert children(wide.process.proc.pid), "no simulation process"
+    assert children(narrow.process.proc.pid) == []
+    client = wide.client()
+    try:
+        reply = await run(client, ghz(5), "after-warm", shots=100)
+    finally:
+        await client.close()
+    assert set(reply["counts"]) <= {"0" * 5, "1" * 5}

@@ -84,6 +84,9 @@ CANCELLED_CACHE_SIZE = RESULT_CACHE_SIZE
 # chunk runs: the first is small enough for a deep circuit to keep health checks answered.
 FIRST_CHUNK_SHOTS = 8
 CHUNK_SECONDS = 0.5
+#: From this width a node's programs are mostly long steps, run in the simulation process:
+#: a served agent starts that process at once, not in its first job's time (a second).
+WARM_SIMULATION_QUBITS = 16
 #: How long a calibration or link probe waits for the QPU: many chunks, and well inside the
 #: operator's timeouts for them.
 QPU_WAIT_SECONDS = 10.0
@@ -809,6 +812,9 @@ async def serve(
     await site.start()
     bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     print(f"qpu-agent {node.metadata.name} listening on http://{host}:{bound}", flush=True)
+    if node.spec.qubits >= WARM_SIMULATION_QUBITS:
+        warming = asyncio.ensure_future(agent.simulation.warm(agent.executor.spec))
+        warming.add_done_callback(_retrieve)  # a failed start shows again at the first step
     try:
         await asyncio.Event().wait()
     finally:

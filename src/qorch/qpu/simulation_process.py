@@ -38,11 +38,19 @@ T = TypeVar("T")
 _executor: tuple[str, NodeExecutor] | None = None
 
 
-def _sample(spec_json: str, compiled: QuantumCircuit, shots: int, seed: int | None) -> Sample:
+def _executor_for(spec_json: str) -> NodeExecutor:
     global _executor
     if _executor is None or _executor[0] != spec_json:
         _executor = (spec_json, NodeExecutor(QuantumNodeSpec.model_validate_json(spec_json)))
-    return _executor[1].sample(compiled, shots, seed)
+    return _executor[1]
+
+
+def _sample(spec_json: str, compiled: QuantumCircuit, shots: int, seed: int | None) -> Sample:
+    return _executor_for(spec_json).sample(compiled, shots, seed)
+
+
+def _warm(spec_json: str) -> None:
+    _executor_for(spec_json)
 
 
 def _die_with_parent(parent: int) -> None:
@@ -85,6 +93,11 @@ class SimulationProcess:
     ) -> Sample:
         spec = executor.spec.model_dump_json(by_alias=True)
         return await self.call(_sample, spec, compiled, shots, seed)
+
+    async def warm(self, spec: QuantumNodeSpec) -> None:
+        """Start the child and build the node's executor there (Aer imported, its noise
+        model built): a second that the first long step would otherwise wait for."""
+        await self.call(_warm, spec.model_dump_json(by_alias=True))
 
     async def call(self, function: Callable[..., T], *args: Any) -> T:
         """`function(*args)` in the child; both must pickle (a module-level function)."""

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import pytest
 
+import qorch.qpu.calibration as calibration
+import qorch.qpu.executor as executor_module
 from qorch.api.entanglement_link import LinkProbe
-from qorch.api.quantum_node import Calibration
+from qorch.api.quantum_node import Calibration, QuantumNodeSpec
 from qorch.pipeline.figures import link_slot, node_slot
 from qorch.pipeline.job import JobPipeline, PipelineSettings
 from qorch.pipeline.reservations import Reservations
-from qorch.qpu.calibration import expected_figures
+from qorch.qpu.calibration import calibration_circuits, expected_figures, figures
+from qorch.qpu.executor import NodeExecutor
 
 from .fake_world import FakeWorld, make_job
 
@@ -159,3 +162,23 @@ async def test_a_drifted_node_plans_worse_and_says_so():
     drifted = await planned(world)
     assert drifted.figures["qn/a"] == "calibrated"
     assert drifted.estimated_fidelity < declared.estimated_fidelity
+
+
+def test_a_noiseless_nodes_expected_figures_need_no_compiling(monkeypatch):
+    spec = QuantumNodeSpec.model_validate({"qubits": 4})
+    executor = NodeExecutor(spec)
+    compiled = figures(
+        {
+            name: executor.run(circuit, calibration.SHOTS, 7919, 0).counts
+            for name, circuit in calibration_circuits(2, (0, 1)).items()
+        },
+        2,
+    )
+
+    def compile_again(*_: object, **__: object) -> None:
+        raise AssertionError("compiled")
+
+    calibration._expected.cache_clear()
+    monkeypatch.setattr(executor_module, "transpile", compile_again)
+    assert expected_figures(spec) == compiled
+    assert (compiled.readout_error, compiled.two_qubit_error, compiled.fidelity) == (0, 0, 1)
