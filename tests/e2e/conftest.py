@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -120,11 +121,15 @@ class OperatorProcess:
         *,
         more_namespaces: tuple[str, ...] = (),
         extra_env: dict[str, str] | None = None,
+        pid_1: bool = False,
     ) -> None:
         self.cluster, self.namespace, self.log = cluster, namespace, log
         self.key_file = key_file
         self.more_namespaces = more_namespaces
         self.extra_env = extra_env or {}
+        # As in a container: PID 1 of a PID namespace of its own, where a signal without a
+        # handler is dropped rather than ending the process.
+        self.pid_1 = pid_1
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             self.liveness = f"http://127.0.0.1:{sock.getsockname()[1]}/healthz"
@@ -145,6 +150,7 @@ class OperatorProcess:
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 [
+                    *(["unshare", "--pid", "--fork", "--kill-child"] if self.pid_1 else []),
                     sys.executable,
                     "-m",
                     "qorch",
@@ -166,11 +172,25 @@ class OperatorProcess:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(timeout=30)
 
-    def stop(self) -> None:
+    def main_pid(self) -> int:
+        """The host pid of the operator itself (under `unshare` when `pid_1`)."""
+        assert self.proc is not None
+        if not self.pid_1:
+            return self.proc.pid
+        deadline = time.monotonic() + 10
+        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
+        while not (found := children.read_text().split()):
+            assert time.monotonic() < deadline, "unshare started no operator"
+            time.sleep(0.05)
+        return int(found[0])
+
+    def stop(self, timeout: float = 20) -> None:
+        """SIGTERM to the operator itself; SIGKILL if it has not ended within timeout."""
         if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.main_pid(), signal.SIGTERM)
             try:
-                self.proc.wait(timeout=20)
+                self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -154,12 +155,17 @@ class LeaderElector:
             log.warning("Lease %s/%s: %s", self.namespace, self.name, exc)
             return False
 
-    async def acquire(self) -> None:
-        """Until this replica holds the Lease."""
+    async def acquire(self, stopping: asyncio.Event) -> bool:
+        """Until this replica holds the Lease (True) or `stopping` is set (False). An attempt
+        is never cut off midway, so a stopped standby cannot leave the Lease taken."""
         log.info("standby as %s: waiting for Lease %s/%s", self.identity, self.namespace, self.name)
         while not await self._attempt():
-            await asyncio.sleep(self.timing.retry)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), self.timing.retry)
+            if stopping.is_set():
+                return False
         log.info("leader: %s holds Lease %s/%s", self.identity, self.namespace, self.name)
+        return True
 
     async def hold(self) -> None:
         """Renew the Lease; return when it could not be renewed within the renew deadline."""
@@ -249,12 +255,27 @@ async def run_as_leader(
 ) -> None:
     """Wait for the Lease, then operate while holding it. Losing it ends the process at once
     (exit code 1): a replica that may no longer be the only one must not write another
-    status. A clean stop of `operate` (SIGTERM) releases the Lease."""
+    status. SIGTERM or SIGINT stops a standby at once, and stops `operate` cleanly, which
+    releases the Lease."""
+    # In a container this process is PID 1, for which the kernel drops a signal that has no
+    # handler: without these, a standby would sit out the pod's grace period until SIGKILL.
+    # kopf puts its own in their place once it runs.
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
     async with standby_liveness(liveness, elector):
-        await elector.acquire()
+        if not await elector.acquire(stopping):
+            log.info("stopped as standby")
+            return
     operator = asyncio.ensure_future(operate())
     holding = asyncio.ensure_future(elector.hold())
+    # A signal that came before kopf took over cancels it. (Not kopf's stop flag: kopf
+    # would wait its 5 s for that flag's waiter after its own handler stopped it.)
+    early_stop = asyncio.ensure_future(stopping.wait())
+    early_stop.add_done_callback(lambda done: done.cancelled() or operator.cancel())
     await asyncio.wait({operator, holding}, return_when=asyncio.FIRST_COMPLETED)
+    early_stop.cancel()
     if holding.done():
         log.error("lost leadership: stopping now; the restarted process waits as standby")
         logging.shutdown()
@@ -263,4 +284,5 @@ async def run_as_leader(
     with contextlib.suppress(asyncio.CancelledError):
         await holding
     await asyncio.to_thread(elector.release)
-    operator.result()  # its exception, if it failed
+    if not operator.cancelled():
+        operator.result()  # its exception, if it failed
