@@ -245,18 +245,21 @@ class RealNodes:
         swept = time.monotonic()
         for cg in record.get("cgroups", []):
             _remove_cgroup(cg)
+        uncgrouped = time.monotonic()
         for key, value in record.get("kernel", {}).items():
             with contextlib.suppress(OSError):
                 Path("/proc/sys", key).write_text(value)
         with contextlib.suppress(OSError):
             Path("/proc/sys/net/ipv4/ip_forward").write_text(record.get("ip_forward", "0"))
         shutil.rmtree(state_dir / "nodes", ignore_errors=True)
+        removed = time.monotonic()
         record_file.unlink(missing_ok=True)
         with contextlib.suppress(OSError), open(state_dir / "logs" / "teardown.log", "a") as log:
             took = time.monotonic() - started
             log.write(
                 f"pods drained in {drained - started:.1f}s, processes stopped in "
                 f"{stopped - drained:.1f}s, mounts and netns gone in {swept - stopped:.1f}s, "
+                f"cgroups in {uncgrouped - swept:.1f}s, files in {removed - uncgrouped:.1f}s, "
                 f"all removed in {took:.1f}s\n"
             )
 

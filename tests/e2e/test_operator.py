@@ -391,3 +391,57 @@ async def test_a_deleted_node_and_link_leave_no_series_on_the_operators_metrics(
         )
         time.sleep(0.5)
     assert "qorch_node_up" in series_of(operator, namespace, "node", "qpu-b")
+
+
+async def test_a_node_is_calibrated_once_its_agent_answers_not_a_period_later(
+    cluster, namespace, tmp_path, operator_key, start_agent
+):
+    """A node's first calibration finds no agent yet (its pod still starts, here: a wrong
+    endpoint); once the agent answers, the node is calibrated at its next health check,
+    not a calibration period (here 600 s) later. Until then no job could use it."""
+    import socket
+
+    from tests.e2e.conftest import OperatorProcess
+
+    op = OperatorProcess(
+        cluster,
+        namespace,
+        tmp_path / "operator.log",
+        operator_key.key_file,
+        extra_env={"QORCH_CALIBRATION_SECONDS": "600"},
+    )
+    op.start()
+    try:
+        agent = await start_agent(make_node("late", 4))
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            nobody = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        node = {
+            "apiVersion": "qorch.dev/v1alpha1",
+            "kind": "QuantumNode",
+            "metadata": {"name": "late"},
+            "spec": {
+                "qubits": 4,
+                "backend": {"type": "external", "endpoint": nobody},
+                "identity": {"publicKey": agent.public_key},
+            },
+        }
+        cluster.kubectl("apply", "-n", namespace, "-f", "-", stdin=json.dumps(node))
+        deadline = time.monotonic() + 60
+        while "Timer 'calibrate' succeeded" not in op.output():
+            assert time.monotonic() < deadline, op.output()[-3000:]
+            time.sleep(0.2)
+        assert "calibration" not in cluster.get("qn", "late", namespace).get("status", {})
+        node["spec"]["backend"]["endpoint"] = agent.endpoint
+        cluster.kubectl("apply", "-n", namespace, "-f", "-", stdin=json.dumps(node))
+        answered = time.monotonic()
+        cluster.wait_for(
+            "qn",
+            "late",
+            namespace,
+            lambda o: bool(o.get("status", {}).get("calibration")),
+            timeout=60,
+        )
+        print(f"\ncalibrated {time.monotonic() - answered:.1f}s after the agent could answer")
+    finally:
+        op.stop()

@@ -17,6 +17,7 @@ import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -200,12 +201,21 @@ def wait_http(url: str, timeout: float = 60) -> str:
     raise AssertionError(f"{url} never answered: {last}")
 
 
+@dataclass(frozen=True)
+class Release:
+    system: str  # the operator's namespace
+    watched: str  # the quickstart's
+    faults: str  # the kill tests' two nodes, apart from the quickstart's
+
+
 @pytest.fixture(scope="module")
-def operator_release(real_cluster: Cluster) -> Iterator[tuple[str, str]]:
-    """The chart installed with the locally built image; the operator watches `quantum`."""
+def operator_release(real_cluster: Cluster) -> Iterator[Release]:
+    """The chart installed with the locally built image; the operator watches two
+    namespaces. The kill tests' nodes are applied at once, so that their pods start and
+    calibrate while the earlier tests run."""
     suffix = uuid.uuid4().hex[:6]
-    system, watched = f"qorch-{suffix}", f"quantum-{suffix}"
-    for ns in (system, watched):
+    release = Release(f"qorch-{suffix}", f"quantum-{suffix}", f"faults-{suffix}")
+    for ns in (release.system, release.watched, release.faults):
         real_cluster.kubectl("create", "namespace", ns)
         real_cluster.kubectl(
             "label", "namespace", ns, "pod-security.kubernetes.io/enforce=restricted"
@@ -213,23 +223,32 @@ def operator_release(real_cluster: Cluster) -> Iterator[tuple[str, str]]:
     repo_name, tag = image(real_cluster).rsplit(":", 1)
     helm(
         "install",
-        system,
+        release.system,
         str(CHART),
         "--namespace",
-        system,
+        release.system,
         "--wait",
         "--timeout=240s",
         f"--set=image.repository={repo_name}",
         f"--set=image.tag={tag}",
         "--set=image.pullPolicy=Never",
-        f"--set=watch.namespaces={{{watched}}}",
+        f"--set=watch.namespaces={{{release.watched},{release.faults}}}",
         "--set=operator.nodeCheckSeconds=2",
         "--set=operator.linkCheckSeconds=2",
         env=real_cluster.env,
         timeout=300,
     )
-    yield system, watched
-    helm("uninstall", system, "--namespace", system, "--wait", env=real_cluster.env, check=False)
+    apply_slow_nodes(real_cluster, release.faults)
+    yield release
+    helm(
+        "uninstall",
+        release.system,
+        "--namespace",
+        release.system,
+        "--wait",
+        env=real_cluster.env,
+        check=False,
+    )
 
 
 def leader(cluster: Cluster, namespace: str, pods: list[dict[str, Any]]) -> dict[str, Any]:
@@ -247,10 +266,12 @@ def leader(cluster: Cluster, namespace: str, pods: list[dict[str, Any]]) -> dict
         time.sleep(1)
 
 
+# Prometheus starts here, so that it discovers and scrapes while the later tests run.
+@pytest.mark.usefixtures("prometheus")
 def test_operator_pod_is_ready_and_serves_metrics_and_liveness(
-    real_cluster: Cluster, operator_release: tuple[str, str]
+    real_cluster: Cluster, operator_release: Release
 ) -> None:
-    system, _ = operator_release
+    system = operator_release.system
     pods = json.loads(
         real_cluster.kubectl(
             "get", "pods", "-n", system, "-l", "app.kubernetes.io/component=operator", "-o", "json"
@@ -287,13 +308,13 @@ def agent_pods(cluster: Cluster, namespace: str) -> dict[str, dict[str, Any]]:
 
 
 def test_quickstart_runs_on_agent_pods_at_their_sites(
-    real_cluster: Cluster, operator_release: tuple[str, str]
+    real_cluster: Cluster, operator_release: Release
 ) -> None:
     """`kubectl apply -f examples/quickstart/` with `aer` nodes: the operator creates each
     node's Deployment, the agent pods (agent + telemetry sidecar) start at their sites,
     calibration and the link probe run over the post-quantum channel between pods, and
     the GHZ job Succeeds with the GHZ distribution."""
-    _, ns = operator_release
+    ns = operator_release.watched
     real_cluster.kubectl("apply", "-n", ns, "-f", str(REPO / "examples" / "quickstart"))
     job = real_cluster.wait_for("djob", "ghz", ns, succeeded, timeout=240)
     status = job["status"]
@@ -323,9 +344,12 @@ def test_quickstart_runs_on_agent_pods_at_their_sites(
     real_cluster.kubectl("delete", "-n", ns, "djob", "ghz")
 
 
-def two_slow_nodes(cluster: Cluster, namespace: str) -> None:
-    """`first` (less noisy, so plans pick it) at site-a and `spare` at site-b, both Ready."""
-    for name, site, error in (("first", "site-a", 0.01), ("spare", "site-b", 0.02)):
+SLOW_NODES = (("first", "site-a", 0.01), ("spare", "site-b", 0.02))
+
+
+def apply_slow_nodes(cluster: Cluster, namespace: str) -> None:
+    """`first` (less noisy, so plans pick it) at site-a and `spare` at site-b."""
+    for name, site, error in SLOW_NODES:
         node = {
             "apiVersion": "qorch.dev/v1alpha1",
             "kind": "QuantumNode",
@@ -337,7 +361,11 @@ def two_slow_nodes(cluster: Cluster, namespace: str) -> None:
             },
         }
         cluster.kubectl("apply", "-n", namespace, "-f", "-", stdin=json.dumps(node))
-    for name in ("first", "spare"):
+
+
+def wait_slow_nodes(cluster: Cluster, namespace: str) -> None:
+    """Until `first` and `spare` are Ready and calibrated."""
+    for name, _, _ in SLOW_NODES:
         cluster.wait_for(
             "qn",
             name,
@@ -402,18 +430,21 @@ def programs_completed(
 
 @pytest.mark.parametrize("how", ["kill -9 the agent process", "kubectl delete pod"])
 def test_an_agent_killed_mid_job_moves_the_job_and_no_program_runs_twice(
-    real_cluster: Cluster, operator_release: tuple[str, str], how: str
+    real_cluster: Cluster, operator_release: Release, how: str
 ) -> None:
     from tests.e2e.test_operator import SLOW_CIRCUIT
 
-    _, ns = operator_release
-    two_slow_nodes(real_cluster, ns)
+    ns = operator_release.faults
+    began = time.monotonic()
+    wait_slow_nodes(real_cluster, ns)
+    ready = time.monotonic()
     name = f"slow-{uuid.uuid4().hex[:4]}"
     job = {
         "apiVersion": "qorch.dev/v1alpha1",
         "kind": "DistributedJob",
         "metadata": {"name": name},
-        # About 20 s of simulation on these machines: the kill lands mid-program.
+        # Seconds of simulation (4 s on an idle machine here, 20 s beside a build), and the
+        # kill follows Running within one: it lands mid-program.
         "spec": {"shots": 1500, "strategy": "single", "circuit": {"qasm": SLOW_CIRCUIT}},
     }
     before = agent_runs(real_cluster, ns)
@@ -430,7 +461,9 @@ def test_an_agent_killed_mid_job_moves_the_job_and_no_program_runs_twice(
         # One second to stop: the program dies with the pod rather than finishing.
         name_ = pod["metadata"]["name"]
         real_cluster.kubectl("delete", "pod", "-n", ns, name_, "--grace-period=1", "--wait=false")
+    killed = time.monotonic()
     done = real_cluster.wait_for("djob", name, ns, succeeded, timeout=300)
+    finished = time.monotonic()
     status = done["status"]
     assert status["phase"] == "Succeeded", status.get("message")
     # Killed while running: one re-plan, so the program ran once more, on the second
@@ -447,7 +480,11 @@ def test_an_agent_killed_mid_job_moves_the_job_and_no_program_runs_twice(
         assert time.monotonic() < deadline, ran
         time.sleep(1)
     assert sum(ran.values()) == 1, ran
-    print(f"{how}: {first} -> {status['plan']['nodes']} ({reroute['reason']}); programs run {ran}")
+    print(
+        f"{how}: {first} -> {status['plan']['nodes']} ({reroute['reason']}); programs run {ran};"
+        f" nodes ready after {ready - began:.1f}s, killed {killed - ready:.1f}s later,"
+        f" done {finished - killed:.1f}s after the kill"
+    )
 
 
 def panel_queries() -> list[tuple[str, str, str]]:
@@ -477,19 +514,17 @@ def prom_query(base: str, expr: str) -> list[dict[str, Any]]:
     return list(answer["data"]["result"])
 
 
-def test_prometheus_scrapes_the_pods_and_every_dashboard_panel_has_data(
-    real_cluster: Cluster, operator_release: tuple[str, str], tmp_path: Path
-) -> None:
-    """Prometheus discovers the operator and the telemetry sidecars through
-    kubernetes_sd_configs against this API server, scrapes them over the pod network, loads
-    the chart's alert rules, and every panel query of the three dashboards evaluates and has
-    a series: the counters of events this scenario does not cause (no job fails or is
-    rejected, no teleport, no impostor on the channel) are exported at 0 from the start."""
+@pytest.fixture(scope="module")
+def prometheus(
+    real_cluster: Cluster, operator_release: Release, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """Debian's Prometheus discovering the operator and the telemetry sidecars through
+    kubernetes_sd_configs against this API server; its base URL."""
     import socket
 
     # Built by hack/node-tools.sh: Debian's prometheus leaves Kubernetes discovery out.
-    prometheus = str(REPO / ".tools" / "bin" / "prometheus")
-    system, watched = operator_release
+    binary = str(REPO / ".tools" / "bin" / "prometheus")
+    workdir = tmp_path_factory.mktemp("prometheus")
     pki = real_cluster.cp.pki
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -506,7 +541,13 @@ def test_prometheus_scrapes_the_pods_and_every_dashboard_panel_has_data(
                     {
                         "role": "pod",
                         "api_server": real_cluster.cp.url,
-                        "namespaces": {"names": [system, watched]},
+                        "namespaces": {
+                            "names": [
+                                operator_release.system,
+                                operator_release.watched,
+                                operator_release.faults,
+                            ]
+                        },
                         "tls_config": {
                             "ca_file": str(pki / "ca.crt"),
                             "cert_file": str(pki / "admin.crt"),
@@ -528,48 +569,58 @@ def test_prometheus_scrapes_the_pods_and_every_dashboard_panel_has_data(
             }
         ],
     }
-    (tmp_path / "prometheus.yml").write_text(json.dumps(config))
-    log = (tmp_path / "prometheus.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            prometheus,
-            f"--config.file={tmp_path / 'prometheus.yml'}",
-            f"--storage.tsdb.path={tmp_path / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
+    (workdir / "prometheus.yml").write_text(json.dumps(config))
+    with (workdir / "prometheus.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [
+                binary,
+                f"--config.file={workdir / 'prometheus.yml'}",
+                f"--storage.tsdb.path={workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
-        wait_http(f"{base}/-/ready", timeout=60)
-        deadline = time.monotonic() + 90
-        while True:
-            targets = json.loads(get_json(f"{base}/api/v1/targets"))["data"]["activeTargets"]
-            up = {t["labels"].get("pod", "") for t in targets if t["health"] == "up"}
-            operator_up = any(p.startswith(system) for p in up)
-            agents_up = sum(1 for p in up if p.startswith("qpu-"))
-            if operator_up and agents_up >= 2:
-                break
-            assert time.monotonic() < deadline, json.dumps(targets)[:3000]
-            time.sleep(1)
-        # Every rule evaluated once (the slowest group runs every 30 s), and without error.
-        while True:
-            groups = json.loads(get_json(f"{base}/api/v1/rules"))["data"]["groups"]
-            rules = [r for g in groups for r in g["rules"]]
-            if rules and all(r["health"] != "unknown" for r in rules):
-                break
-            assert time.monotonic() < deadline + 60, rules
-            time.sleep(1)
-        assert [r for r in rules if r["health"] != "ok"] == []
-        assert any(r["type"] == "alerting" for r in rules)
-        # Rates need two samples a few seconds apart in their window.
-        time.sleep(6)
-        queries = panel_queries()
-        assert len(queries) > 40
-        empty = [f"{d}/{title}: {expr}" for d, title, expr in queries if not prom_query(base, expr)]
-        assert empty == [], "\n".join(empty)
+        yield f"http://127.0.0.1:{port}"
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-        log.close()
+
+
+def test_prometheus_scrapes_the_pods_and_every_dashboard_panel_has_data(
+    operator_release: Release, prometheus: str
+) -> None:
+    """Prometheus discovers the operator and the telemetry sidecars, scrapes them over the
+    pod network, loads the chart's alert rules, and every panel query of the three
+    dashboards evaluates and has a series: the counters of events this scenario does not
+    cause (no job fails or is rejected, no teleport, no impostor on the channel) are
+    exported at 0 from the start."""
+    base = prometheus
+    wait_http(f"{base}/-/ready", timeout=60)
+    deadline = time.monotonic() + 90
+    while True:
+        targets = json.loads(get_json(f"{base}/api/v1/targets"))["data"]["activeTargets"]
+        up = {t["labels"].get("pod", "") for t in targets if t["health"] == "up"}
+        operator_up = any(p.startswith(operator_release.system) for p in up)
+        agents_up = sum(1 for p in up if p.startswith("qpu-"))
+        if operator_up and agents_up >= 2:
+            break
+        assert time.monotonic() < deadline, json.dumps(targets)[:3000]
+        time.sleep(1)
+    # Every rule evaluated once (the slowest group runs every 30 s), and without error.
+    while True:
+        groups = json.loads(get_json(f"{base}/api/v1/rules"))["data"]["groups"]
+        rules = [r for g in groups for r in g["rules"]]
+        if rules and all(r["health"] != "unknown" for r in rules):
+            break
+        assert time.monotonic() < deadline + 60, rules
+        time.sleep(1)
+    assert [r for r in rules if r["health"] != "ok"] == []
+    assert any(r["type"] == "alerting" for r in rules)
+    queries = panel_queries()
+    assert len(queries) > 40
+    # Rates need two samples a few seconds apart in their window: Prometheus started with
+    # the operator's test, minutes ago, and scrapes every 2 s.
+    empty = [f"{d}/{title}: {expr}" for d, title, expr in queries if not prom_query(base, expr)]
+    assert empty == [], "\n".join(empty)

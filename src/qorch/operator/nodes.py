@@ -85,13 +85,19 @@ async def node_health(body: kopf.Body, name: str, memo: Any, patch: kopf.Patch, 
     if node is None:
         return
     state: OperatorState = memo.state
+    client = agent_client(state, node)
     status = await check_node(
         node,
-        agent_client(state, node),
+        client,
         agent_endpoint(node, state.settings),
         int(state.reservations.allocated(node_resource(node.metadata.namespace, name))),
         require_attestation=state.settings.require_attestation,
     )
+    reachable = get_condition(status.conditions, R.REACHABLE)
+    if status.calibration is None and reachable is not None and reachable.status == "True":
+        # Never calibrated (its agent did not answer yet when the calibration timer first
+        # ran): calibrate now, not a calibration period later. No job runs on it before.
+        status = await calibrate_node(node.model_copy(update={"status": status}), client)
     patch.status.update(status.wire())
     _announce(body, node, status)
 
