@@ -2,6 +2,10 @@
 
 import asyncio
 import math
+import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -176,3 +180,38 @@ async def test_a_wide_node_starts_its_simulation_process_with_the_agent(start_ag
     finally:
         await client.close()
     assert set(reply["counts"]) <= {"0" * 5, "1" * 5}
+
+
+async def test_an_agent_as_pid_1_stops_at_once_on_sigterm(tmp_path, operator_key):
+    """In its pod the agent is PID 1, which the kernel does not end on a signal it has no
+    handler for: it must handle SIGTERM itself, or deleting its pod waits out the grace
+    period (30 s) until SIGKILL. A wide node's agent, with its simulation process."""
+    if subprocess.run(["unshare", "--pid", "--fork", "true"], check=False).returncode:
+        pytest.skip("no PID namespaces here (unshare --pid)")
+    key_file, _ = Identity.generate().save(tmp_path / "agent")
+    node = make_node("wide", WARM_SIMULATION_QUBITS)
+    proc = await asyncio.create_subprocess_exec(
+        *("unshare", "--pid", "--fork", "--kill-child"),
+        *(sys.executable, "-m", "qorch", "qpu-agent", "--host", "127.0.0.1", "--port", "0"),
+        *("--node-json", node.model_dump_json(by_alias=True, exclude_none=True)),
+        *("--identity-key", str(key_file), "--trusted-client-key", str(operator_key.pub_file)),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        assert proc.stdout is not None
+        async with asyncio.timeout(60):
+            while b"listening" not in await proc.stdout.readline():
+                pass
+            while not (agent := children(proc.pid)) or not children(agent[0]):
+                await asyncio.sleep(0.1)  # until its simulation process runs
+        os.kill(agent[0], signal.SIGTERM)
+        began = time.monotonic()
+        output, _ = await asyncio.wait_for(proc.communicate(), 30)
+        took = time.monotonic() - began
+        assert proc.returncode == 0, output.decode(errors="replace")[-2000:]
+        assert took < 10, took  # without a handler: never, until the 30 s timeout above
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()

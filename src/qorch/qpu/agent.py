@@ -7,6 +7,7 @@ import contextlib
 import functools
 import logging
 import os
+import signal
 import time
 from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -99,6 +100,8 @@ SEEDED_CHUNK_GROWTH = 4
 # Longest a `run` or `wait` holds its request before answering with the program's progress:
 # a caller following a long program hears from the agent at least this often.
 MAX_WAIT_SECONDS = 60.0
+# How long a stopping agent lets the calls it still serves finish.
+STOP_GRACE_SECONDS = 2.0
 
 
 def next_chunk_shots(
@@ -805,7 +808,12 @@ async def serve(
     agent.telemetry.configure_tracing()  # here, not in QpuAgent: in-process agents keep theirs
     limits = ServerLimits()
     runner = web.AppRunner(
-        build_app(agent, keys, server_limits=limits), access_log=None, **limits.runner_options()
+        build_app(agent, keys, server_limits=limits),
+        access_log=None,
+        # On SIGTERM a call still served (a program's step) ends with the agent, as on a
+        # crash: the operator moves its job. It gets a moment, not aiohttp's 60 s.
+        shutdown_timeout=STOP_GRACE_SECONDS,
+        **limits.runner_options(),
     )
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=limits.listen_backlog)
@@ -815,8 +823,14 @@ async def serve(
     if node.spec.qubits >= WARM_SIMULATION_QUBITS:
         warming = asyncio.ensure_future(agent.simulation.warm(agent.executor.spec))
         warming.add_done_callback(_retrieve)  # a failed start shows again at the first step
+    # In its pod the agent is PID 1, for which the kernel drops a signal that has no handler:
+    # without these, deleting the pod would wait out its grace period until SIGKILL.
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
     try:
-        await asyncio.Event().wait()
+        await stop.wait()
+        log.info("qpu-agent %s stopping", node.metadata.name)
     finally:
+        agent.close()  # first: a step in the simulation process ends now
         await runner.cleanup()
-        agent.close()
