@@ -458,6 +458,10 @@ class RealNodes:
                 "nodefs.inodesFree": "1%",
             },
             "nodeStatusUpdateFrequency": "4s",
+            # A mounted ConfigMap's change reaches the pod at its next sync: 10 s here rather
+            # than a minute, so that a link state added after its agents started is taken
+            # up within a test's patience.
+            "syncFrequency": "10s",
             "serializeImagePulls": False,
         }
         (d / "kubelet.yaml").write_text(yaml.safe_dump(kubelet_config))

@@ -215,6 +215,7 @@ def _cmd_qpu_agent(args: argparse.Namespace) -> int:
                 keys,
                 node_file=args.node_file,
                 link_files=args.link_file,
+                link_dir=args.link_dir,
             )
         )
     return 0
@@ -256,6 +257,7 @@ def _tpm_agent(args: argparse.Namespace, node: QuantumNode) -> int:
                 node_file=args.node_file,
                 attestor=attestor,
                 link_files=args.link_file,
+                link_dir=args.link_dir,
             )
         )
     return 0
@@ -466,6 +468,11 @@ def build_parser(env: Settings | None = None) -> argparse.ArgumentParser:
         default=[],
         help="EntanglementLink manifest whose spec is the link's physical state now, which"
         " link probes measure; re-read when it changes, so the link can drift; repeatable",
+    )
+    p.add_argument(
+        "--link-dir",
+        help="folder of such manifests, <link>.json each (a mounted ConfigMap), looked up"
+        " by the link a probe names; links without one are probed as requested",
     )
     p.add_argument("--host", default=env.agent_host)
     p.add_argument("--port", type=int, default=env.agent_port)

@@ -365,6 +365,8 @@ ALLOWED = [
     (WATCHED, "patch", "services"),
     (WATCHED, "create", "secrets"),
     (WATCHED, "get", "configmaps"),
+    (WATCHED, "create", "configmaps"),
+    (WATCHED, "patch", "configmaps/qorch-link-states"),
     (WATCHED, "create", "events"),
     (OPERATOR, "get", "secrets/{identity}"),
     (OPERATOR, "get", "leases.coordination.k8s.io/{lease}"),
@@ -394,6 +396,10 @@ DENIED = [
     # Nothing outside the watched namespaces.
     (OTHER, "list", "quantumnodes.qorch.dev"),
     (OTHER, "create", "deployments.apps"),
+    # ConfigMaps: the links' states patched by name, no other.
+    (WATCHED, "patch", "configmaps/someone-elses"),
+    (WATCHED, "update", "configmaps/qorch-link-states"),
+    (WATCHED, "delete", "configmaps/qorch-link-states"),
     # No pods, no exec, no deleting: garbage collection removes what a node owned.
     (WATCHED, "create", "pods"),
     (WATCHED, "create", "pods", "--subresource=exec"),

@@ -445,3 +445,63 @@ async def test_a_node_is_calibrated_once_its_agent_answers_not_a_period_later(
         print(f"\ncalibrated {time.monotonic() - answered:.1f}s after the agent could answer")
     finally:
         op.stop()
+
+
+def link_state(cluster, namespace: str, name: str) -> dict | None:
+    """The link's physical state in the namespace's ConfigMap, as the agent pods read it."""
+    out = cluster.kubectl(
+        "get", "configmap", "qorch-link-states", "-n", namespace, "-o", "json", check=False
+    )
+    data = json.loads(out).get("data", {}) if out.strip().startswith("{") else {}
+    text = data.get(f"{name}.json")
+    return json.loads(text) if text else None
+
+
+def wait_link_state(cluster, namespace: str, name: str, check, timeout: float = 60) -> dict | None:
+    deadline = time.monotonic() + timeout
+    while not check(state := link_state(cluster, namespace, name)):
+        assert time.monotonic() < deadline, state
+        time.sleep(0.3)
+    return state
+
+
+def test_a_links_physical_state_starts_as_declared_and_is_left_to_drift(
+    cluster, namespace, operator
+):
+    """The operator writes each new link's declared spec into the ConfigMap the agent pods
+    mount; an edit there (the link drifting) survives the operator's restart; a deleted
+    link's key goes, and a link created again under that name starts as declared."""
+    link = {
+        "apiVersion": "qorch.dev/v1alpha1",
+        "kind": "EntanglementLink",
+        "metadata": {"name": "a-b"},
+        "spec": {
+            "nodes": ["a", "b"],
+            "fidelity": 0.97,
+            "generationRateHz": 10000,
+            "successProbability": 0.3,
+        },
+    }
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", stdin=json.dumps(link))
+    state = wait_link_state(cluster, namespace, "a-b", bool)
+    assert state is not None and state["spec"]["fidelity"] == 0.97
+    assert state["metadata"]["name"] == "a-b" and "status" not in state
+    state["spec"]["fidelity"] = 0.7
+    patch = {"data": {"a-b.json": json.dumps(state)}}
+    cluster.kubectl(
+        "patch", "configmap", "qorch-link-states", "-n", namespace, "-p", json.dumps(patch)
+    )
+    operator.kill()
+    operator.start()
+    # Resumed: the handler ran again, in the restarted operator (its log goes on).
+    deadline = time.monotonic() + 60
+    while operator.output().count("Handler 'link-state' succeeded") < 2:
+        assert time.monotonic() < deadline, operator.output()[-3000:]
+        time.sleep(0.3)
+    kept = link_state(cluster, namespace, "a-b")
+    assert kept is not None and kept["spec"]["fidelity"] == 0.7
+    cluster.kubectl("delete", "qlink", "a-b", "-n", namespace)
+    wait_link_state(cluster, namespace, "a-b", lambda s: s is None)
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", stdin=json.dumps(link))
+    again = wait_link_state(cluster, namespace, "a-b", bool)
+    assert again is not None and again["spec"]["fidelity"] == 0.97

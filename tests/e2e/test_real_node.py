@@ -323,10 +323,19 @@ def test_quickstart_runs_on_agent_pods_at_their_sites(
     assert sum(counts.values()) == 2000
     # GHZ: all zeros or all ones, but for the modelled noise.
     assert counts.get("0000", 0) + counts.get("1111", 0) > 0.8 * 2000, counts
-    # The link probe runs between the two agent pods, apart from the job.
-    real_cluster.wait_for(
-        "qlink", "a-b", ns, lambda o: o.get("status", {}).get("phase") == "Up", timeout=120
+    # The link probe runs between the two agent pods, apart from the job, on the link's
+    # physical state the pods mount (the namespace's ConfigMap of link states).
+    link = real_cluster.wait_for(
+        "qlink",
+        "a-b",
+        ns,
+        lambda o: (
+            o.get("status", {}).get("phase") == "Up"
+            and o["status"].get("probe", {}).get("source") == "linkState"
+        ),
+        timeout=120,
     )
+    assert link["status"]["probe"]["pairs"] > 0
     pods = agent_pods(real_cluster, ns)
     for name, site in (("qpu-a", "site-a"), ("qpu-b", "site-b")):
         pod = pods[name]
@@ -342,6 +351,37 @@ def test_quickstart_runs_on_agent_pods_at_their_sites(
         metrics = wait_http(f"http://{pod['status']['podIP']}:9090/metrics")
         assert "qorch_" in metrics
     real_cluster.kubectl("delete", "-n", ns, "djob", "ghz")
+
+
+def test_a_link_made_to_drift_in_its_config_map_turns_degraded(
+    real_cluster: Cluster, operator_release: Release
+) -> None:
+    """The quickstart's link, its physical state edited where its agent pods read it (the
+    namespace's ConfigMap of link states): the kubelet brings the change into the running
+    pods, their next probe measures it, and the link turns Degraded, with no restart."""
+    ns = operator_release.watched
+    cm = json.loads(
+        real_cluster.kubectl("get", "configmap", "qorch-link-states", "-n", ns, "-o", "json")
+    )
+    state = json.loads(cm["data"]["a-b.json"])
+    state["spec"]["fidelity"] = 0.7  # declared 0.95, its floor
+    patch = {"data": {"a-b.json": json.dumps(state)}}
+    began = time.monotonic()
+    real_cluster.kubectl(
+        "patch", "configmap", "qorch-link-states", "-n", ns, "-p", json.dumps(patch)
+    )
+    link = real_cluster.wait_for(
+        "qlink", "a-b", ns, lambda o: o.get("status", {}).get("phase") == "Degraded", timeout=120
+    )
+    probe = link["status"]["probe"]
+    assert probe["source"] == "linkState" and probe["fidelityUpper"] < 0.95, probe
+    print(f"drifted link Degraded {time.monotonic() - began:.1f}s after the ConfigMap edit")
+    restarts = [
+        c["restartCount"]
+        for pod in agent_pods(real_cluster, ns).values()
+        for c in pod["status"]["containerStatuses"]
+    ]
+    assert restarts == [0] * len(restarts), restarts
 
 
 SLOW_NODES = (("first", "site-a", 0.01), ("spare", "site-b", 0.02))

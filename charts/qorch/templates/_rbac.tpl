@@ -47,6 +47,16 @@
 - apiGroups: [""]
   resources: [configmaps]
   verbs: [get]
+# The physical state of the namespace's simulated links, one key per link, which the agent
+# pods mount: patched by name, created with the first link (a create cannot be limited to
+# one name).
+- apiGroups: [""]
+  resources: [configmaps]
+  resourceNames: [qorch-link-states]
+  verbs: [patch]
+- apiGroups: [""]
+  resources: [configmaps]
+  verbs: [create]
 # Jobs queued in Kueue (docs/kueue.md): a Workload per job, watched, finished with the job
 # (deleted with it by garbage collection: it is owned), its admission given back after an
 # eviction; the LocalQueue it names.

@@ -40,6 +40,12 @@ def identity_secret_name(node: QuantumNode, public_key: bytes) -> str:
 
 IDENTITY_DIR = "/var/run/qorch/identity"
 TELEMETRY_VOLUME = "telemetry"
+# The physical state of the namespace's simulated links: one ConfigMap, a key
+# `<link>.json` per link, created with the link's declared spec and then left to whoever
+# makes the link drift (`kubectl edit`). Every agent of the namespace mounts it; the kubelet
+# brings changes and new links into running pods (qorch.qpu.link_state).
+LINK_STATES_CONFIG_MAP = "qorch-link-states"
+LINK_STATES_DIR = "/etc/qorch/links"
 # The public key of the node's identity, on its Deployment: where the operator finds it
 # again, since it may create Secrets but not read them. Whoever can change a Deployment can
 # run a pod that mounts the Secret, so this record is no easier to forge than the Secret.
@@ -116,7 +122,7 @@ def build_deployment(node: QuantumNode, settings: Settings, public_key: bytes) -
     agent = {
         "name": "qpu-agent",
         "image": settings.agent_image,
-        "args": ["qpu-agent", "--port", str(settings.agent_port)],
+        "args": ["qpu-agent", "--port", str(settings.agent_port), "--link-dir", LINK_STATES_DIR],
         "env": [
             {"name": "QORCH_NODE_MANIFEST", "value": manifest},
             {"name": "QORCH_IDENTITY_KEY_FILE", "value": f"{IDENTITY_DIR}/identity.key"},
@@ -135,6 +141,7 @@ def build_deployment(node: QuantumNode, settings: Settings, public_key: bytes) -
             {"name": "tmp", "mountPath": "/tmp"},
             {"name": "identity", "mountPath": IDENTITY_DIR, "readOnly": True},
             {"name": TELEMETRY_VOLUME, "mountPath": DEFAULT_STATS_DIR},
+            {"name": "links", "mountPath": LINK_STATES_DIR, "readOnly": True},
         ],
     }
     pod_spec: dict[str, Any] = {
@@ -163,6 +170,11 @@ def build_deployment(node: QuantumNode, settings: Settings, public_key: bytes) -
             },
             # Small: stats and span batches, which the sidecar deletes once forwarded.
             {"name": TELEMETRY_VOLUME, "emptyDir": {"sizeLimit": "32Mi"}},
+            # Optional: the pod starts before the namespace has any link.
+            {
+                "name": "links",
+                "configMap": {"name": LINK_STATES_CONFIG_MAP, "optional": True},
+            },
         ],
     }
     spec = {

@@ -89,6 +89,62 @@ async def read_config_map_key(namespace: str, name: str, key: str) -> str | None
     return (cm.data or {}).get(key)
 
 
+async def put_config_map_key(
+    namespace: str, name: str, key: str, value: str | None, *, replace: bool = True
+) -> bool:
+    """Set `key` of the ConfigMap (created if absent), or remove it where `value` is None;
+    with `replace` False a key already there is left as it is. True when written. A write
+    races no other: it names the version it read."""
+    api = client.CoreV1Api()
+    for _ in range(3):
+        try:
+            cm = await asyncio.to_thread(
+                api.read_namespaced_config_map,
+                name,
+                namespace,
+                _request_timeout=API_TIMEOUT_SECONDS,
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            if value is None:
+                return False
+            body = {"metadata": {"name": name, "namespace": namespace}, "data": {key: value}}
+            try:
+                await asyncio.to_thread(
+                    api.create_namespaced_config_map,
+                    namespace,
+                    body,
+                    _request_timeout=API_TIMEOUT_SECONDS,
+                )
+            except ApiException as exc:
+                if exc.status == 409:  # created meanwhile
+                    continue
+                raise
+            return True
+        there = key in (cm.data or {})
+        if (there and not replace) or (value is None and not there):
+            return False
+        patch = {
+            "metadata": {"resourceVersion": cm.metadata.resource_version},
+            "data": {key: value},
+        }
+        try:
+            await asyncio.to_thread(
+                api.patch_namespaced_config_map,
+                name,
+                namespace,
+                patch,
+                _request_timeout=API_TIMEOUT_SECONDS,
+            )
+        except ApiException as exc:
+            if exc.status == 409:  # changed since read
+                continue
+            raise
+        return True
+    raise RuntimeError(f"ConfigMap {namespace}/{name} kept changing while key {key} was set")
+
+
 async def deployment_annotation(namespace: str, name: str, key: str) -> str | None:
     """One annotation of a Deployment; None when the Deployment or the annotation is absent."""
     try:

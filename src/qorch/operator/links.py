@@ -15,6 +15,8 @@ from qorch.settings import Settings
 from qorch.telemetry.instrument import timed_reconcile
 from qorch.telemetry.metrics import METRICS
 
+from . import kube
+from .agent_workload import LINK_STATES_CONFIG_MAP
 from .state import announce_phase, plain
 from .world import agent_address, agent_client
 
@@ -46,6 +48,37 @@ def forget_deleted_link(
     nodes.forget_deleted_node)."""
     if event.get("type") == "DELETED" and namespace and name:
         METRICS.forget_link(namespace, name)
+
+
+@kopf.on.resume(*QLINK, id="link-state")
+@kopf.on.create(*QLINK, id="link-state")
+async def ensure_link_state(
+    body: kopf.Body, namespace: str | None, name: str | None, reason: str, **_: Any
+) -> None:
+    """A simulated link's physical state, which the agents of its nodes probe, starts as
+    its declared spec (see agent_workload.LINK_STATES_CONFIG_MAP). A new link replaces what
+    one of the same name left; on the operator's restart a state already there is kept,
+    as it may have been made to drift."""
+    link = parse(body)
+    if link is None or not namespace or not name:
+        return
+    manifest = link.model_copy(update={"status": None})
+    await kube.put_config_map_key(
+        namespace,
+        LINK_STATES_CONFIG_MAP,
+        f"{name}.json",
+        manifest.model_dump_json(by_alias=True, exclude_none=True),
+        replace=reason == kopf.Reason.CREATE,
+    )
+
+
+@kopf.on.event(*QLINK, id="forget-state")
+async def forget_deleted_link_state(
+    event: kopf.RawEvent, namespace: str | None, name: str | None, **_: Any
+) -> None:
+    """A deleted link's physical state leaves the ConfigMap: it would only fill it up."""
+    if event.get("type") == "DELETED" and namespace and name:
+        await kube.put_config_map_key(namespace, LINK_STATES_CONFIG_MAP, f"{name}.json", None)
 
 
 @kopf.timer(*QLINK, id="probe", interval=_SETTINGS.link_check_seconds)  # type: ignore[arg-type]

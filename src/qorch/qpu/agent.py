@@ -146,9 +146,10 @@ class QpuAgent:
         node_file: str | Path | None = None,
         attestor: Attestor | None = None,
         link_files: Sequence[str | Path] = (),
+        link_dir: str | Path | None = None,
     ) -> None:
         self.node = node
-        self.links = LinkStates(link_files)
+        self.links = LinkStates(link_files, link_dir)
         # Probes without a seed of their own draw from this counter: an agent's sequence of
         # probes is the same on every run.
         self._probes = 0
@@ -797,14 +798,18 @@ async def serve(
     node_file: str | Path | None = None,
     attestor: Attestor | None = None,
     link_files: Sequence[str | Path] = (),
+    link_dir: str | Path | None = None,
 ) -> None:
-    """Serve until cancelled; prints the bound URL so a launcher can find a port-0 agent.
+    """Serve until SIGTERM; prints the bound URL so a launcher can find a port-0 agent.
     With `node_file`, the node follows changes to that manifest (see `QpuAgent.refresh`),
-    and its links to their `link_files` (qorch.qpu.link_state); the keys follow their files
-    (see qorch.qpu.agent_keys); with `attestor`, it answers `attest` challenges."""
+    and its links to their `link_files` and the files in `link_dir`
+    (qorch.qpu.link_state); the keys follow their files (see qorch.qpu.agent_keys); with
+    `attestor`, it answers `attest` challenges."""
     if not keys.trusted:
         raise ValueError("no trusted operator key: the agent would answer nobody")
-    agent = QpuAgent(node, node_file=node_file, attestor=attestor, link_files=link_files)
+    agent = QpuAgent(
+        node, node_file=node_file, attestor=attestor, link_files=link_files, link_dir=link_dir
+    )
     agent.telemetry.configure_tracing()  # here, not in QpuAgent: in-process agents keep theirs
     limits = ServerLimits()
     runner = web.AppRunner(

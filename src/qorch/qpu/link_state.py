@@ -8,12 +8,18 @@ node's noise drifts through its node file; link probes then make and measure pai
 state. A file that does not parse, or is not a valid EntanglementLink, is ignored with one
 warning per change, and the link keeps its last good state: it is never silently made
 perfect, nor forgotten.
+
+In a pod the files come from a directory (`--link-dir`: the namespace's ConfigMap of link
+states, one key `<link>.json` per link, which the operator fills with each link's declared
+spec when the link is created): a link's file is looked up there when a probe first names
+it, so links created after the pod started are taken up without a restart.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -91,10 +97,17 @@ class LinkFile:
         self.link = link
 
 
-class LinkStates:
-    """The links of an agent, by name, each following its file."""
+# A link's name as the API allows it (a DNS subdomain): never a path of its own.
+_LINK_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
 
-    def __init__(self, paths: Iterable[str | Path] = ()) -> None:
+
+class LinkStates:
+    """The links of an agent, by name, each following its file: the given files, and in
+    `directory`, `<link>.json` for each link a probe names."""
+
+    def __init__(
+        self, paths: Iterable[str | Path] = (), directory: str | Path | None = None
+    ) -> None:
         self.files: dict[str, LinkFile] = {}
         for path in paths:
             linked = LinkFile(Path(path))
@@ -102,11 +115,42 @@ class LinkStates:
             if name in self.files:
                 raise LinkFileError(f"link file {path}: link {name} already comes from another")
             self.files[name] = linked
+        self.directory = Path(directory) if directory is not None else None
+        # The file of a link in `directory` that was unusable, as it was then: not read again
+        # (nor warned of again) until it changes.
+        self._unusable: dict[str, tuple[int, int, int]] = {}
 
     def spec(self, name: str) -> EntanglementLinkSpec | None:
         """The physical state of link `name` now; None when this agent holds none."""
-        linked = self.files.get(name)
+        linked = self.files.get(name) or self._from_directory(name)
         if linked is None:
             return None
         linked.refresh()
         return linked.link.spec
+
+    def _from_directory(self, name: str) -> LinkFile | None:
+        if self.directory is None or not _LINK_NAME.fullmatch(name) or len(name) > 253:
+            return None
+        path = self.directory / f"{name}.json"
+        try:
+            stat = os.stat(path)
+        except OSError:
+            return None  # not there (yet): the link is probed as requested
+        seen = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+        if self._unusable.get(name) == seen:
+            return None
+        try:
+            linked = LinkFile(path)
+        except LinkFileError as exc:
+            log.warning("%s; link %s is probed as requested until the file is fixed", exc, name)
+            self._unusable[name] = seen
+            return None
+        if linked.link.metadata.name != name:
+            log.warning(
+                "link file %s ignored: it names another link, %r", path, linked.link.metadata.name
+            )
+            self._unusable[name] = seen
+            return None
+        self._unusable.pop(name, None)
+        self.files[name] = linked
+        return linked

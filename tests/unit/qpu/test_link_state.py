@@ -3,6 +3,7 @@ one log line, and the link is never made perfect nor forgotten."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -57,3 +58,49 @@ def test_an_unusable_link_file_at_start_is_refused_naming_it(tmp_path: Path) -> 
         LinkStates([path])
     with pytest.raises(LinkFileError, match="unreadable"):
         LinkStates([tmp_path / "absent.yaml"])
+
+
+def configmap_update(folder: Path, files: dict[str, str]) -> None:
+    """As the kubelet updates a mounted ConfigMap: a new data folder, the `..data` link
+    swapped to it, each key a link through `..data`."""
+    data = folder / f"..version{len(list(folder.glob('..version*')))}"
+    data.mkdir()
+    for key, text in files.items():
+        (data / key).write_text(text)
+    tmp = folder / "..data_tmp"
+    tmp.symlink_to(data.name)
+    tmp.rename(folder / "..data")
+    for key in files:
+        if not (folder / key).is_symlink():
+            (folder / key).symlink_to(f"..data/{key}")
+
+
+def test_links_in_a_folder_are_taken_up_when_a_probe_names_them(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The agent's pod mounts the namespace's ConfigMap of link states: a link added after
+    the pod started is found, a change reaches it, a bad key is one warning per change and
+    leaves the link as requested, and a name is never a path."""
+    folder = tmp_path / "links"
+    folder.mkdir()
+    states = LinkStates(directory=folder)
+    assert states.spec("a-b") is None  # no key yet: probed as requested
+    configmap_update(folder, {"a-b.json": json.dumps(link("a-b", "a", "b", 0.97))})
+    spec = states.spec("a-b")
+    assert spec is not None and spec.fidelity == 0.97
+    configmap_update(folder, {"a-b.json": json.dumps(link("a-b", "a", "b", 0.7))})
+    spec = states.spec("a-b")
+    assert spec is not None and spec.fidelity == 0.7
+    (folder / "c-d.json").write_text("{not json")
+    (folder / "e-f.json").write_text(json.dumps(link("other", "e", "f", 0.9)))
+    with caplog.at_level("WARNING", logger="qorch.qpu.link_state"):
+        for _ in range(3):
+            assert states.spec("c-d") is None
+            assert states.spec("e-f") is None
+    assert len(caplog.records) == 2, [r.getMessage() for r in caplog.records]
+    (folder / "c-d.json").write_text(json.dumps(link("c-d", "c", "d", 0.9)))
+    spec = states.spec("c-d")
+    assert spec is not None and spec.fidelity == 0.9
+    (tmp_path / "secret.json").write_text(json.dumps(link("x", "a", "b", 1.0)))
+    for name in ("../secret", "/etc/passwd", ".hidden", "A-B", ""):
+        assert states.spec(name) is None
