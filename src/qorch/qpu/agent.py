@@ -576,12 +576,18 @@ class QpuAgent:
             if noise is None:
                 self.executor.check(circuit, shots)
 
+                executor = self.executor
+                as_written = executor.runs_as_written(circuit)
+
                 def compile_() -> tuple[NodeExecutor, QuantumCircuit, float]:
-                    executor, begun = self.executor, time.perf_counter()
+                    begun = time.perf_counter()
                     compiled = executor.compile(circuit, seed)
                     return executor, compiled, time.perf_counter() - begun
 
-                compiler, compiled, transpile_seconds = await self._step(program_id, compile_)
+                if as_written:
+                    compiler, compiled, transpile_seconds = executor, circuit, 0.0
+                else:
+                    compiler, compiled, transpile_seconds = await self._step(program_id, compile_)
                 # One simulation (or one per branch) serves every shot: a first small chunk
                 # would cost a second.
                 cost = _shot_cost(compiled)
@@ -590,9 +596,13 @@ class QpuAgent:
 
                 def executor_now() -> NodeExecutor:
                     # A reloaded manifest's noise applies from the next chunk on; a changed
-                    # target would not fit the compiled circuit, so it waits for the next program.
+                    # target would not fit the compiled circuit, so it waits for the next
+                    # program, as does any change to a circuit run as written (one chunk,
+                    # whose gates a noise model of the node's gates would not all reach).
                     current = self.executor
-                    return current if current.same_target(compiler) else compiler
+                    if as_written or not current.same_target(compiler):
+                        return compiler
+                    return current
 
                 def sample(shots: int, seed: int | None) -> Sample:
                     return executor_now().sample(compiled, shots, seed)

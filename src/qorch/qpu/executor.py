@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 
@@ -65,6 +66,12 @@ class Sample:
     sampled: bool
 
 
+@functools.cache
+def _aer_operations() -> frozenset[str]:
+    """What Aer runs as it is (a noise model's target lists only the node's gates)."""
+    return frozenset(AerSimulator().target.operation_names)
+
+
 class NodeExecutor:
     """A simulated QPU: transpiles to the node and samples with its noise model."""
 
@@ -104,6 +111,17 @@ class NodeExecutor:
             target=self.target,
             optimization_level=optimization_level,
             seed_transpiler=seed,
+        )
+
+    def runs_as_written(self, circuit: QuantumCircuit) -> bool:
+        """Whether compiling `circuit` to the node would change none of its outcomes, only
+        cost time (a transpile, and in Aer often a slower circuit): no gate noise, every
+        measurement at the end, so that one run samples every shot and the node's noise
+        cannot change between chunks, and only operations Aer has."""
+        return (
+            self.noiseless_gates
+            and measures_only_at_end(circuit)
+            and all(inst.operation.name in _aer_operations() for inst in circuit.data)
         )
 
     def samples_at_once(self, compiled: QuantumCircuit, shots: int) -> bool:

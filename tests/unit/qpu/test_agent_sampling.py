@@ -111,3 +111,35 @@ async def test_an_unseeded_program_is_priced_by_the_chunks_before_it() -> None:
     seeded = {"programId": "seeded", "circuit": circuit, "shots": 2000, "seed": 5}
     await agent.handle("run", seeded)
     assert sizes[0] == agent.first_chunk_shots  # a seeded split never depends on history
+
+
+@pytest.mark.parametrize(
+    ("noise", "circuit", "as_written"),
+    [
+        ({}, ghz(4), True),
+        ({"readoutError": 0.05}, ghz(4), True),  # misread outcomes, whichever gates ran
+        (NOISY, ghz(4), False),  # gate noise is keyed to the node's gates
+        ({}, mid_measured(4), False),  # chunks could outlive a change of the node's noise
+    ],
+    ids=["noiseless", "readout-only", "gate-noise", "mid-circuit-measurement"],
+)
+async def test_a_circuit_is_compiled_only_where_that_can_change_its_outcomes(
+    noise: dict, circuit: QuantumCircuit, as_written: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without gate noise, and sampled in one run, the agent runs the circuit as written:
+    compiling it to the node's gates would only cost time."""
+    agent = QpuAgent(make_node("compiling", 4, noise=noise))
+    ran: list[QuantumCircuit] = []
+    real = agent.executor.sample
+
+    def sample(compiled: QuantumCircuit, shots: int, seed: int | None = None) -> Sample:
+        ran.append(compiled)
+        return real(compiled, shots, seed)
+
+    monkeypatch.setattr(agent.executor, "sample", sample)
+    body = {"programId": "p", "circuit": encode_circuit(circuit), "shots": 2000, "seed": 5}
+    reply = await agent.handle("run", body)
+    assert sum(reply["counts"].values()) == 2000
+    gates = {inst.operation.name for compiled in ran for inst in compiled.data}
+    # ghz is written with h; the node's gates have none.
+    assert ("h" in gates) == as_written, gates
