@@ -30,6 +30,7 @@ from tests.e2e.test_faults import (
 
 pytestmark = pytest.mark.e2e
 
+LOW_SHOTS = 1000
 CLASSES = {
     "urgent": {"value": 1000, "preemptionPolicy": "PreemptLowerPriority"},
     "batch": {"value": 10},
@@ -59,10 +60,14 @@ async def test_an_urgent_job_preempts_a_running_batch_job_and_both_finish(
 ):
     op = preempting_operator
     await live(op)
-    # One node of 10 qubits, 8 per job: the two jobs cannot run side by side.
+    # One node of 10 qubits, at least 8 per job: the two jobs cannot run side by side.
     agents = await start_nodes(cluster, namespace, start_agent, {"solo": 10}, NOISE)
     qasm = circuit(8)
-    low = job_doc("low", 8000, "preempt", qasm=qasm, priorityClassName="batch")
+    # Fewer shots than 2^10 under gate noise are simulated one by one: seconds of Aer, so
+    # high comes while low runs. (With more shots than 2^n, Aer evolves one density matrix
+    # for all of them: a tenth of a second for 8 qubits, and low could end before high.)
+    long_qasm = circuit(10, layers=100)
+    low = job_doc("low", LOW_SHOTS, "preempt", qasm=long_qasm, priorityClassName="batch")
     await kubectl(cluster, "apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(low))
     await asyncio.to_thread(
         cluster.wait_for, "djob", "low", namespace, lambda o: phase(o) == "Running", 60
@@ -89,7 +94,7 @@ async def test_an_urgent_job_preempts_a_running_batch_job_and_both_finish(
         assert cancelled == ["Cancelled"], preempted["status"]["progress"]
     done = await wait_all_terminal(cluster, namespace, "preempt", 2, timeout=300)
     log = op.output()
-    for name, shots in (("low", 8000), ("high", 500)):
+    for name, shots in (("low", LOW_SHOTS), ("high", 500)):
         status = done[name]["status"]
         assert status["phase"] == "Succeeded", (name, status.get("message"), log[-3000:])
         assert sum(status["result"]["counts"].values()) == shots
