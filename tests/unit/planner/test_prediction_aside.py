@@ -50,7 +50,7 @@ def test_a_long_prediction_runs_aside_with_the_same_result(
     assert here[1] == pytest.approx(aside[1], abs=1e-6)  # seeded: single precision aside
 
 
-def deep(width: int = 16, layers: int = 40) -> QuantumCircuit:
+def deep(width: int = 16, layers: int = 120) -> QuantumCircuit:
     qc = QuantumCircuit(width)
     for layer in range(layers):
         for q in range(width):
@@ -79,5 +79,7 @@ def test_a_thread_waiting_for_the_process_leaves_the_interpreter_to_others(
         time.sleep(0.01)
     elapsed = time.perf_counter() - began
     gaps = np.diff([began, *ticks])
-    assert elapsed > 0.5, "too quick to tell; deepen the circuit"
-    assert gaps.max() < 0.25 * elapsed, (gaps.max(), elapsed)  # in a thread: about all of it
+    assert elapsed > 1.0, "too quick to tell; deepen the circuit"
+    # In this thread Aer would hold the lock all along: one gap of about all of it. Half
+    # leaves room for a loaded machine's stalls (0.35 s of 1.1 s seen in CI).
+    assert gaps.max() < 0.5 * elapsed, (gaps.max(), elapsed)
