@@ -22,6 +22,7 @@ from . import kube
 from .identity import NamespaceMissing, operator_identity
 from .state import OperatorState
 from .submitters import ConfigMapNonces, OperatorKeys
+from .vanishing_apis import tolerate_vanishing_apis
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 10
+    tolerate_vanishing_apis()  # Kueue may be uninstalled while the operator runs
     # Our CRD schemas prune status.kopf, so handler progress lives in annotations.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="qorch.dev")
     # A job's circuit can be larger than an annotation may be (256 KiB), and the job spec is
