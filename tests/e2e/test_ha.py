@@ -122,8 +122,9 @@ async def test_standby_takes_over_within_30s_of_a_kill_and_every_job_finishes_on
     agents = await start_nodes(cluster, namespace, start_agent, {"n1": 10, "n2": 10}, NOISE)
     # The standby waits: it neither holds the Lease nor touches a job.
     assert holder(cluster, namespace) == "a"
-    qasm = circuit(8)
-    shots = {f"ha-{i}": 1500 + 300 * i for i in range(5)}
+    # Fewer shots than 2^8, so simulated shot by shot: seconds each.
+    qasm = circuit(8, layers=200)
+    shots = {f"ha-{i}": 150 + 25 * i for i in range(5)}
     docs = [job_doc(name, n, "ha", qasm=qasm) for name, n in shots.items()]
     await kubectl(cluster, "apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump_all(docs))
 

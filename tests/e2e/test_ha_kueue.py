@@ -83,8 +83,9 @@ async def test_with_kueue_the_standby_takes_over_within_30s_and_no_workload_is_m
     quotas = {f"qn.{namespace}.n1": 10, f"qn.{namespace}.n2": 10}
     apply(cluster, cluster_queue(cq, quotas), local_queue(namespace, lq, cq))
     assert holder(cluster, namespace) == "a"
-    qasm = circuit(8)
-    shots = {f"hak-{i}": 1500 + 300 * i for i in range(5)}
+    # Fewer shots than 2^8, so simulated shot by shot: seconds each.
+    qasm = circuit(8, layers=200)
+    shots = {f"hak-{i}": 150 + 25 * i for i in range(5)}
     docs = [job_doc(name, n, "hak", qasm=qasm) for name, n in shots.items()]
     for doc in docs:
         doc["metadata"]["labels"][QUEUE_LABEL] = lq

@@ -92,7 +92,7 @@ async def test_a_node_key_rotates_while_jobs_run_and_the_old_key_is_then_refused
 
     # Jobs that queue on the one node, each for a second or two, one after the other; applied
     # once both keys are accepted, so none of their time goes to waiting for the operator.
-    docs = [job_doc(f"j{i}", 1500, "rotate", qasm=circuit(8)) for i in range(JOBS)]
+    docs = [job_doc(f"j{i}", 150, "rotate", qasm=circuit(8, layers=200)) for i in range(JOBS)]
     await kubectl(cluster, "apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump_all(docs))
     await asyncio.to_thread(
         cluster.wait_for,
@@ -129,7 +129,7 @@ async def test_a_node_key_rotates_while_jobs_run_and_the_old_key_is_then_refused
     done = await wait_all_terminal(cluster, namespace, "rotate", JOBS, timeout=300)
     for name, job in done.items():
         assert phase(job) == "Succeeded", (name, status(job).get("message"))
-        assert sum(status(job)["result"]["counts"].values()) == 1500
+        assert sum(status(job)["result"]["counts"].values()) == 150
         assert status(job).get("reroutes", []) == [], name
     note("every job Succeeded")
 
@@ -269,7 +269,7 @@ async def test_the_operator_key_is_swapped_while_jobs_run_and_the_old_one_retire
         trusted,
         current.with_suffix(".pub").read_text() + encode_public_key(following.public_key) + "\n",
     )
-    jobs = [job_doc(f"s{i}", 1500, "swap", qasm=circuit(8)) for i in range(4)]
+    jobs = [job_doc(f"s{i}", 150, "swap", qasm=circuit(8, layers=200)) for i in range(4)]
     await kubectl(cluster, "apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump_all(jobs))
     await asyncio.to_thread(
         cluster.wait_for,
@@ -289,7 +289,7 @@ async def test_the_operator_key_is_swapped_while_jobs_run_and_the_old_one_retire
     done = await wait_all_terminal(cluster, namespace, "swap", len(jobs), timeout=300)
     for name, job in done.items():
         assert phase(job) == "Succeeded", (name, status(job).get("message"))
-        assert sum(status(job)["result"]["counts"].values()) == 1500
+        assert sum(status(job)["result"]["counts"].values()) == 150
     agent = agents["op"]
     client = SecureAgentClient(agent.endpoint, following, agent.identity.public_key)
     try:

@@ -18,7 +18,7 @@ from tests.e2e.kueue_fixture import (
     node_flavor,
     priority_class,
 )
-from tests.e2e.test_operator import SLOW_CIRCUIT, succeeded
+from tests.e2e.test_operator import slow_circuit, succeeded
 from tests.e2e.test_reroute import programs_run, two_nodes, warning_reasons
 from tests.e2e.test_suspend import GHZ10, condition
 
@@ -123,7 +123,8 @@ async def test_kueue_preemption_pauses_the_running_job_and_it_finishes_after_rea
     apply(cluster, local_queue(namespace, lq, cq))
 
     priority = "kueue.x-k8s.io/priority-class"
-    submit(cluster, namespace, "low", lq, SLOW_CIRCUIT, shots=20000, labels={priority: low})
+    long_circuit = slow_circuit(layers=400)  # 1000 shots, fewer than 2^10: one by one
+    submit(cluster, namespace, "low", lq, long_circuit, shots=1000, labels={priority: low})
     cluster.wait_for(
         "djob", "low", namespace, lambda o: o.get("status", {}).get("phase") == "Running"
     )
@@ -139,7 +140,7 @@ async def test_kueue_preemption_pauses_the_running_job_and_it_finishes_after_rea
     status = done["status"]
     assert status["phase"] == "Succeeded", (status["message"], operator.output()[-3000:])
     assert status["attempt"] == 2  # re-planned and re-run from scratch once re-admitted
-    assert sum(status["result"]["counts"].values()) == 20000
+    assert sum(status["result"]["counts"].values()) == 1000
     assert ("DistributedJob", "Evicted") in warning_reasons(cluster, namespace)
     events = json.loads(cluster.kubectl("get", "events", "-n", namespace, "-o", "json"))
     evicted = [e["message"] for e in events["items"] if e["reason"] == "Evicted"]

@@ -485,7 +485,7 @@ def test_an_agent_killed_mid_job_moves_the_job_and_no_program_runs_twice(
         "metadata": {"name": name},
         # Seconds of simulation (4 s on an idle machine here, 20 s beside a build), and the
         # kill follows Running within one: it lands mid-program.
-        "spec": {"shots": 1500, "strategy": "single", "circuit": {"qasm": SLOW_CIRCUIT}},
+        "spec": {"shots": 150, "strategy": "single", "circuit": {"qasm": SLOW_CIRCUIT}},
     }
     before = agent_runs(real_cluster, ns)
     real_cluster.kubectl("apply", "-n", ns, "-f", "-", stdin=json.dumps(job))
@@ -512,7 +512,7 @@ def test_an_agent_killed_mid_job_moves_the_job_and_no_program_runs_twice(
     [reroute] = status["reroutes"]
     assert reroute["resource"] == "QuantumNode/first"
     assert status["plan"]["nodes"] in ("first", "spare")  # moved, or resumed once back
-    assert sum(status["result"]["counts"].values()) == 1500
+    assert sum(status["result"]["counts"].values()) == 150
     # No program ran twice: the killed attempt's never finished, the second attempt's ran
     # once. (The sidecars publish a run a moment after it ends.)
     deadline = time.monotonic() + 30

@@ -83,7 +83,7 @@ async def test_error_rate_rising_mid_job_degrades_the_node_and_moves_the_job(
     cluster, namespace, operator, start_agent
 ):
     agents = await two_nodes(cluster, namespace, start_agent)
-    submit_slow_job(cluster, namespace, shots=12000)  # long enough to see a calibration
+    submit_slow_job(cluster, namespace, shots=1000)  # long enough to see a calibration
     # The processor drifts: its readout error rises tenfold, without a restart.
     drifted = make_node("first", 10, noise={**NOISE, "readoutError": 0.12})
     agents["first"].node_file.write_text(drifted.model_dump_json(by_alias=True))
@@ -100,7 +100,7 @@ async def test_error_rate_rising_mid_job_degrades_the_node_and_moves_the_job(
     [reroute] = status["reroutes"]
     assert (reroute["resource"], reroute["reason"]) == ("QuantumNode/first", "Degraded")
     assert "ErrorRateAboveThreshold" in reroute["message"]
-    assert sum(status["result"]["counts"].values()) == 12000
+    assert sum(status["result"]["counts"].values()) == 1000
     # Paused: the degraded node's program was cancelled, not finished.
     assert await programs_run(agents["first"]) == 0
     assert await programs_run(agents["spare"]) == 1
@@ -116,7 +116,7 @@ async def test_error_rate_rising_mid_job_degrades_the_node_and_moves_the_job(
 
 async def test_an_agent_dying_mid_job_moves_the_job(cluster, namespace, operator, start_agent):
     agents = await two_nodes(cluster, namespace, start_agent)
-    submit_slow_job(cluster, namespace, shots=6000)
+    submit_slow_job(cluster, namespace, shots=600)
     time.sleep(1.0)  # well into the program
     agents["first"].process.proc.kill()
     done = cluster.wait_for("djob", "slow", namespace, succeeded, timeout=240)
@@ -132,7 +132,7 @@ async def test_deleting_a_running_job_cancels_its_program_and_frees_its_qubits(
     cluster, namespace, operator, start_agent
 ):
     agents = await two_nodes(cluster, namespace, start_agent)
-    submit_slow_job(cluster, namespace, shots=12000)
+    submit_slow_job(cluster, namespace, shots=1000)
     cluster.wait_for(
         "qn", "first", namespace, lambda o: o.get("status", {}).get("allocatedQubits") == 10
     )

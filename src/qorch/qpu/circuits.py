@@ -36,6 +36,11 @@ def measures(circuit: QuantumCircuit) -> bool:
     return False
 
 
+def active_qubits(circuit: QuantumCircuit) -> int:
+    """Qubits any operation acts on: those Aer simulates (it leaves idle ones out)."""
+    return len({q for ins in circuit.data if ins.operation.name != "barrier" for q in ins.qubits})
+
+
 def measures_only_at_end(circuit: QuantumCircuit) -> bool:
     """Whether every measurement is final: nothing but barriers and further measurements
     touch a measured qubit, and nothing resets or branches. Aer then draws all shots from one

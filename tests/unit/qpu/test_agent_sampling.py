@@ -37,26 +37,35 @@ def mid_measured(width: int) -> QuantumCircuit:
 
 
 @pytest.mark.parametrize(
-    ("noise", "circuit", "once"),
+    ("noise", "circuit", "shots", "once"),
     [
-        ({}, ghz(4), True),
-        ({"readoutError": 0.05}, ghz(4), True),  # readout error applies to samples
-        (NOISY, ghz(4), False),  # gate noise: every shot is its own trajectory
-        ({}, mid_measured(4), True),  # shot branching: one simulation per branch
-        (NOISY, mid_measured(4), False),
+        ({}, ghz(4), 2000, True),
+        ({"readoutError": 0.05}, ghz(4), 2000, True),  # readout error applies to samples
+        # Gate noise, more shots than 2^4: Aer evolves one density matrix for all of them.
+        (NOISY, ghz(4), 2000, True),
+        (NOISY, ghz(4), 16, False),  # fewer: every shot is its own trajectory
+        ({}, mid_measured(4), 2000, True),  # shot branching: one simulation per branch
+        (NOISY, mid_measured(4), 2000, False),
     ],
-    ids=["noiseless", "readout-only", "gate-noise", "branching", "branching-with-gate-noise"],
+    ids=[
+        "noiseless",
+        "readout-only",
+        "gate-noise-density-matrix",
+        "gate-noise-trajectories",
+        "branching",
+        "branching-with-gate-noise",
+    ],
 )
 async def test_one_simulation_serves_every_shot_only_when_aer_can_sample(
-    noise: dict, circuit: QuantumCircuit, once: bool
+    noise: dict, circuit: QuantumCircuit, shots: int, once: bool
 ) -> None:
     agent = QpuAgent(make_node("sampling", 4, noise=noise))
     sizes = chunks_of(agent)
-    body = {"programId": "p", "circuit": encode_circuit(circuit), "shots": 2000, "seed": 3}
+    body = {"programId": "p", "circuit": encode_circuit(circuit), "shots": shots, "seed": 3}
     reply = await agent.handle("run", body)
-    assert sum(reply["counts"].values()) == 2000
-    assert (sizes == [2000]) == once, sizes
-    assert sum(sizes) == 2000
+    assert sum(reply["counts"].values()) == shots
+    assert (sizes == [shots]) == once, sizes
+    assert sum(sizes) == shots
 
 
 async def test_seeded_counts_repeat_on_one_simulation() -> None:
@@ -97,14 +106,15 @@ def test_final_measurements_are_told_apart_from_mid_circuit_ones() -> None:
 
 
 async def test_an_unseeded_program_is_priced_by_the_chunks_before_it() -> None:
-    agent = QpuAgent(make_node("priced", 4, noise=NOISY))
+    # 2000 shots of 12 qubits: fewer than 2^12, so simulated shot by shot.
+    agent = QpuAgent(make_node("priced", 12, noise=NOISY))
     sizes = chunks_of(agent)
-    circuit = encode_circuit(ghz(4))
+    circuit = encode_circuit(ghz(12))
     await agent.handle("run", {"programId": "first", "circuit": circuit, "shots": 2000})
     assert sizes[0] == agent.first_chunk_shots  # nothing to price it by yet
     del sizes[:]
     await agent.handle("run", {"programId": "second", "circuit": circuit, "shots": 2000})
-    # Priced by the first program's chunks: no small chunk first (each shot of GHZ-4 takes
+    # Priced by the first program's chunks: no small chunk first (each shot of GHZ-12 takes
     # well under the 0.5 s / 8 it would need to be one).
     assert sizes[0] > agent.first_chunk_shots and sum(sizes) == 2000, sizes
     del sizes[:]
@@ -143,3 +153,17 @@ async def test_a_circuit_is_compiled_only_where_that_can_change_its_outcomes(
     gates = {inst.operation.name for compiled in ran for inst in compiled.data}
     # ghz is written with h; the node's gates have none.
     assert ("h" in gates) == as_written, gates
+
+
+@pytest.mark.parametrize("width", [3, 6])
+def test_the_executor_expects_a_density_matrix_exactly_where_aer_chooses_one(width: int) -> None:
+    """Under gate noise Aer evolves one density matrix, sampled for every shot, once the
+    shots outnumber 2^n (n the qubits it simulates, not the node's): the agent runs those
+    shots at once rather than in chunks that Aer would each simulate shot by shot."""
+    executor = NodeExecutor(make_node("dm", 8, noise=NOISY).spec)
+    compiled = executor.compile(ghz(width), seed=1)
+    for shots in (2**width, 2**width + 1):
+        result = executor.simulator.run(compiled, shots=shots, seed_simulator=1).result()
+        method = result.results[0].metadata["method"]
+        assert (method == "density_matrix") == executor.samples_at_once(compiled, shots)
+        assert executor.simulations(compiled, shots) == min(shots, 2**width)
