@@ -14,14 +14,13 @@ benchmarks/results/speed_noisy_node.md.
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 from pathlib import Path
 
 import yaml
 from qiskit import qasm2
 from qiskit_aer import AerSimulator
-from speed_single_node import aer_seconds, manifests, qft_source, qorch_job_seconds
+from speed_single_node import aer_seconds, manifests, qft_source, qorch_job_seconds, report
 
 from qorch.api import QuantumNode
 from qorch.qpu.executor import NodeExecutor
@@ -54,30 +53,14 @@ def main() -> None:
             theirs = aer_seconds(simulator, compiled, args.shots)
             rows.append((ours, theirs))
             print(f"pair {i + 1}: qorch {ours:.2f} s, aer {theirs:.2f} s: {ours / theirs:.1f}x")
-    ratio = statistics.median(o / t for o, t in rows)
-    summary = (
+    noise = ", ".join(f"{k} {v}" for k, v in NOISE.items())
+    report(
         f"QFT-{args.qubits}, {args.shots} shots, one node with gate and readout noise"
-        f" ({', '.join(f'{k} {v}' for k, v in NOISE.items())}), Admitted to Succeeded"
-        f" (predicted and verified): median ratio **{ratio:.1f}x** over {args.pairs}"
-        f" interleaved pairs (qorch median {statistics.median(o for o, _ in rows):.2f} s,"
-        f" warm Aer median {statistics.median(t for _, t in rows):.2f} s)"
+        f" ({noise}), Admitted to Succeeded (predicted and verified)",
+        rows,
+        "# Speed: a job on a noisy node against Aer itself",
+        "speed_noisy_node" if args.write else None,
     )
-    print(summary)
-    if args.write:
-        lines = [
-            "# Speed: a job on a noisy node against Aer itself",
-            "",
-            summary + ".",
-            "",
-            "| pair | qorch (s) | warm Aer (s) | ratio |",
-            "|---|---|---|---|",
-            *(f"| {i + 1} | {o:.2f} | {t:.2f} | {o / t:.1f} |" for i, (o, t) in enumerate(rows)),
-            "",
-            "Reproduce: `PYTHONPATH=src python benchmarks/speed_noisy_node.py --write`.",
-        ]
-        out = Path(__file__).parent / "results" / "speed_noisy_node.md"
-        out.write_text("\n".join(lines) + "\n")
-        print(f"wrote {out}")
 
 
 if __name__ == "__main__":

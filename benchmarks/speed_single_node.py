@@ -100,29 +100,40 @@ def main() -> None:
             theirs = aer_seconds(simulator, circuit, args.shots)
             rows.append((ours, theirs))
             print(f"pair {i + 1}: qorch {ours:.2f} s, aer {theirs:.2f} s: {ours / theirs:.1f}x")
+    report(
+        f"QFT-{args.qubits}, {args.shots} shots, one noiseless node, Admitted to Succeeded"
+        " (verified)",
+        rows,
+        "# Speed: a single-node job against Aer itself",
+        "speed_single_node" if args.write else None,
+    )
+
+
+def report(what: str, rows: list[tuple[float, float]], title: str, name: str | None) -> None:
+    """Print the median ratio of (qorch, Aer) pairs; with `name`, write results/NAME.md."""
     ratio = statistics.median(o / t for o, t in rows)
     summary = (
-        f"QFT-{args.qubits}, {args.shots} shots, one noiseless node, Admitted to Succeeded"
-        f" (verified): median ratio **{ratio:.1f}x** over {args.pairs} interleaved pairs"
+        f"{what}: median ratio **{ratio:.1f}x** over {len(rows)} interleaved pairs"
         f" (qorch median {statistics.median(o for o, _ in rows):.2f} s,"
         f" warm Aer median {statistics.median(t for _, t in rows):.2f} s)"
     )
     print(summary)
-    if args.write:
-        lines = [
-            "# Speed: a single-node job against Aer itself",
-            "",
-            summary + ".",
-            "",
-            "| pair | qorch (s) | warm Aer (s) | ratio |",
-            "|---|---|---|---|",
-            *(f"| {i + 1} | {o:.2f} | {t:.2f} | {o / t:.1f} |" for i, (o, t) in enumerate(rows)),
-            "",
-            "Reproduce: `PYTHONPATH=src python benchmarks/speed_single_node.py --write`.",
-        ]
-        out = Path(__file__).parent / "results" / "speed_single_node.md"
-        out.write_text("\n".join(lines) + "\n")
-        print(f"wrote {out}")
+    if name is None:
+        return
+    lines = [
+        title,
+        "",
+        summary + ".",
+        "",
+        "| pair | qorch (s) | warm Aer (s) | ratio |",
+        "|---|---|---|---|",
+        *(f"| {i + 1} | {o:.2f} | {t:.2f} | {o / t:.1f} |" for i, (o, t) in enumerate(rows)),
+        "",
+        f"Reproduce: `PYTHONPATH=src python benchmarks/{name}.py --write`.",
+    ]
+    out = Path(__file__).parent / "results" / f"{name}.md"
+    out.write_text("\n".join(lines) + "\n")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":
