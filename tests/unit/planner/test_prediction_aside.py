@@ -5,6 +5,7 @@ inputs give the same numbers either way."""
 from __future__ import annotations
 
 import functools
+import math
 import threading
 import time
 
@@ -83,3 +84,19 @@ def test_a_thread_waiting_for_the_process_leaves_the_interpreter_to_others(
     # In this thread Aer would hold the lock all along: one gap of about all of it. Half
     # leaves room for a loaded machine's stalls (0.35 s of 1.1 s seen in CI).
     assert gaps.max() < 0.5 * elapsed, (gaps.max(), elapsed)
+
+
+def test_a_small_simulation_teaches_no_rate(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A small simulation's time is mostly Aer's cost per call: learnt as a rate per unit,
+    it sent the next small density matrix (milliseconds of work) to the simulation process,
+    whose cold start took most of a second."""
+    monkeypatch.setattr(prediction, "ASIDE_SECONDS", math.inf)  # all in this thread
+    monkeypatch.setattr(prediction, "_rate", 1.0)  # a rate no simulation has
+    small = ghz(4)
+    small.save_probabilities()
+    prediction._aside_if_long(prediction._simulate, small, None, 1, "statevector")
+    assert prediction._rate == 1.0
+    # A large one does: its time is its work.
+    model = build_noise_model(NOISE, GATES)
+    prediction._aside_if_long(prediction._simulate, deep(16, 40), model, 8, "automatic")
+    assert prediction._rate < 1e-6
