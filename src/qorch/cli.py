@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 
 from qorch.settings import Settings
+from qorch.transpiler_plugins import leave_out_unused
 
 if TYPE_CHECKING:
     from collections.abc import Coroutine
@@ -619,4 +620,5 @@ def main(argv: list[str] | None = None) -> int:
         # Piped into `head`: stop quietly when the reader goes away, as Unix tools do.
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    leave_out_unused()
     return int(args.func(args))

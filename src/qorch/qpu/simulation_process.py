@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 from qiskit import QuantumCircuit
 
 from qorch.api.quantum_node import QuantumNodeSpec
+from qorch.transpiler_plugins import leave_out_unused
 
 from .executor import NodeExecutor, Sample
 
@@ -51,6 +52,11 @@ def _sample(spec_json: str, compiled: QuantumCircuit, shots: int, seed: int | No
 
 def _warm(spec_json: str) -> None:
     _executor_for(spec_json)
+
+
+def _start_child(parent: int) -> None:
+    _die_with_parent(parent)
+    leave_out_unused()  # spawned: it did not start through the command line
 
 
 def _die_with_parent(parent: int) -> None:
@@ -83,7 +89,7 @@ class SimulationProcess:
                 self._pool = ProcessPoolExecutor(
                     max_workers=1,
                     mp_context=context,
-                    initializer=_die_with_parent,
+                    initializer=_start_child,
                     initargs=(os.getpid(),),
                 )
             return self._pool
