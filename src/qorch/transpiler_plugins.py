@@ -23,9 +23,13 @@ def leave_out_unused() -> None:
     if getattr(original, "leaves_out_unused", False):
         return
 
+    kept: dict[str, list[Any]] = {}
+
     def list_entry_points(self: ExtensionManager, *args: Any, **kwargs: Any) -> list[Any]:
-        entries = original(self, *args, **kwargs)
-        return [ep for ep in entries if not ep.value.startswith(UNUSED)]
+        if self.namespace not in kept:  # listed once per namespace, as stevedore does
+            entries = original(self, *args, **kwargs)
+            kept[self.namespace] = [ep for ep in entries if not ep.value.startswith(UNUSED)]
+        return kept[self.namespace]
 
     list_entry_points.leaves_out_unused = True  # type: ignore[attr-defined]
     ExtensionManager.list_entry_points = list_entry_points  # type: ignore[method-assign]

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -272,9 +273,18 @@ def _predict(
     return expected_hellinger(ideal.probabilities, q, shots)
 
 
-@lru_cache(maxsize=64)
 def _node_model(noise_json: str, basis_gates: tuple[str, ...]) -> NoiseModel | None:
-    """A node's noise model, built once per noise figures (the planner asks for each job)."""
+    """A node's noise model, built once per noise figures (the planner asks for each job;
+    one at a time, or jobs planned in parallel threads would all build it)."""
+    with _MODELLING:
+        return _built_model(noise_json, basis_gates)
+
+
+_MODELLING = threading.Lock()
+
+
+@lru_cache(maxsize=64)
+def _built_model(noise_json: str, basis_gates: tuple[str, ...]) -> NoiseModel | None:
     return build_noise_model(NoiseSpec.model_validate_json(noise_json), list(basis_gates))
 
 

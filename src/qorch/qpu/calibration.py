@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import json
+import threading
 from dataclasses import dataclass
 
 from qiskit import QuantumCircuit
@@ -171,7 +172,13 @@ def expected_figures(spec: QuantumNodeSpec) -> CalibrationFigures:
     """What calibration reads on a node whose noise is as `spec` declares: the calibration
     circuits run under the declared noise, on two qubits (the noise is the same on every
     qubit), with a fixed seed; cached per noise."""
-    return _expected(spec.noise.model_dump_json(), tuple(spec.basis_gates))
+    # One at a time: jobs planned in parallel worker threads all missed the cache together
+    # and each simulated the same figures (50 jobs: 4 s of the operator's CPU).
+    with _EXPECTING:
+        return _expected(spec.noise.model_dump_json(), tuple(spec.basis_gates))
+
+
+_EXPECTING = threading.Lock()
 
 
 @functools.lru_cache(maxsize=256)
