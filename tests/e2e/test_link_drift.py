@@ -13,6 +13,8 @@ from tests.integration.test_link_drift import NOISE, layered_job, link
 from tests.support import make_node
 
 LINK_CHECK_SECONDS = 1.0  # the operator fixture's QORCH_LINK_CHECK_SECONDS
+SHOTS = 96_000
+LAYERS = 24  # each layer adds Bell pairs a shot: 54 layers took minutes
 
 
 async def test_a_link_drifting_mid_job_turns_degraded_and_the_job_moves(
@@ -57,8 +59,10 @@ async def test_a_link_drifting_mid_job_turns_degraded_and_the_job_moves(
         probe = up["status"]["probe"]
         assert probe["pairs"] == 1000 and probe["fidelityUpper"] >= 0.9
 
+    # The job must outlast the drift's detection (one to two seconds): 24,000 shots of 18
+    # layers once finished first.
     cluster.kubectl(
-        "apply", "-n", namespace, "-f", "-", stdin=json.dumps(layered_job(6, 18, 24000))
+        "apply", "-n", namespace, "-f", "-", stdin=json.dumps(layered_job(6, LAYERS, SHOTS))
     )
     running = cluster.wait_for(
         "djob", "layers", namespace, lambda o: o.get("status", {}).get("phase") == "Running"
@@ -88,7 +92,7 @@ async def test_a_link_drifting_mid_job_turns_degraded_and_the_job_moves(
     assert (reroute["resource"], reroute["reason"]) == (f"EntanglementLink/{used}", "Degraded")
     other = "b-c" if used == "a-b" else "a-b"
     assert [u["link"] for u in status["plan"]["bellPairs"]] == [other]
-    assert sum(status["result"]["counts"].values()) == 24000
+    assert sum(status["result"]["counts"].values()) == SHOTS
     assert ("DistributedJob", "Rerouting") in warning_reasons(cluster, namespace)
     # A probe (and the latency echoes before it) waits for the agents between chunks of the
     # running program: a seeded program's chunks grow fourfold, and Aer holds the agent's
