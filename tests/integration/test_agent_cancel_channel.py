@@ -42,6 +42,9 @@ async def test_cancelled_programs_fail_with_cancelled_for_every_caller(start_age
         return await client.call("run", body, timeout=120)
 
     try:
+        # The queuer's channel is set up first: its handshake, under load, outlasted the
+        # 0.2 s the queued call is given below to reach the agent.
+        await queuer.call("health", {})
         running = asyncio.create_task(run(runner, "job/1/p0", 3000))
         async with asyncio.timeout(30):
             while not (await operator.call("health", {}))["busy"]:
