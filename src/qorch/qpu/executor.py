@@ -72,8 +72,8 @@ class Sample:
     sampled: bool
 
 
-# Widest circuit the executor expects Aer to simulate as a density matrix: 4^13 amplitudes
-# take 1 GiB; past that, Aer's memory check may send it back to the statevector.
+# Widest circuit the executor runs as one density matrix (it asks Aer for that method, so
+# Aer's own memory check no longer chooses): 4^13 entries take 1 GiB.
 DENSITY_MATRIX_QUBITS = 13
 
 
