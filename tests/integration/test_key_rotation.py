@@ -22,7 +22,7 @@ from qorch.channel import KeyPins
 from qorch.channel.identity import Identity, encode_public_key
 from qorch.pipeline.resources import check_node
 from qorch.qpu.transport import AgentConnections
-from tests.integration.test_agent_cancel_channel import QUBITS
+from tests.integration.test_agent_cancel_channel import QUBITS, SHOT_BY_SHOT
 from tests.integration.test_agent_long_calls import POLLING, program, until_busy
 from tests.support import make_node
 
@@ -40,7 +40,9 @@ class WallClock:
 async def test_a_node_key_rotates_under_running_programs_then_the_old_key_is_retired(
     start_agent,
 ) -> None:
-    node = make_node("rotating", QUBITS)
+    # Shot by shot, the programs last seconds: on a noiseless node each drew its shots from
+    # one simulation and all three could finish before the switch.
+    node = make_node("rotating", QUBITS, noise=SHOT_BY_SHOT)
     agent = await start_agent(node)
     old, new = agent.identity, Identity.generate()
     clock = WallClock()
