@@ -4,8 +4,11 @@ Each pair runs, interleaved, (a) `qorch run` of the quickstart's nodes and link 
 GHZ-3 jobs of 1000 shots, timed from the first job's Admitted line to the last job's
 Succeeded line, with p50 and p99 of each job's Admitted-to-Succeeded time; and (b) the same
 50 circuits, transpiled to the first node's gates, run one after another on a warm
-`AerSimulator` with that node's noise model. Prints the ratio per pair and the median;
-`--write` records them in benchmarks/results/speed_throughput.md.
+`AerSimulator` with that node's noise model. It does so twice: for 50 jobs of one circuit
+(a batch of repeats, whose estimates the planner keeps across jobs) and for 50 distinct
+circuits (GHZ-3 turned by a different angle each, so that no estimate is shared). Prints
+the ratio per pair and the median; `--write` records them in
+benchmarks/results/speed_throughput.md.
 
     PYTHONPATH=src python benchmarks/speed_throughput.py [--pairs 3] [--jobs 50] [--write]
 """
@@ -44,12 +47,17 @@ measure q -> c;
 """
 
 
-def job(i: int) -> dict:
+def qasm(i: int, distinct: bool) -> str:
+    """GHZ-3, or for distinct circuits GHZ-3 with its first qubit turned by i millirad."""
+    return GHZ3.replace("measure", f"rz({(i + 1) / 1000}) q[0];\nmeasure") if distinct else GHZ3
+
+
+def job(i: int, distinct: bool = False) -> dict:
     return {
         "apiVersion": "qorch.dev/v1alpha1",
         "kind": "DistributedJob",
         "metadata": {"name": f"ghz-{i:03d}"},
-        "spec": {"shots": SHOTS, "strategy": "single", "circuit": {"qasm": GHZ3}},
+        "spec": {"shots": SHOTS, "strategy": "single", "circuit": {"qasm": qasm(i, distinct)}},
     }
 
 
@@ -98,47 +106,62 @@ def main() -> None:
     docs = load_file_all(QUICKSTART / "nodes.yaml")
     node = QuantumNode.model_validate(next(d for d in docs if d["kind"] == "QuantumNode"))
     simulator = AerSimulator(noise_model=build_noise_model(node.spec.noise, node.spec.basis_gates))
-    circuit = transpile(
-        QuantumCircuit.from_qasm_str(GHZ3), basis_gates=node.spec.basis_gates, seed_transpiler=1
-    )
-    circuits = [circuit] * args.jobs
-    aer_seconds(simulator, circuits[:2])  # warm
-    rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        shutil.copy(QUICKSTART / "nodes.yaml", folder / "nodes.yaml")
-        (folder / "jobs.yaml").write_text(yaml.safe_dump_all([job(i) for i in range(args.jobs)]))
-        for i in range(args.pairs):
-            ours, each = qorch_seconds(folder, args.jobs)
-            theirs = aer_seconds(simulator, circuits)
-            rows.append((ours, theirs, percentile(each, 0.5), percentile(each, 0.99)))
-            print(
-                f"pair {i + 1}: qorch {ours:.2f} s (job p50 {rows[-1][2]:.2f} s,"
-                f" p99 {rows[-1][3]:.2f} s), aer {theirs:.2f} s: {ours / theirs:.1f}x"
-            )
-    ratio = statistics.median(o / t for o, t, _, _ in rows)
-    summary = (
-        f"{args.jobs} GHZ-3 jobs of {SHOTS} shots on the quickstart's nodes, first Admitted to"
-        f" last Succeeded: median ratio **{ratio:.1f}x** over {args.pairs} interleaved pairs"
-        f" (per job, Admitted to Succeeded: p50 {statistics.median(r[2] for r in rows):.2f} s,"
-        f" p99 {statistics.median(r[3] for r in rows):.2f} s)"
-    )
-    print(summary)
-    if args.write:
-        lines = [
-            "# Speed: throughput of small jobs against Aer itself",
-            "",
-            summary + ".",
-            "",
-            "| pair | qorch (s) | job p50 (s) | job p99 (s) | warm Aer (s) | ratio |",
-            "|---|---|---|---|---|---|",
-            *(
-                f"| {i + 1} | {o:.2f} | {p50:.2f} | {p99:.2f} | {t:.2f} | {o / t:.1f} |"
-                for i, (o, t, p50, p99) in enumerate(rows)
-            ),
-            "",
-            "Reproduce: `PYTHONPATH=src python benchmarks/speed_throughput.py --write`.",
+    basis = node.spec.basis_gates
+    kinds = {"one circuit": False, "distinct circuits": True}
+    circuits = {
+        kind: [
+            transpile(QuantumCircuit.from_qasm_str(qasm(i, distinct)), basis_gates=basis)
+            for i in range(args.jobs)
         ]
+        for kind, distinct in kinds.items()
+    }
+    aer_seconds(simulator, circuits["one circuit"][:2])  # warm
+    rows: dict[str, list[tuple[float, float, float, float]]] = {kind: [] for kind in kinds}
+    with tempfile.TemporaryDirectory() as tmp:
+        for kind, distinct in kinds.items():
+            folder = Path(tmp) / kind.replace(" ", "-")
+            folder.mkdir()
+            shutil.copy(QUICKSTART / "nodes.yaml", folder / "nodes.yaml")
+            jobs = [job(i, distinct) for i in range(args.jobs)]
+            (folder / "jobs.yaml").write_text(yaml.safe_dump_all(jobs))
+        for i in range(args.pairs):
+            for kind in kinds:
+                folder = Path(tmp) / kind.replace(" ", "-")
+                ours, each = qorch_seconds(folder, args.jobs)
+                theirs = aer_seconds(simulator, circuits[kind])
+                row = (ours, theirs, percentile(each, 0.5), percentile(each, 0.99))
+                rows[kind].append(row)
+                print(
+                    f"pair {i + 1}, {kind}: qorch {ours:.2f} s (job p50 {row[2]:.2f} s,"
+                    f" p99 {row[3]:.2f} s), aer {theirs:.2f} s: {ours / theirs:.1f}x",
+                    flush=True,
+                )
+    summaries = []
+    for kind in kinds:
+        ratio = statistics.median(o / t for o, t, _, _ in rows[kind])
+        summaries.append(
+            f"{args.jobs} GHZ-3 jobs of {SHOTS} shots, {kind}, on the quickstart's nodes, first"
+            f" Admitted to last Succeeded: median ratio **{ratio:.1f}x** over {args.pairs}"
+            f" interleaved pairs (per job, Admitted to Succeeded: p50"
+            f" {statistics.median(r[2] for r in rows[kind]):.2f} s, p99"
+            f" {statistics.median(r[3] for r in rows[kind]):.2f} s)"
+        )
+        print(summaries[-1])
+    if args.write:
+        lines = ["# Speed: throughput of small jobs against Aer itself", ""]
+        for kind, summary in zip(kinds, summaries, strict=True):
+            lines += [
+                summary + ".",
+                "",
+                "| pair | qorch (s) | job p50 (s) | job p99 (s) | warm Aer (s) | ratio |",
+                "|---|---|---|---|---|---|",
+                *(
+                    f"| {i + 1} | {o:.2f} | {p50:.2f} | {p99:.2f} | {t:.2f} | {o / t:.1f} |"
+                    for i, (o, t, p50, p99) in enumerate(rows[kind])
+                ),
+                "",
+            ]
+        lines.append("Reproduce: `PYTHONPATH=src python benchmarks/speed_throughput.py --write`.")
         out = Path(__file__).parent / "results" / "speed_throughput.md"
         out.write_text("\n".join(lines) + "\n")
         print(f"wrote {out}")

@@ -26,10 +26,12 @@ for others the estimate stays the lower bound.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -39,7 +41,9 @@ from qiskit_aer import AerSimulator
 from qiskit_aer.noise import NoiseModel
 
 from qorch.api.quantum_node import NoiseSpec
+from qorch.qpu.circuits import fingerprint
 from qorch.qpu.composite_noise import (
+    CompositeNoise,
     build_composite_noise_model,
     defer_feed_forward,
     parse_description,
@@ -67,6 +71,8 @@ ASIDE_SECONDS = 0.5
 #: mostly Aer's cost per call and noise model (a millisecond for 80 units gave 1e-5 s per
 #: unit, and sent the next 6-qubit density matrix, milliseconds of work, aside).
 RATE_MIN_SECONDS = 0.05
+#: Predictions kept across jobs (a float each, by everything it depends on).
+PREDICTIONS_KEPT = 4096
 _rate = SIMULATION_RATE
 _ASIDE = SimulationProcess()
 
@@ -288,6 +294,49 @@ def _built_model(noise_json: str, basis_gates: tuple[str, ...]) -> NoiseModel | 
     return build_noise_model(NoiseSpec.model_validate_json(noise_json), list(basis_gates))
 
 
+class _Predictions:
+    """Predictions by what they depend on, across jobs: a batch of jobs often runs one
+    circuit on the same nodes, and each prediction is a simulation. Jobs are planned in
+    parallel threads, so a thread asking for a prediction another one is computing waits
+    for it rather than simulate it again."""
+
+    def __init__(self, kept: int) -> None:
+        self._kept = kept
+        self._lock = threading.Lock()
+        self._done: OrderedDict[Hashable, float | None] = OrderedDict()
+        self._computing: dict[Hashable, threading.Event] = {}
+
+    def get(self, key: Hashable, compute: Callable[[], float | None]) -> float | None:
+        while True:
+            with self._lock:
+                if key in self._done:
+                    self._done.move_to_end(key)
+                    return self._done[key]
+                computing = self._computing.get(key)
+                if computing is None:
+                    computing = self._computing[key] = threading.Event()
+                    break
+            computing.wait()  # done, or failed: then one of the waiters computes it
+        try:
+            value = compute()
+            with self._lock:
+                self._done[key] = value
+                while len(self._done) > self._kept:
+                    self._done.popitem(last=False)
+            return value
+        finally:
+            with self._lock:
+                del self._computing[key]
+            computing.set()
+
+
+_PREDICTIONS = _Predictions(PREDICTIONS_KEPT)
+
+
+def _ideal_key(ideal: IdealOutput) -> tuple[tuple[int, ...], bytes]:
+    return ideal.bits, hashlib.blake2b(ideal.probabilities.tobytes(), digest_size=16).digest()
+
+
 def predict_on_node(
     circuit: QuantumCircuit,
     noise: NoiseSpec,
@@ -297,7 +346,19 @@ def predict_on_node(
 ) -> float | None:
     """Expected Hellinger fidelity of `shots` shots of `circuit` on a node with this noise
     (transpiled to its gates as the node's executor does); None where it does not apply."""
-    model = _node_model(noise.model_dump_json(), tuple(basis_gates))
+    noise_json, basis = noise.model_dump_json(), tuple(basis_gates)
+    key = ("node", fingerprint(circuit), noise_json, basis, _ideal_key(ideal), shots)
+    return _PREDICTIONS.get(key, lambda: _predict_on_node(circuit, noise, basis, ideal, shots))
+
+
+def _predict_on_node(
+    circuit: QuantumCircuit,
+    noise: NoiseSpec,
+    basis_gates: tuple[str, ...],
+    ideal: IdealOutput,
+    shots: int,
+) -> float | None:
+    model = _node_model(noise.model_dump_json(), basis_gates)
     if _gates_noiseless(model):  # the ideal output misread: no simulation, no transpiling
         channels = [_readout_channel(noise)] * len(ideal.bits)
         q = _apply_per_bit(ideal.probabilities, channels)
@@ -316,6 +377,13 @@ def predict_program(
 ) -> float | None:
     """The same for a co-simulated program and its composite noise description."""
     desc = parse_description(description)
+    key = ("program", fingerprint(program), desc.model_dump_json(), _ideal_key(ideal), shots)
+    return _PREDICTIONS.get(key, lambda: _predict_program(program, desc, ideal, shots))
+
+
+def _predict_program(
+    program: QuantumCircuit, desc: CompositeNoise, ideal: IdealOutput, shots: int
+) -> float | None:
     model = build_composite_noise_model(desc)
     deferred = defer_feed_forward(program, keep_resets=not model.is_ideal())
     noises = [desc.nodes[owner] for owner in desc.qubit_owner]

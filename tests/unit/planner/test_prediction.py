@@ -7,6 +7,7 @@ import pytest
 from qiskit import QuantumCircuit
 
 from qorch.api import QuantumNodeSpec
+import qorch.planner.prediction as prediction
 from qorch.api.quantum_node import NoiseSpec
 from qorch.pipeline.verification import verify_counts
 from qorch.planner.prediction import (
@@ -60,11 +61,14 @@ def test_readout_alone_on_ghz_is_the_analytic_fidelity() -> None:
     assert predicted == pytest.approx((1 - e) ** n + e**n, abs=2e-3)
 
 
-def test_the_prediction_is_repeatable_and_needs_final_measurements() -> None:
+def test_the_prediction_is_repeatable_and_needs_final_measurements(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     circuit = ghz(6)
     ideal = ideal_output(circuit)
     assert ideal is not None
     first = predict_on_node(circuit, NOISY, BASIS, ideal, 4000)
+    monkeypatch.setattr(prediction, "_PREDICTIONS", prediction._Predictions(8))  # simulated again
     assert first == predict_on_node(circuit, NOISY, BASIS, ideal, 4000)
     dynamic = QuantumCircuit(2, 2)
     dynamic.h(0)
@@ -88,7 +92,7 @@ def test_single_estimate_predicts_the_measured_fidelity(width: int) -> None:
     assert candidate.estimated_fidelity == pytest.approx(measured, abs=0.04)
 
 
-def test_teleport_estimate_predicts_the_measured_fidelity() -> None:
+def test_teleport_estimate_predicts_the_measured_fidelity(monkeypatch: pytest.MonkeyPatch) -> None:
     circuit = ghz(4)
     nodes = [node("a", 3, NOISY), node("b", 3, NOISY)]
     demand = Demand(circuit, None, nodes, [link("a", "b", 0.95)], 4000, 600, 100)
@@ -103,5 +107,6 @@ def test_teleport_estimate_predicts_the_measured_fidelity() -> None:
     assert program.fidelity.lower_bound < candidate.estimated_fidelity
     ideal = ideal_output(circuit)
     assert ideal is not None
+    monkeypatch.setattr(prediction, "_PREDICTIONS", prediction._Predictions(8))  # simulated again
     again = predict_program(program.circuit, program.noise, ideal, 4000)
     assert again == candidate.estimated_fidelity

@@ -45,6 +45,7 @@ def test_a_long_prediction_runs_aside_with_the_same_result(
 
     monkeypatch.setattr(prediction._ASIDE, "call_blocking", counted)
     monkeypatch.setattr(prediction, "ASIDE_SECONDS", 0.0)
+    monkeypatch.setattr(prediction, "_PREDICTIONS", prediction._Predictions(8))  # not kept
     aside = predicted(12)
     assert len(calls) == 2  # the ideal output and the noisy trajectories
     assert np.array_equal(here[0], aside[0])

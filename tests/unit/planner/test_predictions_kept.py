@@ -1,0 +1,126 @@
+"""Predictions are kept across jobs by everything they depend on: a batch of jobs running
+one circuit on the same node simulates it once, however many threads plan them at once,
+and anything that changes the prediction's inputs simulates again."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from qiskit import QuantumCircuit
+
+import qorch.planner.prediction as prediction
+from qorch.api.quantum_node import NoiseSpec
+from qorch.planner.prediction import ideal_output, predict_on_node, predict_program
+from qorch.planner.strategies import Demand, estimate_teleport
+from qorch.planner.teleport import TeleportProgram
+from tests.support import ghz
+
+from .support import BASIS, link, node
+
+NOISE = NoiseSpec(single_qubit_error=0.001, two_qubit_error=0.01, readout_error=0.02)
+
+
+@pytest.fixture
+def simulations(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The width of every noisy simulation a prediction runs."""
+    widths: list[int] = []
+    real = prediction._noisy_probabilities
+
+    def counted(body, qubits, model, shots):  # type: ignore[no-untyped-def]
+        widths.append(body.num_qubits)
+        return real(body, qubits, model, shots)
+
+    monkeypatch.setattr(prediction, "_noisy_probabilities", counted)
+    return widths
+
+
+def predicted(circuit: QuantumCircuit, noise: NoiseSpec = NOISE, shots: int = 1000) -> float:
+    ideal = ideal_output(circuit)
+    assert ideal is not None
+    value = predict_on_node(circuit, noise, BASIS, ideal, shots)
+    assert value is not None
+    return value
+
+
+def flipped(width: int) -> QuantumCircuit:
+    """GHZ with its first qubit flipped before it is measured."""
+    qc = ghz(width).remove_final_measurements(inplace=False)
+    qc.x(0)
+    qc.measure_all()
+    return qc
+
+
+def test_a_circuit_built_again_is_not_simulated_again(simulations: list[int]) -> None:
+    first = predicted(ghz(5))
+    assert predicted(ghz(5)) == first  # another circuit object, built alike
+    assert simulations == [5]
+
+
+def test_anything_the_prediction_reads_simulates_again(simulations: list[int]) -> None:
+    predicted(ghz(5))
+    predicted(flipped(5))  # another circuit: one more gate
+    predicted(ghz(5), noise=NOISE.model_copy(update={"two_qubit_error": 0.02}))
+    predicted(ghz(5), shots=2000)
+    assert len(simulations) == 4
+
+
+def test_threads_planning_one_circuit_at_once_simulate_it_once(simulations: list[int]) -> None:
+    circuit = ghz(7)
+    start = threading.Barrier(8)
+
+    def plan(_: int) -> float:
+        start.wait()
+        return predicted(circuit.copy())
+
+    with ThreadPoolExecutor(8) as pool:
+        values = list(pool.map(plan, range(8)))
+    assert len(set(values)) == 1
+    assert simulations == [7]
+
+
+def test_a_prediction_that_fails_is_computed_by_the_next_caller(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    kept = prediction._Predictions(4)
+
+    def fails() -> float:
+        raise RuntimeError("simulator died")
+
+    with pytest.raises(RuntimeError):
+        kept.get("key", fails)
+    assert kept.get("key", lambda: 0.5) == 0.5
+    assert kept.get("key", fails) == 0.5
+
+
+def test_the_oldest_predictions_are_forgotten_first() -> None:
+    kept = prediction._Predictions(2)
+    for key in "abc":
+        kept.get(key, lambda key=key: ord(key))
+    assert kept.get("a", lambda: -1.0) == -1.0  # forgotten, computed again
+    assert kept.get("c", lambda: -1.0) == ord("c")
+
+
+def test_a_teleport_program_planned_again_is_not_simulated_again(
+    simulations: list[int],
+) -> None:
+    nodes = [node("a", 3, NOISE), node("b", 3, NOISE)]
+
+    def plan() -> float:
+        demand = Demand(ghz(4), None, nodes, [link("a", "b", 0.95)], 1000, 600, 100)
+        candidate = estimate_teleport(demand)
+        assert candidate.feasible and isinstance(candidate.plan, TeleportProgram)
+        return candidate.estimated_fidelity
+
+    assert plan() == plan()
+    assert len(simulations) == 1
+    # The same program against another circuit's exact output is another prediction.
+    program = estimate_teleport(
+        Demand(ghz(4), None, nodes, [link("a", "b", 0.95)], 1000, 600, 100)
+    ).plan
+    assert isinstance(program, TeleportProgram)
+    other = ideal_output(flipped(4))
+    assert other is not None
+    predict_program(program.circuit, program.noise, other, 1000)
+    assert len(simulations) == 2
