@@ -32,6 +32,19 @@ def slow_circuit() -> QuantumCircuit:
     return qc
 
 
+async def until_held(client, program_id: str) -> None:
+    """Until the agent holds `program_id` (its run call reached the agent)."""
+    async with asyncio.timeout(30):
+        while True:
+            try:
+                await client.call("wait", {"programId": program_id, "waitSeconds": 0}, timeout=5)
+                return
+            except AgentError as error:
+                if error.code != ErrorCode.UNKNOWN_PROGRAM:
+                    raise
+            await asyncio.sleep(0.05)
+
+
 async def test_cancelled_programs_fail_with_cancelled_for_every_caller(start_agent):
     agent = await start_agent(make_node("cancel-me", QUBITS, noise=SHOT_BY_SHOT))
     runner, queuer, operator = agent.client(), agent.client(), agent.client()
@@ -42,15 +55,12 @@ async def test_cancelled_programs_fail_with_cancelled_for_every_caller(start_age
         return await client.call("run", body, timeout=120)
 
     try:
-        # The queuer's channel is set up first: its handshake, under load, outlasted the
-        # 0.2 s the queued call is given below to reach the agent.
-        await queuer.call("health", {})
         running = asyncio.create_task(run(runner, "job/1/p0", 3000))
         async with asyncio.timeout(30):
             while not (await operator.call("health", {}))["busy"]:
                 await asyncio.sleep(0.05)
         queued = asyncio.create_task(run(queuer, "job/1/cut-b", 100))
-        await asyncio.sleep(0.2)
+        await until_held(operator, "job/1/cut-b")
 
         reply = await operator.call(
             "cancel", {"programIds": ["job/1/p0", "job/1/cut-b", "job/0/p0"]}, timeout=5
@@ -74,7 +84,7 @@ async def test_cancelled_programs_fail_with_cancelled_for_every_caller(start_age
 async def test_a_cancel_that_kills_the_simulation_process_leaves_the_agent_serving(start_agent):
     agent = await start_agent(make_node("long-run", 18))
     client = agent.client()
-    body = {"programId": "job/1/p0", "circuit": encode_circuit(deep_circuit(18, 80)), "shots": 100}
+    body = {"programId": "job/1/p0", "circuit": encode_circuit(deep_circuit(18, 400)), "shots": 100}
     try:
         running = asyncio.create_task(client.call("run", body, timeout=300))
         async with asyncio.timeout(60):

@@ -82,7 +82,9 @@ async def test_an_agent_that_stops_answering_is_detected_within_the_liveness_lim
     running = asyncio.create_task(client.call("run", program("stuck", 50_000), timeout=300))
     try:
         await until_busy(agent)
-        await asyncio.sleep(3 * POLLING.wait_seconds)  # a few progress reports in
+        async with asyncio.timeout(30):  # progress reports in: the client asks again after each
+            while client.ops.count("wait") < 2:
+                await asyncio.sleep(0.05)
         os.kill(pid, signal.SIGSTOP)  # alive to TCP, deaf to everything else
         frozen_at = loop.time()
         with pytest.raises(AgentError) as info:

@@ -20,6 +20,9 @@ from qorch.local.world import LocalWorld
 from qorch.pipeline.job import JobPipeline, PipelineSettings
 from qorch.pipeline.reservations import Reservations
 
+#: The job outlasts two probes of an agent it keeps busy (the e2e test, with its operator's
+#: periods, needs four times as many).
+SHOTS, LAYERS = 48_000, 18
 NOISE = {"twoQubitError": 0.01, "readoutError": 0.01, "singleQubitError": 0.001}
 
 
@@ -117,7 +120,7 @@ async def test_a_link_that_drifts_mid_job_is_found_degraded_and_the_job_reroutes
         node("c"),
         link("a-b", "a", "b", 0.98),
         link("b-c", "b", "c", 0.96),
-        layered_job(6, 18, 24000),
+        layered_job(6, LAYERS, SHOTS),
     ]
     plane = await start_plane(tmp_path, docs)
     try:
@@ -160,7 +163,7 @@ async def test_a_link_that_drifts_mid_job_is_found_degraded_and_the_job_reroutes
         assert reroute.reason == "Degraded"
         await step_until(pipeline, job, "Succeeded")
         assert [u.link for u in job.status.plan.bell_pairs] == [other]
-        assert sum(job.status.result.counts.values()) == 24000
+        assert sum(job.status.result.counts.values()) == SHOTS
     finally:
         await plane.close()
 

@@ -82,8 +82,9 @@ async def test_the_classical_path_is_measured_between_the_agents(serve: Any) -> 
         await client_a.close()
         await client_b.close()
     assert len(result.samples_seconds) == 7
-    # loopback between two agents: more than nothing, far less than a timeout
-    assert all(0 < s < 0.05 for s in result.samples_seconds)
+    # loopback between two agents: more than nothing, far less than a timeout (a loaded
+    # machine stalls this process for a tenth of a second at times)
+    assert all(0 < s < 1.0 for s in result.samples_seconds)
     assert b.agent.peers is not None
     assert b.agent.peers.counters.received == 0  # echoes are not LOCC traffic
     # the last echo closed the exchange: b admits the measuring key no more

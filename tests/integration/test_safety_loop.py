@@ -20,7 +20,8 @@ from qorch.pipeline.job import JobPipeline, PipelineSettings
 from qorch.pipeline.reservations import Reservations
 from qorch.telemetry.metrics import METRICS
 
-# Noise makes Aer simulate shot by shot: a program runs for seconds, long enough to act.
+# Noise makes a program of SLOW run for seconds (4000 shots of 10 qubits: one density matrix
+# of 20 layers), long enough to act.
 NOISE = {"twoQubitError": 0.01, "readoutError": 0.01}
 
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from qiskit import QuantumCircuit
 
-from qorch.api import QuantumNodeSpec
 import qorch.planner.prediction as prediction
+from qorch.api import QuantumNodeSpec
 from qorch.api.quantum_node import NoiseSpec
 from qorch.pipeline.verification import verify_counts
 from qorch.planner.prediction import (

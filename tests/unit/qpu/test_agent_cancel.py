@@ -92,13 +92,14 @@ async def test_a_queued_program_cancelled_never_runs() -> None:
 async def test_a_running_program_stops_at_its_next_chunk() -> None:
     agent = QpuAgent(slow_node("stop"))
     agent.chunk_seconds = 0.1
+    shots = 3 * SLOW_SHOTS  # a second or two: a loaded machine's stalls stay well under half
     began = time.perf_counter()
-    await agent.handle("run", payload("whole", slow_circuit(), SLOW_SHOTS))
+    await agent.handle("run", payload("whole", slow_circuit(), shots))
     whole = time.perf_counter() - began
 
     began = time.perf_counter()
     # Two clients await the same program: both hear it was cancelled.
-    waiters = [start(agent, payload("stopped", slow_circuit(), SLOW_SHOTS)) for _ in range(2)]
+    waiters = [start(agent, payload("stopped", slow_circuit(), shots)) for _ in range(2)]
     await until_busy(agent)
     await asyncio.sleep(0.1 * whole)
     reply = await agent.handle("cancel", {"programIds": ["stopped"]})
