@@ -71,7 +71,7 @@ ASIDE_SECONDS = 0.5
 #: mostly Aer's cost per call and noise model (a millisecond for 80 units gave 1e-5 s per
 #: unit, and sent the next 6-qubit density matrix, milliseconds of work, aside).
 RATE_MIN_SECONDS = 0.05
-#: Predictions kept across jobs (a float each, by everything it depends on).
+#: Predictions kept across jobs (a float each, by a digest of everything it depends on).
 PREDICTIONS_KEPT = 4096
 _rate = SIMULATION_RATE
 _ASIDE = SimulationProcess()
@@ -333,8 +333,14 @@ class _Predictions:
 _PREDICTIONS = _Predictions(PREDICTIONS_KEPT)
 
 
-def _ideal_key(ideal: IdealOutput) -> tuple[tuple[int, ...], bytes]:
-    return ideal.bits, hashlib.blake2b(ideal.probabilities.tobytes(), digest_size=16).digest()
+def _key(kind: str, circuit: QuantumCircuit, noise: str, ideal: IdealOutput, shots: int) -> bytes:
+    """A digest of what a prediction depends on: 32 bytes kept however large the noise."""
+    digest = hashlib.blake2b(digest_size=32)
+    for part in (kind, noise, repr(ideal.bits), str(shots)):
+        digest.update(part.encode() + b"\0")
+    digest.update(fingerprint(circuit))
+    digest.update(ideal.probabilities.tobytes())
+    return digest.digest()
 
 
 def predict_on_node(
@@ -347,7 +353,7 @@ def predict_on_node(
     """Expected Hellinger fidelity of `shots` shots of `circuit` on a node with this noise
     (transpiled to its gates as the node's executor does); None where it does not apply."""
     noise_json, basis = noise.model_dump_json(), tuple(basis_gates)
-    key = ("node", fingerprint(circuit), noise_json, basis, _ideal_key(ideal), shots)
+    key = _key("node", circuit, f"{noise_json} {basis}", ideal, shots)
     return _PREDICTIONS.get(key, lambda: _predict_on_node(circuit, noise, basis, ideal, shots))
 
 
@@ -377,7 +383,7 @@ def predict_program(
 ) -> float | None:
     """The same for a co-simulated program and its composite noise description."""
     desc = parse_description(description)
-    key = ("program", fingerprint(program), desc.model_dump_json(), _ideal_key(ideal), shots)
+    key = _key("program", program, desc.model_dump_json(), ideal, shots)
     return _PREDICTIONS.get(key, lambda: _predict_program(program, desc, ideal, shots))
 
 
