@@ -144,6 +144,12 @@ class Estimate(NamedTuple):
     considered: list[StrategyEstimate]
 
 
+def _estimated(demand: Demand) -> Estimate:
+    candidates = estimate_candidates(demand, demand.strategy)
+    choice = choose_candidate(candidates, demand.fidelity_budget, demand.strategy)
+    return Estimate(candidates, choice, considered(candidates, demand))
+
+
 def suspended(status: DistributedJobStatus) -> bool:
     """Whether the job holds a plan while spec.suspend is true (it reserves nothing then)."""
     held = get_condition(status.conditions, R.SUSPENDED)
@@ -526,12 +532,12 @@ class JobPipeline:
                 fidelity_budget=job.spec.fidelity_budget,
                 known_ideal=self._known_ideal(job, circuit),
             )
-            candidates = await asyncio.to_thread(estimate_candidates, demand, job.spec.strategy)
+            # One trip to the worker threads: each trip waits behind every other job's, so
+            # with many jobs planning, a job split over several would wait for them all.
+            estimate = await asyncio.to_thread(_estimated, demand)
             if len(cache) >= _ESTIMATES_KEPT:
                 cache.pop(next(iter(cache)))
-            choice = choose_candidate(candidates, job.spec.fidelity_budget, job.spec.strategy)
-            details = await asyncio.to_thread(considered, candidates, demand)
-            cache[key] = Estimate(candidates, choice, details)
+            cache[key] = estimate
             if ideal := demand.__dict__.get("ideal"):  # only if a prediction simulated it
                 self._keep_ideal(job, circuit, ideal)
         return cache[key]
