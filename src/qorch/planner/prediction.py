@@ -232,23 +232,18 @@ def expected_hellinger(p: np.ndarray, q: np.ndarray, shots: int) -> float:
 
 
 def _noisy_probabilities(
-    body: QuantumCircuit,
-    qubits: list[int],
-    model: NoiseModel,
-    shots: int,
-    matrix_model: NoiseModel | None = None,
+    body: QuantumCircuit, qubits: list[int], model: NoiseModel, shots: int
 ) -> np.ndarray | None:
     """Outcome probabilities of `qubits` at the end of `body` under `model`, for a job of
     `shots` shots: exact (density matrix) when that costs no more than the trajectories
     would, else the mean over seeded trajectories, a `TRAJECTORY_SHARE` of the job's shots,
     each simulated the way Aer would simulate the job's shots (stabilizer for Clifford
-    circuits, statevector otherwise). `matrix_model`, the same noise as channels, serves the
-    density matrix where given."""
+    circuits, statevector otherwise)."""
     body = body.copy()
     body.save_probabilities(qubits)
     runs = max(MIN_TRAJECTORIES, min(MAX_TRAJECTORIES, round(shots * TRAJECTORY_SHARE)))
     if 2**body.num_qubits <= runs:
-        return _aside_if_long(_simulate, body, matrix_model or model, 1, "density_matrix")
+        return _aside_if_long(_simulate, body, model, 1, "density_matrix")
     return _aside_if_long(_simulate, body, model, runs, "automatic")
 
 
@@ -263,7 +258,6 @@ def _predict(
     noise_of_qubit: Sequence[NoiseSpec],
     ideal: IdealOutput,
     shots: int,
-    matrix_model: NoiseModel | None = None,
 ) -> float | None:
     if program.num_qubits > MAX_PREDICTED_QUBITS:
         return None
@@ -277,7 +271,7 @@ def _predict(
     if _gates_noiseless(model):
         q = ideal.probabilities  # the gates are noiseless: the ideal output, then readout
     else:
-        noisy = _noisy_probabilities(body, qubits, model, shots, matrix_model)
+        noisy = _noisy_probabilities(body, qubits, model, shots)
         if noisy is None:
             return None
         q = noisy
@@ -285,24 +279,19 @@ def _predict(
     return expected_hellinger(ideal.probabilities, q, shots)
 
 
-def _node_model(
-    noise_json: str, basis_gates: tuple[str, ...], as_channels: bool = False
-) -> NoiseModel | None:
+def _node_model(noise_json: str, basis_gates: tuple[str, ...]) -> NoiseModel | None:
     """A node's noise model, built once per noise figures (the planner asks for each job;
     one at a time, or jobs planned in parallel threads would all build it)."""
     with _MODELLING:
-        return _built_model(noise_json, basis_gates, as_channels)
+        return _built_model(noise_json, basis_gates)
 
 
 _MODELLING = threading.Lock()
 
 
 @lru_cache(maxsize=64)
-def _built_model(
-    noise_json: str, basis_gates: tuple[str, ...], as_channels: bool
-) -> NoiseModel | None:
-    noise = NoiseSpec.model_validate_json(noise_json)
-    return build_noise_model(noise, list(basis_gates), as_channels=as_channels)
+def _built_model(noise_json: str, basis_gates: tuple[str, ...]) -> NoiseModel | None:
+    return build_noise_model(NoiseSpec.model_validate_json(noise_json), list(basis_gates))
 
 
 class _Predictions:
@@ -383,8 +372,7 @@ def _predict_on_node(
     native = transpile(
         circuit, basis_gates=list(basis_gates), optimization_level=1, seed_transpiler=SEED
     )
-    matrix_model = _node_model(noise.model_dump_json(), basis_gates, as_channels=True)
-    return _predict(native, model, [noise] * native.num_qubits, ideal, shots, matrix_model)
+    return _predict(native, model, [noise] * native.num_qubits, ideal, shots)
 
 
 def predict_program(

@@ -95,9 +95,6 @@ class NodeExecutor:
         gates_only = spec.noise.model_copy(update={"readout_error": None})
         self.noiseless_gates = build_noise_model(gates_only, spec.basis_gates) is None
         self.simulator = AerSimulator(noise_model=self.noise_model)
-        # The same noise as one channel per gate, for runs that evolve one density matrix.
-        channels = build_noise_model(spec.noise, spec.basis_gates, as_channels=True)
-        self.matrix_simulator = AerSimulator(noise_model=channels, method="density_matrix")
 
     def same_target(self, other: NodeExecutor) -> bool:
         """Whether a circuit compiled by `other` fits this node as it is (its noise aside)."""
@@ -201,12 +198,12 @@ class NodeExecutor:
         # Priced and run unchunked as one density matrix: so it must be one, whatever
         # Aer's automatic choice would be.
         one_matrix = not self.noiseless_gates and self._one_density_matrix(compiled, shots)
-        simulator = self.matrix_simulator if one_matrix else self.simulator
-        result = simulator.run(
+        result = self.simulator.run(
             deferred or compiled,
             shots=shots,
             seed_simulator=seed,
             shot_branching_enable=branching,
+            method="density_matrix" if one_matrix else "automatic",
         ).result()
         if not result.success:
             raise RuntimeError(f"simulation failed: {result.status}")

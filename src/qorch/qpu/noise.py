@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from qiskit.quantum_info import Kraus
 from qiskit_aer.noise import (
     NoiseModel,
     QuantumError,
@@ -38,44 +37,27 @@ def _compose(*errors: QuantumError | None) -> QuantumError | None:
     return out
 
 
-def _as_channel(error: QuantumError | None) -> QuantumError | None:
-    return None if error is None else QuantumError(Kraus(error.to_quantumchannel()))
-
-
-def build_noise_model(
-    noise: NoiseSpec, basis_gates: list[str], as_channels: bool = False
-) -> NoiseModel | None:
-    """The node's noise as an Aer NoiseModel, or None when the spec adds no noise.
-
-    `as_channels`: each error as one Kraus channel, the same map in a form Aer reads faster.
-    Aer serialises a model on every run, term by term, and a depolarizing error composed
-    with relaxation has dozens of terms: a 3-qubit density matrix ran in 7.4 ms, 1.4 ms as
-    channels. For density-matrix runs only: a trajectory would then sample Kraus operators
-    instead of the Pauli terms it samples now."""
-    channel = _as_channel if as_channels else (lambda error: error)
+def build_noise_model(noise: NoiseSpec, basis_gates: list[str]) -> NoiseModel | None:
+    """The node's noise as an Aer NoiseModel, or None when the spec adds no noise."""
     model = NoiseModel(basis_gates=[g for g in basis_gates if g not in ("measure", "reset")])
     one_q = [g for g in basis_gates if g not in VIRTUAL_GATES and g not in TWO_QUBIT_GATES]
     two_q = [g for g in basis_gates if g in TWO_QUBIT_GATES]
 
-    err1 = channel(
-        _compose(
-            depolarizing_error(noise.single_qubit_error, 1) if noise.single_qubit_error else None,
-            _relaxation(noise, noise.single_qubit_gate_nanoseconds, 1),
-        )
+    err1 = _compose(
+        depolarizing_error(noise.single_qubit_error, 1) if noise.single_qubit_error else None,
+        _relaxation(noise, noise.single_qubit_gate_nanoseconds, 1),
     )
     if err1 is not None and one_q:
         model.add_all_qubit_quantum_error(err1, one_q)
 
-    err2 = channel(
-        _compose(
-            depolarizing_error(noise.two_qubit_error, 2) if noise.two_qubit_error else None,
-            _relaxation(noise, noise.two_qubit_gate_nanoseconds, 2),
-        )
+    err2 = _compose(
+        depolarizing_error(noise.two_qubit_error, 2) if noise.two_qubit_error else None,
+        _relaxation(noise, noise.two_qubit_gate_nanoseconds, 2),
     )
     if err2 is not None and two_q:
         model.add_all_qubit_quantum_error(err2, two_q)
 
-    err_m = channel(_relaxation(noise, noise.measure_nanoseconds, 1))
+    err_m = _relaxation(noise, noise.measure_nanoseconds, 1)
     if err_m is not None:
         model.add_all_qubit_quantum_error(err_m, ["measure"])
     if noise.readout_error:

@@ -4,16 +4,13 @@ shot by shot in chunks. Real Aer, in process."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
-from qiskit import QuantumCircuit, transpile
-from qiskit_aer import AerSimulator
+from qiskit import QuantumCircuit
 
 from qorch.qpu.agent import QpuAgent
 from qorch.qpu.circuits import encode_circuit, measures_only_at_end
 from qorch.qpu.executor import NodeExecutor, Sample
-from qorch.qpu.noise import build_noise_model
-from tests.support import deep_circuit, ghz, make_node
+from tests.support import ghz, make_node
 
 NOISY = {"singleQubitError": 0.001, "twoQubitError": 0.01, "readoutError": 0.02}
 
@@ -170,44 +167,3 @@ def test_the_executor_expects_a_density_matrix_exactly_where_aer_chooses_one(wid
         method = result.results[0].metadata["method"]
         assert (method == "density_matrix") == executor.samples_at_once(compiled, shots)
         assert executor.simulations(compiled, shots) == min(shots, 2**width)
-
-
-FULL_NOISE = {
-    **NOISY,
-    "t1Microseconds": 80,
-    "t2Microseconds": 60,
-    "singleQubitGateNanoseconds": 40,
-    "twoQubitGateNanoseconds": 350,
-    "measureNanoseconds": 1500,
-}
-
-
-@pytest.mark.parametrize("noise", [NOISY, FULL_NOISE], ids=["depolarizing", "with-relaxation"])
-def test_the_noise_as_channels_is_the_same_noise(noise: dict) -> None:
-    """A density-matrix run reads the node's errors as one Kraus channel per gate (Aer
-    serialises a composed error term by term on every run): the same map, so the same
-    probabilities, and the same seeded counts."""
-    spec = make_node("channels", 5, noise=noise).spec
-    terms = build_noise_model(spec.noise, spec.basis_gates)
-    channels = build_noise_model(spec.noise, spec.basis_gates, as_channels=True)
-    assert terms is not None and channels is not None
-    assert channels.noise_instructions == terms.noise_instructions
-    circuit = transpile(deep_circuit(5, 4), basis_gates=spec.basis_gates, seed_transpiler=1)
-    body = circuit.remove_final_measurements(inplace=False)
-    body.save_probabilities()
-    probabilities = [
-        AerSimulator(method="density_matrix", noise_model=model)
-        .run(body)
-        .result()
-        .data()["probabilities"]
-        for model in (terms, channels)
-    ]
-    assert np.allclose(probabilities[0], probabilities[1], atol=1e-12, rtol=0)
-
-    # The measurement's own noise (relaxation while measuring) and readout: the counts.
-    executor = NodeExecutor(spec)
-    compiled = executor.compile(circuit, seed=1)
-    assert executor.samples_at_once(compiled, 4000)  # one density matrix
-    counts = executor.sample(compiled, 4000, seed=7).counts
-    by_terms = AerSimulator(noise_model=terms, method="density_matrix")
-    assert counts == by_terms.run(compiled, shots=4000, seed_simulator=7).result().get_counts()
