@@ -83,7 +83,7 @@ from qorch.api.base import ApiModel
 from qorch.api.quantum_node import NoiseSpec
 
 from .circuits import measures
-from .noise import TWO_QUBIT_GATES, VIRTUAL_GATES, _compose, _relaxation
+from .noise import TWO_QUBIT_GATES, VIRTUAL_GATES, SerialisedOnce, _compose, _relaxation
 
 #: A co-simulated program is a statevector on one agent: beyond this it cannot run anyway,
 #: and the per-pair noise tables grow with the square of the qubits.
@@ -297,7 +297,7 @@ def build_composite_noise_model(
     """
     desc = parse_description(description)
     basis = list(basis_gates) if basis_gates is not None else desc.basis_gates
-    model = NoiseModel(basis_gates=[g for g in basis if g not in ("measure", "reset")])
+    model = SerialisedOnce(basis_gates=[g for g in basis if g not in ("measure", "reset")])
     owned: dict[str, list[int]] = {}
     for q, node in enumerate(desc.qubit_owner):
         owned.setdefault(node, []).append(q)
