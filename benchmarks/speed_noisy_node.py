@@ -24,6 +24,7 @@ from speed_single_node import aer_seconds, manifests, qft_source, qorch_job_seco
 
 from qorch.api import QuantumNode
 from qorch.qpu.executor import NodeExecutor
+from qorch.qpu.noise import build_noise_model
 
 NOISE = {"singleQubitError": 0.001, "twoQubitError": 0.01, "readoutError": 0.02}
 
@@ -42,7 +43,10 @@ def main() -> None:
         qft_source(args.qubits), custom_instructions=qasm2.LEGACY_CUSTOM_INSTRUCTIONS
     )
     compiled = executor.compile(circuit, seed=1)
-    simulator = AerSimulator(noise_model=executor.noise_model)
+    spec = executor.spec
+    simulator = AerSimulator(
+        noise_model=build_noise_model(spec.noise, spec.basis_gates, serialised_once=False)
+    )
     aer_seconds(simulator, compiled, args.shots)  # warm
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -105,7 +105,8 @@ def main() -> None:
     args = parser.parse_args()
     docs = load_file_all(QUICKSTART / "nodes.yaml")
     node = QuantumNode.model_validate(next(d for d in docs if d["kind"] == "QuantumNode"))
-    simulator = AerSimulator(noise_model=build_noise_model(node.spec.noise, node.spec.basis_gates))
+    plain = build_noise_model(node.spec.noise, node.spec.basis_gates, serialised_once=False)
+    simulator = AerSimulator(noise_model=plain)
     basis = node.spec.basis_gates
     kinds = {"one circuit": False, "distinct circuits": True}
     circuits = {

@@ -83,9 +83,14 @@ def _compose(*errors: QuantumError | None) -> QuantumError | None:
     return out
 
 
-def build_noise_model(noise: NoiseSpec, basis_gates: list[str]) -> NoiseModel | None:
-    """The node's noise as an Aer NoiseModel, or None when the spec adds no noise."""
-    model = SerialisedOnce(basis_gates=[g for g in basis_gates if g not in ("measure", "reset")])
+def build_noise_model(
+    noise: NoiseSpec, basis_gates: list[str], serialised_once: bool = True
+) -> NoiseModel | None:
+    """The node's noise as an Aer NoiseModel, or None when the spec adds no noise.
+    `serialised_once=False`: a plain NoiseModel, as a user of Aer builds it (the benchmarks'
+    warm-Aer baseline)."""
+    kind = SerialisedOnce if serialised_once else NoiseModel
+    model = kind(basis_gates=[g for g in basis_gates if g not in ("measure", "reset")])
     one_q = [g for g in basis_gates if g not in VIRTUAL_GATES and g not in TWO_QUBIT_GATES]
     two_q = [g for g in basis_gates if g in TWO_QUBIT_GATES]
 
