@@ -4,6 +4,7 @@ checks, and the other admits only the key the operator named."""
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -82,9 +83,11 @@ async def test_the_classical_path_is_measured_between_the_agents(serve: Any) -> 
         await client_a.close()
         await client_b.close()
     assert len(result.samples_seconds) == 7
-    # loopback between two agents: more than nothing, far less than a timeout (a loaded
-    # machine stalls this process for a tenth of a second at times)
+    # loopback between two agents: more than nothing, far less than a timeout; a loaded
+    # machine stalls this process for a tenth of a second at times, so the typical echo
+    # (the median) is held to loopback speed and every one to well under a timeout
     assert all(0 < s < 1.0 for s in result.samples_seconds)
+    assert statistics.median(result.samples_seconds) < 0.05
     assert b.agent.peers is not None
     assert b.agent.peers.counters.received == 0  # echoes are not LOCC traffic
     # the last echo closed the exchange: b admits the measuring key no more

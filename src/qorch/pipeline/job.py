@@ -532,8 +532,9 @@ class JobPipeline:
                 fidelity_budget=job.spec.fidelity_budget,
                 known_ideal=self._known_ideal(job, circuit),
             )
-            # One trip to the worker threads: each trip waits behind every other job's, so
-            # with many jobs planning, a job split over several would wait for them all.
+            # The estimate, its choice and details in one trip to the worker threads: each
+            # trip waits behind every other job's, so with many jobs planning, a job split
+            # over more trips would wait for them all.
             estimate = await asyncio.to_thread(_estimated, demand)
             if len(cache) >= _ESTIMATES_KEPT:
                 cache.pop(next(iter(cache)))

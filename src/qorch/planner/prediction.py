@@ -319,10 +319,11 @@ class _Predictions:
             computing.wait()  # done, or failed: then one of the waiters computes it
         try:
             value = compute()
-            with self._lock:
-                self._done[key] = value
-                while len(self._done) > self._kept:
-                    self._done.popitem(last=False)
+            if value is not None:  # None may be a failed simulation: not kept
+                with self._lock:
+                    self._done[key] = value
+                    while len(self._done) > self._kept:
+                        self._done.popitem(last=False)
             return value
         finally:
             with self._lock:
@@ -339,7 +340,7 @@ def _key(kind: str, circuit: QuantumCircuit, noise: str, ideal: IdealOutput, sho
     for part in (kind, noise, repr(ideal.bits), str(shots)):
         digest.update(part.encode() + b"\0")
     digest.update(fingerprint(circuit))
-    digest.update(ideal.probabilities.tobytes())
+    digest.update(np.ascontiguousarray(ideal.probabilities).data)  # read in place
     return digest.digest()
 
 

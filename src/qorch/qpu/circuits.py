@@ -5,7 +5,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+from typing import Any
 
+import numpy as np
 from qiskit import QuantumCircuit, QuantumRegister, qpy
 
 
@@ -17,13 +19,37 @@ def encode_circuit(circuit: QuantumCircuit) -> str:
 
 
 def fingerprint(circuit: QuantumCircuit) -> bytes:
-    """A digest of everything a circuit does (its QPY but for its name, which Qiskit makes
-    unique per circuit): equal for circuits built alike, as jobs of one batch are."""
-    named = circuit.copy()
-    named.name = "circuit"
-    buf = io.BytesIO()
-    qpy.dump(named, buf)
-    return hashlib.sha256(buf.getvalue()).digest()
+    """A digest of what a circuit does: equal for circuits built alike, as the jobs of one
+    batch are. Not its QPY: that names each custom gate with a random UUID."""
+    digest = hashlib.sha256()
+    _feed(digest, circuit)
+    return digest.digest()
+
+
+def _feed(digest: Any, circuit: QuantumCircuit) -> None:
+    digest.update(f"{circuit.num_qubits} {circuit.num_clbits} {circuit.global_phase!r};".encode())
+    for inst in circuit.data:
+        op = inst.operation
+        qubits = [circuit.find_bit(q).index for q in inst.qubits]
+        clbits = [circuit.find_bit(c).index for c in inst.clbits]
+        kind = type(op)
+        module = kind.__module__ or ""  # None for some of Qiskit's compiled classes
+        digest.update(
+            f"{module}.{kind.__qualname__} {op.name} {qubits} {clbits}"
+            f" {getattr(op, 'label', None)!r}(".encode()
+        )
+        for param in op.params:
+            if isinstance(param, QuantumCircuit):  # a control-flow block
+                _feed(digest, param)
+            elif isinstance(param, np.ndarray):
+                digest.update(np.ascontiguousarray(param).data)
+            else:
+                digest.update(f"{param!r},".encode())
+        digest.update(b")")
+        # A library gate is its class and parameters; any other (a QASM `gate`, a plain
+        # Gate) is what its definition does.
+        if not module.startswith("qiskit.circuit") and op.definition is not None:
+            _feed(digest, op.definition)
 
 
 def decode_circuit(data: str) -> QuantumCircuit:

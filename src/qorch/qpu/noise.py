@@ -26,7 +26,11 @@ class SerialisedOnce(NoiseModel):
     method that changes the model (Aer adds a circuit's own error instructions to a deep
     copy through them)."""
 
-    _serialised: dict[str, Any] | None = None
+    def __init__(self, basis_gates: list[str] | None = None) -> None:
+        # Set before anything else: a deep copy in another thread must not see the
+        # attribute appear.
+        self._serialised: dict[str, Any] | None = None
+        super().__init__(basis_gates)
 
     def to_dict(self, serializable: bool = False) -> dict[str, Any]:
         if not serializable:

@@ -4,11 +4,13 @@ and anything that changes the prediction's inputs simulates again."""
 
 from __future__ import annotations
 
+import functools
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
-from qiskit import QuantumCircuit
+from qiskit import QuantumCircuit, qasm2
 
 import qorch.planner.prediction as prediction
 from qorch.api.quantum_node import NoiseSpec
@@ -97,7 +99,7 @@ def test_a_prediction_that_fails_is_computed_by_the_next_caller(
 def test_the_oldest_predictions_are_forgotten_first() -> None:
     kept = prediction._Predictions(2)
     for key in "abc":
-        kept.get(key, lambda key=key: ord(key))
+        kept.get(key, functools.partial(float, ord(key)))
     assert kept.get("a", lambda: -1.0) == -1.0  # forgotten, computed again
     assert kept.get("c", lambda: -1.0) == ord("c")
 
@@ -124,3 +126,28 @@ def test_a_teleport_program_planned_again_is_not_simulated_again(
     assert other is not None
     predict_program(program.circuit, program.noise, other, 1000)
     assert len(simulations) == 2
+
+
+GROVER = Path(__file__).resolve().parents[3] / "examples" / "circuits" / "grover.qasm"
+
+
+def parsed(source: str) -> QuantumCircuit:
+    return qasm2.loads(source, custom_instructions=qasm2.LEGACY_CUSTOM_INSTRUCTIONS)
+
+
+def test_circuits_with_their_own_gates_parsed_again_are_not_simulated_again(
+    simulations: list[int],
+) -> None:
+    """QPY names each custom gate with a random UUID; the fingerprint reads what it does."""
+    source = GROVER.read_text()
+    assert predicted(parsed(source)) == predicted(parsed(source))
+    assert len(simulations) == 1
+    # The same gate names doing something else: another prediction.
+    predicted(parsed(source.replace("{ x b; ccz a, b, c; x b; }", "{ x a; ccz a, b, c; x a; }")))
+    assert len(simulations) == 2
+
+
+def test_a_prediction_that_did_not_apply_or_failed_is_not_kept() -> None:
+    kept = prediction._Predictions(4)
+    assert kept.get("key", lambda: None) is None
+    assert kept.get("key", lambda: 0.5) == 0.5
