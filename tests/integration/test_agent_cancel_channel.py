@@ -55,7 +55,10 @@ async def test_cancelled_programs_fail_with_cancelled_for_every_caller(start_age
         return await client.call("run", body, timeout=120)
 
     try:
-        running = asyncio.create_task(run(runner, "job/1/p0", 3000))
+        # The queuer's channel first, and a running program of about a minute: it must
+        # still run once the queued one has reached the agent, however loaded the machine.
+        await queuer.call("health", {})
+        running = asyncio.create_task(run(runner, "job/1/p0", 60_000))
         async with asyncio.timeout(30):
             while not (await operator.call("health", {}))["busy"]:
                 await asyncio.sleep(0.05)
