@@ -110,3 +110,48 @@ def test_teleport_estimate_predicts_the_measured_fidelity(monkeypatch: pytest.Mo
     monkeypatch.setattr(prediction, "_PREDICTIONS", prediction._Predictions(8))  # simulated again
     again = predict_program(program.circuit, program.noise, ideal, 4000)
     assert again == candidate.estimated_fidelity
+
+
+def graph_state(n: int) -> QuantumCircuit:
+    """A Clifford circuit whose output spreads over all 2^n outcomes."""
+    qc = QuantumCircuit(n, n)
+    qc.h(range(n))
+    for q in range(n - 1):
+        qc.cz(q, q + 1)
+    qc.h(range(n))
+    qc.measure(range(n), range(n))
+    return qc
+
+
+def test_trajectories_of_a_widely_spread_clifford_circuit_run_on_the_statevector() -> None:
+    # The stabilizer method lists probabilities outcome by outcome: for a graph state that
+    # is every outcome, for a GHZ state two of them.
+    spread, narrow = graph_state(10), ghz(16)
+    spread.remove_final_measurements()
+    narrow.remove_final_measurements()
+    assert prediction._trajectory_method(spread, 2**10) == "statevector"
+    assert prediction._trajectory_method(narrow, 2) == "automatic"
+
+
+def test_the_method_of_the_trajectories_does_not_change_the_prediction(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    circuit = graph_state(9)
+    ideal = ideal_output(circuit)
+    assert ideal is not None
+    methods: list[str] = []
+    real = prediction._trajectory_method
+
+    def seen(body: QuantumCircuit, outcomes: int) -> str:
+        methods.append(real(body, outcomes))
+        return methods[-1]
+
+    monkeypatch.setattr(prediction, "_trajectory_method", seen)
+    on_statevector = predict_on_node(circuit, NOISY, BASIS, ideal, 8000)
+    monkeypatch.setattr(prediction, "STABILIZER_OUTCOME_COST", 0)  # always Aer's choice
+    monkeypatch.setattr(prediction, "_PREDICTIONS", prediction._Predictions(8))
+    on_stabilizer = predict_on_node(circuit, NOISY, BASIS, ideal, 8000)
+    assert methods == ["statevector", "automatic"]
+    assert on_statevector is not None and on_stabilizer is not None
+    # Seeded alike, both methods draw the same trajectories.
+    assert on_statevector == pytest.approx(on_stabilizer, abs=1e-6)
