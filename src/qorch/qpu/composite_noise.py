@@ -59,6 +59,7 @@ from typing import Any, Literal, Self
 import numpy as np
 from pydantic import Field, ValidationError, model_validator
 from qiskit import QuantumCircuit
+from qiskit.circuit import Reset
 from qiskit.circuit.library import (
     CXGate,
     HGate,
@@ -226,11 +227,21 @@ def werner_error(fidelity: float) -> QuantumError:
 
 
 def memory_error(memory: MemoryFactors) -> QuantumError | None:
-    """Relaxation with these population and coherence factors: amplitude damping, then the
-    dephasing that brings the coherence from sqrt(population) down to its factor."""
+    """Relaxation with these population and coherence factors.
+
+    Where coherence decays at least as fast as population (T2 <= T1), as a mixture: the
+    identity, Z or a reset. Aer samples a mixture's terms in each trajectory; one Kraus map
+    in a model makes Aer apply every error of it as Kraus operators on the statevector, a
+    norm per operator (a 10-qubit teleport program's trajectories: 2.4x slower). Otherwise
+    amplitude damping, then the dephasing that brings the coherence from sqrt(population)
+    down to its factor: the same channel either way."""
     e1, e2 = memory.population_decay, memory.coherence_decay
     if e1 >= 1 and e2 >= 1:
         return None
+    if e2 <= e1:
+        # Population e1 = p_I + p_Z, coherence e2 = p_I - p_Z, the rest reset to |0>.
+        terms = [(IGate(), (e1 + e2) / 2), (ZGate(), (e1 - e2) / 2), (Reset(), 1.0 - e1)]
+        return QuantumError([(op, p) for op, p in terms if p > 0])
     damping = amplitude_damping_error(1.0 - e1)
     remaining = min(1.0, e2 / math.sqrt(e1)) if e1 > 0 else 0.0
     return damping.compose(phase_damping_error(1.0 - remaining**2))

@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import numpy as np
 import pytest
 from qiskit import QuantumCircuit
 from qiskit.circuit.library import IGate
+from qiskit.quantum_info import SuperOp
 
 from qorch.qpu.composite_noise import (
+    MemoryFactors,
     build_composite_noise_model,
+    memory_error,
     parse_description,
     simulate_composite,
 )
@@ -141,3 +145,27 @@ def test_not_an_object_is_refused() -> None:
 def test_program_and_description_must_agree_on_width() -> None:
     with pytest.raises(ValueError, match="qubits"):
         simulate_composite(QuantumCircuit(2), _description(), 10)
+
+
+@pytest.mark.parametrize(
+    ("population", "coherence"),
+    [(0.98, 0.97), (0.9, 0.9), (1.0, 0.95), (0.5, 0.1), (0.0, 0.0), (0.9, 0.94), (0.25, 0.5)],
+)
+def test_a_waiting_half_relaxes_by_the_same_channel_in_either_form(
+    population: float, coherence: float
+) -> None:
+    memory = MemoryFactors(population_decay=population, coherence_decay=coherence)
+    error = memory_error(memory)
+    assert error is not None
+    rho = SuperOp(error.to_quantumchannel()).data
+    # The channel these factors name: |1> population times e1 (the rest decays to |0>),
+    # coherence times e2; SuperOp acts on column-stacked density matrices.
+    e1, e2 = population, coherence
+    expected = np.zeros((4, 4))
+    expected[0, 0] = expected[3, 3] = 1.0
+    expected[0, 3], expected[3, 3] = 1.0 - e1, e1
+    expected[1, 1] = expected[2, 2] = e2
+    np.testing.assert_allclose(rho, expected, atol=1e-12)
+    # T2 <= T1: a mixture Aer samples term by term, no Kraus map.
+    names = {inst.operation.name for circuit in error.circuits for inst in circuit.data}
+    assert ("kraus" not in names) == (coherence <= population)
