@@ -28,12 +28,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
-import threading
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 from qiskit import QuantumCircuit, transpile
@@ -50,6 +47,7 @@ from qorch.qpu.composite_noise import (
 )
 from qorch.qpu.noise import build_noise_model
 from qorch.qpu.simulation_process import SimulationInterrupted, SimulationProcess
+from qorch.single_flight import SingleFlight
 
 #: Seeds of the trajectories and of the draws: the same inputs give the same estimate.
 SEED = 2026
@@ -293,58 +291,17 @@ def _predict(
 
 
 def _node_model(noise_json: str, basis_gates: tuple[str, ...]) -> NoiseModel | None:
-    """A node's noise model, built once per noise figures (the planner asks for each job;
-    one at a time, or jobs planned in parallel threads would all build it)."""
-    with _MODELLING:
-        return _built_model(noise_json, basis_gates)
+    """A node's noise model, built once per noise figures (the planner asks for each job)."""
+    return _MODELS.get(
+        (noise_json, basis_gates),
+        lambda: build_noise_model(NoiseSpec.model_validate_json(noise_json), list(basis_gates)),
+    )
 
 
-_MODELLING = threading.Lock()
-
-
-@lru_cache(maxsize=64)
-def _built_model(noise_json: str, basis_gates: tuple[str, ...]) -> NoiseModel | None:
-    return build_noise_model(NoiseSpec.model_validate_json(noise_json), list(basis_gates))
-
-
-class _Predictions:
-    """Predictions by what they depend on, across jobs: a batch of jobs often runs one
-    circuit on the same nodes, and each prediction is a simulation. Jobs are planned in
-    parallel threads, so a thread asking for a prediction another one is computing waits
-    for it rather than simulate it again."""
-
-    def __init__(self, kept: int) -> None:
-        self._kept = kept
-        self._lock = threading.Lock()
-        self._done: OrderedDict[Hashable, float | None] = OrderedDict()
-        self._computing: dict[Hashable, threading.Event] = {}
-
-    def get(self, key: Hashable, compute: Callable[[], float | None]) -> float | None:
-        while True:
-            with self._lock:
-                if key in self._done:
-                    self._done.move_to_end(key)
-                    return self._done[key]
-                computing = self._computing.get(key)
-                if computing is None:
-                    computing = self._computing[key] = threading.Event()
-                    break
-            computing.wait()  # done, or failed: then one of the waiters computes it
-        try:
-            value = compute()
-            if value is not None:  # None may be a failed simulation: not kept
-                with self._lock:
-                    self._done[key] = value
-                    while len(self._done) > self._kept:
-                        self._done.popitem(last=False)
-            return value
-        finally:
-            with self._lock:
-                del self._computing[key]
-            computing.set()
-
-
-_PREDICTIONS = _Predictions(PREDICTIONS_KEPT)
+_MODELS: SingleFlight[NoiseModel | None] = SingleFlight(64)
+#: Predictions by a digest of what they depend on, across jobs: a batch of jobs often runs
+#: one circuit on the same nodes, and each prediction is a simulation.
+_PREDICTIONS: SingleFlight[float | None] = SingleFlight(PREDICTIONS_KEPT, keep_none=False)
 
 
 def _key(kind: str, circuit: QuantumCircuit, noise: str, ideal: IdealOutput, shots: int) -> bytes:

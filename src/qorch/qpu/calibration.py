@@ -18,14 +18,13 @@ simulated node the two agree, and the sequences need no Clifford sampling.
 
 from __future__ import annotations
 
-import functools
 import json
-import threading
 from dataclasses import dataclass
 
 from qiskit import QuantumCircuit
 
 from qorch.api.quantum_node import QuantumNodeSpec
+from qorch.single_flight import SingleFlight
 
 SINGLE_QUBIT_SEQUENCE = 200
 TWO_QUBIT_SEQUENCE = 40
@@ -172,16 +171,15 @@ def expected_figures(spec: QuantumNodeSpec) -> CalibrationFigures:
     """What calibration reads on a node whose noise is as `spec` declares: the calibration
     circuits run under the declared noise, on two qubits (the noise is the same on every
     qubit), with a fixed seed; cached per noise."""
-    # One at a time: jobs planned in parallel worker threads all missed the cache together
-    # and each simulated the same figures (50 jobs: 4 s of the operator's CPU).
-    with _EXPECTING:
-        return _expected(spec.noise.model_dump_json(), tuple(spec.basis_gates))
+    # Jobs planned in parallel worker threads all missed a plain cache together and each
+    # simulated the same figures (50 jobs: 4 s of the operator's CPU).
+    noise_json, basis_gates = spec.noise.model_dump_json(), tuple(spec.basis_gates)
+    return _EXPECTED.get((noise_json, basis_gates), lambda: _expected(noise_json, basis_gates))
 
 
-_EXPECTING = threading.Lock()
+_EXPECTED: SingleFlight[CalibrationFigures] = SingleFlight(256)
 
 
-@functools.lru_cache(maxsize=256)
 def _expected(noise_json: str, basis_gates: tuple[str, ...]) -> CalibrationFigures:
     from .executor import NodeExecutor  # Aer: only when a node's figures are compared
 

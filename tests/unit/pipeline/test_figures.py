@@ -15,6 +15,7 @@ from qorch.pipeline.job import JobPipeline, PipelineSettings
 from qorch.pipeline.reservations import Reservations
 from qorch.qpu.calibration import calibration_circuits, expected_figures, figures
 from qorch.qpu.executor import NodeExecutor
+from qorch.single_flight import SingleFlight
 
 from .fake_world import FakeWorld, make_job
 
@@ -178,7 +179,7 @@ def test_a_noiseless_nodes_expected_figures_need_no_compiling(monkeypatch):
     def compile_again(*_: object, **__: object) -> None:
         raise AssertionError("compiled")
 
-    calibration._expected.cache_clear()
+    monkeypatch.setattr(calibration, "_EXPECTED", SingleFlight(256))
     monkeypatch.setattr(executor_module, "transpile", compile_again)
     assert expected_figures(spec) == compiled
     assert (compiled.readout_error, compiled.two_qubit_error, compiled.fidelity) == (0, 0, 1)

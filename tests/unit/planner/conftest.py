@@ -6,10 +6,11 @@ from __future__ import annotations
 import pytest
 
 import qorch.planner.prediction as prediction
+from qorch.single_flight import SingleFlight
 
 
 @pytest.fixture(autouse=True)
 def fresh_predictions(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(
-        prediction, "_PREDICTIONS", prediction._Predictions(prediction.PREDICTIONS_KEPT)
+        prediction, "_PREDICTIONS", SingleFlight(prediction.PREDICTIONS_KEPT, keep_none=False)
     )

@@ -20,6 +20,7 @@ from qorch.planner.strategies import Demand, estimate_single, estimate_teleport
 from qorch.planner.teleport import TeleportProgram
 from qorch.qpu.composite_noise import simulate_composite
 from qorch.qpu.executor import NodeExecutor
+from qorch.single_flight import SingleFlight
 from tests.support import ghz
 
 from .support import BASIS, link, node
@@ -68,7 +69,9 @@ def test_the_prediction_is_repeatable_and_needs_final_measurements(
     ideal = ideal_output(circuit)
     assert ideal is not None
     first = predict_on_node(circuit, NOISY, BASIS, ideal, 4000)
-    monkeypatch.setattr(prediction, "_PREDICTIONS", prediction._Predictions(8))  # simulated again
+    monkeypatch.setattr(
+        prediction, "_PREDICTIONS", SingleFlight(8, keep_none=False)
+    )  # simulated again
     assert first == predict_on_node(circuit, NOISY, BASIS, ideal, 4000)
     dynamic = QuantumCircuit(2, 2)
     dynamic.h(0)
@@ -107,7 +110,9 @@ def test_teleport_estimate_predicts_the_measured_fidelity(monkeypatch: pytest.Mo
     assert program.fidelity.lower_bound < candidate.estimated_fidelity
     ideal = ideal_output(circuit)
     assert ideal is not None
-    monkeypatch.setattr(prediction, "_PREDICTIONS", prediction._Predictions(8))  # simulated again
+    monkeypatch.setattr(
+        prediction, "_PREDICTIONS", SingleFlight(8, keep_none=False)
+    )  # simulated again
     again = predict_program(program.circuit, program.noise, ideal, 4000)
     assert again == candidate.estimated_fidelity
 
@@ -149,7 +154,7 @@ def test_the_method_of_the_trajectories_does_not_change_the_prediction(
     monkeypatch.setattr(prediction, "_trajectory_method", seen)
     on_statevector = predict_on_node(circuit, NOISY, BASIS, ideal, 8000)
     monkeypatch.setattr(prediction, "STABILIZER_OUTCOME_COST", 0)  # always Aer's choice
-    monkeypatch.setattr(prediction, "_PREDICTIONS", prediction._Predictions(8))
+    monkeypatch.setattr(prediction, "_PREDICTIONS", SingleFlight(8, keep_none=False))
     on_stabilizer = predict_on_node(circuit, NOISY, BASIS, ideal, 8000)
     assert methods == ["statevector", "automatic"]
     assert on_statevector is not None and on_stabilizer is not None

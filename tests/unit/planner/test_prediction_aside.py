@@ -17,6 +17,7 @@ import qorch.planner.prediction as prediction
 from qorch.api import NoiseSpec
 from qorch.planner.prediction import ideal_output, predict_on_node
 from qorch.qpu.noise import build_noise_model
+from qorch.single_flight import SingleFlight
 from tests.support import ghz
 
 NOISE = NoiseSpec(single_qubit_error=0.001, two_qubit_error=0.01, readout_error=0.02)
@@ -45,7 +46,7 @@ def test_a_long_prediction_runs_aside_with_the_same_result(
 
     monkeypatch.setattr(prediction._ASIDE, "call_blocking", counted)
     monkeypatch.setattr(prediction, "ASIDE_SECONDS", 0.0)
-    monkeypatch.setattr(prediction, "_PREDICTIONS", prediction._Predictions(8))  # not kept
+    monkeypatch.setattr(prediction, "_PREDICTIONS", SingleFlight(8, keep_none=False))  # not kept
     aside = predicted(12)
     assert len(calls) == 2  # the ideal output and the noisy trajectories
     assert np.array_equal(here[0], aside[0])

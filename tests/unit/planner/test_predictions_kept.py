@@ -4,7 +4,6 @@ and anything that changes the prediction's inputs simulates again."""
 
 from __future__ import annotations
 
-import functools
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -82,28 +81,6 @@ def test_threads_planning_one_circuit_at_once_simulate_it_once(simulations: list
     assert simulations == [7]
 
 
-def test_a_prediction_that_fails_is_computed_by_the_next_caller(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    kept = prediction._Predictions(4)
-
-    def fails() -> float:
-        raise RuntimeError("simulator died")
-
-    with pytest.raises(RuntimeError):
-        kept.get("key", fails)
-    assert kept.get("key", lambda: 0.5) == 0.5
-    assert kept.get("key", fails) == 0.5
-
-
-def test_the_oldest_predictions_are_forgotten_first() -> None:
-    kept = prediction._Predictions(2)
-    for key in "abc":
-        kept.get(key, functools.partial(float, ord(key)))
-    assert kept.get("a", lambda: -1.0) == -1.0  # forgotten, computed again
-    assert kept.get("c", lambda: -1.0) == ord("c")
-
-
 def test_a_teleport_program_planned_again_is_not_simulated_again(
     simulations: list[int],
 ) -> None:
@@ -145,9 +122,3 @@ def test_circuits_with_their_own_gates_parsed_again_are_not_simulated_again(
     # The same gate names doing something else: another prediction.
     predicted(parsed(source.replace("{ x b; ccz a, b, c; x b; }", "{ x a; ccz a, b, c; x a; }")))
     assert len(simulations) == 2
-
-
-def test_a_prediction_that_did_not_apply_or_failed_is_not_kept() -> None:
-    kept = prediction._Predictions(4)
-    assert kept.get("key", lambda: None) is None
-    assert kept.get("key", lambda: 0.5) == 0.5

@@ -11,6 +11,7 @@ import qorch.planner.prediction as prediction
 import qorch.qpu.calibration as calibration
 import qorch.qpu.executor as executor
 from qorch.api import NoiseSpec
+from qorch.single_flight import SingleFlight
 from tests.support import make_node
 
 NOISE = {"singleQubitError": 0.001, "twoQubitError": 0.01, "readoutError": 0.02}
@@ -19,7 +20,7 @@ NOISE = {"singleQubitError": 0.001, "twoQubitError": 0.01, "readoutError": 0.02}
 def test_expected_figures_are_simulated_once_for_parallel_planners(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    calibration._expected.cache_clear()
+    monkeypatch.setattr(calibration, "_EXPECTED", SingleFlight(256))
     built: list[object] = []
     real = executor.NodeExecutor.__init__
 
@@ -38,7 +39,7 @@ def test_expected_figures_are_simulated_once_for_parallel_planners(
 def test_a_nodes_noise_model_is_built_once_for_parallel_planners(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    prediction._built_model.cache_clear()
+    monkeypatch.setattr(prediction, "_MODELS", SingleFlight(64))
     built: list[object] = []
     real = prediction.build_noise_model
 
