@@ -29,9 +29,9 @@ def simulations(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     widths: list[int] = []
     real = prediction._noisy_probabilities
 
-    def counted(body, qubits, model, shots, outcomes):  # type: ignore[no-untyped-def]
+    def counted(body, *args):  # type: ignore[no-untyped-def]
         widths.append(body.num_qubits)
-        return real(body, qubits, model, shots, outcomes)
+        return real(body, *args)
 
     monkeypatch.setattr(prediction, "_noisy_probabilities", counted)
     return widths

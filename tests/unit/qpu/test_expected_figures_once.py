@@ -43,9 +43,9 @@ def test_a_nodes_noise_model_is_built_once_for_parallel_planners(
     built: list[object] = []
     real = prediction.build_noise_model
 
-    def counted(*args):  # type: ignore[no-untyped-def]
+    def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
         built.append(args)
-        return real(*args)
+        return real(*args, **kwargs)
 
     monkeypatch.setattr(prediction, "build_noise_model", counted)
     noise = NoiseSpec.model_validate(NOISE).model_dump_json()
