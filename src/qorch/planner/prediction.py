@@ -378,4 +378,5 @@ def _predict_program(
     model = build_composite_noise_model(desc)
     deferred = defer_feed_forward(program, keep_resets=not model.is_ideal())
     noises = [desc.nodes[owner] for owner in desc.qubit_owner]
-    return _predict(deferred, model, noises, ideal, shots)
+    as_channels = functools.partial(build_composite_noise_model, desc, channels=True)
+    return _predict(deferred, model, noises, ideal, shots, as_channels)

@@ -78,14 +78,15 @@ def active_qubits(circuit: QuantumCircuit) -> int:
     return len({q for ins in circuit.data if ins.operation.name != "barrier" for q in ins.qubits})
 
 
-def measures_only_at_end(circuit: QuantumCircuit) -> bool:
+def measures_only_at_end(circuit: QuantumCircuit, resets: bool = False) -> bool:
     """Whether every measurement is final: nothing but barriers and further measurements
     touch a measured qubit, and nothing resets or branches. Aer then draws all shots from one
-    simulation (measure sampling)."""
+    simulation (measure sampling). `resets`: resets before the measurements are allowed, as
+    for a density matrix, which applies them as a channel."""
     measured: set[object] = set()
     for instruction in circuit.data:
         name = instruction.operation.name
-        if name == "reset" or getattr(instruction.operation, "blocks", ()):
+        if (name == "reset" and not resets) or getattr(instruction.operation, "blocks", ()):
             return False
         if name == "measure":
             measured.update(instruction.qubits)

@@ -83,6 +83,20 @@ def _aer_operations() -> frozenset[str]:
     return frozenset(AerSimulator().target.operation_names)
 
 
+def one_density_matrix(circuit: QuantumCircuit, shots: int, resets: bool = False) -> bool:
+    """Whether Aer evolves one density matrix of `circuit` under gate noise and samples all
+    the shots from it: its own choice for more shots than 2^n, n the qubits it simulates,
+    measured only at the end (`resets`: resets allowed before). Split into chunks of fewer
+    shots, the same run would be simulated shot by shot: 60 times slower for 60,000 shots on
+    10 qubits."""
+    width = active_qubits(circuit)
+    return (
+        width <= DENSITY_MATRIX_QUBITS
+        and shots > 2**width
+        and measures_only_at_end(circuit, resets=resets)
+    )
+
+
 class NodeExecutor:
     """A simulated QPU: transpiles to the node and samples with its noise model."""
 
@@ -156,14 +170,7 @@ class NodeExecutor:
         )
 
     def _one_density_matrix(self, compiled: QuantumCircuit, shots: int) -> bool:
-        """Whether Aer evolves one density matrix of `compiled` under gate noise and samples
-        all the shots from it: its own choice for more shots than 2^n, n the qubits it
-        simulates, measured only at the end. Split into chunks of fewer shots, the same
-        run would be simulated shot by shot: 60 times slower for 60,000 shots on 10 qubits."""
-        width = active_qubits(compiled)
-        return (
-            width <= DENSITY_MATRIX_QUBITS and shots > 2**width and measures_only_at_end(compiled)
-        )
+        return one_density_matrix(compiled, shots)
 
     def simulations(self, compiled: QuantumCircuit, shots: int) -> float:
         """About how many simulations of `compiled`'s size Aer runs for `shots` shots."""

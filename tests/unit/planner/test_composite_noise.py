@@ -10,8 +10,10 @@ import pytest
 from qiskit import QuantumCircuit
 from qiskit.circuit.library import IGate
 from qiskit.quantum_info import SuperOp
+from qiskit_aer import AerSimulator
 
 from qorch.qpu.composite_noise import (
+    DEFERRED_MEASURE_LABEL,
     MemoryFactors,
     build_composite_noise_model,
     memory_error,
@@ -169,3 +171,46 @@ def test_a_waiting_half_relaxes_by_the_same_channel_in_either_form(
     # T2 <= T1: a mixture Aer samples term by term, no Kraus map.
     names = {inst.operation.name for circuit in error.circuits for inst in circuit.data}
     assert ("kraus" not in names) == (coherence <= population)
+
+
+def test_a_composite_model_as_channels_is_the_same_map() -> None:
+    noisy = {
+        "t1Microseconds": 80,
+        "t2Microseconds": 60,
+        "singleQubitError": 0.002,
+        "twoQubitError": 0.03,
+        "readoutError": 0.05,
+        "singleQubitGateNanoseconds": 35,
+        "twoQubitGateNanoseconds": 300,
+        "measureNanoseconds": 1200,
+    }
+    description = _description(
+        nodes={"a": noisy, "b": noisy},
+        bellPairs=[
+            {
+                "label": "qorch_bell_0",
+                "link": "ab",
+                "fidelity": 0.93,
+                "qubits": [2],
+                "memory": {"populationDecay": 0.98, "coherenceDecay": 0.97},
+            }
+        ],
+        idle=[{"label": "qorch_idle_0", "link": "ab", "microseconds": 4.0, "qubits": [0, 1, 2]}],
+    )
+    qc = QuantumCircuit(3)
+    qc.sx(0)
+    qc.cx(0, 1)
+    qc.append(IGate(label="qorch_bell_0"), [2])
+    for q in range(3):
+        qc.append(IGate(label="qorch_idle_0"), [q])
+    qc.cx(1, 2)
+    qc.cx(2, 1)
+    qc.append(IGate(label=DEFERRED_MEASURE_LABEL), [1])
+    qc.save_probabilities()
+    out = []
+    for channels in (False, True):
+        model = build_composite_noise_model(description, channels=channels)
+        result = AerSimulator(method="density_matrix", noise_model=model).run(qc).result()
+        out.append(np.asarray(result.data()["probabilities"]))
+    np.testing.assert_allclose(out[1], out[0], atol=1e-9)
+    assert abs(out[0] - np.eye(8)[0]).max() > 0.01  # the noise did act

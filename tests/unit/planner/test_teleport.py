@@ -12,7 +12,12 @@ from qiskit_aer import AerSimulator
 from qorch.planner.model import LinkSlot, NodeSlot
 from qorch.planner.partition import Partition, partition
 from qorch.planner.teleport import CO_SIMULATION_NOTE, TeleportProgram, compile_teleport
-from qorch.qpu.composite_noise import simulate_composite
+from qorch.qpu.composite_noise import (
+    build_composite_noise_model,
+    defer_feed_forward,
+    simulate_composite,
+)
+from qorch.qpu.executor import one_density_matrix
 from tests.support import ghz
 
 from .support import NOISY, ideal_distribution, link, node, qft_adder
@@ -170,3 +175,16 @@ def test_a_program_that_overflows_a_node_is_refused() -> None:
     qc.cx(1, 2)
     with pytest.raises(ValueError, match="does not fit"):
         compile_teleport(qc, placed, [node("a", 2), node("b", 2)], [link("a", "b")])
+
+
+def test_a_noisy_program_of_one_density_matrix_draws_the_counts_aer_would() -> None:
+    # Aer itself would evolve one density matrix here (more shots than 2^8, measured at the
+    # end); the program reads the noise as channels instead: the same seeded counts.
+    program = _compile(ghz(4), [node("a", 4, NOISY), node("b", 4, NOISY)], [link("a", "b", 0.9)])
+    deferred = defer_feed_forward(program.circuit, keep_resets=True)
+    assert one_density_matrix(deferred, 4000, resets=True)
+    ours = simulate_composite(program.circuit, program.noise, 4000, seed=5)
+    terms = AerSimulator(noise_model=build_composite_noise_model(program.noise))
+    result = terms.run(deferred, shots=4000, seed_simulator=5).result()
+    assert result.results[0].metadata["method"] == "density_matrix"
+    assert ours == result.get_counts()
