@@ -50,12 +50,10 @@ Example description (JSON, camelCase)::
 
 from __future__ import annotations
 
-import functools
 import itertools
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Literal, Self
 
 import numpy as np
@@ -75,9 +73,7 @@ from qiskit_aer import AerSimulator
 from qiskit_aer.noise import (
     NoiseModel,
     QuantumError,
-    ReadoutError,
     amplitude_damping_error,
-    depolarizing_error,
     pauli_error,
     phase_damping_error,
 )
@@ -94,6 +90,7 @@ from .noise import (
     _channel,
     _compose,
     _relaxation,
+    node_errors,
 )
 
 #: A co-simulated program is a statevector on one agent: beyond this it cannot run anyway,
@@ -268,41 +265,6 @@ def bell_pair_error(bell: BellPairNoise) -> QuantumError | None:
     return _compose(weights, memory_error(bell.memory) if bell.memory else None)
 
 
-@dataclass(frozen=True)
-class _NodeErrors:
-    gate: QuantumError | None
-    two_qubit_gate: QuantumError | None
-    measure: QuantumError | None
-    readout: ReadoutError | None
-    deferred_measure: QuantumError | None
-
-
-@functools.lru_cache(maxsize=64)
-def _node_errors(noise_json: str, channels: bool) -> _NodeErrors:
-    """A node's errors, built once per noise figures: as channels they take milliseconds
-    each, and every program a node takes part in needs them."""
-    noise = NoiseSpec.model_validate_json(noise_json)
-    compose = _channel if channels else _compose
-    measure = compose(_relaxation(noise, noise.measure_nanoseconds, 1))
-    flip = noise.readout_error
-    return _NodeErrors(
-        gate=compose(
-            depolarizing_error(noise.single_qubit_error, 1) if noise.single_qubit_error else None,
-            _relaxation(noise, noise.single_qubit_gate_nanoseconds, 1),
-        ),
-        two_qubit_gate=compose(
-            depolarizing_error(noise.two_qubit_error, 2) if noise.two_qubit_error else None,
-            _relaxation(noise, noise.two_qubit_gate_nanoseconds, 2),
-        ),
-        measure=measure,
-        readout=ReadoutError([[1 - flip, flip], [flip, 1 - flip]]) if flip else None,
-        # A deferred measurement: relaxation while measuring, then the misread as a bit flip.
-        deferred_measure=compose(
-            measure, pauli_error([("X", flip), ("I", 1 - flip)]) if flip else None
-        ),
-    )
-
-
 def _add_node_noise(
     model: NoiseModel,
     noise: NoiseSpec,
@@ -313,7 +275,7 @@ def _add_node_noise(
     """What `qorch.qpu.noise.build_noise_model` does for a whole node, on these qubits."""
     one_q = [g for g in basis_gates if g not in VIRTUAL_GATES and g not in TWO_QUBIT_GATES]
     two_q = [g for g in basis_gates if g in TWO_QUBIT_GATES]
-    errors = _node_errors(noise.model_dump_json(), channels)
+    errors = node_errors(noise.model_dump_json(), channels)
     err1, err2, err_m = errors.gate, errors.two_qubit_gate, errors.measure
     readout, deferred = errors.readout, errors.deferred_measure
     for q in qubits:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
 from typing import Any
 
 from qiskit.quantum_info import Kraus, SuperOp
@@ -10,6 +12,7 @@ from qiskit_aer.noise import (
     QuantumError,
     ReadoutError,
     depolarizing_error,
+    pauli_error,
     thermal_relaxation_error,
 )
 
@@ -99,6 +102,44 @@ def _channel(*errors: QuantumError | None) -> QuantumError | None:
     return QuantumError(Kraus(superop))
 
 
+@dataclass(frozen=True)
+class NodeErrors:
+    """A node's errors: on its one- and two-qubit gates, while measuring, the misread, and
+    both of those as one error on a deferred measurement's marker."""
+
+    gate: QuantumError | None
+    two_qubit_gate: QuantumError | None
+    measure: QuantumError | None
+    readout: ReadoutError | None
+    deferred_measure: QuantumError | None
+
+
+@functools.lru_cache(maxsize=64)
+def node_errors(noise_json: str, channels: bool) -> NodeErrors:
+    """A node's errors, built once per noise figures: as channels they take milliseconds
+    each, and every program a node takes part in needs them."""
+    noise = NoiseSpec.model_validate_json(noise_json)
+    compose = _channel if channels else _compose
+    measure = compose(_relaxation(noise, noise.measure_nanoseconds, 1))
+    flip = noise.readout_error
+    return NodeErrors(
+        gate=compose(
+            depolarizing_error(noise.single_qubit_error, 1) if noise.single_qubit_error else None,
+            _relaxation(noise, noise.single_qubit_gate_nanoseconds, 1),
+        ),
+        two_qubit_gate=compose(
+            depolarizing_error(noise.two_qubit_error, 2) if noise.two_qubit_error else None,
+            _relaxation(noise, noise.two_qubit_gate_nanoseconds, 2),
+        ),
+        measure=measure,
+        readout=ReadoutError([[1 - flip, flip], [flip, 1 - flip]]) if flip else None,
+        # A deferred measurement: relaxation while measuring, then the misread as a bit flip.
+        deferred_measure=compose(
+            measure, pauli_error([("X", flip), ("I", 1 - flip)]) if flip else None
+        ),
+    )
+
+
 def build_noise_model(
     noise: NoiseSpec,
     basis_gates: list[str],
@@ -114,30 +155,17 @@ def build_noise_model(
     relaxation has dozens of terms, and a 3-qubit density matrix took 7.5 ms, 1.0 ms as
     channels (the same probabilities within 1e-9). Not for trajectories: on the statevector
     Aer samples a mixture's terms cheaply but applies a Kraus map operator by operator."""
-    compose = _channel if channels else _compose
     kind = SerialisedOnce if serialised_once else NoiseModel
     model = kind(basis_gates=[g for g in basis_gates if g not in ("measure", "reset")])
     one_q = [g for g in basis_gates if g not in VIRTUAL_GATES and g not in TWO_QUBIT_GATES]
     two_q = [g for g in basis_gates if g in TWO_QUBIT_GATES]
-
-    err1 = compose(
-        depolarizing_error(noise.single_qubit_error, 1) if noise.single_qubit_error else None,
-        _relaxation(noise, noise.single_qubit_gate_nanoseconds, 1),
-    )
-    if err1 is not None and one_q:
-        model.add_all_qubit_quantum_error(err1, one_q)
-
-    err2 = compose(
-        depolarizing_error(noise.two_qubit_error, 2) if noise.two_qubit_error else None,
-        _relaxation(noise, noise.two_qubit_gate_nanoseconds, 2),
-    )
-    if err2 is not None and two_q:
-        model.add_all_qubit_quantum_error(err2, two_q)
-
-    err_m = compose(_relaxation(noise, noise.measure_nanoseconds, 1))
-    if err_m is not None:
-        model.add_all_qubit_quantum_error(err_m, ["measure"])
-    if noise.readout_error:
-        p = noise.readout_error
-        model.add_all_qubit_readout_error(ReadoutError([[1 - p, p], [p, 1 - p]]))
+    errors = node_errors(noise.model_dump_json(), channels)
+    if errors.gate is not None and one_q:
+        model.add_all_qubit_quantum_error(errors.gate, one_q)
+    if errors.two_qubit_gate is not None and two_q:
+        model.add_all_qubit_quantum_error(errors.two_qubit_gate, two_q)
+    if errors.measure is not None:
+        model.add_all_qubit_quantum_error(errors.measure, ["measure"])
+    if errors.readout is not None:
+        model.add_all_qubit_readout_error(errors.readout)
     return None if model.is_ideal() else model
