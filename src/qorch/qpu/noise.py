@@ -6,7 +6,8 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
-from qiskit.quantum_info import Kraus, SuperOp
+import numpy as np
+from qiskit.quantum_info import Choi, Kraus, SuperOp
 from qiskit_aer.noise import (
     NoiseModel,
     QuantumError,
@@ -99,7 +100,26 @@ def _channel(*errors: QuantumError | None) -> QuantumError | None:
     superop = SuperOp(present[0].to_quantumchannel())
     for err in present[1:]:
         superop = superop.compose(err.to_quantumchannel())
-    return QuantumError(Kraus(superop))
+    # Kraus operators from the eigenvectors of the Choi matrix, which is Hermitian and
+    # positive for a physical channel. `Kraus(superop)` does the same through SciPy, whose
+    # import took 120 ms in a process that had no other use for it (an agent's start).
+    choi = Choi(superop)
+    dim_in, dim_out = int(np.prod(choi.input_dims())), int(np.prod(choi.output_dims()))
+    values, vectors = np.linalg.eigh(choi.data)
+    operators = [
+        np.sqrt(value) * vector.reshape((dim_out, dim_in), order="F")
+        for value, vector in zip(values, vectors.T, strict=True)
+        if value > 1e-12
+    ]
+    return _Channel(Kraus(operators))
+
+
+class _Channel(QuantumError):
+    """One Kraus map, built from errors that act: never the identity. Aer asks each error it
+    is given whether it is, and for a Kraus map it answers through SciPy (see above)."""
+
+    def ideal(self) -> bool:
+        return False
 
 
 @dataclass(frozen=True)
