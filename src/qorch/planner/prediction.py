@@ -10,10 +10,10 @@ expected Hellinger fidelity of that many shots of it:
 1. The circuit as the node runs it (transpiled to its gates; for teleport, the co-simulated
    program with its feed-forward deferred, as `simulate_composite` runs it), its final
    measurements replaced by the probabilities of the measured qubits, under the same Aer
-   noise model as the job: exactly with the density-matrix method while 4^n stays small next
-   to the job's own shots x 2^n, otherwise averaged over seeded noisy trajectories (each one
-   contributes its whole outcome distribution, not one sample), a fraction of the job's
-   shots.
+   noise model as the job: exactly with the density-matrix method where the job itself is
+   one density matrix (more shots than 2^n) or 4^n stays small next to the trajectories,
+   otherwise averaged over seeded noisy trajectories (each one contributes its whole
+   outcome distribution, not one sample), a fraction of the job's shots.
 2. The final measurements' classical errors (relaxation while measuring, then the readout
    flip) applied per bit with the measuring node's figures.
 3. The expected (sum_x sqrt(p_x N_x / S))^2 for N multinomial with S shots over that
@@ -55,6 +55,8 @@ SEED = 2026
 #: Noisy trajectories per job shot, and their bounds: their cost is that share of the job's.
 TRAJECTORY_SHARE = 1 / 24
 MIN_TRAJECTORIES, MAX_TRAJECTORIES = 24, 512
+#: Widest exact prediction (4^11 entries of a density matrix: 32 MiB in single precision).
+MATRIX_QUBITS = 11
 #: Multinomial draws of the job's shots whose Hellinger fidelities are averaged.
 DRAWS = 24
 #: Widest circuit predicted: the probabilities of 2^24 outcomes are 128 MiB per array.
@@ -249,7 +251,10 @@ def _noisy_probabilities(
     body = body.copy()
     body.save_probabilities(qubits)
     runs = max(MIN_TRAJECTORIES, min(MAX_TRAJECTORIES, round(shots * TRAJECTORY_SHARE)))
-    if 2**body.num_qubits <= runs:
+    width = body.num_qubits
+    # Where the job itself is one density matrix (more shots than 2^n), trajectories would
+    # cost more than the job: the prediction is that same matrix.
+    if 2**width <= runs or (width <= MATRIX_QUBITS and shots > 2**width):
         matrix_model = (as_channels() if as_channels else None) or model
         return _aside_if_long(_simulate, body, matrix_model, 1, "density_matrix")
     return _aside_if_long(_simulate, body, model, runs, _trajectory_method(body, outcomes))

@@ -141,7 +141,7 @@ def test_trajectories_of_a_widely_spread_clifford_circuit_run_on_the_statevector
 def test_the_method_of_the_trajectories_does_not_change_the_prediction(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    circuit = graph_state(9)
+    circuit = graph_state(13)  # wider than an exact prediction: trajectories
     ideal = ideal_output(circuit)
     assert ideal is not None
     methods: list[str] = []
@@ -152,11 +152,30 @@ def test_the_method_of_the_trajectories_does_not_change_the_prediction(
         return methods[-1]
 
     monkeypatch.setattr(prediction, "_trajectory_method", seen)
-    on_statevector = predict_on_node(circuit, NOISY, BASIS, ideal, 8000)
+    on_statevector = predict_on_node(circuit, NOISY, BASIS, ideal, 4000)
     monkeypatch.setattr(prediction, "STABILIZER_OUTCOME_COST", 0)  # always Aer's choice
     monkeypatch.setattr(prediction, "_PREDICTIONS", SingleFlight(8, keep_none=False))
-    on_stabilizer = predict_on_node(circuit, NOISY, BASIS, ideal, 8000)
+    on_stabilizer = predict_on_node(circuit, NOISY, BASIS, ideal, 4000)
     assert methods == ["statevector", "automatic"]
     assert on_statevector is not None and on_stabilizer is not None
     # Seeded alike, both methods draw the same trajectories.
     assert on_statevector == pytest.approx(on_stabilizer, abs=1e-6)
+
+
+def test_where_the_job_is_one_density_matrix_so_is_its_prediction(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    methods: list[str] = []
+    real = prediction._simulate
+
+    def seen(circuit: QuantumCircuit, model: object, runs: int, method: str) -> object:
+        methods.append(method)
+        return real(circuit, model, runs, method)  # type: ignore[arg-type]
+
+    circuit = graph_state(9)
+    ideal = ideal_output(circuit)
+    assert ideal is not None
+    monkeypatch.setattr(prediction, "_simulate", seen)
+    predict_on_node(circuit, NOISY, BASIS, ideal, 4000)  # 4000 shots > 2^9: one matrix
+    predict_on_node(circuit, NOISY, BASIS, ideal, 400)  # fewer: shot by shot, trajectories
+    assert methods == ["density_matrix", "statevector"]
