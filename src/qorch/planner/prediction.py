@@ -244,9 +244,10 @@ def _noisy_probabilities(
 ) -> np.ndarray | None:
     """Outcome probabilities of `qubits` at the end of `body` under `model`, for a job of
     `shots` shots whose exact output has `outcomes` possible outcomes: exact (density
-    matrix) when that costs no more than the trajectories would, else the mean over seeded
-    trajectories, a `TRAJECTORY_SHARE` of the job's shots. `as_channels` gives the same
-    noise as one channel per gate, which the density matrix reads faster."""
+    matrix) where the job itself is one or that costs no more than the trajectories would,
+    else the mean over seeded trajectories, a `TRAJECTORY_SHARE` of the job's shots.
+    `as_channels` gives the same noise as one channel per gate, which the density matrix
+    reads faster."""
     body = body.copy()
     body.save_probabilities(qubits)
     runs = max(MIN_TRAJECTORIES, min(MAX_TRAJECTORIES, round(shots * TRAJECTORY_SHARE)))
@@ -341,17 +342,19 @@ def predict_on_node(
     (transpiled to its gates as the node's executor does); None where it does not apply."""
     noise_json, basis = noise.model_dump_json(), tuple(basis_gates)
     key = _key("node", circuit, f"{noise_json} {basis}", ideal, shots)
-    return _PREDICTIONS.get(key, lambda: _predict_on_node(circuit, noise, basis, ideal, shots))
+    return _PREDICTIONS.get(
+        key, lambda: _predict_on_node(circuit, noise, noise_json, basis, ideal, shots)
+    )
 
 
 def _predict_on_node(
     circuit: QuantumCircuit,
     noise: NoiseSpec,
+    noise_json: str,
     basis_gates: tuple[str, ...],
     ideal: IdealOutput,
     shots: int,
 ) -> float | None:
-    noise_json = noise.model_dump_json()
     model = _node_model(noise_json, basis_gates)
     if _gates_noiseless(model):  # the ideal output misread: no simulation, no transpiling
         channels = [_readout_channel(noise)] * len(ideal.bits)

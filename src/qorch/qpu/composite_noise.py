@@ -318,10 +318,13 @@ def build_composite_noise_model(
             for q in sorted(set(bell.qubits)):
                 model.add_quantum_error(error, bell.label, [q])
     for idle in desc.idle:
+        # One error per owner: its qubits wait alike (as channels, each is a conversion).
+        waits: dict[str, QuantumError | None] = {}
         for q in sorted(set(idle.qubits)):
-            noise = desc.nodes[desc.qubit_owner[q]]
-            err = compose(_relaxation(noise, idle.microseconds * 1e3, 1))
-            if err is not None:
+            owner = desc.qubit_owner[q]
+            if owner not in waits:
+                waits[owner] = compose(_relaxation(desc.nodes[owner], idle.microseconds * 1e3, 1))
+            if (err := waits[owner]) is not None:
                 model.add_quantum_error(err, idle.label, [q])
     return model
 
