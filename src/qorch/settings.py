@@ -57,7 +57,8 @@ class Settings(BaseModel):
     capacity_retry_seconds: float = Field(
         2.0,
         description="How often a job waiting for nodes re-plans; a job waiting for capacity is"
-        " also woken when any reservation is released (QORCH_CAPACITY_RETRY_SECONDS).",
+        " also woken when any reservation is released, a queued one when its turn comes"
+        " (QORCH_CAPACITY_RETRY_SECONDS).",
     )
     job_watch_seconds: float = Field(
         1.0,

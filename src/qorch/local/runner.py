@@ -66,7 +66,9 @@ async def _drive(
             break  # held by spec.suspend: nothing in this run will resume it
         if job.status.phase == before and result.requeue_after is not None:
             waits.waiting += 1
-            changed = await pipeline.reservations.changed(result.requeue_after, since=version)
+            changed = await pipeline.reservations.changed(
+                result.requeue_after, since=version, until=result.until
+            )
             waits.waiting -= 1
             # Every job left waits and nothing moved since this one planned: nothing will
             # free capacity.

@@ -115,7 +115,9 @@ async def _drive(
             job.status = result.status
             logger.info("phase %s: %s", job.status.phase, job.status.message)
         if result.requeue_after is not None:
-            await state.reservations.changed(result.requeue_after, since=version)
+            await state.reservations.changed(
+                result.requeue_after, since=version, until=result.until
+            )
 
 
 async def _finish_workload(body: kopf.Body) -> None:

@@ -90,6 +90,9 @@ class StepResult:
 
     status: DistributedJobStatus
     requeue_after: float | None = None
+    #: While waiting, the reservation changes that can matter: only one after which this
+    #: holds wakes the job before `requeue_after` (`Reservations.changed`).
+    until: Callable[[], bool] | None = None
 
 
 _DEFAULTS = Settings()
@@ -584,15 +587,21 @@ class JobPipeline:
         return Holder(self._priority(job).value, preemptible)
 
     def _wait(
-        self, job: DistributedJob, status: DistributedJobStatus, reason: str, detail: str
+        self,
+        job: DistributedJob,
+        status: DistributedJobStatus,
+        reason: str,
+        detail: str,
+        until: Callable[[], bool] | None = None,
     ) -> StepResult:
-        """Wait in phase Pending; the driver steps again when reservations change."""
+        """Wait in phase Pending; the driver steps again when reservations change (and
+        `until` holds), or after `capacity_retry_seconds`."""
         self._cond(job, status, R.PLANNED, "False", reason, detail)
         if status.phase != JobPhases.PENDING:
             self.world.event(job, "Normal", reason, detail)
         status.phase = JobPhases.PENDING
         status.message = detail
-        return StepResult(status, requeue_after=self.settings.capacity_retry_seconds)
+        return StepResult(status, requeue_after=self.settings.capacity_retry_seconds, until=until)
 
     async def _plan(self, job: DistributedJob) -> StepResult:
         status = self._status(job)
@@ -619,7 +628,9 @@ class JobPipeline:
             self.reservations.enqueue(entry)
             # A message that does not change as the queue moves: no status write per move.
             detail = "queued: jobs of higher priority or earlier admission wait for the same nodes"
-            return self._wait(job, status, R.QUEUED, detail)
+            # Nothing but its turn can change this step's outcome before the retry.
+            turn = self.reservations.first_in_line
+            return self._wait(job, status, R.QUEUED, detail, until=lambda: turn(entry))
         # A hold left by a step that failed after reserving (the job holds nothing while
         # it plans) would otherwise count against the job itself.
         self.reservations.drop_hold(job_key(job))

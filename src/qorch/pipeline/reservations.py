@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
@@ -230,6 +231,10 @@ class Reservations:
                 if e.job != entry.job and e.rank < entry.rank and e.nodes & entry.nodes
             )
 
+    def first_in_line(self, entry: QueueEntry) -> bool:
+        """Whether no waiting job is served before `entry` on its nodes."""
+        return not self.ahead_of(entry)
+
     # -- waiting ---------------------------------------------------------------------------
 
     def wake(self) -> None:
@@ -248,18 +253,28 @@ class Reservations:
         if event is not None:
             event.set()
 
-    async def changed(self, timeout: float, since: int | None = None) -> bool:
+    async def changed(
+        self,
+        timeout: float,
+        since: int | None = None,
+        until: Callable[[], bool] | None = None,
+    ) -> bool:
         """Whether a reservation or the queue changed within `timeout` seconds, or already
         after `version` was `since`: a change while the caller was still planning (its
-        capacity read before the change) is not lost."""
-        if since is not None and since != self._version:
+        capacity read before the change) is not lost. With `until`, only a change after
+        which it holds counts: a job queued behind others sleeps through the changes that
+        leave them ahead of it (50 queued jobs otherwise re-planned 40 times each)."""
+        if since is not None and since != self._version and (until is None or until()):
             return True
-        if self._changed is None:
-            self._changed = asyncio.Event()
-        try:
-            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation.
-            async with asyncio.timeout(timeout):
-                await self._changed.wait()
-        except TimeoutError:
-            return False
-        return True
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            if self._changed is None:
+                self._changed = asyncio.Event()
+            try:
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation.
+                async with asyncio.timeout_at(deadline):
+                    await self._changed.wait()
+            except TimeoutError:
+                return False
+            if until is None or until():
+                return True

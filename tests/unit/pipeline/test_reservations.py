@@ -86,6 +86,34 @@ async def test_a_release_while_a_job_still_plans_is_not_lost():
     assert not await book.changed(timeout=0.01, since=book.version)
 
 
+async def test_a_job_queued_behind_others_wakes_only_when_its_turn_comes():
+    """Changes that leave jobs ahead of a queued one do not wake it (before, each of 50
+    queued jobs re-planned on every change); the one that makes it first in line does,
+    also when it came while the job was still planning."""
+    book = Reservations()
+    first = entry("first", 0, "2026-01-01T00:00:00Z", "a")
+    second = entry("second", 0, "2026-01-01T00:00:01Z", "a")
+    third = entry("third", 0, "2026-01-01T00:00:02Z", "a")
+    for e in (first, second, third):
+        book.enqueue(e)
+    seen = book.version
+    assert book.try_reserve("other", {"qn/a": 1}, CAPACITY)  # a change, third still behind
+    waiter = asyncio.ensure_future(
+        book.changed(timeout=30, since=seen, until=lambda: book.first_in_line(third))
+    )
+    await asyncio.sleep(0.05)
+    assert not waiter.done()
+    book.leave_queue("first")  # second is still ahead
+    book.release("other")
+    await asyncio.sleep(0.05)
+    assert not waiter.done()
+    assert book.try_reserve("second", {"qn/a": 1}, CAPACITY)  # leaves the queue
+    assert await asyncio.wait_for(waiter, timeout=2)
+    # A change after which `until` still fails ends no wait: the timeout does.
+    asyncio.get_running_loop().call_later(0.01, book.wake)
+    assert not await book.changed(timeout=0.1, until=lambda: False)
+
+
 def test_same_node_names_in_two_namespaces_are_different_resources():
     from qorch.pipeline.planning import capacity
     from tests.support import make_node
