@@ -29,12 +29,14 @@ import contextlib
 import functools
 import hashlib
 import math
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from qiskit import QuantumCircuit, transpile
+from qiskit.transpiler import StagedPassManager, generate_preset_pass_manager
 from qiskit_aer import AerSimulator
 from qiskit_aer.noise import NoiseModel
 
@@ -347,6 +349,15 @@ def predict_on_node(
     )
 
 
+@functools.lru_cache(maxsize=16)
+def _pass_manager(basis_gates: tuple[str, ...]) -> tuple[StagedPassManager, threading.Lock]:
+    """What `transpile(..., optimization_level=1)` runs, built once per gate set (building
+    it cost more than running it on a small circuit); its passes keep state while they run,
+    so one run at a time."""
+    pm = generate_preset_pass_manager(1, basis_gates=list(basis_gates), seed_transpiler=SEED)
+    return pm, threading.Lock()
+
+
 def _predict_on_node(
     circuit: QuantumCircuit,
     noise: NoiseSpec,
@@ -360,9 +371,9 @@ def _predict_on_node(
         channels = [_readout_channel(noise)] * len(ideal.bits)
         q = _apply_per_bit(ideal.probabilities, channels)
         return expected_hellinger(ideal.probabilities, q, shots)
-    native = transpile(
-        circuit, basis_gates=list(basis_gates), optimization_level=1, seed_transpiler=SEED
-    )
+    pass_manager, lock = _pass_manager(basis_gates)
+    with lock:
+        native = pass_manager.run(circuit)
     as_channels = functools.partial(_node_model, noise_json, basis_gates, channels=True)
     return _predict(native, model, [noise] * native.num_qubits, ideal, shots, as_channels)
 

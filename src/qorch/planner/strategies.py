@@ -33,8 +33,10 @@ from functools import cached_property
 
 from qiskit import QuantumCircuit
 
+from qorch.qpu.circuits import fingerprint
 from qorch.qpu.composite_noise import MAX_COSIMULATED_QUBITS
 from qorch.qpu.noise import TWO_QUBIT_GATES
+from qorch.single_flight import SingleFlight
 
 from .circuits import for_distribution
 from .cut_distribution import (
@@ -48,7 +50,7 @@ from .cut_distribution import (
 from .cutting import CutPlan, plan_cut
 from .estimate import FidelityEstimate
 from .feed_forward import cut_refusal, is_dynamic
-from .fidelity import fidelity_factors, noisy_profile
+from .fidelity import GateProfile, fidelity_factors, noisy_profile
 from .link_physics import PurificationError
 from .locc import MAX_WIRES, LoccCutPlan, find_wire_cuts, gamma, lo_gamma, plan_locc_cut
 from .model import LinkSlot, NodeSlot
@@ -112,14 +114,21 @@ class Candidate:
     sampling_overhead: float | None = None
 
 
-def _one_qubit_basis(node: NodeSlot) -> list[str]:
-    return [g for g in node.basis_gates if g not in TWO_QUBIT_GATES]
+def native_profile(circuit: QuantumCircuit, node: NodeSlot) -> GateProfile:
+    """`noisy_profile` of `circuit` as written in the node's gates, kept per circuit and gate
+    set: every estimate asks it per node, and a batch of jobs often runs one circuit."""
+    basis = tuple(g for g in node.basis_gates if g not in TWO_QUBIT_GATES)
+    return _PROFILES.get(
+        (fingerprint(circuit), basis), lambda: noisy_profile(for_distribution(circuit, basis))
+    )
+
+
+_PROFILES: SingleFlight[GateProfile] = SingleFlight(1024)
 
 
 def _on_node(circuit: QuantumCircuit, node: NodeSlot, label: str) -> FidelityEstimate:
     """Estimate of running `circuit` on `node`, as written in the node's gates."""
-    native = for_distribution(circuit, _one_qubit_basis(node))
-    factors = fidelity_factors(noisy_profile(native), node.noise)
+    factors = fidelity_factors(native_profile(circuit, node), node.noise)
     return FidelityEstimate({f"{k} {label}": v for k, v in factors.items() if v < 1})
 
 

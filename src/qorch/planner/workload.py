@@ -21,14 +21,12 @@ from dataclasses import dataclass
 from qiskit import QuantumCircuit
 
 from qorch.api.quantum_node import NoiseSpec
-from qorch.qpu.noise import TWO_QUBIT_GATES
 
-from .circuits import for_distribution
 from .cutting import CutPlan
 from .fidelity import noisy_profile
 from .locc import SHOTS_PER_MESSAGE, LoccCutPlan, bases
 from .model import NodeSlot
-from .strategies import Candidate, Demand
+from .strategies import Candidate, Demand, native_profile
 from .teleport import TeleportProgram
 
 
@@ -51,15 +49,20 @@ def _layer_ns(noises: Sequence[NoiseSpec]) -> float:
 def shot_seconds(circuit: QuantumCircuit, noises: Sequence[NoiseSpec]) -> float | None:
     """One shot of `circuit` (already in the executing basis) at the slowest nodes' pace;
     None when none of the nodes declares a gate time."""
+    return _per_shot(noisy_profile(circuit).depth, noises)
+
+
+def _per_shot(depth: int, noises: Sequence[NoiseSpec]) -> float | None:
     layer = _layer_ns(noises)
     if not layer:
         return None
     measure = max(n.measure_nanoseconds or 0 for n in noises)
-    return (noisy_profile(circuit).depth * layer + measure) / 1e9
+    return (depth * layer + measure) / 1e9
 
 
-def _native(circuit: QuantumCircuit, node: NodeSlot) -> QuantumCircuit:
-    return for_distribution(circuit, [g for g in node.basis_gates if g not in TWO_QUBIT_GATES])
+def _on_node(circuit: QuantumCircuit, node: NodeSlot) -> float | None:
+    """One shot of `circuit` (in any gates) on `node`, as written in the node's gates."""
+    return _per_shot(native_profile(circuit, node).depth, [node.noise])
 
 
 def workload(candidate: Candidate, demand: Demand) -> Workload:
@@ -72,7 +75,7 @@ def workload(candidate: Candidate, demand: Demand) -> Workload:
         node = nodes[plan]
         if not _layer_ns([node.noise]):
             return Workload()  # nothing to count: spare the translation
-        per_shot = shot_seconds(_native(demand.circuit, node), [node.noise])
+        per_shot = _on_node(demand.circuit, node)
         return Workload(None if per_shot is None else shots * per_shot)
     if isinstance(plan, TeleportProgram) and candidate.partition is not None:
         noises = [nodes[n].noise for n in candidate.partition.nodes if n in nodes]
@@ -94,14 +97,14 @@ def workload(candidate: Candidate, demand: Demand) -> Workload:
                 continue
             # Subexperiments differ in a few QPD gates: the largest stands for them all.
             largest = max(subs, key=lambda c: c.size())
-            per_shot = shot_seconds(_native(largest, nodes[name]), [nodes[name].noise])
+            per_shot = _on_node(largest, nodes[name])
             busiest = None if per_shot is None else max(busiest, len(subs) * shots * per_shot)
         return Workload(busiest, plan.num_subexperiments)
     if isinstance(plan, LoccCutPlan) and plan.sender in nodes and plan.receiver in nodes:
         sender, receiver = nodes[plan.sender], nodes[plan.receiver]
-        send = shot_seconds(_native(plan.sender_circuits[0], sender), [sender.noise])
+        send = _on_node(plan.sender_circuits[0], sender)
         largest = max(plan.receiver_circuits, key=lambda c: c.size())
-        receive = shot_seconds(_native(largest, receiver), [receiver.noise])
+        receive = _on_node(largest, receiver)
         link = next((x for x in demand.links if x.name == plan.link), None)
         message = link.classical_latency_us / 1e6 if link is not None else 0.0
         path = (link.measured_latency_us or 0.0) / 1e6 if link is not None else 0.0
