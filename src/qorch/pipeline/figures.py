@@ -20,6 +20,8 @@ what it does now. The plan records which it used (`status.plan.figures`).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import math
 
@@ -97,6 +99,14 @@ _FIELDS = {
     "singleQubitError": ("single_qubit_error", 1.0),
     "twoQubitError": ("two_qubit_error", 1.0),
 }
+
+
+async def expect_figures(node: QuantumNode) -> None:
+    """Simulate, in a worker thread, what calibration should read on the node (kept per
+    noise), so that its first plan does not; a spec the simulator cannot build is left to
+    `node_slot`, which plans on the declared figures."""
+    with contextlib.suppress(Exception):
+        await asyncio.to_thread(expected_figures, node.spec)
 
 
 def _moved(

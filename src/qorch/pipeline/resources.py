@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from qorch.agent_protocol import (
     AgentError,
@@ -27,6 +29,7 @@ from qorch.telemetry.instrument import observed_node_check, record_link
 from qorch.telemetry.metrics import METRICS
 
 from .attestation import attest, bound_key
+from .figures import expect_figures
 from .identity import InvalidIdentity, node_pins, record_identity
 
 HEALTH_TIMEOUT_SECONDS = 5.0
@@ -143,12 +146,23 @@ async def attest_node(node: QuantumNode, client: AgentClient) -> str | None:
     return await attest(pinned, bound_key(pins, authenticated_fingerprint(client)), client)
 
 
+_STARTED: set[asyncio.Task[None]] = set()
+
+
+def _start(work: Coroutine[Any, Any, None]) -> None:
+    """Run `work` in the background, referenced until done (the loop keeps only weak ones)."""
+    task = asyncio.ensure_future(work)
+    _STARTED.add(task)
+    task.add_done_callback(_STARTED.discard)
+
+
 @observed_node_check
 async def calibrate_node(node: QuantumNode, client: AgentClient) -> QuantumNodeStatus:
     """Have the agent run its calibration circuits; figures and the safety verdict land in
     the status."""
     status = node.status.model_copy(deep=True)
     gen = node.metadata.generation
+    _start(expect_figures(node))  # what the planner compares it with, meanwhile
     try:
         figures = await ask(client, CalibrateRequest(), timeout=CALIBRATION_TIMEOUT_SECONDS)
     except AgentError as exc:
