@@ -1,5 +1,5 @@
-from qorch.cli import main
+from qorch.cli import command
 
 # Guarded: a spawned simulation process imports this module again.
 if __name__ == "__main__":
-    raise SystemExit(main())
+    command()

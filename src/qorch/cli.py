@@ -6,10 +6,11 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from pydantic import ValidationError
 
@@ -605,6 +606,21 @@ def build_parser(env: Settings | None = None) -> argparse.ArgumentParser:
 # Commands that serve until stopped, and start simulation processes whose pipes they may
 # write to after killing them (a cancel): a SIGPIPE must not end them.
 SERVING = frozenset({"run", "qpu-agent", "operator", "telemetry-sidecar"})
+
+
+def command() -> NoReturn:
+    """The `qorch` executable (and `python -m qorch`): `main`, then exit at once.
+
+    When main() returns, the command has written everything and stopped what it started
+    (agents, servers, span exporters). The interpreter's teardown of Qiskit's, Aer's and
+    NumPy's modules would only add 0.2 to 0.3 s to every command, and to the wait of
+    `qorch run` for its agents to stop."""
+    code = main()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a reader gone or a stream closed
+            stream.flush()
+    os._exit(code)
 
 
 def main(argv: list[str] | None = None) -> int:
