@@ -13,9 +13,13 @@ import pytest
 from qiskit import QuantumCircuit
 
 from qorch.channel.identity import Identity
+from qorch.local.agents import AgentProcess
 from qorch.qpu.agent import WARM_SIMULATION_QUBITS
 from qorch.qpu.circuits import encode_circuit
 from qorch.qpu.transport import AgentError, SecureAgentClient
+from qorch.telemetry import tracing
+from qorch.telemetry.agent import SPANS_DIR
+from qorch.telemetry.spool import read_spool_file, spool_files
 from tests.support import ghz, make_node
 
 SHOTS = 4000
@@ -215,3 +219,26 @@ async def test_an_agent_as_pid_1_stops_at_once_on_sigterm(tmp_path, operator_key
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_an_agent_stopped_right_after_a_call_has_spooled_its_span(tmp_path, operator_key):
+    """The agent batches its spans for half a second: stopping flushes the batch, or a
+    pod's last calls would leave no trace."""
+    key_file, _ = Identity.generate().save(tmp_path / "agent")
+    identity = Identity.load(key_file)
+    agent = await AgentProcess.start(
+        make_node("traced", 4), key_file, [operator_key.pub_file], telemetry_dir=tmp_path
+    )
+    try:
+        client = SecureAgentClient(agent.endpoint, operator_key.identity, identity.public_key)
+        try:
+            # Inside a trace: the agent records no span for calls outside any.
+            with tracing.tracer().start_as_current_span("job"), tracing.channel_trace():
+                await run(client, ghz(3), "traced-run", shots=100)
+        finally:
+            await client.close()
+    finally:
+        await agent.stop()
+    assert agent.proc.returncode == 0
+    names = {s.name for f in spool_files(tmp_path / SPANS_DIR) for s in read_spool_file(f)}
+    assert "agent.run" in names, names

@@ -45,6 +45,7 @@ from qorch.agent_protocol import (
 )
 from qorch.api.quantum_node import QuantumNode
 from qorch.channel.http import ChannelServer, ServerLimits
+from qorch.telemetry import tracing
 from qorch.telemetry.agent import AgentTelemetry, declared_calibration
 from qorch.telemetry.feedforward import echo_reply
 
@@ -849,3 +850,4 @@ async def serve(
     finally:
         agent.close()  # first: a step in the simulation process ends now
         await runner.cleanup()
+        tracing.shutdown_tracing()  # the spans still batched, to the spool or OTLP
