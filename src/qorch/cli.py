@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from qorch.api import QuantumNode
     from qorch.api.manifests import Manifests
     from qorch.pipeline.authorization import AuthorizationPolicy
+    from qorch.pipeline.job import PipelineSettings
 
 
 def _load_manifests(command: str, args: argparse.Namespace) -> Manifests | None:
@@ -56,32 +57,36 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return 2
 
     from qorch.channel.identity import Identity
-    from qorch.local.runner import run
-    from qorch.pipeline.job import PipelineSettings
-    from qorch.sanitizer import PolicyError, SanitizerPolicyFile, load_policy
+    from qorch.local.runner import Unusable, run
 
     try:
-        authorization = _run_authorization(args)
         identity = Identity.load(args.identity_key) if args.identity_key else None
-        policy = load_policy(args.policy) if args.policy else SanitizerPolicyFile()
-    except (OSError, ValueError, PolicyError) as exc:
+    except (OSError, ValueError) as exc:
         print(f"run: {exc}", file=sys.stderr)
         return 2
-    env = args.settings
-    if args.fail_unverified:
-        env = env.model_copy(update={"fail_unverified": True})
-    try:
-        settings = PipelineSettings.from_settings(env, policy, authorization)
-    except ValueError as exc:
-        print(f"run: {exc}", file=sys.stderr)
-        return 2
+
+    def prepare() -> PipelineSettings:
+        """The settings, read while the agents start: these imports take as long as theirs."""
+        from qorch.pipeline.job import PipelineSettings
+        from qorch.sanitizer import PolicyError, SanitizerPolicyFile, load_policy
+
+        try:
+            authorization = _run_authorization(args)
+            policy = load_policy(args.policy) if args.policy else SanitizerPolicyFile()
+            env = args.settings
+            if args.fail_unverified:
+                env = env.model_copy(update={"fail_unverified": True})
+            return PipelineSettings.from_settings(env, policy, authorization)
+        except (OSError, ValueError, PolicyError) as exc:
+            raise Unusable(f"run: {exc}") from exc
+
     return asyncio.run(
         run(
             manifests,
             output=args.output,
-            settings=settings,
             metrics_out=args.metrics_out,
             identity=identity,
+            prepare=prepare,
         )
     )
 

@@ -164,3 +164,46 @@ async def test_an_exception_after_the_agents_started_still_cleans_up(tmp_path, m
     await asyncio.sleep(0)
     assert not [pid for pid in plane.started if alive(pid)]
     assert leftovers(tmp_path) == []
+
+
+def agents_using(folder: Path) -> list[int]:
+    """Live `qorch qpu-agent` processes whose arguments name a file under `folder`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if (
+                b"qpu-agent" in cmdline
+                and str(folder).encode() in cmdline
+                and alive(int(entry.name))
+            ):
+                found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_arguments_found_unusable_while_the_agents_start_leave_nothing_behind(tmp_path):
+    """The agents start before the policy is validated (its imports take as long as
+    theirs): a policy that does not validate still ends the run with exit 2, its agents
+    stopped and its keys removed."""
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("maxQubits: lots\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "qorch", "run", str(QUICKSTART), "--policy", str(policy)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "TMPDIR": str(tmpdir)},
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert f"run: policy {policy} is invalid" in proc.stderr and "maxQubits" in proc.stderr
+    assert "starting 2 QPU agent(s)" in proc.stdout
+    assert "Traceback" not in proc.stderr
+    assert agents_using(tmpdir) == []
+    assert leftovers(tmpdir) == []

@@ -40,39 +40,12 @@ class AgentProcess:
         node file, the manifest is written there and the agent follows later changes to it
         (as to a mounted ConfigMap); so it does to each of `link_files`, the physical state
         of its links. With `threads`, Aer uses at most that many."""
-        env = dict(os.environ)
-        if telemetry_dir:
-            env["QORCH_TELEMETRY_DIR"] = str(telemetry_dir)
-        if threads:
-            # Aer's OpenMP threads spin while they wait: agents sharing the cores each take
-            # every core otherwise, and small noisy circuits run 3x slower.
-            env["OMP_NUM_THREADS"] = str(threads)
-        manifest = node.model_dump_json(by_alias=True, exclude_none=True)
-        if node_file is not None:
-            node_file.write_text(manifest)
-            source = ["--node-file", str(node_file)]
-        else:
-            source = ["--node-json", manifest]
-        trust = [arg for path in trusted for arg in ("--trusted-client-key", str(path))]
-        links = [arg for path in link_files or () for arg in ("--link-file", str(path))]
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "qorch",
-            "qpu-agent",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            *source,
-            *links,
-            "--identity-key",
-            str(key_file),
-            *trust,
-            env=env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
+        proc = await spawn(node, key_file, trusted, telemetry_dir, node_file, threads, link_files)
+        return await cls.adopt(node, proc)
+
+    @classmethod
+    async def adopt(cls, node: QuantumNode, proc: asyncio.subprocess.Process) -> AgentProcess:
+        """The agent `spawn` started, once it listens; killed if it does not."""
         assert proc.stdout is not None
         lines: list[str] = []
         try:
@@ -111,6 +84,52 @@ class AgentProcess:
                 with contextlib.suppress(ProcessLookupError):
                     self.proc.kill()
                 await self.proc.wait()
+
+
+async def spawn(
+    node: QuantumNode,
+    key_file: Path,
+    trusted: list[Path],
+    telemetry_dir: Path | None = None,
+    node_file: Path | None = None,
+    threads: int | None = None,
+    link_files: list[Path] | None = None,
+) -> asyncio.subprocess.Process:
+    """`qorch qpu-agent` for the node, started (`AgentProcess.start` says what the arguments
+    do); `AgentProcess.adopt` waits for it to listen."""
+    env = dict(os.environ)
+    if telemetry_dir:
+        env["QORCH_TELEMETRY_DIR"] = str(telemetry_dir)
+    if threads:
+        # Aer's OpenMP threads spin while they wait: agents sharing the cores each take
+        # every core otherwise, and small noisy circuits run 3x slower.
+        env["OMP_NUM_THREADS"] = str(threads)
+    manifest = node.model_dump_json(by_alias=True, exclude_none=True)
+    if node_file is not None:
+        node_file.write_text(manifest)
+        source = ["--node-file", str(node_file)]
+    else:
+        source = ["--node-json", manifest]
+    trust = [arg for path in trusted for arg in ("--trusted-client-key", str(path))]
+    links = [arg for path in link_files or () for arg in ("--link-file", str(path))]
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "qorch",
+        "qpu-agent",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        *source,
+        *links,
+        "--identity-key",
+        str(key_file),
+        *trust,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
 
 
 async def _drain(stream: asyncio.StreamReader) -> None:

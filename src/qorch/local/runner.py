@@ -4,28 +4,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import json
 import os
 import signal
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from qorch.api import TERMINAL_PHASES, DistributedJob, EntanglementLink, QuantumNode
 from qorch.api.manifests import Manifests
 from qorch.api.phases import JobPhases, NodePhases
 from qorch.channel.identity import Identity
-from qorch.pipeline.job import JobPipeline, PipelineSettings, suspended
-from qorch.pipeline.reservations import Reservations
-from qorch.pipeline.resources import calibrate_node, check_link, check_node, observe_link
 from qorch.settings import Settings
-from qorch.telemetry.snapshot import write_metrics_file
-from qorch.telemetry.tracing import configure_tracing, shutdown_tracing
 
-from .agents import AgentProcess
+from .agents import AgentProcess, spawn
 from .world import LocalWorld, ref
+
+if TYPE_CHECKING:
+    from qorch.pipeline.job import JobPipeline, PipelineSettings
+
+# The pipeline (Qiskit, Aer, the planner: a second of imports) is imported by `_run` once
+# the agents are starting, which take about as long to import theirs on the other cores;
+# the functions below import what they use of it from there.
 
 EXIT_OK, EXIT_FAILED, EXIT_UNUSABLE = 0, 1, 2
 
@@ -54,6 +58,8 @@ class _Waits:
 async def _drive(
     job: DistributedJob, pipeline: JobPipeline, progress: Progress, waits: _Waits
 ) -> None:
+    from qorch.pipeline.job import suspended
+
     name = f"djob/{job.metadata.name}"
     while job.status.phase not in TERMINAL_PHASES:
         before = job.status.phase
@@ -125,6 +131,8 @@ class EmbeddedControlPlane:
         self.workdir = workdir  # keys and agent telemetry; deleted at the end of the run
         self.progress = progress
         self.agents: list[AgentProcess] = []
+        self._spawned: list[tuple[QuantumNode, asyncio.subprocess.Process]] = []
+        self._spawning = False
         self.observed = False
         self.settings = Settings.from_env()  # the operator's timer intervals, QORCH_*
 
@@ -148,28 +156,38 @@ class EmbeddedControlPlane:
                 out.append(path)
         return out
 
-    async def start_agents(self) -> list[str]:
-        """One agent per `aer` node, each with a fresh ML-DSA-65 identity; errors if any."""
+    async def spawn_agents(self) -> None:
+        """Start one agent process per `aer` node, each with a fresh ML-DSA-65 identity;
+        `start_agents` waits for them to listen."""
+        if self._spawning:
+            return
+        self._spawning = True
         aer = [n for n in self.world.all_nodes() if n.spec.backend.type == "aer"]
         self.progress("control-plane", f"starting {len(aer)} QPU agent(s) on loopback")
         _, operator_pub = self.world.connections.identity.save(self.workdir / "operator")
-        starts = []
         threads = max(1, (os.cpu_count() or 1) // max(1, len(aer)))  # the cores, shared out
         for node in aer:
             identity = Identity.generate()
             key_file, _ = identity.save(self.workdir / ".".join(ref(node)))
             self.world.node_keys[ref(node)] = identity.public_key
-            starts.append(
-                AgentProcess.start(
-                    node,
-                    key_file,
-                    [operator_pub],
-                    self.telemetry_dir(node),
-                    threads=threads,
-                    link_files=self._link_files(node),
-                )
+            proc = await spawn(
+                node,
+                key_file,
+                [operator_pub],
+                self.telemetry_dir(node),
+                threads=threads,
+                link_files=self._link_files(node),
             )
-        started = await asyncio.gather(*starts, return_exceptions=True)
+            self._spawned.append((node, proc))
+
+    async def start_agents(self) -> list[str]:
+        """The agents `spawn_agents` started (it is called if nobody did), once they
+        listen; errors if any."""
+        await self.spawn_agents()
+        started = await asyncio.gather(
+            *(AgentProcess.adopt(node, proc) for node, proc in self._spawned),
+            return_exceptions=True,
+        )
         self.agents = [a for a in started if isinstance(a, AgentProcess)]
         for agent in self.agents:
             self.world.endpoints[ref(agent.node)] = agent.endpoint
@@ -178,6 +196,8 @@ class EmbeddedControlPlane:
     async def observe(self, calibrate: bool = True, probe_links: bool = True) -> None:
         """Health, calibration and links, as the operator's timers would; transitions after
         the first look are reported."""
+        from qorch.pipeline.resources import calibrate_node, check_link, check_node, observe_link
+
         world = self.world
         before = {ref(n): n.status.phase for n in world.all_nodes()}
         for node in world.all_nodes():
@@ -226,6 +246,9 @@ class EmbeddedControlPlane:
             probed = clock() if probe else probed
 
     async def run_jobs(self, settings: PipelineSettings) -> list[DistributedJob]:
+        from qorch.pipeline.job import JobPipeline
+        from qorch.pipeline.reservations import Reservations
+
         pipeline = JobPipeline(self.world, Reservations(), settings)
         classes = settings.priority_classes
         jobs = sorted(self.world.jobs.values(), key=lambda j: -classes.of(j).value)
@@ -240,6 +263,8 @@ class EmbeddedControlPlane:
         return jobs
 
     def write_metrics(self, path: str) -> None:
+        from qorch.telemetry.snapshot import write_metrics_file
+
         dirs = {ref(a.node): self.telemetry_dir(a.node) for a in self.agents}
         write_metrics_file(path, dirs)
 
@@ -248,11 +273,31 @@ class EmbeddedControlPlane:
             await self.world.close()
         finally:
             await asyncio.gather(*(a.stop() for a in self.agents))
+            adopted = {id(a.proc) for a in self.agents}
+            for _, proc in self._spawned:  # started, but stopped before they listened
+                if id(proc) not in adopted and proc.returncode is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        proc.kill()
+                    await proc.wait()
 
 
 # A signal that ends `qorch run` stops its agents and removes its folder (which holds their
 # private keys) before the process exits; SIGKILL cannot be caught, so it still leaks both.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class Unusable(Exception):
+    """Raised by `run`'s `prepare` for arguments the run cannot use: exit 2, the message
+    on stderr."""
+
+
+#: The pipeline's modules, imported once the agents are starting (see the imports above).
+PIPELINE_MODULES = (
+    "qorch.pipeline.job",
+    "qorch.pipeline.resources",
+    "qorch.telemetry.snapshot",
+    "qorch.telemetry.tracing",
+)
 
 
 async def run(
@@ -262,14 +307,17 @@ async def run(
     settings: PipelineSettings | None = None,
     metrics_out: str | None = None,
     identity: Identity | None = None,
+    prepare: Callable[[], PipelineSettings] | None = None,
 ) -> int:
     """Run the manifests' jobs; `identity` is the operator key external agents trust (a
-    fresh one when None: only the agents started here will answer). On SIGINT, SIGTERM or
-    SIGHUP the run stops, cleans up and returns 128 + the signal's number."""
+    fresh one when None: only the agents started here will answer). `prepare`, when given,
+    makes the settings once the agents are starting (its imports take about as long as
+    theirs); an `Unusable` it raises ends the run with exit 2. On SIGINT, SIGTERM or SIGHUP
+    the run stops, cleans up and returns 128 + the signal's number."""
     progress = Progress(sys.stderr if output == "json" else out)
     loop = asyncio.get_running_loop()
     work = asyncio.ensure_future(
-        _run(manifests, output, out, progress, settings, metrics_out, identity)
+        _run(manifests, output, out, progress, prepare or (lambda: settings), metrics_out, identity)
     )
     received: list[signal.Signals] = []
 
@@ -300,17 +348,31 @@ async def _run(
     output: str,
     out: TextIO,
     progress: Progress,
-    settings: PipelineSettings | None,
+    prepare: Callable[[], PipelineSettings | None],
     metrics_out: str | None,
     identity: Identity | None,
 ) -> int:
-    configure_tracing("qorch-run")
+    traced = False
     try:
         with tempfile.TemporaryDirectory(prefix="qorch-run-") as workdir:
             plane = EmbeddedControlPlane(
                 LocalWorld(manifests, identity or Identity.generate()), Path(workdir), progress
             )
             try:
+                await plane.spawn_agents()
+                # While they start (the event loop waits: their output waits in its pipes).
+                for module in PIPELINE_MODULES:
+                    importlib.import_module(module)
+                try:
+                    settings = prepare()
+                except Unusable as exc:
+                    print(exc, file=sys.stderr)
+                    return EXIT_UNUSABLE
+                from qorch.pipeline.job import PipelineSettings, suspended
+                from qorch.telemetry.tracing import configure_tracing
+
+                configure_tracing("qorch-run")
+                traced = True
                 errors = await plane.start_agents()
                 if errors:
                     for error in errors:
@@ -323,7 +385,10 @@ async def _run(
             finally:
                 await plane.close()
     finally:
-        shutdown_tracing()
+        if traced:
+            from qorch.telemetry.tracing import shutdown_tracing
+
+            shutdown_tracing()
     if output == "json":
         items = [job.model_dump(mode="json", by_alias=True, exclude_none=True) for job in jobs]
         json.dump(items, out, indent=2)

@@ -11,7 +11,6 @@ from qorch.api.manifests import Manifests
 from qorch.channel.identity import Identity
 from qorch.pipeline.identity import accepted_keys, node_agent
 from qorch.qpu.transport import AgentClient, AgentConnections
-from qorch.telemetry.instrument import instrument_agent_client
 
 
 @dataclass(frozen=True)
@@ -71,6 +70,8 @@ class LocalWorld:
         return self._config_maps.get((namespace, name), {}).get(key)
 
     def agent(self, node: QuantumNode) -> AgentClient:
+        from qorch.telemetry.instrument import instrument_agent_client  # with the pipeline
+
         client = node_agent(
             self.connections, node, self.endpoint_of(node), self.node_keys.get(ref(node))
         )
