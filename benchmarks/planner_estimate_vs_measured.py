@@ -78,8 +78,8 @@ NOISE = {
 LINK_FIDELITY = {"ideal": 1.0, "low": 0.99, "mid": 0.97, "max": 0.92}
 COST_NOTE = (
     "Cost. Where the job runs shot by shot (wider circuits, fewer shots than 2^n) the "
-    "prediction averages a 24th of its shots as trajectories, 3% to 57% of the job "
-    "here. Where Aer evolves the job as one density matrix (more shots than 2^n, up "
+    "prediction averages a 24th of its shots as trajectories, well under the job's "
+    "own time. Where Aer evolves the job as one density matrix (more shots than 2^n, up "
     "to 11 qubits: most rows) the prediction is that same matrix, about the job's own "
     "cost, and on the smallest rows the fixed costs (transpiling, the exact output) "
     "exceed a job of 10 ms. Clifford jobs sampled by the stabilizer method (GHZ 20) "
