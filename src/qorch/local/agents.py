@@ -13,6 +13,8 @@ from qorch.api import QuantumNode
 
 _LISTENING = re.compile(r"listening on (http://\S+)")
 STARTUP_TIMEOUT_SECONDS = 120.0
+#: How long a stopped agent's output may take to end (a child it left may hold the pipe).
+STOP_DRAIN_SECONDS = 2.0
 
 
 class AgentProcess:
@@ -72,8 +74,6 @@ class AgentProcess:
         raise RuntimeError(f"qpu-agent for {node.metadata.name} did not start:\n{tail}")
 
     async def stop(self) -> None:
-        if self._drain is not None:
-            self._drain.cancel()
         if self.proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):  # it may have exited just now
                 self.proc.terminate()
@@ -84,6 +84,13 @@ class AgentProcess:
                 with contextlib.suppress(ProcessLookupError):
                     self.proc.kill()
                 await self.proc.wait()
+        if self._drain is not None:
+            # Read its output to the end, which closes the pipe: a pipe left open is closed
+            # by the garbage collector, after the event loop perhaps, with a warning.
+            with contextlib.suppress(Exception):  # timed out, or the reading itself failed
+                async with asyncio.timeout(STOP_DRAIN_SECONDS):
+                    await asyncio.shield(self._drain)
+            self._drain.cancel()
 
 
 async def spawn(
