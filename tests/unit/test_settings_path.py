@@ -3,6 +3,7 @@ variable means the same to `qorch run` as to `qorch operator`."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -27,8 +28,8 @@ def test_qorch_run_reads_the_pipeline_settings_from_the_environment(
 ) -> None:
     seen: dict[str, Any] = {}
 
-    async def capture(manifests: Any, *, settings: PipelineSettings, **_: Any) -> int:
-        seen["settings"] = settings
+    async def capture(manifests: Any, *, prepare: Callable[[], PipelineSettings], **_: Any) -> int:
+        seen["settings"] = prepare()  # as the run makes them once its agents are starting
         return 0
 
     monkeypatch.setattr(runner, "run", capture)
