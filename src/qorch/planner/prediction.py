@@ -10,10 +10,10 @@ expected Hellinger fidelity of that many shots of it:
 1. The circuit as the node runs it (transpiled to its gates; for teleport, the co-simulated
    program with its feed-forward deferred, as `simulate_composite` runs it), its final
    measurements replaced by the probabilities of the measured qubits, under the same Aer
-   noise model as the job: exactly with the density-matrix method where the job itself is
-   one density matrix (more shots than 2^n) or 4^n stays small next to the trajectories,
-   otherwise averaged over seeded noisy trajectories (each one contributes its whole
-   outcome distribution, not one sample), a fraction of the job's shots.
+   noise model as the job: exactly with the density-matrix method where 4^n costs less
+   than the trajectories, otherwise averaged over seeded noisy trajectories (each one
+   contributes its whole outcome distribution, not one sample), a fraction of the job's
+   shots.
 2. The final measurements' classical errors (relaxation while measuring, then the readout
    flip) applied per bit with the measuring node's figures.
 3. The expected (sum_x sqrt(p_x N_x / S))^2 for N multinomial with S shots over that
@@ -59,6 +59,13 @@ TRAJECTORY_SHARE = 1 / 24
 MIN_TRAJECTORIES, MAX_TRAJECTORIES = 24, 512
 #: Widest exact prediction (4^11 entries of a density matrix: 64 MiB).
 MATRIX_QUBITS = 11
+#: A noisy statevector trajectory's cost over a density matrix's, per amplitude (noise
+#: sampling, Kraus branches): 167 trajectories of 8 qubits took twice the 8-qubit matrix, of
+#: 10 qubits a quarter of it (MQT QAOA, graph state, Deutsch-Jozsa under the benchmark's
+#: noise). So the matrix up to 2^n = 4 x trajectories. A teleport program's composite noise
+#: is all Kraus maps on the statevector: 167 trajectories of 11 qubits took 1.5x the matrix.
+TRAJECTORY_COST = 4
+KRAUS_TRAJECTORY_COST = 16
 #: Multinomial draws of the job's shots whose Hellinger fidelities are averaged.
 DRAWS = 24
 #: Widest circuit predicted: the probabilities of 2^24 outcomes are 128 MiB per array.
@@ -243,20 +250,20 @@ def _noisy_probabilities(
     shots: int,
     outcomes: int,
     as_channels: Callable[[], NoiseModel | None] | None = None,
+    trajectory_cost: float = TRAJECTORY_COST,
 ) -> np.ndarray | None:
     """Outcome probabilities of `qubits` at the end of `body` under `model`, for a job of
     `shots` shots whose exact output has `outcomes` possible outcomes: exact (density
-    matrix) where the job itself is one or that costs no more than the trajectories would,
-    else the mean over seeded trajectories, a `TRAJECTORY_SHARE` of the job's shots.
-    `as_channels` gives the same noise as one channel per gate, which the density matrix
-    reads faster."""
+    matrix) where that costs no more than the trajectories would, else the mean over seeded
+    trajectories, a `TRAJECTORY_SHARE` of the job's shots, each `trajectory_cost` times a
+    density matrix's cost per amplitude. `as_channels` gives the same noise as one channel
+    per gate, which the density matrix reads faster."""
     body = body.copy()
     body.save_probabilities(qubits)
     runs = max(MIN_TRAJECTORIES, min(MAX_TRAJECTORIES, round(shots * TRAJECTORY_SHARE)))
     width = body.num_qubits
-    # Where the job itself is one density matrix (more shots than 2^n), trajectories would
-    # cost more than the job: the prediction is that same matrix.
-    if 2**width <= runs or (width <= MATRIX_QUBITS and shots > 2**width):
+    # The matrix has 2^n times a trajectory's amplitudes: the cheaper of the two.
+    if width <= MATRIX_QUBITS and 2**width <= trajectory_cost * runs:
         matrix_model = (as_channels() if as_channels else None) or model
         return _aside_if_long(_simulate, body, matrix_model, 1, "density_matrix")
     return _aside_if_long(_simulate, body, model, runs, _trajectory_method(body, outcomes))
@@ -284,6 +291,7 @@ def _predict(
     ideal: IdealOutput,
     shots: int,
     as_channels: Callable[[], NoiseModel | None] | None = None,
+    trajectory_cost: float = TRAJECTORY_COST,
 ) -> float | None:
     if program.num_qubits > MAX_PREDICTED_QUBITS:
         return None
@@ -298,7 +306,9 @@ def _predict(
         q = ideal.probabilities  # the gates are noiseless: the ideal output, then readout
     else:
         outcomes = int(np.count_nonzero(ideal.probabilities > 1e-12))
-        noisy = _noisy_probabilities(body, qubits, model, shots, outcomes, as_channels)
+        noisy = _noisy_probabilities(
+            body, qubits, model, shots, outcomes, as_channels, trajectory_cost
+        )
         if noisy is None:
             return None
         q = noisy
@@ -397,4 +407,4 @@ def _predict_program(
     deferred = defer_feed_forward(program, keep_resets=not model.is_ideal())
     noises = [desc.nodes[owner] for owner in desc.qubit_owner]
     as_channels = functools.partial(build_composite_noise_model, desc, channels=True)
-    return _predict(deferred, model, noises, ideal, shots, as_channels)
+    return _predict(deferred, model, noises, ideal, shots, as_channels, KRAUS_TRAJECTORY_COST)

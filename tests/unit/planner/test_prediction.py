@@ -81,7 +81,7 @@ def test_the_prediction_is_repeatable_and_needs_final_measurements(
     assert ideal_output(dynamic) is None
 
 
-@pytest.mark.parametrize("width", [5, 9])  # density matrix; trajectories
+@pytest.mark.parametrize("width", [5, 10])  # density matrix; trajectories
 def test_single_estimate_predicts_the_measured_fidelity(width: int) -> None:
     circuit = ghz(width)
     demand = Demand(circuit, None, [node("a", width, NOISY)], [], 4000, 600, 100)
@@ -162,7 +162,7 @@ def test_the_method_of_the_trajectories_does_not_change_the_prediction(
     assert on_statevector == pytest.approx(on_stabilizer, abs=1e-6)
 
 
-def test_where_the_job_is_one_density_matrix_so_is_its_prediction(
+def test_the_prediction_is_one_density_matrix_where_that_costs_less_than_trajectories(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     methods: list[str] = []
@@ -172,10 +172,12 @@ def test_where_the_job_is_one_density_matrix_so_is_its_prediction(
         methods.append(method)
         return real(circuit, model, runs, method)  # type: ignore[arg-type]
 
-    circuit = graph_state(9)
-    ideal = ideal_output(circuit)
-    assert ideal is not None
+    circuit, wider = graph_state(9), graph_state(10)
+    ideal, wider_ideal = ideal_output(circuit), ideal_output(wider)
+    assert ideal is not None and wider_ideal is not None
     monkeypatch.setattr(prediction, "_simulate", seen)
-    predict_on_node(circuit, NOISY, BASIS, ideal, 4000)  # 4000 shots > 2^9: one matrix
-    predict_on_node(circuit, NOISY, BASIS, ideal, 400)  # fewer: shot by shot, trajectories
-    assert methods == ["density_matrix", "statevector"]
+    predict_on_node(circuit, NOISY, BASIS, ideal, 4000)  # 167 trajectories: 2^9 < 4 x 167
+    predict_on_node(circuit, NOISY, BASIS, ideal, 400)  # 24 trajectories
+    # The job itself is one density matrix (4000 shots > 2^10), its prediction trajectories.
+    predict_on_node(wider, NOISY, BASIS, wider_ideal, 4000)
+    assert methods == ["density_matrix", "statevector", "statevector"]
