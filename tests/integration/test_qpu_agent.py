@@ -169,14 +169,17 @@ def children(pid: int) -> list[int]:
 
 
 async def test_a_wide_node_starts_its_simulation_process_with_the_agent(start_agent):
-    """Its programs are long steps, run there: the first job does not wait for Aer to load.
-    A narrow node's agent starts none until a step needs one."""
+    """Its programs are long steps, run there: the first job does not wait for Aer to load,
+    nor share the cores with its loading (the agent listens once it is up). A narrow node's
+    agent starts none until a step needs one."""
     wide = await start_agent(make_node("wide", WARM_SIMULATION_QUBITS))
+    loaded = [
+        pid
+        for pid in children(wide.process.proc.pid)
+        if "qiskit_aer" in Path(f"/proc/{pid}/maps").read_text()
+    ]
+    assert loaded, "listening before its simulation process has loaded Aer"
     narrow = await start_agent(make_node("narrow", 4))
-    deadline = time.monotonic() + 60
-    while not children(wide.process.proc.pid) and time.monotonic() < deadline:
-        await asyncio.sleep(0.1)
-    assert children(wide.process.proc.pid), "no simulation process"
     assert children(narrow.process.proc.pid) == []
     client = wide.client()
     try:

@@ -89,6 +89,8 @@ CHUNK_SECONDS = 0.5
 #: From this width a node's programs are mostly long steps, run in the simulation process:
 #: a served agent starts that process at once, not in its first job's time (a second).
 WARM_SIMULATION_QUBITS = 16
+#: The longest it delays listening for that (the process imports Aer: about a second).
+WARM_WAIT_SECONDS = 30.0
 #: How long a calibration or link probe waits for the QPU: many chunks, and well inside the
 #: operator's timeouts for them.
 QPU_WAIT_SECONDS = 10.0
@@ -822,6 +824,12 @@ async def serve(
         node, node_file=node_file, attestor=attestor, link_files=link_files, link_dir=link_dir
     )
     agent.telemetry.configure_tracing()  # here, not in QpuAgent: in-process agents keep theirs
+    if node.spec.qubits >= WARM_SIMULATION_QUBITS:
+        # Listening means ready to run at speed: a job's first step, or its planning on the
+        # same cores, would otherwise share them with the process's start.
+        warming = asyncio.ensure_future(agent.simulation.warm(agent.executor.spec))
+        warming.add_done_callback(_retrieve)  # a failed start shows again at the first step
+        await asyncio.wait([warming], timeout=WARM_WAIT_SECONDS)
     limits = ServerLimits()
     runner = web.AppRunner(
         build_app(agent, keys, server_limits=limits),
@@ -836,9 +844,6 @@ async def serve(
     await site.start()
     bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     print(f"qpu-agent {node.metadata.name} listening on http://{host}:{bound}", flush=True)
-    if node.spec.qubits >= WARM_SIMULATION_QUBITS:
-        warming = asyncio.ensure_future(agent.simulation.warm(agent.executor.spec))
-        warming.add_done_callback(_retrieve)  # a failed start shows again at the first step
     # In its pod the agent is PID 1, for which the kernel drops a signal that has no handler:
     # without these, deleting the pod would wait out its grace period until SIGKILL.
     stop = asyncio.Event()
