@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -213,6 +214,7 @@ def _cmd_qpu_agent(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"qpu-agent: {exc}", file=sys.stderr)
         return 2
+    gc.freeze()  # the imports' objects: out of the collector's full passes (see runner)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(
             serve(
@@ -254,6 +256,7 @@ def _tpm_agent(args: argparse.Namespace, node: QuantumNode) -> int:
     except (OSError, ValueError) as exc:
         print(f"qpu-agent: {exc}", file=sys.stderr)
         return 2
+    gc.freeze()  # the imports' objects: out of the collector's full passes (see runner)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(
             serve(
@@ -340,6 +343,7 @@ def _cmd_operator(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"operator: {exc}", file=sys.stderr)
         return 2
+    gc.freeze()  # the imports' objects: out of the collector's full passes (see runner)
     if not args.leader_election:
         asyncio.run(operate())
         return 0
