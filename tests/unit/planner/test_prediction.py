@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import numpy as np
 import pytest
 from qiskit import QuantumCircuit
@@ -49,6 +51,33 @@ def test_many_outcomes_lose_what_finite_sampling_loses() -> None:
     assert expected_hellinger(p, p, 4000) == pytest.approx(1 - 63 / 16000, abs=2e-3)
     wide = np.full(2**16, 2.0**-16)
     assert expected_hellinger(wide, wide, 100) < 0.01
+
+
+def test_more_outcomes_than_shots_are_drawn_shot_by_shot_alike_and_in_bounded_memory() -> None:
+    """Where the outcomes outnumber the shots, the shots are drawn one by one (the counts of
+    a multinomial): the same expectation as the multinomial draws, without a draws x
+    outcomes matrix. Every shot on an outcome of its own gives about N / K."""
+    rng = np.random.default_rng(5)
+    q = rng.dirichlet(np.ones(2**12))
+    p = 0.5 * q + 0.5 * rng.dirichlet(np.ones(2**12))
+    shots = 2000  # fewer than the 4096 outcomes
+    sparse = expected_hellinger(p, q, shots)
+    draws = np.random.default_rng(9).multinomial(shots, q, size=400)
+    dense = (np.sqrt(draws) @ np.sqrt(p / shots)) ** 2
+    # 24 draws against 400: the difference's standard error, 5 of them apart at most.
+    spread = dense.std() * np.sqrt(1 / 24 + 1 / 400)
+    assert sparse == pytest.approx(dense.mean(), abs=5 * spread)
+    width = 22
+    uniform = np.full(2**width, 2.0**-width)
+    tracemalloc.start()
+    try:
+        fidelity = expected_hellinger(uniform, uniform, 1000)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert fidelity == pytest.approx(1000 / 2**width, rel=0.01)
+    # Arrays over the outcomes only (a multinomial's draws alone: 24 x 32 MiB).
+    assert peak < 8 * 2**width * 8
 
 
 def test_readout_alone_on_ghz_is_the_analytic_fidelity() -> None:
