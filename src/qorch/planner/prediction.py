@@ -234,24 +234,24 @@ def _apply_per_bit(q: np.ndarray, channels: Sequence[np.ndarray]) -> np.ndarray:
 def expected_hellinger(p: np.ndarray, q: np.ndarray, shots: int) -> float:
     """Expected Hellinger fidelity to `p` of the counts of `shots` draws from `q`."""
     q = np.clip(q, 0.0, None)
-    q = q / q.sum()
-    support = np.flatnonzero(q > 1e-15)
-    weights = q[support] / q[support].sum()
-    roots = np.sqrt(p[support] / shots)
+    q[q <= 1e-15 * q.sum()] = 0.0
     rng = np.random.default_rng(SEED)
-    if support.size <= shots:
-        draws = rng.multinomial(shots, weights, size=DRAWS)
-        return float(np.mean((np.sqrt(draws) @ roots) ** 2))
+    if np.count_nonzero(q) <= shots:
+        support = np.flatnonzero(q)
+        draws = rng.multinomial(shots, q[support] / q[support].sum(), size=DRAWS)
+        return float(np.mean((np.sqrt(draws) @ np.sqrt(p[support] / shots)) ** 2))
     # More outcomes than shots: the counts of a draw are sparse. Draw the shots themselves
     # (a multinomial's counts are those of as many categorical draws), not a DRAWS x
-    # outcomes matrix: 3 GiB and seconds for 24 qubits of noisy output.
-    cdf = np.cumsum(weights)
+    # outcomes matrix: 3 GiB and seconds for 24 qubits of noisy output. In place, so this
+    # holds one more array of the outcomes, not several (a pod's memory limit).
+    cdf = np.cumsum(q, out=q)
     cdf /= cdf[-1]  # exactly 1 at the end: every uniform draw in [0, 1) lands inside
     fidelities = []
     for _ in range(DRAWS):
+        # side="right": an impossible outcome's interval is empty, no draw lands there.
         landed = np.searchsorted(cdf, rng.random(shots), side="right")
         outcomes, counts = np.unique(landed, return_counts=True)
-        fidelities.append(float(np.sqrt(counts) @ roots[outcomes]) ** 2)
+        fidelities.append(float(np.sqrt(counts) @ np.sqrt(p[outcomes] / shots)) ** 2)
     return float(np.mean(fidelities))
 
 
