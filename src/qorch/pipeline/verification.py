@@ -37,12 +37,15 @@ from qiskit.quantum_info import Clifford
 from qiskit_aer import AerSimulator
 
 from qorch.api.distributed_job import Verification
+from qorch.memory_limit import widest_fitting
 from qorch.planner.cutting import clifford_of, exact_expectations
 from qorch.planner.unroll import Test, predicated_steps, unroll
 from qorch.qpu.simulation_process import SimulationProcess
 
-#: Widest statevector verified: 2^26 amplitudes are 1 GiB, their probabilities 0.5 GiB more.
-MAX_STATEVECTOR_QUBITS = 26
+#: Widest statevector verified: 2^26 amplitudes are 1 GiB, their probabilities 0.5 GiB more,
+#: and as much again while they travel from the simulation process and arrive (40 bytes per
+#: outcome); narrower where the memory limit (a pod's) would not hold that.
+MAX_STATEVECTOR_QUBITS = widest_fitting(40, 26)
 #: Widest circuit whose exact expectation values (quantum_info's Statevector, 8 s at 20 qubits
 #: and slower by 2x per qubit) verify a cut job's reconstruction.
 MAX_EXPECTATION_QUBITS = 20
@@ -698,7 +701,8 @@ def unverifiable(circuit: QuantumCircuit) -> str:
         gib = statevector_bytes(circuit.num_qubits) / 2**30
         return (
             f"none; {circuit.num_qubits} non-Clifford qubits would need {gib:.0f} GiB for the "
-            f"exact statevector, beyond the {MAX_STATEVECTOR_QUBITS}-qubit limit"
+            f"exact statevector, beyond the {MAX_STATEVECTOR_QUBITS}-qubit limit (26, or"
+            " fewer where the operator's memory limit is smaller)"
         )
     return "none; nothing measured"
 

@@ -41,6 +41,7 @@ from qiskit_aer import AerSimulator
 from qiskit_aer.noise import NoiseModel
 
 from qorch.api.quantum_node import NoiseSpec
+from qorch.memory_limit import widest_fitting
 from qorch.qpu.circuits import fingerprint
 from qorch.qpu.composite_noise import (
     CompositeNoise,
@@ -68,8 +69,10 @@ TRAJECTORY_COST = 4
 KRAUS_TRAJECTORY_COST = 16
 #: Multinomial draws of the job's shots whose Hellinger fidelities are averaged.
 DRAWS = 24
-#: Widest circuit predicted: the probabilities of 2^24 outcomes are 128 MiB per array.
-MAX_PREDICTED_QUBITS = 24
+#: Widest circuit predicted: the probabilities of 2^24 outcomes are 128 MiB per array, and
+#: the exact statevector, the kept ideal and the readout's copies peak at about 40 bytes per
+#: outcome; narrower where the memory limit (a pod's) would not hold that.
+MAX_PREDICTED_QUBITS = widest_fitting(40, 24)
 #: Seconds per operation, amplitude (density-matrix entry) and trajectory of a simulation
 #: before one was measured (QFT-20 on 2 idle cores); then the last one measured, never less.
 #: A simulation expected to take longer than ASIDE_SECONDS runs in the simulation process:
