@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import threading
 from pathlib import Path
 
-from qorch.memory_limit import memory_limit_bytes, widest_fitting
+from qorch.memory_limit import memory_limit_bytes, simulating, simulating_async, widest_fitting
 
 
 def test_the_container_limit_is_read_from_cgroup_v2_then_v1(tmp_path: Path) -> None:
@@ -26,3 +29,60 @@ def test_a_smaller_limit_gives_narrower_simulations() -> None:
     assert widest_fitting(40, 26, limit=4 << 30) == 25
     assert widest_fitting(40, 26, limit=1 << 30) == 23
     assert widest_fitting(40, 24, limit=64 << 30) == 24  # never past the cap
+
+
+WIDE = 1 << 50  # over any machine's share: a wide simulation
+
+
+def test_wide_simulations_run_one_at_a_time_and_narrow_ones_beside_them() -> None:
+    first_in, second_in, release = threading.Event(), threading.Event(), threading.Event()
+
+    def first() -> None:
+        with simulating(WIDE):
+            first_in.set()
+            release.wait(30)
+
+    def second() -> None:
+        with simulating(WIDE):
+            second_in.set()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    threads[0].start()
+    assert first_in.wait(30)
+    threads[1].start()
+    with simulating(1024):  # a narrow one does not wait for the wide one
+        pass
+    assert not second_in.wait(0.2), "a second wide simulation ran beside the first"
+    release.set()
+    assert second_in.wait(30)
+    for thread in threads:
+        thread.join(30)
+
+
+async def test_a_task_waits_without_holding_the_loop_and_a_cancelled_one_holds_nothing() -> None:
+    inside = asyncio.Event()
+    release = asyncio.Event()
+
+    async def hold() -> None:
+        async with simulating_async(WIDE):
+            inside.set()
+            await release.wait()
+
+    async def wait_for_slot() -> None:
+        async with simulating_async(WIDE):
+            pass
+
+    holder = asyncio.create_task(hold())
+    await inside.wait()
+    waiter = asyncio.create_task(wait_for_slot())
+    await asyncio.sleep(0.2)  # the loop runs on while the waiter waits
+    assert not waiter.done()
+    waiter.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await waiter
+    release.set()
+    await holder
+    async with asyncio.timeout(30):
+        await wait_for_slot()  # free again: neither left it held
+    with simulating(WIDE):  # nor for a worker thread
+        pass

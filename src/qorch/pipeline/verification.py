@@ -37,15 +37,15 @@ from qiskit.quantum_info import Clifford
 from qiskit_aer import AerSimulator
 
 from qorch.api.distributed_job import Verification
-from qorch.memory_limit import widest_fitting
+from qorch.memory_limit import EXACT_BYTES_PER_OUTCOME, simulating_async, widest_fitting
 from qorch.planner.cutting import clifford_of, exact_expectations
 from qorch.planner.unroll import Test, predicated_steps, unroll
 from qorch.qpu.simulation_process import SimulationProcess
 
 #: Widest statevector verified: 2^26 amplitudes are 1 GiB, their probabilities 0.5 GiB more,
-#: and as much again while they travel from the simulation process and arrive (40 bytes per
-#: outcome); narrower where the memory limit (a pod's) would not hold that.
-MAX_STATEVECTOR_QUBITS = widest_fitting(40, 26)
+#: and as much again while they travel from the simulation process and arrive
+#: (EXACT_BYTES_PER_OUTCOME); narrower where the memory limit (a pod's) would not hold that.
+MAX_STATEVECTOR_QUBITS = widest_fitting(EXACT_BYTES_PER_OUTCOME, 26)
 #: Widest circuit whose exact expectation values (quantum_info's Statevector, 8 s at 20 qubits
 #: and slower by 2x per qubit) verify a cut job's reconstruction.
 MAX_EXPECTATION_QUBITS = 20
@@ -194,9 +194,10 @@ async def exact_beside(
     in `process` from EXACT_IN_PROCESS_QUBITS qubits."""
     if _final_measurements(circuit) is None:
         return None  # not a statevector verification: nothing to start early
-    if circuit.num_qubits >= EXACT_IN_PROCESS_QUBITS:
-        return await process.call(exact_probabilities, circuit)
-    return await asyncio.to_thread(exact_probabilities, circuit)
+    async with simulating_async(EXACT_BYTES_PER_OUTCOME << circuit.num_qubits):
+        if circuit.num_qubits >= EXACT_IN_PROCESS_QUBITS:
+            return await process.call(exact_probabilities, circuit)
+        return await asyncio.to_thread(exact_probabilities, circuit)
 
 
 def exact_distribution(circuit: QuantumCircuit) -> dict[str, float] | None:

@@ -41,7 +41,7 @@ from qiskit_aer import AerSimulator
 from qiskit_aer.noise import NoiseModel
 
 from qorch.api.quantum_node import NoiseSpec
-from qorch.memory_limit import widest_fitting
+from qorch.memory_limit import EXACT_BYTES_PER_OUTCOME, simulating, widest_fitting
 from qorch.qpu.circuits import fingerprint
 from qorch.qpu.composite_noise import (
     CompositeNoise,
@@ -70,9 +70,9 @@ KRAUS_TRAJECTORY_COST = 16
 #: Multinomial draws of the job's shots whose Hellinger fidelities are averaged.
 DRAWS = 24
 #: Widest circuit predicted: the probabilities of 2^24 outcomes are 128 MiB per array, and
-#: the exact statevector, the kept ideal and the readout's copies peak at about 40 bytes per
-#: outcome; narrower where the memory limit (a pod's) would not hold that.
-MAX_PREDICTED_QUBITS = widest_fitting(40, 24)
+#: the exact statevector, the kept ideal and the readout's copies peak at about
+#: EXACT_BYTES_PER_OUTCOME; narrower where the memory limit (a pod's) would not hold that.
+MAX_PREDICTED_QUBITS = widest_fitting(EXACT_BYTES_PER_OUTCOME, 24)
 #: Seconds per operation, amplitude (density-matrix entry) and trajectory of a simulation
 #: before one was measured (QFT-20 on 2 idle cores); then the last one measured, never less.
 #: A simulation expected to take longer than ASIDE_SECONDS runs in the simulation process:
@@ -159,7 +159,8 @@ def ideal_output(circuit: QuantumCircuit) -> IdealOutput | None:
         # No coupling map: the qubits keep their indices.
         body = transpile(body, basis_gates=_SIMULATED, optimization_level=0)
     body.save_probabilities(qubits)
-    probabilities = _aside_if_long(_simulate, body, None, 1, "statevector")
+    with simulating(EXACT_BYTES_PER_OUTCOME << body.num_qubits):
+        probabilities = _aside_if_long(_simulate, body, None, 1, "statevector")
     return None if probabilities is None else IdealOutput(bits, probabilities)
 
 
@@ -317,18 +318,19 @@ def _predict(
     if tuple(sorted(measured)) != ideal.bits:
         return None
     qubits = [measured[c] for c in ideal.bits]
-    if _gates_noiseless(model):
-        q = ideal.probabilities  # the gates are noiseless: the ideal output, then readout
-    else:
-        outcomes = int(np.count_nonzero(ideal.probabilities > 1e-12))
-        noisy = _noisy_probabilities(
-            body, qubits, model, shots, outcomes, as_channels, trajectory_cost
-        )
-        if noisy is None:
-            return None
-        q = noisy
-    q = _apply_per_bit(q, [_readout_channel(noise_of_qubit[x]) for x in qubits])
-    return expected_hellinger(ideal.probabilities, q, shots)
+    with simulating(EXACT_BYTES_PER_OUTCOME << program.num_qubits):
+        if _gates_noiseless(model):
+            q = ideal.probabilities  # the gates are noiseless: the ideal output, then readout
+        else:
+            outcomes = int(np.count_nonzero(ideal.probabilities > 1e-12))
+            noisy = _noisy_probabilities(
+                body, qubits, model, shots, outcomes, as_channels, trajectory_cost
+            )
+            if noisy is None:
+                return None
+            q = noisy
+        q = _apply_per_bit(q, [_readout_channel(noise_of_qubit[x]) for x in qubits])
+        return expected_hellinger(ideal.probabilities, q, shots)
 
 
 def _node_model(
@@ -394,8 +396,9 @@ def _predict_on_node(
     model = _node_model(noise_json, basis_gates)
     if _gates_noiseless(model):  # the ideal output misread: no simulation, no transpiling
         channels = [_readout_channel(noise)] * len(ideal.bits)
-        q = _apply_per_bit(ideal.probabilities, channels)
-        return expected_hellinger(ideal.probabilities, q, shots)
+        with simulating(EXACT_BYTES_PER_OUTCOME << len(ideal.bits)):
+            q = _apply_per_bit(ideal.probabilities, channels)
+            return expected_hellinger(ideal.probabilities, q, shots)
     pass_manager, lock = _pass_manager(basis_gates)
     with lock:
         native = pass_manager.run(circuit)
