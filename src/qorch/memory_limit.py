@@ -42,10 +42,17 @@ def memory_limit_bytes(files: Sequence[Path] = CGROUP_LIMIT_FILES) -> int:
     return physical
 
 
+@functools.cache
+def _limit() -> int:
+    """`memory_limit_bytes`, read once per process: the widths derived from it are fixed at
+    import, and the slot for wide simulations follows the same figure."""
+    return memory_limit_bytes()
+
+
 def widest_fitting(bytes_per_outcome: int, cap: int, limit: int | None = None) -> int:
     """The most qubits n, at most `cap`, whose simulation (`bytes_per_outcome` x 2^n at its
     peak) fits in `SIMULATION_SHARE` of the memory limit."""
-    budget = SIMULATION_SHARE * (memory_limit_bytes() if limit is None else limit)
+    budget = SIMULATION_SHARE * (_limit() if limit is None else limit)
     n = cap
     while n > 1 and bytes_per_outcome << n > budget:
         n -= 1
@@ -60,11 +67,6 @@ WIDE_SHARE = 1 / 32
 WAIT_SECONDS = 0.05
 # Not reentrant: tasks of one event loop share its thread, and each must wait its turn.
 _wide = threading.Lock()
-
-
-@functools.cache
-def _limit() -> int:
-    return memory_limit_bytes()
 
 
 def _is_wide(nbytes: int) -> bool:
