@@ -3,6 +3,7 @@ and a clock the test moves: who may take the Lease, and when."""
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
@@ -115,6 +116,45 @@ def test_a_released_lease_is_taken_at_once(leases: FakeLeases, clock: list[float
     a.release()
     assert leases.spec.get("holderIdentity") is None
     assert b.try_acquire_or_renew()
+
+
+def test_a_released_elector_never_takes_the_lease_again(
+    leases: FakeLeases, clock: list[float]
+) -> None:
+    """The renewal a stopping leader had in flight must not take back what it released."""
+    a, b = elector("a"), elector("b")
+    assert a.try_acquire_or_renew()
+    a.release()
+    assert not a.try_acquire_or_renew()
+    assert leases.spec.get("holderIdentity") is None
+    assert b.try_acquire_or_renew()
+
+
+def test_a_release_waits_for_the_attempt_in_flight(leases: FakeLeases, clock: list[float]) -> None:
+    a = elector("a")
+    assert a.try_acquire_or_renew()
+    reading, go_on = threading.Event(), threading.Event()
+    original = leases.read_namespaced_lease
+
+    def slow_read(*args: Any, **kwargs: Any) -> SimpleNamespace:
+        if threading.current_thread() is renewal:
+            reading.set()
+            go_on.wait(10)
+        return original(*args, **kwargs)
+
+    leases.read_namespaced_lease = slow_read  # type: ignore[method-assign]
+    renewal = threading.Thread(target=a.try_acquire_or_renew)
+    renewal.start()
+    assert reading.wait(10)
+    releasing = threading.Thread(target=a.release)
+    releasing.start()
+    releasing.join(0.2)
+    assert releasing.is_alive()  # behind the renewal
+    go_on.set()
+    renewal.join(10)
+    releasing.join(10)
+    assert not releasing.is_alive()
+    assert leases.spec.get("holderIdentity") is None
 
 
 def test_two_writers_of_one_version_elect_one(leases: FakeLeases, clock: list[float]) -> None:

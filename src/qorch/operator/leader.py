@@ -19,6 +19,7 @@ import logging
 import os
 import signal
 import socket
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -71,6 +72,11 @@ class LeaderElector:
         self.holder: str | None = None  # as last seen
         self._seen: tuple[Any, ...] | None = None
         self._seen_at = 0.0
+        # An attempt runs in a thread that cancelling its task does not stop: one still in
+        # flight when we release would read the released Lease and take it again, and the
+        # standby would wait out its whole duration. Attempts and the release take turns.
+        self._turn = threading.Lock()
+        self._released = False
 
     def _spec(self, now: datetime, acquired: str, transitions: int) -> dict[str, Any]:
         return {
@@ -82,7 +88,12 @@ class LeaderElector:
         }
 
     def try_acquire_or_renew(self) -> bool:
-        """One attempt (blocking: run it in a thread); True when we hold the Lease now."""
+        """One attempt (blocking: run it in a thread); True when we hold the Lease now.
+        Never once this elector has released it."""
+        with self._turn:
+            return not self._released and self._acquire_or_renew()
+
+    def _acquire_or_renew(self) -> bool:
         api = client.CoordinationV1Api()
         now = datetime.now(UTC)
         try:
@@ -188,7 +199,9 @@ class LeaderElector:
 
     def release(self) -> None:
         """Give the Lease up on a clean stop, so a standby need not wait out its duration."""
-        # A renewal still in flight in its thread may write between our read and replace.
+        with self._turn:  # after any attempt in flight, and before none
+            self._released = True
+        # Written between our read and our replace: read it again.
         for _ in range(3):
             if self._release():
                 return
