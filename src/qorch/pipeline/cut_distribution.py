@@ -171,13 +171,17 @@ def aggregate_distribution(
     request: OutputRequest,
     estimated_fidelity: float | None,
     max_bits: int,
+    exact: ExactProbabilities | None = None,
 ) -> JobResult:
-    """The job's result from each node's subexperiment counts, verified where tractable."""
+    """The job's result from each node's subexperiment counts, verified where tractable.
+    `exact`, the circuit's `exact_probabilities` when already simulated (beside the
+    programs), saves simulating it here."""
     nodes = reduce_results(plan, results)
     coefficients = [c for c, _ in plan.knitting.coefficients]
     shots = effective_shots(plan, nodes)
     result = JobResult()
-    exact = exact_probabilities(circuit)  # once: it is the costly part of verifying
+    # Once: it is the costly part of verifying.
+    exact = exact if exact is not None else exact_probabilities(circuit)
     checks: list[Verification | None] = []
     if request.full:
         quasi = knit(nodes, coefficients, plan.qubits)

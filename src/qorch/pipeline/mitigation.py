@@ -62,7 +62,7 @@ from qorch.planner.observables import MeasurementBasis
 from qorch.qpu.calibration import READOUT_QUBITS
 from qorch.qpu.calibration import SHOTS as CALIBRATION_SHOTS
 
-from .verification import flatten, verify_distribution
+from .verification import ExactProbabilities, flatten, verify_distribution
 
 #: M3's work grows with the square of the distinct outcomes in its subspace: about 1.5 s at
 #: 4,000 (direct solve), 6 s at 10,000 (iterative), 150 s at 20,000 (measured on 12 to 18
@@ -226,8 +226,11 @@ def mitigate_counts(
     nodes: Mapping[str, QuantumNode],
     result: JobResult,
     estimated_fidelity: float | None,
+    exact: ExactProbabilities | None = None,
 ) -> MitigatedResult:
-    """The job's counts corrected with M3, each clbit by the node that measured it."""
+    """The job's counts corrected with M3, each clbit by the node that measured it. `exact`,
+    the circuit's `exact_probabilities` the raw counts were verified against, saves
+    simulating it again."""
     counts = result.counts or {}
     if not counts or not clbit_owners:
         return MitigatedResult(method="unavailable: the circuit reports no measured bits")
@@ -255,7 +258,7 @@ def mitigate_counts(
     verification = None
     if _verified(result.verification):
         verification = verify_distribution(
-            circuit, nearest, sum(counts.values()), estimated_fidelity
+            circuit, nearest, sum(counts.values()), estimated_fidelity, exact
         )
         method += "; verified on the nearest probability distribution"
     return MitigatedResult(

@@ -192,7 +192,7 @@ async def exact_beside(
 ) -> ExactProbabilities | None:
     """`exact_probabilities` of a circuit, started while its programs run: in a thread, or
     in `process` from EXACT_IN_PROCESS_QUBITS qubits."""
-    if _final_measurements(circuit) is None:
+    if _final_measurements(circuit) is None or circuit.num_qubits > MAX_STATEVECTOR_QUBITS:
         return None  # not a statevector verification: nothing to start early
     async with simulating_async(EXACT_BYTES_PER_OUTCOME << circuit.num_qubits):
         if circuit.num_qubits >= EXACT_IN_PROCESS_QUBITS:

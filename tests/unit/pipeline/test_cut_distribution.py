@@ -15,6 +15,7 @@ from qorch.pipeline.cut_distribution import aggregate_distribution
 from qorch.pipeline.planning import plan_status
 from qorch.pipeline.strategies import Context, strategy_named
 from qorch.pipeline.strategies.cut import CutDistributionWork
+from qorch.pipeline.verification import exact_probabilities
 from qorch.planner.cut_distribution import DistributionPlan, OutputRequest, plan_cut_distribution
 from qorch.planner.model import NodeSlot
 from qorch.planner.strategies import OUTPUT_WIDTH, Demand, estimate_cut
@@ -45,6 +46,28 @@ def test_the_full_distribution_is_verified_against_the_exact_one() -> None:
     assert check.hellinger_fidelity is not None and check.threshold is not None
     assert check.hellinger_fidelity >= check.threshold > 0.8
     assert result.verification == check
+
+
+def test_the_exact_output_simulated_beside_the_subexperiments_is_not_simulated_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The pipeline simulates it while the programs run, in its simulation process when
+    wide: in the aggregating thread, Aer would hold the interpreter lock the event loop
+    needs."""
+    assert CutDistributionWork.verifies_by_statevector
+    circuit, request = qaoa_ring(6), OutputRequest()
+    plan = plan_cut_distribution(circuit, halves(6), 1000, request)
+    results = run(plan, SHOTS, seed=3)
+    simulated = aggregate_distribution(plan, circuit, results, request, 1.0, max_bits=24)
+    exact = exact_probabilities(circuit)
+
+    def simulated_again(_: QuantumCircuit) -> None:
+        raise AssertionError("the exact output was simulated a second time")
+
+    monkeypatch.setattr(cut_distribution, "exact_probabilities", simulated_again)
+    given = aggregate_distribution(plan, circuit, results, request, 1.0, max_bits=24, exact=exact)
+    assert given.verification == simulated.verification
+    assert given.verification is not None and given.verification.method == "statevector"
 
 
 def test_a_wrong_reconstruction_fails_verification() -> None:

@@ -15,10 +15,12 @@ from qiskit import QuantumCircuit
 import qorch.pipeline.job as job_module
 import qorch.pipeline.verification as verification
 import qorch.planner.strategies as strategies_module
+from qorch.memory_limit import simulating
 from qorch.pipeline.job import JobPipeline
 from qorch.pipeline.reservations import node_resource
 from qorch.pipeline.verification import (
     EXACT_IN_PROCESS_QUBITS,
+    MAX_STATEVECTOR_QUBITS,
     exact_beside,
     exact_outcome_probabilities,
     exact_probabilities,
@@ -71,6 +73,16 @@ async def test_a_circuit_without_final_measurements_only_is_left_to_verification
     qc.x(0)
     qc.measure(0, 1)
     assert await exact_beside(qc, SimulationProcess()) is None
+
+
+async def test_a_circuit_too_wide_to_verify_neither_simulates_nor_waits_its_turn() -> None:
+    """Past MAX_STATEVECTOR_QUBITS there is nothing to simulate: the wide-simulation slot,
+    held here by another simulation, is not waited for."""
+    qc = QuantumCircuit(MAX_STATEVECTOR_QUBITS + 1)
+    qc.h(0)
+    qc.measure_all()
+    with simulating(1 << 62):
+        assert await asyncio.wait_for(exact_beside(qc, SimulationProcess()), 10) is None
 
 
 def test_verification_reads_the_exact_simulation_it_is_given(

@@ -23,6 +23,7 @@ from qorch.api.distributed_job import (
     Program,
 )
 from qorch.api.quantum_node import Calibration
+from qorch.pipeline import verification
 from qorch.pipeline.mitigation import MAX_DISTINCT_OUTCOMES
 from qorch.pipeline.resources import calibrate_node
 from qorch.pipeline.strategies import Returned, Work
@@ -30,6 +31,7 @@ from qorch.pipeline.strategies.cut import CutWork
 from qorch.pipeline.strategies.sampled import measurement_bases_of
 from qorch.pipeline.strategies.single import SingleWork
 from qorch.pipeline.strategies.teleport import TeleportWork
+from qorch.pipeline.verification import exact_probabilities
 from qorch.planner.cutting import ReadoutErrors, exact_expectation_values, plan_cut
 from qorch.planner.model import NodeSlot
 from qorch.planner.partition import Partition, partition
@@ -118,6 +120,23 @@ def test_single_node_ghz_mitigated_is_clearly_closer_to_the_ideal(single: Run) -
     assert sum(quasi.values()) == pytest.approx(1, abs=1e-3)
     assert quasi["000"] == pytest.approx(0.5, abs=0.05)
     assert quasi["111"] == pytest.approx(0.5, abs=0.05)
+
+
+def test_the_mitigated_counts_are_verified_against_the_exact_output_already_simulated(
+    single: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    exact = exact_probabilities(single.work.circuit)
+    simulated = single.mitigate()
+    returned = Returned(single.plan, single.replies, single.nodes, None, exact)
+
+    def simulated_again(_: QuantumCircuit) -> None:
+        raise AssertionError("the exact output was simulated a second time")
+
+    monkeypatch.setattr(verification, "exact_probabilities", simulated_again)
+    mitigated = single.work.mitigate(returned, single.raw)
+    assert mitigated.verification is not None
+    assert mitigated.verification.method == "statevector"
+    assert simulated is not None and mitigated.verification == simulated.verification
 
 
 def test_no_mitigation_asked_gives_none(single: Run) -> None:

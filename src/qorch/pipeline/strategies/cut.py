@@ -74,6 +74,8 @@ class CutDistributionWork(CutWork):
     """A cut without observables: the subexperiments measure every output qubit, and their
     joint outcomes are knitted into the output distribution (`cut_distribution`)."""
 
+    verifies_by_statevector = True
+
     distribution: DistributionPlan
     output: OutputRequest
     max_bits: int
@@ -86,6 +88,7 @@ class CutDistributionWork(CutWork):
             self.output,
             returned.plan.estimated_fidelity,
             self.max_bits,
+            returned.exact,
         )
 
     def mitigate(self, returned: Returned, result: JobResult) -> MitigatedResult:

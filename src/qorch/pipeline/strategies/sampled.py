@@ -95,7 +95,12 @@ class SampledWork(Work):
     def mitigate(self, returned: Returned, result: JobResult) -> MitigatedResult:
         plan, nodes, observables = returned.plan, returned.nodes, returned.observables
         mitigated = mitigate_counts(
-            self.circuit, self.clbit_owners(plan), nodes, result, plan.estimated_fidelity
+            self.circuit,
+            self.clbit_owners(plan),
+            nodes,
+            result,
+            plan.estimated_fidelity,
+            returned.exact,
         )
         # The bases are corrected only where the counts could be (calibrations found).
         if not (observables and result.expectation_values is not None and mitigated.calibrations):
