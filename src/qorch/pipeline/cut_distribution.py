@@ -109,10 +109,13 @@ def _distribution(
     plan: DistributionPlan,
     shots: int,
     estimated_fidelity: float | None,
-    exact: ExactProbabilities | None,
+    exact: ExactProbabilities | str | None,
 ) -> ReconstructedDistribution:
     probabilities = nearest_probabilities(normalised(quasi.values))
     out = listed(quasi, bits, plan.clbit_qubit, probabilities)
+    if isinstance(exact, str):
+        out.verification = Verification(method=f"none; {exact}")
+        return out
     out.verification = verify_outcomes(
         circuit,
         quasi.qubits,
@@ -130,8 +133,10 @@ def _verify_top(
     circuit: QuantumCircuit,
     quasi: Quasi,
     estimated_fidelity: float | None,
-    simulation: ExactProbabilities | None,
+    simulation: ExactProbabilities | str | None,
 ) -> Verification:
+    if isinstance(simulation, str):
+        return Verification(method=f"none; {simulation}")
     exact = exact_outcome_probabilities(circuit, quasi.qubits, quasi.outcomes, simulation)
     if exact is None:
         return Verification(method=unverifiable(circuit))
@@ -171,17 +176,18 @@ def aggregate_distribution(
     request: OutputRequest,
     estimated_fidelity: float | None,
     max_bits: int,
-    exact: ExactProbabilities | None = None,
+    exact: ExactProbabilities | str | None = None,
 ) -> JobResult:
     """The job's result from each node's subexperiment counts, verified where tractable.
     `exact`, the circuit's `exact_probabilities` when already simulated (beside the
-    programs), saves simulating it here."""
+    programs), saves simulating it here; a string says why that simulation failed, and
+    nothing is verified."""
     nodes = reduce_results(plan, results)
     coefficients = [c for c, _ in plan.knitting.coefficients]
     shots = effective_shots(plan, nodes)
     result = JobResult()
     # Once: it is the costly part of verifying.
-    exact = exact if exact is not None else exact_probabilities(circuit)
+    exact = exact_probabilities(circuit) if exact is None else exact
     checks: list[Verification | None] = []
     if request.full:
         quasi = knit(nodes, coefficients, plan.qubits)

@@ -205,16 +205,15 @@ def _failed(call: asyncio.Future[RunResult]) -> bool:
 
 async def _result(
     exact: asyncio.Future[ExactProbabilities | None] | None,
-) -> ExactProbabilities | None:
-    """The exact simulation started beside the programs; None (verification simulates
-    again) when there was none or it failed."""
+) -> tuple[ExactProbabilities | None, str | None]:
+    """The exact simulation started beside the programs, or why it has no result."""
     if exact is None:
-        return None
+        return None, None
     try:
-        return await exact
-    except Exception as exc:  # verification runs it again and reports what fails
+        return await exact, None
+    except Exception as exc:
         log.warning("exact simulation beside the programs failed: %s", type(exc).__name__)
-        return None
+        return None, f"the exact simulation failed ({type(exc).__name__}: {str(exc)[:200]})"
 
 
 def _not_ready(node: QuantumNode) -> str:
@@ -905,7 +904,8 @@ class JobPipeline:
             for p, o in zip(plan.programs, outcomes, strict=True)
             if isinstance(o, RunResult)
         }
-        returned = Returned(plan, replies, nodes, job.spec.observables, await _result(exact))
+        simulated, failure = await _result(exact)
+        returned = Returned(plan, replies, nodes, job.spec.observables, simulated, failure)
         with step_span("aggregate"):  # exact verification can take a second: off the loop
             status.result = await asyncio.to_thread(work.aggregate, returned)
         if job.spec.mitigation != "none":

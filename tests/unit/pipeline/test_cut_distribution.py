@@ -70,6 +70,27 @@ def test_the_exact_output_simulated_beside_the_subexperiments_is_not_simulated_a
     assert given.verification is not None and given.verification.method == "statevector"
 
 
+def test_when_the_exact_simulation_failed_nothing_is_verified_and_the_reason_is_given(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def simulated_again(_: QuantumCircuit) -> None:
+        raise AssertionError("the exact output was simulated a second time")
+
+    monkeypatch.setattr(cut_distribution, "exact_probabilities", simulated_again)
+    circuit = qaoa_ring(6)
+    failure = "the exact simulation failed (SimulationInterrupted: stopped mid-run)"
+    for request in (OutputRequest(), OutputRequest(marginals=((0, 1),), top_k=4)):
+        plan = plan_cut_distribution(circuit, halves(6), 1000, request)
+        result = aggregate_distribution(
+            plan, circuit, run(plan, SHOTS, seed=3), request, 1.0, max_bits=24, exact=failure
+        )
+        parts = [result.distribution, *(result.marginals or []), result.top_outcomes]
+        listed = [p for p in parts if p is not None]
+        assert len(listed) == (1 if request.full else 2)
+        assert all(p.verification.method == f"none; {failure}" for p in listed)
+        assert result.verification.method == f"none; {failure}"
+
+
 def test_a_wrong_reconstruction_fails_verification() -> None:
     """Knitting the counts of one circuit as if they came from another: not verified."""
     circuit, other = qaoa_ring(6), qaoa_ring(6, gamma=1.2, beta=0.2)

@@ -28,7 +28,7 @@ from qorch.pipeline.verification import (
     verify_counts,
 )
 from qorch.planner.prediction import ideal_output
-from qorch.qpu.simulation_process import SimulationProcess
+from qorch.qpu.simulation_process import SimulationInterrupted, SimulationProcess
 from tests.support import deep_circuit, ghz
 
 from .fake_world import FakeWorld
@@ -192,6 +192,32 @@ async def test_past_the_memory_kept_for_exact_outputs_verification_simulates_aga
     assert job.status.phase == "Succeeded", job.status.message
     assert len(started) == 1
     assert job.status.result.verification.hellinger_fidelity > 0.99
+
+
+async def test_an_exact_simulation_that_dies_is_reported_not_repeated_in_the_operator(
+    pipeline: JobPipeline, world: FakeWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its process most likely ran out of memory: the same simulation in the operator's
+    own process would hold its event loop, and could take the operator down with it."""
+    monkeypatch.setattr(job_module, "IDEAL_KEPT_BYTES", 16)  # not kept from the plan
+    world.add_node("a", 4)
+    world.answer("a", BELL_COUNTS)
+    job = await running(pipeline)
+
+    async def killed(circuit: QuantumCircuit, process: SimulationProcess) -> None:
+        raise SimulationInterrupted("the simulation process stopped mid-run")
+
+    def simulate_again(*_: object) -> None:
+        raise AssertionError("simulated again")
+
+    monkeypatch.setattr(job_module, "exact_beside", killed)
+    monkeypatch.setattr(verification, "exact_probabilities", simulate_again)
+    await step(pipeline, job)
+    assert job.status.phase == "Succeeded", job.status.message
+    assert sum(job.status.result.counts.values()) == sum(BELL_COUNTS.values())
+    method = job.status.result.verification.method
+    assert method.startswith("none; the exact simulation failed"), method
+    assert "stopped mid-run" in method
 
 
 async def test_a_later_estimate_of_the_same_circuit_reads_the_kept_exact_output(

@@ -88,7 +88,7 @@ class CutDistributionWork(CutWork):
             self.output,
             returned.plan.estimated_fidelity,
             self.max_bits,
-            returned.exact,
+            returned.exact_failure or returned.exact,
         )
 
     def mitigate(self, returned: Returned, result: JobResult) -> MitigatedResult:

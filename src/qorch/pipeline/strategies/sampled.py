@@ -79,11 +79,13 @@ class SampledWork(Work):
     def aggregate(self, returned: Returned) -> JobResult:
         replies, observables = returned.replies, returned.observables
         counts = {key: int(n) for key, n in self.counts(_runs(replies)[0]).items()}
-        verification = (
-            verify_counts(self.circuit, counts, returned.plan.estimated_fidelity, returned.exact)
-            if counts
-            else Verification(method="none; the circuit measures nothing")
-        )
+        if not counts:
+            verification = Verification(method="none; the circuit measures nothing")
+        elif returned.exact_failure:
+            verification = Verification(method=f"none; {returned.exact_failure}")
+        else:
+            fidelity = returned.plan.estimated_fidelity
+            verification = verify_counts(self.circuit, counts, fidelity, returned.exact)
         result = JobResult(counts=counts, verification=verification)
         bases = self.basis_counts(replies)
         if bases is not None and observables:
