@@ -35,6 +35,11 @@ from .fake_world import FakeWorld
 from .test_job_transitions import BELL_COUNTS, running, step
 
 
+def simulate_again(*_: object) -> None:
+    """In place of a simulation that must not run again."""
+    raise AssertionError("simulated again")
+
+
 async def test_a_narrow_circuit_is_simulated_in_a_thread() -> None:
     process = SimulationProcess()
     exact = await exact_beside(ghz(4), process)
@@ -92,9 +97,6 @@ def test_verification_reads_the_exact_simulation_it_is_given(
     exact = exact_probabilities(circuit)
     counts = {"00000": 480, "11111": 500, "00001": 20}
     expected = verify_counts(circuit, counts, 0.9)
-
-    def simulate_again(_: QuantumCircuit) -> None:
-        raise AssertionError("simulated again")
 
     monkeypatch.setattr(verification, "exact_probabilities", simulate_again)
     assert verify_counts(circuit, counts, 0.9, exact) == expected
@@ -161,9 +163,6 @@ async def test_a_job_whose_plan_predicted_its_output_is_verified_without_simulat
     world.answer("a", BELL_COUNTS)
     job = await running(pipeline)
 
-    def simulate_again(*_: object) -> None:
-        raise AssertionError("simulated again")
-
     # Neither beside the programs nor in verification itself.
     monkeypatch.setattr(job_module, "exact_beside", simulate_again)
     monkeypatch.setattr(verification, "exact_probabilities", simulate_again)
@@ -207,9 +206,6 @@ async def test_an_exact_simulation_that_dies_is_reported_not_repeated_in_the_ope
     async def killed(circuit: QuantumCircuit, process: SimulationProcess) -> None:
         raise SimulationInterrupted("the simulation process stopped mid-run")
 
-    def simulate_again(*_: object) -> None:
-        raise AssertionError("simulated again")
-
     monkeypatch.setattr(job_module, "exact_beside", killed)
     monkeypatch.setattr(verification, "exact_probabilities", simulate_again)
     await step(pipeline, job)
@@ -225,9 +221,6 @@ async def test_a_later_estimate_of_the_same_circuit_reads_the_kept_exact_output(
 ) -> None:
     world.add_node("a", 4)
     job = await running(pipeline)
-
-    def simulate_again(*_: object) -> None:
-        raise AssertionError("simulated again")
 
     monkeypatch.setattr(strategies_module, "ideal_output", simulate_again)
     # Other free capacity (3 of the node's 4 qubits): a new estimate, which predicts again.
