@@ -43,7 +43,7 @@ def memory_limit_bytes(files: Sequence[Path] = CGROUP_LIMIT_FILES) -> int:
 
 
 @functools.cache
-def _limit() -> int:
+def process_limit_bytes() -> int:
     """`memory_limit_bytes`, read once per process: the widths derived from it are fixed at
     import, and the slot for wide simulations follows the same figure."""
     return memory_limit_bytes()
@@ -52,7 +52,7 @@ def _limit() -> int:
 def widest_fitting(bytes_per_outcome: int, cap: int, limit: int | None = None) -> int:
     """The most qubits n, at most `cap`, whose simulation (`bytes_per_outcome` x 2^n at its
     peak) fits in `SIMULATION_SHARE` of the memory limit."""
-    budget = SIMULATION_SHARE * (_limit() if limit is None else limit)
+    budget = SIMULATION_SHARE * (process_limit_bytes() if limit is None else limit)
     n = cap
     while n > 1 and bytes_per_outcome << n > budget:
         n -= 1
@@ -70,7 +70,7 @@ _wide = threading.Lock()
 
 
 def _is_wide(nbytes: int) -> bool:
-    return nbytes > WIDE_SHARE * _limit()
+    return nbytes > WIDE_SHARE * process_limit_bytes()
 
 
 @contextlib.contextmanager

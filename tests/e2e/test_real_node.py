@@ -22,7 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
+from qorch.memory_limit import EXACT_BYTES_PER_OUTCOME, widest_fitting
 from tests.e2e.chart_support import CHART, helm
 from tests.e2e.conftest import Cluster
 from tests.support import REPO
@@ -285,10 +287,21 @@ def test_operator_pod_is_ready_and_serves_metrics_and_liveness(
         ctx = pod["spec"]["containers"][0]["securityContext"]
         assert ctx["readOnlyRootFilesystem"] is True and ctx["allowPrivilegeEscalation"] is False
         assert wait_http(f"http://{pod['status']['podIP']}:8081/healthz")
-    metrics = wait_http(
-        f"http://{leader(real_cluster, system, pods)['status']['podIP']}:9090/metrics"
-    )
+    active = leader(real_cluster, system, pods)
+    metrics = wait_http(f"http://{active['status']['podIP']}:9090/metrics")
     assert "qorch_" in metrics
+    # The memory limit as read inside the container (its cgroup), and the widest exact
+    # simulations sized to it.
+    limit = active["spec"]["containers"][0]["resources"]["limits"]["memory"]
+    limit_bytes = int(limit[:-2]) << {"Gi": 30, "Mi": 20}[limit[-2:]]
+    samples = {
+        (s.name, s.labels.get("kind")): s.value
+        for family in text_string_to_metric_families(metrics)
+        for s in family.samples
+    }
+    assert samples[("qorch_memory_limit_bytes", None)] == limit_bytes, limit
+    widest = widest_fitting(EXACT_BYTES_PER_OUTCOME, 26, limit_bytes)
+    assert samples[("qorch_exact_simulation_max_qubits", "verification")] == widest
 
 
 def succeeded(obj: dict[str, Any]) -> bool:

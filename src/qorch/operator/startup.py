@@ -9,13 +9,16 @@ from typing import Any
 import kopf
 
 from qorch.channel.identity import fingerprint
+from qorch.memory_limit import process_limit_bytes
 from qorch.pipeline.authorization import AuthorizationPolicy
 from qorch.pipeline.job import PipelineSettings
+from qorch.pipeline.verification import MAX_STATEVECTOR_QUBITS
+from qorch.planner.prediction import MAX_PREDICTED_QUBITS
 from qorch.qpu.transport import AgentConnections
 from qorch.sanitizer import SanitizerPolicyFile, load_policy
 from qorch.settings import Settings
 from qorch.telemetry.instrument import declare_operator_series
-from qorch.telemetry.metrics import start_metrics_server
+from qorch.telemetry.metrics import METRICS, start_metrics_server
 from qorch.telemetry.tracing import configure_tracing, shutdown_tracing
 
 from . import kube
@@ -42,6 +45,21 @@ def _authorization(settings: Settings, namespace: str) -> AuthorizationPolicy:
             namespace, settings.nonce_record_config_map, settings.nonce_record_max_entries
         ),
         max_validity_seconds=settings.max_signature_validity_seconds,
+    )
+
+
+def _record_simulation_widths() -> None:
+    """The memory limit read from the container and the widest exact simulations it
+    allows, in the log and on /metrics: a job wider than these is not verified."""
+    limit = process_limit_bytes()
+    METRICS.record("qorch_memory_limit_bytes", limit)
+    METRICS.record("qorch_exact_simulation_max_qubits", MAX_STATEVECTOR_QUBITS, kind="verification")
+    METRICS.record("qorch_exact_simulation_max_qubits", MAX_PREDICTED_QUBITS, kind="prediction")
+    log.info(
+        "memory limit %.1f GiB: exact verification up to %d qubits, predictions up to %d",
+        limit / 2**30,
+        MAX_STATEVECTOR_QUBITS,
+        MAX_PREDICTED_QUBITS,
     )
 
 
@@ -104,6 +122,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
             source,
         )
     declare_operator_series()
+    _record_simulation_widths()
     memo.metrics_server = start_metrics_server(qorch.metrics_port)
     log.info("metrics on port %d at /metrics", memo.metrics_server.port)
     try:

@@ -330,6 +330,22 @@ TABLE: tuple[Row, ...] = (
     ),
     Row(
         Gauge,
+        "qorch_memory_limit_bytes",
+        "Memory this process may use: its container's limit (cgroup), else the machine's."
+        " The widest exact simulations are sized to it.",
+        (),
+    ),
+    Row(
+        Gauge,
+        "qorch_exact_simulation_max_qubits",
+        "Widest circuit simulated exactly within the memory limit, by kind: verification"
+        " (the exact distribution a job's counts are checked against; wider jobs are"
+        " reported unverifiable) and prediction (the planner's predicted fidelity; wider"
+        " jobs get the no-error probability).",
+        ("kind",),
+    ),
+    Row(
+        Gauge,
         "qorch_build_info",
         "Always 1; the version label says which qorch runs.",
         ("version",),
