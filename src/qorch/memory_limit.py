@@ -59,6 +59,14 @@ def widest_fitting(bytes_per_outcome: int, cap: int, limit: int | None = None) -
     return n
 
 
+def simulator_memory_mb() -> int:
+    """Aer's `max_memory_mb` for this process: its SIMULATION_SHARE of the memory limit.
+    Aer's own default is the machine's memory, not the container's: a circuit too wide for
+    the pod would have the kernel kill it mid-run (and every agent the job is re-routed
+    to), where Aer refuses the circuit at once and says how much it needs."""
+    return max(1, int(SIMULATION_SHARE * process_limit_bytes()) >> 20)
+
+
 #: Simulations whose peak is over this share of the limit run one at a time, so that one of
 #: them (at most SIMULATION_SHARE) and the narrower ones of the planner's worker threads
 #: beside it still fit.

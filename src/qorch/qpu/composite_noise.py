@@ -80,6 +80,7 @@ from qiskit_aer.noise import (
 
 from qorch.api.base import ApiModel
 from qorch.api.quantum_node import NoiseSpec
+from qorch.memory_limit import simulator_memory_mb
 
 from .circuits import measures
 from .executor import one_density_matrix
@@ -482,9 +483,13 @@ def simulate_composite(
         # Aer's own choice here; the same noise as channels, which it reads faster (a 6-qubit
         # program: 140 ms, 30 ms, the same counts).
         channels = build_composite_noise_model(desc, channels=True)
-        simulator = AerSimulator(noise_model=channels, method="density_matrix")
+        simulator = AerSimulator(
+            noise_model=channels, method="density_matrix", max_memory_mb=simulator_memory_mb()
+        )
     else:
-        simulator = AerSimulator(noise_model=None if ideal else model)
+        simulator = AerSimulator(
+            noise_model=None if ideal else model, max_memory_mb=simulator_memory_mb()
+        )
     result = simulator.run(circuit, shots=shots, seed_simulator=seed).result()
     if not result.success:
         raise RuntimeError(f"simulation failed: {result.status}")
