@@ -3,8 +3,42 @@
 from __future__ import annotations
 
 import os
+from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, Json, StringConstraints, model_validator
+
+#: A Kubernetes quantity: 250m, 2Gi, 1.5G, 512Mi.
+_QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
+Quantity = Annotated[str, StringConstraints(pattern=_QUANTITY)]
+ResourceName = Literal["cpu", "memory", "ephemeral-storage"]
+_REQUESTS: dict[ResourceName, str] = {"cpu": "250m", "memory": "512Mi"}
+_LIMITS: dict[ResourceName, str] = {"memory": "2Gi"}
+
+
+class AgentResources(BaseModel):
+    """A container's `resources`, checked before any Deployment is written with them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    requests: dict[ResourceName, Quantity] = Field(default_factory=lambda: dict(_REQUESTS))
+    limits: dict[ResourceName, Quantity] = Field(default_factory=lambda: dict(_LIMITS))
+
+    @model_validator(mode="after")
+    def _requests_within_limits(self) -> Self:
+        for name, request in self.requests.items():
+            limit = self.limits.get(name)
+            if limit is not None and _amount(request) > _amount(limit):
+                raise ValueError(f"the {name} request {request} is above its limit {limit}")
+        return self
+
+
+_SUFFIXES = {"m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18}
+_SUFFIXES |= {f"{k.upper()}i": 1024.0**n for n, k in enumerate("kmgtpe", 1)}
+
+
+def _amount(quantity: str) -> float:
+    number = quantity.rstrip("mkKMGTPEi")
+    return float(number) * _SUFFIXES.get(quantity[len(number) :], 1.0)
 
 
 class Settings(BaseModel):
@@ -16,6 +50,12 @@ class Settings(BaseModel):
     agent_port: int = Field(8080, description="Port the QPU agent serves on (QORCH_AGENT_PORT).")
     agent_host: str = Field(
         "0.0.0.0", description="Address the QPU agent listens on (QORCH_AGENT_HOST)."
+    )
+    agent_resources: Json[AgentResources] = Field(
+        AgentResources(),
+        description="Requests and limits of the QPU agent container, as JSON (a container's"
+        " `resources`). An agent simulates states of up to half its memory limit: 2Gi holds"
+        " 26 qubits, each qubit more doubles it (QORCH_AGENT_RESOURCES).",
     )
     node_manifest: str | None = Field(
         None,

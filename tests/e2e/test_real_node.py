@@ -540,6 +540,50 @@ def test_an_agent_killed_mid_job_moves_the_job_and_no_program_runs_twice(
     )
 
 
+def test_a_job_too_wide_for_its_agent_pods_memory_fails_saying_why_and_the_pod_runs_on(
+    real_cluster: Cluster, operator_release: Release
+) -> None:
+    """An agent pod's memory limit (2Gi) holds a 26-qubit state. Sized to the machine, Aer
+    would start a 27-qubit one (2 GiB) and the kernel would end the pod; bounded to the
+    pod's limit it refuses at once, the job fails with what it needs, the pod runs on."""
+    ns = operator_release.watched
+    name = f"wide-{uuid.uuid4().hex[:4]}"
+    node = {
+        "apiVersion": "qorch.dev/v1alpha1",
+        "kind": "QuantumNode",
+        "metadata": {"name": name},
+        "spec": {"qubits": 27},
+    }
+    qasm = """OPENQASM 2.0;
+include "qelib1.inc";
+qreg q[27];
+creg c[27];
+rx(0.3) q;
+measure q -> c;
+"""
+    job = {
+        "apiVersion": "qorch.dev/v1alpha1",
+        "kind": "DistributedJob",
+        "metadata": {"name": name},
+        "spec": {"shots": 10, "strategy": "single", "circuit": {"qasm": qasm}},
+    }
+    real_cluster.kubectl("apply", "-n", ns, "-f", "-", stdin=json.dumps(node))
+    try:
+        real_cluster.wait_for(
+            "qn", name, ns, lambda o: o.get("status", {}).get("phase") == "Ready", timeout=240
+        )
+        real_cluster.kubectl("apply", "-n", ns, "-f", "-", stdin=json.dumps(job))
+        status = real_cluster.wait_for("djob", name, ns, succeeded, timeout=240)["status"]
+        assert status["phase"] == "Failed", status
+        assert "Insufficient memory" in status["message"], status["message"]
+        assert "max memory: 1024M" in status["message"], status["message"]
+        pod = agent_pods(real_cluster, ns)[name]
+        agent = next(c for c in pod["status"]["containerStatuses"] if c["name"] == "qpu-agent")
+        assert agent["restartCount"] == 0 and agent["ready"], agent
+    finally:
+        real_cluster.kubectl("delete", "djob,qn", name, "-n", ns, "--wait=false", check=False)
+
+
 def panel_queries() -> list[tuple[str, str, str]]:
     """(dashboard, panel title, PromQL with the dashboard variables filled in) of every panel."""
     queries = []

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from qorch.channel.identity import Identity, decode_public_key
 from qorch.operator import kube
@@ -41,6 +42,24 @@ def test_the_deployment_mounts_the_secret_named_after_its_key_and_records_the_ke
         other["metadata"]["annotations"][hash_key]
         != deployment["metadata"]["annotations"][hash_key]
     )
+
+
+@pytest.mark.parametrize(
+    ("resources", "complaint"),
+    [
+        ('{"limits": {"memory": "lots"}}', "String should match pattern"),
+        ('{"limits": {"memory": "256Mi"}}', "the memory request 512Mi is above its limit 256Mi"),
+        ('{"limits": {"gpu": "1"}}', "limits.gpu"),
+        ('{"limit": {"memory": "2Gi"}}', "Extra inputs are not permitted"),
+        ("2Gi", "Invalid JSON"),
+    ],
+)
+def test_agent_resources_a_deployment_could_not_take_are_refused_at_start(
+    resources: str, complaint: str
+) -> None:
+    with pytest.raises(ValidationError, match="agent_resources") as info:
+        Settings.from_env({"QORCH_AGENT_RESOURCES": resources})
+    assert complaint in str(info.value)
 
 
 def test_the_otlp_endpoint_reaches_the_telemetry_sidecar_only_when_set() -> None:

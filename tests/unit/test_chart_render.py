@@ -17,7 +17,9 @@ import yaml
 
 from qorch.channel.identity import Identity, decode_public_key, encode_public_key
 from qorch.channel.signing import trusted_keys_from_entries
+from qorch.operator.agent_workload import build_deployment
 from qorch.sanitizer import load_policy
+from qorch.settings import Settings
 from tests.e2e.chart_support import (
     CHART,
     HELM,
@@ -30,7 +32,7 @@ from tests.e2e.chart_support import (
     render,
     set_args,
 )
-from tests.support import REPO
+from tests.support import REPO, make_node
 
 pytestmark = pytest.mark.skipif(not HELM.exists(), reason="helm is built by `make tools`")
 
@@ -97,6 +99,7 @@ def test_helm_lint_is_clean(name: str) -> None:
         ({"watch": {"namespaces": ["Not_A_Namespace"]}}, "/watch/namespaces/0"),
         ({"image": {"pullPolicy": "Sometimes"}}, "/image/pullPolicy"),
         ({"agent": {"port": 70000}}, "/agent/port"),
+        ({"agent": {"resources": {"limits": {"memory": "lots"}}}}, "/agent/resources/limits"),
         ({"operator": {"logLevel": "LOUD"}}, "/operator/logLevel"),
         ({"trustedSubmitters": {"keys": {"alice": "not a key!"}}}, "/trustedSubmitters/keys/alice"),
         ({"serviceMonitor": {"interval": "often"}}, "/serviceMonitor/interval"),
@@ -247,6 +250,19 @@ def test_priority_classes_reach_the_operator_as_json() -> None:
     assert json.loads(env["QORCH_PRIORITY_CLASSES"]) == classes
     assert env["QORCH_MAX_PREEMPTIONS"] == "1"
     assert "QORCH_PRIORITY_CLASSES" not in env_of(operator_container(render()))
+
+
+def test_agent_resources_reach_the_operator_as_json_and_the_agent_deployment() -> None:
+    resources = {"requests": {"cpu": "1", "memory": "4Gi"}, "limits": {"memory": "8Gi"}}
+    env = env_of(operator_container(render({"agent": {"resources": resources}})))
+    settings = Settings.from_env({"QORCH_AGENT_RESOURCES": env["QORCH_AGENT_RESOURCES"]})
+    node, key = make_node("wide", 28), Identity.generate().public_key
+    pod = build_deployment(node, settings, key)["spec"]["template"]["spec"]
+    (agent,) = [c for c in pod["containers"] if c["name"] == "qpu-agent"]
+    assert agent["resources"] == resources
+    # The chart's default is the operator's.
+    default = env_of(operator_container(render()))["QORCH_AGENT_RESOURCES"]
+    assert Settings.from_env({"QORCH_AGENT_RESOURCES": default}) == Settings()
 
 
 def test_operator_watches_the_release_namespace_by_default() -> None:

@@ -132,10 +132,7 @@ def build_deployment(node: QuantumNode, settings: Settings, public_key: bytes) -
         "ports": [{"name": "agent", "containerPort": settings.agent_port}],
         "readinessProbe": {"httpGet": {"path": "/healthz", "port": "agent"}},
         "livenessProbe": {"httpGet": {"path": "/healthz", "port": "agent"}, "periodSeconds": 20},
-        "resources": {
-            "requests": {"cpu": "250m", "memory": "512Mi"},
-            "limits": {"memory": "2Gi"},
-        },
+        "resources": settings.agent_resources.model_dump(),
         "securityContext": RESTRICTED_CONTAINER,
         "volumeMounts": [
             {"name": "tmp", "mountPath": "/tmp"},
