@@ -373,7 +373,8 @@ class QorchMetrics:
         if row.bounds is not None:
             low, high = row.bounds
             value = min(high, max(low, float(value)))
-        child = self._metrics[name].labels(**labels)
+        metric = self._metrics[name]
+        child = metric.labels(**labels) if row.labels else metric
         if row.kind is Counter:
             child.inc(value)
         elif row.kind is Gauge:

@@ -88,6 +88,25 @@ def test_record_counts_sets_or_observes_by_the_kind_of_metric(metrics: QorchMetr
     assert r.get_sample_value("qorch_feedforward_latency_seconds_sum", link) == pytest.approx(4e-4)
 
 
+def test_a_metric_without_labels_is_recorded_alike(metrics: QorchMetrics) -> None:
+    metrics.record("qorch_memory_limit_bytes", 6 << 30)
+    assert metrics.registry.get_sample_value("qorch_memory_limit_bytes") == 6 << 30
+
+
+def test_the_operator_records_its_memory_limit_and_simulation_widths_at_start() -> None:
+    from qorch.memory_limit import process_limit_bytes
+    from qorch.operator.startup import _record_simulation_widths
+    from qorch.pipeline.verification import MAX_STATEVECTOR_QUBITS
+    from qorch.planner.prediction import MAX_PREDICTED_QUBITS
+
+    _record_simulation_widths()
+    value = m.REGISTRY.get_sample_value
+    assert value("qorch_memory_limit_bytes") == process_limit_bytes()
+    widest = "qorch_exact_simulation_max_qubits"
+    assert value(widest, {"kind": "verification"}) == MAX_STATEVECTOR_QUBITS
+    assert value(widest, {"kind": "prediction"}) == MAX_PREDICTED_QUBITS
+
+
 def test_ratios_and_durations_are_clamped_to_their_range(metrics: QorchMetrics) -> None:
     r = metrics.registry
     metrics.record("qorch_job_fidelity_ratio", 1.2, strategy="single")
