@@ -60,10 +60,11 @@ def widest_fitting(bytes_per_outcome: int, cap: int, limit: int | None = None) -
 
 
 def simulator_memory_mb() -> int:
-    """Aer's `max_memory_mb` for this process: its SIMULATION_SHARE of the memory limit.
-    Aer's own default is the machine's memory, not the container's: a circuit too wide for
-    the pod would have the kernel kill it mid-run (and every agent the job is re-routed
-    to), where Aer refuses the circuit at once and says how much it needs."""
+    """Aer's `max_memory_mb` for every simulator of this process: its SIMULATION_SHARE of
+    the memory limit. Aer's own default is the machine's memory, not the container's: a
+    circuit too wide for the pod would have the kernel kill the process mid-run (measured
+    in a 2 GiB cgroup with a 27-qubit state), where Aer refuses it at once and says how
+    much it needs. The operator's own widths (`widest_fitting`) stay inside this bound."""
     return max(1, int(SIMULATION_SHARE * process_limit_bytes()) >> 20)
 
 

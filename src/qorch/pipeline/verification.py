@@ -37,7 +37,12 @@ from qiskit.quantum_info import Clifford
 from qiskit_aer import AerSimulator
 
 from qorch.api.distributed_job import Verification
-from qorch.memory_limit import EXACT_BYTES_PER_OUTCOME, simulating_async, widest_fitting
+from qorch.memory_limit import (
+    EXACT_BYTES_PER_OUTCOME,
+    simulating_async,
+    simulator_memory_mb,
+    widest_fitting,
+)
 from qorch.planner.cutting import clifford_of, exact_expectations
 from qorch.planner.unroll import Test, predicated_steps, unroll
 from qorch.qpu.simulation_process import SimulationProcess
@@ -142,7 +147,7 @@ def exact_probabilities(circuit: QuantumCircuit) -> ExactProbabilities | None:
         if inst.operation.name not in ("measure", "barrier"):
             unitary._append(inst)
     unitary.save_probabilities(qubits)
-    simulator = AerSimulator(method="statevector")
+    simulator = AerSimulator(method="statevector", max_memory_mb=simulator_memory_mb())
     try:
         result = simulator.run(unitary).result()
     except Exception:  # gates Aer does not know by name (custom definitions): expand them
@@ -669,7 +674,7 @@ def dynamic_probabilities(circuit: QuantumCircuit) -> ExactProbabilities | str:
     if not qubits:
         return "none; nothing measured"
     position = {q: i for i, q in enumerate(qubits)}
-    simulator = AerSimulator(method="statevector")
+    simulator = AerSimulator(method="statevector", max_memory_mb=simulator_memory_mb())
 
     def probabilities_of(program: QuantumCircuit) -> Any:
         program.save_probabilities(qubits)

@@ -1,13 +1,15 @@
-"""An agent simulates within its memory limit (its pod's): a circuit whose state would not
-fit is refused by Aer at once, saying how much it needs, and the program fails with that
-(ExecutionFailed); without the bound Aer sizes itself to the machine, and the kernel ends
-the pod mid-run."""
+"""Simulations stay within the process's memory limit (a pod's): a circuit whose state
+would not fit is refused by Aer at once, saying how much it needs. On an agent its program
+fails with that (ExecutionFailed). Without the bound Aer sizes itself to the machine, and
+the kernel kills the process mid-run."""
 
 from __future__ import annotations
 
 import pytest
+from qiskit.exceptions import QiskitError
 
 from qorch import memory_limit
+from qorch.pipeline.verification import exact_probabilities
 from qorch.qpu.composite_noise import simulate_composite
 from qorch.qpu.executor import NodeExecutor
 from tests.support import deep_circuit, make_node
@@ -36,3 +38,11 @@ def test_a_co_simulated_program_is_bounded_alike() -> None:
     description = {"basisGates": ["rx", "cx"], "qubitOwner": ["a"] * 24, "nodes": {"a": {}}}
     with pytest.raises(RuntimeError, match="Insufficient memory"):
         simulate_composite(deep_circuit(24, 1), description, 10, seed=1)
+
+
+@pytest.mark.usefixtures("small_pod")
+def test_the_operators_exact_simulations_are_bounded_alike() -> None:
+    """Inside its widths (`widest_fitting`, fixed at import) as a second line: here the
+    limit shrank after them."""
+    with pytest.raises(QiskitError, match="Insufficient memory"):
+        exact_probabilities(deep_circuit(24, 1))
