@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, Json, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
-#: A Kubernetes quantity: 250m, 2Gi, 1.5G, 512Mi.
+#: A Kubernetes quantity in its usual forms: 250m, 2Gi, 1.5G, 512Mi, or a plain number.
 _QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
-Quantity = Annotated[str, StringConstraints(pattern=_QUANTITY)]
+Quantity = Annotated[
+    str,
+    BeforeValidator(lambda v: str(v) if isinstance(v, int | float) else v),  # cpu: 1
+    StringConstraints(pattern=_QUANTITY),
+]
 ResourceName = Literal["cpu", "memory", "ephemeral-storage"]
 _REQUESTS: dict[ResourceName, str] = {"cpu": "250m", "memory": "512Mi"}
 _LIMITS: dict[ResourceName, str] = {"memory": "2Gi"}
@@ -41,6 +53,16 @@ def _amount(quantity: str) -> float:
     return float(number) * _SUFFIXES.get(quantity[len(number) :], 1.0)
 
 
+def _from_json(value: object) -> object:
+    """A variable's JSON text as its object; anything else as given."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not JSON ({exc})") from None
+
+
 class Settings(BaseModel):
     """Every knob, documented; environment variables override the defaults."""
 
@@ -51,8 +73,8 @@ class Settings(BaseModel):
     agent_host: str = Field(
         "0.0.0.0", description="Address the QPU agent listens on (QORCH_AGENT_HOST)."
     )
-    agent_resources: Json[AgentResources] = Field(
-        AgentResources(),
+    agent_resources: Annotated[AgentResources, BeforeValidator(_from_json)] = Field(
+        default_factory=AgentResources,
         description="Requests and limits of the QPU agent container, as JSON (a container's"
         " `resources`). An agent simulates states of up to half its memory limit: 2Gi holds"
         " 26 qubits, each qubit more doubles it (QORCH_AGENT_RESOURCES).",

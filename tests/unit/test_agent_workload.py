@@ -51,7 +51,8 @@ def test_the_deployment_mounts_the_secret_named_after_its_key_and_records_the_ke
         ('{"limits": {"memory": "256Mi"}}', "the memory request 512Mi is above its limit 256Mi"),
         ('{"limits": {"gpu": "1"}}', "limits.gpu"),
         ('{"limit": {"memory": "2Gi"}}', "Extra inputs are not permitted"),
-        ("2Gi", "Invalid JSON"),
+        ("2Gi", "not JSON"),
+        ("null", "valid dictionary"),
     ],
 )
 def test_agent_resources_a_deployment_could_not_take_are_refused_at_start(

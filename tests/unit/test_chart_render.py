@@ -253,16 +253,17 @@ def test_priority_classes_reach_the_operator_as_json() -> None:
 
 
 def test_agent_resources_reach_the_operator_as_json_and_the_agent_deployment() -> None:
-    resources = {"requests": {"cpu": "1", "memory": "4Gi"}, "limits": {"memory": "8Gi"}}
+    resources = {"requests": {"cpu": 1, "memory": "4Gi"}, "limits": {"memory": "8Gi"}}
     env = env_of(operator_container(render({"agent": {"resources": resources}})))
     settings = Settings.from_env({"QORCH_AGENT_RESOURCES": env["QORCH_AGENT_RESOURCES"]})
     node, key = make_node("wide", 28), Identity.generate().public_key
     pod = build_deployment(node, settings, key)["spec"]["template"]["spec"]
     (agent,) = [c for c in pod["containers"] if c["name"] == "qpu-agent"]
-    assert agent["resources"] == resources
-    # The chart's default is the operator's.
-    default = env_of(operator_container(render()))["QORCH_AGENT_RESOURCES"]
-    assert Settings.from_env({"QORCH_AGENT_RESOURCES": default}) == Settings()
+    assert agent["resources"] == {**resources, "requests": {"cpu": "1", "memory": "4Gi"}}
+    # The chart's default is the operator's, and so is what an emptied value leaves.
+    for values in ({}, {"agent": {"resources": None}}):
+        default = env_of(operator_container(render(values)))["QORCH_AGENT_RESOURCES"]
+        assert Settings.from_env({"QORCH_AGENT_RESOURCES": default}) == Settings()
 
 
 def test_operator_watches_the_release_namespace_by_default() -> None:

@@ -50,6 +50,7 @@ from prometheus_client import (
 )
 
 from qorch.api.phases import JobPhases, is_terminal
+from qorch.memory_limit import process_limit_bytes
 
 METRICS_PORT = 9090
 
@@ -339,9 +340,9 @@ TABLE: tuple[Row, ...] = (
         Gauge,
         "qorch_exact_simulation_max_qubits",
         "Widest circuit simulated exactly within the memory limit, by kind: verification"
-        " (the exact distribution a job's counts are checked against; wider jobs are"
-        " reported unverifiable) and prediction (the planner's predicted fidelity; wider"
-        " jobs get the no-error probability).",
+        " (the statevector a job's counts are checked against; a wider circuit is verified"
+        " only if it is Clifford, by its stabilizer tableau) and prediction (the planner's"
+        " predicted fidelity; wider jobs get the no-error probability).",
         ("kind",),
     ),
     Row(
@@ -363,6 +364,7 @@ class QorchMetrics:
         self._lock = threading.Lock()
         self._job_phases: dict[str, str] = {}
         self.record("qorch_build_info", 1, version=_version())
+        self.record("qorch_memory_limit_bytes", process_limit_bytes())
         for phase in ACTIVE_JOB_PHASES:
             self.record("qorch_jobs", 0, phase=phase)
 

@@ -89,6 +89,10 @@ def test_record_counts_sets_or_observes_by_the_kind_of_metric(metrics: QorchMetr
 
 
 def test_a_metric_without_labels_is_recorded_alike(metrics: QorchMetrics) -> None:
+    from qorch.memory_limit import process_limit_bytes
+
+    # Set from the start (never a 0 the process did not mean), as by any command.
+    assert metrics.registry.get_sample_value("qorch_memory_limit_bytes") == process_limit_bytes()
     metrics.record("qorch_memory_limit_bytes", 6 << 30)
     assert metrics.registry.get_sample_value("qorch_memory_limit_bytes") == 6 << 30
 

@@ -56,8 +56,9 @@ class Returned:
     #: `exact_probabilities` of the work's circuit, computed while the programs ran, for
     #: work that `verifies_by_statevector`.
     exact: ExactProbabilities | None = None
-    #: Why that simulation ended without a result (its process died: out of memory, most
-    #: likely). Verification says so rather than simulate again in the operator itself.
+    #: Why that simulation ended without a result (its process died, out of memory most
+    #: likely, or Aer refused it). Verification says so rather than simulate again in the
+    #: operator's own process.
     exact_failure: str | None = None
 
 
