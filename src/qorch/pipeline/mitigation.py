@@ -226,7 +226,7 @@ def mitigate_counts(
     nodes: Mapping[str, QuantumNode],
     result: JobResult,
     estimated_fidelity: float | None,
-    exact: ExactProbabilities | None = None,
+    exact: ExactProbabilities | str | None = None,
 ) -> MitigatedResult:
     """The job's counts corrected with M3, each clbit by the node that measured it. `exact`,
     the circuit's `exact_probabilities` the raw counts were verified against, saves

@@ -416,7 +416,7 @@ def verify_counts(
     circuit: QuantumCircuit,
     counts: dict[str, int],
     estimated_fidelity: float | None,
-    exact: ExactProbabilities | None = None,
+    exact: ExactProbabilities | str | None = None,
 ) -> Verification:
     """Hellinger fidelity to the exact distribution, and the threshold it is judged against.
 
@@ -425,7 +425,9 @@ def verify_counts(
     the empirical Hellinger fidelity by about (K - 1) / (4 N) for K outcomes and N shots;
     a further 0.05 absorbs the roughness of the estimate of F. When K is not small next to
     N this takes the threshold to 0 and the check is weak; the method says so. `exact`, the
-    circuit's `exact_probabilities` when already simulated, saves simulating again.
+    circuit's `exact_probabilities` when already simulated, saves simulating again; a
+    string says why that simulation failed: it is not run again, and only a Clifford
+    circuit is verified (by its tableau).
     """
     return verify_distribution(circuit, counts, sum(counts.values()), estimated_fidelity, exact)
 
@@ -435,7 +437,7 @@ def verify_distribution(
     distribution: Mapping[str, float],
     shots: int,
     estimated_fidelity: float | None,
-    exact: ExactProbabilities | None = None,
+    exact: ExactProbabilities | str | None = None,
 ) -> Verification:
     """`verify_counts` for outcome weights that are not counts (a mitigated distribution,
     normalised or not) drawn from `shots` shots."""
@@ -445,8 +447,10 @@ def verify_distribution(
     keys = list(flat)
     weights = np.array([flat[key] for key in keys], dtype=float)
     weights /= weights.sum()
-    exact = exact if exact is not None else exact_probabilities(circuit)
-    if exact is not None:
+    failed = exact if isinstance(exact, str) else None
+    if failed is None:
+        exact = exact if exact is not None else exact_probabilities(circuit)
+    if isinstance(exact, ExactProbabilities):
         p = exact.of(keys)
         return _judged(
             "statevector",
@@ -457,6 +461,8 @@ def verify_distribution(
             estimated_fidelity,
         )
     affine = stabilizer_distribution(circuit)
+    if affine is None and failed:
+        return Verification(method=f"none; {failed}")
     if affine is None:
         # Mid-circuit measurement, reset, control flow or delays: deferred measurement.
         dynamic = dynamic_probabilities(circuit) if _final_measurements(circuit) is None else None

@@ -193,11 +193,12 @@ async def test_past_the_memory_kept_for_exact_outputs_verification_simulates_aga
     assert job.status.result.verification.hellinger_fidelity > 0.99
 
 
-async def test_an_exact_simulation_that_dies_is_reported_not_repeated_in_the_operator(
+async def test_an_exact_simulation_that_dies_is_not_repeated_in_the_operator(
     pipeline: JobPipeline, world: FakeWorld, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Its process most likely ran out of memory: the same simulation in the operator's
-    own process would hold its event loop, and could take the operator down with it."""
+    own process would hold its event loop, and could take the operator down with it. This
+    Bell circuit is Clifford: its tableau verifies it all the same."""
     monkeypatch.setattr(job_module, "IDEAL_KEPT_BYTES", 16)  # not kept from the plan
     world.add_node("a", 4)
     world.answer("a", BELL_COUNTS)
@@ -211,9 +212,18 @@ async def test_an_exact_simulation_that_dies_is_reported_not_repeated_in_the_ope
     await step(pipeline, job)
     assert job.status.phase == "Succeeded", job.status.message
     assert sum(job.status.result.counts.values()) == sum(BELL_COUNTS.values())
-    method = job.status.result.verification.method
-    assert method.startswith("none; the exact simulation failed"), method
-    assert "stopped mid-run" in method
+    verified = job.status.result.verification
+    assert verified.method == "stabilizer" and verified.hellinger_fidelity > 0.99
+
+
+def test_without_its_exact_simulation_a_non_clifford_circuit_says_why_it_is_unverified(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(verification, "exact_probabilities", simulate_again)
+    circuit = deep_circuit(4, 2)
+    failure = "the exact simulation failed (SimulationInterrupted: stopped mid-run)"
+    check = verify_counts(circuit, {"0000": 10}, 0.9, failure)
+    assert check.method == f"none; {failure}" and check.threshold is None
 
 
 async def test_a_later_estimate_of_the_same_circuit_reads_the_kept_exact_output(

@@ -61,6 +61,11 @@ class Returned:
     #: operator's own process.
     exact_failure: str | None = None
 
+    @property
+    def exact_or_failure(self) -> ExactProbabilities | str | None:
+        """What verification reads: the exact output, or why its simulation failed."""
+        return self.exact_failure or self.exact
+
 
 @dataclass(frozen=True)
 class Shape:

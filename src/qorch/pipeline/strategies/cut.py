@@ -88,7 +88,7 @@ class CutDistributionWork(CutWork):
             self.output,
             returned.plan.estimated_fidelity,
             self.max_bits,
-            returned.exact_failure or returned.exact,
+            returned.exact_or_failure,
         )
 
     def mitigate(self, returned: Returned, result: JobResult) -> MitigatedResult:

@@ -79,13 +79,13 @@ class SampledWork(Work):
     def aggregate(self, returned: Returned) -> JobResult:
         replies, observables = returned.replies, returned.observables
         counts = {key: int(n) for key, n in self.counts(_runs(replies)[0]).items()}
-        if not counts:
-            verification = Verification(method="none; the circuit measures nothing")
-        elif returned.exact_failure:
-            verification = Verification(method=f"none; {returned.exact_failure}")
-        else:
-            fidelity = returned.plan.estimated_fidelity
-            verification = verify_counts(self.circuit, counts, fidelity, returned.exact)
+        verification = (
+            verify_counts(
+                self.circuit, counts, returned.plan.estimated_fidelity, returned.exact_or_failure
+            )
+            if counts
+            else Verification(method="none; the circuit measures nothing")
+        )
         result = JobResult(counts=counts, verification=verification)
         bases = self.basis_counts(replies)
         if bases is not None and observables:
@@ -102,7 +102,7 @@ class SampledWork(Work):
             nodes,
             result,
             plan.estimated_fidelity,
-            returned.exact,
+            returned.exact_or_failure,
         )
         # The bases are corrected only where the counts could be (calibrations found).
         if not (observables and result.expectation_values is not None and mitigated.calibrations):
