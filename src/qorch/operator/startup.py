@@ -49,11 +49,11 @@ def _authorization(settings: Settings, namespace: str) -> AuthorizationPolicy:
 
 
 def _record_simulation_widths() -> None:
-    """The memory limit read from the container and the widest exact simulations it
-    allows, in the log and on /metrics: a wider circuit is verified only if it is Clifford
-    (stabilizer tableau), and its fidelity is not predicted."""
+    """The memory limit read from the container (on /metrics from the start) and the
+    widest exact simulations it allows, in the log and on /metrics: a wider circuit is
+    verified only if it is Clifford (stabilizer tableau), and its fidelity is not
+    predicted."""
     limit = process_limit_bytes()
-    METRICS.record("qorch_memory_limit_bytes", limit)
     METRICS.record("qorch_exact_simulation_max_qubits", MAX_STATEVECTOR_QUBITS, kind="verification")
     METRICS.record("qorch_exact_simulation_max_qubits", MAX_PREDICTED_QUBITS, kind="prediction")
     log.info(

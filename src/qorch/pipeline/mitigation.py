@@ -229,8 +229,8 @@ def mitigate_counts(
     exact: ExactProbabilities | str | None = None,
 ) -> MitigatedResult:
     """The job's counts corrected with M3, each clbit by the node that measured it. `exact`,
-    the circuit's `exact_probabilities` the raw counts were verified against, saves
-    simulating it again."""
+    the circuit's `exact_probabilities` the raw counts were verified against (or why that
+    simulation failed), saves simulating it again."""
     counts = result.counts or {}
     if not counts or not clbit_owners:
         return MitigatedResult(method="unavailable: the circuit reports no measured bits")
