@@ -34,17 +34,16 @@ from qiskit import QuantumCircuit, transpile
 from qiskit.circuit import Gate
 from qiskit.circuit.library import SwapGate, XGate
 from qiskit.quantum_info import Clifford
-from qiskit_aer import AerSimulator
 
 from qorch.api.distributed_job import Verification
 from qorch.memory_limit import (
     EXACT_BYTES_PER_OUTCOME,
     simulating_async,
-    simulator_memory_mb,
     widest_fitting,
 )
 from qorch.planner.cutting import clifford_of, exact_expectations
 from qorch.planner.unroll import Test, predicated_steps, unroll
+from qorch.qpu.aer import bounded_simulator
 from qorch.qpu.simulation_process import SimulationProcess
 
 #: Widest statevector verified: 2^26 amplitudes are 1 GiB, their probabilities 0.5 GiB more,
@@ -147,7 +146,7 @@ def exact_probabilities(circuit: QuantumCircuit) -> ExactProbabilities | None:
         if inst.operation.name not in ("measure", "barrier"):
             unitary._append(inst)
     unitary.save_probabilities(qubits)
-    simulator = AerSimulator(method="statevector", max_memory_mb=simulator_memory_mb())
+    simulator = bounded_simulator(method="statevector")
     try:
         result = simulator.run(unitary).result()
     except Exception:  # gates Aer does not know by name (custom definitions): expand them
@@ -680,7 +679,7 @@ def dynamic_probabilities(circuit: QuantumCircuit) -> ExactProbabilities | str:
     if not qubits:
         return "none; nothing measured"
     position = {q: i for i, q in enumerate(qubits)}
-    simulator = AerSimulator(method="statevector", max_memory_mb=simulator_memory_mb())
+    simulator = bounded_simulator(method="statevector")
 
     def probabilities_of(program: QuantumCircuit) -> Any:
         program.save_probabilities(qubits)

@@ -44,9 +44,9 @@ from qorch.api.quantum_node import NoiseSpec
 from qorch.memory_limit import (
     EXACT_BYTES_PER_OUTCOME,
     simulating,
-    simulator_memory_mb,
     widest_fitting,
 )
+from qorch.qpu.aer import bounded_simulator
 from qorch.qpu.circuits import fingerprint
 from qorch.qpu.composite_noise import (
     CompositeNoise,
@@ -175,7 +175,7 @@ def _simulate(
     """The mean of the probabilities `circuit` saves over `runs` seeded runs."""
     # Double precision, as the job runs: single was no faster for trajectories, and a
     # density matrix under Kraus channels took 35x longer (10 qubits: 17 s against 0.5 s).
-    simulator = AerSimulator(method=method, noise_model=model, max_memory_mb=simulator_memory_mb())
+    simulator = bounded_simulator(method=method, noise_model=model)
     result = simulator.run(circuit, shots=runs, seed_simulator=SEED).result()
     if not result.success:
         return None

@@ -69,7 +69,6 @@ from qiskit.circuit.library import (
     ZGate,
     get_standard_gate_name_mapping,
 )
-from qiskit_aer import AerSimulator
 from qiskit_aer.noise import (
     NoiseModel,
     QuantumError,
@@ -80,8 +79,8 @@ from qiskit_aer.noise import (
 
 from qorch.api.base import ApiModel
 from qorch.api.quantum_node import NoiseSpec
-from qorch.memory_limit import simulator_memory_mb
 
+from .aer import bounded_simulator
 from .circuits import measures
 from .executor import one_density_matrix
 from .noise import (
@@ -483,13 +482,9 @@ def simulate_composite(
         # Aer's own choice here; the same noise as channels, which it reads faster (a 6-qubit
         # program: 140 ms, 30 ms, the same counts).
         channels = build_composite_noise_model(desc, channels=True)
-        simulator = AerSimulator(
-            noise_model=channels, method="density_matrix", max_memory_mb=simulator_memory_mb()
-        )
+        simulator = bounded_simulator(noise_model=channels, method="density_matrix")
     else:
-        simulator = AerSimulator(
-            noise_model=None if ideal else model, max_memory_mb=simulator_memory_mb()
-        )
+        simulator = bounded_simulator(noise_model=None if ideal else model)
     result = simulator.run(circuit, shots=shots, seed_simulator=seed).result()
     if not result.success:
         raise RuntimeError(f"simulation failed: {result.status}")

@@ -12,8 +12,8 @@ from qiskit.transpiler import CouplingMap, Target
 from qiskit_aer import AerSimulator
 
 from qorch.api.quantum_node import QuantumNodeSpec
-from qorch.memory_limit import simulator_memory_mb
 
+from .aer import bounded_simulator
 from .circuits import (
     active_qubits,
     branching_pays,
@@ -109,18 +109,14 @@ class NodeExecutor:
         # every shot on its own.
         gates_only = spec.noise.model_copy(update={"readout_error": None})
         self.noiseless_gates = build_noise_model(gates_only, spec.basis_gates) is None
-        self.simulator = AerSimulator(
-            noise_model=self.noise_model, max_memory_mb=simulator_memory_mb()
-        )
+        self.simulator = bounded_simulator(noise_model=self.noise_model)
 
     @functools.cached_property
     def _matrix_simulator(self) -> AerSimulator:
         """For runs that evolve one density matrix: the same noise as one channel per gate,
         which Aer reads faster (see `build_noise_model`)."""
         channels = build_noise_model(self.spec.noise, self.spec.basis_gates, channels=True)
-        return AerSimulator(
-            noise_model=channels, method="density_matrix", max_memory_mb=simulator_memory_mb()
-        )
+        return bounded_simulator(noise_model=channels, method="density_matrix")
 
     def same_target(self, other: NodeExecutor) -> bool:
         """Whether a circuit compiled by `other` fits this node as it is (its noise aside)."""

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from qiskit import QuantumCircuit
-from qiskit_aer import AerSimulator
 from qiskit_aer.noise import NoiseModel, ReadoutError
 
+from .aer import bounded_simulator
 from .composite_noise import werner_error
 
 #: Standard normal quantile of the intervals probes state: 3 sigma, 99.73% two-sided.
@@ -79,7 +79,7 @@ def probe(
     measured fidelity is as read, readout errors included (see `fidelity_interval`)."""
     rng = np.random.default_rng(seed)
     attempts = rng.geometric(success_probability, size=pairs)
-    simulator = AerSimulator(noise_model=_readout_model(readout_errors))
+    simulator = bounded_simulator(noise_model=_readout_model(readout_errors))
     agreements = 0
     for basis, shots in (("zz", pairs - pairs // 2), ("xx", pairs // 2)):
         if shots:
