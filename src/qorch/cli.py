@@ -632,6 +632,19 @@ def command() -> NoReturn:
     os._exit(code)
 
 
+#: Commands whose logs are read after the fact beside other components' (kubectl logs).
+TIMESTAMPED = frozenset({"qpu-agent", "operator", "telemetry-sidecar"})
+
+
+def _configure_logging(level: str, command: str) -> None:
+    stamp = "%(asctime)s " if command in TIMESTAMPED else ""
+    logging.basicConfig(level=level.upper(), format=stamp + "%(levelname)s %(name)s: %(message)s")
+    # Qiskit logs every transpiler pass at INFO: dozens of lines per job planned.
+    chosen = logging.getLogger().getEffectiveLevel()
+    if chosen > logging.DEBUG:
+        logging.getLogger("qiskit").setLevel(max(chosen, logging.WARNING))
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         env = Settings.from_env()
@@ -644,6 +657,6 @@ def main(argv: list[str] | None = None) -> int:
     if argv is None and args.command not in SERVING:
         # Piped into `head`: stop quietly when the reader goes away, as Unix tools do.
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    _configure_logging(args.log_level, args.command)
     leave_out_unused()
     return int(args.func(args))

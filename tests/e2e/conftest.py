@@ -199,6 +199,24 @@ class OperatorProcess:
         return self.log.read_text(errors="replace")
 
 
+#: Lines of an operator's log attached to the report of a test that failed with it.
+LOG_TAIL_LINES = 300
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """A failed test's report carries the tail of each operator's log it ran: a failure in
+    CI can then be read from its output alone."""
+    report = yield
+    if report.failed:
+        funcargs = getattr(item, "funcargs", {})
+        for name, value in funcargs.items():
+            if isinstance(value, OperatorProcess) and value.log.exists():
+                tail = value.output().splitlines()[-LOG_TAIL_LINES:]
+                report.sections.append((f"{name} log, last {len(tail)} lines", "\n".join(tail)))
+    return report
+
+
 @pytest.fixture
 def operator(
     cluster: Cluster, namespace: str, tmp_path: Path, operator_key: OperatorKey

@@ -106,7 +106,7 @@ def test_a_missing_operator_namespace_stops_the_operator_with_one_line(
     assert code == 2, output[-3000:]
     lines = [line for line in output.splitlines() if "qorch-system" in line]
     assert len(lines) == 1, output[-3000:]
-    assert lines[0].startswith("ERROR ")
+    assert " ERROR qorch." in lines[0]
     assert 'namespace "qorch-system" (from QORCH_OPERATOR_NAMESPACE) does not exist' in lines[0]
     assert "kubectl create namespace qorch-system" in lines[0]
     assert "Traceback" not in output, output[-3000:]
