@@ -106,3 +106,46 @@ async def simulating_async(nbytes: int) -> AsyncIterator[None]:
         yield
     finally:
         _wide.release()
+
+
+#: Of the limit, what exact outputs may take together while they wait for their jobs'
+#: programs to return. One alone is at most a tenth of the limit (8 of the
+#: EXACT_BYTES_PER_OUTCOME a simulation within SIMULATION_SHARE peaks at), so a few of the
+#: widest fit at once, and the wide simulation's slot beside them.
+HELD_SHARE = 0.25
+
+
+class HeldMemory:
+    """Bytes that results take while they wait for a later step, bounded together: without
+    a bound, as many running jobs as there are wide nodes would each hold their exact
+    output, and the kernel would kill the operator, again after each restart."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.used = 0
+
+    def holding(self) -> Holding:
+        """A holder that takes nothing until `Holding.take`."""
+        return Holding(self)
+
+
+class Holding:
+    """One holder's bytes of a `HeldMemory`: taken once, given back once."""
+
+    def __init__(self, memory: HeldMemory) -> None:
+        self._memory = memory
+        self._bytes = 0
+
+    async def take(self, nbytes: int) -> None:
+        """Wait, without blocking the event loop, until `nbytes` fit (or, larger than the
+        budget, until nothing else is held), then hold them. A task cancelled while it
+        waits holds nothing."""
+        memory = self._memory
+        while memory.used and memory.used + nbytes > memory.budget:
+            await asyncio.sleep(WAIT_SECONDS)
+        memory.used += nbytes
+        self._bytes = nbytes
+
+    def release(self) -> None:
+        self._memory.used -= self._bytes
+        self._bytes = 0

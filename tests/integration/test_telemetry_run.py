@@ -69,3 +69,15 @@ def test_promtool_accepts_the_exposition(exposition, tmp_path):
         [promtool, "check", "metrics"], input=exposition, text=True, capture_output=True
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_the_memory_limit_and_widest_exact_simulations_are_in_the_output(exposition):
+    from qorch.memory_limit import memory_limit_bytes
+
+    assert samples(exposition, "qorch_memory_limit_bytes") == [float(memory_limit_bytes())]
+    for kind in ("verification", "prediction"):
+        name = f'qorch_exact_simulation_max_qubits{{kind="{kind}"}}'
+        widest = [
+            float(line.split()[-1]) for line in exposition.splitlines() if line.startswith(name)
+        ]
+        assert widest and 2 <= widest[0] <= 26, (kind, widest)

@@ -7,7 +7,13 @@ import contextlib
 import threading
 from pathlib import Path
 
-from qorch.memory_limit import memory_limit_bytes, simulating, simulating_async, widest_fitting
+from qorch.memory_limit import (
+    HeldMemory,
+    memory_limit_bytes,
+    simulating,
+    simulating_async,
+    widest_fitting,
+)
 
 
 def test_the_container_limit_is_read_from_cgroup_v2_then_v1(tmp_path: Path) -> None:
@@ -86,3 +92,42 @@ async def test_a_task_waits_without_holding_the_loop_and_a_cancelled_one_holds_n
         await wait_for_slot()  # free again: neither left it held
     with simulating(WIDE):  # nor for a worker thread
         pass
+
+
+async def test_held_bytes_wait_until_they_fit_and_a_cancelled_taker_holds_nothing() -> None:
+    memory = HeldMemory(100)
+    first, second, third = memory.holding(), memory.holding(), memory.holding()
+    await first.take(60)
+    waiting = asyncio.ensure_future(second.take(60))
+    await asyncio.sleep(0.2)
+    assert not waiting.done() and memory.used == 60
+    await third.take(40)  # what fits goes ahead
+    assert memory.used == 100
+    first.release()
+    third.release()
+    await asyncio.wait_for(waiting, 5)
+    assert memory.used == 60
+    second.release()
+    second.release()  # given back once
+    assert memory.used == 0
+
+    await first.take(90)
+    cancelled = asyncio.ensure_future(second.take(20))
+    await asyncio.sleep(0.1)
+    cancelled.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await cancelled
+    second.release()
+    assert memory.used == 90
+
+
+async def test_one_larger_than_the_budget_goes_alone_once_nothing_else_is_held() -> None:
+    memory = HeldMemory(100)
+    small, large = memory.holding(), memory.holding()
+    await small.take(10)
+    waiting = asyncio.ensure_future(large.take(500))
+    await asyncio.sleep(0.2)
+    assert not waiting.done()
+    small.release()
+    await asyncio.wait_for(waiting, 5)
+    assert memory.used == 500

@@ -84,7 +84,13 @@ async def run_job(
         return
     world = KubeWorld(qnodes, qlinks, state)
     queue = kueue_admission.KueueQueue(workloads, state)
-    pipeline = JobPipeline(world, state.reservations, state.pipeline_settings, queue=queue)
+    pipeline = JobPipeline(
+        world,
+        state.reservations,
+        state.pipeline_settings,
+        queue=queue,
+        exact_outputs=state.exact_outputs,
+    )
     try:
         await _drive(job, body, pipeline, state, logger)
         if kueue_admission.managed(job):
@@ -150,7 +156,10 @@ async def release(
         state.reservations.release(key)
     else:
         world = KubeWorld(qnodes, qlinks, state)
-        await JobPipeline(world, state.reservations, state.pipeline_settings).cancel(job)
+        pipeline = JobPipeline(
+            world, state.reservations, state.pipeline_settings, exact_outputs=state.exact_outputs
+        )
+        await pipeline.cancel(job)
     METRICS.track_job_phase(key, None)
 
 

@@ -18,7 +18,7 @@ from qorch.qpu.transport import AgentConnections
 from qorch.sanitizer import SanitizerPolicyFile, load_policy
 from qorch.settings import Settings
 from qorch.telemetry.instrument import declare_operator_series
-from qorch.telemetry.metrics import METRICS, start_metrics_server
+from qorch.telemetry.metrics import start_metrics_server
 from qorch.telemetry.tracing import configure_tracing, shutdown_tracing
 
 from . import kube
@@ -48,14 +48,11 @@ def _authorization(settings: Settings, namespace: str) -> AuthorizationPolicy:
     )
 
 
-def _record_simulation_widths() -> None:
-    """The memory limit read from the container (on /metrics from the start) and the
-    widest exact simulations it allows, in the log and on /metrics: a wider circuit is
-    verified only if it is Clifford (stabilizer tableau), and its fidelity is not
-    predicted."""
+def _log_simulation_widths() -> None:
+    """The memory limit read from the container and the widest exact simulations it
+    allows (both on /metrics too): a wider circuit is verified only if it is Clifford
+    (stabilizer tableau), and its fidelity is not predicted."""
     limit = process_limit_bytes()
-    METRICS.record("qorch_exact_simulation_max_qubits", MAX_STATEVECTOR_QUBITS, kind="verification")
-    METRICS.record("qorch_exact_simulation_max_qubits", MAX_PREDICTED_QUBITS, kind="prediction")
     log.info(
         "memory limit %.1f GiB: exact verification up to %d qubits, predictions up to %d",
         limit / 2**30,
@@ -123,7 +120,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
             source,
         )
     declare_operator_series()
-    _record_simulation_widths()
+    _log_simulation_widths()
     memo.metrics_server = start_metrics_server(qorch.metrics_port)
     log.info("metrics on port %d at /metrics", memo.metrics_server.port)
     try:
@@ -143,10 +140,11 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
 
 @kopf.on.cleanup(id="close-connections")
 async def close_connections(memo: kopf.Memo, **_: Any) -> None:
-    """Close agent connections on shutdown."""
+    """Close agent connections on shutdown, and stop the exact simulations' process."""
     state: OperatorState | None = memo.get("state")
     if state is not None:
         await state.agents.close()
+        state.exact_outputs.process.close()
     if memo.get("metrics_server") is not None:
         memo.metrics_server.close()
     shutdown_tracing()

@@ -9,7 +9,7 @@ from typing import Any
 import kopf
 
 from qorch.api.phases import LinkPhases, NodePhases
-from qorch.pipeline.job import PipelineSettings
+from qorch.pipeline.job import ExactOutputs, PipelineSettings
 from qorch.pipeline.reservations import Reservations
 from qorch.qpu.transport import AgentConnections
 from qorch.settings import Settings
@@ -25,6 +25,8 @@ class OperatorState:
     operator_keys: OperatorKeys
     reservations: Reservations = field(default_factory=Reservations)
     pipeline_settings: PipelineSettings = field(default_factory=PipelineSettings)
+    # Shared by every job's pipeline: one simulation process, one bound on held outputs.
+    exact_outputs: ExactOutputs = field(default_factory=ExactOutputs)
     # Public keys of the `aer` nodes' identities, as recorded on their Deployments.
     node_keys: dict[tuple[str, str], bytes] = field(default_factory=dict)
     # Set when the placed jobs' reservations have been read back after a start.

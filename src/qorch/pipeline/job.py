@@ -39,8 +39,9 @@ from qorch.api.distributed_job import (
     StrategyEstimate,
 )
 from qorch.api.phases import JobPhases, LinkPhases, NodePhases
+from qorch.memory_limit import HELD_SHARE, HeldMemory, Holding, process_limit_bytes
 from qorch.planner.cut_distribution import output_request
-from qorch.planner.prediction import IdealOutput
+from qorch.planner.prediction import MAX_PREDICTED_QUBITS, IdealOutput
 from qorch.planner.strategies import OUTPUT_WIDTH, PURIFICATION, Candidate, Demand
 from qorch.qpu.circuits import measures
 from qorch.qpu.simulation_process import SimulationProcess
@@ -71,7 +72,7 @@ from .strategies import (
     estimate_candidates,
     strategy_named,
 )
-from .verification import ExactProbabilities, exact_beside, from_ideal
+from .verification import MAX_STATEVECTOR_QUBITS, ExactProbabilities, exact_beside, from_ideal
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,9 @@ _ESTIMATES_KEPT = 4
 #: and verification (2^20 outcomes take 8 MiB). Past it a job's is not kept, and simulated
 #: again: a queue of wide jobs cannot fill the operator's memory.
 IDEAL_KEPT_BYTES = 256 << 20
+#: What a running job's exact output holds per outcome until its programs return: the
+#: probabilities, in double precision.
+EXACT_HELD_BYTES_PER_OUTCOME = 8
 
 
 @dataclass(frozen=True)
@@ -230,6 +234,28 @@ def _summary(result: JobResult) -> str:
     return f"{len(result.expectation_values or [])} expectation value(s) estimated"
 
 
+@dataclass
+class ExactOutputs:
+    """What the jobs of one process share of their exact simulations: the child process the
+    wide ones run in, the memory running jobs' outputs are held in until their programs
+    return, and the outputs predictions simulated, by job, for their later estimates and
+    verification (within IDEAL_KEPT_BYTES). The operator drives each job with a pipeline
+    of its own: these bounds hold for all of them together."""
+
+    process: SimulationProcess = field(default_factory=SimulationProcess)
+    held: HeldMemory = field(
+        default_factory=lambda: HeldMemory(int(HELD_SHARE * process_limit_bytes()))
+    )
+    kept: dict[str, tuple[QuantumCircuit, IdealOutput]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # The widest exact simulations the memory limit allows, on /metrics from the start
+        # wherever jobs run (the operator, `qorch run --metrics-out`).
+        widest = "qorch_exact_simulation_max_qubits"
+        METRICS.record(widest, MAX_STATEVECTOR_QUBITS, kind="verification")
+        METRICS.record(widest, MAX_PREDICTED_QUBITS, kind="prediction")
+
+
 class JobPipeline:
     """Drives one DistributedJob at a time through admit, plan, dispatch, collect, aggregate."""
 
@@ -239,6 +265,7 @@ class JobPipeline:
         reservations: Reservations,
         settings: PipelineSettings | None = None,
         queue: ExternalQueue | None = None,
+        exact_outputs: ExactOutputs | None = None,
     ) -> None:
         self.world = world
         self.reservations = reservations
@@ -249,15 +276,11 @@ class JobPipeline:
         self._queue_requests: dict[str, tuple[tuple, object]] = {}
         self._circuits: dict[str, tuple[int, QuantumCircuit]] = {}
         self._timings_checked: dict[str, TargetTiming] = {}
-        # Exact simulations for verification too wide to run in the operator's process.
-        self.simulation = SimulationProcess()
+        self.exact_outputs = exact_outputs or ExactOutputs()
         self._programs: dict[str, Work] = {}
         # Estimates per job, by what they read: a waiting job woken by every reservation
         # change re-plans without estimating again until its nodes, links or free share move.
         self._estimates: dict[str, dict[tuple, Estimate]] = {}
-        #: Per job, its circuit's exact output as a prediction simulated it: later estimates
-        #: and verification read it instead of simulating the circuit again.
-        self._ideal: dict[str, tuple[QuantumCircuit, IdealOutput]] = {}
         #: Told the candidates each planning considered first (`qorch plan` prints them).
         self.on_considered: Callable[[DistributedJob, list[StrategyEstimate]], None] | None = None
 
@@ -337,7 +360,7 @@ class JobPipeline:
         self._cond(job, status, R.SUCCEEDED, ok, reason, msg)
         self.reservations.release(job_key(job))
         self._estimates.pop(job_key(job), None)
-        self._ideal.pop(job_key(job), None)
+        self.exact_outputs.kept.pop(job_key(job), None)
         self._timings_checked.pop(job_key(job), None)
         self.world.event(job, "Normal" if ok == "True" else "Warning", reason, msg)
         strategy = status.plan.strategy if status.plan else "none"
@@ -549,25 +572,26 @@ class JobPipeline:
         key = job_key(job)
         if self._known_ideal(job, circuit) is not None:
             return
-        self._ideal.pop(key, None)
-        used = sum(kept.probabilities.nbytes for _, kept in self._ideal.values())
+        self.exact_outputs.kept.pop(key, None)
+        used = sum(kept.probabilities.nbytes for _, kept in self.exact_outputs.kept.values())
         if used + ideal.probabilities.nbytes <= IDEAL_KEPT_BYTES:
-            self._ideal[key] = (circuit, ideal)
+            self.exact_outputs.kept[key] = (circuit, ideal)
 
     async def _exact(
-        self, job: DistributedJob, circuit: QuantumCircuit
+        self, job: DistributedJob, circuit: QuantumCircuit, holding: Holding
     ) -> ExactProbabilities | None:
         """The exact output for verification: as the plan's prediction simulated it, or
-        simulated now."""
+        simulated now; its bytes held in `exact_outputs.held` until the caller releases them."""
+        await holding.take(EXACT_HELD_BYTES_PER_OUTCOME << circuit.num_qubits)
         if (ideal := self._known_ideal(job, circuit)) is not None:
             planned = await asyncio.to_thread(from_ideal, circuit, ideal.bits, ideal.probabilities)
             if planned is not None:
                 return planned
-        return await exact_beside(circuit, self.simulation)
+        return await exact_beside(circuit, self.exact_outputs.process)
 
     def _known_ideal(self, job: DistributedJob, circuit: QuantumCircuit) -> IdealOutput | None:
         """The exact output a prediction of this very circuit simulated, if one is kept."""
-        kept = self._ideal.get(job_key(job))
+        kept = self.exact_outputs.kept.get(job_key(job))
         return kept[1] if kept is not None and kept[0] is circuit else None
 
     def _queue_entry(self, job: DistributedJob, status: DistributedJobStatus) -> QueueEntry:
@@ -831,14 +855,34 @@ class JobPipeline:
             return await ask(self.world.agent(node), payloads[program.id], timeout=remaining)
 
         calls = {p.id: asyncio.ensure_future(run(p)) for p in plan.programs}
-        evicted: str | None = None
         # Verification reads the exact output the plan's prediction simulated, or simulates
         # it while the agents run.
+        holding = self.exact_outputs.held.holding()
         exact = (
-            asyncio.ensure_future(self._exact(job, work.circuit))
+            asyncio.ensure_future(self._exact(job, work.circuit, holding))
             if work.verifies_by_statevector
             else None
         )
+        try:
+            return await self._settle(job, status, work, nodes, calls, exact, started)
+        finally:
+            holding.release()  # the exact output is read, or dropped, by now
+
+    async def _settle(
+        self,
+        job: DistributedJob,
+        status: DistributedJobStatus,
+        work: Work,
+        nodes: Mapping[str, QuantumNode],
+        calls: Mapping[str, asyncio.Future[RunResult]],
+        exact: asyncio.Future[ExactProbabilities | None] | None,
+        started: float,
+    ) -> StepResult:
+        """The attempt's outcome once its programs return (verified and aggregated), or a
+        re-route, a pause or room made when its resources change under it."""
+        plan = status.plan
+        assert plan is not None
+        evicted: str | None = None
         preempted: str | None = None
         try:
             trouble: list[Reroute] = []
@@ -1111,7 +1155,7 @@ class JobPipeline:
             self._circuits.pop(job_key(job), None)
             self._timings_checked.pop(job_key(job), None)
             self._estimates.pop(job_key(job), None)
-            self._ideal.pop(job_key(job), None)
+            self.exact_outputs.kept.pop(job_key(job), None)
 
     def _record_verification(self, job: DistributedJob, status: DistributedJobStatus) -> None:
         v = status.result.verification if status.result else None

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import numpy as np
 import pytest
@@ -15,9 +16,9 @@ from qiskit import QuantumCircuit
 import qorch.pipeline.job as job_module
 import qorch.pipeline.verification as verification
 import qorch.planner.strategies as strategies_module
-from qorch.memory_limit import simulating
-from qorch.pipeline.job import JobPipeline
-from qorch.pipeline.reservations import node_resource
+from qorch.memory_limit import HeldMemory, simulating
+from qorch.pipeline.job import ExactOutputs, JobPipeline, PipelineSettings
+from qorch.pipeline.reservations import Reservations, node_resource
 from qorch.pipeline.verification import (
     EXACT_IN_PROCESS_QUBITS,
     MAX_STATEVECTOR_QUBITS,
@@ -31,7 +32,7 @@ from qorch.planner.prediction import ideal_output
 from qorch.qpu.simulation_process import SimulationInterrupted, SimulationProcess
 from tests.support import deep_circuit, ghz
 
-from .fake_world import FakeWorld
+from .fake_world import FakeWorld, result
 from .test_job_transitions import BELL_COUNTS, running, step
 
 
@@ -238,3 +239,41 @@ async def test_a_later_estimate_of_the_same_circuit_reads_the_kept_exact_output(
     free = {node_resource(job.metadata.namespace, "a"): 3}
     estimate = await pipeline._estimate(job, circuit, pipeline._candidates(job), free)
     assert not isinstance(estimate.choice, str) and estimate.choice.estimated_fidelity > 0.99
+
+
+async def test_running_jobs_exact_outputs_wait_for_room_in_the_memory_kept_for_them(
+    world: FakeWorld,
+    book: Reservations,
+    settings: PipelineSettings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One Bell output's bytes of room, shared by two jobs' pipelines as the operator drives
+    each job with its own: the second job's exact output waits until the first job's
+    programs returned and its output was read, then it is simulated and verified."""
+    monkeypatch.setattr(job_module, "IDEAL_KEPT_BYTES", 16)  # not kept from the plan
+    shared = ExactOutputs(held=HeldMemory(job_module.EXACT_HELD_BYTES_PER_OUTCOME << 2))
+    pipelines = [JobPipeline(world, book, settings, exact_outputs=shared) for _ in range(2)]
+    world.add_node("a", 4)
+    first_replies = asyncio.Event()
+
+    async def run(payload: dict[str, Any]) -> dict[str, Any]:
+        if "/first/" in payload["programId"]:
+            await first_replies.wait()
+        return result(payload, "a", BELL_COUNTS)
+
+    world.runs["a"] = run
+    first = await running(pipelines[0], "first")
+    second = await running(pipelines[1], "second")
+    first_step = asyncio.ensure_future(step(pipelines[0], first))
+    while shared.held.used == 0:
+        await asyncio.sleep(0.01)
+    second_step = asyncio.ensure_future(step(pipelines[1], second))
+    await asyncio.sleep(0.3)
+    assert not second_step.done(), "the second exact output did not wait for room"
+    first_replies.set()
+    await asyncio.wait_for(asyncio.gather(first_step, second_step), 60)
+    for job in (first, second):
+        assert job.status.phase == "Succeeded", job.status.message
+        verified = job.status.result.verification
+        assert verified.method == "statevector" and verified.hellinger_fidelity > 0.99
+    assert shared.held.used == 0

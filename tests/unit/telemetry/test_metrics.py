@@ -97,13 +97,13 @@ def test_a_metric_without_labels_is_recorded_alike(metrics: QorchMetrics) -> Non
     assert metrics.registry.get_sample_value("qorch_memory_limit_bytes") == 6 << 30
 
 
-def test_the_operator_records_its_memory_limit_and_simulation_widths_at_start() -> None:
+def test_the_memory_limit_and_simulation_widths_are_recorded_where_jobs_run() -> None:
     from qorch.memory_limit import process_limit_bytes
-    from qorch.operator.startup import _record_simulation_widths
+    from qorch.pipeline.job import ExactOutputs
     from qorch.pipeline.verification import MAX_STATEVECTOR_QUBITS
     from qorch.planner.prediction import MAX_PREDICTED_QUBITS
 
-    _record_simulation_widths()
+    ExactOutputs()  # made once by the operator at start, and by `qorch run`'s pipeline
     value = m.REGISTRY.get_sample_value
     assert value("qorch_memory_limit_bytes") == process_limit_bytes()
     widest = "qorch_exact_simulation_max_qubits"
