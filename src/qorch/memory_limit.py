@@ -8,6 +8,7 @@ the operator, and a job that asks for it again would do so after every restart.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import os
@@ -118,11 +119,13 @@ HELD_SHARE = 0.25
 class HeldMemory:
     """Bytes that results take while they wait for a later step, bounded together: without
     a bound, as many running jobs as there are wide nodes would each hold their exact
-    output, and the kernel would kill the operator, again after each restart."""
+    output, and the kernel would kill the operator, again after each restart. Takers get
+    their bytes in the order they asked: a large one is not starved by small ones."""
 
     def __init__(self, budget: int) -> None:
         self.budget = budget
         self.used = 0
+        self._waiting: collections.deque[object] = collections.deque()
 
     def holding(self) -> Holding:
         """A holder that takes nothing until `Holding.take`."""
@@ -130,22 +133,36 @@ class HeldMemory:
 
 
 class Holding:
-    """One holder's bytes of a `HeldMemory`: taken once, given back once."""
+    """One holder's bytes of a `HeldMemory`: taken once, given back once; after `release`,
+    a `take` still waiting or yet to come takes nothing."""
 
     def __init__(self, memory: HeldMemory) -> None:
         self._memory = memory
         self._bytes = 0
+        self._released = False
 
-    async def take(self, nbytes: int) -> None:
-        """Wait, without blocking the event loop, until `nbytes` fit (or, larger than the
-        budget, until nothing else is held), then hold them. A task cancelled while it
-        waits holds nothing."""
-        memory = self._memory
-        while memory.used and memory.used + nbytes > memory.budget:
-            await asyncio.sleep(WAIT_SECONDS)
+    async def take(self, nbytes: int) -> bool:
+        """Wait, without blocking the event loop, for the turn of this holder and until
+        `nbytes` fit (or, larger than the budget, until nothing else is held), then hold
+        them; False, holding nothing, once released. A task cancelled while it waits holds
+        nothing."""
+        memory, ticket = self._memory, object()
+        memory._waiting.append(ticket)
+        try:
+            while not self._released and (
+                memory._waiting[0] is not ticket
+                or (memory.used and memory.used + nbytes > memory.budget)
+            ):
+                await asyncio.sleep(WAIT_SECONDS)
+        finally:
+            memory._waiting.remove(ticket)
+        if self._released:
+            return False
         memory.used += nbytes
         self._bytes = nbytes
+        return True
 
     def release(self) -> None:
+        self._released = True
         self._memory.used -= self._bytes
         self._bytes = 0

@@ -136,6 +136,7 @@ class OperatorProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        _STARTED.append(self)
         env = {
             **self.cluster.env,
             "QORCH_NODE_CHECK_SECONDS": "1",
@@ -201,6 +202,14 @@ class OperatorProcess:
 
 #: Lines of an operator's log attached to the report of a test that failed with it.
 LOG_TAIL_LINES = 300
+#: The operators started while the current test ran (by fixtures or by the test itself).
+_STARTED: list[OperatorProcess] = []
+
+
+@pytest.fixture(autouse=True)
+def _operators_of_this_test() -> Iterator[None]:
+    _STARTED.clear()
+    yield
 
 
 @pytest.hookimpl(wrapper=True)
@@ -209,11 +218,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     CI can then be read from its output alone."""
     report = yield
     if report.failed:
-        funcargs = getattr(item, "funcargs", {})
-        for name, value in funcargs.items():
-            if isinstance(value, OperatorProcess) and value.log.exists():
-                tail = value.output().splitlines()[-LOG_TAIL_LINES:]
-                report.sections.append((f"{name} log, last {len(tail)} lines", "\n".join(tail)))
+        shown: set[Path] = set()
+        for op in _STARTED:
+            if op.log.exists() and op.log not in shown:
+                shown.add(op.log)
+                tail = op.output().splitlines()[-LOG_TAIL_LINES:]
+                report.sections.append((f"{op.log} (last {len(tail)} lines)", "\n".join(tail)))
     return report
 
 

@@ -96,29 +96,29 @@ async def test_a_task_waits_without_holding_the_loop_and_a_cancelled_one_holds_n
 
 async def test_held_bytes_wait_until_they_fit_and_a_cancelled_taker_holds_nothing() -> None:
     memory = HeldMemory(100)
-    first, second, third = memory.holding(), memory.holding(), memory.holding()
-    await first.take(60)
+    first, second = memory.holding(), memory.holding()
+    assert await first.take(60)
     waiting = asyncio.ensure_future(second.take(60))
     await asyncio.sleep(0.2)
     assert not waiting.done() and memory.used == 60
-    await third.take(40)  # what fits goes ahead
-    assert memory.used == 100
     first.release()
-    third.release()
-    await asyncio.wait_for(waiting, 5)
+    assert await asyncio.wait_for(waiting, 5)
     assert memory.used == 60
     second.release()
     second.release()  # given back once
     assert memory.used == 0
 
-    await first.take(90)
-    cancelled = asyncio.ensure_future(second.take(20))
+    third, fourth = memory.holding(), memory.holding()
+    await third.take(90)
+    cancelled = asyncio.ensure_future(fourth.take(20))
     await asyncio.sleep(0.1)
     cancelled.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await cancelled
-    second.release()
+    fourth.release()
     assert memory.used == 90
+    third.release()
+    assert await asyncio.wait_for(memory.holding().take(100), 5)  # no one left in line
 
 
 async def test_one_larger_than_the_budget_goes_alone_once_nothing_else_is_held() -> None:
@@ -131,3 +131,32 @@ async def test_one_larger_than_the_budget_goes_alone_once_nothing_else_is_held()
     small.release()
     await asyncio.wait_for(waiting, 5)
     assert memory.used == 500
+
+
+async def test_takers_get_their_bytes_in_the_order_they_asked() -> None:
+    """A large taker is not starved by small ones asking after it."""
+    memory = HeldMemory(100)
+    held, large, small = memory.holding(), memory.holding(), memory.holding()
+    await held.take(50)
+    large_waits = asyncio.ensure_future(large.take(80))
+    await asyncio.sleep(0.1)
+    small_waits = asyncio.ensure_future(small.take(10))  # would fit, but comes second
+    await asyncio.sleep(0.2)
+    assert not large_waits.done() and not small_waits.done()
+    held.release()
+    assert await asyncio.wait_for(large_waits, 5)
+    assert await asyncio.wait_for(small_waits, 5)
+    assert memory.used == 90
+
+
+async def test_a_released_holder_takes_nothing_even_if_it_was_still_waiting() -> None:
+    memory = HeldMemory(100)
+    full, late = memory.holding(), memory.holding()
+    await full.take(100)
+    waiting = asyncio.ensure_future(late.take(10))
+    await asyncio.sleep(0.1)
+    late.release()
+    assert await asyncio.wait_for(waiting, 5) is False
+    assert not await late.take(10)
+    full.release()
+    assert memory.used == 0

@@ -72,7 +72,13 @@ from .strategies import (
     estimate_candidates,
     strategy_named,
 )
-from .verification import MAX_STATEVECTOR_QUBITS, ExactProbabilities, exact_beside, from_ideal
+from .verification import (
+    MAX_STATEVECTOR_QUBITS,
+    ExactProbabilities,
+    exact_beside,
+    exact_output_bytes,
+    from_ideal,
+)
 
 log = logging.getLogger(__name__)
 
@@ -83,9 +89,6 @@ _ESTIMATES_KEPT = 4
 #: and verification (2^20 outcomes take 8 MiB). Past it a job's is not kept, and simulated
 #: again: a queue of wide jobs cannot fill the operator's memory.
 IDEAL_KEPT_BYTES = 256 << 20
-#: What a running job's exact output holds per outcome until its programs return: the
-#: probabilities, in double precision.
-EXACT_HELD_BYTES_PER_OUTCOME = 8
 
 
 @dataclass(frozen=True)
@@ -215,6 +218,8 @@ async def _result(
         return None, None
     try:
         return await exact, None
+    except NoRoomForExactOutput as exc:
+        return None, str(exc)
     except Exception as exc:
         log.warning("exact simulation beside the programs failed: %s", type(exc).__name__)
         return None, f"the exact simulation failed ({type(exc).__name__}: {str(exc)[:200]})"
@@ -232,6 +237,11 @@ def _summary(result: JobResult) -> str:
     if result.distribution or result.marginals or result.top_outcomes:
         return "output distribution reconstructed"
     return f"{len(result.expectation_values or [])} expectation value(s) estimated"
+
+
+class NoRoomForExactOutput(Exception):
+    """A job's exact output found no room in the memory held for running jobs' outputs
+    within its time: it is left unverified, saying so."""
 
 
 @dataclass
@@ -578,12 +588,25 @@ class JobPipeline:
             self.exact_outputs.kept[key] = (circuit, ideal)
 
     async def _exact(
-        self, job: DistributedJob, circuit: QuantumCircuit, holding: Holding
+        self, job: DistributedJob, circuit: QuantumCircuit, holding: Holding, seconds: float
     ) -> ExactProbabilities | None:
         """The exact output for verification: as the plan's prediction simulated it, or
-        simulated now; its bytes held in `exact_outputs.held` until the caller releases them."""
-        await holding.take(EXACT_HELD_BYTES_PER_OUTCOME << circuit.num_qubits)
-        if (ideal := self._known_ideal(job, circuit)) is not None:
+        simulated now; its bytes held in `exact_outputs.held` until the caller releases
+        them, once there is room for them within `seconds`."""
+        ideal = self._known_ideal(job, circuit)
+        nbytes = ideal.probabilities.nbytes if ideal is not None else exact_output_bytes(circuit)
+        held = self.exact_outputs.held
+        try:
+            async with asyncio.timeout(seconds):
+                if not await holding.take(nbytes):
+                    return None
+        except TimeoutError:
+            raise NoRoomForExactOutput(
+                f"no room for its {nbytes / 2**20:.3g} MiB exact output within the job's"
+                f" time: running jobs' outputs hold {held.used / 2**20:.3g} of"
+                f" {held.budget / 2**20:.3g} MiB"
+            ) from None
+        if ideal is not None:
             planned = await asyncio.to_thread(from_ideal, circuit, ideal.bits, ideal.probabilities)
             if planned is not None:
                 return planned
@@ -859,13 +882,15 @@ class JobPipeline:
         # it while the agents run.
         holding = self.exact_outputs.held.holding()
         exact = (
-            asyncio.ensure_future(self._exact(job, work.circuit, holding))
+            asyncio.ensure_future(self._exact(job, work.circuit, holding, remaining))
             if work.verifies_by_statevector
             else None
         )
         try:
             return await self._settle(job, status, work, nodes, calls, exact, started)
         finally:
+            if exact is not None and not exact.done():
+                exact.cancel()  # the step stopped (cancelled, or it failed): nobody reads it
             holding.release()  # the exact output is read, or dropped, by now
 
     async def _settle(

@@ -133,6 +133,15 @@ def statevector_bytes(num_qubits: int) -> int:
     return 24 << num_qubits
 
 
+def exact_output_bytes(circuit: QuantumCircuit) -> int:
+    """What `exact_probabilities(circuit)` returns takes (a double per outcome of the
+    measured qubits); 0 where it returns none."""
+    measured = _final_measurements(circuit)
+    if not measured or circuit.num_qubits > MAX_STATEVECTOR_QUBITS:
+        return 0
+    return 8 << len(set(measured.values()))
+
+
 def exact_probabilities(circuit: QuantumCircuit) -> ExactProbabilities | None:
     """Exact outcome probabilities of a circuit whose measurements all come last, up to
     MAX_STATEVECTOR_QUBITS qubits; None for any other circuit."""

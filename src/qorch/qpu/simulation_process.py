@@ -108,19 +108,28 @@ class SimulationProcess:
     async def call(self, function: Callable[..., T], *args: Any) -> T:
         """`function(*args)` in the child; both must pickle (a module-level function)."""
         loop = asyncio.get_running_loop()
+        pool = self._started()
         try:
-            return await loop.run_in_executor(self._started(), function, *args)
+            return await loop.run_in_executor(pool, function, *args)
         except BrokenProcessPool as exc:
-            self._pool = None
+            self._forget(pool)
             raise SimulationInterrupted("the simulation process stopped mid-run") from exc
 
     def call_blocking(self, function: Callable[..., T], *args: Any) -> T:
         """`call` for a worker thread: it waits without holding the interpreter lock."""
+        pool = self._started()
         try:
-            return self._started().submit(function, *args).result()
+            return pool.submit(function, *args).result()
         except BrokenProcessPool as exc:
-            self._pool = None
+            self._forget(pool)
             raise SimulationInterrupted("the simulation process stopped mid-run") from exc
+
+    def _forget(self, broken: ProcessPoolExecutor) -> None:
+        """The next step starts a new child, unless another caller already started one
+        (callers share the process: a late failure must not orphan the new child)."""
+        with self._starting:
+            if self._pool is broken:
+                self._pool = None
 
     def kill(self) -> None:
         """Stop the running step now; the next step starts a new child."""

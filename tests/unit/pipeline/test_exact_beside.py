@@ -6,6 +6,7 @@ plan's prediction already simulated the circuit's exact output, verification rea
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Any
 
@@ -16,24 +17,27 @@ from qiskit import QuantumCircuit
 import qorch.pipeline.job as job_module
 import qorch.pipeline.verification as verification
 import qorch.planner.strategies as strategies_module
+from qorch.api.distributed_job import DistributedJob
 from qorch.memory_limit import HeldMemory, simulating
-from qorch.pipeline.job import ExactOutputs, JobPipeline, PipelineSettings
+from qorch.pipeline.job import ExactOutputs, JobPipeline, PipelineSettings, job_key
 from qorch.pipeline.reservations import Reservations, node_resource
 from qorch.pipeline.verification import (
     EXACT_IN_PROCESS_QUBITS,
     MAX_STATEVECTOR_QUBITS,
     exact_beside,
     exact_outcome_probabilities,
+    exact_output_bytes,
     exact_probabilities,
     from_ideal,
     verify_counts,
 )
 from qorch.planner.prediction import ideal_output
 from qorch.qpu.simulation_process import SimulationInterrupted, SimulationProcess
+from qorch.telemetry.metrics import METRICS
 from tests.support import deep_circuit, ghz
 
 from .fake_world import FakeWorld, result
-from .test_job_transitions import BELL_COUNTS, running, step
+from .test_job_transitions import BELL, BELL_COUNTS, running, step
 
 
 def simulate_again(*_: object) -> None:
@@ -241,6 +245,34 @@ async def test_a_later_estimate_of_the_same_circuit_reads_the_kept_exact_output(
     assert not isinstance(estimate.choice, str) and estimate.choice.estimated_fidelity > 0.99
 
 
+#: One Bell output's bytes: the room the tests below share between two jobs.
+BELL_OUTPUT = 8 << 2
+NOT_CLIFFORD = BELL.replace("h q[0];", "h q[0];\nt q[0];")
+
+
+def gated_node(world: FakeWorld, name: str, *gated: str) -> asyncio.Event:
+    """Node `name`'s agent answers the `gated` jobs once the returned event is set, others
+    at once."""
+    world.add_node(name, 4)
+    replies = asyncio.Event()
+
+    async def run(payload: dict[str, Any]) -> dict[str, Any]:
+        if any(f"/{job}/" in payload["programId"] for job in gated):
+            await replies.wait()
+        return result(payload, name, BELL_COUNTS)
+
+    world.runs[name] = run
+    return replies
+
+
+async def holding_room(shared: ExactOutputs, pipeline: JobPipeline, job: DistributedJob):
+    """`job`'s step, started, once its exact output holds room."""
+    stepping = asyncio.ensure_future(step(pipeline, job))
+    while shared.held.used == 0:
+        await asyncio.sleep(0.01)
+    return stepping
+
+
 async def test_running_jobs_exact_outputs_wait_for_room_in_the_memory_kept_for_them(
     world: FakeWorld,
     book: Reservations,
@@ -251,22 +283,13 @@ async def test_running_jobs_exact_outputs_wait_for_room_in_the_memory_kept_for_t
     each job with its own: the second job's exact output waits until the first job's
     programs returned and its output was read, then it is simulated and verified."""
     monkeypatch.setattr(job_module, "IDEAL_KEPT_BYTES", 16)  # not kept from the plan
-    shared = ExactOutputs(held=HeldMemory(job_module.EXACT_HELD_BYTES_PER_OUTCOME << 2))
+    assert exact_output_bytes(ghz(2)) == BELL_OUTPUT
+    shared = ExactOutputs(held=HeldMemory(BELL_OUTPUT))
     pipelines = [JobPipeline(world, book, settings, exact_outputs=shared) for _ in range(2)]
-    world.add_node("a", 4)
-    first_replies = asyncio.Event()
-
-    async def run(payload: dict[str, Any]) -> dict[str, Any]:
-        if "/first/" in payload["programId"]:
-            await first_replies.wait()
-        return result(payload, "a", BELL_COUNTS)
-
-    world.runs["a"] = run
+    first_replies = gated_node(world, "a", "first")
     first = await running(pipelines[0], "first")
     second = await running(pipelines[1], "second")
-    first_step = asyncio.ensure_future(step(pipelines[0], first))
-    while shared.held.used == 0:
-        await asyncio.sleep(0.01)
+    first_step = await holding_room(shared, pipelines[0], first)
     second_step = asyncio.ensure_future(step(pipelines[1], second))
     await asyncio.sleep(0.3)
     assert not second_step.done(), "the second exact output did not wait for room"
@@ -277,3 +300,65 @@ async def test_running_jobs_exact_outputs_wait_for_room_in_the_memory_kept_for_t
         verified = job.status.result.verification
         assert verified.method == "statevector" and verified.hellinger_fidelity > 0.99
     assert shared.held.used == 0
+
+
+async def test_a_step_stopped_while_its_output_waits_for_room_leaves_none_held(
+    world: FakeWorld, book: Reservations, settings: PipelineSettings
+) -> None:
+    """As when a running job is deleted and kopf cancels its daemon mid-step: while its
+    programs run, its exact output waiting for room."""
+    shared = ExactOutputs(held=HeldMemory(BELL_OUTPUT))
+    pipelines = [JobPipeline(world, book, settings, exact_outputs=shared) for _ in range(2)]
+    replies = gated_node(world, "a", "first", "second")
+    first = await running(pipelines[0], "first")
+    second = await running(pipelines[1], "second")
+    first_step = await holding_room(shared, pipelines[0], first)
+    second_step = asyncio.ensure_future(step(pipelines[1], second))
+    await asyncio.sleep(0.3)
+    second_step.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await second_step
+    # The rest of a deletion, as the operator's handler does it.
+    await pipelines[1].cancel(second)
+    METRICS.track_job_phase(job_key(second), None)
+    replies.set()
+    await asyncio.wait_for(first_step, 60)
+    await asyncio.sleep(0.3)  # an orphaned wait for room would take it now
+    assert first.status.phase == "Succeeded", first.status.message
+    assert shared.held.used == 0
+
+
+async def test_an_output_without_room_within_the_jobs_time_leaves_the_job_unverified(
+    world: FakeWorld, book: Reservations, settings: PipelineSettings
+) -> None:
+    shared = ExactOutputs(held=HeldMemory(BELL_OUTPUT))
+    pipelines = [JobPipeline(world, book, settings, exact_outputs=shared) for _ in range(2)]
+    replies = gated_node(world, "a", "first")
+    first = await running(pipelines[0], "first")
+    # Not Clifford: its stabilizer tableau cannot verify it in the statevector's place.
+    hurried = await running(pipelines[1], "hurried", NOT_CLIFFORD, timeoutSeconds=5)
+    first_step = await holding_room(shared, pipelines[0], first)
+    await asyncio.wait_for(step(pipelines[1], hurried), 30)
+    assert hurried.status.phase == "Succeeded", hurried.status.message
+    assert sum(hurried.status.result.counts.values()) == sum(BELL_COUNTS.values())
+    verified = hurried.status.result.verification
+    assert verified.method.startswith("none; no room for its 3.05e-05 MiB exact output")
+    assert "running jobs' outputs hold 3.05e-05 of 3.05e-05 MiB" in verified.method
+    replies.set()
+    await asyncio.wait_for(first_step, 60)
+    assert shared.held.used == 0
+
+
+def test_only_an_output_the_statevector_gives_takes_room() -> None:
+    wide = QuantumCircuit(MAX_STATEVECTOR_QUBITS + 1, MAX_STATEVECTOR_QUBITS + 1)
+    wide.h(0)
+    wide.measure(range(wide.num_qubits), range(wide.num_qubits))
+    assert exact_output_bytes(wide) == 0  # verified by its tableau, or not at all
+    mid = QuantumCircuit(2, 2)
+    mid.measure(0, 0)
+    mid.x(0)
+    mid.measure(0, 1)
+    assert exact_output_bytes(mid) == 0  # deferred measurement, not a held output
+    three_of_five = QuantumCircuit(5, 3)
+    three_of_five.measure([0, 2, 4], [0, 1, 2])
+    assert exact_output_bytes(three_of_five) == 8 << 3
