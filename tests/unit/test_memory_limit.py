@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -160,3 +162,20 @@ async def test_a_released_holder_takes_nothing_even_if_it_was_still_waiting() ->
     assert not await late.take(10)
     full.release()
     assert memory.used == 0
+
+
+def test_an_operator_with_1_gib_sizes_every_budget_to_it() -> None:
+    """Read at import, so in a fresh interpreter whose limit reads 1 GiB."""
+    script = (
+        "import qorch.memory_limit as m\n"
+        "m.process_limit_bytes = lambda: 1 << 30\n"
+        "from qorch.pipeline import job\n"
+        "from qorch.pipeline.verification import MAX_STATEVECTOR_QUBITS\n"
+        "from qorch.planner.prediction import MAX_PREDICTED_QUBITS\n"
+        "print(job.IDEAL_KEPT_BYTES >> 20, job.ExactOutputs().held.budget >> 20,"
+        " MAX_STATEVECTOR_QUBITS, MAX_PREDICTED_QUBITS)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stdout.split() == ["64", "256", "23", "23"], done.stderr

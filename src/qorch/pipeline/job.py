@@ -86,9 +86,10 @@ CANCEL_TIMEOUT_SECONDS = 5.0
 #: Estimates kept per job: one _plan reads up to three views (free, idle, every node).
 _ESTIMATES_KEPT = 4
 #: Memory for the exact outputs predictions simulated, kept for the jobs' later estimates
-#: and verification (2^20 outcomes take 8 MiB). Past it a job's is not kept, and simulated
+#: and verification (2^20 outcomes take 8 MiB): 256 MiB, or a sixteenth of a smaller
+#: process's memory limit (64 MiB at 1 GiB). Past it a job's is not kept, and simulated
 #: again: a queue of wide jobs cannot fill the operator's memory.
-IDEAL_KEPT_BYTES = 256 << 20
+IDEAL_KEPT_BYTES = min(256 << 20, process_limit_bytes() // 16)
 
 
 @dataclass(frozen=True)
