@@ -146,6 +146,8 @@ class Holding:
         `nbytes` fit (or, larger than the budget, until nothing else is held), then hold
         them; False, holding nothing, once released. A task cancelled while it waits holds
         nothing."""
+        if not nbytes:  # nothing to hold: no turn to wait for
+            return not self._released
         memory, ticket = self._memory, object()
         memory._waiting.append(ticket)
         try:

@@ -145,6 +145,7 @@ async def test_takers_get_their_bytes_in_the_order_they_asked() -> None:
     small_waits = asyncio.ensure_future(small.take(10))  # would fit, but comes second
     await asyncio.sleep(0.2)
     assert not large_waits.done() and not small_waits.done()
+    assert await asyncio.wait_for(memory.holding().take(0), 5)  # nothing held: no turn
     held.release()
     assert await asyncio.wait_for(large_waits, 5)
     assert await asyncio.wait_for(small_waits, 5)
