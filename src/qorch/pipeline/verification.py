@@ -36,11 +36,7 @@ from qiskit.circuit.library import SwapGate, XGate
 from qiskit.quantum_info import Clifford
 
 from qorch.api.distributed_job import Verification
-from qorch.memory_limit import (
-    EXACT_BYTES_PER_OUTCOME,
-    simulating_async,
-    widest_fitting,
-)
+from qorch.memory_limit import EXACT_BYTES_PER_OUTCOME, simulating_async, widest_fitting
 from qorch.planner.cutting import clifford_of, exact_expectations
 from qorch.planner.unroll import Test, predicated_steps, unroll
 from qorch.qpu.aer import bounded_simulator
@@ -133,20 +129,27 @@ def statevector_bytes(num_qubits: int) -> int:
     return 24 << num_qubits
 
 
+def _statevector_measured(circuit: QuantumCircuit) -> dict[int, int] | None:
+    """clbit -> qubit of a circuit whose exact output the statevector gives: something
+    measured, every measurement last, at most MAX_STATEVECTOR_QUBITS qubits; else None."""
+    measured = _final_measurements(circuit)
+    if not measured or circuit.num_qubits > MAX_STATEVECTOR_QUBITS:
+        return None
+    return measured
+
+
 def exact_output_bytes(circuit: QuantumCircuit) -> int:
     """What `exact_probabilities(circuit)` returns takes (a double per outcome of the
     measured qubits); 0 where it returns none."""
-    measured = _final_measurements(circuit)
-    if not measured or circuit.num_qubits > MAX_STATEVECTOR_QUBITS:
-        return 0
-    return 8 << len(set(measured.values()))
+    measured = _statevector_measured(circuit)
+    return 0 if measured is None else 8 << len(set(measured.values()))
 
 
 def exact_probabilities(circuit: QuantumCircuit) -> ExactProbabilities | None:
     """Exact outcome probabilities of a circuit whose measurements all come last, up to
     MAX_STATEVECTOR_QUBITS qubits; None for any other circuit."""
-    measured = _final_measurements(circuit)
-    if measured is None or not measured or circuit.num_qubits > MAX_STATEVECTOR_QUBITS:
+    measured = _statevector_measured(circuit)
+    if measured is None:
         return None
     qubits = sorted(set(measured.values()))  # one qubit may be measured into several clbits
     position = {q: i for i, q in enumerate(qubits)}
@@ -205,7 +208,7 @@ async def exact_beside(
 ) -> ExactProbabilities | None:
     """`exact_probabilities` of a circuit, started while its programs run: in a thread, or
     in `process` from EXACT_IN_PROCESS_QUBITS qubits."""
-    if _final_measurements(circuit) is None or circuit.num_qubits > MAX_STATEVECTOR_QUBITS:
+    if _statevector_measured(circuit) is None:
         return None  # not a statevector verification: nothing to start early
     async with simulating_async(EXACT_BYTES_PER_OUTCOME << circuit.num_qubits):
         if circuit.num_qubits >= EXACT_IN_PROCESS_QUBITS:

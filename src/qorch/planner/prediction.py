@@ -41,11 +41,7 @@ from qiskit_aer import AerSimulator
 from qiskit_aer.noise import NoiseModel
 
 from qorch.api.quantum_node import NoiseSpec
-from qorch.memory_limit import (
-    EXACT_BYTES_PER_OUTCOME,
-    simulating,
-    widest_fitting,
-)
+from qorch.memory_limit import EXACT_BYTES_PER_OUTCOME, simulating, widest_fitting
 from qorch.qpu.aer import bounded_simulator
 from qorch.qpu.circuits import fingerprint
 from qorch.qpu.composite_noise import (
