@@ -56,6 +56,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     manifests = _load_manifests("run", args)
     if manifests is None:
         return 2
+    if any(node.spec.backend.type == "aer" for node in manifests.nodes):
+        from qorch.local.agents import start_forkserver
+
+        start_forkserver()  # its imports, for the agents, beside this process's
 
     from qorch.channel.identity import Identity
     from qorch.local.runner import Unusable, run
@@ -190,6 +194,9 @@ def _cmd_telemetry_sidecar(args: argparse.Namespace) -> int:
 
 
 def _cmd_qpu_agent(args: argparse.Namespace) -> int:
+    from qorch.process_ties import name_process
+
+    name_process("qpu-agent")
     node = _load_node(args)  # before the simulator's imports: a bad manifest ends at once
 
     from qorch.qpu.agent import serve
@@ -617,14 +624,14 @@ def build_parser(env: Settings | None = None) -> argparse.ArgumentParser:
 SERVING = frozenset({"run", "qpu-agent", "operator", "telemetry-sidecar"})
 
 
-def command() -> NoReturn:
+def command(argv: list[str] | None = None) -> NoReturn:
     """The `qorch` executable (and `python -m qorch`): `main`, then exit at once.
 
     When main() returns, the command has written everything and stopped what it started
     (agents, servers, span exporters). The interpreter's teardown of Qiskit's, Aer's and
     NumPy's modules would only add 0.2 to 0.3 s to every command, and to the wait of
     `qorch run` for its agents to stop."""
-    code = main()
+    code = main(argv)
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):  # a reader gone or a stream closed

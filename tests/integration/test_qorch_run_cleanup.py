@@ -20,21 +20,35 @@ from tests.support import REPO
 QUICKSTART = REPO / "examples" / "quickstart"
 
 
-def agent_pids(parent: int) -> set[int]:
-    """Live `qorch qpu-agent` processes whose parent is `parent`."""
-    found = set()
+def processes() -> dict[int, list[str]]:
+    """Every live process's /proc/PID/stat fields after the command name, and its name last."""
+    found = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes()
         except OSError:
             continue
         fields = stat[stat.rindex(")") + 2 :].split()
-        if int(fields[1]) == parent and fields[0] != "Z" and b"qpu-agent" in cmdline:
-            found.add(int(entry.name))
+        if fields[0] != "Z":
+            found[int(entry.name)] = [*fields, stat[stat.index("(") + 1 : stat.rindex(")")]]
     return found
+
+
+def agent_pids(root: int) -> set[int]:
+    """Live `qorch qpu-agent` processes that descend from `root` (`qorch run` forks its
+    agents from a server it starts)."""
+    table = processes()
+    below = {root}
+    while more := {pid for pid, f in table.items() if int(f[1]) in below} - below:
+        below |= more
+    return {pid for pid in below - {root} if table[pid][-1] == "qpu-agent"}
+
+
+def left_in_session(session: int) -> list[int]:
+    """Live processes of the session: whatever a run started in its own session left."""
+    return [pid for pid, f in processes().items() if int(f[3]) == session]
 
 
 def alive(pid: int) -> bool:
@@ -85,6 +99,7 @@ def start_run(manifests: Path, tmpdir: Path) -> subprocess.Popen[str]:
         text=True,
         cwd=REPO,
         env={**os.environ, "TMPDIR": str(tmpdir)},
+        start_new_session=True,
     )
 
 
@@ -138,6 +153,8 @@ def test_a_signal_stops_the_agents_and_removes_the_keys(tmp_path, slow_quickstar
     assert "Traceback" not in rest, rest
     assert not [pid for pid in agents if alive(pid)], "agents outlived the run"
     assert leftovers(tmpdir) == []
+    # The agents' fork server ends once nothing holds it.
+    wait_for(lambda: not left_in_session(proc.pid), "the run's processes to end", 30)
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
@@ -166,24 +183,6 @@ async def test_an_exception_after_the_agents_started_still_cleans_up(tmp_path, m
     assert leftovers(tmp_path) == []
 
 
-def agents_using(folder: Path) -> list[int]:
-    """Live `qorch qpu-agent` processes whose arguments name a file under `folder`."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmdline = (entry / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if (
-                b"qpu-agent" in cmdline
-                and str(folder).encode() in cmdline
-                and alive(int(entry.name))
-            ):
-                found.append(int(entry.name))
-    return found
-
-
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
 def test_arguments_found_unusable_while_the_agents_start_leave_nothing_behind(tmp_path):
     """The agents start before the policy is validated (its imports take as long as
@@ -193,17 +192,19 @@ def test_arguments_found_unusable_while_the_agents_start_leave_nothing_behind(tm
     tmpdir.mkdir()
     policy = tmp_path / "policy.yaml"
     policy.write_text("maxQubits: lots\n")
-    proc = subprocess.run(
+    run = subprocess.Popen(
         [sys.executable, "-m", "qorch", "run", str(QUICKSTART), "--policy", str(policy)],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
         cwd=REPO,
         env={**os.environ, "TMPDIR": str(tmpdir)},
-        timeout=120,
+        start_new_session=True,  # its session id is its pid
     )
-    assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert f"run: policy {policy} is invalid" in proc.stderr and "maxQubits" in proc.stderr
-    assert "starting 2 QPU agent(s)" in proc.stdout
-    assert "Traceback" not in proc.stderr
-    assert agents_using(tmpdir) == []
+    stdout, stderr = run.communicate(timeout=120)
+    assert run.returncode == 2, stdout + stderr
+    assert f"run: policy {policy} is invalid" in stderr and "maxQubits" in stderr
+    assert "starting 2 QPU agent(s)" in stdout
+    assert "Traceback" not in stderr
+    wait_for(lambda: not left_in_session(run.pid), "the run's processes to end", 30)
     assert leftovers(tmpdir) == []

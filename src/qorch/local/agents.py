@@ -1,13 +1,24 @@
-"""QPU agents as child processes on loopback, one per `aer` QuantumNode, as pods would be."""
+"""QPU agents as child processes on loopback, one per `aer` QuantumNode, as pods would be.
+
+`spawn` starts `qorch qpu-agent` as a new process, as a pod's container does. `fork` runs the
+same command in a process forked from a server that imported it once (`start_forkserver`):
+an agent's start is mostly its imports (Qiskit, Aer, the channel; 0.8 s here), which N
+agents would otherwise each repeat, on the cores the run itself imports on."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import multiprocessing
+import multiprocessing.forkserver
 import os
 import re
+import runpy
 import sys
+from collections.abc import Callable
+from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Protocol
 
 from qorch.api import QuantumNode
 
@@ -17,10 +28,24 @@ STARTUP_TIMEOUT_SECONDS = 120.0
 STOP_DRAIN_SECONDS = 2.0
 
 
+class Child(Protocol):
+    """What `AgentProcess` uses of its process: an asyncio subprocess, or a `Forked` one."""
+
+    @property
+    def pid(self) -> int | None: ...
+    @property
+    def returncode(self) -> int | None: ...
+    @property
+    def stdout(self) -> asyncio.StreamReader | None: ...
+    def kill(self) -> None: ...
+    def terminate(self) -> None: ...
+    async def wait(self) -> int: ...
+
+
 class AgentProcess:
     """One `qorch qpu-agent` child process."""
 
-    def __init__(self, node: QuantumNode, proc: asyncio.subprocess.Process, endpoint: str) -> None:
+    def __init__(self, node: QuantumNode, proc: Child, endpoint: str) -> None:
         self.node = node
         self.proc = proc
         self.endpoint = endpoint
@@ -46,8 +71,8 @@ class AgentProcess:
         return await cls.adopt(node, proc)
 
     @classmethod
-    async def adopt(cls, node: QuantumNode, proc: asyncio.subprocess.Process) -> AgentProcess:
-        """The agent `spawn` started, once it listens; killed if it does not."""
+    async def adopt(cls, node: QuantumNode, proc: Child) -> AgentProcess:
+        """The agent `spawn` or `fork` started, once it listens; killed if it does not."""
         assert proc.stdout is not None
         lines: list[str] = []
         try:
@@ -93,18 +118,17 @@ class AgentProcess:
             self._drain.cancel()
 
 
-async def spawn(
+def _command(
     node: QuantumNode,
     key_file: Path,
     trusted: list[Path],
-    telemetry_dir: Path | None = None,
-    node_file: Path | None = None,
-    threads: int | None = None,
-    link_files: list[Path] | None = None,
-) -> asyncio.subprocess.Process:
-    """`qorch qpu-agent` for the node, started (`AgentProcess.start` says what the arguments
-    do); `AgentProcess.adopt` waits for it to listen."""
-    env = dict(os.environ)
+    telemetry_dir: Path | None,
+    node_file: Path | None,
+    threads: int | None,
+    link_files: list[Path] | None,
+) -> tuple[list[str], dict[str, str]]:
+    """The `qorch qpu-agent` arguments for the node, and the environment it adds."""
+    env = {}
     if telemetry_dir:
         env["QORCH_TELEMETRY_DIR"] = str(telemetry_dir)
     if threads:
@@ -119,24 +143,149 @@ async def spawn(
         source = ["--node-json", manifest]
     trust = [arg for path in trusted for arg in ("--trusted-client-key", str(path))]
     links = [arg for path in link_files or () for arg in ("--link-file", str(path))]
+    argv = ["qpu-agent", "--host", "127.0.0.1", "--port", "0", *source, *links]
+    return [*argv, "--identity-key", str(key_file), *trust], env
+
+
+async def spawn(
+    node: QuantumNode,
+    key_file: Path,
+    trusted: list[Path],
+    telemetry_dir: Path | None = None,
+    node_file: Path | None = None,
+    threads: int | None = None,
+    link_files: list[Path] | None = None,
+) -> asyncio.subprocess.Process:
+    """`qorch qpu-agent` for the node, started (`AgentProcess.start` says what the arguments
+    do); `AgentProcess.adopt` waits for it to listen."""
+    argv, env = _command(node, key_file, trusted, telemetry_dir, node_file, threads, link_files)
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "qorch",
-        "qpu-agent",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        *source,
-        *links,
-        "--identity-key",
-        str(key_file),
-        *trust,
-        env=env,
+        *argv,
+        env={**os.environ, **env},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
+
+
+#: What `qorch qpu-agent` imports, for the fork server to import before any agent asks.
+AGENT_MODULES = ["qorch.cli", "qorch.qpu.agent", "qorch.qpu.agent_keys", "qorch.qpu.link_state"]
+_FORKS = multiprocessing.get_context("forkserver")
+
+
+def start_forkserver() -> None:
+    """Start the server `fork` forks agents from, if it is not running: it imports the
+    agent's modules while the caller goes on. The first call in a process decides them."""
+    _FORKS.set_forkserver_preload(AGENT_MODULES)
+    multiprocessing.forkserver.ensure_running()
+
+
+async def fork(
+    node: QuantumNode,
+    key_file: Path,
+    trusted: list[Path],
+    telemetry_dir: Path | None = None,
+    node_file: Path | None = None,
+    threads: int | None = None,
+    link_files: list[Path] | None = None,
+) -> Forked:
+    """As `spawn`, the same command, in a process forked from the fork server. It returns
+    at once: the server forks once its imports are done, while the caller goes on."""
+    argv, env = _command(node, key_file, trusted, telemetry_dir, node_file, threads, link_files)
+    start_forkserver()
+    reading, writing = _FORKS.Pipe(duplex=False)
+    process = _FORKS.Process(target=_run_forked, args=(argv, env, writing))
+    stdout = asyncio.StreamReader()
+    loop = asyncio.get_running_loop()
+    try:
+        pipe = os.fdopen(os.dup(reading.fileno()), "rb", buffering=0)
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdout), pipe)
+    except BaseException:
+        writing.close()
+        raise
+    finally:
+        reading.close()
+
+    def start() -> None:
+        try:
+            process.start()  # blocks until the server, done importing, has forked
+        finally:
+            writing.close()  # the child's copy is the only one left: its end is the EOF
+
+    return Forked(process, stdout, loop.run_in_executor(None, start))
+
+
+def _run_forked(argv: list[str], env: dict[str, str], output: Connection) -> None:
+    """In the forked process: `python -m qorch ARGV`, as `spawn` runs it, its output into
+    `output`."""
+    os.environ.update(env)
+    for stream in (1, 2):
+        os.dup2(output.fileno(), stream)
+    output.close()
+    sys.argv = ["qorch", *argv]
+    runpy.run_module("qorch", run_name="__main__", alter_sys=True)
+
+
+class Forked:
+    """A process started by `fork`, with the face of an asyncio subprocess."""
+
+    def __init__(
+        self,
+        process: multiprocessing.process.BaseProcess,
+        stdout: asyncio.StreamReader,
+        started: asyncio.Future[None],
+    ) -> None:
+        self.process = process
+        self.stdout = stdout
+        self.started = started
+        self._ended: asyncio.Future[None] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self.process.exitcode if self.started.done() else None
+
+    def kill(self) -> None:
+        self._signal(multiprocessing.process.BaseProcess.kill)
+
+    def terminate(self) -> None:
+        self._signal(multiprocessing.process.BaseProcess.terminate)
+
+    def _signal(self, send: Callable[[multiprocessing.process.BaseProcess], None]) -> None:
+        if self.started.done():
+            if not self.started.exception():
+                send(self.process)
+        else:  # once it has a pid
+
+            def started(future: asyncio.Future[None]) -> None:
+                if not future.exception():
+                    send(self.process)
+
+            self.started.add_done_callback(started)
+
+    async def wait(self) -> int:
+        await self.started  # raises if the server could not fork it
+        if self.process.exitcode is None:
+            if self._ended is None:
+                loop = asyncio.get_running_loop()
+                self._ended = ended = loop.create_future()
+                sentinel = self.process.sentinel  # readable once the process has ended
+
+                def done() -> None:
+                    loop.remove_reader(sentinel)
+                    if not ended.done():
+                        ended.set_result(None)
+
+                loop.add_reader(sentinel, done)
+            await asyncio.shield(self._ended)
+            self.process.join()
+        assert self.process.exitcode is not None
+        return self.process.exitcode
 
 
 async def _drain(stream: asyncio.StreamReader) -> None:

@@ -22,7 +22,7 @@ from qorch.api.phases import JobPhases, NodePhases
 from qorch.channel.identity import Identity
 from qorch.settings import Settings
 
-from .agents import AgentProcess, spawn
+from .agents import AgentProcess, Child, fork
 from .world import LocalWorld, ref
 
 if TYPE_CHECKING:
@@ -132,7 +132,7 @@ class EmbeddedControlPlane:
         self.workdir = workdir  # keys and agent telemetry; deleted at the end of the run
         self.progress = progress
         self.agents: list[AgentProcess] = []
-        self._spawned: list[tuple[QuantumNode, asyncio.subprocess.Process]] = []
+        self._spawned: list[tuple[QuantumNode, Child]] = []
         self._spawning = False
         self.observed = False
         self.settings = Settings.from_env()  # the operator's timer intervals, QORCH_*
@@ -171,7 +171,7 @@ class EmbeddedControlPlane:
             identity = Identity.generate()
             key_file, _ = identity.save(self.workdir / ".".join(ref(node)))
             self.world.node_keys[ref(node)] = identity.public_key
-            proc = await spawn(
+            proc = await fork(
                 node,
                 key_file,
                 [operator_pub],

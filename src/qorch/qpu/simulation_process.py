@@ -10,11 +10,8 @@ never pay for it) and a cancel kills it mid-run.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import ctypes
 import multiprocessing
 import os
-import signal
 import threading
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -24,6 +21,7 @@ from typing import Any, TypeVar
 from qiskit import QuantumCircuit
 
 from qorch.api.quantum_node import QuantumNodeSpec
+from qorch.process_ties import die_with_parent
 from qorch.transpiler_plugins import leave_out_unused
 
 from .executor import NodeExecutor, Sample
@@ -55,18 +53,9 @@ def _warm(spec_json: str) -> None:
 
 
 def _start_child(parent: int) -> None:
-    _die_with_parent(parent)
+    # Callers from worker threads fall back to simulating themselves (`die_with_parent`).
+    die_with_parent(parent)
     leave_out_unused()  # spawned: it did not start through the command line
-
-
-def _die_with_parent(parent: int) -> None:
-    """The child must not outlive the process that started it, however that one ends (a
-    SIGKILL too): it would simulate on for nobody. Strictly, it dies with the thread that
-    started it: callers from worker threads fall back to simulating themselves."""
-    with contextlib.suppress(Exception):  # Linux only; elsewhere it ends at its next task
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    if os.getppid() != parent:  # it ended before the line above
-        os._exit(1)
 
 
 class SimulationInterrupted(RuntimeError):
