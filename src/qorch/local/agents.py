@@ -170,15 +170,21 @@ async def spawn(
     )
 
 
-#: What `qorch qpu-agent` imports, for the fork server to import before any agent asks.
-AGENT_MODULES = ["qorch.cli", "qorch.qpu.agent", "qorch.qpu.agent_keys", "qorch.qpu.link_state"]
+#: What the fork server imports before any agent asks: what `qorch qpu-agent` imports.
+FORK_SERVER_MODULES = [
+    "qorch.local.fork_server_exit",
+    "qorch.cli",
+    "qorch.qpu.agent",
+    "qorch.qpu.agent_keys",
+    "qorch.qpu.link_state",
+]
 _FORKS = multiprocessing.get_context("forkserver")
 
 
 def start_forkserver() -> None:
     """Start the server `fork` forks agents from, if it is not running: it imports the
     agent's modules while the caller goes on. The first call in a process decides them."""
-    _FORKS.set_forkserver_preload(AGENT_MODULES)
+    _FORKS.set_forkserver_preload(FORK_SERVER_MODULES)
     multiprocessing.forkserver.ensure_running()
 
 

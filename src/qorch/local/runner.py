@@ -201,8 +201,12 @@ class EmbeddedControlPlane:
 
         world = self.world
         before = {ref(n): n.status.phase for n in world.all_nodes()}
-        for node in world.all_nodes():
-            node.status = await check_node(node, world.agent(node), world.endpoint_of(node), 0)
+        every = world.all_nodes()
+        checked = await asyncio.gather(
+            *(check_node(n, world.agent(n), world.endpoint_of(n), 0) for n in every)
+        )
+        for node, status in zip(every, checked, strict=True):
+            node.status = status
         if calibrate:
             reachable = [n for n in world.all_nodes() if n.status.phase != NodePhases.UNREACHABLE]
             calibrated = await asyncio.gather(

@@ -1,0 +1,12 @@
+"""Imported by the fork server that `qorch run` forks its agents from (`agents.
+start_forkserver`), first of all, and by nothing else: never import it elsewhere.
+
+The server ends when the run does. A normal interpreter exit would first tear down the
+modules it imported for the agents (Qiskit, Aer, NumPy: 0.2 s), with the run's stdout and
+stderr still open in it, and a caller reading them to their end (`subprocess.run`, a pipe
+into `tee`) would wait for that too. Its agents exit through os._exit as well."""
+
+import atexit
+import os
+
+atexit.register(os._exit, 0)
