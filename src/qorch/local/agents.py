@@ -202,7 +202,9 @@ async def fork(
     argv, env = _command(node, key_file, trusted, telemetry_dir, node_file, threads, link_files)
     start_forkserver()
     reading, writing = _FORKS.Pipe(duplex=False)
-    process = _FORKS.Process(target=_run_forked, args=(argv, env, writing))
+    # As a new process would: this process's environment now, not the server's from when
+    # it started (multiprocessing passes the folder).
+    process = _FORKS.Process(target=_run_forked, args=(argv, {**os.environ, **env}, writing))
     stdout = asyncio.StreamReader()
     loop = asyncio.get_running_loop()
     try:
@@ -224,8 +226,9 @@ async def fork(
 
 
 def _run_forked(argv: list[str], env: dict[str, str], output: Connection) -> None:
-    """In the forked process: `python -m qorch ARGV`, as `spawn` runs it, its output into
-    `output`."""
+    """In the forked process: `python -m qorch ARGV`, as `spawn` runs it, in the caller's
+    environment, its output into `output`."""
+    os.environ.clear()
     os.environ.update(env)
     for stream in (1, 2):
         os.dup2(output.fileno(), stream)
