@@ -13,6 +13,7 @@ import asyncio
 import multiprocessing
 import os
 import threading
+import weakref
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -30,6 +31,8 @@ from .executor import NodeExecutor, Sample
 # circuit each way) costs about a millisecond, its start about as long as importing Aer.
 # A tenth of the operator's 5 s health timeout, so an estimate 10x too low still answers.
 IN_PROCESS_SECONDS = 0.5
+#: How often a step starts again after children stopped for other callers' sake.
+ABANDONED_RETRIES = 3
 
 T = TypeVar("T")
 
@@ -69,6 +72,8 @@ class SimulationProcess:
     def __init__(self) -> None:
         self._pool: ProcessPoolExecutor | None = None
         self._starting = threading.Lock()
+        # Children stopped because the caller of their running step went away.
+        self._abandoned: weakref.WeakSet[ProcessPoolExecutor] = weakref.WeakSet()
 
     def _started(self) -> ProcessPoolExecutor:
         with self._starting:
@@ -95,14 +100,28 @@ class SimulationProcess:
         await self.call(_warm, spec.model_dump_json(by_alias=True))
 
     async def call(self, function: Callable[..., T], *args: Any) -> T:
-        """`function(*args)` in the child; both must pickle (a module-level function)."""
-        loop = asyncio.get_running_loop()
-        pool = self._started()
-        try:
-            return await loop.run_in_executor(pool, function, *args)
-        except BrokenProcessPool as exc:
-            self._forget(pool)
-            raise SimulationInterrupted("the simulation process stopped mid-run") from exc
+        """`function(*args)` in the child; both must pickle (a module-level function).
+
+        A caller cancelled while its step runs stops the child: nobody wants what it
+        computes, and the callers queued behind it (other jobs sharing the process) would
+        wait for all of it. Those callers' steps then start again in a new child."""
+        for attempt in range(ABANDONED_RETRIES + 1):
+            pool = self._started()
+            try:
+                future = pool.submit(function, *args)
+                try:
+                    return await asyncio.wrap_future(future)
+                except asyncio.CancelledError:
+                    if future.running():  # not cancelled with the caller: it runs on
+                        self._abandoned.add(pool)
+                        # The steps queued behind it fail as broken, and start again.
+                        self._stop(pool, cancel_queued=False)
+                    raise
+            except BrokenProcessPool as exc:
+                self._forget(pool)
+                if pool not in self._abandoned or attempt == ABANDONED_RETRIES:
+                    raise SimulationInterrupted("the simulation process stopped mid-run") from exc
+        raise AssertionError("unreachable")
 
     def call_blocking(self, function: Callable[..., T], *args: Any) -> T:
         """`call` for a worker thread: it waits without holding the interpreter lock."""
@@ -121,12 +140,16 @@ class SimulationProcess:
                 self._pool = None
 
     def kill(self) -> None:
-        """Stop the running step now; the next step starts a new child."""
+        """Stop the running step now, failing it and the steps queued behind it; the next
+        step starts a new child."""
         pool, self._pool = self._pool, None
-        if pool is None:
-            return
+        if pool is not None:
+            self._stop(pool, cancel_queued=True)
+
+    def _stop(self, pool: ProcessPoolExecutor, cancel_queued: bool) -> None:
+        self._forget(pool)
         for process in list(getattr(pool, "_processes", {}).values()):
             process.kill()
-        pool.shutdown(wait=False, cancel_futures=True)
+        pool.shutdown(wait=False, cancel_futures=cancel_queued)
 
     close = kill

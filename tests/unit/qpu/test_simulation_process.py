@@ -4,6 +4,7 @@ answering while it runs, and a cancel stops it at once. Real Aer, in a real chil
 from __future__ import annotations
 
 import asyncio
+import operator
 import os
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import pytest
 import qorch.qpu.agent as agent_module
 from qorch.agent_protocol import AgentError, ErrorCode
 from qorch.qpu.agent import QpuAgent
+from qorch.qpu.simulation_process import SimulationInterrupted, SimulationProcess
 from tests.support import deep_circuit, make_node
 from tests.unit.qpu.test_agent_cancel import payload, start
 
@@ -111,3 +113,47 @@ def test_the_simulation_process_dies_with_its_parent_even_by_sigkill(tmp_path: P
     while not gone(child) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert gone(child)
+
+
+def _mark_then_sleep(path: str, seconds: float) -> None:
+    """In the child: say the step has started, then take long."""
+    Path(path).touch()
+    time.sleep(seconds)
+
+
+async def test_a_step_abandoned_while_it_runs_stops_and_the_steps_behind_it_start_again(
+    tmp_path: Path,
+) -> None:
+    """As when a job whose exact output is simulating is deleted: the operator's other jobs
+    share the process, and must not wait for a result nobody wants."""
+    process = SimulationProcess()
+    started = tmp_path / "started"
+    try:
+        long = asyncio.ensure_future(process.call(_mark_then_sleep, str(started), 600.0))
+        while not started.exists():  # it runs in the child
+            assert not long.done(), long
+            await asyncio.sleep(0.02)
+        behind = asyncio.ensure_future(process.call(operator.add, 2, 3))
+        long.cancel()
+        assert await asyncio.wait_for(behind, 120) == 5  # not after the 600 s
+        with pytest.raises(asyncio.CancelledError):
+            await long
+    finally:
+        process.close()
+
+
+async def test_a_killed_step_fails_with_those_behind_it_as_before(tmp_path: Path) -> None:
+    """`kill` (an agent's cancel of its running program) stops the step for good."""
+    process = SimulationProcess()
+    started = tmp_path / "started"
+    try:
+        long = asyncio.ensure_future(process.call(_mark_then_sleep, str(started), 600.0))
+        while not started.exists():
+            assert not long.done(), long
+            await asyncio.sleep(0.02)
+        process.kill()
+        with pytest.raises(SimulationInterrupted):
+            await asyncio.wait_for(long, 120)
+        assert await process.call(operator.add, 2, 3) == 5  # a new child for the next
+    finally:
+        process.close()
