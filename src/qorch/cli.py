@@ -19,7 +19,7 @@ from qorch.settings import Settings
 from qorch.transpiler_plugins import leave_out_unused
 
 if TYPE_CHECKING:
-    from collections.abc import Coroutine
+    from collections.abc import Callable, Coroutine
 
     from qorch.api import QuantumNode
     from qorch.api.manifests import Manifests
@@ -56,19 +56,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
     manifests = _load_manifests("run", args)
     if manifests is None:
         return 2
-    if any(node.spec.backend.type == "aer" for node in manifests.nodes):
-        from qorch.local.agents import start_forkserver
-
-        start_forkserver()  # its imports, for the agents, beside this process's
-
     from qorch.channel.identity import Identity
-    from qorch.local.runner import Unusable, run
+    from qorch.local.agents import agent_threads, remove_forkserver_files, start_forkserver
 
     try:
         identity = Identity.load(args.identity_key) if args.identity_key else None
     except (OSError, ValueError) as exc:
         print(f"run: {exc}", file=sys.stderr)
         return 2
+    aer = sum(node.spec.backend.type == "aer" for node in manifests.nodes)
+    if aer:
+        start_forkserver(agent_threads(aer))  # its imports, for the agents, beside ours
+
+    from qorch.local.runner import Unusable, run
 
     def prepare() -> PipelineSettings:
         """The settings, read while the agents start: these imports take as long as theirs."""
@@ -85,6 +85,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         except (OSError, ValueError, PolicyError) as exc:
             raise Unusable(f"run: {exc}") from exc
 
+    _BEFORE_EXIT.append(remove_forkserver_files)
     return asyncio.run(
         run(
             manifests,
@@ -624,6 +625,11 @@ def build_parser(env: Settings | None = None) -> argparse.ArgumentParser:
 SERVING = frozenset({"run", "qpu-agent", "operator", "telemetry-sidecar"})
 
 
+#: What a command leaves for the end of the process, which `command` ends with os._exit,
+#: past the interpreter's exit handlers (a process that called `main` keeps going).
+_BEFORE_EXIT: list[Callable[[], None]] = []
+
+
 def command(argv: list[str] | None = None) -> NoReturn:
     """The `qorch` executable (and `python -m qorch`): `main`, then exit at once.
 
@@ -632,6 +638,9 @@ def command(argv: list[str] | None = None) -> NoReturn:
     NumPy's modules would only add 0.2 to 0.3 s to every command, and to the wait of
     `qorch run` for its agents to stop."""
     code = main(argv)
+    for cleanup in _BEFORE_EXIT:
+        with contextlib.suppress(Exception):
+            cleanup()
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):  # a reader gone or a stream closed

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -152,7 +153,7 @@ def test_a_signal_stops_the_agents_and_removes_the_keys(tmp_path, slow_quickstar
     assert f"stopped by {signal.Signals(signum).name}" in rest
     assert "Traceback" not in rest, rest
     assert not [pid for pid in agents if alive(pid)], "agents outlived the run"
-    assert leftovers(tmpdir) == []
+    assert list(tmpdir.iterdir()) == []  # keys, and the agents' fork server's socket
     # The agents' fork server ends once nothing holds it.
     wait_for(lambda: not left_in_session(proc.pid), "the run's processes to end", 30)
 
@@ -207,4 +208,78 @@ def test_arguments_found_unusable_while_the_agents_start_leave_nothing_behind(tm
     assert "starting 2 QPU agent(s)" in stdout
     assert "Traceback" not in stderr
     wait_for(lambda: not left_in_session(run.pid), "the run's processes to end", 30)
-    assert leftovers(tmpdir) == []
+    assert list(tmpdir.iterdir()) == []
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_a_run_killed_outright_leaves_no_agent_and_ends_its_output(tmp_path, slow_quickstart):
+    """SIGKILL cannot be caught: the run's folder stays, but its agents and their fork
+    server end with it, and a reader of its output sees the end at once."""
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    proc = start_run(slow_quickstart, tmpdir)
+    try:
+        assert proc.stdout is not None
+        output = []
+        while not any("Running" in line for line in output):
+            line = proc.stdout.readline()
+            assert line, "".join(output)
+            output.append(line)
+        assert len(agent_pids(proc.pid)) == 2
+        proc.kill()
+        reader = threading.Thread(target=proc.stdout.read)
+        reader.start()
+        reader.join(timeout=60)  # forever, when agents held the output open
+        assert not reader.is_alive(), "the run's output did not end with it"
+        wait_for(lambda: not left_in_session(proc.pid), "the run's processes to end", 60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        for pid in left_in_session(proc.pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+@pytest.mark.parametrize("delay", [0.0, 0.2, 0.5])
+def test_a_ctrl_c_while_the_agents_start_stops_the_run_cleanly(tmp_path, delay):
+    """A terminal's Ctrl-C reaches every process of the group, the agents' fork server
+    too, perhaps while it imports their modules."""
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    proc = start_run(QUICKSTART, tmpdir)
+    try:
+        assert proc.stdout is not None
+        output = [proc.stdout.readline()]
+        assert "starting 2 QPU agent(s)" in output[0], output
+        time.sleep(delay)
+        os.killpg(proc.pid, signal.SIGINT)
+        rest, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    output.append(rest)
+    text = "".join(output)
+    assert proc.returncode in (0, 128 + signal.SIGINT), text  # 0: it finished first
+    assert "Traceback" not in text, text
+    wait_for(lambda: not left_in_session(proc.pid), "the run's processes to end", 30)
+    assert list(tmpdir.iterdir()) == []
+
+
+def test_a_temporary_folder_too_deep_for_a_socket_still_runs(tmp_path):
+    """The fork server listens on a socket under TMPDIR, whose path Linux caps at 108
+    bytes: the agents are then started as new processes instead."""
+    tmpdir = tmp_path / ("d" * 100)
+    tmpdir.mkdir()
+    done = subprocess.run(
+        [sys.executable, "-m", "qorch", "run", str(QUICKSTART)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "TMPDIR": str(tmpdir)},
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "ghz: Succeeded" in done.stdout
+    assert "spawned, not forked" in done.stderr

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import multiprocessing
 import multiprocessing.forkserver
+import multiprocessing.util
 import os
 import re
 import runpy
+import shutil
+import signal
 import sys
 from collections.abc import Callable
 from multiprocessing.connection import Connection
@@ -21,11 +25,17 @@ from pathlib import Path
 from typing import Protocol
 
 from qorch.api import QuantumNode
+from qorch.process_ties import die_with_parent
 
 _LISTENING = re.compile(r"listening on (http://\S+)")
 STARTUP_TIMEOUT_SECONDS = 120.0
 #: How long a stopped agent's output may take to end (a child it left may hold the pipe).
 STOP_DRAIN_SECONDS = 2.0
+#: The exit code of an agent the fork server never forked (as multiprocessing gives one
+#: whose server went away).
+NEVER_FORKED = 255
+
+log = logging.getLogger(__name__)
 
 
 class Child(Protocol):
@@ -118,6 +128,11 @@ class AgentProcess:
             self._drain.cancel()
 
 
+def agent_threads(agents: int) -> int:
+    """Aer's threads in each of `agents` agents on this machine: the cores, shared out."""
+    return max(1, (os.cpu_count() or 1) // max(1, agents))
+
+
 def _command(
     node: QuantumNode,
     key_file: Path,
@@ -172,20 +187,45 @@ async def spawn(
 
 #: What the fork server imports before any agent asks: what `qorch qpu-agent` imports.
 FORK_SERVER_MODULES = [
-    "qorch.local.fork_server_exit",
+    "qorch.local.fork_server_init",
     "qorch.cli",
     "qorch.qpu.agent",
     "qorch.qpu.agent_keys",
     "qorch.qpu.link_state",
 ]
 _FORKS = multiprocessing.get_context("forkserver")
+_server: list[bool] = []  # whether one could start, once asked
 
 
-def start_forkserver() -> None:
+def start_forkserver(threads: int | None = None) -> bool:
     """Start the server `fork` forks agents from, if it is not running: it imports the
-    agent's modules while the caller goes on. The first call in a process decides them."""
-    _FORKS.set_forkserver_preload(FORK_SERVER_MODULES)
-    multiprocessing.forkserver.ensure_running()
+    agent's modules while the caller goes on. The first call in a process decides them, and
+    `threads`: the server's OpenMP and BLAS read OMP_NUM_THREADS as they load. False when
+    it cannot start (its socket's path under TMPDIR too long, say): `fork` then spawns."""
+    if not _server:
+        _FORKS.set_forkserver_preload(FORK_SERVER_MODULES)
+        before = os.environ.get("OMP_NUM_THREADS")
+        if threads:
+            os.environ["OMP_NUM_THREADS"] = str(threads)
+        try:
+            multiprocessing.forkserver.ensure_running()
+            _server.append(True)
+        except OSError as exc:
+            log.warning("agents are spawned, not forked: no fork server (%s)", exc)
+            _server.append(False)
+        finally:
+            if before is None:
+                os.environ.pop("OMP_NUM_THREADS", None)
+            else:
+                os.environ["OMP_NUM_THREADS"] = before
+    return _server[0]
+
+
+def remove_forkserver_files() -> None:
+    """The folder of the server's socket, which multiprocessing removes at a normal
+    interpreter exit, and the `qorch` command skips that (`cli.command`)."""
+    if _server and _server[0]:
+        shutil.rmtree(multiprocessing.util.get_temp_dir(), ignore_errors=True)
 
 
 async def fork(
@@ -196,25 +236,23 @@ async def fork(
     node_file: Path | None = None,
     threads: int | None = None,
     link_files: list[Path] | None = None,
-) -> Forked:
-    """As `spawn`, the same command, in a process forked from the fork server. It returns
-    at once: the server forks once its imports are done, while the caller goes on."""
+) -> Child:
+    """As `spawn`, the same command, in a process forked from the fork server (spawned,
+    where no server could start). It returns at once: the server forks once its imports are
+    done, while the caller goes on. As with any multiprocessing child, a caller's main
+    script is imported again in the agent: it must keep its work under `__main__`."""
+    if not start_forkserver(threads):
+        return await spawn(node, key_file, trusted, telemetry_dir, node_file, threads, link_files)
     argv, env = _command(node, key_file, trusted, telemetry_dir, node_file, threads, link_files)
-    start_forkserver()
     reading, writing = _FORKS.Pipe(duplex=False)
     # As a new process would: this process's environment now, not the server's from when
-    # it started (multiprocessing passes the folder).
-    process = _FORKS.Process(target=_run_forked, args=(argv, {**os.environ, **env}, writing))
+    # it started (multiprocessing passes the folder). Daemonic: an agent its caller never
+    # stopped is stopped at the caller's exit, not waited for.
+    process = _FORKS.Process(
+        target=_run_forked, args=(argv, {**os.environ, **env}, writing), daemon=True
+    )
     stdout = asyncio.StreamReader()
     loop = asyncio.get_running_loop()
-    try:
-        pipe = os.fdopen(os.dup(reading.fileno()), "rb", buffering=0)
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdout), pipe)
-    except BaseException:
-        writing.close()
-        raise
-    finally:
-        reading.close()
 
     def start() -> None:
         try:
@@ -222,12 +260,31 @@ async def fork(
         finally:
             writing.close()  # the child's copy is the only one left: its end is the EOF
 
-    return Forked(process, stdout, loop.run_in_executor(None, start))
+    try:
+        pipe = os.fdopen(os.dup(reading.fileno()), "rb", buffering=0)
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdout), pipe)
+        started = loop.run_in_executor(None, start)
+    except BaseException:
+        writing.close()
+        raise
+    finally:
+        reading.close()
+    return Forked(process, stdout, started)
 
 
 def _run_forked(argv: list[str], env: dict[str, str], output: Connection) -> None:
     """In the forked process: `python -m qorch ARGV`, as `spawn` runs it, in the caller's
     environment, its output into `output`."""
+    # Every child gets the server's "alive" pipe, and the server lives while any holds it.
+    # Closed, the server ends with the run alone, and this agent with the server, however
+    # the run ends (a SIGKILL too): nothing is left holding the run's output open.
+    server = multiprocessing.forkserver._forkserver
+    with contextlib.suppress(AttributeError, OSError, TypeError):
+        os.close(server._forkserver_alive_fd)  # type: ignore[attr-defined]
+        server._forkserver_alive_fd = None  # type: ignore[attr-defined]
+    die_with_parent(os.getppid())
+    multiprocessing.current_process().daemon = False  # it starts a simulation process
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # the server ignores it
     os.environ.clear()
     os.environ.update(env)
     for stream in (1, 2):
@@ -238,7 +295,8 @@ def _run_forked(argv: list[str], env: dict[str, str], output: Connection) -> Non
 
 
 class Forked:
-    """A process started by `fork`, with the face of an asyncio subprocess."""
+    """A process started by `fork`, with the face of an asyncio subprocess. Its fork is
+    `started`, done in a worker thread: a signal sent before waits for it."""
 
     def __init__(
         self,
@@ -251,13 +309,22 @@ class Forked:
         self.started = started
         self._ended: asyncio.Future[None] | None = None
 
+    def _forked(self) -> bool | None:
+        """Whether it was forked; None while that is not known yet."""
+        if not self.started.done():
+            return None
+        return not self.started.cancelled() and self.started.exception() is None
+
     @property
     def pid(self) -> int | None:
         return self.process.pid
 
     @property
     def returncode(self) -> int | None:
-        return self.process.exitcode if self.started.done() else None
+        forked = self._forked()
+        if forked is None:
+            return None
+        return self.process.exitcode if forked else NEVER_FORKED
 
     def kill(self) -> None:
         self._signal(multiprocessing.process.BaseProcess.kill)
@@ -266,20 +333,16 @@ class Forked:
         self._signal(multiprocessing.process.BaseProcess.terminate)
 
     def _signal(self, send: Callable[[multiprocessing.process.BaseProcess], None]) -> None:
-        if self.started.done():
-            if not self.started.exception():
-                send(self.process)
-        else:  # once it has a pid
-
-            def started(future: asyncio.Future[None]) -> None:
-                if not future.exception():
-                    send(self.process)
-
-            self.started.add_done_callback(started)
+        forked = self._forked()
+        if forked is None:
+            self.started.add_done_callback(lambda _: self._signal(send))
+        elif forked:
+            send(self.process)
 
     async def wait(self) -> int:
-        await self.started  # raises if the server could not fork it
-        if self.process.exitcode is None:
+        with contextlib.suppress(Exception):  # not forked: `returncode` says so
+            await asyncio.shield(self.started)
+        if self._forked() and self.process.exitcode is None:
             if self._ended is None:
                 loop = asyncio.get_running_loop()
                 self._ended = ended = loop.create_future()
@@ -293,8 +356,9 @@ class Forked:
                 loop.add_reader(sentinel, done)
             await asyncio.shield(self._ended)
             self.process.join()
-        assert self.process.exitcode is not None
-        return self.process.exitcode
+        code = self.returncode
+        assert code is not None
+        return code
 
 
 async def _drain(stream: asyncio.StreamReader) -> None:

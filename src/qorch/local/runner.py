@@ -7,7 +7,6 @@ import contextlib
 import gc
 import importlib
 import json
-import os
 import signal
 import sys
 import tempfile
@@ -22,7 +21,7 @@ from qorch.api.phases import JobPhases, NodePhases
 from qorch.channel.identity import Identity
 from qorch.settings import Settings
 
-from .agents import AgentProcess, Child, fork
+from .agents import AgentProcess, Child, agent_threads, fork
 from .world import LocalWorld, ref
 
 if TYPE_CHECKING:
@@ -166,7 +165,7 @@ class EmbeddedControlPlane:
         aer = [n for n in self.world.all_nodes() if n.spec.backend.type == "aer"]
         self.progress("control-plane", f"starting {len(aer)} QPU agent(s) on loopback")
         _, operator_pub = self.world.connections.identity.save(self.workdir / "operator")
-        threads = max(1, (os.cpu_count() or 1) // max(1, len(aer)))  # the cores, shared out
+        threads = agent_threads(len(aer))
         for node in aer:
             identity = Identity.generate()
             key_file, _ = identity.save(self.workdir / ".".join(ref(node)))
@@ -287,7 +286,8 @@ class EmbeddedControlPlane:
 
 
 # A signal that ends `qorch run` stops its agents and removes its folder (which holds their
-# private keys) before the process exits; SIGKILL cannot be caught, so it still leaks both.
+# private keys) before the process exits. SIGKILL cannot be caught: the folder stays, and so
+# do agents it spawned; those it forked end with it (`agents._run_forked`).
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 

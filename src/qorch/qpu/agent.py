@@ -843,12 +843,13 @@ async def serve(
     site = web.TCPSite(runner, host, port, backlog=limits.listen_backlog)
     await site.start()
     bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    print(f"qpu-agent {node.metadata.name} listening on http://{host}:{bound}", flush=True)
     # In its pod the agent is PID 1, for which the kernel drops a signal that has no handler:
-    # without these, deleting the pod would wait out its grace period until SIGKILL.
+    # without these, deleting the pod would wait out its grace period until SIGKILL. Before
+    # the line that says it listens: a launcher may stop it at once after.
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    print(f"qpu-agent {node.metadata.name} listening on http://{host}:{bound}", flush=True)
     try:
         await stop.wait()
         log.info("qpu-agent %s stopping", node.metadata.name)
