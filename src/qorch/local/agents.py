@@ -22,7 +22,8 @@ import sys
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Protocol
+from types import FrameType
+from typing import Any, Protocol
 
 from qorch.api import QuantumNode
 from qorch.process_ties import die_with_parent
@@ -224,7 +225,7 @@ def start_forkserver(threads: int | None = None) -> bool:
 def remove_forkserver_files() -> None:
     """The folder of the server's socket, which multiprocessing removes at a normal
     interpreter exit, and the `qorch` command skips that (`cli.command`)."""
-    if _server and _server[0]:
+    if _server:  # made before the server's socket, even one that could not be bound
         shutil.rmtree(multiprocessing.util.get_temp_dir(), ignore_errors=True)
 
 
@@ -272,19 +273,28 @@ async def fork(
     return Forked(process, stdout, started)
 
 
+#: The signals the fork server ignores (`fork_server_init`), as an agent answers them.
+AGENT_SIGNALS: dict[signal.Signals, Callable[[int, FrameType | None], Any] | int] = {
+    signal.SIGINT: signal.default_int_handler,
+    signal.SIGTERM: signal.SIG_DFL,
+    signal.SIGHUP: signal.SIG_DFL,
+}
+
+
 def _run_forked(argv: list[str], env: dict[str, str], output: Connection) -> None:
     """In the forked process: `python -m qorch ARGV`, as `spawn` runs it, in the caller's
     environment, its output into `output`."""
     # Every child gets the server's "alive" pipe, and the server lives while any holds it.
     # Closed, the server ends with the run alone, and this agent with the server, however
     # the run ends (a SIGKILL too): nothing is left holding the run's output open.
+    die_with_parent(os.getppid())  # first: the server may end once the fd below is closed
     server = multiprocessing.forkserver._forkserver
     with contextlib.suppress(AttributeError, OSError, TypeError):
         os.close(server._forkserver_alive_fd)  # type: ignore[attr-defined]
         server._forkserver_alive_fd = None  # type: ignore[attr-defined]
-    die_with_parent(os.getppid())
     multiprocessing.current_process().daemon = False  # it starts a simulation process
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # the server ignores it
+    for signum, handler in AGENT_SIGNALS.items():  # the server ignores them
+        signal.signal(signum, handler)
     os.environ.clear()
     os.environ.update(env)
     for stream in (1, 2):
@@ -340,8 +350,10 @@ class Forked:
             send(self.process)
 
     async def wait(self) -> int:
-        with contextlib.suppress(Exception):  # not forked: `returncode` says so
+        try:
             await asyncio.shield(self.started)
+        except Exception as exc:  # not forked: `returncode` says so
+            log.warning("the fork server forked no agent: %s: %s", type(exc).__name__, exc)
         if self._forked() and self.process.exitcode is None:
             if self._ended is None:
                 loop = asyncio.get_running_loop()

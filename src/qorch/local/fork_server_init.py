@@ -5,13 +5,16 @@ start_forkserver`), first of all, and by nothing else: never import it elsewhere
   modules it imported for the agents (Qiskit, Aer, NumPy: 0.2 s), with the run's stdout and
   stderr still open in it, and a caller reading them to their end (`subprocess.run`, a pipe
   into `tee`) would wait for that too. Its agents exit through os._exit as well.
-- A Ctrl-C reaches the whole process group: it must not end the server while it imports,
-  which multiprocessing's server only guards against afterwards. The run stops its agents
-  itself, and each agent answers SIGINT again (`agents._run_forked`)."""
+- A Ctrl-C, a hang-up or a SIGTERM sent to the process group reaches the server too: it
+  must not end it while it imports (multiprocessing's server ignores SIGINT only after), nor
+  end it at all, which would SIGKILL the agents past their own shutdown. The server ends
+  with the run; the run stops its agents, and each answers those signals again
+  (`agents.AGENT_SIGNALS`)."""
 
 import atexit
 import os
 import signal
 
 atexit.register(os._exit, 0)
-signal.signal(signal.SIGINT, signal.SIG_IGN)
+for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    signal.signal(signum, signal.SIG_IGN)

@@ -308,7 +308,7 @@ PIPELINE_MODULES = (
 async def run(
     manifests: Manifests,
     output: str = "text",
-    out: TextIO = sys.stdout,
+    out: TextIO | None = None,
     settings: PipelineSettings | None = None,
     metrics_out: str | None = None,
     identity: Identity | None = None,
@@ -319,6 +319,7 @@ async def run(
     makes the settings once the agents are starting (its imports take about as long as
     theirs); an `Unusable` it raises ends the run with exit 2. On SIGINT, SIGTERM or SIGHUP
     the run stops, cleans up and returns 128 + the signal's number."""
+    out = out or sys.stdout  # this one now, not the one at import (tests capture it)
     progress = Progress(sys.stderr if output == "json" else out)
     loop = asyncio.get_running_loop()
     work = asyncio.ensure_future(
