@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -66,3 +70,47 @@ def test_runs_in_one_process_share_its_fork_server(capsys):
     assert cli.main(["run", quickstart]) == 0
     assert cli.main(["run", quickstart]) == 0
     assert capsys.readouterr().out.count("ghz: Succeeded") == 2
+
+
+RUN_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+START_SERVER = """
+import multiprocessing.forkserver, sys
+from qorch.local.agents import start_forkserver
+assert start_forkserver()
+print(multiprocessing.forkserver._forkserver._forkserver_pid, flush=True)
+sys.stdin.read()
+"""
+
+
+def signal_set(status: str, field: str) -> set[int]:
+    """The signals of one mask line of /proc/PID/status (`SigBlk`, `SigIgn`)."""
+    mask = int(next(line for line in status.splitlines() if line.startswith(field)).split()[1], 16)
+    return {signum for signum in range(1, 65) if mask >> (signum - 1) & 1}
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc")
+def test_the_fork_server_never_answers_the_runs_signals_not_even_while_it_starts():
+    """A Ctrl-C to the run's group reaches its fork server too, from the first instant of
+    its interpreter: it must neither die mid-import with a traceback nor end the agents
+    past their own shutdown. Each sample of its signal masks, from the moment it exists,
+    blocks or ignores every one of them."""
+    starter = subprocess.Popen(
+        [sys.executable, "-c", START_SERVER],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+    try:
+        assert starter.stdout is not None
+        server = int(starter.stdout.readline())
+        samples = []
+        deadline = time.monotonic() + 3  # its start and imports, and on
+        while time.monotonic() < deadline:
+            status = Path(f"/proc/{server}/status").read_text()
+            samples.append(signal_set(status, "SigBlk") | signal_set(status, "SigIgn"))
+        assert all(set(RUN_SIGNALS) <= sample for sample in samples), samples[:3]
+        assert signal.SIGINT not in signal_set(status, "SigBlk")  # ignored, not left blocked
+    finally:
+        starter.kill()
+        starter.wait()

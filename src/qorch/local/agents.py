@@ -12,6 +12,7 @@ import contextlib
 import logging
 import multiprocessing
 import multiprocessing.forkserver
+import multiprocessing.resource_tracker
 import multiprocessing.util
 import os
 import re
@@ -208,6 +209,12 @@ def start_forkserver(threads: int | None = None) -> bool:
         before = os.environ.get("OMP_NUM_THREADS")
         if threads:
             os.environ["OMP_NUM_THREADS"] = str(threads)
+        # The server ignores the run's signals once it has started (`fork_server_init`);
+        # blocked until then, as the process inherits this thread's mask, a Ctrl-C to the
+        # group cannot stop it mid-start. The resource tracker first: its own start
+        # unblocks SIGINT and SIGTERM in this thread.
+        multiprocessing.resource_tracker.ensure_running()
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, AGENT_SIGNALS.keys())
         try:
             multiprocessing.forkserver.ensure_running()
             _server.append(True)
@@ -215,6 +222,7 @@ def start_forkserver(threads: int | None = None) -> bool:
             log.warning("agents are spawned, not forked: no fork server (%s)", exc)
             _server.append(False)
         finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             if before is None:
                 os.environ.pop("OMP_NUM_THREADS", None)
             else:

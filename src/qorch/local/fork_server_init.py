@@ -6,15 +6,18 @@ start_forkserver`), first of all, and by nothing else: never import it elsewhere
   stderr still open in it, and a caller reading them to their end (`subprocess.run`, a pipe
   into `tee`) would wait for that too. Its agents exit through os._exit as well.
 - A Ctrl-C, a hang-up or a SIGTERM sent to the process group reaches the server too: it
-  must not end it while it imports (multiprocessing's server ignores SIGINT only after), nor
-  end it at all, which would SIGKILL the agents past their own shutdown. The server ends
-  with the run; the run stops its agents, and each answers those signals again
-  (`agents.AGENT_SIGNALS`)."""
+  must not end it while it starts or imports (multiprocessing's server ignores SIGINT only
+  after), nor end it at all, which would SIGKILL the agents past their own shutdown. They
+  are blocked from its start (`agents.start_forkserver`), ignored here, then unblocked.
+  The server ends with the run; the run stops its agents, and each answers those signals
+  again (`agents.AGENT_SIGNALS`)."""
 
 import atexit
 import os
 import signal
 
 atexit.register(os._exit, 0)
-for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-    signal.signal(signum, signal.SIG_IGN)
+_RUN_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+for signum in _RUN_SIGNALS:
+    signal.signal(signum, signal.SIG_IGN)  # one sent before is discarded, not delivered
+signal.pthread_sigmask(signal.SIG_UNBLOCK, _RUN_SIGNALS)
