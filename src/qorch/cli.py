@@ -637,7 +637,13 @@ def command(argv: list[str] | None = None) -> NoReturn:
     (agents, servers, span exporters). The interpreter's teardown of Qiskit's, Aer's and
     NumPy's modules would only add 0.2 to 0.3 s to every command, and to the wait of
     `qorch run` for its agents to stop."""
-    code = main(argv)
+    try:
+        code = main(argv)
+    except BrokenPipeError:
+        # The reader of its output is gone (`qorch run | head -1`): what it started has
+        # been stopped on the way out; end quietly, as a tool that SIGPIPE ends would.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 128 + signal.SIGPIPE
     for cleanup in _BEFORE_EXIT:
         with contextlib.suppress(Exception):
             cleanup()

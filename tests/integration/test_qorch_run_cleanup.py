@@ -287,3 +287,34 @@ def test_a_temporary_folder_too_deep_for_a_socket_still_runs(tmp_path):
     assert "ghz: Succeeded" in done.stdout
     assert "spawned, not forked" in done.stderr
     assert list(tmpdir.iterdir()) == []
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_a_reader_that_goes_away_ends_the_run_quietly(tmp_path):
+    """`qorch run … | head -1`: once the reader has gone, the run stops what it started and
+    ends as SIGPIPE ends a tool, without a traceback."""
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    reading, writing = os.pipe()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "qorch", "run", str(QUICKSTART)],
+        stdout=writing,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "TMPDIR": str(tmpdir)},
+        start_new_session=True,
+    )
+    os.close(writing)
+    with os.fdopen(reading) as output:
+        assert "starting 2 QPU agent(s)" in output.readline()
+    try:
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 128 + signal.SIGPIPE, stderr
+    assert "Traceback" not in stderr, stderr
+    wait_for(lambda: not left_in_session(proc.pid), "the run's processes to end", 30)
+    assert list(tmpdir.iterdir()) == []
