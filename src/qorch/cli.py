@@ -56,18 +56,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
     manifests = _load_manifests("run", args)
     if manifests is None:
         return 2
-    from qorch.channel.identity import Identity
     from qorch.local.agents import agent_threads, remove_forkserver_files, start_forkserver
+
+    if remove_forkserver_files not in _BEFORE_EXIT:  # once, however often main runs
+        _BEFORE_EXIT.append(remove_forkserver_files)
+    aer = sum(node.spec.backend.type == "aer" for node in manifests.nodes)
+    if aer:
+        start_forkserver(agent_threads(aer))  # its imports, for the agents, beside ours
+    from qorch.channel.identity import Identity  # the whole channel: 0.1 s of imports
 
     try:
         identity = Identity.load(args.identity_key) if args.identity_key else None
     except (OSError, ValueError) as exc:
         print(f"run: {exc}", file=sys.stderr)
         return 2
-    aer = sum(node.spec.backend.type == "aer" for node in manifests.nodes)
-    if aer:
-        start_forkserver(agent_threads(aer))  # its imports, for the agents, beside ours
-
     from qorch.local.runner import Unusable, run
 
     def prepare() -> PipelineSettings:
@@ -85,7 +87,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
         except (OSError, ValueError, PolicyError) as exc:
             raise Unusable(f"run: {exc}") from exc
 
-    _BEFORE_EXIT.append(remove_forkserver_files)
     return asyncio.run(
         run(
             manifests,

@@ -107,8 +107,9 @@ class NodeExecutor:
         self.target = node_target(spec)
         # Readout error is applied to sampled outcomes; any gate noise makes Aer simulate
         # every shot on its own.
-        gates_only = spec.noise.model_copy(update={"readout_error": None})
-        self.noiseless_gates = build_noise_model(gates_only, spec.basis_gates) is None
+        self.noiseless_gates = (
+            build_noise_model(spec.noise, spec.basis_gates, readout=False) is None
+        )
         self.simulator = bounded_simulator(noise_model=self.noise_model)
 
     @functools.cached_property

@@ -165,6 +165,7 @@ def build_noise_model(
     basis_gates: list[str],
     serialised_once: bool = True,
     channels: bool = False,
+    readout: bool = True,
 ) -> NoiseModel | None:
     """The node's noise as an Aer NoiseModel, or None when the spec adds no noise.
     `serialised_once=False`: a plain NoiseModel, as a user of Aer builds it (the benchmarks'
@@ -174,7 +175,9 @@ def build_noise_model(
     term of every error into a superoperator on each run; a depolarizing error composed with
     relaxation has dozens of terms, and a 3-qubit density matrix took 7.5 ms, 1.0 ms as
     channels (the same probabilities within 1e-9). Not for trajectories: on the statevector
-    Aer samples a mixture's terms cheaply but applies a Kraus map operator by operator."""
+    Aer samples a mixture's terms cheaply but applies a Kraus map operator by operator.
+
+    `readout=False`: without the misread, the errors built for the full model (cached)."""
     kind = SerialisedOnce if serialised_once else NoiseModel
     model = kind(basis_gates=[g for g in basis_gates if g not in ("measure", "reset")])
     one_q = [g for g in basis_gates if g not in VIRTUAL_GATES and g not in TWO_QUBIT_GATES]
@@ -186,6 +189,6 @@ def build_noise_model(
         model.add_all_qubit_quantum_error(errors.two_qubit_gate, two_q)
     if errors.measure is not None:
         model.add_all_qubit_quantum_error(errors.measure, ["measure"])
-    if errors.readout is not None:
+    if errors.readout is not None and readout:
         model.add_all_qubit_readout_error(errors.readout)
     return None if model.is_ideal() else model
