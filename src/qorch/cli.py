@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import gc
 import logging
 import os
 import signal
@@ -15,6 +14,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 from pydantic import ValidationError
 
+from qorch.import_collector import imports_then_freeze
 from qorch.settings import Settings
 from qorch.transpiler_plugins import leave_out_unused
 
@@ -63,14 +63,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
     aer = sum(node.spec.backend.type == "aer" for node in manifests.nodes)
     if aer:
         start_forkserver(agent_threads(aer))  # its imports, for the agents, beside ours
-    from qorch.channel.identity import Identity  # the whole channel: 0.1 s of imports
+    with imports_then_freeze():  # the whole channel for its key, then the runner: 0.25 s
+        from qorch.channel.identity import Identity
+        from qorch.local.runner import Unusable, run
 
     try:
         identity = Identity.load(args.identity_key) if args.identity_key else None
     except (OSError, ValueError) as exc:
         print(f"run: {exc}", file=sys.stderr)
         return 2
-    from qorch.local.runner import Unusable, run
 
     def prepare() -> PipelineSettings:
         """The settings, read while the agents start: these imports take as long as theirs."""
@@ -201,9 +202,10 @@ def _cmd_qpu_agent(args: argparse.Namespace) -> int:
     name_process("qpu-agent")
     node = _load_node(args)  # before the simulator's imports: a bad manifest ends at once
 
-    from qorch.qpu.agent import serve
-    from qorch.qpu.agent_keys import AgentKeys
-    from qorch.qpu.link_state import LinkFileError, LinkStates
+    with imports_then_freeze():
+        from qorch.qpu.agent import serve
+        from qorch.qpu.agent_keys import AgentKeys
+        from qorch.qpu.link_state import LinkFileError, LinkStates
 
     try:
         LinkStates(args.link_file)  # a link file unusable at start ends it at once
@@ -223,7 +225,6 @@ def _cmd_qpu_agent(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"qpu-agent: {exc}", file=sys.stderr)
         return 2
-    gc.freeze()  # the imports' objects: out of the collector's full passes (see runner)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(
             serve(
@@ -243,8 +244,10 @@ def _tpm_agent(args: argparse.Namespace, node: QuantumNode) -> int:
     """The agent with a TPM: its code and node file measured, its key unsealed by the TPM."""
     from qorch.qpu.agent import serve
     from qorch.qpu.agent_keys import AgentKeys
-    from qorch.qpu.attestor import Attestor, SealedIdentityError
-    from qorch.qpu.tpm import Tpm, TpmError
+
+    with imports_then_freeze():
+        from qorch.qpu.attestor import Attestor, SealedIdentityError
+        from qorch.qpu.tpm import Tpm, TpmError
 
     if not args.sealed_identity or not args.node_file or not args.trusted_client_key:
         print(
@@ -265,7 +268,6 @@ def _tpm_agent(args: argparse.Namespace, node: QuantumNode) -> int:
     except (OSError, ValueError) as exc:
         print(f"qpu-agent: {exc}", file=sys.stderr)
         return 2
-    gc.freeze()  # the imports' objects: out of the collector's full passes (see runner)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(
             serve(
@@ -323,9 +325,18 @@ def _cmd_sanitize(args: argparse.Namespace) -> int:
 
 
 def _cmd_operator(args: argparse.Namespace) -> int:
-    import kopf
+    with imports_then_freeze():
+        import kopf
 
-    import qorch.operator  # noqa: F401  (registers the handlers)
+        import qorch.operator  # noqa: F401  (registers the handlers)
+        from qorch.operator import kube
+        from qorch.operator.leader import (
+            LeaderElector,
+            LeaseTiming,
+            default_identity,
+            run_as_leader,
+        )
+        from qorch.pipeline.priority import PriorityClasses
 
     def operate() -> Coroutine[None, None, None]:
         return kopf.operator(
@@ -335,10 +346,6 @@ def _cmd_operator(args: argparse.Namespace) -> int:
             standalone=args.peering is None,
             peering_name=args.peering,
         )
-
-    from qorch.operator import kube
-    from qorch.operator.leader import LeaderElector, LeaseTiming, default_identity, run_as_leader
-    from qorch.pipeline.priority import PriorityClasses
 
     settings = Settings.from_env()
     try:
@@ -352,7 +359,6 @@ def _cmd_operator(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"operator: {exc}", file=sys.stderr)
         return 2
-    gc.freeze()  # the imports' objects: out of the collector's full passes (see runner)
     if not args.leader_election:
         asyncio.run(operate())
         return 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import multiprocessing
 import multiprocessing.forkserver
@@ -301,6 +302,8 @@ def _run_forked(argv: list[str], env: dict[str, str], output: Connection) -> Non
         os.close(server._forkserver_alive_fd)  # type: ignore[attr-defined]
         server._forkserver_alive_fd = None  # type: ignore[attr-defined]
     multiprocessing.current_process().daemon = False  # it starts a simulation process
+    gc.freeze()  # off in the server (fork_server_init): what it imported, out of its passes
+    gc.enable()
     for signum, handler in AGENT_SIGNALS.items():  # the server ignores them
         signal.signal(signum, handler)
     os.environ.clear()

@@ -13,10 +13,12 @@ start_forkserver`), first of all, and by nothing else: never import it elsewhere
   again (`agents.AGENT_SIGNALS`)."""
 
 import atexit
+import gc
 import os
 import signal
 
 atexit.register(os._exit, 0)
+gc.disable()  # it imports, then forks: see qorch.import_collector; each agent turns it on
 _RUN_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 for signum in _RUN_SIGNALS:
     signal.signal(signum, signal.SIG_IGN)  # one sent before is discarded, not delivered

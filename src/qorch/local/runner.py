@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import importlib
 import json
 import signal
@@ -19,6 +18,7 @@ from qorch.api import TERMINAL_PHASES, DistributedJob, EntanglementLink, Quantum
 from qorch.api.manifests import Manifests
 from qorch.api.phases import JobPhases, NodePhases
 from qorch.channel.identity import Identity
+from qorch.import_collector import imports_then_freeze
 from qorch.settings import Settings
 
 from .agents import AgentProcess, Child, agent_threads, fork
@@ -367,12 +367,11 @@ async def _run(
             try:
                 await plane.spawn_agents()
                 # While they start (the event loop waits: their output waits in its pipes).
-                for module in PIPELINE_MODULES:
-                    importlib.import_module(module)
-                # What the imports made lives as long as the process: out of the collector's
-                # full passes, each a walk over all of Qiskit's objects (80 ms, in the middle
-                # of a 20-qubit job's plan).
-                gc.freeze()
+                # Frozen after: a full pass of the collector walks them all (80 ms, in the
+                # middle of a 20-qubit job's plan).
+                with imports_then_freeze():
+                    for module in PIPELINE_MODULES:
+                        importlib.import_module(module)
                 try:
                     settings = prepare()
                 except Unusable as exc:
