@@ -4,6 +4,7 @@ in the caller's environment and folder at the time, not the server's from when i
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import signal
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import pytest
 
 from qorch import cli
 from qorch.channel.identity import Identity
-from qorch.local.agents import AgentProcess, fork, start_forkserver
+from qorch.local.agents import NEVER_FORKED, AgentProcess, Forked, fork, start_forkserver
 from tests.support import REPO, make_node
 
 
@@ -60,6 +61,20 @@ async def test_a_kill_sent_before_the_fork_is_done_still_kills_it(tmp_path):
         await asyncio.wait_for(proc.wait(), 0.001)
     assert await asyncio.wait_for(proc.wait(), 120) == -signal.SIGKILL
     assert proc.returncode == -signal.SIGKILL
+
+
+async def test_an_agent_never_forked_reads_as_such_and_is_logged_once(caplog):
+    """A fork that failed (the server gone) is an exit code, 255, however often it is
+    waited for, and one warning with its cause."""
+    started = asyncio.get_running_loop().create_future()
+    process = multiprocessing.get_context("forkserver").Process(target=print)
+    proc = Forked(process, asyncio.StreamReader(), started)
+    assert proc.returncode is None
+    started.set_exception(EOFError("the server went away"))
+    assert await proc.wait() == NEVER_FORKED
+    assert await proc.wait() == NEVER_FORKED
+    await asyncio.sleep(0)  # the future's callbacks
+    assert caplog.text.count("forked no agent: EOFError: the server went away") == 1
 
 
 def test_runs_in_one_process_share_its_fork_server(capsys):

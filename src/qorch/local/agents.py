@@ -315,6 +315,11 @@ def _run_forked(argv: list[str], env: dict[str, str], output: Connection) -> Non
     runpy.run_module("qorch", run_name="__main__", alter_sys=True)
 
 
+def _log_failed_fork(started: asyncio.Future[None]) -> None:
+    if not started.cancelled() and (exc := started.exception()) is not None:
+        log.warning("the fork server forked no agent: %s: %s", type(exc).__name__, exc)
+
+
 class Forked:
     """A process started by `fork`, with the face of an asyncio subprocess. Its fork is
     `started`, done in a worker thread: a signal sent before waits for it."""
@@ -329,6 +334,7 @@ class Forked:
         self.stdout = stdout
         self.started = started
         self._ended: asyncio.Future[None] | None = None
+        started.add_done_callback(_log_failed_fork)  # once, however often it is awaited
 
     def _forked(self) -> bool | None:
         """Whether it was forked; None while that is not known yet."""
@@ -361,10 +367,8 @@ class Forked:
             send(self.process)
 
     async def wait(self) -> int:
-        try:
+        with contextlib.suppress(Exception):  # not forked: `returncode` says so
             await asyncio.shield(self.started)
-        except Exception as exc:  # not forked: `returncode` says so
-            log.warning("the fork server forked no agent: %s: %s", type(exc).__name__, exc)
         if self._forked() and self.process.exitcode is None:
             if self._ended is None:
                 loop = asyncio.get_running_loop()
