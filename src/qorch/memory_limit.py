@@ -28,6 +28,11 @@ EXACT_BYTES_PER_OUTCOME = 40
 #: Of the limit, what one simulation may take: the rest is the process itself (Qiskit and
 #: Aer imported: 0.2 GiB) and the other work running beside it.
 SIMULATION_SHARE = 0.5
+#: The operator itself, its imports done (196 MiB measured), with some room: the shares of
+#: its budgets are of what the limit leaves beyond it. Shares of the whole limit overran it
+#: below about 0.8 GiB: at 640 MiB the widest simulation, the held and the kept outputs
+#: took 320 + 160 + 40 MiB, beside the process's 196.
+PROCESS_BASE_BYTES = 256 << 20
 
 
 def memory_limit_bytes(files: Sequence[Path] = CGROUP_LIMIT_FILES) -> int:
@@ -50,10 +55,17 @@ def process_limit_bytes() -> int:
     return memory_limit_bytes()
 
 
+def budget_bytes(limit: int | None = None) -> int:
+    """What the operator's budgets share out: the memory limit (this process's, unless
+    given) less PROCESS_BASE_BYTES, and at least a quarter of it."""
+    limit = process_limit_bytes() if limit is None else limit
+    return max(limit - PROCESS_BASE_BYTES, limit // 4)
+
+
 def widest_fitting(bytes_per_outcome: int, cap: int, limit: int | None = None) -> int:
     """The most qubits n, at most `cap`, whose simulation (`bytes_per_outcome` x 2^n at its
-    peak) fits in `SIMULATION_SHARE` of the memory limit."""
-    budget = SIMULATION_SHARE * (process_limit_bytes() if limit is None else limit)
+    peak) fits in `SIMULATION_SHARE` of `budget_bytes`."""
+    budget = SIMULATION_SHARE * budget_bytes(limit)
     n = cap
     while n > 1 and bytes_per_outcome << n > budget:
         n -= 1
@@ -69,7 +81,7 @@ def simulator_memory_mb() -> int:
     return max(1, int(SIMULATION_SHARE * process_limit_bytes()) >> 20)
 
 
-#: Simulations whose peak is over this share of the limit run one at a time, so that one of
+#: Simulations whose peak is over this share of `budget_bytes` run one at a time, so that one of
 #: them (at most SIMULATION_SHARE) and the narrower ones of the planner's worker threads
 #: beside it still fit.
 WIDE_SHARE = 1 / 32
@@ -80,7 +92,7 @@ _wide = threading.Lock()
 
 
 def _is_wide(nbytes: int) -> bool:
-    return nbytes > WIDE_SHARE * process_limit_bytes()
+    return nbytes > WIDE_SHARE * budget_bytes()
 
 
 @contextlib.contextmanager
@@ -109,8 +121,8 @@ async def simulating_async(nbytes: int) -> AsyncIterator[None]:
         _wide.release()
 
 
-#: Of the limit, what exact outputs may take together while they wait for their jobs'
-#: programs to return. One alone is at most a tenth of the limit (8 of the
+#: Of `budget_bytes`, what exact outputs may take together while they wait for their jobs'
+#: programs to return. One alone is at most a tenth of it (8 of the
 #: EXACT_BYTES_PER_OUTCOME a simulation within SIMULATION_SHARE peaks at), so a few of the
 #: widest fit at once, and the wide simulation's slot beside them.
 HELD_SHARE = 0.25

@@ -9,8 +9,13 @@ import sys
 import threading
 from pathlib import Path
 
+import pytest
+
 from qorch.memory_limit import (
+    EXACT_BYTES_PER_OUTCOME,
+    PROCESS_BASE_BYTES,
     HeldMemory,
+    budget_bytes,
     memory_limit_bytes,
     simulating,
     simulating_async,
@@ -165,11 +170,12 @@ async def test_a_released_holder_takes_nothing_even_if_it_was_still_waiting() ->
     assert memory.used == 0
 
 
-def test_an_operator_with_1_gib_sizes_every_budget_to_it() -> None:
-    """Read at import, so in a fresh interpreter whose limit reads 1 GiB."""
+def operator_budgets(limit: int) -> tuple[int, ...]:
+    """Kept and held outputs (MiB), and the widest verified and predicted circuits, of an
+    operator whose limit reads `limit`: read at import, so in a fresh interpreter."""
     script = (
         "import qorch.memory_limit as m\n"
-        "m.process_limit_bytes = lambda: 1 << 30\n"
+        f"m.process_limit_bytes = lambda: {limit}\n"
         "from qorch.pipeline import job\n"
         "from qorch.pipeline.verification import MAX_STATEVECTOR_QUBITS\n"
         "from qorch.planner.prediction import MAX_PREDICTED_QUBITS\n"
@@ -179,4 +185,23 @@ def test_an_operator_with_1_gib_sizes_every_budget_to_it() -> None:
     done = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
     )
-    assert done.stdout.split() == ["64", "256", "23", "23"], done.stderr
+    return tuple(int(x) for x in done.stdout.split())
+
+
+def test_an_operator_with_1_gib_sizes_every_budget_to_it() -> None:
+    assert operator_budgets(1 << 30) == (48, 192, 23, 23)
+
+
+@pytest.mark.parametrize("limit_mib", [512, 640, 768, 1024])
+def test_every_budget_at_once_fits_beside_the_operator_itself(limit_mib: int) -> None:
+    """The widest simulation, every held and every kept output, and the process: at 640 MiB
+    these took 320 + 160 + 40 MiB beside its 196, over the limit."""
+    kept, held, verified, predicted = operator_budgets(limit_mib << 20)
+    widest = EXACT_BYTES_PER_OUTCOME << max(verified, predicted) >> 20
+    assert widest + held + kept + (PROCESS_BASE_BYTES >> 20) <= limit_mib
+
+
+def test_the_budgets_share_what_the_limit_leaves_beyond_the_process() -> None:
+    assert budget_bytes(6 << 30) == (6 << 30) - PROCESS_BASE_BYTES
+    assert budget_bytes(512 << 20) == 256 << 20
+    assert budget_bytes(256 << 20) == 64 << 20  # a quarter: less would plan nothing

@@ -39,7 +39,7 @@ from qorch.api.distributed_job import (
     StrategyEstimate,
 )
 from qorch.api.phases import JobPhases, LinkPhases, NodePhases
-from qorch.memory_limit import HELD_SHARE, HeldMemory, Holding, process_limit_bytes
+from qorch.memory_limit import HELD_SHARE, HeldMemory, Holding, budget_bytes
 from qorch.planner.cut_distribution import output_request
 from qorch.planner.prediction import MAX_PREDICTED_QUBITS, IdealOutput
 from qorch.planner.strategies import OUTPUT_WIDTH, PURIFICATION, Candidate, Demand
@@ -87,9 +87,9 @@ CANCEL_TIMEOUT_SECONDS = 5.0
 _ESTIMATES_KEPT = 4
 #: Memory for the exact outputs predictions simulated, kept for the jobs' later estimates
 #: and verification (2^20 outcomes take 8 MiB): 256 MiB, or a sixteenth of a smaller
-#: process's memory limit (64 MiB at 1 GiB). Past it a job's is not kept, and simulated
+#: `budget_bytes` (48 MiB at a limit of 1 GiB). Past it a job's is not kept, and simulated
 #: again: a queue of wide jobs cannot fill the operator's memory.
-IDEAL_KEPT_BYTES = min(256 << 20, process_limit_bytes() // 16)
+IDEAL_KEPT_BYTES = min(256 << 20, budget_bytes() // 16)
 
 
 @dataclass(frozen=True)
@@ -254,9 +254,7 @@ class ExactOutputs:
     of its own: these bounds hold for all of them together."""
 
     process: SimulationProcess = field(default_factory=SimulationProcess)
-    held: HeldMemory = field(
-        default_factory=lambda: HeldMemory(int(HELD_SHARE * process_limit_bytes()))
-    )
+    held: HeldMemory = field(default_factory=lambda: HeldMemory(int(HELD_SHARE * budget_bytes())))
     kept: dict[str, tuple[QuantumCircuit, IdealOutput]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
