@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import select
 import signal
 import sys
 from pathlib import Path
@@ -647,6 +648,8 @@ def command(argv: list[str] | None = None) -> NoReturn:
     try:
         code = main(argv)
     except BrokenPipeError:
+        if not _stdout_gone():  # another pipe or socket: a failure to show
+            raise
         # The reader of its output is gone (`qorch run | head -1`): what it started has
         # been stopped on the way out; end quietly, as a tool that SIGPIPE ends would.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -659,6 +662,16 @@ def command(argv: list[str] | None = None) -> NoReturn:
         with contextlib.suppress(OSError, ValueError):  # a reader gone or a stream closed
             stream.flush()
     os._exit(code)
+
+
+def _stdout_gone() -> bool:
+    """Whether standard output is a pipe whose reader has closed it."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no stdout, or not a file
+        return False
 
 
 #: Commands whose logs are read after the fact beside other components' (kubectl logs).

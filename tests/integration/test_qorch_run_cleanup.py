@@ -318,3 +318,20 @@ def test_a_reader_that_goes_away_ends_the_run_quietly(tmp_path):
     assert "Traceback" not in stderr, stderr
     wait_for(lambda: not left_in_session(proc.pid), "the run's processes to end", 30)
     assert list(tmpdir.iterdir()) == []
+
+
+def test_a_broken_pipe_that_is_not_its_output_still_shows():
+    """Only a closed standard output ends a command quietly: a broken socket or pipe of its
+    own is a failure, shown as one."""
+    code = (
+        "import qorch.cli as cli\n"
+        "def main(argv=None):\n"
+        "    raise BrokenPipeError(32, 'a peer closed its socket')\n"
+        "cli.main = main\n"
+        "cli.command()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120
+    )
+    assert done.returncode == 1, done.stderr
+    assert "a peer closed its socket" in done.stderr

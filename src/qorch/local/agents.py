@@ -214,20 +214,22 @@ def start_forkserver(threads: int | None = None) -> bool:
         # blocked until then, as the process inherits this thread's mask, a Ctrl-C to the
         # group cannot stop it mid-start. The resource tracker first: its own start
         # unblocks SIGINT and SIGTERM in this thread.
-        multiprocessing.resource_tracker.ensure_running()
-        mask = signal.pthread_sigmask(signal.SIG_BLOCK, AGENT_SIGNALS.keys())
+        mask = None
         try:
+            multiprocessing.resource_tracker.ensure_running()
+            mask = signal.pthread_sigmask(signal.SIG_BLOCK, AGENT_SIGNALS.keys())
             multiprocessing.forkserver.ensure_running()
             _server.append(True)
         except OSError as exc:
             log.warning("agents are spawned, not forked: no fork server (%s)", exc)
             _server.append(False)
         finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             if before is None:
                 os.environ.pop("OMP_NUM_THREADS", None)
             else:
                 os.environ["OMP_NUM_THREADS"] = before
+            if mask is not None:  # last: a signal held back is delivered here
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     return _server[0]
 
 
@@ -306,6 +308,9 @@ def _run_forked(argv: list[str], env: dict[str, str], output: Connection) -> Non
     gc.enable()
     for signum, handler in AGENT_SIGNALS.items():  # the server ignores them
         signal.signal(signum, handler)
+    # Unblocked by the server as it ignored them; again here, should its first module have
+    # failed to import (multiprocessing skips such a one): else SIGTERM would never stop it.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, AGENT_SIGNALS.keys())
     os.environ.clear()
     os.environ.update(env)
     for stream in (1, 2):
