@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
 import signal
 import subprocess
 import sys
@@ -104,7 +105,7 @@ def signal_set(status: str, field: str) -> set[int]:
 
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc")
-def test_the_fork_server_never_answers_the_runs_signals_not_even_while_it_starts():
+def test_the_fork_server_never_answers_the_runs_signals_not_even_while_it_starts(tmp_path):
     """A Ctrl-C to the run's group reaches its fork server too, from the first instant of
     its interpreter: it must neither die mid-import with a traceback nor end the agents
     past their own shutdown. Each sample of its signal masks, from the moment it exists,
@@ -115,6 +116,7 @@ def test_the_fork_server_never_answers_the_runs_signals_not_even_while_it_starts
         stdout=subprocess.PIPE,
         text=True,
         cwd=REPO,
+        env={**os.environ, "TMPDIR": str(tmp_path)},  # its socket's folder: killed, it stays
     )
     try:
         assert starter.stdout is not None
