@@ -92,11 +92,13 @@ def slow_quickstart(tmp_path) -> Path:
     return manifests
 
 
-def start_run(manifests: Path, tmpdir: Path) -> subprocess.Popen[str]:
+def start_run(
+    manifests: Path, tmpdir: Path, stdout: int = subprocess.PIPE, stderr: int = subprocess.STDOUT
+) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "qorch", "run", str(manifests)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+        stdout=stdout,
+        stderr=stderr,
         text=True,
         cwd=REPO,
         env={**os.environ, "TMPDIR": str(tmpdir)},
@@ -296,15 +298,7 @@ def test_a_reader_that_goes_away_ends_the_run_quietly(tmp_path):
     tmpdir = tmp_path / "tmp"
     tmpdir.mkdir()
     reading, writing = os.pipe()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "qorch", "run", str(QUICKSTART)],
-        stdout=writing,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=REPO,
-        env={**os.environ, "TMPDIR": str(tmpdir)},
-        start_new_session=True,
-    )
+    proc = start_run(QUICKSTART, tmpdir, stdout=writing, stderr=subprocess.PIPE)
     os.close(writing)
     with os.fdopen(reading) as output:
         assert "starting 2 QPU agent(s)" in output.readline()
