@@ -146,10 +146,17 @@ class SimulationProcess:
         if pool is not None:
             self._stop(pool, cancel_queued=True)
 
-    def _stop(self, pool: ProcessPoolExecutor, cancel_queued: bool) -> None:
+    def _stop(self, pool: ProcessPoolExecutor, cancel_queued: bool, wait: bool = False) -> None:
         self._forget(pool)
         for process in list(getattr(pool, "_processes", {}).values()):
             process.kill()
-        pool.shutdown(wait=False, cancel_futures=cancel_queued)
+        pool.shutdown(wait=wait, cancel_futures=cancel_queued)
 
-    close = kill
+    def close(self) -> None:
+        """`kill`, and wait (milliseconds: the child is dead) until the pool has let go of
+        its queues. Their named semaphores are released only then, and every qorch process
+        ends in os._exit, which skips that: multiprocessing's resource tracker would warn
+        of each when the command ends."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            self._stop(pool, cancel_queued=True, wait=True)

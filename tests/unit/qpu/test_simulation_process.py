@@ -157,3 +157,31 @@ async def test_a_killed_step_fails_with_those_behind_it_as_before(tmp_path: Path
         assert await process.call(operator.add, 2, 3) == 5  # a new child for the next
     finally:
         process.close()
+
+
+CLOSED_THEN_EXIT = """
+import os, sys
+from qorch.qpu.simulation_process import SimulationProcess
+
+if __name__ == "__main__":
+    process = SimulationProcess()
+    process.call_blocking(int, 0)  # started
+    process.close()
+    sys.stderr.flush()
+    os._exit(0)  # as every qorch command and agent ends: no finalizers after close()
+"""
+
+
+def test_a_closed_simulation_process_leaves_no_semaphore_behind(tmp_path: Path) -> None:
+    """Its queues' named semaphores are registered with multiprocessing's resource tracker;
+    left for the exit to release, they are not (os._exit), and the tracker warns of each
+    when the command ends."""
+    script = tmp_path / "closed.py"
+    script.write_text(CLOSED_THEN_EXIT)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    # stderr is read to its end, which the tracker (sharing it) reaches only when it exits.
+    ended = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert ended.returncode == 0, ended.stderr
+    assert "leaked" not in ended.stderr, ended.stderr
