@@ -329,3 +329,25 @@ def test_a_broken_pipe_that_is_not_its_output_still_shows():
     )
     assert done.returncode == 1, done.stderr
     assert "a peer closed its socket" in done.stderr
+
+
+def test_a_run_whose_predictions_ran_aside_ends_without_a_warning(tmp_path):
+    """Every prediction runs in the planner's simulation process: the run stops it, and its
+    queues' named semaphores are released before the exit, which would not (os._exit)."""
+    code = (
+        "import qorch.planner.prediction as prediction\n"
+        "prediction.ASIDE_SECONDS = 0.0\n"
+        "import qorch.cli as cli\n"
+        f"cli.command(['run', {str(QUICKSTART)!r}])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "ghz: Succeeded" in done.stdout
+    assert done.stderr == ""

@@ -264,6 +264,7 @@ class EmbeddedControlPlane:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
+            pipeline.exact_outputs.close()
         return jobs
 
     def write_metrics(self, path: str) -> None:

@@ -140,11 +140,12 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
 
 @kopf.on.cleanup(id="close-connections")
 async def close_connections(memo: kopf.Memo, **_: Any) -> None:
-    """Close agent connections on shutdown, and stop the exact simulations' process."""
+    """Close agent connections on shutdown, and stop the processes of exact simulations
+    and long predictions."""
     state: OperatorState | None = memo.get("state")
     if state is not None:
         await state.agents.close()
-        state.exact_outputs.process.close()
+        state.exact_outputs.close()
     if memo.get("metrics_server") is not None:
         memo.metrics_server.close()
     shutdown_tracing()

@@ -41,7 +41,7 @@ from qorch.api.distributed_job import (
 from qorch.api.phases import JobPhases, LinkPhases, NodePhases
 from qorch.memory_limit import HELD_SHARE, HeldMemory, Holding, budget_bytes
 from qorch.planner.cut_distribution import output_request
-from qorch.planner.prediction import MAX_PREDICTED_QUBITS, IdealOutput
+from qorch.planner.prediction import MAX_PREDICTED_QUBITS, IdealOutput, close_simulation_process
 from qorch.planner.strategies import OUTPUT_WIDTH, PURIFICATION, Candidate, Demand
 from qorch.qpu.circuits import measures
 from qorch.qpu.simulation_process import SimulationProcess
@@ -263,6 +263,12 @@ class ExactOutputs:
         widest = "qorch_exact_simulation_max_qubits"
         METRICS.record(widest, MAX_STATEVECTOR_QUBITS, kind="verification")
         METRICS.record(widest, MAX_PREDICTED_QUBITS, kind="prediction")
+
+    def close(self) -> None:
+        """At shutdown: stop the process of the exact simulations, and the planner's of
+        long predictions (shared by every pipeline of the process)."""
+        self.process.close()
+        close_simulation_process()
 
 
 class JobPipeline:

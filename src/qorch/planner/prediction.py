@@ -94,6 +94,11 @@ _rate = SIMULATION_RATE
 _ASIDE = SimulationProcess()
 
 
+def close_simulation_process() -> None:
+    """Stop the process of long predictions, if one started (the operator's cleanup)."""
+    _ASIDE.close()
+
+
 #: Instructions that change nothing but a qubit's noise (markers, waits): after its final
 #: measurement they are dropped, not a reason to give up.
 _AFTER_MEASURE = frozenset({"id", "delay", "barrier"})
