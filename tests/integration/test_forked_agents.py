@@ -104,6 +104,28 @@ def signal_set(status: str, field: str) -> set[int]:
     return {signum for signum in range(1, 65) if mask >> (signum - 1) & 1}
 
 
+def sample_signals(server: int) -> list[tuple[set[int], set[int]]]:
+    """The server's blocked and ignored signals, sampled from now until it ignores the
+    run's signals, and a moment after."""
+    samples = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        status = Path(f"/proc/{server}/status").read_text()
+        blocked, ignored = signal_set(status, "SigBlk"), signal_set(status, "SigIgn")
+        samples.append((blocked, ignored))
+        if set(RUN_SIGNALS) <= ignored:
+            deadline = min(deadline, time.monotonic() + 0.5)
+        time.sleep(0.001)  # a core left to the server on a loaded machine
+    return samples
+
+
+def assert_never_answers_the_runs_signals(samples: list[tuple[set[int], set[int]]]) -> None:
+    assert all(set(RUN_SIGNALS) <= blocked | ignored for blocked, ignored in samples), samples[:3]
+    blocked, ignored = samples[-1]
+    assert set(RUN_SIGNALS) <= ignored
+    assert not set(RUN_SIGNALS) & blocked  # ignored, not left blocked
+
+
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc")
 def test_the_fork_server_never_answers_the_runs_signals_not_even_while_it_starts(tmp_path):
     """A Ctrl-C to the run's group reaches its fork server too, from the first instant of
@@ -120,19 +142,46 @@ def test_the_fork_server_never_answers_the_runs_signals_not_even_while_it_starts
     )
     try:
         assert starter.stdout is not None
-        server = int(starter.stdout.readline())
-        samples = []
-        deadline = time.monotonic() + 60  # until it ignores them, and a moment after
-        while time.monotonic() < deadline:
-            status = Path(f"/proc/{server}/status").read_text()
-            blocked, ignored = signal_set(status, "SigBlk"), signal_set(status, "SigIgn")
-            samples.append(blocked | ignored)
-            if set(RUN_SIGNALS) <= ignored:
-                deadline = min(deadline, time.monotonic() + 0.5)
-            time.sleep(0.001)  # a core left to the server on a loaded machine
-        assert all(set(RUN_SIGNALS) <= sample for sample in samples), samples[:3]
-        assert set(RUN_SIGNALS) <= ignored
-        assert not set(RUN_SIGNALS) & blocked  # ignored, not left blocked
+        assert_never_answers_the_runs_signals(sample_signals(int(starter.stdout.readline())))
+    finally:
+        starter.kill()
+        starter.wait()
+
+
+RESTART_SERVER = """
+import multiprocessing.forkserver, os, signal, sys, time
+from qorch.local.agents import start_forkserver
+os.environ.pop("OMP_NUM_THREADS", None)
+assert start_forkserver(3)
+first = multiprocessing.forkserver._forkserver._forkserver_pid
+os.kill(first, signal.SIGKILL)
+while open(f"/proc/{first}/stat").read().split(")")[-1].split()[0] != "Z":
+    time.sleep(0.01)
+assert start_forkserver()  # as `fork` asks before each agent
+print(first, multiprocessing.forkserver._forkserver._forkserver_pid, flush=True)
+sys.stdin.read()
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc")
+def test_a_fork_server_that_died_starts_again_as_the_first_did(tmp_path):
+    """Not as multiprocessing would start it from the fork itself: with neither the run's
+    signals held back nor the agents' thread count."""
+    starter = subprocess.Popen(
+        [sys.executable, "-c", RESTART_SERVER],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+    )
+    try:
+        assert starter.stdout is not None
+        first, again = map(int, starter.stdout.readline().split())
+        assert again != first
+        assert_never_answers_the_runs_signals(sample_signals(again))
+        environ = Path(f"/proc/{again}/environ").read_bytes().split(b"\0")
+        assert b"OMP_NUM_THREADS=3" in environ
     finally:
         starter.kill()
         starter.wait()

@@ -197,40 +197,50 @@ FORK_SERVER_MODULES = [
     "qorch.qpu.link_state",
 ]
 _FORKS = multiprocessing.get_context("forkserver")
-_server: list[bool] = []  # whether one could start, once asked
+#: Once asked: "up", whether a server could start, and "threads", its thread count.
+_server: dict[str, Any] = {}
 
 
 def start_forkserver(threads: int | None = None) -> bool:
     """Start the server `fork` forks agents from, if it is not running: it imports the
     agent's modules while the caller goes on. The first call in a process decides them, and
-    `threads`: the server's OpenMP and BLAS read OMP_NUM_THREADS as they load. False when
-    it cannot start (its socket's path under TMPDIR too long, say): `fork` then spawns."""
+    `threads`: the server's OpenMP and BLAS read OMP_NUM_THREADS as they load; a server
+    that died is started again with them. False when it cannot start (its socket's path
+    under TMPDIR too long, say): `fork` then spawns."""
     if not _server:
         _FORKS.set_forkserver_preload(FORK_SERVER_MODULES)
-        before = os.environ.get("OMP_NUM_THREADS")
-        if threads:
-            os.environ["OMP_NUM_THREADS"] = str(threads)
-        # The server ignores the run's signals once it has started (`fork_server_init`);
-        # blocked until then, as the process inherits this thread's mask, a Ctrl-C to the
-        # group cannot stop it mid-start. The resource tracker first: its own start
-        # unblocks SIGINT and SIGTERM in this thread.
-        mask = None
-        try:
-            multiprocessing.resource_tracker.ensure_running()
-            mask = signal.pthread_sigmask(signal.SIG_BLOCK, AGENT_SIGNALS.keys())
-            multiprocessing.forkserver.ensure_running()
-            _server.append(True)
-        except OSError as exc:
-            log.warning("agents are spawned, not forked: no fork server (%s)", exc)
-            _server.append(False)
-        finally:
-            if before is None:
-                os.environ.pop("OMP_NUM_THREADS", None)
-            else:
-                os.environ["OMP_NUM_THREADS"] = before
-            if mask is not None:  # last: a signal held back is delivered here
-                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-    return _server[0]
+        _server.update(up=True, threads=threads)
+    if _server["up"]:
+        _server["up"] = _ensure_running(_server["threads"])
+    return bool(_server["up"])
+
+
+def _ensure_running(threads: int | None) -> bool:
+    """multiprocessing's own start of the server (nothing, while it runs), with the thread
+    count in its environment and the run's signals held back until it ignores them."""
+    before = os.environ.get("OMP_NUM_THREADS")
+    if threads:
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+    # The server ignores the run's signals once it has started (`fork_server_init`);
+    # blocked until then, as the process inherits this thread's mask, a Ctrl-C to the
+    # group cannot stop it mid-start. The resource tracker first: its own start unblocks
+    # SIGINT and SIGTERM in this thread.
+    mask = None
+    try:
+        multiprocessing.resource_tracker.ensure_running()
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, AGENT_SIGNALS.keys())
+        multiprocessing.forkserver.ensure_running()
+        return True
+    except OSError as exc:
+        log.warning("agents are spawned, not forked: no fork server (%s)", exc)
+        return False
+    finally:
+        if before is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = before
+        if mask is not None:  # last: a signal held back is delivered here
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
 def remove_forkserver_files() -> None:
