@@ -57,6 +57,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     manifests = _load_manifests("run", args)
     if manifests is None:
         return 2
+    try:  # read before anything starts; its parser is imported below
+        key_pem = Path(args.identity_key).read_bytes() if args.identity_key else None
+    except OSError as exc:
+        print(f"run: --identity-key: {exc}", file=sys.stderr)
+        return 2
     from qorch.local.agents import agent_threads, remove_forkserver_files, start_forkserver
 
     if remove_forkserver_files not in _BEFORE_EXIT:  # once, however often main runs
@@ -69,9 +74,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         from qorch.local.runner import Unusable, run
 
     try:
-        identity = Identity.load(args.identity_key) if args.identity_key else None
-    except (OSError, ValueError) as exc:
-        print(f"run: {exc}", file=sys.stderr)
+        identity = Identity.from_pem(key_pem) if key_pem is not None else None
+    except ValueError as exc:
+        print(f"run: --identity-key {args.identity_key}: not a private key: {exc}", file=sys.stderr)
         return 2
 
     def prepare() -> PipelineSettings:

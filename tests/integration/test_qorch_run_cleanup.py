@@ -213,6 +213,28 @@ def test_arguments_found_unusable_while_the_agents_start_leave_nothing_behind(tm
     assert list(tmpdir.iterdir()) == []
 
 
+@pytest.mark.parametrize("content", [None, b"not a key\n"], ids=["missing", "malformed"])
+def test_an_unusable_identity_key_is_named_and_leaves_nothing_behind(tmp_path, content):
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    key = tmp_path / "operator.key"
+    if content is not None:
+        key.write_bytes(content)
+    done = subprocess.run(
+        [sys.executable, "-m", "qorch", "run", str(QUICKSTART), "--identity-key", str(key)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "TMPDIR": str(tmpdir)},
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.startswith("run: --identity-key") and str(key) in done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stdout == ""  # refused before any agent starts
+    assert list(tmpdir.iterdir()) == []
+
+
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
 def test_a_run_killed_outright_leaves_no_agent_and_ends_its_output(tmp_path, slow_quickstart):
     """SIGKILL cannot be caught: the run's folder stays, but its agents and their fork
