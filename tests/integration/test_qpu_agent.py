@@ -14,7 +14,7 @@ from qiskit import QuantumCircuit
 
 from qorch.channel.identity import Identity
 from qorch.local.agents import AgentProcess
-from qorch.qpu.agent import WARM_SIMULATION_QUBITS
+from qorch.qpu.agent import WARM_NOISY_QUBITS, WARM_SIMULATION_QUBITS
 from qorch.qpu.circuits import encode_circuit
 from qorch.qpu.transport import AgentError, SecureAgentClient
 from qorch.telemetry import tracing
@@ -168,18 +168,28 @@ def children(pid: int) -> list[int]:
     return found
 
 
+NOISY = {"singleQubitError": 0.001, "twoQubitError": 0.01}
+
+
+def loaded_aer(agent) -> list[int]:
+    """The agent's children that have loaded Aer: its simulation process, once warm."""
+    return [
+        pid
+        for pid in children(agent.process.proc.pid)
+        if "qiskit_aer" in Path(f"/proc/{pid}/maps").read_text()
+    ]
+
+
 async def test_a_wide_node_starts_its_simulation_process_with_the_agent(start_agent):
     """Its programs are long steps, run there: the first job does not wait for Aer to load,
     nor share the cores with its loading (the agent listens once it is up). A narrow node's
     agent starts none until a step needs one."""
     wide = await start_agent(make_node("wide", WARM_SIMULATION_QUBITS))
-    loaded = [
-        pid
-        for pid in children(wide.process.proc.pid)
-        if "qiskit_aer" in Path(f"/proc/{pid}/maps").read_text()
-    ]
-    assert loaded, "listening before its simulation process has loaded Aer"
-    narrow = await start_agent(make_node("narrow", 4))
+    assert loaded_aer(wide), "listening before its simulation process has loaded Aer"
+    # Under gate noise from fewer qubits: a density matrix is 4^n per gate.
+    noisy = await start_agent(make_node("noisy", WARM_NOISY_QUBITS, noise=NOISY))
+    assert loaded_aer(noisy)
+    narrow = await start_agent(make_node("narrow", WARM_NOISY_QUBITS - 1, noise=NOISY))
     assert children(narrow.process.proc.pid) == []
     client = wide.client()
     try:

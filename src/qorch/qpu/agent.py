@@ -89,6 +89,10 @@ CHUNK_SECONDS = 0.5
 #: From this width a node's programs are mostly long steps, run in the simulation process:
 #: a served agent starts that process at once, not in its first job's time (a second).
 WARM_SIMULATION_QUBITS = 16
+#: The same under gate noise: Aer evolves one density matrix, 4^n per gate, or simulates
+#: shot by shot; a QFT-10's matrix is half a second, and its first run in a process just
+#: started took a second.
+WARM_NOISY_QUBITS = 10
 #: The longest it delays listening for that (the process imports Aer: about a second).
 WARM_WAIT_SECONDS = 30.0
 #: How long a calibration or link probe waits for the QPU: many chunks, and well inside the
@@ -824,7 +828,8 @@ async def serve(
         node, node_file=node_file, attestor=attestor, link_files=link_files, link_dir=link_dir
     )
     agent.telemetry.configure_tracing()  # here, not in QpuAgent: in-process agents keep theirs
-    if node.spec.qubits >= WARM_SIMULATION_QUBITS:
+    noiseless = agent.executor.noiseless_gates
+    if node.spec.qubits >= (WARM_SIMULATION_QUBITS if noiseless else WARM_NOISY_QUBITS):
         # Listening means ready to run at speed: a job's first step, or its planning on the
         # same cores, would otherwise share them with the process's start.
         warming = asyncio.ensure_future(agent.simulation.warm(agent.executor.spec))
