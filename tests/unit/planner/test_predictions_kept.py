@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from qiskit import QuantumCircuit, qasm2
+from qiskit import QuantumCircuit, qasm2, qasm3
 
 import qorch.planner.prediction as prediction
 from qorch.api.quantum_node import NoiseSpec
@@ -121,4 +121,24 @@ def test_circuits_with_their_own_gates_parsed_again_are_not_simulated_again(
     assert len(simulations) == 1
     # The same gate names doing something else: another prediction.
     predicted(parsed(source.replace("{ x b; ccz a, b, c; x b; }", "{ x a; ccz a, b, c; x a; }")))
+    assert len(simulations) == 2
+
+
+QASM3_GATE = """OPENQASM 3.0;
+include "stdgates.inc";
+gate g a { BODY a; }
+qubit[1] q;
+bit[1] c;
+g q[0];
+c[0] = measure q[0];
+"""
+
+
+def test_gates_of_an_openqasm_3_program_are_read_by_what_they_do(
+    simulations: list[int],
+) -> None:
+    """Its importer makes each a plain Gate, as Qiskit's own library gates are: two programs
+    alike but for a gate's body are two circuits, with two predictions."""
+    flips, spreads = (qasm3.loads(QASM3_GATE.replace("BODY", body)) for body in ("x", "h"))
+    assert predicted(flips) != predicted(spreads)
     assert len(simulations) == 2
