@@ -15,7 +15,7 @@ import os
 import threading
 import weakref
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
@@ -33,6 +33,8 @@ from .executor import NodeExecutor, Sample
 IN_PROCESS_SECONDS = 0.5
 #: How often a step starts again after children stopped for other callers' sake.
 ABANDONED_RETRIES = 3
+#: How long `close` kills and waits, in 0.05 s polls, before it leaves the pool to its exit.
+CLOSE_POLLS = 200
 
 T = TypeVar("T")
 
@@ -59,6 +61,17 @@ def _start_child(parent: int) -> None:
     # Callers from worker threads fall back to simulating themselves (`die_with_parent`).
     die_with_parent(parent)
     leave_out_unused()  # spawned: it did not start through the command line
+
+
+def _submit(pool: ProcessPoolExecutor, function: Callable[..., T], *args: Any) -> Future[T]:
+    """`pool.submit`; a pool another caller killed or closed since this one was handed it
+    reads as broken, as one whose child died."""
+    try:
+        return pool.submit(function, *args)
+    except BrokenProcessPool:
+        raise
+    except RuntimeError as exc:  # "cannot schedule new futures after shutdown"
+        raise BrokenProcessPool(str(exc)) from exc
 
 
 class SimulationInterrupted(RuntimeError):
@@ -108,7 +121,7 @@ class SimulationProcess:
         for attempt in range(ABANDONED_RETRIES + 1):
             pool = self._started()
             try:
-                future = pool.submit(function, *args)
+                future = _submit(pool, function, *args)
                 try:
                     return await asyncio.wrap_future(future)
                 except asyncio.CancelledError:
@@ -127,7 +140,7 @@ class SimulationProcess:
         """`call` for a worker thread: it waits without holding the interpreter lock."""
         pool = self._started()
         try:
-            return pool.submit(function, *args).result()
+            return _submit(pool, function, *args).result()
         except BrokenProcessPool as exc:
             self._forget(pool)
             raise SimulationInterrupted("the simulation process stopped mid-run") from exc
@@ -146,17 +159,29 @@ class SimulationProcess:
         if pool is not None:
             self._stop(pool, cancel_queued=True)
 
-    def _stop(self, pool: ProcessPoolExecutor, cancel_queued: bool, wait: bool = False) -> None:
+    def _stop(self, pool: ProcessPoolExecutor, cancel_queued: bool) -> None:
         self._forget(pool)
         for process in list(getattr(pool, "_processes", {}).values()):
             process.kill()
-        pool.shutdown(wait=wait, cancel_futures=cancel_queued)
+        pool.shutdown(wait=False, cancel_futures=cancel_queued)
 
     def close(self) -> None:
-        """`kill`, and wait (milliseconds: the child is dead) until the pool has let go of
-        its queues. Their named semaphores are released only then, and every qorch process
-        ends in os._exit, which skips that: multiprocessing's resource tracker would warn
-        of each when the command ends."""
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            self._stop(pool, cancel_queued=True, wait=True)
+        """`kill`, and wait until the pool has let go of its queues. Their named semaphores
+        are released only then, and every qorch process ends in os._exit, which skips that:
+        multiprocessing's resource tracker would warn of each when the command ends. The
+        wait is milliseconds, not a step's length: a child that a worker thread's step
+        started meanwhile is killed as well."""
+        with self._starting:
+            pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        released = threading.Thread(
+            target=pool.shutdown, kwargs={"wait": True, "cancel_futures": True}, daemon=True
+        )
+        released.start()
+        for _ in range(CLOSE_POLLS):
+            for process in list((getattr(pool, "_processes", None) or {}).values()):
+                process.kill()
+            released.join(0.05)
+            if not released.is_alive():
+                return

@@ -8,8 +8,12 @@ import operator
 import os
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -185,3 +189,54 @@ def test_a_closed_simulation_process_leaves_no_semaphore_behind(tmp_path: Path) 
     )
     assert ended.returncode == 0, ended.stderr
     assert "leaked" not in ended.stderr, ended.stderr
+
+
+def _slowly(real: Callable[..., Any], after: bool) -> Callable[..., Any]:
+    def slow(*args: Any) -> Any:
+        if not after:
+            time.sleep(0.3)  # the window, wide enough to close in
+        result = real(*args)
+        if after:
+            time.sleep(0.3)
+        return result
+
+    return slow
+
+
+@pytest.mark.parametrize("window", ["spawning its child", "handed the pool"])
+def test_a_close_while_a_worker_thread_starts_its_step_is_as_quick_as_a_kill(
+    window: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The planner's process is shared by worker threads: one may be starting the child, or
+    about to submit to the pool, as the operator closes it. The close must not wait out
+    that step (it did, for a child not yet listed when it killed), and the step must fail
+    as interrupted (it failed with the pool's "cannot schedule new futures")."""
+    if window == "spawning its child":
+        real = ProcessPoolExecutor._spawn_process
+        monkeypatch.setattr(ProcessPoolExecutor, "_spawn_process", _slowly(real, after=False))
+    else:
+        monkeypatch.setattr(
+            SimulationProcess, "_started", _slowly(SimulationProcess._started, after=True)
+        )
+    process = SimulationProcess()
+    outcomes: list[object] = []
+
+    def step() -> None:
+        try:
+            outcomes.append(process.call_blocking(time.sleep, 60))
+        except Exception as exc:
+            outcomes.append(exc)
+
+    worker = threading.Thread(target=step)
+    worker.start()
+    time.sleep(0.15)  # inside the window
+    began = time.monotonic()
+    process.close()
+    took = time.monotonic() - began
+    deadline = time.monotonic() + 60
+    while worker.is_alive() and time.monotonic() < deadline:
+        process.close()  # in case the step started a child after all
+        worker.join(0.1)
+    assert not worker.is_alive()
+    assert took < 20, took  # not the step's 60 s
+    assert len(outcomes) == 1 and isinstance(outcomes[0], SimulationInterrupted), outcomes
