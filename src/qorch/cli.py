@@ -76,7 +76,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     try:
         identity = Identity.from_pem(key_pem) if key_pem is not None else None
     except ValueError as exc:
-        print(f"run: --identity-key {args.identity_key}: not a private key: {exc}", file=sys.stderr)
+        print(f"run: --identity-key {args.identity_key}: {exc}", file=sys.stderr)
         return 2
 
     def prepare() -> PipelineSettings:

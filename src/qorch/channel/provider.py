@@ -166,7 +166,10 @@ class CryptographyProvider:
             raise ValueError(
                 "this is a liboqs-format ML-DSA-65 key; load it with QORCH_CRYPTO_PROVIDER=liboqs"
             )
-        key = serialization.load_pem_private_key(pem, password=None)
+        try:
+            key = serialization.load_pem_private_key(pem, password=None)
+        except TypeError as exc:  # encrypted: keys are kept unencrypted, in Secrets
+            raise ValueError(f"an encrypted private key: {exc}") from None
         if not isinstance(key, mldsa.MLDSA65PrivateKey):
             raise ValueError(f"expected an ML-DSA-65 private key, found {type(key).__name__}")
         return _CryptographyMLDSAKey(key)
