@@ -9,7 +9,6 @@ from typing import Any
 
 import numpy as np
 from qiskit import QuantumCircuit, QuantumRegister, qpy
-from qiskit.circuit.library import get_standard_gate_name_mapping
 
 
 def encode_circuit(circuit: QuantumCircuit) -> str:
@@ -17,10 +16,6 @@ def encode_circuit(circuit: QuantumCircuit) -> str:
     buf = io.BytesIO()
     qpy.dump(circuit, buf)
     return base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-#: Qiskit's standard gates (and measure, reset, delay), by name.
-_STANDARD = {name: type(op) for name, op in get_standard_gate_name_mapping().items()}
 
 
 def fingerprint(circuit: QuantumCircuit) -> bytes:
@@ -51,10 +46,11 @@ def _feed(digest: Any, circuit: QuantumCircuit) -> None:
             else:
                 digest.update(f"{param!r},".encode())
         digest.update(b")")
-        # A standard gate is its class and parameters; any other (a QASM `gate`, a plain
-        # Gate, a library gate that holds more than its parameters) is what its definition
-        # does. Control flow is its blocks, fed above.
-        if _STANDARD.get(op.name) is not kind and not getattr(op, "blocks", None):
+        # A library gate is its class and parameters (its definition may be a synthesis:
+        # seconds for a wide UnitaryGate); any other (a QASM `gate`, a plain Gate, which
+        # sits in qiskit.circuit too) is what its definition does. Control flow is its
+        # blocks, fed above.
+        if not module.startswith("qiskit.circuit.library") and not getattr(op, "blocks", None):
             definition = getattr(op, "definition", None)
             if definition is not None:
                 _feed(digest, definition)
