@@ -451,7 +451,7 @@ def agent_runs(cluster: Cluster, namespace: str) -> dict[str, tuple[float, float
     telemetry sidecar exports them over the pod network."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    from qorch.telemetry.metrics import METRICS_PORT
+    from qorch.telemetry import METRICS_PORT
 
     out = {}
     for node, pod in agent_pods(cluster, namespace).items():

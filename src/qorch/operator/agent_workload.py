@@ -14,8 +14,8 @@ from typing import Any
 from qorch.api import QuantumNode
 from qorch.channel.identity import encode_public_key, fingerprint_digest
 from qorch.settings import Settings
+from qorch.telemetry import METRICS_PORT
 from qorch.telemetry.agent import TELEMETRY_DIR_ENV
-from qorch.telemetry.metrics import METRICS_PORT
 from qorch.telemetry.sidecar_options import DEFAULT_STATS_DIR, NAMESPACE_ENV
 
 # Restricted Pod Security: what every container of ours runs with.

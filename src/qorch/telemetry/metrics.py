@@ -52,7 +52,7 @@ from prometheus_client import (
 from qorch.api.phases import JobPhases, is_terminal
 from qorch.memory_limit import process_limit_bytes
 
-METRICS_PORT = 9090
+from . import METRICS_PORT
 
 ACTIVE_JOB_PHASES: tuple[str, ...] = tuple(p for p in JobPhases.ALL if not is_terminal(p))
 

@@ -56,8 +56,9 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from . import METRICS_PORT
 from .agent import SPANS_DIR, STATS_FILE, read_agent_stats
-from .metrics import METRICS_PORT, start_metrics_server
+from .metrics import start_metrics_server
 from .sidecar_options import FORWARD_INTERVAL_SECONDS, STALE_AFTER_SECONDS, add_arguments
 from .spool import read_spool_file, spool_files
 

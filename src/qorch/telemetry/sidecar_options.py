@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from .metrics import METRICS_PORT
+from . import METRICS_PORT
 
 DEFAULT_STATS_DIR = "/var/run/qorch/telemetry"
 STALE_AFTER_SECONDS = 120.0
