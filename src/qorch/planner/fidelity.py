@@ -86,6 +86,13 @@ def noisy_profile(circuit: QuantumCircuit, qubits: set[int] | None = None) -> Ga
     return GateProfile(counts[0], counts[1], counts[2], circuit.depth(counted))
 
 
+def loses_nothing(noise: NoiseSpec) -> bool:
+    """Whether every factor of `fidelity_factors` is 1 whatever the circuit: no error rate,
+    no T1 or T2."""
+    errors = (noise.single_qubit_error, noise.two_qubit_error, noise.readout_error)
+    return not any(errors) and not dephasing_time_us(noise)
+
+
 def fidelity_factors(profile: GateProfile, noise: NoiseSpec) -> dict[str, float]:
     """Probability that no error occurs, split by source: gates, readout, and decoherence over
     the run time. The factors multiply to the estimate."""

@@ -50,7 +50,7 @@ from .cut_distribution import (
 from .cutting import CutPlan, plan_cut
 from .estimate import FidelityEstimate
 from .feed_forward import cut_refusal, is_dynamic
-from .fidelity import GateProfile, fidelity_factors, noisy_profile
+from .fidelity import GateProfile, fidelity_factors, loses_nothing, noisy_profile
 from .link_physics import PurificationError
 from .locc import MAX_WIRES, LoccCutPlan, find_wire_cuts, gamma, lo_gamma, plan_locc_cut
 from .model import LinkSlot, NodeSlot
@@ -128,6 +128,8 @@ _PROFILES: SingleFlight[GateProfile] = SingleFlight(1024)
 
 def _on_node(circuit: QuantumCircuit, node: NodeSlot, label: str) -> FidelityEstimate:
     """Estimate of running `circuit` on `node`, as written in the node's gates."""
+    if loses_nothing(node.noise):
+        return FidelityEstimate()  # nothing to count: spare the translation (QFT-20: 44 ms)
     factors = fidelity_factors(native_profile(circuit, node), node.noise)
     return FidelityEstimate({f"{k} {label}": v for k, v in factors.items() if v < 1})
 

@@ -122,3 +122,28 @@ def test_the_measured_classical_path_is_time_for_locc_messages_only() -> None:
     )
     assert workload(teleport, demand).seconds == workload(plain, demand).seconds
     assert teleport.estimated_fidelity == plain.estimated_fidelity
+
+
+def test_a_node_without_noise_or_gate_times_never_translates_the_circuit(monkeypatch) -> None:
+    """Nothing in its estimate or its workload counts gates: a 20-qubit circuit's
+    translation to the node's gates cost the plan 44 ms for nothing."""
+    import qorch.planner.strategies as strategies
+    from qorch.single_flight import SingleFlight
+
+    translated: list[int] = []
+    real = strategies.for_distribution
+
+    def counted(circuit, basis):  # type: ignore[no-untyped-def]
+        translated.append(circuit.num_qubits)
+        return real(circuit, basis)
+
+    monkeypatch.setattr(strategies, "for_distribution", counted)
+    monkeypatch.setattr(strategies, "_PROFILES", SingleFlight(16))  # none kept from before
+    clean = _demand(ghz(3), [node("clean", 3)])
+    candidate = estimate_single(clean)
+    assert candidate.feasible and candidate.limited_by == ""
+    assert workload(candidate, clean).seconds is None
+    assert translated == []
+    noisy = _demand(ghz(4), [node("noisy", 4, NOISY)])
+    workload(estimate_single(noisy), noisy)
+    assert translated == [4]  # counted once, for the estimate and the workload alike
