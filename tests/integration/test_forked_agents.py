@@ -104,6 +104,19 @@ def signal_set(status: str, field: str) -> set[int]:
     return {signum for signum in range(1, 65) if mask >> (signum - 1) & 1}
 
 
+def start_script(code: str, tmpdir: Path) -> subprocess.Popen[str]:
+    """`python -c CODE` in the repository, reading stdin until killed; a TMPDIR of its own
+    keeps the socket folder of a server it leaves behind killed."""
+    return subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "TMPDIR": str(tmpdir)},
+    )
+
+
 def sample_signals(server: int) -> list[tuple[set[int], set[int]]]:
     """The server's blocked and ignored signals, sampled from now until it ignores the
     run's signals, and a moment after."""
@@ -132,14 +145,7 @@ def test_the_fork_server_never_answers_the_runs_signals_not_even_while_it_starts
     its interpreter: it must neither die mid-import with a traceback nor end the agents
     past their own shutdown. Each sample of its signal masks, from the moment it exists,
     blocks or ignores every one of them."""
-    starter = subprocess.Popen(
-        [sys.executable, "-c", START_SERVER],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=REPO,
-        env={**os.environ, "TMPDIR": str(tmp_path)},  # its socket's folder: killed, it stays
-    )
+    starter = start_script(START_SERVER, tmp_path)
     try:
         assert starter.stdout is not None
         assert_never_answers_the_runs_signals(sample_signals(int(starter.stdout.readline())))
@@ -167,14 +173,7 @@ sys.stdin.read()
 def test_a_fork_server_that_died_starts_again_as_the_first_did(tmp_path):
     """Not as multiprocessing would start it from the fork itself: with neither the run's
     signals held back nor the agents' thread count."""
-    starter = subprocess.Popen(
-        [sys.executable, "-c", RESTART_SERVER],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=REPO,
-        env={**os.environ, "TMPDIR": str(tmp_path)},
-    )
+    starter = start_script(RESTART_SERVER, tmp_path)
     try:
         assert starter.stdout is not None
         first, again = map(int, starter.stdout.readline().split())

@@ -106,6 +106,20 @@ def start_run(
     )
 
 
+def run_to_end(
+    args: list[str], tmpdir: Path, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """`python ARGS` in the repository, to its end, with a TMPDIR of its own."""
+    return subprocess.run(
+        [sys.executable, *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "TMPDIR": str(tmpdir)},
+        timeout=timeout,
+    )
+
+
 def wait_for(condition, what: str, timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -233,14 +247,7 @@ def test_an_unusable_identity_key_is_named_and_leaves_nothing_behind(tmp_path, k
         key.write_bytes(b"not a key\n")
     elif kind == "encrypted":
         key.write_bytes(encrypted_key())
-    done = subprocess.run(
-        [sys.executable, "-m", "qorch", "run", str(QUICKSTART), "--identity-key", str(key)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env={**os.environ, "TMPDIR": str(tmpdir)},
-        timeout=120,
-    )
+    done = run_to_end(["-m", "qorch", "run", str(QUICKSTART), "--identity-key", str(key)], tmpdir)
     assert done.returncode == 2, done.stdout + done.stderr
     assert done.stderr.startswith("run: --identity-key") and str(key) in done.stderr
     assert "Traceback" not in done.stderr
@@ -312,14 +319,7 @@ def test_a_temporary_folder_too_deep_for_a_socket_still_runs(tmp_path):
     bytes: the agents are then started as new processes instead."""
     tmpdir = tmp_path / ("d" * 100)
     tmpdir.mkdir()
-    done = subprocess.run(
-        [sys.executable, "-m", "qorch", "run", str(QUICKSTART)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env={**os.environ, "TMPDIR": str(tmpdir)},
-        timeout=300,
-    )
+    done = run_to_end(["-m", "qorch", "run", str(QUICKSTART)], tmpdir)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "ghz: Succeeded" in done.stdout
     assert "spawned, not forked" in done.stderr
@@ -375,14 +375,7 @@ def test_a_run_whose_predictions_ran_aside_ends_without_a_warning(tmp_path):
         "import qorch.cli as cli\n"
         f"cli.command(['run', {str(QUICKSTART)!r}])\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env={**os.environ, "TMPDIR": str(tmp_path)},
-        timeout=300,
-    )
+    done = run_to_end(["-c", code], tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "ghz: Succeeded" in done.stdout
     assert "leaked semaphore" not in done.stderr and "Traceback" not in done.stderr, done.stderr
