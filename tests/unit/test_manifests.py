@@ -219,6 +219,8 @@ def test_a_file_at_the_size_limit_loads(tmp_path):
             "line 5, column 16: not valid YAML: character U+0007 is not allowed",
         ),
         ("- a\n- b\n", "a manifest must be a mapping, got list"),
+        ("default: {maxQubits: 64}\n", "<no kind>/<unnamed>: not a manifest: no kind (known"),
+        ("kind: 7\nmetadata: {name: a}\n", "not a manifest: no kind"),
     ],
 )
 def test_malformed_shapes_are_problems_not_crashes(tmp_path, doc, expected):

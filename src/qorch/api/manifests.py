@@ -86,10 +86,15 @@ def read_documents(path: Path) -> list[tuple[str, dict[str, Any]]]:
         raise ManifestError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
 
 
+_KNOWN = ", ".join([*KIND_BY_NAME, "ConfigMap"])
+
+
 def _identity(doc: dict[str, Any]) -> tuple[str, str, str | None]:
     """Kind and name as far as the document gives them, and what is wrong with the shape of
     its metadata, if anything (checked here: a ConfigMap has no model to check it)."""
     kind = doc.get("kind")
+    if not isinstance(kind, str) or not kind:  # a policy or values file, say
+        return "<no kind>", "<unnamed>", f"not a manifest: no kind (known kinds: {_KNOWN})"
     metadata = doc.get("metadata")
     if not isinstance(metadata, dict):
         return str(kind), "<unnamed>", "metadata: must be a mapping"
@@ -146,8 +151,7 @@ def load_manifests(paths: Iterable[str | Path]) -> Manifests:
                 continue
             model = KIND_BY_NAME.get(kind)
             if model is None:
-                known = ", ".join([*KIND_BY_NAME, "ConfigMap"])
-                problems.append(f"{where}: unknown kind {doc.get('kind')!r} (known kinds: {known})")
+                problems.append(f"{where}: unknown kind {kind!r} (known kinds: {_KNOWN})")
                 continue
             try:
                 obj = model.model_validate(doc)
