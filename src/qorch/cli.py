@@ -334,7 +334,8 @@ def _cmd_operator(args: argparse.Namespace) -> int:
     with imports_then_freeze():
         import kopf
 
-        import qorch.operator  # noqa: F401  (registers the handlers)
+        import qorch.operator  # registers the handlers
+        import qorch.sanitizer.qasm3_importer  # noqa: F401  (else the first OpenQASM 3 job)
         from qorch.operator import kube
         from qorch.operator.leader import (
             LeaderElector,

@@ -21,9 +21,8 @@ import threading
 
 from qiskit import qasm2
 from qiskit.circuit import QuantumCircuit
-from qiskit_qasm3_import import ConversionError
 
-from . import qasm2_builder, qasm3_importer
+from . import qasm2_builder
 from .source.scan import SourceScan
 
 # "<input>:4,2: ..." (OpenQASM 2), "4,2: ..." (OpenQASM 3 importer), "line 4:2 ..." (ANTLR)
@@ -94,6 +93,8 @@ def _load_qasm2(scan: SourceScan) -> QuantumCircuit:
 def load(scan: SourceScan) -> QuantumCircuit:
     """The parsed circuit; :class:`ParseFailure` for anything the loaders raise, panics included."""
     printed = io.StringIO()
+    if scan.version != 2:
+        from . import qasm3_importer  # for OpenQASM 3 alone: its ANTLR parser imports in 50 ms
     try:
         if scan.version == 2:
             return _load_qasm2(scan)
@@ -103,4 +104,5 @@ def load(scan: SourceScan) -> QuantumCircuit:
         raise
     except BaseException as exc:  # pyo3 panics derive from BaseException only
         message, line = _describe(exc, printed.getvalue())
-        raise ParseFailure(message, line, isinstance(exc, ConversionError)) from None
+        unsupported = scan.version != 2 and qasm3_importer.unsupported(exc)
+        raise ParseFailure(message, line, unsupported) from None

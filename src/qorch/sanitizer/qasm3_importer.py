@@ -84,3 +84,8 @@ def loads(source: str) -> QuantumCircuit:
     Raises ``openqasm3.parser.QASM3ParsingError`` for what is not OpenQASM 3 and
     ``ConversionError`` for what the converter cannot represent."""
     return _Converter().convert(openqasm3.parse(source)).circuit
+
+
+def unsupported(exc: BaseException) -> bool:
+    """Whether `loads` refused valid OpenQASM 3 that the converter cannot represent."""
+    return isinstance(exc, ConversionError)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -50,3 +52,20 @@ def test_the_header_picks_the_loader(source: str, version: int) -> None:
 
     assert scan.version == version
     assert load(scan).count_ops()["cx"] == 1
+
+
+IMPORTS = """
+import sys
+from qorch.sanitizer import sanitize
+sanitize(sys.argv[1], shots=10)
+print("openqasm3" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize(("source", "imported"), [(BELL2, "False"), (BELL3, "True")])
+def test_only_openqasm3_sources_import_its_parser(source: str, imported: str) -> None:
+    """Its ANTLR parser takes 50 ms of a `qorch run` of OpenQASM 2 jobs to import."""
+    done = subprocess.run(
+        [sys.executable, "-c", IMPORTS, source], capture_output=True, text=True, timeout=120
+    )
+    assert done.stdout.strip() == imported, done.stderr
