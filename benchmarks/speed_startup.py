@@ -6,6 +6,7 @@ exit (agents started, calibrated, the job verified) and (b) `python -c` importin
 qiskit-aer and running the quickstart's GHZ-4 circuit with 2000 shots. Prints each pair and
 the median ratio; `--write` records them in benchmarks/results/speed_startup.md.
 
+    make setup  # qorch's bytecode, as a pip install writes it
     PYTHONPATH=src python benchmarks/speed_startup.py [--pairs 5] [--write]
 """
 
@@ -68,7 +69,8 @@ def main() -> None:
             "|---|---|---|---|",
             *(f"| {i + 1} | {o:.2f} | {t:.2f} | {o / t:.1f} |" for i, (o, t) in enumerate(rows)),
             "",
-            "Reproduce: `PYTHONPATH=src python benchmarks/speed_startup.py --write`.",
+            "Reproduce, after `make setup` (which writes qorch's bytecode, as a pip install"
+            " does): `PYTHONPATH=src python benchmarks/speed_startup.py --write`.",
         ]
         out = Path(__file__).parent / "results" / "speed_startup.md"
         out.write_text("\n".join(lines) + "\n")
