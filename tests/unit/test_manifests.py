@@ -252,6 +252,24 @@ def test_a_folder_named_like_a_manifest_is_skipped(tmp_path):
     assert [n.metadata.name for n in load_manifests([tmp_path]).nodes] == ["qpu-a"]
 
 
+def test_a_folder_without_manifests_is_a_problem_even_beside_others(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("not a manifest")
+    write(tmp_path, NODE)
+    assert problems(tmp_path / "m.yaml", tmp_path / "empty") == [
+        f"{tmp_path / 'empty'}: a folder without manifests (no *.yaml, *.yml, *.json in it)"
+    ]
+
+
+def test_paths_with_nothing_to_run_are_a_problem(tmp_path):
+    """As `kubectl apply` refuses to apply nothing: a wrong path, not a run without jobs."""
+    comments = write(tmp_path, "# nothing here yet\n")
+    only_data = write(tmp_path, "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n", "c.yaml")
+    assert problems(comments, only_data) == [
+        f"{comments}, {only_data}: no QuantumNode, EntanglementLink or DistributedJob in it"
+    ]
+
+
 @pytest.mark.skipif(not Path("/proc/self/mem").exists(), reason="needs Linux /proc")
 def test_a_file_that_fails_to_read_is_a_problem():
     (problem,) = problems("/proc/self/mem")  # opens, but reading at offset 0 fails

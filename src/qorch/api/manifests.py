@@ -41,9 +41,13 @@ def _files(paths: Iterable[str | Path]) -> tuple[list[Path], list[str]]:
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            out.extend(
-                sorted(p for p in path.rglob("*") if p.suffix in MANIFEST_SUFFIXES and p.is_file())
+            inside = sorted(
+                p for p in path.rglob("*") if p.suffix in MANIFEST_SUFFIXES and p.is_file()
             )
+            if not inside:
+                patterns = ", ".join(f"*{suffix}" for suffix in MANIFEST_SUFFIXES)
+                missing.append(f"{path}: a folder without manifests (no {patterns} in it)")
+            out.extend(inside)
         elif path.exists():
             out.append(path)
         else:
@@ -122,6 +126,7 @@ def _config_map_data(doc: dict[str, Any]) -> tuple[dict[str, str], list[str]]:
 def load_manifests(paths: Iterable[str | Path]) -> Manifests:
     """Parse and validate every object; raise ManifestError listing all problems found."""
     found = Manifests()
+    paths = list(paths)
     files, problems = _files(paths)
     origins: dict[int, str] = {}  # id of each object -> where it was defined
     config_map_origins: dict[tuple[str, str], str] = {}
@@ -163,6 +168,10 @@ def load_manifests(paths: Iterable[str | Path]) -> Manifests:
                 model
             ].append(obj)  # type: ignore[attr-defined]
     problems.extend(_dangling_references(found, origins, config_map_origins))
+    if not problems and not (found.nodes or found.links or found.jobs):
+        # As `kubectl apply` refuses to apply nothing: a wrong path, not a run without jobs.
+        given = ", ".join(str(p) for p in paths)
+        problems.append(f"{given}: no QuantumNode, EntanglementLink or DistributedJob in it")
     if problems:
         raise ManifestError(problems)
     return found
