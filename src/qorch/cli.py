@@ -62,6 +62,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"run: --identity-key: {exc}", file=sys.stderr)
         return 2
+    if args.metrics_out and (problem := _unwritable(Path(args.metrics_out))):
+        print(f"run: --metrics-out {args.metrics_out}: {problem}", file=sys.stderr)
+        return 2
     from qorch.local.agents import agent_threads, remove_forkserver_files, start_forkserver
 
     if remove_forkserver_files not in _BEFORE_EXIT:  # once, however often main runs
@@ -103,6 +106,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
             prepare=prepare,
         )
     )
+
+
+def _unwritable(path: Path) -> str | None:
+    """Why a file could not be written at `path`, as far as can be told before a run
+    (which then need not end without the file it was asked for)."""
+    if path.is_dir():
+        return "a folder, not a file"
+    if not path.parent.is_dir():
+        return f"no folder {path.parent}"
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        return f"cannot write in {path.parent}"
+    return None
 
 
 def _run_authorization(args: argparse.Namespace) -> AuthorizationPolicy:

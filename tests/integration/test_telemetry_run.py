@@ -81,3 +81,35 @@ def test_the_memory_limit_and_widest_exact_simulations_are_in_the_output(exposit
             float(line.split()[-1]) for line in exposition.splitlines() if line.startswith(name)
         ]
         assert widest and 2 <= widest[0] <= 26, (kind, widest)
+
+
+def run_quickstart(metrics_out: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "qorch", "run", "examples/quickstart", "--metrics-out", metrics_out],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+    )
+
+
+def test_a_metrics_file_in_no_folder_is_refused_before_anything_starts(tmp_path):
+    proc = run_quickstart(str(tmp_path / "typo" / "m.txt"))
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        f"run: --metrics-out {tmp_path / 'typo' / 'm.txt'}: no folder {tmp_path / 'typo'}"
+    )
+    assert proc.stdout == ""  # no agent started
+
+
+def test_a_metrics_file_that_cannot_be_written_at_the_end_loses_no_result(tmp_path):
+    """A link to a folder that is gone passes the check before the run, and fails at the
+    end: the jobs' results are printed all the same, then the error, with exit 2."""
+    out = tmp_path / "m.txt"
+    out.symlink_to(tmp_path / "gone" / "m.txt")
+    proc = run_quickstart(str(out))
+    assert proc.returncode == 2, proc.stderr
+    assert "ghz: Succeeded" in proc.stdout
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"error: --metrics-out {out}: cannot write it: No such file or directory"
+    )

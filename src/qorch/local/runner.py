@@ -267,11 +267,16 @@ class EmbeddedControlPlane:
             pipeline.exact_outputs.close()
         return jobs
 
-    def write_metrics(self, path: str) -> None:
+    def write_metrics(self, path: str) -> str | None:
+        """Write the run's metrics to `path`; what went wrong, if it could not."""
         from qorch.telemetry.snapshot import write_metrics_file
 
         dirs = {ref(a.node): self.telemetry_dir(a.node) for a in self.agents}
-        write_metrics_file(path, dirs)
+        try:
+            write_metrics_file(path, dirs)
+        except OSError as exc:
+            return f"error: --metrics-out {path}: cannot write it: {exc.strerror or exc}"
+        return None
 
     async def close(self) -> None:
         try:
@@ -360,6 +365,7 @@ async def _run(
     identity: Identity | None,
 ) -> int:
     traced = False
+    unwritten = None
     try:
         with tempfile.TemporaryDirectory(prefix="qorch-run-") as workdir:
             plane = EmbeddedControlPlane(
@@ -391,7 +397,7 @@ async def _run(
                 await plane.observe()
                 jobs = await plane.run_jobs(settings or PipelineSettings())
                 if metrics_out:
-                    plane.write_metrics(metrics_out)
+                    unwritten = plane.write_metrics(metrics_out)
             finally:
                 await plane.close()
     finally:
@@ -405,5 +411,8 @@ async def _run(
         out.write("\n")
     else:
         _summary(jobs, out)
+    if unwritten:  # after the results, which are not lost with it
+        print(unwritten, file=sys.stderr)
+        return EXIT_UNUSABLE
     done = all(j.status.phase == JobPhases.SUCCEEDED or suspended(j.status) for j in jobs)
     return EXIT_OK if done else EXIT_FAILED
