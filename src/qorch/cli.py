@@ -62,9 +62,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"run: --identity-key: {exc}", file=sys.stderr)
         return 2
-    if args.metrics_out and (problem := _unwritable(Path(args.metrics_out))):
-        print(f"run: --metrics-out {args.metrics_out}: {problem}", file=sys.stderr)
-        return 2
+    for option, path in (
+        ("--metrics-out", args.metrics_out),
+        ("--nonce-record", args.nonce_record),
+    ):
+        if path and (problem := _unwritable(Path(path))):
+            print(f"run: {option} {path}: {problem}", file=sys.stderr)
+            return 2
     from qorch.local.agents import agent_threads, remove_forkserver_files, start_forkserver
 
     if remove_forkserver_files not in _BEFORE_EXIT:  # once, however often main runs
@@ -132,7 +136,10 @@ def _run_authorization(args: argparse.Namespace) -> AuthorizationPolicy:
     for given in args.trusted_submitter:
         head, equals, tail = given.partition("=")  # namespaces have no "="
         namespace, path = (head, tail) if equals else ("", given)
-        keys = load_trusted_keys(path)
+        try:
+            keys = load_trusted_keys(path)
+        except OSError as exc:
+            raise ValueError(f"--trusted-submitter {given}: {exc.strerror or exc}") from None
         if equals:
             namespaces[namespace] = (*namespaces.get(namespace, ()), *keys)
         else:

@@ -202,3 +202,19 @@ def test_a_signed_job_run_again_is_refused_as_a_reused_nonce(tmp_path):
     cond = authorized(replay)
     assert (cond["status"], cond["reason"]) == ("False", "NonceReused")
     assert "already admitted job default/ghz (uid " in cond["message"]
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "problem"),
+    [
+        ("--nonce-record", "typo/nonces.json", "no folder {tmp}/typo"),
+        ("--trusted-submitter", "typo.pub", "No such file or directory"),
+    ],
+)
+def test_an_unusable_record_or_key_path_ends_the_run_naming_the_option(
+    tmp_path, flag, value, problem
+):
+    path = tmp_path / value
+    proc = qorch("run", str(QUICKSTART), flag, str(path))
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"run: {flag} {path}: {problem.format(tmp=tmp_path)}"

@@ -94,6 +94,7 @@ VALIDITY_TOO_LONG = "SignatureValidityTooLong"
 KEY_OUTSIDE_WINDOW = "SignerKeyOutsideWindow"
 NONCE_REUSED = "NonceReused"
 NONCE_RECORD_FULL = "NonceRecordFull"
+NONCE_RECORD_UNAVAILABLE = "NonceRecordUnavailable"
 
 _NONCE = re.compile(r"[0-9a-f]{32}")
 _KEY_ENTRY = re.compile(r"(?P<stem>[-._a-zA-Z0-9]+)\.(?P<what>pub|notBefore|notAfter)")

@@ -9,7 +9,7 @@ import os
 from datetime import datetime
 from pathlib import Path
 
-from qorch.channel.signing import now_utc
+from qorch.channel.signing import NONCE_RECORD_UNAVAILABLE, SignatureError, now_utc
 from qorch.pipeline.nonces import NonceBook
 
 
@@ -31,15 +31,21 @@ class FileNonces:
             return await asyncio.to_thread(self._claim, nonce, holder, expires_at)
 
     def _claim(self, nonce: str, holder: str, expires_at: datetime) -> str | None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        with os.fdopen(fd, "r+", encoding="utf-8") as stream:
-            fcntl.flock(stream, fcntl.LOCK_EX)
-            try:
+        # A signature whose use cannot be recorded admits nothing: its job is refused.
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            with os.fdopen(fd, "r+", encoding="utf-8") as stream:
+                fcntl.flock(stream, fcntl.LOCK_EX)
                 book = NonceBook.from_json(stream.read())
-            except ValueError as exc:
-                raise ValueError(f"{self.path}: {exc}") from None
-            first = book.claim(nonce, holder, expires_at, now_utc())
-            stream.seek(0)
-            stream.truncate()
-            stream.write(book.to_json())
+                first = book.claim(nonce, holder, expires_at, now_utc())
+                stream.seek(0)
+                stream.truncate()
+                stream.write(book.to_json())
+        except (OSError, ValueError) as exc:
+            problem = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            raise SignatureError(
+                NONCE_RECORD_UNAVAILABLE,
+                f"the record of used signatures {self.path} cannot be read and rewritten"
+                f" ({problem}): the job's signature could not be recorded as used",
+            ) from None
         return first

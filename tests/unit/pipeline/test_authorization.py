@@ -16,6 +16,7 @@ from qorch.api.distributed_job import stored_spec
 from qorch.channel.identity import Identity
 from qorch.channel.signing import (
     NONCE_RECORD_FULL,
+    NONCE_RECORD_UNAVAILABLE,
     NONCE_REUSED,
     UNKNOWN_SIGNER,
     WRONG_NAMESPACE,
@@ -148,3 +149,21 @@ async def test_a_file_record_survives_the_process(tmp_path: Path, alice: Identit
     path.write_text("{broken")
     with pytest.raises(ValueError, match=r"nonces\.json"):
         FileNonces(path)
+
+
+@pytest.mark.parametrize("damage", ["folder gone", "garbage written meanwhile"])
+async def test_a_file_record_that_cannot_be_rewritten_refuses_the_job(
+    tmp_path: Path, alice: Identity, damage: str
+) -> None:
+    """Fail closed, with the job: a signature whose use is not recorded could be replayed."""
+    path = tmp_path / "record" / "nonces.json"
+    path.parent.mkdir()
+    nonces = FileNonces(path)  # usable when the run starts
+    if damage == "folder gone":
+        path.parent.rmdir()
+    else:
+        path.write_text("{broken")
+    job = signed_job(alice, "team-a", "bell", "uid-1")
+    decision = await authorize(job, policy(StaticKeys((TrustedKey(alice.public_key),)), nonces))
+    assert not decision.allowed and decision.reason == NONCE_RECORD_UNAVAILABLE
+    assert f"the record of used signatures {path} cannot be read and rewritten" in decision.message
