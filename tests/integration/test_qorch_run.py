@@ -1,9 +1,15 @@
 """`qorch run`: manifests in, DistributedJob objects out, exit code says how it went."""
 
+import io
 import json
 import subprocess
 import sys
 
+import yaml
+
+from qorch.api.manifests import load_manifests
+from qorch.local import runner
+from qorch.pipeline import job as job_module
 from tests.support import REPO
 
 NODES = (REPO / "examples" / "quickstart" / "nodes.yaml").read_text()
@@ -133,3 +139,29 @@ def test_namespace_override_of_the_policy(tmp_path):
     assert jobs["default"]["status"]["phase"] == "Succeeded"
     assert jobs["tight"]["status"]["phase"] == "Rejected"
     assert sanitized(jobs["tight"])["reason"] in ("QS006", "QS101")  # qubit limit
+
+
+async def test_a_step_that_fails_on_a_bug_fails_its_job_not_the_run(tmp_path, monkeypatch):
+    """As the operator retries a handler that raised, `qorch run` ends that job alone."""
+    real = job_module.authorize
+
+    async def authorize(job, policy):
+        if job.metadata.name == "broken":
+            raise RuntimeError("injected")
+        return await real(job, policy)
+
+    monkeypatch.setattr(job_module, "authorize", authorize)
+    ghz = yaml.safe_load((REPO / "examples" / "quickstart" / "ghz-job.yaml").read_text())
+    broken = {**ghz, "metadata": {"name": "broken"}}
+    (tmp_path / "nodes.yaml").write_text(NODES)
+    (tmp_path / "jobs.yaml").write_text(yaml.safe_dump_all([ghz, broken]))
+    out = io.StringIO()
+    code = await runner.run(load_manifests([tmp_path]), output="json", out=out)
+    assert code == 1
+    jobs = {j["metadata"]["name"]: j["status"] for j in json.loads(out.getvalue())}
+    assert jobs["ghz"]["phase"] == "Succeeded"
+    assert jobs["broken"]["phase"] == "Failed"
+    message = jobs["broken"]["message"]
+    assert "internal error: RuntimeError: injected (traceback on stderr)" in message
+    summary = {c["type"]: c for c in jobs["broken"]["conditions"]}["Succeeded"]
+    assert (summary["status"], summary["reason"]) == ("False", "InternalError")

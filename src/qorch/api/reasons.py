@@ -30,6 +30,7 @@ PROGRAMS_SENT = "ProgramsSent"
 PROGRAMS_DONE = "ProgramsDone"
 NODE_FAILED = "NodeFailed"
 TIMED_OUT = "TimedOut"
+INTERNAL_ERROR = "InternalError"  # `qorch run` only: a bug ended the job, not the run
 WITHIN_TOLERANCE = "WithinTolerance"
 ABOVE_TOLERANCE = "AboveTolerance"
 NOT_TRACTABLE = "NotClassicallyTractable"

@@ -338,12 +338,13 @@ class JobPipeline:
             why = "spec.suspend is true"  # not started yet: give the admission back
         return None if why is None else await pause_evicted(self, job, queue, why)
 
-    def abandon(self, job: DistributedJob, why: str) -> StepResult:
+    def abandon(self, job: DistributedJob, why: str, reason: str = R.UNSCHEDULABLE) -> StepResult:
         """End a job that waits for capacity nothing will free (the embedded control plane
-        knows when that is; the operator waits until timeoutSeconds instead)."""
+        knows when that is; the operator waits until timeoutSeconds instead), or that a
+        step failed on (where the operator's handler would be retried)."""
         status = self._status(job)
         msg = f"{status.message}; {why}"
-        return self._finish(job, status, JobPhases.FAILED, R.UNSCHEDULABLE, msg)
+        return self._finish(job, status, JobPhases.FAILED, reason, msg)
 
     # -- helpers ---------------------------------------------------------------------------
 
