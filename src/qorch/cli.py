@@ -194,6 +194,7 @@ def _load_node(args: argparse.Namespace):  # -> QuantumNode
     from pydantic import ValidationError
 
     from qorch.api import QuantumNode
+    from qorch.api.manifests import describe_errors
     from qorch.api.yamlload import YamlLoadError, load_file, loads
 
     try:
@@ -206,6 +207,10 @@ def _load_node(args: argparse.Namespace):  # -> QuantumNode
             if not raw:
                 raise SystemExit("qpu-agent: give --node-file, --node-json or QORCH_NODE_MANIFEST")
             document = loads(raw, source)
+        if not isinstance(document, dict):
+            found = "empty" if document is None else "not a YAML mapping"
+            print(f"qpu-agent: {source}: {found}, not a QuantumNode manifest", file=sys.stderr)
+            raise SystemExit(2)
         return QuantumNode.model_validate(document)
     except OSError as exc:
         print(f"qpu-agent: {source}: cannot read: {exc.strerror or exc}", file=sys.stderr)
@@ -214,7 +219,8 @@ def _load_node(args: argparse.Namespace):  # -> QuantumNode
         print(f"qpu-agent: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     except ValidationError as exc:
-        print(f"qpu-agent: {source}: invalid QuantumNode manifest:\n{exc}", file=sys.stderr)
+        problems = "; ".join(describe_errors(exc))
+        print(f"qpu-agent: {source}: invalid QuantumNode manifest: {problems}", file=sys.stderr)
         raise SystemExit(2) from None
 
 

@@ -140,3 +140,25 @@ def test_qpu_agent_refuses_a_hostile_node_file(tmp_path, alice, case):
         "0",
     )
     assert_refused(proc, elapsed, path)
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("# nothing yet\n", "empty, not a QuantumNode manifest"),
+        ("[1, 2]\n", "not a YAML mapping, not a QuantumNode manifest"),
+        (
+            "apiVersion: qorch.dev/v1alpha1\nkind: QuantumNode\nmetadata: {name: a}\n"
+            "spec: {qubits: 0, colour: red}\n",
+            "invalid QuantumNode manifest: spec.qubits: Input should be greater than or equal"
+            " to 1; spec.colour: unknown field",
+        ),
+    ],
+    ids=["empty", "a list", "two bad fields"],
+)
+def test_qpu_agent_names_what_is_wrong_with_its_node_file_in_one_line(tmp_path, text, problem):
+    path = tmp_path / "node.yaml"
+    path.write_text(text)
+    proc, _ = qorch("qpu-agent", "--node-file", str(path), "--port", "0")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"qpu-agent: {path}: {problem}"

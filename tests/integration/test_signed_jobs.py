@@ -17,6 +17,10 @@ from qorch.channel.signing import now_utc, sign_job
 from tests.support import REPO
 
 QUICKSTART = REPO / "examples" / "quickstart"
+PRIVATE_KEY_WANTED = (
+    "not a PEM private key: give PREFIX.key as `qorch keygen` writes it (PREFIX.pub is the"
+    " public half)"
+)
 
 
 def qorch(*args: str, cwd=REPO) -> subprocess.CompletedProcess[str]:
@@ -218,3 +222,18 @@ def test_an_unusable_record_or_key_path_ends_the_run_naming_the_option(
     proc = qorch("run", str(QUICKSTART), flag, str(path))
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"run: {flag} {path}: {problem.format(tmp=tmp_path)}"
+
+
+@pytest.mark.parametrize(
+    ("command", "flag", "given", "problem"),
+    [
+        ("sign", "--key", "alice.pub", PRIVATE_KEY_WANTED),
+        ("sign", "--key", "typo.key", "cannot read: No such file or directory"),
+        ("verify", "--trusted", "typo.pub", "cannot read: No such file or directory"),
+    ],
+)
+def test_a_wrong_key_file_is_named_with_its_option(signed, command, flag, given, problem):
+    folder, job = signed
+    proc = qorch(command, str(job), flag, str(folder / given))
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"{command}: {flag} {folder / given}: {problem}"

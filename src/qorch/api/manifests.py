@@ -55,7 +55,8 @@ def _files(paths: Iterable[str | Path]) -> tuple[list[Path], list[str]]:
     return out, missing
 
 
-def _describe(exc: ValidationError) -> list[str]:
+def describe_errors(exc: ValidationError) -> list[str]:
+    """One line per error: the field's path and what is wrong, without pydantic's links."""
     out = []
     for err in exc.errors():
         loc = field_path([p for p in err["loc"] if p not in ("function-after",)])
@@ -161,7 +162,7 @@ def load_manifests(paths: Iterable[str | Path]) -> Manifests:
             try:
                 obj = model.model_validate(doc)
             except ValidationError as exc:
-                problems.extend(f"{where}: {line}" for line in _describe(exc))
+                problems.extend(f"{where}: {line}" for line in describe_errors(exc))
                 continue
             origins[id(obj)] = label
             {QuantumNode: found.nodes, EntanglementLink: found.links, DistributedJob: found.jobs}[
@@ -196,7 +197,7 @@ def check_jobs(path: str | Path) -> list[str]:
         try:
             DistributedJob.model_validate(doc)
         except ValidationError as exc:
-            problems.extend(f"{where}: {line}" for line in _describe(exc))
+            problems.extend(f"{where}: {line}" for line in describe_errors(exc))
     return problems
 
 

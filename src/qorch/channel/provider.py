@@ -170,6 +170,11 @@ class CryptographyProvider:
             key = serialization.load_pem_private_key(pem, password=None)
         except TypeError as exc:  # encrypted: keys are kept unencrypted, in Secrets
             raise ValueError(f"an encrypted private key: {exc}") from None
+        except ValueError:  # the library's words name neither the file nor what it wants
+            raise ValueError(
+                "not a PEM private key: give PREFIX.key as `qorch keygen` writes it"
+                " (PREFIX.pub is the public half)"
+            ) from None
         if not isinstance(key, mldsa.MLDSA65PrivateKey):
             raise ValueError(f"expected an ML-DSA-65 private key, found {type(key).__name__}")
         return _CryptographyMLDSAKey(key)

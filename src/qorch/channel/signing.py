@@ -525,7 +525,12 @@ def sign_command(
                 " (QORCH_MAX_SIGNATURE_VALIDITY_SECONDS), which operators refuse beyond"
             )
         documents = _load_documents(job_path)
-        identity = Identity.load(key_path)
+        try:
+            identity = Identity.load(key_path)
+        except OSError as exc:
+            raise _UnusableInput(f"--key {key_path}: cannot read: {exc.strerror or exc}") from None
+        except ValueError as exc:
+            raise _UnusableInput(f"--key {key_path}: {exc}") from None
         expires_at = now_utc() + timedelta(seconds=valid_for_seconds)
         for index, document in enumerate(documents):
             if not _is_job(document):
@@ -561,7 +566,14 @@ def verify_command(
         if not trusted_pub_paths:
             raise _UnusableInput("no trusted public keys given")
         documents = _load_documents(job_path)
-        trusted = [key for path in trusted_pub_paths for key in load_trusted_keys(path)]
+        trusted = []
+        for path in trusted_pub_paths:
+            try:
+                trusted.extend(load_trusted_keys(path))
+            except OSError as exc:
+                raise _UnusableInput(
+                    f"--trusted {path}: cannot read: {exc.strerror or exc}"
+                ) from None
     except (_UnusableInput, OSError, ValueError, ProviderUnavailable) as exc:
         print(f"verify: {exc}", file=sys.stderr)
         return 2
