@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, NoReturn
 from pydantic import ValidationError
 
 from qorch.import_collector import imports_then_freeze
-from qorch.settings import Settings
+from qorch.settings import LOG_LEVELS, Settings
 from qorch.transpiler_plugins import leave_out_unused
 
 if TYPE_CHECKING:
@@ -467,7 +467,7 @@ def build_parser(env: Settings | None = None) -> argparse.ArgumentParser:
     env = Settings.from_env() if env is None else env
     parser = argparse.ArgumentParser(prog="qorch", description=__doc__)
     parser.set_defaults(settings=env)
-    parser.add_argument("--log-level", default=env.log_level)
+    parser.add_argument("--log-level", default=env.log_level, type=str.upper, choices=LOG_LEVELS)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("run", help="run manifests on the embedded control plane")

@@ -23,6 +23,11 @@ Quantity = Annotated[
     StringConstraints(pattern=_QUANTITY),
 ]
 ResourceName = Literal["cpu", "memory", "ephemeral-storage"]
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LogLevel = Annotated[
+    Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+    BeforeValidator(lambda v: v.upper() if isinstance(v, str) else v),  # info: INFO
+]
 _REQUESTS: dict[ResourceName, str] = {"cpu": "250m", "memory": "512Mi"}
 _LIMITS: dict[ResourceName, str] = {"memory": "2Gi"}
 
@@ -89,7 +94,9 @@ class Settings(BaseModel):
         description="Public key files of the operators a QPU agent answers, colon-separated"
         " (QORCH_TRUSTED_CLIENT_KEY_FILES).",
     )
-    log_level: str = Field("WARNING", description="Log level of every command (QORCH_LOG_LEVEL).")
+    log_level: LogLevel = Field(
+        "WARNING", description="Log level of every command (QORCH_LOG_LEVEL)."
+    )
     liveness_endpoint: str | None = Field(
         None,
         description="The operator's liveness endpoint, e.g. http://0.0.0.0:8081/healthz"

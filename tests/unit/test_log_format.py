@@ -47,3 +47,38 @@ def test_a_one_shot_command_logs_without_a_stamp_and_debug_shows_qiskits_passes(
     assert log_lines("DEBUG", "plan")[0] == (
         "INFO qiskit.passmanager.base_tasks: Pass: BasisTranslator - 0.02 (ms)"
     )
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "message"),
+    [
+        (
+            ["sanitize", "x.qasm"],
+            {"QORCH_LOG_LEVEL": "loud"},
+            "qorch: QORCH_LOG_LEVEL: Input should be 'DEBUG', 'INFO', 'WARNING', 'ERROR' or"
+            " 'CRITICAL'",
+        ),
+        (
+            ["--log-level", "loud", "sanitize", "x.qasm"],
+            {},
+            "argument --log-level: invalid choice: 'LOUD'",
+        ),
+    ],
+)
+def test_an_unknown_log_level_ends_the_command_with_its_name_not_a_traceback(
+    argv, env, message, monkeypatch
+):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    done = subprocess.run(
+        [sys.executable, "-m", "qorch", *argv], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 2
+    assert message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_log_level_is_read_in_any_case(monkeypatch):
+    from qorch.settings import Settings
+
+    monkeypatch.setenv("QORCH_LOG_LEVEL", "info")
+    assert Settings.from_env().log_level == "INFO"
