@@ -185,7 +185,16 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 def _cmd_crds(args: argparse.Namespace) -> int:
     from qorch.api.crdgen import write_crds
 
-    for path in write_crds(Path(args.out)):
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        print(f"crds: --out {args.out}: a file, not a folder", file=sys.stderr)
+        return 2
+    try:
+        written = write_crds(out)
+    except OSError as exc:
+        print(f"crds: --out {args.out}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    for path in written:
         print(path)
     return 0
 
@@ -361,6 +370,7 @@ def _cmd_sanitize(args: argparse.Namespace) -> int:
 def _cmd_operator(args: argparse.Namespace) -> int:
     with imports_then_freeze():
         import kopf
+        from kubernetes.config import ConfigException
 
         import qorch.operator  # registers the handlers
         import qorch.sanitizer.qasm3_importer  # noqa: F401  (else the first OpenQASM 3 job)
@@ -384,6 +394,15 @@ def _cmd_operator(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     try:
+        in_cluster = kube.load_credentials()
+    except ConfigException as exc:  # else kopf retries its start-up every minute, forever
+        print(
+            "operator: no Kubernetes credentials: not in a pod, and no kubeconfig"
+            f" (KUBECONFIG, or ~/.kube/config): {exc}",
+            file=sys.stderr,
+        )
+        return 2
+    try:
         # Refused here, before a standby waits for the Lease with a table it cannot use.
         PriorityClasses.parse(settings.priority_classes)
         timing = LeaseTiming(
@@ -397,7 +416,6 @@ def _cmd_operator(args: argparse.Namespace) -> int:
     if not args.leader_election:
         asyncio.run(operate())
         return 0
-    in_cluster = kube.load_credentials()
     namespace, _ = kube.own_namespace(settings.operator_namespace, in_cluster)
     elector = LeaderElector(namespace, settings.leader_election_lease, default_identity(), timing)
     asyncio.run(run_as_leader(elector, args.liveness, operate))

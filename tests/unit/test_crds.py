@@ -1,5 +1,7 @@
 """crds/ is generated from the API models; the committed files must match the generator."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -47,3 +49,16 @@ def test_short_names_and_status_subresource():
         version = doc["spec"]["versions"][0]
         assert version["subresources"] == {"status": {}}
         assert yaml.safe_load(yaml.safe_dump(doc)) == doc
+
+
+def test_crds_out_naming_a_file_is_refused(tmp_path):
+    taken = tmp_path / "crds"
+    taken.write_text("")
+    done = subprocess.run(
+        [sys.executable, "-m", "qorch", "crds", "--out", str(taken)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip() == f"crds: --out {taken}: a file, not a folder"
