@@ -59,7 +59,11 @@ def test_a_dangling_symlink_is_refused_and_not_followed(tmp_path, suffix):
 def test_an_existing_key_is_refused_and_left_alone(tmp_path):
     (tmp_path / "alice.pub").write_text("keep me\n")
     proc = keygen(tmp_path / "alice")
-    assert proc.returncode == 1 and "--force replaces it" in proc.stderr
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == (
+        f"keygen: {tmp_path / 'alice.pub'} exists; refusing to overwrite a key"
+        " (--force replaces it)"
+    )
     assert (tmp_path / "alice.pub").read_text() == "keep me\n"
     assert not (tmp_path / "alice.key").exists()  # no half pair
 

@@ -201,9 +201,9 @@ def write_key_pair(
         return key_path, pub_path
     for path, _, _ in files:
         if os.path.lexists(path):
-            what = "a symlink" if path.is_symlink() else "it"
+            what = " (a symlink)" if path.is_symlink() else ""
             raise KeyFileExists(
-                f"{path} exists ({what}); refusing to overwrite a key (--force replaces it)"
+                f"{path} exists{what}; refusing to overwrite a key (--force replaces it)"
             )
     written: list[Path] = []
     try:
