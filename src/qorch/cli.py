@@ -199,12 +199,17 @@ def _cmd_crds(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_node(args: argparse.Namespace):  # -> QuantumNode
+def _load_node(args: argparse.Namespace, command: str):  # -> QuantumNode
+    """The node manifest the agent runs (exit 2, saying why, where it cannot)."""
     from pydantic import ValidationError
 
     from qorch.api import QuantumNode
     from qorch.api.manifests import describe_errors
     from qorch.api.yamlload import YamlLoadError, load_file, loads
+
+    def refuse(problem: str) -> NoReturn:
+        print(f"{command}: {problem}", file=sys.stderr)
+        raise SystemExit(2)
 
     try:
         if args.node_file:
@@ -214,23 +219,20 @@ def _load_node(args: argparse.Namespace):  # -> QuantumNode
             source = "--node-json" if args.node_json else "QORCH_NODE_MANIFEST"
             raw = args.node_json or args.settings.node_manifest or ""
             if not raw:
-                raise SystemExit("qpu-agent: give --node-file, --node-json or QORCH_NODE_MANIFEST")
+                refuse("give --node-file, --node-json or QORCH_NODE_MANIFEST")
             document = loads(raw, source)
         if not isinstance(document, dict):
-            found = "empty" if document is None else "not a YAML mapping"
-            print(f"qpu-agent: {source}: {found}, not a QuantumNode manifest", file=sys.stderr)
-            raise SystemExit(2)
+            refuse(
+                f"{source}: {'empty' if document is None else 'not a YAML mapping'}, not a"
+                " QuantumNode manifest"
+            )
         return QuantumNode.model_validate(document)
     except OSError as exc:
-        print(f"qpu-agent: {source}: cannot read: {exc.strerror or exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+        refuse(f"{source}: cannot read: {exc.strerror or exc}")
     except YamlLoadError as exc:
-        print(f"qpu-agent: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+        refuse(str(exc))
     except ValidationError as exc:
-        problems = "; ".join(describe_errors(exc))
-        print(f"qpu-agent: {source}: invalid QuantumNode manifest: {problems}", file=sys.stderr)
-        raise SystemExit(2) from None
+        refuse(f"{source}: invalid QuantumNode manifest: {'; '.join(describe_errors(exc))}")
 
 
 def _cmd_telemetry_sidecar(args: argparse.Namespace) -> int:
@@ -243,7 +245,9 @@ def _cmd_qpu_agent(args: argparse.Namespace) -> int:
     from qorch.process_ties import name_process
 
     name_process("qpu-agent")
-    node = _load_node(args)  # before the simulator's imports: a bad manifest ends at once
+    node = _load_node(
+        args, "qpu-agent"
+    )  # before the simulator's imports: a bad manifest ends at once
 
     with imports_then_freeze():
         from qorch.qpu.agent import serve
@@ -335,7 +339,9 @@ def _cmd_tpm_enroll(args: argparse.Namespace) -> int:
     from qorch.qpu.attestor import enroll
     from qorch.qpu.tpm import Tpm, TpmError
 
-    _load_node(args)  # a node file the agent could not run is refused here, not at its start
+    _load_node(
+        args, "tpm enroll"
+    )  # a node file the agent could not run is refused here, not at its start
     try:
         identity = Identity.load(args.identity_key) if args.identity_key else Identity.generate()
         enrolment = enroll(

@@ -162,3 +162,21 @@ def test_qpu_agent_names_what_is_wrong_with_its_node_file_in_one_line(tmp_path, 
     proc, _ = qorch("qpu-agent", "--node-file", str(path), "--port", "0")
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"qpu-agent: {path}: {problem}"
+
+
+def test_tpm_enroll_refuses_a_node_file_in_its_own_name(tmp_path):
+    """Before the TPM is touched, and as `tpm enroll`, not as the agent it prepares."""
+    path = tmp_path / "nodes.yaml"
+    path.write_text((REPO / "examples" / "quickstart" / "nodes.yaml").read_text())
+    proc, _ = qorch(
+        "tpm",
+        "enroll",
+        "--tpm",
+        "device:/nonexistent",
+        "--node-file",
+        str(path),
+        "--out",
+        str(tmp_path / "node.sealed"),
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"tpm enroll: {path}: expected one YAML document, found 3"
