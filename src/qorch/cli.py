@@ -245,9 +245,8 @@ def _cmd_qpu_agent(args: argparse.Namespace) -> int:
     from qorch.process_ties import name_process
 
     name_process("qpu-agent")
-    node = _load_node(
-        args, "qpu-agent"
-    )  # before the simulator's imports: a bad manifest ends at once
+    # Before the simulator's imports: a bad manifest ends at once.
+    node = _load_node(args, "qpu-agent")
 
     with imports_then_freeze():
         from qorch.qpu.agent import serve
@@ -339,9 +338,8 @@ def _cmd_tpm_enroll(args: argparse.Namespace) -> int:
     from qorch.qpu.attestor import enroll
     from qorch.qpu.tpm import Tpm, TpmError
 
-    _load_node(
-        args, "tpm enroll"
-    )  # a node file the agent could not run is refused here, not at its start
+    # A node file the agent could not run is refused here, not at its start.
+    _load_node(args, "tpm enroll")
     try:
         identity = Identity.load(args.identity_key) if args.identity_key else Identity.generate()
         enrolment = enroll(

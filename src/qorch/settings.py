@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Annotated, Literal, Self
+from typing import Annotated, Literal, Self, get_args
 
 from pydantic import (
     BaseModel,
@@ -23,10 +23,10 @@ Quantity = Annotated[
     StringConstraints(pattern=_QUANTITY),
 ]
 ResourceName = Literal["cpu", "memory", "ephemeral-storage"]
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LogLevelName = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+LOG_LEVELS: tuple[str, ...] = get_args(LogLevelName)
 LogLevel = Annotated[
-    Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
-    BeforeValidator(lambda v: v.upper() if isinstance(v, str) else v),  # info: INFO
+    LogLevelName, BeforeValidator(lambda v: v.upper() if isinstance(v, str) else v)  # info
 ]
 _REQUESTS: dict[ResourceName, str] = {"cpu": "250m", "memory": "512Mi"}
 _LIMITS: dict[ResourceName, str] = {"memory": "2Gi"}
