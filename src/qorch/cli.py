@@ -204,8 +204,7 @@ def _load_node(args: argparse.Namespace, command: str):  # -> QuantumNode
     from pydantic import ValidationError
 
     from qorch.api import QuantumNode
-    from qorch.api.manifests import describe_errors
-    from qorch.api.yamlload import YamlLoadError, load_file, loads
+    from qorch.api.yamlload import YamlLoadError, describe_errors, load_file, loads
 
     def refuse(problem: str) -> NoReturn:
         print(f"{command}: {problem}", file=sys.stderr)

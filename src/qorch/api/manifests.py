@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from . import KIND_BY_NAME, DistributedJob, EntanglementLink, QuantumNode, yamlload
-from .yamlload import field_path
+from .yamlload import describe_errors
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -53,18 +53,6 @@ def _files(paths: Iterable[str | Path]) -> tuple[list[Path], list[str]]:
         else:
             missing.append(f"{path}: no such file or directory")
     return out, missing
-
-
-def describe_errors(exc: ValidationError) -> list[str]:
-    """One line per error: the field's path and what is wrong, without pydantic's links."""
-    out = []
-    for err in exc.errors():
-        loc = field_path([p for p in err["loc"] if p not in ("function-after",)])
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            msg = "unknown field"
-        out.append(f"{loc}: {msg}" if loc else msg)
-    return out
 
 
 def _documents(docs: list[Any], source: str) -> list[tuple[str, dict[str, Any]]]:

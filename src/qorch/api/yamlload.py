@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from yaml.composer import Composer
@@ -34,6 +34,9 @@ from yaml.events import (
     SequenceStartEvent,
 )
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 try:  # libyaml's parser: the same events as PyYAML's, several times faster.
     from yaml.cyaml import CParser as _Parser
@@ -121,6 +124,20 @@ def field_path(path: list[str | int | None]) -> str:
     for part in parts:
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
     return text
+
+
+def describe_errors(exc: ValidationError) -> list[str]:
+    """One line per error: the field's path and what is wrong, without pydantic's links."""
+    out = []
+    for err in exc.errors():
+        loc = field_path([p for p in err["loc"] if p not in ("function-after",)])
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field"
+        elif err["type"] == "value_error":  # a validator's own words
+            msg = msg.removeprefix("Value error, ")
+        out.append(f"{loc}: {msg}" if loc else msg)
+    return out
 
 
 class _LimitExceeded(Exception):

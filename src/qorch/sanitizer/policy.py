@@ -25,7 +25,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from qorch.api.yamlload import load_file
+from qorch.api.yamlload import describe_errors, load_file
 
 from .catalog import RULES
 from .gates import DEFAULT_ALLOWED_GATES, qiskit_name
@@ -279,12 +279,15 @@ class SanitizerPolicyFile(BaseModel):
         unknown = sorted(k for k in override if k not in keys)
         if unknown:
             raise ValueError(f"namespace {namespace!r}: unknown policy fields {', '.join(unknown)}")
-        merged = self.default.model_dump()
-        merged.update({keys[k]: v for k, v in override.items()})
+        # By alias, as the file spells the fields, so that an error names them as written.
+        fields = SanitizerPolicy.model_fields
+        merged = self.default.model_dump(by_alias=True)
+        merged.update({fields[keys[k]].alias or keys[k]: v for k, v in override.items()})
         try:
             return SanitizerPolicy.model_validate(merged)
         except ValidationError as exc:
-            raise ValueError(f"namespace {namespace!r}: {exc}") from exc
+            problems = "; ".join(describe_errors(exc))
+            raise ValueError(f"namespace {namespace!r}: {problems}") from None
 
 
 def load_policy(path: str | Path) -> SanitizerPolicyFile:
@@ -303,5 +306,7 @@ def load_policy(path: str | Path) -> SanitizerPolicyFile:
         data = {"default": data}
     try:
         return SanitizerPolicyFile.model_validate(data)
-    except (ValidationError, ValueError) as exc:
-        raise PolicyError(f"policy {path} is invalid: {exc}") from exc
+    except ValidationError as exc:
+        raise PolicyError(f"policy {path} is invalid: {'; '.join(describe_errors(exc))}") from None
+    except ValueError as exc:
+        raise PolicyError(f"policy {path} is invalid: {exc}") from None

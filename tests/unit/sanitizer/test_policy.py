@@ -134,3 +134,26 @@ def test_extra_gates_extend_the_allowlist_for_a_namespace() -> None:
 
     assert not sanitize(source, policy_file.default).report.accepted
     assert sanitize(source, policy_file.for_namespace("lab")).report.accepted
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("default: {maxQubits: lots}\n", "default.maxQubits: Input should be a valid integer"),
+        ("bogus: 1\n", "default.bogus: unknown field"),
+        (
+            "namespaces:\n  t: {max_qubits: -3}\n",
+            "namespace 't': maxQubits: Input should be greater than or equal to 1",
+        ),
+    ],
+)
+def test_an_invalid_policy_names_each_field_as_the_file_spells_it(
+    tmp_path: Path, text: str, problem: str
+) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text(text)
+    with pytest.raises(PolicyError) as info:
+        load_policy(path)
+    message = str(info.value)
+    assert message.startswith(f"policy {path} is invalid: {problem}"), message
+    assert "errors.pydantic.dev" not in message and "\n" not in message
