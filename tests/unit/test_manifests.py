@@ -166,7 +166,7 @@ def test_a_device_is_read_no_further_than_the_limit(tmp_path):
     link = tmp_path / "zero.yaml"
     link.symlink_to("/dev/zero")
     (problem,) = timed_problems(link)
-    assert "larger than that; the limit for a YAML file is" in problem
+    assert "goes on past the limit; the limit for a YAML file is" in problem
 
 
 def test_a_file_at_the_size_limit_loads(tmp_path):

@@ -398,7 +398,7 @@ def read_text(path: str | os.PathLike[str], limits: Limits = DEFAULT_LIMITS) -> 
 
 
 def _too_large(size: int | None, limits: Limits) -> str:
-    what = f"{size} bytes" if size is not None else "larger than that"
+    what = f"{size} bytes" if size is not None else "goes on past the limit"
     return f"{what}; the limit for a YAML file is {limits.max_bytes} bytes"
 
 

@@ -60,15 +60,18 @@ def sanitize_command(path: str, policy_path: str | None, output: str) -> int:
             policy = load_policy(policy_path).default
         except PolicyError as exc:
             return _fail(str(exc))
+    limit = 4 * policy.max_source_bytes  # refused without reading it all into memory
     try:
-        size = os.stat(path).st_size
-        if size > 4 * policy.max_source_bytes:  # refuse without reading it all into memory
-            report = SanitizerReport(accepted=False, violations=[too_large(size, policy)])
+        with open(path, "rb") as file:
+            size = os.fstat(file.fileno()).st_size
+            # A pipe or a device reports no size: never read past the limit.
+            data = b"" if size > limit else file.read(limit + 1)
+        if size > limit or len(data) > limit:
+            refusal = too_large(size if size > limit else None, policy)
+            report = SanitizerReport(accepted=False, violations=[refusal])
         else:
-            with open(path, "rb") as file:
-                # Invalid UTF-8 survives as lone surrogates, which the sanitizer refuses (QS003).
-                source = file.read().decode("utf-8", "surrogateescape")
-            report = sanitize(source, policy).report
+            # Invalid UTF-8 survives as lone surrogates, which the sanitizer refuses (QS003).
+            report = sanitize(data.decode("utf-8", "surrogateescape"), policy).report
     except OSError as exc:
         return _fail(f"cannot read {path}: {exc.strerror or exc}")
     if output == "json":

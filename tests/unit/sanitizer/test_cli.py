@@ -72,3 +72,14 @@ def test_invalid_utf8_is_refused_not_crashed_on(tmp_path: Path) -> None:
     path.write_bytes(BELL2.encode() + b"// caf\xe9\n")
 
     assert sanitize_command(str(path), None, "json") == 1
+
+
+@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="needs /dev/zero")
+def test_a_source_without_end_is_refused_after_a_bounded_read(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A device or a pipe reports no size: the source is read no further than the limit."""
+    assert sanitize_command("/dev/zero", None, "json") == 1
+    (violation,) = json.loads(capsys.readouterr().out)["violations"]
+    assert violation["rule"] == "QS002"
+    assert violation["message"].startswith("the source goes on past the limit")

@@ -22,11 +22,13 @@ def _oversized(source: str, limit: int) -> int | None:
     return size if size > limit else None
 
 
-def too_large(size: int, policy: SanitizerPolicy) -> Violation:
-    """The violation for a source of ``size`` bytes over ``maxSourceBytes``."""
+def too_large(size: int | None, policy: SanitizerPolicy) -> Violation:
+    """The violation for a source of ``size`` bytes over ``maxSourceBytes``; None for one
+    that was not read to its end (a pipe or a device has no size)."""
+    what = f"is {size} bytes" if size is not None else "goes on past the limit"
     return finding(
         SOURCE_SIZE,
-        f"the source is {size} bytes; the limit (maxSourceBytes) is "
+        f"the source {what}; the limit (maxSourceBytes) is "
         f"{policy.max_source_bytes}. Submit a smaller circuit or split the job.",
     )
 
