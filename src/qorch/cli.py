@@ -57,11 +57,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
     manifests = _load_manifests("run", args)
     if manifests is None:
         return 2
-    try:  # read before anything starts; its parser is imported below
-        key_pem = Path(args.identity_key).read_bytes() if args.identity_key else None
-    except OSError as exc:
-        print(f"run: --identity-key: {exc}", file=sys.stderr)
-        return 2
+    key_pem = None
+    if args.identity_key:  # read before anything starts; its parser is imported below
+        from qorch.channel.identity import read_key_file
+
+        try:
+            key_pem = read_key_file(args.identity_key)
+        except (OSError, ValueError) as exc:
+            problem = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            print(f"run: --identity-key {args.identity_key}: {problem}", file=sys.stderr)
+            return 2
     for option, path in (
         ("--metrics-out", args.metrics_out),
         ("--nonce-record", args.nonce_record),

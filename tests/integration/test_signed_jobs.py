@@ -229,6 +229,7 @@ def test_an_unusable_record_or_key_path_ends_the_run_naming_the_option(
     [
         ("sign", "--key", "alice.pub", PRIVATE_KEY_WANTED),
         ("sign", "--key", "typo.key", "cannot read: No such file or directory"),
+        ("sign", "--key", "/dev/zero", "larger than a key file is (1048576 bytes)"),
         ("verify", "--trusted", "typo.pub", "cannot read: No such file or directory"),
     ],
 )

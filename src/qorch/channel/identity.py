@@ -29,6 +29,9 @@ from pathlib import Path
 from qorch.channel.provider import CryptoProvider, SignatureScheme, SigningKey, get_provider
 
 FINGERPRINT_PREFIX = "sha256:"
+#: Larger than any file of keys qorch reads (an ML-DSA-65 public key is 2.6 KB in base64),
+#: so that a path naming a device or a huge file is refused, not read to its end.
+MAX_KEY_FILE_BYTES = 1024 * 1024
 
 
 def fingerprint_digest(public_key: bytes) -> bytes:
@@ -55,9 +58,18 @@ def decode_public_key(text: str | bytes, scheme: SignatureScheme | None = None) 
     return public_key
 
 
+def read_key_file(path: str | os.PathLike[str]) -> bytes:
+    """A key file's bytes, up to MAX_KEY_FILE_BYTES (ValueError beyond, OSError as is)."""
+    with open(path, "rb") as stream:
+        data = stream.read(MAX_KEY_FILE_BYTES + 1)
+    if len(data) > MAX_KEY_FILE_BYTES:
+        raise ValueError(f"larger than a key file is ({MAX_KEY_FILE_BYTES} bytes)")
+    return data
+
+
 def load_public_key(path: str | os.PathLike[str], scheme: SignatureScheme | None = None) -> bytes:
     try:
-        return decode_public_key(Path(path).read_bytes(), scheme)
+        return decode_public_key(read_key_file(path), scheme)
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from None
 
@@ -68,7 +80,10 @@ def load_public_keys(
     """The keys of a file with one base64 key per line (blank lines and `#` comments
     skipped); a `PREFIX.pub` file is such a file with one line, and a single key wrapped
     over several lines is read as `load_public_key` reads it."""
-    data = Path(path).read_bytes()
+    try:
+        data = read_key_file(path)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
     try:
         return [decode_public_key(data, scheme)]
     except ValueError:
@@ -108,7 +123,7 @@ class Identity:
         cls, key_path: str | os.PathLike[str], provider: CryptoProvider | None = None
     ) -> Identity:
         """Load `PREFIX.key` (the PEM private key)."""
-        return cls.from_pem(Path(key_path).read_bytes(), provider)
+        return cls.from_pem(read_key_file(key_path), provider)
 
     @classmethod
     def from_pem(cls, pem: bytes, provider: CryptoProvider | None = None) -> Identity:
