@@ -64,8 +64,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         try:
             key_pem = read_key_file(args.identity_key)
         except (OSError, ValueError) as exc:
-            problem = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-            print(f"run: --identity-key {args.identity_key}: {problem}", file=sys.stderr)
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            print(f"run: --identity-key {args.identity_key}: {why}", file=sys.stderr)
             return 2
     for option, path in (
         ("--metrics-out", args.metrics_out),

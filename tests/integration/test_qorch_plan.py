@@ -6,13 +6,18 @@ made. `qorch run` with a suspended job holds its plan and runs the rest.
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
+from qorch.api.manifests import load_manifests
+from qorch.local.plan import plan
+from qorch.pipeline import job as job_module
 from tests.support import REPO
 
 NOISE = (
@@ -204,3 +209,25 @@ def test_plan_and_run_agree_on_the_quickstart(tmp_path):
             assert a["placement"] == b["placement"] and a["bellPairs"] == b["bellPairs"]
             if a["strategy"] != "teleport":
                 assert a == b
+
+
+def test_a_step_that_fails_on_a_bug_fails_its_job_not_the_plan(tmp_path, monkeypatch):
+    real = job_module.authorize
+
+    async def authorize(job, policy):
+        if job.metadata.name == "broken":
+            raise RuntimeError("injected")
+        return await real(job, policy)
+
+    monkeypatch.setattr(job_module, "authorize", authorize)
+    quickstart = REPO / "examples" / "quickstart"
+    ghz = yaml.safe_load((quickstart / "ghz-job.yaml").read_text())
+    (tmp_path / "nodes.yaml").write_text((quickstart / "nodes.yaml").read_text())
+    (tmp_path / "jobs.yaml").write_text(
+        yaml.safe_dump_all([ghz, {**ghz, "metadata": {"name": "broken"}}])
+    )
+    out = io.StringIO()
+    assert plan(load_manifests([tmp_path]), output="json", out=out) == 1
+    jobs = {j["name"]: j for j in json.loads(out.getvalue())["jobs"]}
+    assert jobs["ghz"]["chosen"] == "single"
+    assert "internal error: RuntimeError: injected" in jobs["broken"]["message"]

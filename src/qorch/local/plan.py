@@ -106,7 +106,7 @@ async def plan_jobs(manifests: Manifests, settings: PipelineSettings) -> list[Jo
         for job in manifests.jobs:
             job.spec.suspend = True
             for _ in range(_MAX_STEPS):
-                result = await pipeline.step(job)
+                result = await pipeline.step_or_fail(job)
                 job.status = result.status
                 if job.status.phase in TERMINAL_PHASES or suspended(job.status):
                     break

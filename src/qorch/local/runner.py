@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import importlib
 import json
-import logging
 import signal
 import sys
 import tempfile
@@ -32,7 +31,6 @@ if TYPE_CHECKING:
 # the agents are starting, which take about as long to import theirs on the other cores;
 # the functions below import what they use of it from there.
 
-log = logging.getLogger(__name__)
 EXIT_OK, EXIT_FAILED, EXIT_UNUSABLE = 0, 1, 2
 
 
@@ -60,21 +58,13 @@ class _Waits:
 async def _drive(
     job: DistributedJob, pipeline: JobPipeline, progress: Progress, waits: _Waits
 ) -> None:
-    from qorch.api import reasons as R
     from qorch.pipeline.job import suspended
 
     name = f"djob/{job.metadata.name}"
     while job.status.phase not in TERMINAL_PHASES:
         before = job.status.phase
         version = pipeline.reservations.version
-        try:
-            result = await pipeline.step(job)
-        except Exception as exc:  # a bug: this job fails, the run and its other jobs go on
-            log.exception("%s: a step failed", name)
-            why = f"internal error: {type(exc).__name__}: {str(exc)[:300]} (traceback on stderr)"
-            job.status = pipeline.abandon(job, why, R.INTERNAL_ERROR).status
-            progress(name, f"{job.status.phase:<10} {job.status.message}")
-            break
+        result = await pipeline.step_or_fail(job)  # a bug fails this job, not the run
         job.status = result.status
         if job.status.phase != before:
             progress(name, f"{job.status.phase:<10} {job.status.message}")

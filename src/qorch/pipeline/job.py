@@ -338,6 +338,16 @@ class JobPipeline:
             why = "spec.suspend is true"  # not started yet: give the admission back
         return None if why is None else await pause_evicted(self, job, queue, why)
 
+    async def step_or_fail(self, job: DistributedJob) -> StepResult:
+        """`step`, where an exception (a bug) fails this job alone (InternalError, the
+        traceback logged), as the one-shot commands want: the operator lets kopf retry it."""
+        try:
+            return await self.step(job)
+        except Exception as exc:
+            log.exception("%s/%s: a step failed", job.metadata.namespace, job.metadata.name)
+            why = f"internal error: {type(exc).__name__}: {str(exc)[:300]} (traceback on stderr)"
+            return self.abandon(job, why, R.INTERNAL_ERROR)
+
     def abandon(self, job: DistributedJob, why: str, reason: str = R.UNSCHEDULABLE) -> StepResult:
         """End a job that waits for capacity nothing will free (the embedded control plane
         knows when that is; the operator waits until timeoutSeconds instead), or that a
