@@ -506,3 +506,51 @@ def test_a_links_physical_state_starts_as_declared_and_is_left_to_drift(
     cluster.kubectl("apply", "-n", namespace, "-f", "-", stdin=json.dumps(link))
     again = wait_link_state(cluster, namespace, "a-b", bool)
     assert again is not None and again["spec"]["fidelity"] == 0.97
+
+
+def test_objects_only_the_operator_can_refuse_are_told_which_field(cluster, namespace, operator):
+    """The API server's schema passes them; the operator's models do not. The node hears it
+    as a Warning event, the job in its status, each naming the field and the rule."""
+    node = {
+        "apiVersion": "qorch.dev/v1alpha1",
+        "kind": "QuantumNode",
+        "metadata": {"name": "odd"},
+        "spec": {"qubits": 2, "noise": {"t1Microseconds": 100, "t2Microseconds": 300}},
+    }
+    job = {
+        "apiVersion": "qorch.dev/v1alpha1",
+        "kind": "DistributedJob",
+        "metadata": {"name": "odd"},
+        "spec": {
+            "shots": 10,
+            "circuit": {"qasm": 'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[1];\nh q[0];\n'},
+            "observables": ["ABC"],
+        },
+    }
+    for doc in (node, job):
+        cluster.kubectl("apply", "-n", namespace, "-f", "-", stdin=json.dumps(doc))
+    rejected = cluster.wait_for(
+        "djob", "odd", namespace, lambda o: o.get("status", {}).get("phase") == "Rejected"
+    )
+    assert rejected["status"]["message"] == (
+        "does not validate: spec: observable 'ABC' must be a non-empty string of I, X, Y, Z"
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        events = cluster.kubectl(
+            "get", "events", "-n", namespace,
+            "--field-selector", "involvedObject.name=odd",
+            "-o", "json",
+        )  # fmt: skip
+        messages = [
+            (e["involvedObject"]["kind"], e["type"], e["reason"], e["message"])
+            for e in json.loads(events)["items"]
+        ]
+        if any(
+            event[:3] == ("QuantumNode", "Warning", "InvalidSpec")
+            and event[3].startswith("does not validate: spec.noise: t2Microseconds (300.0)")
+            for event in messages
+        ):
+            break
+        assert time.monotonic() < deadline, messages
+        time.sleep(0.5)

@@ -60,6 +60,7 @@ RESUMED = "Resumed"
 REPLANNED = "Replanned"
 # The node's identity (spec.identity and its rotation window).
 INVALID_IDENTITY = "InvalidIdentity"
+INVALID_SPEC = "InvalidSpec"  # valid to the API server's schema, not to the models
 KEY_RETIRED = "KeyRetired"  # the node presented a key whose rotation window has ended
 KEY_NOT_YET_VALID = "KeyNotYetValid"  # ... or has not begun
 OUTPUT_TOO_WIDE = "OutputTooWide"

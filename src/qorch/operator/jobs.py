@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from qorch.api import GROUP, TERMINAL_PHASES, VERSION, DistributedJob
 from qorch.api.phases import JobPhases
+from qorch.api.yamlload import describe_errors
 from qorch.pipeline.job import JobPipeline, reservation_key
 from qorch.telemetry.metrics import METRICS
 
@@ -77,7 +78,7 @@ async def run_job(
         job = DistributedJob.model_validate(plain(body))
     except ValidationError as exc:
         state.reservations.release(reservation_key(namespace, name, body.metadata.uid))
-        msg = f"spec does not validate: {exc.errors()[0]['msg']}"
+        msg = f"does not validate: {'; '.join(describe_errors(exc))}"
         await kube.patch_status(
             DJOB[2], namespace, name, {"phase": JobPhases.REJECTED, "message": msg}
         )

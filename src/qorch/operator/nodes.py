@@ -12,6 +12,7 @@ from qorch.api import reasons as R
 from qorch.api.base import get_condition
 from qorch.api.phases import NodePhases
 from qorch.api.quantum_node import QuantumNodeStatus
+from qorch.api.yamlload import describe_errors
 from qorch.pipeline.reservations import node_resource
 from qorch.pipeline.resources import calibrate_node, check_node
 from qorch.settings import Settings
@@ -48,9 +49,13 @@ def index_nodes(body: kopf.Body, namespace: str | None, **_: Any) -> dict[str | 
 @timed_reconcile("QuantumNode", "workload")
 async def ensure_workload(body: kopf.Body, memo: Any, logger: Any, **_: Any) -> None:
     """An `aer` node gets a Deployment and Service running its QPU agent, owned by the node."""
-    node = parse(body)
-    if node is None:
-        raise kopf.PermanentError("spec does not validate against the QuantumNode model")
+    try:
+        node = QuantumNode.model_validate(plain(body))
+    except ValidationError as exc:
+        msg = f"does not validate: {'; '.join(describe_errors(exc))}"
+        # kopf only logs a handler's failure: the event is what `kubectl describe` shows.
+        kopf.event(body, type="Warning", reason=R.INVALID_SPEC, message=msg[:1024])
+        raise kopf.PermanentError(msg) from None
     if node.spec.backend.type != "aer":
         return
     state: OperatorState = memo.state
