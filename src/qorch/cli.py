@@ -209,7 +209,7 @@ def _load_node(args: argparse.Namespace, command: str):  # -> QuantumNode
     from pydantic import ValidationError
 
     from qorch.api import QuantumNode
-    from qorch.api.yamlload import YamlLoadError, describe_errors, load_file, loads
+    from qorch.api.yamlload import YamlLoadError, errors_in_a_line, load_file, loads
 
     def refuse(problem: str) -> NoReturn:
         print(f"{command}: {problem}", file=sys.stderr)
@@ -236,7 +236,7 @@ def _load_node(args: argparse.Namespace, command: str):  # -> QuantumNode
     except YamlLoadError as exc:
         refuse(str(exc))
     except ValidationError as exc:
-        refuse(f"{source}: invalid QuantumNode manifest: {'; '.join(describe_errors(exc))}")
+        refuse(f"{source}: invalid QuantumNode manifest: {errors_in_a_line(exc)}")
 
 
 def _cmd_telemetry_sidecar(args: argparse.Namespace) -> int:

@@ -8,9 +8,18 @@ import sys
 import time
 
 import pytest
+from pydantic import BaseModel, ValidationError
 
 from qorch.api import QuantumNode
-from qorch.api.yamlload import DEFAULT_LIMITS, Limits, YamlLoadError, load_file, loads, loads_all
+from qorch.api.yamlload import (
+    DEFAULT_LIMITS,
+    Limits,
+    YamlLoadError,
+    errors_in_a_line,
+    load_file,
+    loads,
+    loads_all,
+)
 from qorch.qpu.agent import QpuAgent
 from qorch.sanitizer import PolicyError, load_policy
 from tests import hostile_yaml as hostile
@@ -155,3 +164,17 @@ async def test_an_agent_ignores_a_hostile_node_file(tmp_path, case, caplog):
     assert time.perf_counter() - start < 5
     assert "ignored" in caplog.text and "YamlLoadError" in caplog.text, caplog.text
     assert agent.node.metadata.name == "qpu-a" and agent.node.spec.qubits == 4
+
+
+def test_validation_errors_in_a_line_are_bounded():
+    class Pair(BaseModel):
+        a: int
+        b: int
+
+    try:
+        Pair.model_validate({"a": "x", "b": "y", "c": 1})
+    except ValidationError as exc:
+        line = errors_in_a_line(exc, most=1)
+    assert line == (
+        "a: Input should be a valid integer, unable to parse string as an integer; and 1 more"
+    )

@@ -140,6 +140,13 @@ def describe_errors(exc: ValidationError) -> list[str]:
     return out
 
 
+def errors_in_a_line(exc: ValidationError, most: int = 5) -> str:
+    """`describe_errors`, the first `most` of them, in one line (a status, an event)."""
+    errors = describe_errors(exc)
+    more = [f"and {len(errors) - most} more"] if len(errors) > most else []
+    return "; ".join([*errors[:most], *more])
+
+
 class _LimitExceeded(Exception):
     def __init__(self, problem: str, node_or_event: Any) -> None:
         super().__init__(problem)

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from qorch.api import GROUP, TERMINAL_PHASES, VERSION, DistributedJob
 from qorch.api.phases import JobPhases
-from qorch.api.yamlload import describe_errors
+from qorch.api.yamlload import errors_in_a_line
 from qorch.pipeline.job import JobPipeline, reservation_key
 from qorch.telemetry.metrics import METRICS
 
@@ -78,7 +78,7 @@ async def run_job(
         job = DistributedJob.model_validate(plain(body))
     except ValidationError as exc:
         state.reservations.release(reservation_key(namespace, name, body.metadata.uid))
-        msg = f"does not validate: {'; '.join(describe_errors(exc))}"
+        msg = f"does not validate: {errors_in_a_line(exc)}"
         await kube.patch_status(
             DJOB[2], namespace, name, {"phase": JobPhases.REJECTED, "message": msg}
         )

@@ -12,7 +12,7 @@ from qorch.api import reasons as R
 from qorch.api.base import get_condition
 from qorch.api.phases import NodePhases
 from qorch.api.quantum_node import QuantumNodeStatus
-from qorch.api.yamlload import describe_errors
+from qorch.api.yamlload import errors_in_a_line
 from qorch.pipeline.reservations import node_resource
 from qorch.pipeline.resources import calibrate_node, check_node
 from qorch.settings import Settings
@@ -52,7 +52,7 @@ async def ensure_workload(body: kopf.Body, memo: Any, logger: Any, **_: Any) -> 
     try:
         node = QuantumNode.model_validate(plain(body))
     except ValidationError as exc:
-        msg = f"does not validate: {'; '.join(describe_errors(exc))}"
+        msg = f"does not validate: {errors_in_a_line(exc)}"
         # kopf only logs a handler's failure: the event is what `kubectl describe` shows.
         kopf.event(body, type="Warning", reason=R.INVALID_SPEC, message=msg[:1024])
         raise kopf.PermanentError(msg) from None

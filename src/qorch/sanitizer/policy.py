@@ -25,7 +25,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from qorch.api.yamlload import describe_errors, load_file
+from qorch.api.yamlload import errors_in_a_line, load_file
 
 from .catalog import RULES
 from .gates import DEFAULT_ALLOWED_GATES, qiskit_name
@@ -286,7 +286,7 @@ class SanitizerPolicyFile(BaseModel):
         try:
             return SanitizerPolicy.model_validate(merged)
         except ValidationError as exc:
-            problems = "; ".join(describe_errors(exc))
+            problems = errors_in_a_line(exc)
             raise ValueError(f"namespace {namespace!r}: {problems}") from None
 
 
@@ -307,6 +307,6 @@ def load_policy(path: str | Path) -> SanitizerPolicyFile:
     try:
         return SanitizerPolicyFile.model_validate(data)
     except ValidationError as exc:
-        raise PolicyError(f"policy {path} is invalid: {'; '.join(describe_errors(exc))}") from None
+        raise PolicyError(f"policy {path} is invalid: {errors_in_a_line(exc)}") from None
     except ValueError as exc:
         raise PolicyError(f"policy {path} is invalid: {exc}") from None
