@@ -6,10 +6,17 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from qiskit import QuantumCircuit
 
 from qorch.api import QuantumNode
+
+if TYPE_CHECKING:
+    import pytest
+
+    from qorch.api import DistributedJob
+    from qorch.pipeline.authorization import AuthorizationPolicy, Decision
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -56,3 +63,18 @@ def qorch_run(folder: Path, timeout: float = 600) -> tuple[int, dict[str, dict]]
     )
     assert proc.stdout, proc.stderr
     return proc.returncode, {j["metadata"]["name"]: j for j in json.loads(proc.stdout)}
+
+
+def fail_the_steps_of(job_name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make every step of the job named `job_name` raise, as a bug in qorch would (its
+    authorization, the first step that reads the job's own fields)."""
+    from qorch.pipeline import job as job_module
+
+    real = job_module.authorize
+
+    async def authorize(job: DistributedJob, policy: AuthorizationPolicy) -> Decision:
+        if job.metadata.name == job_name:
+            raise RuntimeError("injected")
+        return await real(job, policy)
+
+    monkeypatch.setattr(job_module, "authorize", authorize)

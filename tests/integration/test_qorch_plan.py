@@ -17,8 +17,7 @@ import yaml
 
 from qorch.api.manifests import load_manifests
 from qorch.local.plan import plan
-from qorch.pipeline import job as job_module
-from tests.support import REPO
+from tests.support import REPO, fail_the_steps_of
 
 NOISE = (
     "{t1Microseconds: 100, t2Microseconds: 80, singleQubitError: 0.0002, twoQubitError: 0.002,"
@@ -212,14 +211,7 @@ def test_plan_and_run_agree_on_the_quickstart(tmp_path):
 
 
 def test_a_step_that_fails_on_a_bug_fails_its_job_not_the_plan(tmp_path, monkeypatch):
-    real = job_module.authorize
-
-    async def authorize(job, policy):
-        if job.metadata.name == "broken":
-            raise RuntimeError("injected")
-        return await real(job, policy)
-
-    monkeypatch.setattr(job_module, "authorize", authorize)
+    fail_the_steps_of("broken", monkeypatch)
     quickstart = REPO / "examples" / "quickstart"
     ghz = yaml.safe_load((quickstart / "ghz-job.yaml").read_text())
     (tmp_path / "nodes.yaml").write_text((quickstart / "nodes.yaml").read_text())

@@ -9,8 +9,7 @@ import yaml
 
 from qorch.api.manifests import load_manifests
 from qorch.local import runner
-from qorch.pipeline import job as job_module
-from tests.support import REPO
+from tests.support import REPO, fail_the_steps_of
 
 NODES = (REPO / "examples" / "quickstart" / "nodes.yaml").read_text()
 
@@ -143,14 +142,7 @@ def test_namespace_override_of_the_policy(tmp_path):
 
 async def test_a_step_that_fails_on_a_bug_fails_its_job_not_the_run(tmp_path, monkeypatch):
     """As the operator retries a handler that raised, `qorch run` ends that job alone."""
-    real = job_module.authorize
-
-    async def authorize(job, policy):
-        if job.metadata.name == "broken":
-            raise RuntimeError("injected")
-        return await real(job, policy)
-
-    monkeypatch.setattr(job_module, "authorize", authorize)
+    fail_the_steps_of("broken", monkeypatch)
     ghz = yaml.safe_load((REPO / "examples" / "quickstart" / "ghz-job.yaml").read_text())
     broken = {**ghz, "metadata": {"name": "broken"}}
     (tmp_path / "nodes.yaml").write_text(NODES)
