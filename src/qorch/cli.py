@@ -141,10 +141,14 @@ def _run_authorization(args: argparse.Namespace) -> AuthorizationPolicy:
     for given in args.trusted_submitter:
         head, equals, tail = given.partition("=")  # namespaces have no "="
         namespace, path = (head, tail) if equals else ("", given)
+        if not path:  # Path("") would be this folder
+            raise ValueError(f"--trusted-submitter {given}: give NAMESPACE=PREFIX.pub or a folder")
         try:
             keys = load_trusted_keys(path)
         except OSError as exc:
             raise ValueError(f"--trusted-submitter {given}: {exc.strerror or exc}") from None
+        except ValueError as exc:  # its words name the file
+            raise ValueError(f"--trusted-submitter: {exc}") from None
         if equals:
             namespaces[namespace] = (*namespaces.get(namespace, ()), *keys)
         else:

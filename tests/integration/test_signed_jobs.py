@@ -224,6 +224,15 @@ def test_an_unusable_record_or_key_path_ends_the_run_naming_the_option(
     assert proc.stderr.strip() == f"run: {flag} {path}: {problem.format(tmp=tmp_path)}"
 
 
+def test_a_namespace_trusted_with_no_key_after_the_equals_sign_is_named():
+    """`team-a=` would read as this folder's keys."""
+    proc = qorch("run", str(QUICKSTART), "--trusted-submitter", "team-a=")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        "run: --trusted-submitter team-a=: give NAMESPACE=PREFIX.pub or a folder"
+    )
+
+
 @pytest.mark.parametrize(
     ("command", "flag", "given", "problem"),
     [
