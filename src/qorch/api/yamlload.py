@@ -393,15 +393,34 @@ def _locate(text: str, index: int, limits: Limits) -> tuple[int | None, str | No
 def read_text(path: str | os.PathLike[str], limits: Limits = DEFAULT_LIMITS) -> str:
     """The file's text, refused before reading when over `limits.max_bytes`; OSError as is."""
     source = str(path)
+    try:
+        data = read_at_most(path, limits.max_bytes)
+    except TooLarge as exc:
+        raise YamlLoadError(source, _too_large(exc.size, limits)) from None
+    return decode(data, source, limits)
+
+
+class TooLarge(Exception):
+    """A file over the limit `read_at_most` was given; `size` None when it was not read to
+    its end (a pipe or a device has no size)."""
+
+    def __init__(self, size: int | None) -> None:
+        super().__init__(f"{size} bytes" if size is not None else "goes on past the limit")
+        self.size = size
+
+
+def read_at_most(path: str | os.PathLike[str], limit: int) -> bytes:
+    """The file's bytes, refused before reading when its size is over `limit` (TooLarge;
+    OSError as is)."""
     with open(path, "rb") as stream:
         size = os.fstat(stream.fileno()).st_size
-        if size > limits.max_bytes:
-            raise YamlLoadError(source, _too_large(size, limits))
+        if size > limit:
+            raise TooLarge(size)
         # A pipe or device reports no size, and a file may grow: never read past the limit.
-        data = stream.read(limits.max_bytes + 1)
-    if len(data) > limits.max_bytes:
-        raise YamlLoadError(source, _too_large(None, limits))
-    return decode(data, source, limits)
+        data = stream.read(limit + 1)
+    if len(data) > limit:
+        raise TooLarge(None)
+    return data
 
 
 def _too_large(size: int | None, limits: Limits) -> str:

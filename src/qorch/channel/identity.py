@@ -26,6 +26,7 @@ import os
 import secrets
 from pathlib import Path
 
+from qorch.api.yamlload import TooLarge, read_at_most
 from qorch.channel.provider import CryptoProvider, SignatureScheme, SigningKey, get_provider
 
 FINGERPRINT_PREFIX = "sha256:"
@@ -60,11 +61,10 @@ def decode_public_key(text: str | bytes, scheme: SignatureScheme | None = None) 
 
 def read_key_file(path: str | os.PathLike[str]) -> bytes:
     """A key file's bytes, up to MAX_KEY_FILE_BYTES (ValueError beyond, OSError as is)."""
-    with open(path, "rb") as stream:
-        data = stream.read(MAX_KEY_FILE_BYTES + 1)
-    if len(data) > MAX_KEY_FILE_BYTES:
-        raise ValueError(f"larger than a key file is ({MAX_KEY_FILE_BYTES} bytes)")
-    return data
+    try:
+        return read_at_most(path, MAX_KEY_FILE_BYTES)
+    except TooLarge:
+        raise ValueError(f"larger than a key file is ({MAX_KEY_FILE_BYTES} bytes)") from None
 
 
 def load_public_key(path: str | os.PathLike[str], scheme: SignatureScheme | None = None) -> bytes:

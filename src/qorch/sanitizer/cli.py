@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
+
+from qorch.api.yamlload import TooLarge, read_at_most
 
 from .engine import sanitize
 from .policy import PolicyError, SanitizerPolicy, load_policy
@@ -60,18 +61,13 @@ def sanitize_command(path: str, policy_path: str | None, output: str) -> int:
             policy = load_policy(policy_path).default
         except PolicyError as exc:
             return _fail(str(exc))
-    limit = 4 * policy.max_source_bytes  # refused without reading it all into memory
     try:
-        with open(path, "rb") as file:
-            size = os.fstat(file.fileno()).st_size
-            # A pipe or a device reports no size: never read past the limit.
-            data = b"" if size > limit else file.read(limit + 1)
-        if size > limit or len(data) > limit:
-            refusal = too_large(size if size > limit else None, policy)
-            report = SanitizerReport(accepted=False, violations=[refusal])
-        else:
-            # Invalid UTF-8 survives as lone surrogates, which the sanitizer refuses (QS003).
-            report = sanitize(data.decode("utf-8", "surrogateescape"), policy).report
+        # Refused without reading it all into memory.
+        data = read_at_most(path, 4 * policy.max_source_bytes)
+        # Invalid UTF-8 survives as lone surrogates, which the sanitizer refuses (QS003).
+        report = sanitize(data.decode("utf-8", "surrogateescape"), policy).report
+    except TooLarge as exc:
+        report = SanitizerReport(accepted=False, violations=[too_large(exc.size, policy)])
     except OSError as exc:
         return _fail(f"cannot read {path}: {exc.strerror or exc}")
     if output == "json":
