@@ -366,18 +366,15 @@ class QpuAgent:
         """Run the calibration circuits under this node's noise; report the figures."""
         started = time.perf_counter()
         circuits = calibration_circuits(self.node.spec.qubits, self.calibration_pair())
-        counts: dict[str, dict[str, int]] = {}
         # Seeded from a counter, as probes are: an agent's calibrations are the same on every
         # run, so the figures planned with (qorch.pipeline.figures) are too.
         async with self._qpu_between_steps("calibration"):
             seed = self._calibrations * 1_000_003  # counted once run: a skipped one is not
             self._calibrations += 1
-            for index, (name, circuit) in enumerate(circuits.items()):
-                execution = await asyncio.to_thread(
-                    self.executor.run, circuit, CALIBRATION_SHOTS, seed + index * 7919, 0
-                )
-                counts[name] = execution.counts
-        result = figures(counts, self.node.spec.qubits)
+            counts = await asyncio.to_thread(
+                self.executor.run_all, list(circuits.values()), CALIBRATION_SHOTS, seed, 0
+            )
+        result = figures(dict(zip(circuits, counts, strict=True)), self.node.spec.qubits)
         self.telemetry.set_calibration(
             fidelity=result.fidelity,
             singleQubitError=result.single_qubit_error,

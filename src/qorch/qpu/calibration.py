@@ -191,7 +191,7 @@ def _expected(noise_json: str, basis_gates: tuple[str, ...]) -> CalibrationFigur
     if executor.noise_model is None:
         # Without any noise, compiling to the node's gates changes no outcome: Aer runs the
         # circuits as written, and the process is spared its first transpile (a second).
-        counts = {name: executor.sample(c, SHOTS, 7919).counts for name, c in circuits.items()}
+        counts = executor.sample_all(list(circuits.values()), SHOTS, 7919)
     else:
-        counts = {name: executor.run(c, SHOTS, 7919, 0).counts for name, c in circuits.items()}
-    return figures(counts, 2)
+        counts = executor.run_all(list(circuits.values()), SHOTS, 7919, 0)
+    return figures(dict(zip(circuits, counts, strict=True)), 2)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from qiskit import QuantumCircuit, transpile
@@ -226,6 +227,53 @@ class NodeExecutor:
         counts = {k: int(v) for k, v in result.get_counts().items()}
         sampled = bool(result.results[0].metadata.get("measure_sampling", False))
         return Sample(counts, time.perf_counter() - start, sampled)
+
+    def sample_all(
+        self, compiled: Sequence[QuantumCircuit], shots: int, seed: int
+    ) -> list[dict[str, int]]:
+        """The counts of each circuit as `sample` draws them, with one Aer run for all those
+        measured only at the end that share a simulator: each run costs milliseconds of
+        set-up (calibration's nine circuits: 115 ms of CPU one by one, 50 to 80 ms together).
+        Seeded, though not with the seeds `sample` would give each."""
+        counts: list[dict[str, int]] = [{} for _ in compiled]
+        batches: dict[bool, list[int]] = {}
+        for i, circuit in enumerate(compiled):
+            if not measures(circuit):
+                continue
+            if not measures_only_at_end(circuit):
+                counts[i] = self.sample(circuit, shots, seed + i).counts
+                continue
+            one_matrix = not self.noiseless_gates and self._one_density_matrix(circuit, shots)
+            batches.setdefault(one_matrix, []).append(i)
+        for one_matrix, indices in batches.items():
+            simulator = self._matrix_simulator if one_matrix else self.simulator
+            batch = [compiled[i] for i in indices]
+            result = simulator.run(batch, shots=shots, seed_simulator=seed).result()
+            if not result.success:
+                raise RuntimeError(f"simulation failed: {result.status}")
+            for j, i in enumerate(indices):
+                counts[i] = {k: int(v) for k, v in result.get_counts(j).items()}
+        return counts
+
+    def run_all(
+        self,
+        circuits: Sequence[QuantumCircuit],
+        shots: int,
+        seed: int,
+        optimization_level: int = 1,
+    ) -> list[dict[str, int]]:
+        """`run` of each circuit, compiled together and sampled by `sample_all`."""
+        for circuit in circuits:
+            self.check(circuit, shots)
+        # One process: a pool for a few small circuits would cost more than it saves.
+        compiled = transpile(
+            list(circuits),
+            target=self.target,
+            optimization_level=optimization_level,
+            seed_transpiler=seed,
+            num_processes=1,
+        )
+        return self.sample_all(compiled, shots, seed)
 
     def run(
         self,
