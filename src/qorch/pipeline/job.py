@@ -345,6 +345,10 @@ class JobPipeline:
             return await self.step(job)
         except Exception as exc:
             log.exception("%s/%s: a step failed", job.metadata.namespace, job.metadata.name)
+            # As for a deleted job: the agents drop what it sent, or they would run it on
+            # with qubits the job's end gives to others.
+            with contextlib.suppress(Exception):
+                await self.cancel(job)
             why = f"internal error: {type(exc).__name__}: {str(exc)[:300]} (traceback on stderr)"
             return self.abandon(job, why, R.INTERNAL_ERROR)
 

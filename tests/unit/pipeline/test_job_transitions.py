@@ -510,6 +510,24 @@ async def test_an_attempt_found_past_its_budget_is_cancelled_on_its_agent(pipeli
     assert cancels == [("a", {"programIds": [f"{key(job, 1)}/p0"]})]
 
 
+async def test_a_bug_while_programs_run_fails_the_job_and_cancels_them(
+    pipeline, world, book, monkeypatch
+):
+    world.add_node("a", 4)
+    world.hang("a")
+    job = await running(pipeline)
+
+    def trouble(*args: object) -> None:
+        raise RuntimeError("injected")
+
+    monkeypatch.setattr(pipeline, "_trouble", trouble)  # a bug while the program runs
+    job.status = (await pipeline.step_or_fail(job)).status
+    assert condition(job, R.SUCCEEDED) == ("False", R.INTERNAL_ERROR)
+    cancels = [(c.node, c.payload) for c in world.sent("cancel")]
+    assert cancels == [("a", {"programIds": [f"{key(job, 1)}/p0"]})]
+    assert book.total() == 0
+
+
 # -- collect: re-route ---------------------------------------------------------------------
 
 

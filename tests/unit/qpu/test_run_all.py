@@ -45,9 +45,7 @@ def test_each_circuit_gets_its_own_counts_whichever_run_drew_them() -> None:
     assert counts == [{"001": 100}, {"01": 100}, {}, {"110": 100}]
 
 
-def test_a_noisy_node_splits_density_matrices_from_shot_by_shot_runs_and_keeps_the_order() -> (
-    None
-):
+def test_a_noisy_node_splits_density_matrices_from_shot_by_shot_runs_and_keeps_the_order() -> None:
     noise = {"singleQubitError": 0.001, "readoutError": 0.001}
     spec = QuantumNodeSpec.model_validate({"qubits": 7, "noise": noise})
     # 64 shots: one density matrix for 2 qubits (64 > 2^2), shot by shot for 7 (64 < 2^7).
