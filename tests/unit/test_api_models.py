@@ -5,6 +5,8 @@ from pydantic import ValidationError
 
 from qorch.api import DistributedJob, EntanglementLink, QuantumNode
 from qorch.api.base import set_condition
+from qorch.api.distributed_job import MAX_OBSERVABLE_QUBITS, MAX_OBSERVABLES
+from qorch.api.yamlload import errors_in_a_line
 
 
 def job(**spec):
@@ -83,6 +85,29 @@ def test_job_defaults_and_contract_fields():
 def test_job_refuses_invalid_spec(spec):
     with pytest.raises(ValidationError):
         DistributedJob.model_validate(job(**spec))
+
+
+@pytest.mark.parametrize(
+    ("fine", "too_many", "said"),
+    [
+        (
+            ["ZZ"] * MAX_OBSERVABLES,
+            ["ZZ"] * (MAX_OBSERVABLES + 1),
+            "spec.observables: List should have at most 1024 items",
+        ),
+        (
+            ["Z" * MAX_OBSERVABLE_QUBITS],
+            ["Z" * (MAX_OBSERVABLE_QUBITS + 1)],
+            "spec.observables[0]: String should have at most 4096 characters",
+        ),
+    ],
+)
+def test_observables_are_bounded_before_anything_groups_them(fine, too_many, said):
+    # 20,000 of them once took a run past the machine's 23 GiB while it grouped them.
+    DistributedJob.model_validate(job(observables=fine))
+    with pytest.raises(ValidationError) as refused:
+        DistributedJob.model_validate(job(observables=too_many))
+    assert said in errors_in_a_line(refused.value)
 
 
 def test_condition_transition_time_moves_only_when_status_flips():

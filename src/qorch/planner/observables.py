@@ -33,10 +33,13 @@ def measurement_bases(
     unitary followed by final measurements."""
     unitary = without_measurements(circuit)
     paulis = parse_observables(observables, unitary.num_qubits)
+    where: dict[str, list[int]] = {}  # an observable listed twice is measured once
+    for i, obs in enumerate(observables):
+        where.setdefault(obs, []).append(i)
     out = []
     for group in paulis.group_qubit_wise_commuting():
         labels = {p.to_label().lstrip("+-i") for p in group}
-        members = tuple(i for i, obs in enumerate(observables) if obs in labels)
+        members = tuple(sorted(i for label in labels for i in where[label]))
         basis = ["I"] * unitary.num_qubits
         for label in labels:
             for q, letter in enumerate(reversed(label)):
