@@ -89,6 +89,7 @@ def _declared_ready(node: QuantumNode) -> None:
 async def plan_jobs(manifests: Manifests, settings: PipelineSettings) -> list[JobPlan]:
     """Plan every job of the manifests, in manifest order."""
     world = LocalWorld(manifests, Identity.generate())
+    pipeline: JobPipeline | None = None
     try:
         for node in world.all_nodes():
             _declared_ready(node)
@@ -115,6 +116,8 @@ async def plan_jobs(manifests: Manifests, settings: PipelineSettings) -> list[Jo
             out.append(JobPlan(job, found.pop((job.metadata.namespace, job.metadata.name), [])))
         return out
     finally:
+        if pipeline is not None:
+            pipeline.exact_outputs.close()  # the predictions' process, if one started
         await world.close()
 
 

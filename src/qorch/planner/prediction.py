@@ -19,8 +19,9 @@ expected Hellinger fidelity of that many shots of it:
 3. The expected (sum_x sqrt(p_x N_x / S))^2 for N multinomial with S shots over that
    distribution, by seeded draws, p the exact distribution.
 
-It needs circuits whose only measurements come last (after deferral for teleport programs);
-for others the estimate stays the lower bound.
+It needs circuits whose only measurements come last (after deferral for teleport programs),
+and simulations expected to take at most MAX_SECONDS; for others the estimate stays the lower
+bound.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import logging
 import math
 import threading
 import time
@@ -81,6 +83,10 @@ MAX_PREDICTED_QUBITS = widest_fitting(EXACT_BYTES_PER_OUTCOME, 24)
 #: while it runs, so there it would stall the operator's event loop.
 SIMULATION_RATE = 2e-10
 ASIDE_SECONDS = 0.5
+#: A simulation expected to take longer is not run: the estimate stays the lower bound. The
+#: simulation process serves every job's planning in turn, and a 20-qubit teleport program
+#: of 4,000 operations (well within the sanitizer's limits) ran 10 minutes there and on.
+MAX_SECONDS = 30.0
 #: Smaller simulations (expected shorter at the reference rate) teach no rate: their time is
 #: mostly Aer's cost per call and noise model (a millisecond for 80 units gave 1e-5 s per
 #: unit, and sent the next 6-qubit density matrix, milliseconds of work, aside).
@@ -92,6 +98,7 @@ STABILIZER_OUTCOME_COST = 256
 PREDICTIONS_KEPT = 4096
 _rate = SIMULATION_RATE
 _ASIDE = SimulationProcess()
+log = logging.getLogger(__name__)
 
 
 def close_simulation_process() -> None:
@@ -211,6 +218,16 @@ def _aside_if_long(
     global _rate
     width = 2 * circuit.num_qubits if method == "density_matrix" else circuit.num_qubits
     units = len(circuit.data) * 2**width * runs
+    if _rate * units > MAX_SECONDS:
+        log.info(
+            "not simulated for a prediction: %d qubits, %d operations, %d run(s) would take"
+            " about %.0f s",
+            circuit.num_qubits,
+            len(circuit.data),
+            runs,
+            _rate * units,
+        )
+        return None
     timed: tuple[np.ndarray | None, float] | None = None
     if _rate * units > ASIDE_SECONDS:
         # The process dies with the thread that started it: then simulate here after all.

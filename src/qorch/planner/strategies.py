@@ -191,6 +191,15 @@ def estimate_teleport(demand: Demand) -> Candidate:
     placed = partition(static, nodes, links, require_links=True, min_nodes=2)
     if placed is None:
         return Candidate("teleport", 0.0, False, _why_unplaced(circuit, nodes, 1))
+    # Before compiling, which takes minutes for thousands of nonlocal gates: the program
+    # has the circuit's qubits, and a communication qubit on each side of a nonlocal gate.
+    least = circuit.num_qubits + (2 if placed.nonlocal_gates else 0)
+    if least > max_qubits:
+        why = (
+            f"the co-simulated program needs {least} qubits or more, more than one agent"
+            f" simulates ({max_qubits})"
+        )
+        return Candidate("teleport", 0.0, False, why, partition=placed)
     try:
         program = compile_teleport(
             static,

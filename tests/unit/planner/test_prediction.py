@@ -19,6 +19,7 @@ from qorch.planner.prediction import (
     predict_program,
 )
 from qorch.planner.strategies import Demand, estimate_single, estimate_teleport
+from qorch.planner.strategies import _on_node as on_node
 from qorch.planner.teleport import TeleportProgram
 from qorch.qpu.composite_noise import simulate_composite
 from qorch.qpu.executor import NodeExecutor
@@ -211,3 +212,39 @@ def test_the_prediction_is_one_density_matrix_where_that_costs_less_than_traject
     # The job itself is one density matrix (4000 shots > 2^10), its prediction trajectories.
     predict_on_node(wider, NOISY, BASIS, wider_ideal, 4000)
     assert methods == ["density_matrix", "statevector", "statevector"]
+
+
+def test_a_simulation_expected_to_take_too_long_is_not_run(monkeypatch: pytest.MonkeyPatch):
+    """The estimate then stays the lower bound: a prediction must not hold the planner's
+    simulation process for minutes (a hostile circuit within the sanitizer's limits)."""
+    circuit, nodes = ghz(4), [node("a", 5, NOISY)]
+    monkeypatch.setattr(prediction, "_PREDICTIONS", SingleFlight(8, keep_none=False))
+    ideal = ideal_output(circuit)
+    monkeypatch.setattr(prediction, "MAX_SECONDS", 0.0)
+
+    def simulate(*args: object) -> None:
+        raise AssertionError("simulated")
+
+    monkeypatch.setattr(prediction, "_simulate", simulate)
+    demand = Demand(circuit, None, nodes, [], 4000, 600, 100, known_ideal=ideal)
+    candidate = estimate_single(demand)
+    assert candidate.feasible
+    assert candidate.estimated_fidelity == on_node(circuit, nodes[0], "").lower_bound
+
+
+def test_teleport_is_refused_by_width_before_its_program_is_compiled(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    import qorch.planner.strategies as strategies
+
+    def compile_teleport(*args: object, **kwargs: object) -> None:
+        raise AssertionError("compiled")  # minutes, for thousands of nonlocal gates
+
+    monkeypatch.setattr(strategies, "compile_teleport", compile_teleport)
+    nodes = [node("a", 4, NOISY), node("b", 4, NOISY)]
+    demand = Demand(ghz(6), None, nodes, [link("a", "b", 0.95)], 100, 600, 100, 7)
+    candidate = estimate_teleport(demand)
+    assert not candidate.feasible
+    assert candidate.reason == (
+        "the co-simulated program needs 8 qubits or more, more than one agent simulates (7)"
+    )

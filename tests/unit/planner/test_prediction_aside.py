@@ -93,6 +93,7 @@ def test_a_small_simulation_teaches_no_rate(monkeypatch: pytest.MonkeyPatch) -> 
     it sent the next small density matrix (milliseconds of work) to the simulation process,
     whose cold start took most of a second."""
     monkeypatch.setattr(prediction, "ASIDE_SECONDS", math.inf)  # all in this thread
+    monkeypatch.setattr(prediction, "MAX_SECONDS", math.inf)  # none skipped as too long
     monkeypatch.setattr(prediction, "_rate", 1.0)  # a rate no simulation has
     small = ghz(4)
     small.save_probabilities()
