@@ -409,6 +409,9 @@ class _Builder:
         self.pairs: Counter[str] = Counter()
         self.messages: Counter[tuple[str, str]] = Counter()  # (link, node) -> waits
         self.marker_ids: dict[str, int] = {}
+        # One labelled identity per marker, emitted wherever it goes: built for each of the
+        # 850,000 idles of a program of 950 nonlocal gates, they took 5.5 s of its 15.
+        self.marker_gates: dict[str, IGate] = {}
         self.bell_qubits: dict[str, set[int]] = {}
         self.idle_qubits: dict[str, set[int]] = {}
         self.teledata = 0
@@ -539,7 +542,7 @@ class _Builder:
         self._emit(Initialize(BELL_STATE), (a, b))
         waiting = a if self.owner[a] == link.a else b
         if link.fidelity < 1 or self._noise(waiting).t1_microseconds:
-            self._emit(IGate(label=f"qorch_bell_{self._marker(link)}"), (waiting,))
+            self._emit(self._marker_gate(f"qorch_bell_{self._marker(link)}"), (waiting,))
             self.bell_qubits.setdefault(link.name, set()).add(waiting)
 
     def _open(self, control: int, there: str) -> None:
@@ -639,6 +642,12 @@ class _Builder:
     def _marker(self, link: LinkSlot) -> int:
         return self.marker_ids.setdefault(link.name, len(self.marker_ids))
 
+    def _marker_gate(self, label: str) -> IGate:
+        gate = self.marker_gates.get(label)
+        if gate is None:
+            gate = self.marker_gates[label] = IGate(label=label)
+        return gate
+
     def _wait(self, link: LinkSlot, nodes: tuple[str, ...], extra: int | None) -> None:
         """Idle marker on every qubit alive on `nodes` while a message travels (both ends for
         a gadget, the receiver for a conditional's bits): data qubits, open mirrors, and
@@ -654,9 +663,9 @@ class _Builder:
         waiting = [q for q in waiting if self._noise(q).t1_microseconds]
         if not waiting:
             return
-        label = f"qorch_idle_{self._marker(link)}"
+        gate = self._marker_gate(f"qorch_idle_{self._marker(link)}")
         for q in waiting:
-            self._emit(IGate(label=label), (q,))
+            self._emit(gate, (q,))
         self.idle_qubits.setdefault(link.name, set()).update(waiting)
 
     def circuit(self, logical: QuantumCircuit, basis: Sequence[str]) -> QuantumCircuit:
