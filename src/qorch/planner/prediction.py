@@ -218,8 +218,8 @@ def _aside_if_long(
     global _rate
     width = 2 * circuit.num_qubits if method == "density_matrix" else circuit.num_qubits
     units = len(circuit.data) * 2**width * runs
-    if _rate * units > MAX_SECONDS:
-        log.info(
+    if _rate * units > MAX_SECONDS:  # at debug: a job that waits is planned again and again
+        log.debug(
             "not simulated for a prediction: %d qubits, %d operations, %d run(s) would take"
             " about %.0f s",
             circuit.num_qubits,
