@@ -95,6 +95,7 @@ def test_helm_lint_is_clean(name: str) -> None:
     [
         ({"replicas": 0}, "/replicas"),
         ({"priorityClasses": {"urgent": {"value": 1, "preemptionPolicy": "Always"}}}, "urgent"),
+        ({"priorityClasses": {"urgent": {"value": 2**31}}}, "/priorityClasses/urgent/value"),
         ({"leaderElection": {"leaseDurationSeconds": 1}}, "/leaderElection/leaseDurationSeconds"),
         ({"watch": {"namespaces": ["Not_A_Namespace"]}}, "/watch/namespaces/0"),
         ({"image": {"pullPolicy": "Sometimes"}}, "/image/pullPolicy"),

@@ -132,6 +132,10 @@ class OutputSpec(ApiModel):
 MAX_OBSERVABLES = 1024
 MAX_OBSERVABLE_QUBITS = 4096
 
+#: Kubernetes' bounds for a priority (PriorityClass.value is an int32); also what a timeout in
+#: seconds may be, so that nothing past the API server's integers is ever accepted here.
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+
 
 class DistributedJobSpec(ApiModel):
     """Desired state of a job."""
@@ -155,6 +159,8 @@ class DistributedJobSpec(ApiModel):
     )
     priority: int = Field(
         0,
+        ge=INT32_MIN,
+        le=INT32_MAX,
         description="Higher is placed first when capacity is short; equal priorities in"
         " admission order. A job without priorityClassName never preempts another.",
     )
@@ -166,7 +172,9 @@ class DistributedJobSpec(ApiModel):
         " job that waits for capacity preempts running jobs of lower priority"
         " (docs/preemption.md).",
     )
-    timeout_seconds: int = Field(600, ge=1, description="Give up after this long.")
+    timeout_seconds: int = Field(
+        600, ge=1, le=INT32_MAX, description="Give up after this long (at most 68 years)."
+    )
     signature: str | None = Field(
         None,
         description="Submitter's ML-DSA-65 signature (`qorch sign`) binding the spec to this"

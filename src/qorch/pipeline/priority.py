@@ -16,6 +16,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from qorch.api import DistributedJob
+from qorch.api.distributed_job import INT32_MAX, INT32_MIN
 
 PREEMPT_LOWER_PRIORITY = "PreemptLowerPriority"
 NEVER = "Never"
@@ -24,7 +25,11 @@ NEVER = "Never"
 class PriorityClass(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
-    value: int = Field(description="The priority of the class's jobs; higher goes first.")
+    value: int = Field(
+        ge=INT32_MIN,
+        le=INT32_MAX,
+        description="The priority of the class's jobs; higher goes first.",
+    )
     preemption_policy: Literal["PreemptLowerPriority", "Never"] = Field(
         "Never",
         alias="preemptionPolicy",

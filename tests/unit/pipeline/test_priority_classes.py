@@ -50,6 +50,7 @@ def test_an_unknown_class_or_a_contradicting_priority_is_named():
         ("{not json", "is not JSON"),
         ("[1, 2]", "must map class names"),
         ('{"x": {"value": "high"}}', "class 'x': value:"),
+        ('{"x": {"value": 2147483648}}', "class 'x': value: Input should be less than or equal"),
         ('{"x": {"value": 1, "preemptionPolicy": "Always"}}', "class 'x': preemptionPolicy:"),
         ('{"x": {"value": 1, "preemption": "Never"}}', "class 'x': preemption:"),
     ],
