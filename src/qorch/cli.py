@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import logging
 import os
@@ -13,11 +12,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from pydantic import ValidationError
-
 from qorch.import_collector import imports_then_freeze
-from qorch.settings import LOG_LEVELS, Settings
-from qorch.transpiler_plugins import leave_out_unused
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
@@ -26,6 +21,7 @@ if TYPE_CHECKING:
     from qorch.api.manifests import Manifests
     from qorch.pipeline.authorization import AuthorizationPolicy
     from qorch.pipeline.job import PipelineSettings
+    from qorch.settings import Settings
 
 
 def _load_manifests(command: str, args: argparse.Namespace) -> Manifests | None:
@@ -74,13 +70,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if path and (problem := _unwritable(Path(path))):
             print(f"run: {option} {path}: {problem}", file=sys.stderr)
             return 2
-    from qorch.local.agents import agent_threads, remove_forkserver_files, start_forkserver
-
-    if remove_forkserver_files not in _BEFORE_EXIT:  # once, however often main runs
-        _BEFORE_EXIT.append(remove_forkserver_files)
-    aer = sum(node.spec.backend.type == "aer" for node in manifests.nodes)
-    if aer:
-        start_forkserver(agent_threads(aer))  # its imports, for the agents, beside ours
+    if any(node.spec.backend.type == "aer" for node in manifests.nodes):
+        _start_fork_server()  # up already, unless `main` could not tell a run was asked for
     with imports_then_freeze():  # the whole channel for its key, then the runner: 0.25 s
         from qorch.channel.identity import Identity
         from qorch.local.runner import Unusable, run
@@ -106,6 +97,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         except (OSError, ValueError, PolicyError) as exc:
             raise Unusable(f"run: {exc}") from exc
 
+    import asyncio
+
     return asyncio.run(
         run(
             manifests,
@@ -115,6 +108,28 @@ def _cmd_run(args: argparse.Namespace) -> int:
             prepare=prepare,
         )
     )
+
+
+def _start_fork_server() -> None:
+    """The server that `qorch run` forks its agents from, importing their modules beside
+    this process (`local.fork_server`), until the command's end."""
+    from qorch.local.fork_server import start_forkserver, stop_forkserver
+
+    if stop_forkserver not in _BEFORE_EXIT:  # once, however often main runs
+        _BEFORE_EXIT.append(stop_forkserver)
+    start_forkserver()
+
+
+def _asks_for_a_run(argv: list[str]) -> bool:
+    """Whether the arguments name the `run` command (and not its help), read before the
+    parser: its defaults take 0.1 s of imports (pydantic's settings), which the agents'
+    fork server can spend importing theirs. Only a head start: an option before the
+    command that it does not know reads as no, and the run starts the server itself."""
+    rest = list(argv)
+    while rest and rest[0].startswith("-"):
+        if rest.pop(0) == "--log-level" and rest:
+            rest.pop(0)
+    return rest[:1] == ["run"] and not {"-h", "--help"} & set(rest)
 
 
 def _unwritable(path: Path) -> str | None:
@@ -279,6 +294,8 @@ def _cmd_qpu_agent(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"qpu-agent: {exc}", file=sys.stderr)
         return 2
+    import asyncio
+
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(
             serve(
@@ -322,6 +339,8 @@ def _tpm_agent(args: argparse.Namespace, node: QuantumNode) -> int:
     except (OSError, ValueError) as exc:
         print(f"qpu-agent: {exc}", file=sys.stderr)
         return 2
+    import asyncio
+
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(
             serve(
@@ -381,6 +400,8 @@ def _cmd_sanitize(args: argparse.Namespace) -> int:
 
 def _cmd_operator(args: argparse.Namespace) -> int:
     with imports_then_freeze():
+        import asyncio
+
         import kopf
         from kubernetes.config import ConfigException
 
@@ -404,7 +425,7 @@ def _cmd_operator(args: argparse.Namespace) -> int:
             peering_name=args.peering,
         )
 
-    settings = Settings.from_env()
+    settings = args.settings
     try:
         in_cluster = kube.load_credentials()
     except ConfigException as exc:  # else kopf retries its start-up every minute, forever
@@ -494,6 +515,8 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 def build_parser(env: Settings | None = None) -> argparse.ArgumentParser:
     """The command line; defaults of options that a QORCH_* variable also sets come from
     `env` (the environment's settings when None)."""
+    from qorch.settings import LOG_LEVELS, Settings
+
     env = Settings.from_env() if env is None else env
     parser = argparse.ArgumentParser(prog="qorch", description=__doc__)
     parser.set_defaults(settings=env)
@@ -752,6 +775,13 @@ def _configure_logging(level: str, command: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if _asks_for_a_run(sys.argv[1:] if argv is None else argv):
+        _start_fork_server()
+    from pydantic import ValidationError
+
+    from qorch.settings import Settings
+    from qorch.transpiler_plugins import leave_out_unused
+
     try:
         env = Settings.from_env()
     except ValidationError as exc:

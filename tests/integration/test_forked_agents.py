@@ -16,7 +16,8 @@ import pytest
 
 from qorch import cli
 from qorch.channel.identity import Identity
-from qorch.local.agents import NEVER_FORKED, AgentProcess, Forked, fork, start_forkserver
+from qorch.local.agents import NEVER_FORKED, AgentProcess, Forked, fork
+from qorch.local.fork_server import start_forkserver
 from tests.support import REPO, make_node
 
 
@@ -91,7 +92,7 @@ def test_runs_in_one_process_share_its_fork_server(capsys):
 RUN_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 START_SERVER = """
 import multiprocessing.forkserver, sys
-from qorch.local.agents import start_forkserver
+from qorch.local.fork_server import start_forkserver
 assert start_forkserver()
 print(multiprocessing.forkserver._forkserver._forkserver_pid, flush=True)
 sys.stdin.read()
@@ -156,9 +157,8 @@ def test_the_fork_server_never_answers_the_runs_signals_not_even_while_it_starts
 
 RESTART_SERVER = """
 import multiprocessing.forkserver, os, signal, sys, time
-from qorch.local.agents import start_forkserver
-os.environ.pop("OMP_NUM_THREADS", None)
-assert start_forkserver(3)
+from qorch.local.fork_server import start_forkserver
+assert start_forkserver()
 first = multiprocessing.forkserver._forkserver._forkserver_pid
 os.kill(first, signal.SIGKILL)
 while open(f"/proc/{first}/stat").read().split(")")[-1].split()[0] != "Z":
@@ -171,16 +171,14 @@ sys.stdin.read()
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc")
 def test_a_fork_server_that_died_starts_again_as_the_first_did(tmp_path):
-    """Not as multiprocessing would start it from the fork itself: with neither the run's
-    signals held back nor the agents' thread count."""
+    """Not as multiprocessing would start it from the fork itself, without the run's
+    signals held back."""
     starter = start_script(RESTART_SERVER, tmp_path)
     try:
         assert starter.stdout is not None
         first, again = map(int, starter.stdout.readline().split())
         assert again != first
         assert_never_answers_the_runs_signals(sample_signals(again))
-        environ = Path(f"/proc/{again}/environ").read_bytes().split(b"\0")
-        assert b"OMP_NUM_THREADS=3" in environ
     finally:
         starter.kill()
         starter.wait()
@@ -188,17 +186,16 @@ def test_a_fork_server_that_died_starts_again_as_the_first_did(tmp_path):
 
 INTERRUPTED_START = """
 import multiprocessing.forkserver, os, signal
-from qorch.local import agents
+from qorch.local import fork_server
 start = multiprocessing.forkserver.ensure_running
 def ensure_running():
     os.kill(os.getpid(), signal.SIGINT)  # held back while the server starts
     start()
 multiprocessing.forkserver.ensure_running = ensure_running
-os.environ.pop("OMP_NUM_THREADS", None)
 try:
-    agents.start_forkserver(3)
+    fork_server.start_forkserver()
 except KeyboardInterrupt:
-    print(os.environ.get("OMP_NUM_THREADS"), sorted(signal.pthread_sigmask(signal.SIG_BLOCK, [])))
+    print(sorted(signal.pthread_sigmask(signal.SIG_BLOCK, [])))
 """
 
 
@@ -210,4 +207,59 @@ def test_a_ctrl_c_while_the_server_starts_arrives_after_and_leaves_the_caller_as
         cwd=REPO,
         timeout=120,
     )
-    assert done.stdout.split() == ["None", "[]"], done.stdout + done.stderr
+    assert done.stdout.split() == ["[]"], done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "asks"),
+    [
+        (["run", "examples/quickstart/"], True),
+        (["--log-level", "debug", "run", "x"], True),
+        (["--log-level=debug", "run", "x", "-o", "json"], True),
+        (["run", "x", "--help"], False),
+        (["-h"], False),
+        (["plan", "run"], False),
+        (["--log", "debug", "run", "x"], False),  # an abbreviation: the run starts it itself
+        ([], False),
+    ],
+)
+def test_the_server_gets_a_head_start_only_for_a_run(argv: list[str], asks: bool):
+    assert cli._asks_for_a_run(argv) is asks
+
+
+def test_the_command_reaches_the_server_before_its_own_imports():
+    """The fork server starts before `main` parses the command line: importing the command
+    and the server's starter imports none of what they wait for (0.2 s of it, before the
+    server could start, made the start of every run that much later)."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, qorch.cli, qorch.local.fork_server;"
+            " waited = {'pydantic', 'asyncio', 'qiskit', 'numpy', 'stevedore'};"
+            " print(sorted(waited & set(sys.modules)))",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr
+
+
+def test_a_run_that_ends_before_its_agents_start_leaves_no_server(tmp_path):
+    """A run refused after the server started (its manifests unusable) ends with it: the
+    output's end (the server holds it too) and no socket folder left."""
+    (tmp_path / "job.yaml").write_text("kind: QuantumNode\nspec: {}\n")
+    run = subprocess.run(
+        [sys.executable, "-m", "qorch", "run", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+        start_new_session=True,
+    )
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert "unusable manifests" in run.stderr
+    assert [p for p in tmp_path.iterdir() if p.name.startswith("pymp-")] == []

@@ -1,7 +1,7 @@
 """QPU agents as child processes on loopback, one per `aer` QuantumNode, as pods would be.
 
 `spawn` starts `qorch qpu-agent` as a new process, as a pod's container does. `fork` runs the
-same command in a process forked from a server that imported it once (`start_forkserver`):
+same command in a process forked from a server that imported it once (`fork_server`):
 an agent's start is mostly its imports (Qiskit, Aer, the channel; 0.8 s here), which N
 agents would otherwise each repeat, on the cores the run itself imports on."""
 
@@ -13,22 +13,20 @@ import gc
 import logging
 import multiprocessing
 import multiprocessing.forkserver
-import multiprocessing.resource_tracker
-import multiprocessing.util
 import os
 import re
 import runpy
-import shutil
 import signal
 import sys
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
-from types import FrameType
-from typing import Any, Protocol
+from typing import Protocol
 
 from qorch.api import QuantumNode
 from qorch.process_ties import die_with_parent
+
+from .fork_server import AGENT_SIGNALS, FORKS, start_forkserver
 
 _LISTENING = re.compile(r"listening on (http://\S+)")
 STARTUP_TIMEOUT_SECONDS = 120.0
@@ -188,68 +186,6 @@ async def spawn(
     )
 
 
-#: What the fork server imports before any agent asks: what `qorch qpu-agent` imports.
-FORK_SERVER_MODULES = [
-    "qorch.local.fork_server_init",
-    "qorch.cli",
-    "qorch.qpu.agent",
-    "qorch.qpu.agent_keys",
-    "qorch.qpu.link_state",
-]
-_FORKS = multiprocessing.get_context("forkserver")
-#: Once asked: "up", whether a server could start, and "threads", its thread count.
-_server: dict[str, Any] = {}
-
-
-def start_forkserver(threads: int | None = None) -> bool:
-    """Start the server `fork` forks agents from, if it is not running: it imports the
-    agent's modules while the caller goes on. The first call in a process decides them, and
-    `threads`: the server's OpenMP and BLAS read OMP_NUM_THREADS as they load; a server
-    that died is started again with them. False when it cannot start (its socket's path
-    under TMPDIR too long, say): `fork` then spawns."""
-    if not _server:
-        _FORKS.set_forkserver_preload(FORK_SERVER_MODULES)
-        _server.update(up=True, threads=threads)
-    if _server["up"]:
-        _server["up"] = _ensure_running(_server["threads"])
-    return bool(_server["up"])
-
-
-def _ensure_running(threads: int | None) -> bool:
-    """multiprocessing's own start of the server (nothing, while it runs), with the thread
-    count in its environment and the run's signals held back until it ignores them."""
-    before = os.environ.get("OMP_NUM_THREADS")
-    if threads:
-        os.environ["OMP_NUM_THREADS"] = str(threads)
-    # The server ignores the run's signals once it has started (`fork_server_init`);
-    # blocked until then, as the process inherits this thread's mask, a Ctrl-C to the
-    # group cannot stop it mid-start. The resource tracker first: its own start unblocks
-    # SIGINT and SIGTERM in this thread.
-    mask = None
-    try:
-        multiprocessing.resource_tracker.ensure_running()
-        mask = signal.pthread_sigmask(signal.SIG_BLOCK, AGENT_SIGNALS.keys())
-        multiprocessing.forkserver.ensure_running()
-        return True
-    except OSError as exc:
-        log.warning("agents are spawned, not forked: no fork server (%s)", exc)
-        return False
-    finally:
-        if before is None:
-            os.environ.pop("OMP_NUM_THREADS", None)
-        else:
-            os.environ["OMP_NUM_THREADS"] = before
-        if mask is not None:  # last: a signal held back is delivered here
-            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-
-
-def remove_forkserver_files() -> None:
-    """The folder of the server's socket, which multiprocessing removes at a normal
-    interpreter exit, and the `qorch` command skips that (`cli.command`)."""
-    if _server:  # made before the server's socket, even one that could not be bound
-        shutil.rmtree(multiprocessing.util.get_temp_dir(), ignore_errors=True)
-
-
 async def fork(
     node: QuantumNode,
     key_file: Path,
@@ -263,14 +199,14 @@ async def fork(
     where no server could start). It returns at once: the server forks once its imports are
     done, while the caller goes on. As with any multiprocessing child, a caller's main
     script is imported again in the agent: it must keep its work under `__main__`."""
-    if not start_forkserver(threads):
+    if not start_forkserver():
         return await spawn(node, key_file, trusted, telemetry_dir, node_file, threads, link_files)
     argv, env = _command(node, key_file, trusted, telemetry_dir, node_file, threads, link_files)
-    reading, writing = _FORKS.Pipe(duplex=False)
+    reading, writing = FORKS.Pipe(duplex=False)
     # As a new process would: this process's environment now, not the server's from when
     # it started (multiprocessing passes the folder). Daemonic: an agent its caller never
     # stopped is stopped at the caller's exit, not waited for.
-    process = _FORKS.Process(
+    process = FORKS.Process(
         target=_run_forked, args=(argv, {**os.environ, **env}, writing), daemon=True
     )
     stdout = asyncio.StreamReader()
@@ -292,14 +228,6 @@ async def fork(
     finally:
         reading.close()
     return Forked(process, stdout, started)
-
-
-#: The signals the fork server ignores (`fork_server_init`), as an agent answers them.
-AGENT_SIGNALS: dict[signal.Signals, Callable[[int, FrameType | None], Any] | int] = {
-    signal.SIGINT: signal.default_int_handler,
-    signal.SIGTERM: signal.SIG_DFL,
-    signal.SIGHUP: signal.SIG_DFL,
-}
 
 
 def _run_forked(argv: list[str], env: dict[str, str], output: Connection) -> None:

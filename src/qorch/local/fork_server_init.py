@@ -1,4 +1,4 @@
-"""Imported by the fork server that `qorch run` forks its agents from (`agents.
+"""Imported by the fork server that `qorch run` forks its agents from (`fork_server.
 start_forkserver`), first of all, and by nothing else: never import it elsewhere.
 
 - The server ends when the run does. A normal interpreter exit would first tear down the
@@ -8,9 +8,9 @@ start_forkserver`), first of all, and by nothing else: never import it elsewhere
 - A Ctrl-C, a hang-up or a SIGTERM sent to the process group reaches the server too: it
   must not end it while it starts or imports (multiprocessing's server ignores SIGINT only
   after), nor end it at all, which would SIGKILL the agents past their own shutdown. They
-  are blocked from its start (`agents.start_forkserver`), ignored here, then unblocked.
+  are blocked from its start (`fork_server.start_forkserver`), ignored here, then unblocked.
   The server ends with the run; the run stops its agents, and each answers those signals
-  again (`agents.AGENT_SIGNALS`)."""
+  again (`fork_server.AGENT_SIGNALS`)."""
 
 import atexit
 import gc
