@@ -734,6 +734,10 @@ def command(argv: list[str] | None = None) -> NoReturn:
     `qorch run` for its agents to stop."""
     try:
         code = main(argv)
+    except SystemExit as exc:  # argparse's usage errors and help: the same way out
+        if not isinstance(exc.code, int | None):
+            raise
+        code = exc.code or 0
     except BrokenPipeError:
         if not _stdout_gone():  # another pipe or socket: a failure to show
             raise
