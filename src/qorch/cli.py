@@ -72,6 +72,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
             return 2
     if any(node.spec.backend.type == "aer" for node in manifests.nodes):
         _start_fork_server()  # up already, unless `main` could not tell a run was asked for
+    else:  # external agents only: the server `main` started has nothing to do
+        from qorch.local.fork_server import stop_forkserver
+
+        stop_forkserver()
     with imports_then_freeze():  # the whole channel for its key, then the runner: 0.25 s
         from qorch.channel.identity import Identity
         from qorch.local.runner import Unusable, run
@@ -113,10 +117,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _start_fork_server() -> None:
     """The server that `qorch run` forks its agents from, importing their modules beside
     this process (`local.fork_server`), until the command's end."""
-    from qorch.local.fork_server import start_forkserver, stop_forkserver
+    from qorch.local.fork_server import (
+        remove_forkserver_files,
+        start_forkserver,
+        stop_forkserver,
+    )
 
     if stop_forkserver not in _BEFORE_EXIT:  # once, however often main runs
-        _BEFORE_EXIT.append(stop_forkserver)
+        _BEFORE_EXIT.extend((stop_forkserver, remove_forkserver_files))
     start_forkserver()
 
 
@@ -125,11 +133,13 @@ def _asks_for_a_run(argv: list[str]) -> bool:
     parser: its defaults take 0.1 s of imports (pydantic's settings), which the agents'
     fork server can spend importing theirs. Only a head start: an option before the
     command that it does not know reads as no, and the run starts the server itself."""
+    if {"-h", "--help"} & set(argv):
+        return False
     rest = list(argv)
     while rest and rest[0].startswith("-"):
         if rest.pop(0) == "--log-level" and rest:
             rest.pop(0)
-    return rest[:1] == ["run"] and not {"-h", "--help"} & set(rest)
+    return rest[:1] == ["run"]
 
 
 def _unwritable(path: Path) -> str | None:
@@ -736,8 +746,11 @@ def command(argv: list[str] | None = None) -> NoReturn:
         code = main(argv)
     except SystemExit as exc:  # argparse's usage errors and help: the same way out
         if not isinstance(exc.code, int | None):
-            raise
-        code = exc.code or 0
+            print(exc.code, file=sys.stderr)
+        code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
+    except KeyboardInterrupt:  # before a command answers Ctrl-C itself (its imports)
+        print("qorch: interrupted", file=sys.stderr)
+        code = 128 + signal.SIGINT
     except BrokenPipeError:
         if not _stdout_gone():  # another pipe or socket: a failure to show
             raise

@@ -245,30 +245,3 @@ def test_the_command_reaches_the_server_before_its_own_imports():
         timeout=120,
     )
     assert done.stdout.strip() == "[]", done.stdout + done.stderr
-
-
-@pytest.mark.parametrize(
-    ("arguments", "said"),
-    [
-        (["{folder}"], "unusable manifests"),
-        ([], "the following arguments are required: paths"),  # argparse's exit
-    ],
-)
-def test_a_run_that_ends_before_its_agents_start_leaves_no_server(
-    tmp_path: Path, arguments: list[str], said: str
-):
-    """A run refused after the server started (its manifests unusable, or its command line)
-    ends with it: the output's end (the server holds it too) and no socket folder left."""
-    (tmp_path / "job.yaml").write_text("kind: QuantumNode\nspec: {}\n")
-    run = subprocess.run(
-        [sys.executable, "-m", "qorch", "run", *(a.format(folder=tmp_path) for a in arguments)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=120,
-        env={**os.environ, "TMPDIR": str(tmp_path)},
-        start_new_session=True,
-    )
-    assert run.returncode == 2, run.stdout + run.stderr
-    assert said in run.stderr
-    assert [p for p in tmp_path.iterdir() if p.name.startswith("pymp-")] == []

@@ -380,3 +380,87 @@ def test_a_run_whose_predictions_ran_aside_ends_without_a_warning(tmp_path, comm
     assert done.returncode == 0, done.stdout + done.stderr
     assert said in done.stdout
     assert "leaked semaphore" not in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+HANGING_SERVER = """
+from qorch import cli
+from qorch.local import fork_server
+fork_server.FORK_SERVER_MODULES.append("hang_on_import")  # a server still importing
+{inject}
+cli.command({arguments!r})
+"""
+
+
+def hanging_server_run(tmp_path: Path, arguments: list[str], inject: str = "") -> list[str]:
+    """`qorch ARGUMENTS` (through `cli.command`, as the executable) whose fork server
+    never finishes importing: whatever ends the run must end the server too."""
+    (tmp_path / "hang_on_import.py").write_text("import time\ntime.sleep(3600)\n")
+    code = HANGING_SERVER.format(inject=inject, arguments=arguments)
+    return [sys.executable, "-c", code]
+
+
+def hanging_env(tmp_path: Path) -> dict[str, str]:
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir(exist_ok=True)
+    return {**os.environ, "PYTHONPATH": str(tmp_path), "TMPDIR": str(tmpdir)}
+
+
+@pytest.mark.parametrize(
+    ("arguments", "inject", "code", "said"),
+    [
+        (["run", "{folder}"], "", 2, "unusable manifests"),
+        (["run"], "", 2, "the following arguments are required: paths"),  # argparse's exit
+        (
+            ["run", "{folder}"],
+            "def interrupted(*args): raise KeyboardInterrupt\ncli._load_manifests = interrupted",
+            128 + signal.SIGINT,
+            "qorch: interrupted",
+        ),
+    ],
+    ids=["manifests", "usage", "ctrl-c"],
+)
+def test_a_run_that_ends_before_its_agents_start_ends_its_server(
+    tmp_path, arguments, inject, code, said
+):
+    """The server starts first of all, and imports for long after a run refused at once (or
+    interrupted before it answers Ctrl-C itself): it ends with the run, not holding the
+    output open until its imports are done (here: never), and leaves no socket folder."""
+    folder = tmp_path / "manifests"
+    folder.mkdir()
+    (folder / "node.yaml").write_text("kind: QuantumNode\nspec: {}\n")
+    env = hanging_env(tmp_path)
+    done = subprocess.run(
+        hanging_server_run(tmp_path, [a.format(folder=folder) for a in arguments], inject),
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == code, done.stdout + done.stderr
+    assert said in done.stderr and "Traceback" not in done.stderr
+    assert list(Path(env["TMPDIR"]).iterdir()) == []
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_a_run_killed_while_its_server_imports_takes_the_server_with_it(tmp_path):
+    """SIGKILL cannot be caught, and before its imports the run cannot answer other
+    signals by stopping what it started: the server, tied to the run, ends with it."""
+    run = subprocess.Popen(
+        hanging_server_run(tmp_path, ["run", str(QUICKSTART)]),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=REPO,
+        env=hanging_env(tmp_path),
+        start_new_session=True,
+    )
+    try:
+        server = lambda: [p for p, f in processes().items() if f[1] == str(run.pid)]  # noqa: E731
+        wait_for(lambda: len(left_in_session(run.pid)) >= 3, "the run's tracker and server")
+        assert server()
+        run.kill()
+        run.wait()
+        wait_for(lambda: not left_in_session(run.pid), "the run's processes to end", 30)
+    finally:
+        run.kill()
+        run.wait()

@@ -23,6 +23,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Protocol
 
+from threadpoolctl import threadpool_limits
+
 from qorch.api import QuantumNode
 from qorch.process_ties import die_with_parent
 
@@ -251,6 +253,11 @@ def _run_forked(argv: list[str], env: dict[str, str], output: Connection) -> Non
     signal.pthread_sigmask(signal.SIG_UNBLOCK, AGENT_SIGNALS.keys())
     os.environ.clear()
     os.environ.update(env)
+    if (threads := env.get("OMP_NUM_THREADS", "")).isdigit() and int(threads) > 0:
+        # OpenMP and OpenBLAS sized their pools to every core as the server loaded them,
+        # before any run said how many agents share the cores (Aer's own threads follow
+        # the variable anyway, `qpu.aer`).
+        threadpool_limits(int(threads))
     for stream in (1, 2):
         os.dup2(output.fileno(), stream)
     output.close()

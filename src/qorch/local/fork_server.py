@@ -36,6 +36,10 @@ FORK_SERVER_MODULES = [
     "qorch.local.agents",
 ]
 FORKS = multiprocessing.get_context("forkserver")
+#: The environment variable that tells a starting server its parent's pid: the server ties
+#: its life to the process that started it (`fork_server_init`), which may have ended
+#: before that line runs.
+PARENT_VARIABLE = "QORCH_FORK_SERVER_PARENT"
 #: Once asked: "up", whether a server could start.
 _server: dict[str, bool] = {}
 
@@ -61,7 +65,7 @@ def start_forkserver() -> bool:
 
 def _ensure_running() -> bool:
     """multiprocessing's own start of the server (nothing, while it runs), with the run's
-    signals held back until it ignores them."""
+    signals held back until it ignores them, and this process's pid in its environment."""
     # The server ignores the run's signals once it has started (`fork_server_init`);
     # blocked until then, as the process inherits this thread's mask, a Ctrl-C to the
     # group cannot stop it mid-start. The resource tracker first: its own start unblocks
@@ -70,26 +74,31 @@ def _ensure_running() -> bool:
     try:
         multiprocessing.resource_tracker.ensure_running()
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, AGENT_SIGNALS.keys())
+        os.environ[PARENT_VARIABLE] = str(os.getpid())
         multiprocessing.forkserver.ensure_running()
         return True
     except OSError as exc:
         log.warning("agents are spawned, not forked: no fork server (%s)", exc)
         return False
     finally:
+        os.environ.pop(PARENT_VARIABLE, None)
         if mask is not None:  # last: a signal held back is delivered here
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
 def stop_forkserver() -> None:
-    """At the `qorch` command's end (`cli.command`), its agents stopped: the server ends at
-    once, though still importing for a run that ended before it needed agents (it would
-    hold the command's output open that long), and its socket's folder is removed, which
-    multiprocessing does at a normal interpreter exit, and the command skips that."""
-    if not _server:
-        return
+    """End the server at once, though still importing (for a run that needs no agents, or
+    at the command's end with its agents stopped, when it would otherwise hold the
+    command's output open until its imports are done); the next `start_forkserver` starts
+    another."""
     pid = getattr(multiprocessing.forkserver._forkserver, "_forkserver_pid", None)
-    if pid is not None:
+    if _server and pid is not None:
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)  # it ignores the others; it holds nothing to save
-    # Made before the server's socket, even one that could not be bound.
-    shutil.rmtree(multiprocessing.util.get_temp_dir(), ignore_errors=True)
+
+
+def remove_forkserver_files() -> None:
+    """The folder of the server's socket, which multiprocessing removes at a normal
+    interpreter exit, and the `qorch` command skips that (`cli.command`)."""
+    if _server:  # made before the server's socket, even one that could not be bound
+        shutil.rmtree(multiprocessing.util.get_temp_dir(), ignore_errors=True)
