@@ -485,7 +485,7 @@ def _unusable_jobs(command: str, path: str) -> bool:
     """Report a manifest whose YAML or DistributedJobs are unusable, as `qorch run` would."""
     from qorch.api.manifests import check_jobs
 
-    problems = check_jobs(path)
+    problems = check_jobs(path, signing=command == "sign")
     for problem in problems:
         print(f"{command}: {problem}", file=sys.stderr)
     return bool(problems)

@@ -208,6 +208,44 @@ def test_a_signed_job_run_again_is_refused_as_a_reused_nonce(tmp_path):
     assert "already admitted job default/ghz (uid " in cond["message"]
 
 
+def test_a_run_takes_neither_status_nor_uid_from_its_manifests(tmp_path):
+    """As the API server creates objects: a status written into a manifest ("admitted"
+    already) would skip the sanitizer and the signature check, and a uid chosen there would
+    make a signed job the holder of its own used nonce, run again and again."""
+    alice = Identity.generate()
+    alice.save(tmp_path / "alice")
+    flags = [*trusting(tmp_path / "alice.pub"), "--nonce-record", str(tmp_path / "nonces.json")]
+    admitted = {"phase": "Pending", "timings": {"admittedAt": "2026-01-01T00:00:00Z"}}
+    unsigned = {**json.loads(json.dumps(GHZ)), "metadata": {"name": "unsigned"}}
+    unsigned["status"] = admitted
+    replayed = job_signed(alice, "ghz")
+    replayed["metadata"]["uid"] = "chosen-uid"
+    proc, done = run_jobs(tmp_path, [unsigned, replayed], *flags)
+    assert done["default", "ghz"]["status"]["phase"] == "Succeeded", proc.stderr
+    assert done["default", "unsigned"]["status"]["phase"] == "Rejected"
+    assert authorized(done["default", "unsigned"])["reason"] == "Unsigned"
+    proc, done = run_jobs(tmp_path, [replayed], *flags)
+    assert done["default", "ghz"]["status"]["phase"] == "Rejected"
+    assert authorized(done["default", "ghz"])["reason"] == "NonceReused"
+
+
+def test_sign_refuses_a_circuit_in_a_configmap_it_does_not_pin(tmp_path):
+    """A signature covers the spec: the ConfigMap it names could hold any circuit."""
+    assert qorch("keygen", str(tmp_path / "alice")).returncode == 0
+    job = json.loads(json.dumps(GHZ))
+    job["spec"]["circuit"] = {"configMapRef": {"name": "circuits", "key": "ghz.qasm"}}
+    manifest = tmp_path / "job.yaml"
+    manifest.write_text(yaml.safe_dump(job))
+    refused = qorch("sign", str(manifest), "--key", str(tmp_path / "alice.key"))
+    assert refused.returncode == 2 and refused.stdout == ""
+    assert "set spec.circuit.configMapRef.sha256" in refused.stderr
+    assert "kubectl get configmap circuits -o jsonpath='{.data.ghz\\.qasm}'" in refused.stderr
+    job["spec"]["circuit"]["configMapRef"]["sha256"] = "0" * 64
+    manifest.write_text(yaml.safe_dump(job))
+    signed = qorch("sign", str(manifest), "--key", str(tmp_path / "alice.key"))
+    assert signed.returncode == 0, signed.stderr
+
+
 @pytest.mark.parametrize(
     ("flag", "value", "problem"),
     [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import AfterValidator, Field, WithJsonSchema, model_validator
@@ -16,6 +17,30 @@ class ConfigMapKeyRef(ApiModel):
 
     name: str = Field(min_length=1, description="ConfigMap name.")
     key: str = Field(min_length=1, description="Key holding the OpenQASM source.")
+    sha256: str | None = Field(
+        None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="SHA-256 of the source (UTF-8, lowercase hex): the job runs only that"
+        " source. A signed job must set it, as its signature covers the spec, not the"
+        " ConfigMap: `kubectl get configmap NAME -o jsonpath='{.data.KEY}' | sha256sum`.",
+    )
+
+    def unsigned_source(self) -> str | None:
+        """Why a signature over the spec would not cover the source this names, or None."""
+        if self.sha256 is not None:
+            return None
+        path = self.key.replace(".", "\\.")  # a dot in a JSONPath key is escaped
+        return (
+            f"the circuit comes from ConfigMap {self.name!r} key {self.key!r}, which a"
+            " signature does not cover: set spec.circuit.configMapRef.sha256 to the SHA-256"
+            f" of that source (kubectl get configmap {self.name} -o"
+            f" jsonpath='{{.data.{path}}}' | sha256sum), then sign the job again"
+        )
+
+
+def source_sha256(source: str) -> str:
+    """The digest `ConfigMapKeyRef.sha256` and `SanitizerStatus.sourceSha256` hold."""
+    return hashlib.sha256(source.encode("utf-8")).hexdigest()
 
 
 class CircuitSource(ApiModel):
@@ -253,6 +278,11 @@ class SanitizerStatus(ApiModel):
     violations: list[SanitizerViolation] = Field(default_factory=list, description="Findings.")
     stats: dict[str, float] = Field(
         default_factory=dict, description="Qubits, depth, size and other measured figures."
+    )
+    source_sha256: str | None = Field(
+        None,
+        description="SHA-256 of the source it passed: the job runs only that source, and"
+        " fails (CircuitChanged) if its ConfigMap holds another one when read again.",
     )
 
 

@@ -166,9 +166,10 @@ def load_manifests(paths: Iterable[str | Path]) -> Manifests:
     return found
 
 
-def check_jobs(path: str | Path) -> list[str]:
+def check_jobs(path: str | Path, signing: bool = False) -> list[str]:
     """What is wrong with a manifest given to `qorch sign` or `qorch verify`: its YAML, and
-    each DistributedJob in it, worded as `load_manifests` words it; empty when usable."""
+    each DistributedJob in it, worded as `load_manifests` words it (`signing`: and a
+    circuit its signature would not cover); empty when usable."""
     try:
         docs = read_documents(Path(path))
     except ManifestError as exc:
@@ -183,9 +184,13 @@ def check_jobs(path: str | Path) -> list[str]:
             problems.append(f"{where}: {shape_problem}")
             continue
         try:
-            DistributedJob.model_validate(doc)
+            job = DistributedJob.model_validate(doc)
         except ValidationError as exc:
             problems.extend(f"{where}: {line}" for line in describe_errors(exc))
+            continue
+        ref = job.spec.circuit.config_map_ref
+        if signing and ref is not None and (gap := ref.unsigned_source()) is not None:
+            problems.append(f"{where}: {gap}")
     return problems
 
 

@@ -19,6 +19,10 @@ PROBED = "Probed"
 # Reasons.
 POLICY_PASSED = "PolicyPassed"
 CIRCUIT_UNAVAILABLE = "CircuitUnavailable"
+# The ConfigMap holds a source other than the one spec pins (sha256) or admission passed.
+CIRCUIT_CHANGED = "CircuitChanged"
+# A signed job reads its circuit from a ConfigMap without pinning its digest.
+CIRCUIT_NOT_PINNED = "CircuitNotPinned"
 NOTHING_MEASURED = "NothingMeasured"
 SIGNATURE_NOT_REQUIRED = "SignatureNotRequired"
 SIGNATURE_VALID = "SignatureValid"

@@ -47,10 +47,12 @@ class LocalWorld:
             *manifests.links,
             *manifests.jobs,
         ]
-        metas = [o.metadata for o in objects]
-        for meta in metas:  # what the API server assigns on create
-            meta.uid = meta.uid or str(uuid.uuid4())
-            meta.creation_timestamp = meta.creation_timestamp or created
+        for obj in objects:  # as the API server creates them, whatever the manifest says
+            # A status would skip steps (a job "admitted" skips its sanitizer and
+            # signature), a uid would name a holder of a used nonce (a replay).
+            obj.status = type(obj.status)()
+            obj.metadata.uid = str(uuid.uuid4())
+            obj.metadata.creation_timestamp = created
 
     def all_nodes(self) -> list[QuantumNode]:
         return list(self._nodes.values())

@@ -73,6 +73,9 @@ async def authorize(job: DistributedJob, policy: AuthorizationPolicy) -> Decisio
     consume its nonce."""
     if not policy.require_signature:
         return Decision(True, R.SIGNATURE_NOT_REQUIRED, "no submitter signature policy applies")
+    ref = job.spec.circuit.config_map_ref
+    if ref is not None and (gap := ref.unsigned_source()) is not None:
+        return Decision(False, R.CIRCUIT_NOT_PINNED, gap)
     namespace, name = job.metadata.namespace, job.metadata.name
     try:
         keys = await policy.keys.keys_for(namespace)

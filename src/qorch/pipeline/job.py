@@ -37,6 +37,7 @@ from qorch.api.distributed_job import (
     Reroute,
     SanitizerStatus,
     StrategyEstimate,
+    source_sha256,
 )
 from qorch.api.phases import JobPhases, LinkPhases, NodePhases
 from qorch.memory_limit import HELD_SHARE, HeldMemory, Holding, budget_bytes
@@ -240,6 +241,11 @@ def _summary(result: JobResult) -> str:
     return f"{len(result.expectation_values or [])} expectation value(s) estimated"
 
 
+class CircuitChanged(Exception):
+    """The job's ConfigMap holds a source other than the one its spec pins, or than the
+    one admission passed: the job runs neither."""
+
+
 class NoRoomForExactOutput(Exception):
     """A job's exact output found no room in the memory held for running jobs' outputs
     within its time: it is left unverified, saying so."""
@@ -301,6 +307,15 @@ class JobPipeline:
 
     @instrument_step
     async def step(self, job: DistributedJob) -> StepResult:
+        try:
+            return await self._step(job)
+        except CircuitChanged as exc:  # read again after admission (a restart): not a bug
+            with contextlib.suppress(Exception):
+                await self.cancel(job)
+            status = self._status(job)
+            return self._finish(job, status, JobPhases.FAILED, R.CIRCUIT_CHANGED, str(exc))
+
+    async def _step(self, job: DistributedJob) -> StepResult:
         phase = job.status.phase
         if phase in TERMINAL_PHASES:
             self.reservations.release(job_key(job))
@@ -486,11 +501,21 @@ class JobPipeline:
         return [n for n in self._selected(job) if node_is_ready(n)]
 
     async def _circuit(self, job: DistributedJob) -> QuantumCircuit:
-        """The parsed circuit, from the cache or parsed again after a restart."""
+        """The parsed circuit, from the cache or parsed again after a restart: the source
+        admission passed, or CircuitChanged."""
         cached = self._circuits.get(job_key(job))
         if cached and cached[0] == job.metadata.generation:
             return cached[1]
         source = await self._source(job)
+        admitted = job.status.sanitizer.source_sha256 if job.status.sanitizer else None
+        if source is not None and admitted is not None and source_sha256(source) != admitted:
+            ref = job.spec.circuit.config_map_ref
+            where = f"ConfigMap {ref.name!r} key {ref.key!r}" if ref else "the circuit"
+            raise CircuitChanged(
+                f"{where} holds a source other than the one admitted (sha256"
+                f" {source_sha256(source)}, not {admitted}): the job runs only what the"
+                " sanitizer passed; submit it again to run the new source"
+            )
         result = await asyncio.to_thread(
             sanitize, source or "", self._policy(job), shots=job.spec.shots
         )
@@ -500,12 +525,21 @@ class JobPipeline:
         return result.circuit
 
     async def _source(self, job: DistributedJob) -> str | None:
+        """The job's OpenQASM source; CircuitChanged when its ConfigMap holds another
+        than the one spec.circuit.configMapRef.sha256 pins."""
         circuit = job.spec.circuit
         if circuit.qasm is not None:
             return circuit.qasm
         ref = circuit.config_map_ref
         assert ref is not None
-        return await self.world.config_map_value(job.metadata.namespace, ref.name, ref.key)
+        source = await self.world.config_map_value(job.metadata.namespace, ref.name, ref.key)
+        if source is not None and ref.sha256 is not None and source_sha256(source) != ref.sha256:
+            raise CircuitChanged(
+                f"ConfigMap {ref.name!r} key {ref.key!r} holds a source of sha256"
+                f" {source_sha256(source)}, not the {ref.sha256} that"
+                " spec.circuit.configMapRef.sha256 pins"
+            )
+        return source
 
     # -- steps -----------------------------------------------------------------------------
 
@@ -515,7 +549,11 @@ class JobPipeline:
         if wrong_class is not None:
             reason = R.INVALID_PRIORITY_CLASS
             return self._finish(job, status, JobPhases.REJECTED, reason, wrong_class)
-        source = await self._source(job)
+        try:
+            source = await self._source(job)
+        except CircuitChanged as exc:
+            self._cond(job, status, R.SANITIZED, "False", R.CIRCUIT_CHANGED, str(exc))
+            return self._finish(job, status, JobPhases.REJECTED, R.CIRCUIT_CHANGED, str(exc))
         if source is None:
             ref = job.spec.circuit.config_map_ref
             msg = f"ConfigMap {ref.name!r} has no key {ref.key!r}" if ref else "no circuit"
@@ -535,6 +573,8 @@ class JobPipeline:
             self._cond(job, status, R.SANITIZED, "False", R.NOTHING_MEASURED, msg)
             return self._finish(job, status, JobPhases.REJECTED, R.NOTHING_MEASURED, msg)
         self._circuits[job_key(job)] = (job.metadata.generation, result.circuit)
+        assert status.sanitizer is not None  # set by _sanitize
+        status.sanitizer.source_sha256 = source_sha256(source)
         warnings = len(result.report.violations)
         self._cond(job, status, R.SANITIZED, "True", R.POLICY_PASSED, f"{warnings} warning(s)")
         with step_span("authorize"):

@@ -16,7 +16,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from qorch.channel.signing import CLOCK_SKEW_SECONDS, NONCE_RECORD_FULL, SignatureError, now_utc
+from qorch.channel.signing import (
+    CLOCK_SKEW_SECONDS,
+    EXPIRED,
+    NONCE_RECORD_FULL,
+    SignatureError,
+    now_utc,
+)
 
 DEFAULT_MAX_ENTRIES = 2000
 DEFAULT_MAX_BYTES = 768 * 1024
@@ -78,6 +84,14 @@ class NonceBook:
         if existing is not None:
             return None if existing[0] == holder else existing[0]
         forget_at = int((expires_at + timedelta(seconds=CLOCK_SKEW_SECONDS)).timestamp())
+        if forget_at < int(now.timestamp()):
+            # Verified in time, but claimed after the record may have forgotten the nonce's
+            # first use (a slow API server): refused as any signature that late would be.
+            raise SignatureError(
+                EXPIRED,
+                f"the signature expired at {expires_at:%Y-%m-%dT%H:%M:%SZ} before its nonce"
+                " could be recorded: have the job signed again",
+            )
         size = len(self.to_json()) + _entry_bytes(nonce, holder, forget_at)
         if len(self.entries) >= self.max_entries or size > self.max_bytes:
             soonest = min((e[1] for e in self.entries.values()), default=forget_at)

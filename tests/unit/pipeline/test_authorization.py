@@ -15,6 +15,8 @@ from qorch.api import reasons as R
 from qorch.api.distributed_job import stored_spec
 from qorch.channel.identity import Identity
 from qorch.channel.signing import (
+    CLOCK_SKEW_SECONDS,
+    EXPIRED,
     NONCE_RECORD_FULL,
     NONCE_RECORD_UNAVAILABLE,
     NONCE_REUSED,
@@ -107,6 +109,17 @@ def test_the_record_forgets_a_nonce_only_after_its_expiry() -> None:
     # Past the expiry and the skew allowance the signature is refused as expired anyway.
     assert book.claim(NONCE_B, "ns/c/3", NOW + 3 * HOUR, NOW + 2 * HOUR) is None
     assert NONCE_A not in book.entries
+
+
+def test_a_signature_that_expired_before_its_claim_is_refused_as_its_first_use_may_be_forgotten():
+    """Verified in time, claimed late (a slow API server): the entry of its first use may be
+    pruned by then, so the claim itself refuses what has expired."""
+    book = NonceBook()
+    assert book.claim(NONCE_A, "ns/a/1", NOW, NOW) is None
+    late = NOW + timedelta(seconds=CLOCK_SKEW_SECONDS + 1)
+    with pytest.raises(SignatureError) as raised:
+        book.claim(NONCE_A, "ns/b/2", NOW, late)  # a replay: the first entry is gone
+    assert raised.value.reason == EXPIRED and "signed again" in str(raised.value)
 
 
 def test_a_full_record_refuses_rather_than_forgets() -> None:

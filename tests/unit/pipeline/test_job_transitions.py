@@ -16,7 +16,7 @@ import pytest
 from qorch.agent_protocol import AgentError, ErrorCode
 from qorch.api import DistributedJob, get_condition
 from qorch.api import reasons as R
-from qorch.api.distributed_job import stored_spec
+from qorch.api.distributed_job import source_sha256, stored_spec
 from qorch.channel.identity import Identity
 from qorch.channel.signing import UNKNOWN_SIGNER, TrustedKey, now_utc, sign_job
 from qorch.pipeline.authorization import AuthorizationPolicy, StaticKeys
@@ -159,6 +159,69 @@ async def test_a_circuit_whose_configmap_key_is_missing_is_rejected(pipeline, wo
     assert job.status.phase == "Rejected"
     assert condition(job, R.SANITIZED) == ("False", R.CIRCUIT_UNAVAILABLE)
     assert job.status.message == "ConfigMap 'circuits' has no key 'ghz.qasm'"
+
+
+def from_config_map(sha256: str | None = None, **spec: Any) -> DistributedJob:
+    ref = {"name": "circuits", "key": "bell.qasm", **({"sha256": sha256} if sha256 else {})}
+    return DistributedJob.model_validate(
+        {
+            "metadata": {"name": "j", "namespace": NAMESPACE, "uid": "uid-j"},
+            "spec": {"circuit": {"configMapRef": ref}, "shots": SHOTS, **spec},
+        }
+    )
+
+
+async def test_a_configmap_that_does_not_hold_the_pinned_source_is_rejected(pipeline, world):
+    world.add_node("a", 4)
+    world.config_maps[(NAMESPACE, "circuits")] = {"bell.qasm": GHZ3}
+    job = from_config_map(sha256=source_sha256(BELL))
+    await step(pipeline, job)
+    assert job.status.phase == "Rejected"
+    assert condition(job, R.SANITIZED) == ("False", R.CIRCUIT_CHANGED)
+    assert source_sha256(GHZ3) in job.status.message and source_sha256(BELL) in job.status.message
+    world.config_maps[(NAMESPACE, "circuits")] = {"bell.qasm": BELL}
+    job = from_config_map(sha256=source_sha256(BELL))
+    await step(pipeline, job)
+    assert job.status.phase == "Admitted", job.status.message
+    assert job.status.sanitizer and job.status.sanitizer.source_sha256 == source_sha256(BELL)
+
+
+async def test_a_configmap_changed_after_admission_fails_the_job_and_runs_nothing(
+    world, book, settings
+):
+    """The source is read again when the parsed circuit is not held (a restart): one other
+    than the sanitizer passed never runs, pinned or not."""
+    world.add_node("a", 4)
+    world.config_maps[(NAMESPACE, "circuits")] = {"bell.qasm": BELL}
+    job = from_config_map()
+    await step_to(JobPipeline(world, book, settings), job, "Admitted")
+    world.config_maps[(NAMESPACE, "circuits")] = {"bell.qasm": GHZ3}
+    restarted = JobPipeline(world, book, settings)
+    await step(restarted, job)
+    assert job.status.phase == "Failed"
+    assert condition(job, R.SUCCEEDED) == ("False", R.CIRCUIT_CHANGED)
+    assert "other than the one admitted" in job.status.message
+    assert world.sent("run") == []
+
+
+async def test_a_signed_job_must_pin_the_source_its_configmap_holds(world, book):
+    """A signature covers the spec: a ConfigMap named there could hold any circuit."""
+    world.add_node("a", 4)
+    world.config_maps[(NAMESPACE, "circuits")] = {"bell.qasm": BELL}
+    alice = Identity.generate()
+    keys = StaticKeys((TrustedKey(alice.public_key),))
+    policy = AuthorizationPolicy(require_signature=True, keys=keys)
+    pipeline = JobPipeline(world, book, PipelineSettings(authorization=policy))
+    expires = now_utc() + timedelta(hours=1)
+    for pin, phase, reason in [
+        (None, "Rejected", R.CIRCUIT_NOT_PINNED),
+        (source_sha256(BELL), "Admitted", R.SIGNATURE_VALID),
+    ]:
+        spec = from_config_map(sha256=pin).spec.wire()
+        job = from_config_map(sha256=pin, signature=sign_job(spec, NAMESPACE, "j", alice, expires))
+        await step(pipeline, job)
+        assert job.status.phase == phase, job.status.message
+        assert condition(job, R.AUTHORIZED) == ("True" if pin else "False", reason)
 
 
 async def test_a_signature_by_an_untrusted_submitter_is_refused(world, book):
