@@ -183,8 +183,9 @@ class Settings(BaseModel):
     nonce_record_max_entries: int = Field(
         2000,
         ge=1,
-        description="Most unexpired nonces recorded; beyond, new signed jobs are refused"
-        " as NonceRecordFull (QORCH_NONCE_RECORD_MAX_ENTRIES).",
+        description="Most unexpired nonces recorded, a quarter of them for one namespace;"
+        " beyond, new signed jobs are refused as NonceRecordFull"
+        " (QORCH_NONCE_RECORD_MAX_ENTRIES).",
     )
     fail_unverified: bool = Field(
         False,

@@ -3,6 +3,8 @@ and a clock the test moves: who may take the Lease, and when."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from datetime import datetime
 from types import SimpleNamespace
@@ -176,3 +178,43 @@ def test_timings_that_could_elect_two_leaders_are_refused() -> None:
         LeaseTiming(duration=10, renew_deadline=10, retry=2)
     with pytest.raises(ValueError, match="QORCH_LEASE_RETRY_SECONDS"):
         LeaseTiming(duration=15, renew_deadline=10, retry=10)
+
+
+UNRENEWABLE_WHILE_THE_LOOP_IS_BUSY = """
+import asyncio, time
+from kubernetes.client.exceptions import ApiException
+from qorch.operator import leader
+
+class Leases:  # created once; then the API server answers no read
+    created = False
+    def read_namespaced_lease(self, *args, **kwargs):
+        if self.created:
+            raise ApiException(status=500)
+        raise ApiException(status=404)
+    def create_namespaced_lease(self, *args, **kwargs):
+        self.created = True
+
+fake = Leases()
+leader.client.CoordinationV1Api = lambda: fake
+timing = leader.LeaseTiming(duration=3, renew_deadline=2, retry=0.5)
+elector = leader.LeaderElector("ns", "lease", "a", timing)
+
+async def operate():
+    time.sleep(120)  # the event loop held, as by a long parse of a reply on it
+
+asyncio.run(leader.run_as_leader(elector, None, operate))
+"""
+
+
+def test_a_leader_that_cannot_renew_stops_though_its_event_loop_is_busy():
+    """Its renewals and its deadline do not wait for the event loop: a standby may take
+    the Lease once its duration passed, and two replicas must never both lead."""
+    done = subprocess.run(
+        [sys.executable, "-c", UNRENEWABLE_WHILE_THE_LOOP_IS_BUSY],
+        capture_output=True,
+        text=True,
+        timeout=60,  # well before the loop lets go
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "not renewed for 2 s" in done.stderr
+    assert "the event loop did not stop the lost leader in time" in done.stderr

@@ -178,12 +178,49 @@ class LeaderElector:
         log.info("leader: %s holds Lease %s/%s", self.identity, self.namespace, self.name)
         return True
 
-    async def hold(self) -> None:
-        """Renew the Lease; return when it could not be renewed within the renew deadline."""
+    def hold(self) -> asyncio.Future[None]:
+        """Renew the Lease from now on; the future is done when it could not be renewed
+        within the renew deadline (cancel it to stop renewing).
+
+        The renewals run in a thread of their own, not on the event loop nor in its default
+        thread pool: a loop kept busy (a large reply parsed on it) or a pool whose threads
+        all wait for simulations must not delay them past the deadline, when a standby may
+        take over. For the same reason, once the Lease is lost that thread ends the process
+        itself if the loop has not acted on it shortly after."""
+        loop = asyncio.get_running_loop()
+        lost: asyncio.Future[None] = loop.create_future()
+        stopped = threading.Event()
+        lost.add_done_callback(lambda _: stopped.set())
+
+        def tell_the_loop() -> None:
+            if not lost.done():
+                lost.set_result(None)
+
+        def renew() -> None:
+            self._renew_until_lost(stopped)
+            if stopped.is_set():
+                return
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(tell_the_loop)
+            if not stopped.wait((self.timing.duration - self.timing.renew_deadline) / 2):
+                log.error("the event loop did not stop the lost leader in time: exiting")
+                logging.shutdown()
+                os._exit(1)
+
+        threading.Thread(target=renew, name="lease-renewal", daemon=True).start()
+        return lost
+
+    def _renew_until_lost(self, stopped: threading.Event) -> None:
+        """Renew every `retry` seconds until the Lease is taken or went unrenewed for the
+        renew deadline (or `stopped` is set)."""
         renewed = time.monotonic()
-        while True:
-            await asyncio.sleep(self.timing.retry)
-            if await self._attempt():
+        while not stopped.wait(self.timing.retry):
+            try:
+                ok = self.try_acquire_or_renew()
+            except Exception as exc:  # the API server is unreachable or refuses: try again
+                log.warning("Lease %s/%s: %s", self.namespace, self.name, exc)
+                ok = False
+            if ok:
                 renewed = time.monotonic()
             elif self.holder not in (None, "", self.identity):
                 log.error("Lease %s/%s was taken by %s", self.namespace, self.name, self.holder)
@@ -281,8 +318,8 @@ async def run_as_leader(
         if not await elector.acquire(stopping):
             log.info("stopped as standby")
             return
+    holding = elector.hold()  # renewing before `operate` first runs
     operator = asyncio.ensure_future(operate())
-    holding = asyncio.ensure_future(elector.hold())
     # A signal that came before kopf took over cancels it. (Not kopf's stop flag: kopf
     # would wait its 5 s for that flag's waiter after its own handler stopped it.)
     early_stop = asyncio.ensure_future(stopping.wait())

@@ -4,8 +4,9 @@ Each entry names the job that consumed the nonce (namespace/name/uid), so the sa
 re-admitted after a driver restart is not a replay, and is kept until its signature's
 expiry plus the clock skew allowance: after that the signature is refused as expired
 anyway. The record is bounded in entries and in bytes (the operator keeps it in a
-ConfigMap, at most 1 MiB); when it is full of unexpired entries new signed jobs are
-refused (NonceRecordFull) rather than the record forgetting a nonce.
+ConfigMap, at most 1 MiB), and one namespace's jobs hold at most a share of its entries;
+when it (or the share) is full of unexpired entries new signed jobs are refused
+(NonceRecordFull) rather than the record forgetting a nonce.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ from qorch.channel.signing import (
 
 DEFAULT_MAX_ENTRIES = 2000
 DEFAULT_MAX_BYTES = 768 * 1024
+#: The share of the record's entries the jobs of one namespace may hold: the record is the
+#: cluster's, and one tenant's signed jobs (applied, then deleted) must not fill it for all.
+NAMESPACE_SHARE = 0.25
 
 
 class NonceRecord(Protocol):
@@ -101,6 +105,16 @@ class NonceBook:
                 f" {size} bytes): the next entry expires at"
                 f" {datetime.fromtimestamp(soonest, UTC):%Y-%m-%dT%H:%M:%SZ}; submit again"
                 " then, or have the operator's limits raised or its maximum validity lowered",
+            )
+        namespace = holder.split("/", 1)[0]
+        held = sum(1 for h, _ in self.entries.values() if h.split("/", 1)[0] == namespace)
+        if held >= max(1, int(self.max_entries * NAMESPACE_SHARE)):
+            raise SignatureError(
+                NONCE_RECORD_FULL,
+                f"namespace {namespace} holds {held} of the {self.max_entries} entries of the"
+                f" record of used nonces, its share ({NAMESPACE_SHARE:.0%}) until they expire:"
+                " sign jobs for a shorter time (--valid-for), or have the operator's limit"
+                " raised",
             )
         self.entries[nonce] = (holder, forget_at)
         return None

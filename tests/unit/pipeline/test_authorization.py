@@ -122,6 +122,17 @@ def test_a_signature_that_expired_before_its_claim_is_refused_as_its_first_use_m
     assert raised.value.reason == EXPIRED and "signed again" in str(raised.value)
 
 
+def test_one_namespace_holds_a_share_of_the_record_not_all_of_it() -> None:
+    book = NonceBook(max_entries=8)
+    for i in range(2):
+        assert book.claim(f"{i:032x}", f"tenant-a/j{i}/u", NOW + HOUR, NOW) is None
+    with pytest.raises(SignatureError) as raised:
+        book.claim("f" * 32, "tenant-a/j9/u", NOW + HOUR, NOW)
+    assert raised.value.reason == NONCE_RECORD_FULL
+    assert "namespace tenant-a holds 2 of the 8 entries" in str(raised.value)
+    assert book.claim("e" * 32, "tenant-b/j/u", NOW + HOUR, NOW) is None
+
+
 def test_a_full_record_refuses_rather_than_forgets() -> None:
     book = NonceBook(max_entries=1)
     book.claim(NONCE_A, "ns/a/1", NOW + HOUR, NOW)
