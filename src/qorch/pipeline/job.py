@@ -60,6 +60,7 @@ from qorch.telemetry.tracing import step_span
 
 from .authorization import AuthorizationPolicy, authorize
 from .candidates import considered
+from .parsed_circuits import ParsedCircuits
 from .planning import capacity, plan_figures, plan_status, reservation, slots
 from .ports import ExternalQueue, World
 from .priority import Priority, PriorityClasses
@@ -295,7 +296,7 @@ class JobPipeline:
         self.queue = queue
         # What each queued job asks the queue for, by the view of its nodes it was shaped on.
         self._queue_requests: dict[str, tuple[tuple, object]] = {}
-        self._circuits: dict[str, tuple[int, QuantumCircuit]] = {}
+        self._circuits = ParsedCircuits()
         self._timings_checked: dict[str, TargetTiming] = {}
         self.exact_outputs = exact_outputs or ExactOutputs()
         self._programs: dict[str, Work] = {}
@@ -503,9 +504,9 @@ class JobPipeline:
     async def _circuit(self, job: DistributedJob) -> QuantumCircuit:
         """The parsed circuit, from the cache or parsed again after a restart: the source
         admission passed, or CircuitChanged."""
-        cached = self._circuits.get(job_key(job))
-        if cached and cached[0] == job.metadata.generation:
-            return cached[1]
+        cached = self._circuits.get(job_key(job), job.metadata.generation)
+        if cached is not None:
+            return cached
         source = await self._source(job)
         admitted = job.status.sanitizer.source_sha256 if job.status.sanitizer else None
         if source is not None and admitted is not None and source_sha256(source) != admitted:
@@ -521,7 +522,7 @@ class JobPipeline:
         )
         if result.circuit is None:
             raise RuntimeError("the admitted circuit no longer parses")
-        self._circuits[job_key(job)] = (job.metadata.generation, result.circuit)
+        self._circuits.put(job_key(job), job.metadata.generation, result.circuit)
         return result.circuit
 
     async def _source(self, job: DistributedJob) -> str | None:
@@ -572,7 +573,7 @@ class JobPipeline:
             )
             self._cond(job, status, R.SANITIZED, "False", R.NOTHING_MEASURED, msg)
             return self._finish(job, status, JobPhases.REJECTED, R.NOTHING_MEASURED, msg)
-        self._circuits[job_key(job)] = (job.metadata.generation, result.circuit)
+        self._circuits.put(job_key(job), job.metadata.generation, result.circuit)
         assert status.sanitizer is not None  # set by _sanitize
         status.sanitizer.source_sha256 = source_sha256(source)
         warnings = len(result.report.violations)
@@ -1237,7 +1238,7 @@ class JobPipeline:
         finally:
             self.reservations.release(job_key(job))
             self._programs.pop(job_key(job), None)
-            self._circuits.pop(job_key(job), None)
+            self._circuits.pop(job_key(job))
             self._timings_checked.pop(job_key(job), None)
             self._estimates.pop(job_key(job), None)
             self.exact_outputs.kept.pop(job_key(job), None)

@@ -161,11 +161,11 @@ async def test_a_circuit_whose_configmap_key_is_missing_is_rejected(pipeline, wo
     assert job.status.message == "ConfigMap 'circuits' has no key 'ghz.qasm'"
 
 
-def from_config_map(sha256: str | None = None, **spec: Any) -> DistributedJob:
+def from_config_map(sha256: str | None = None, name: str = "j", **spec: Any) -> DistributedJob:
     ref = {"name": "circuits", "key": "bell.qasm", **({"sha256": sha256} if sha256 else {})}
     return DistributedJob.model_validate(
         {
-            "metadata": {"name": "j", "namespace": NAMESPACE, "uid": "uid-j"},
+            "metadata": {"name": name, "namespace": NAMESPACE, "uid": f"uid-{name}"},
             "spec": {"circuit": {"configMapRef": ref}, "shots": SHOTS, **spec},
         }
     )
