@@ -8,7 +8,6 @@ old key is removed from the agents' trusted files.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 
 import kopf
@@ -47,7 +46,7 @@ class OperatorKeys:
 
 async def _read_secret(namespace: str, name: str) -> dict[str, bytes] | None:
     try:
-        secret = await asyncio.to_thread(client.CoreV1Api().read_namespaced_secret, name, namespace)
+        secret = await kube.call(client.CoreV1Api().read_namespaced_secret, name, namespace)
     except ApiException as exc:
         if exc.status == 404:
             return None
@@ -58,7 +57,7 @@ async def _read_secret(namespace: str, name: str) -> dict[str, bytes] | None:
 async def _create_secret(manifest: dict) -> bool:
     """Create; False when someone else created it first."""
     try:
-        await asyncio.to_thread(
+        await kube.call(
             client.CoreV1Api().create_namespaced_secret, manifest["metadata"]["namespace"], manifest
         )
     except ApiException as exc:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
@@ -18,6 +21,19 @@ API_TIMEOUT_SECONDS = 10
 #: Answers of an API server that is overloaded or restarting, not a verdict on the request.
 TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
 STATUS_WRITE_ATTEMPTS = 4
+
+T = TypeVar("T")
+#: The threads the blocking Kubernetes client runs in: not the event loop's default pool,
+#: whose threads may all be waiting for jobs' simulations (a tenant's wide jobs), which
+#: would hold every other tenant's status writes behind them.
+_API_THREADS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="kube-api")
+
+
+async def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """`fn(*args, **kwargs)`, a blocking client call, in the API threads."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_API_THREADS, functools.partial(fn, *args, **kwargs))
+
 
 # Written into every pod that mounts a service account token, beside the token.
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
@@ -54,7 +70,7 @@ async def patch_status(plural: str, namespace: str, name: str, status: dict[str,
     api = client.CustomObjectsApi()
     for attempt in range(STATUS_WRITE_ATTEMPTS):
         try:
-            await asyncio.to_thread(
+            await call(
                 api.patch_namespaced_custom_object_status,
                 GROUP,
                 VERSION,
@@ -76,7 +92,7 @@ async def patch_status(plural: str, namespace: str, name: str, status: dict[str,
 
 async def read_config_map_key(namespace: str, name: str, key: str) -> str | None:
     try:
-        cm = await asyncio.to_thread(
+        cm = await call(
             client.CoreV1Api().read_namespaced_config_map,
             name,
             namespace,
@@ -98,7 +114,7 @@ async def put_config_map_key(
     api = client.CoreV1Api()
     for _ in range(3):
         try:
-            cm = await asyncio.to_thread(
+            cm = await call(
                 api.read_namespaced_config_map,
                 name,
                 namespace,
@@ -111,7 +127,7 @@ async def put_config_map_key(
                 return False
             body = {"metadata": {"name": name, "namespace": namespace}, "data": {key: value}}
             try:
-                await asyncio.to_thread(
+                await call(
                     api.create_namespaced_config_map,
                     namespace,
                     body,
@@ -130,7 +146,7 @@ async def put_config_map_key(
             "data": {key: value},
         }
         try:
-            await asyncio.to_thread(
+            await call(
                 api.patch_namespaced_config_map,
                 name,
                 namespace,
@@ -148,7 +164,7 @@ async def put_config_map_key(
 async def deployment_annotation(namespace: str, name: str, key: str) -> str | None:
     """One annotation of a Deployment; None when the Deployment or the annotation is absent."""
     try:
-        dep = await asyncio.to_thread(
+        dep = await call(
             client.AppsV1Api().read_namespaced_deployment,
             name,
             namespace,
@@ -183,15 +199,15 @@ async def apply_owned(manifest: dict[str, Any]) -> str:
     else:
         raise ValueError(f"unsupported kind {kind}")
     try:
-        current = await asyncio.to_thread(read, name, ns, _request_timeout=API_TIMEOUT_SECONDS)
+        current = await call(read, name, ns, _request_timeout=API_TIMEOUT_SECONDS)
     except ApiException as exc:
         if exc.status != 404:
             raise
-        await asyncio.to_thread(create, ns, manifest, _request_timeout=API_TIMEOUT_SECONDS)
+        await call(create, ns, manifest, _request_timeout=API_TIMEOUT_SECONDS)
         return "created"
     desired_hash = meta.get("annotations", {}).get("qorch.dev/spec-hash")
     current_hash = (current.metadata.annotations or {}).get("qorch.dev/spec-hash")
     if desired_hash and desired_hash == current_hash:
         return "unchanged"
-    await asyncio.to_thread(patch, name, ns, manifest, _request_timeout=API_TIMEOUT_SECONDS)
+    await call(patch, name, ns, manifest, _request_timeout=API_TIMEOUT_SECONDS)
     return "patched"

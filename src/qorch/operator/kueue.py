@@ -16,7 +16,6 @@ Workload is owned by the job: garbage collection deletes it with the job.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import math
@@ -33,6 +32,7 @@ from qorch.api.phases import JobPhases
 from qorch.pipeline.ports import QueueDecision, QueueRequest
 from qorch.pipeline.reservations import link_resource, node_resource
 
+from . import kube
 from .kube import API_TIMEOUT_SECONDS
 from .state import OperatorState
 
@@ -215,7 +215,7 @@ def _api() -> client.CustomObjectsApi:
 
 
 async def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
-    return await asyncio.to_thread(fn, *args, _request_timeout=API_TIMEOUT_SECONDS, **kwargs)
+    return await kube.call(fn, *args, _request_timeout=API_TIMEOUT_SECONDS, **kwargs)
 
 
 async def _get(plural: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:

@@ -26,6 +26,7 @@ from kubernetes.client.exceptions import ApiException
 from qorch.channel.signing import TrustedKey, now_utc, trusted_keys_from_entries
 from qorch.pipeline.nonces import DEFAULT_MAX_BYTES, NonceBook
 
+from . import kube
 from .kube import API_TIMEOUT_SECONDS
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ class OperatorKeys:
         return keys
 
     async def _namespaced(self, namespace: str) -> list[TrustedKey]:
-        maps = await asyncio.to_thread(
+        maps = await kube.call(
             client.CoreV1Api().list_namespaced_config_map,
             self.operator_namespace,
             label_selector=f"{TRUSTED_FOR_LABEL}={namespace}",
@@ -83,7 +84,7 @@ class OperatorKeys:
         return keys
 
     async def keys_for(self, namespace: str) -> list[TrustedKey]:
-        cluster = await asyncio.to_thread(self._cluster)
+        cluster = await kube.call(self._cluster)
         return [*cluster, *await self._namespaced(namespace)]
 
 
@@ -103,7 +104,7 @@ class ConfigMapNonces:
         async with self._lock:
             for _ in range(self.ATTEMPTS):
                 try:
-                    return await asyncio.to_thread(self._claim, nonce, holder, expires_at)
+                    return await kube.call(self._claim, nonce, holder, expires_at)
                 except ApiException as exc:
                     if exc.status != 409:  # someone else wrote first: read it again
                         raise
