@@ -65,6 +65,14 @@ class Op(StrEnum):
     LINK_LATENCY = "link_latency"
 
 
+#: The largest reply the operator reads of each operation, sealed: a node whose agent is its
+#: tenant's to run (as its identity is) must not make the operator read and parse 64 MiB on
+#: its event loop for a health check. Results and their progress (run, wait) grow with the
+#: shots and keep the channel's own limit.
+SMALL_REPLIES = (Op.CANCEL, Op.HEALTH, Op.CALIBRATE, Op.PROBE_LINK, Op.ECHO, Op.ATTEST)
+MAX_REPLY_BYTES: dict[str, int] = {op: 1 << 20 for op in (*SMALL_REPLIES, Op.LINK_LATENCY)}
+
+
 class PeerOp(StrEnum):
     """The operations an agent serves to other agents, on its peer channel only."""
 

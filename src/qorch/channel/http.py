@@ -675,13 +675,15 @@ class ChannelClient:
         *,
         timeout: float | None = None,
         trace: TraceContext | None = None,
+        max_reply_bytes: int | None = None,
     ) -> JSONDict:
         """Send `op(payload)` to the node and return its reply.
 
         Raises a ChannelError subclass when the channel fails (ChannelTimeout
         after `timeout` seconds, default from the constructor; no other limit
-        applies to how long the node may take) and RemoteError when the node's
-        handler raised.
+        applies to how long the node may take; MalformedMessage for a reply over
+        `max_reply_bytes`, when given, or the client's limit) and RemoteError when
+        the node's handler raised.
         """
         if self._closed:
             raise TransportError("channel client is closed")
@@ -690,7 +692,7 @@ class ChannelClient:
         scope = asyncio.timeout(limit)
         try:
             async with scope:
-                reply = await self._exchange(request)
+                reply = await self._exchange(request, max_reply_bytes)
         except TimeoutError:
             if not scope.expired():
                 # Not this call's deadline: say what did time out rather than blame the node.
@@ -704,11 +706,12 @@ class ChannelClient:
         assert result is not None
         return result
 
-    async def _exchange(self, request: bytes) -> bytes:
+    async def _exchange(self, request: bytes, max_reply_bytes: int | None = None) -> bytes:
         for attempt in (1, 2):
             session = await (self._acquire() if attempt == 1 else self._new_session())
             try:
-                reply = session.open(await self._post(self._call_url, session.seal(request)))
+                sealed = await self._post(self._call_url, session.seal(request), max_reply_bytes)
+                reply = session.open(sealed)
             except (UnknownSession, SessionExpired) as exc:
                 if attempt == 2:
                     raise
@@ -775,19 +778,20 @@ class ChannelClient:
         assert result is not None
         return result
 
-    async def _post(self, url: str, body: bytes) -> bytes:
+    async def _post(self, url: str, body: bytes, max_reply_bytes: int | None = None) -> bytes:
         """POST `body`; a throttled request was refused before the node did anything with
         it, so the same bytes are sent again when the node says."""
+        limit = min(max_reply_bytes or self._max_reply, self._max_reply)
         for attempt in range(1, THROTTLED_ATTEMPTS + 1):
             try:
-                return await self._post_once(url, body)
+                return await self._post_once(url, body, limit)
             except Throttled as exc:
                 if attempt == THROTTLED_ATTEMPTS:
                     raise
                 await asyncio.sleep(min(exc.retry_after, MAX_RETRY_AFTER_SECONDS))
         raise AssertionError("unreachable")
 
-    async def _post_once(self, url: str, body: bytes) -> bytes:
+    async def _post_once(self, url: str, body: bytes, max_reply_bytes: int) -> bytes:
         if self._http is None:
             connector = aiohttp.TCPConnector(keepalive_timeout=CLIENT_POOL_SECONDS)
             self._http = aiohttp.ClientSession(connector=connector)
@@ -798,7 +802,7 @@ class ChannelClient:
                 headers={"Content-Type": OCTET_STREAM},
                 timeout=self._request_timeout,
             ) as response:
-                data = await _read_limited(response.content, self._max_reply)
+                data = await _read_limited(response.content, max_reply_bytes)
                 if response.status in (200, 204):
                     return data
                 raise self._refusal(url, response.status, data)

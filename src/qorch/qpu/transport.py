@@ -22,6 +22,7 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from qorch.agent_protocol import (
+    MAX_REPLY_BYTES,
     RUN_REPLY,
     AgentError,
     Caller,
@@ -187,7 +188,9 @@ class SecureAgentClient:
         self, op: str, payload: dict[str, Any], timeout: float | None
     ) -> dict[str, Any]:
         try:
-            return await self._channel.call(op, payload, timeout=timeout)
+            return await self._channel.call(
+                op, payload, timeout=timeout, max_reply_bytes=MAX_REPLY_BYTES.get(op)
+            )
         except (RemoteError, ChannelError) as exc:
             raise agent_error(exc) from exc
 

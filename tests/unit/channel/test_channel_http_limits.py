@@ -381,3 +381,27 @@ async def test_calls_beyond_the_limit_in_flight_are_refused_before_reading(
         assert await stalled == {"op": "stall"}
         assert await client.call("ping", {}, timeout=10) == {"op": "ping"}
     assert (refused.status, refused.json()["error"]) == (503, "Throttled")
+
+
+async def test_an_agent_padding_its_small_replies_is_refused_not_parsed(
+    loopback: Serve, node_identity: Identity, operator_identity: Identity
+) -> None:
+    """A node's agent may be its tenant's to run: a health check answered with megabytes
+    would otherwise be read and parsed on the operator's event loop, every check. Replies
+    that grow with a job (run, wait) keep the channel's own limit."""
+    from qorch.agent_protocol import AgentError
+    from qorch.qpu.transport import SecureAgentClient
+
+    async def padded(op: str, payload: dict[str, Any]) -> dict[str, Any]:
+        return {"op": op, "pad": "x" * (2 << 20)}
+
+    server = ChannelServer(node_identity, [operator_identity.public_key], padded)
+    async with loopback(server.add_routes) as served:
+        client = SecureAgentClient(served.url, operator_identity, node_identity.public_key)
+        try:
+            with pytest.raises(AgentError, match="exceeds 1048576 bytes"):
+                await client.call("health", {}, timeout=30)
+            reply = await client.call("wait", {}, timeout=30)
+        finally:
+            await client.close()
+    assert reply["op"] == "wait" and len(reply["pad"]) == 2 << 20

@@ -225,8 +225,8 @@ async def test_a_node_rekeyed_between_its_server_hello_and_the_finish_costs_one_
     class RekeyAfterServerHello(ChannelClient):
         rekeyed = False
 
-        async def _post(self, url: str, body: bytes) -> bytes:
-            reply = await super()._post(url, body)
+        async def _post(self, url: str, body: bytes, max_reply_bytes: int | None = None) -> bytes:
+            reply = await super()._post(url, body, max_reply_bytes)
             if not self.rekeyed and reply[:1] == b"\x02":  # the first ServerHello
                 self.rekeyed = True
                 server.rekey(new)
