@@ -38,7 +38,7 @@ import logging
 import time
 import traceback
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,6 +103,8 @@ Handler = Callable[[str, JSONDict], Awaitable[JSONDict]]
 DEFAULT_PREFIX = "/v1/channel"
 OCTET_STREAM = "application/octet-stream"
 MAX_BODY_BYTES = 64 * 1024 * 1024
+# A node's handshake replies (a ServerHello: a signature, a key share; a cookie) are a few KB.
+HANDSHAKE_REPLY_BYTES = 64 * 1024
 # A refused body no larger than this is still read to its end (aiohttp's lingering close),
 # so that the peer reads the refusal; beyond it the node hangs up instead of reading on.
 DRAIN_LIMIT_BYTES = 64 * 1024
@@ -614,6 +616,7 @@ class ChannelClient:
         limits: SessionLimits | None = None,
         max_idle_sessions: int = 4,
         max_reply_bytes: int = MAX_BODY_BYTES,
+        reply_limits: Mapping[str, int] | None = None,
         prefix: str = DEFAULT_PREFIX,
         http: aiohttp.ClientSession | None = None,
         suite: Suite | None = None,
@@ -631,6 +634,8 @@ class ChannelClient:
         self._limits = limits
         self._max_idle = max_idle_sessions
         self._max_reply = max_reply_bytes
+        # Per operation, where its replies are known to be small (the caller's protocol).
+        self._reply_limits = dict(reply_limits or {})
         self._suite = suite
         self._clock = clock
         self._http = http
@@ -675,15 +680,14 @@ class ChannelClient:
         *,
         timeout: float | None = None,
         trace: TraceContext | None = None,
-        max_reply_bytes: int | None = None,
     ) -> JSONDict:
         """Send `op(payload)` to the node and return its reply.
 
         Raises a ChannelError subclass when the channel fails (ChannelTimeout
         after `timeout` seconds, default from the constructor; no other limit
         applies to how long the node may take; MalformedMessage for a reply over
-        `max_reply_bytes`, when given, or the client's limit) and RemoteError when
-        the node's handler raised.
+        the op's `reply_limits` or the client's limit) and RemoteError when the
+        node's handler raised.
         """
         if self._closed:
             raise TransportError("channel client is closed")
@@ -692,7 +696,7 @@ class ChannelClient:
         scope = asyncio.timeout(limit)
         try:
             async with scope:
-                reply = await self._exchange(request, max_reply_bytes)
+                reply = await self._exchange(request, self._reply_limits.get(op))
         except TimeoutError:
             if not scope.expired():
                 # Not this call's deadline: say what did time out rather than blame the node.
@@ -747,13 +751,15 @@ class ChannelClient:
                 limits=self._limits,
                 clock=self._clock,
             )
-            server_hello = await self._post(self._handshake_url, handshake.hello())
+            hello, limit = handshake.hello(), HANDSHAKE_REPLY_BYTES
+            server_hello = await self._post(self._handshake_url, hello, limit)
             if message_type(server_hello) == HELLO_RETRY:  # the node wants its cookie first
-                server_hello = await self._post(self._handshake_url, handshake.retry(server_hello))
+                retry = handshake.retry(server_hello)
+                server_hello = await self._post(self._handshake_url, retry, limit)
             # Pin and signature are checked here, before anything but the hello has been sent.
             client_finish, session = handshake.finish(server_hello)
             try:
-                await self._post(self._handshake_url, client_finish)
+                await self._post(self._handshake_url, client_finish, limit)
             except UnknownSession:
                 # The node forgot the handshake (it took a new key, or restarted) between
                 # its ServerHello and this Finish: once more, from the start.
@@ -770,9 +776,8 @@ class ChannelClient:
     async def _call_on(self, session: Session, op: str, payload: JSONDict) -> JSONDict:
         """`op(payload)` over `session` itself (for `vet`; `call` picks its own session)."""
         request = encode_request(op, payload, current_trace.get())
-        result, error = decode_reply(
-            session.open(await self._post(self._call_url, session.seal(request)))
-        )
+        sealed = await self._post(self._call_url, session.seal(request), self._reply_limits.get(op))
+        result, error = decode_reply(session.open(sealed))
         if error is not None:
             raise RemoteError(op, *error)
         assert result is not None

@@ -22,6 +22,7 @@ import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -36,6 +37,8 @@ log = logging.getLogger(__name__)
 # Shorter than the other calls (operator.kube): an attempt must end well inside the renew
 # deadline, so that a leader that cannot renew stops before a standby may start.
 API_TIMEOUT_SECONDS = 5
+#: Where a standby's attempts and the release run: not the default pool (see `hold`).
+_LEASE_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lease")
 
 
 @dataclass(frozen=True)
@@ -160,11 +163,7 @@ class LeaderElector:
             self.holder = holder
 
     async def _attempt(self) -> bool:
-        try:
-            return await asyncio.to_thread(self.try_acquire_or_renew)
-        except Exception as exc:  # the API server is unreachable or refuses: try again
-            log.warning("Lease %s/%s: %s", self.namespace, self.name, exc)
-            return False
+        return await asyncio.get_running_loop().run_in_executor(_LEASE_THREAD, self._renew_once)
 
     async def acquire(self, stopping: asyncio.Event) -> bool:
         """Until this replica holds the Lease (True) or `stopping` is set (False). An attempt
@@ -182,57 +181,64 @@ class LeaderElector:
         """Renew the Lease from now on; the future is done when it could not be renewed
         within the renew deadline (cancel it to stop renewing).
 
-        The renewals run in a thread of their own, not on the event loop nor in its default
-        thread pool: a loop kept busy (a large reply parsed on it) or a pool whose threads
-        all wait for simulations must not delay them past the deadline, when a standby may
-        take over. For the same reason, once the Lease is lost that thread ends the process
-        itself if the loop has not acted on it shortly after."""
+        The renewals run in a thread of their own, and the deadline is watched by another:
+        not on the event loop nor in its default thread pool, as a loop kept busy (a large
+        reply parsed on it) or a pool whose threads all wait for simulations must not delay
+        them, nor an attempt that hangs until its API timeouts delay the verdict, past the
+        deadline, when a standby may take over. For the same reason, once the Lease is lost
+        the watcher ends the process itself if the loop has not acted on it shortly after."""
         loop = asyncio.get_running_loop()
         lost: asyncio.Future[None] = loop.create_future()
-        stopped = threading.Event()
+        stopped, taken = threading.Event(), threading.Event()
         lost.add_done_callback(lambda _: stopped.set())
+        renewed = [time.monotonic()]
+
+        def renew() -> None:
+            while not stopped.wait(self.timing.retry):
+                if self._renew_once():
+                    renewed[0] = time.monotonic()
+                elif self.holder not in (None, "", self.identity):
+                    log.error("Lease %s/%s was taken by %s", self.namespace, self.name, self.holder)
+                    taken.set()
+                    return
 
         def tell_the_loop() -> None:
             if not lost.done():
                 lost.set_result(None)
 
-        def renew() -> None:
-            self._renew_until_lost(stopped)
-            if stopped.is_set():
+        def watch() -> None:
+            while not stopped.wait(self.timing.retry / 10):
+                if (
+                    not taken.is_set()
+                    and time.monotonic() - renewed[0] < self.timing.renew_deadline
+                ):
+                    continue
+                if not taken.is_set():
+                    log.error(
+                        "Lease %s/%s not renewed for %.0f s",
+                        self.namespace,
+                        self.name,
+                        self.timing.renew_deadline,
+                    )
+                with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                    loop.call_soon_threadsafe(tell_the_loop)
+                if not stopped.wait((self.timing.duration - self.timing.renew_deadline) / 2):
+                    log.error("the event loop did not stop the lost leader in time: exiting")
+                    logging.shutdown()
+                    os._exit(1)
                 return
-            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-                loop.call_soon_threadsafe(tell_the_loop)
-            if not stopped.wait((self.timing.duration - self.timing.renew_deadline) / 2):
-                log.error("the event loop did not stop the lost leader in time: exiting")
-                logging.shutdown()
-                os._exit(1)
 
-        threading.Thread(target=renew, name="lease-renewal", daemon=True).start()
+        for target, name in ((renew, "lease-renewal"), (watch, "lease-deadline")):
+            threading.Thread(target=target, name=name, daemon=True).start()
         return lost
 
-    def _renew_until_lost(self, stopped: threading.Event) -> None:
-        """Renew every `retry` seconds until the Lease is taken or went unrenewed for the
-        renew deadline (or `stopped` is set)."""
-        renewed = time.monotonic()
-        while not stopped.wait(self.timing.retry):
-            try:
-                ok = self.try_acquire_or_renew()
-            except Exception as exc:  # the API server is unreachable or refuses: try again
-                log.warning("Lease %s/%s: %s", self.namespace, self.name, exc)
-                ok = False
-            if ok:
-                renewed = time.monotonic()
-            elif self.holder not in (None, "", self.identity):
-                log.error("Lease %s/%s was taken by %s", self.namespace, self.name, self.holder)
-                return
-            elif time.monotonic() - renewed >= self.timing.renew_deadline:
-                log.error(
-                    "Lease %s/%s not renewed for %.0f s",
-                    self.namespace,
-                    self.name,
-                    self.timing.renew_deadline,
-                )
-                return
+    def _renew_once(self) -> bool:
+        """One attempt, an error of the API server logged as a failed one."""
+        try:
+            return self.try_acquire_or_renew()
+        except Exception as exc:  # the API server is unreachable or refuses: try again
+            log.warning("Lease %s/%s: %s", self.namespace, self.name, exc)
+            return False
 
     def release(self) -> None:
         """Give the Lease up on a clean stop, so a standby need not wait out its duration."""
@@ -319,6 +325,18 @@ async def run_as_leader(
             log.info("stopped as standby")
             return
     holding = elector.hold()  # renewing before `operate` first runs
+    try:
+        await _operate_while_holding(elector, holding, operate, stopping)
+    finally:
+        holding.cancel()  # a caller that cancels this stops the renewals too
+
+
+async def _operate_while_holding(
+    elector: LeaderElector,
+    holding: asyncio.Future[None],
+    operate: Callable[[], Awaitable[None]],
+    stopping: asyncio.Event,
+) -> None:
     operator = asyncio.ensure_future(operate())
     # A signal that came before kopf took over cancels it. (Not kopf's stop flag: kopf
     # would wait its 5 s for that flag's waiter after its own handler stopped it.)
@@ -333,6 +351,6 @@ async def run_as_leader(
     holding.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await holding
-    await asyncio.to_thread(elector.release)
+    await asyncio.get_running_loop().run_in_executor(_LEASE_THREAD, elector.release)
     if not operator.cancelled():
         operator.result()  # its exception, if it failed

@@ -405,6 +405,7 @@ class JobPipeline:
         ok: ConditionStatus = "True" if phase == JobPhases.SUCCEEDED else "False"
         self._cond(job, status, R.SUCCEEDED, ok, reason, msg)
         self.reservations.release(job_key(job))
+        self._circuits.pop(job_key(job))
         self._estimates.pop(job_key(job), None)
         self.exact_outputs.kept.pop(job_key(job), None)
         self._timings_checked.pop(job_key(job), None)
@@ -450,9 +451,7 @@ class JobPipeline:
         ):
             return None
         self._timings_checked[job_key(job)] = timing
-        source = await self._source(job)
-        if source is None:
-            return None  # its ConfigMap is gone: the admitted circuit runs as it was checked
+        source = await self._admitted_source(job)
         _, rejected = await self._sanitize(
             job, status, source, timing, " (checked once its nodes were seen)"
         )
@@ -473,6 +472,7 @@ class JobPipeline:
                 sanitize, source, self._policy(job), shots=job.spec.shots, timing=timing
             )
         status.sanitizer = SanitizerStatus.model_validate(result.report.to_status())
+        status.sanitizer.source_sha256 = source_sha256(source)
         denied = [v for v in result.report.violations if v.severity == "deny"]
         if not denied and result.circuit is not None:
             return result, None
@@ -502,28 +502,36 @@ class JobPipeline:
         return [n for n in self._selected(job) if node_is_ready(n)]
 
     async def _circuit(self, job: DistributedJob) -> QuantumCircuit:
-        """The parsed circuit, from the cache or parsed again after a restart: the source
-        admission passed, or CircuitChanged."""
+        """The parsed circuit, from the cache or parsed again (after a restart, or evicted):
+        the source admission passed, or CircuitChanged."""
         cached = self._circuits.get(job_key(job), job.metadata.generation)
         if cached is not None:
             return cached
+        source = await self._admitted_source(job)
+        result = await asyncio.to_thread(sanitize, source, self._policy(job), shots=job.spec.shots)
+        denied = [v for v in result.report.violations if v.severity == "deny"]
+        if result.circuit is None or denied:  # only where admission recorded no digest
+            why = f"{denied[0].rule}: {denied[0].message}" if denied else "it does not parse"
+            raise CircuitChanged(f"the job's source no longer passes the sanitizer ({why})")
+        self._circuits.put(job_key(job), job.metadata.generation, result.circuit)
+        return result.circuit
+
+    async def _admitted_source(self, job: DistributedJob) -> str:
+        """The source read again after admission: the one whose digest admission recorded
+        (`status.sanitizer.sourceSha256`), or CircuitChanged."""
         source = await self._source(job)
+        ref = job.spec.circuit.config_map_ref
+        where = f"ConfigMap {ref.name!r} key {ref.key!r}" if ref else "the circuit"
+        if source is None:
+            raise CircuitChanged(f"{where} no longer holds the job's circuit")
         admitted = job.status.sanitizer.source_sha256 if job.status.sanitizer else None
-        if source is not None and admitted is not None and source_sha256(source) != admitted:
-            ref = job.spec.circuit.config_map_ref
-            where = f"ConfigMap {ref.name!r} key {ref.key!r}" if ref else "the circuit"
+        if admitted is not None and source_sha256(source) != admitted:
             raise CircuitChanged(
                 f"{where} holds a source other than the one admitted (sha256"
                 f" {source_sha256(source)}, not {admitted}): the job runs only what the"
                 " sanitizer passed; submit it again to run the new source"
             )
-        result = await asyncio.to_thread(
-            sanitize, source or "", self._policy(job), shots=job.spec.shots
-        )
-        if result.circuit is None:
-            raise RuntimeError("the admitted circuit no longer parses")
-        self._circuits.put(job_key(job), job.metadata.generation, result.circuit)
-        return result.circuit
+        return source
 
     async def _source(self, job: DistributedJob) -> str | None:
         """The job's OpenQASM source; CircuitChanged when its ConfigMap holds another
@@ -574,8 +582,6 @@ class JobPipeline:
             self._cond(job, status, R.SANITIZED, "False", R.NOTHING_MEASURED, msg)
             return self._finish(job, status, JobPhases.REJECTED, R.NOTHING_MEASURED, msg)
         self._circuits.put(job_key(job), job.metadata.generation, result.circuit)
-        assert status.sanitizer is not None  # set by _sanitize
-        status.sanitizer.source_sha256 = source_sha256(source)
         warnings = len(result.report.violations)
         self._cond(job, status, R.SANITIZED, "True", R.POLICY_PASSED, f"{warnings} warning(s)")
         with step_span("authorize"):

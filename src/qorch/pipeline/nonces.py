@@ -107,14 +107,18 @@ class NonceBook:
                 " then, or have the operator's limits raised or its maximum validity lowered",
             )
         namespace = holder.split("/", 1)[0]
-        held = sum(1 for h, _ in self.entries.values() if h.split("/", 1)[0] == namespace)
-        if held >= max(1, int(self.max_entries * NAMESPACE_SHARE)):
+        own = [(n, e) for n, e in self.entries.items() if e[0].split("/", 1)[0] == namespace]
+        own_bytes = sum(_entry_bytes(n, h, e) for n, (h, e) in own)
+        new_bytes = _entry_bytes(nonce, holder, forget_at)
+        if len(own) >= max(1, int(self.max_entries * NAMESPACE_SHARE)) or (
+            own and own_bytes + new_bytes > self.max_bytes * NAMESPACE_SHARE  # one always fits
+        ):
             raise SignatureError(
                 NONCE_RECORD_FULL,
-                f"namespace {namespace} holds {held} of the {self.max_entries} entries of the"
-                f" record of used nonces, its share ({NAMESPACE_SHARE:.0%}) until they expire:"
-                " sign jobs for a shorter time (--valid-for), or have the operator's limit"
-                " raised",
+                f"namespace {namespace} holds {len(own)} of the {self.max_entries} entries"
+                f" ({own_bytes} bytes) of the record of used nonces, its share"
+                f" ({NAMESPACE_SHARE:.0%}) until they expire: sign jobs for a shorter time"
+                " (qorch sign --valid-for), or raise the limit (QORCH_NONCE_RECORD_MAX_ENTRIES)",
             )
         self.entries[nonce] = (holder, forget_at)
         return None

@@ -108,7 +108,9 @@ class SecureAgentClient:
     ) -> None:
         self.endpoint = endpoint
         self.polling = polling or ProgressPolling()
-        self._channel = ChannelClient(endpoint, identity, pinned_key, timeout=None)
+        self._channel = ChannelClient(
+            endpoint, identity, pinned_key, timeout=None, reply_limits=MAX_REPLY_BYTES
+        )
 
     @property
     def pins(self) -> KeyPins:
@@ -188,9 +190,7 @@ class SecureAgentClient:
         self, op: str, payload: dict[str, Any], timeout: float | None
     ) -> dict[str, Any]:
         try:
-            return await self._channel.call(
-                op, payload, timeout=timeout, max_reply_bytes=MAX_REPLY_BYTES.get(op)
-            )
+            return await self._channel.call(op, payload, timeout=timeout)
         except (RemoteError, ChannelError) as exc:
             raise agent_error(exc) from exc
 

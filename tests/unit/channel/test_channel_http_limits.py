@@ -398,10 +398,19 @@ async def test_an_agent_padding_its_small_replies_is_refused_not_parsed(
     server = ChannelServer(node_identity, [operator_identity.public_key], padded)
     async with loopback(server.add_routes) as served:
         client = SecureAgentClient(served.url, operator_identity, node_identity.public_key)
+        vetted = SecureAgentClient(served.url, operator_identity, node_identity.public_key)
+
+        async def attest(call: Any, fingerprint: str | None) -> None:
+            await call("attest", {})
+
+        vetted.vet_sessions(attest)  # a new session's attestation: read within the same bound
         try:
             with pytest.raises(AgentError, match="exceeds 1048576 bytes"):
                 await client.call("health", {}, timeout=30)
             reply = await client.call("wait", {}, timeout=30)
+            with pytest.raises(AgentError, match="exceeds 1048576 bytes"):
+                await vetted.call("wait", {}, timeout=30)
         finally:
             await client.close()
+            await vetted.close()
     assert reply["op"] == "wait" and len(reply["pad"]) == 2 << 20

@@ -130,6 +130,10 @@ def test_one_namespace_holds_a_share_of_the_record_not_all_of_it() -> None:
         book.claim("f" * 32, "tenant-a/j9/u", NOW + HOUR, NOW)
     assert raised.value.reason == NONCE_RECORD_FULL
     assert "namespace tenant-a holds 2 of the 8 entries" in str(raised.value)
+    bytes_bound = NonceBook(max_entries=1000, max_bytes=400)  # a quarter: 100 bytes
+    assert bytes_bound.claim(NONCE_A, "tenant-a/a-long-job-name/u", NOW + HOUR, NOW) is None
+    with pytest.raises(SignatureError, match="namespace tenant-a holds 1 of the 1000"):
+        bytes_bound.claim(NONCE_B, "tenant-a/another-long-name/u", NOW + HOUR, NOW)
     assert book.claim("e" * 32, "tenant-b/j/u", NOW + HOUR, NOW) is None
 
 

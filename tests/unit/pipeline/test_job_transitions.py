@@ -204,6 +204,35 @@ async def test_a_configmap_changed_after_admission_fails_the_job_and_runs_nothin
     assert world.sent("run") == []
 
 
+async def test_a_job_admitted_before_its_nodes_keeps_its_source_pinned_when_checked_again(
+    world, book, settings
+):
+    """The rules that read the nodes' timing run once the nodes are seen, on the source
+    admission passed: a ConfigMap rewritten meanwhile, or after, runs nothing."""
+    world.config_maps[(NAMESPACE, "circuits")] = {"bell.qasm": BELL}
+    job = from_config_map()
+    pipeline = JobPipeline(world, book, settings)
+    await step_to(pipeline, job, "Admitted")  # no node yet
+    world.add_node(
+        "a",
+        4,
+        t2Microseconds=100.0,
+        singleQubitGateNanoseconds=50.0,
+        twoQubitGateNanoseconds=300.0,
+        measureNanoseconds=1000.0,
+    )
+    await step(pipeline, job)  # the timing rules, then the plan
+    assert job.status.sanitizer and job.status.sanitizer.source_sha256 == source_sha256(BELL)
+    assert "estimatedDurationSeconds" in job.status.sanitizer.stats
+    world.config_maps[(NAMESPACE, "circuits")] = {"bell.qasm": GHZ3}
+    restarted = JobPipeline(world, book, settings)
+    await step(restarted, job)  # Running: the attempt recorded before anything is sent
+    await step(restarted, job)  # its programs, built from the circuit read again
+    assert job.status.phase == "Failed"
+    assert condition(job, R.SUCCEEDED) == ("False", R.CIRCUIT_CHANGED)
+    assert world.sent("run") == []
+
+
 async def test_a_signed_job_must_pin_the_source_its_configmap_holds(world, book):
     """A signature covers the spec: a ConfigMap named there could hold any circuit."""
     world.add_node("a", 4)
