@@ -209,7 +209,7 @@ async def fork(
     # it started (multiprocessing passes the folder). Daemonic: an agent its caller never
     # stopped is stopped at the caller's exit, not waited for.
     process = FORKS.Process(
-        target=_run_forked, args=(argv, {**os.environ, **env}, writing), daemon=True
+        target=_run_forked, args=(argv, {**os.environ, **env}, writing, threads), daemon=True
     )
     stdout = asyncio.StreamReader()
     loop = asyncio.get_running_loop()
@@ -232,9 +232,11 @@ async def fork(
     return Forked(process, stdout, started)
 
 
-def _run_forked(argv: list[str], env: dict[str, str], output: Connection) -> None:
+def _run_forked(
+    argv: list[str], env: dict[str, str], output: Connection, threads: int | None
+) -> None:
     """In the forked process: `python -m qorch ARGV`, as `spawn` runs it, in the caller's
-    environment, its output into `output`."""
+    environment, its output into `output`, on at most `threads` threads."""
     # Every child gets the server's "alive" pipe, and the server lives while any holds it.
     # Closed, the server ends with the run alone, and this agent with the server, however
     # the run ends (a SIGKILL too): nothing is left holding the run's output open.
@@ -253,11 +255,11 @@ def _run_forked(argv: list[str], env: dict[str, str], output: Connection) -> Non
     signal.pthread_sigmask(signal.SIG_UNBLOCK, AGENT_SIGNALS.keys())
     os.environ.clear()
     os.environ.update(env)
-    if (threads := env.get("OMP_NUM_THREADS", "")).isdigit() and int(threads) > 0:
+    if threads:
         # OpenMP and OpenBLAS sized their pools to every core as the server loaded them,
         # before any run said how many agents share the cores (Aer's own threads follow
-        # the variable anyway, `qpu.aer`).
-        threadpool_limits(int(threads))
+        # OMP_NUM_THREADS, which `_command` sets, anyway: `qpu.aer`).
+        threadpool_limits(threads)
     for stream in (1, 2):
         os.dup2(output.fileno(), stream)
     output.close()
