@@ -248,6 +248,12 @@ def _run_forked(
     multiprocessing.current_process().daemon = False  # it starts a simulation process
     gc.freeze()  # off in the server (fork_server_init): what it imported, out of its passes
     gc.enable()
+    if threads:
+        # OpenMP and OpenBLAS sized their pools to every core as the server loaded them,
+        # before any run said how many agents share the cores (Aer's own threads follow
+        # OMP_NUM_THREADS, which `_command` sets, anyway: `qpu.aer`). Before the handlers
+        # below: a Ctrl-C meanwhile would be a traceback from outside the command.
+        threadpool_limits(threads)
     for signum, handler in AGENT_SIGNALS.items():  # the server ignores them
         signal.signal(signum, handler)
     # Unblocked by the server as it ignored them; again here, should its first module have
@@ -255,11 +261,6 @@ def _run_forked(
     signal.pthread_sigmask(signal.SIG_UNBLOCK, AGENT_SIGNALS.keys())
     os.environ.clear()
     os.environ.update(env)
-    if threads:
-        # OpenMP and OpenBLAS sized their pools to every core as the server loaded them,
-        # before any run said how many agents share the cores (Aer's own threads follow
-        # OMP_NUM_THREADS, which `_command` sets, anyway: `qpu.aer`).
-        threadpool_limits(threads)
     for stream in (1, 2):
         os.dup2(output.fileno(), stream)
     output.close()
